@@ -1,0 +1,63 @@
+"""``vs2`` command line. Each subcommand lives in its own module, imported only when used.
+
+A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``.
+Expected failures raise :class:`vs2_plugin.errors.Vs2Error`; they are printed as one line
+(no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from vs2_plugin import __version__
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "plugins": ("vs2_plugin.commands.plugins", "list discovered plugins and LLaMA-Factory registrations"),
+    "build-tiny": ("vs2_plugin.modeling.tiny", "build a tiny random model directory offline"),
+    "build": ("vs2_plugin.modeling.compose", "compose a Qwen2.5-VL + Whisper checkpoint into one model"),
+    "tokens": ("vs2_plugin.commands.tokens", "show how a media file is fed to the model (JSON)"),
+    "eval": ("vs2_plugin.judge.cli_eval", "judge captions against atomic events; Table-1 style report"),
+    "pairs": ("vs2_plugin.judge.cli_pairs", "build a pairwise DPO dataset from judged samples"),
+    "mrdpo": ("vs2_plugin.pipeline.mrdpo", "run the multi-round DPO driver from a YAML config"),
+    "rebirth": ("vs2_plugin.pipeline.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
+    "demo": ("vs2_plugin.pipeline.demo", "the whole pipeline on the tiny model and bundled media"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vs2", description="video-SALMONN 2 for LLaMA-Factory")
+    parser.add_argument("--version", action="version", version=f"vs2_plugin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        build_parser().parse_args(argv or ["--help"])
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"vs2 {name}", description=help_text)
+    module.configure_parser(parser)
+    args = parser.parse_args(rest)
+    from vs2_plugin.errors import Vs2Error
+
+    try:
+        return int(module.run(args) or 0)
+    except Vs2Error as exc:
+        print(f"vs2 {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vs2 {name}: interrupted; completed work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

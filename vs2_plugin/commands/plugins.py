@@ -1,0 +1,55 @@
+"""``vs2 plugins``: every discovered plugin with its hooks, and our LLaMA-Factory registrations."""
+
+from __future__ import annotations
+
+import json
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def collect() -> dict:
+    from vs2_plugin import autoload
+    from vs2_plugin.integrations import llamafactory as lf_integration
+    from vs2_plugin.plugins import get_plugin_manager, load_failures, registered_judges
+
+    pm = get_plugin_manager()
+    plugins = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        plugins.append({"name": name, "hooks": hooks, "builtin": name.startswith("vs2_plugin.")})
+    import llamafactory  # noqa: F401  (fires the llamafactory.plugins entry points)
+
+    return {
+        "vs2_plugins": plugins,
+        "vs2_plugin_failures": load_failures(),
+        "judges": registered_judges(pm),
+        "llamafactory_plugins": autoload.loaded_plugins(),
+        "llamafactory": lf_integration.describe(),
+    }
+
+
+def run(args) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0 if "error" not in info["llamafactory"] else 2
+    print("vs2 plugins (entry-point group 'vs2' + built-ins):")
+    for p in info["vs2_plugins"]:
+        kind = "built-in" if p["builtin"] else "installed"
+        print(f"  {p['name']} [{kind}]: {', '.join(p['hooks']) or '(no hooks)'}")
+    for name, err in info["vs2_plugin_failures"].items():
+        print(f"  {name} [FAILED]: {err}")
+    print("judges: " + (", ".join(info["judges"]) or "(none)"))
+    print("LLaMA-Factory plugins (entry-point group 'llamafactory.plugins'):")
+    for name, status in info["llamafactory_plugins"].items() or [("(none loaded)", "")]:
+        print(f"  {name}: {status}")
+    lf = info["llamafactory"]
+    print(f"LLaMA-Factory {lf['llamafactory_version']} (supported: {', '.join(lf['supported'])})")
+    if "error" in lf:
+        print(f"  error: {lf['error']}")
+        return 2
+    for kind, names in sorted(lf["registrations"].items()):
+        print(f"  {kind}: {', '.join(names)}")
+    return 0

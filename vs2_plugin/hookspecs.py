@@ -1,0 +1,79 @@
+"""Every extension point of vs2_plugin, as pluggy hook specifications.
+
+Third-party packages implement these hooks in a module or class decorated with
+:data:`vs2_plugin.hookimpl` and expose it through the ``vs2`` entry-point group::
+
+    [project.entry-points.vs2]
+    my_judge = "my_package.judge"
+
+Built-in behaviour (the offline judge, the Appendix-F pair selection) is implemented as
+default plugins on these same hooks, so there is one code path for ours and theirs.
+Hooks that must give a single answer are ``firstresult``; the first non-``None`` result
+wins and later implementations are not called (plugins registered later run first).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("vs2")
+
+
+@hookspec
+def vs2_register_judges(register):
+    """Declare caption judges.
+
+    :param register: call ``register(name, description)`` once per judge this plugin
+        implements. Names must be unique across plugins; ``vs2 eval --judge NAME`` and the
+        ``judge`` key of ``mrdpo.yaml`` accept exactly the registered names.
+    :returns: nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def vs2_extract_events(references, config):
+    """Split reference captions into atomic events (paper sec. 3.3, App. E).
+
+    :param references: list of reference captions (str), one per video.
+    :param config: :class:`vs2_plugin.judge.config.JudgeConfig`; ``config.judge`` names the
+        judge asked for. Implementations for another judge return ``None``.
+    :returns: one list of event strings per reference, in order, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def vs2_judge_captions(items, config):
+    """Judge captions against their atomic-event lists (paper App. E).
+
+    :param items: list of :class:`vs2_plugin.judge.types.JudgeItem` (``id``, ``caption``,
+        ``events``, optional ``reference``); each is one caption against its own events.
+    :param config: :class:`vs2_plugin.judge.config.JudgeConfig`; ``config.judge`` names the
+        judge asked for. Implementations for another judge return ``None``.
+    :returns: one :class:`vs2_plugin.judge.types.Judgment` per item, in order (a failed item
+        is a Judgment with ``status="failed"`` and an ``error``, never zero errors), or
+        ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def vs2_select_pairs(samples, thresholds, round_index):
+    """Choose DPO preference pairs from judged samples (paper App. F, Table 3).
+
+    :param samples: list of :class:`vs2_plugin.judge.types.ScoredSample` (several per video
+        and task, each with its metrics).
+    :param thresholds: :class:`vs2_plugin.judge.pairs.RoundThresholds` for this round.
+    :param round_index: 1-based mrDPO round.
+    :returns: list of :class:`vs2_plugin.judge.types.PreferencePair`, or ``None`` to defer to
+        the next implementation (the built-in one always answers).
+    """
+
+
+@hookspec
+def vs2_after_round(round_index, run_dir, metrics):
+    """Notification after an mrDPO round has been trained and evaluated.
+
+    :param round_index: 1-based round that just finished.
+    :param run_dir: ``pathlib.Path`` of the run directory.
+    :param metrics: dict of the round's evaluation metrics (see ``metrics.json``).
+    :returns: nothing; return values are ignored.
+    """
