@@ -1,0 +1,162 @@
+"""``vs2 build-tiny``: a tiny random video-SALMONN 2 model directory, offline, in seconds on CPU.
+
+The directory holds everything LLaMA-Factory needs with ``model_name_or_path: DIR``:
+tokenizer (byte-level BPE trained on Python's stdlib sources, Qwen special tokens plus the
+audio tokens), a ``Qwen2_5_VLProcessor`` with tiny-friendly pixel limits, ``config.json``
+and ``model.safetensors``. Everything is deterministic for a given ``seed``.
+
+``build_tiny_text_model`` writes a plain tiny Qwen2 causal LM with the same tokenizer, for
+tests that want an ordinary text-only LLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: Pixel limits of the tiny processor: a frame becomes 4..16 merged visual tokens.
+TINY_MIN_PIXELS = 28 * 28 * 4
+TINY_MAX_PIXELS = 28 * 28 * 16
+TINY_VOCAB_SIZE = 1024  # 1000 BPE tokens + 11 special tokens + spare rows (like Qwen's)
+
+
+def tiny_text_config_kwargs(token_ids: dict[str, int]) -> dict:
+    """Text-model sizes shared by the tiny multimodal and text-only models."""
+    return dict(
+        vocab_size=TINY_VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-6,
+        bos_token_id=token_ids["<|endoftext|>"],
+        eos_token_id=token_ids["<|im_end|>"],
+        pad_token_id=token_ids["<|endoftext|>"],
+    )
+
+
+def tiny_qwen25vl_config_dict(token_ids: dict[str, int]) -> dict:
+    """Keyword arguments of a tiny ``Qwen2_5_VLConfig`` (hidden 64, 2 layers, 2-block ViT)."""
+    text = tiny_text_config_kwargs(token_ids)
+    # head_dim 16 -> 8 rotary frequencies split over (temporal, height, width).
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        tokens_per_second=2,
+        window_size=56,
+        out_hidden_size=64,
+        fullatt_block_indexes=[1],
+    )
+    return dict(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_audio_config_dict() -> dict:
+    """A tiny Whisper encoder (real frame geometry: 80 mels, 3000 frames -> 1500 states)."""
+    return dict(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2)
+
+
+def build_tiny_processor(tokenizer):
+    """``Qwen2_5_VLProcessor`` with image and video processors limited to tiny frames."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    image_processor = Qwen2VLImageProcessor(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=tokenizer.chat_template,
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **config_overrides) -> Path:
+    """Write a tiny random video-SALMONN 2 model directory to ``out_dir``; return its path.
+
+    ``config_overrides`` are passed to :class:`VideoSalmonn2Config` (e.g. ``qformer_layers=1``).
+    Same ``seed`` -> identical weights and files.
+    """
+    import torch
+
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from vs2_plugin.modeling.tokenizer import special_token_ids, train_tiny_tokenizer
+
+    # Interim: a plain tiny Qwen2.5-VL until the audio branch lands.
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tiny_tokenizer()
+    token_ids = special_token_ids(tokenizer)
+    kwargs = tiny_qwen25vl_config_dict(token_ids)
+    config = Qwen2_5_VLConfig(**kwargs)
+    _seed_everything(seed)
+    with torch.device("cpu"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = token_ids["<|endoftext|>"]
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    build_tiny_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_tiny_text_model(out_dir, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2 causal LM (text only) with the tiny tokenizer; return its path."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from vs2_plugin.modeling.tokenizer import special_token_ids, train_tiny_tokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tiny_tokenizer()
+    token_ids = special_token_ids(tokenizer)
+    config = Qwen2Config(**tiny_text_config_kwargs(token_ids), tie_word_embeddings=False)
+    _seed_everything(seed)
+    with torch.device("cpu"):
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = token_ids["<|endoftext|>"]
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
+    parser.add_argument("--window", type=float, default=0.2, help="audio window in seconds (default 0.2)")
+    parser.add_argument("--text-only", action="store_true", help="write a plain tiny Qwen2 text LLM instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.text_only:
+        out = build_tiny_text_model(args.out, seed=args.seed)
+    else:
+        out = build_tiny_model(args.out, seed=args.seed, audio_window_s=args.window)
+    print(out)
+    return 0
