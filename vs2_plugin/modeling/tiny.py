@@ -102,20 +102,31 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **conf
     """
     import torch
 
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
+    from vs2_plugin.modeling import register_auto_classes
+    from vs2_plugin.modeling.config import VideoSalmonn2Config
+    from vs2_plugin.modeling.model import VideoSalmonn2ForConditionalGeneration
     from vs2_plugin.modeling.tokenizer import special_token_ids, train_tiny_tokenizer
 
-    # Interim: a plain tiny Qwen2.5-VL until the audio branch lands.
+    register_auto_classes()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tiny_tokenizer()
     token_ids = special_token_ids(tokenizer)
     kwargs = tiny_qwen25vl_config_dict(token_ids)
-    config = Qwen2_5_VLConfig(**kwargs)
+    kwargs.update(
+        audio_config=tiny_audio_config_dict(),
+        audio_window_s=audio_window_s,
+        qformer_hidden=32,
+        qformer_heads=2,
+        audio_start_token_id=token_ids["<|audio_start|>"],
+        audio_token_id=token_ids["<|audio_pad|>"],
+        audio_end_token_id=token_ids["<|audio_end|>"],
+    )
+    kwargs.update(config_overrides)
+    config = VideoSalmonn2Config(**kwargs)
     _seed_everything(seed)
     with torch.device("cpu"):
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        model = VideoSalmonn2ForConditionalGeneration(config)
     model.generation_config.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = token_ids["<|endoftext|>"]
     model.save_pretrained(out, safe_serialization=True)

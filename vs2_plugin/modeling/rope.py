@@ -1,0 +1,169 @@
+"""3D (M-RoPE) position ids for interleaved audio-visual sequences (eq. 6-8 layout).
+
+Qwen2.5-VL gives every token a (temporal, height, width) position. Its own index function
+assumes a video's tokens are contiguous; ours walks the sequence run by run so audio tokens
+may sit between the temporal groups of a video:
+
+``<|vision_start|> [V x n]_0 [A x a_0] [V x n]_1 [A x a_1] ... <|vision_end|>``
+
+Rules (all positions offset by ``start`` = the next free position when the item begins):
+
+* text, special tokens, and the audio tokens of an audio-only item
+  (``<|audio_start|> A x K <|audio_end|>``): ordinary 1D positions, t = h = w = p, p += 1.
+* image / video tokens: Qwen2.5-VL's grid, t = start + floor(g * second_per_grid * tokens_per_second)
+  for temporal group g, h = start + row, w = start + column (merged grid).
+* audio token k (0-based) of video group g: t = the temporal position of group g (so it is
+  simultaneous with the frames it follows), h = w = start + k (its order within the group,
+  laid out like a 1D run; Qwen2.5-Omni likewise gives 1D-style audio positions).
+* after an image or video item, the next position is max(positions so far) + 1, as in the
+  original Qwen2.5-VL (so text after a video continues after its last temporal position).
+
+``rope_deltas[b] = max position + 1 - number of real tokens``: during generation the new
+token at real index i gets i + delta on all three axes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+
+TEXT, IMAGE, VIDEO, AUDIO = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class RopeTokens:
+    """Token ids and vision geometry the index needs."""
+
+    image_token_id: int
+    video_token_id: int
+    audio_token_id: int
+    spatial_merge_size: int = 2
+    tokens_per_second: float = 2.0
+
+
+def _grid_positions(start: int, grid_thw, groups: range, merge: int, time_scale: float) -> torch.Tensor:
+    """Qwen2.5-VL positions of temporal groups ``groups`` of one image/video, shape (3, n)."""
+    _, height, width = (int(v) for v in grid_thw)
+    rows, cols = height // merge, width // merge
+    group = torch.tensor([math.floor(g * time_scale) for g in groups], dtype=torch.long)
+    t = group.repeat_interleave(rows * cols)
+    h = torch.arange(rows).repeat_interleave(cols).repeat(len(groups))
+    w = torch.arange(cols).repeat(rows * len(groups))
+    return torch.stack([t, h, w]) + start
+
+
+def sequence_rope_index(
+    ids: list[int],
+    tokens: RopeTokens,
+    image_grids,
+    video_grids,
+    video_seconds_per_grid,
+) -> torch.Tensor:
+    """Positions (3, len(ids)) of one unpadded sequence.
+
+    ``image_grids`` / ``video_grids`` are iterators over (t, h, w) of the items in this
+    sequence's order (shared across the batch); ``video_seconds_per_grid`` likewise.
+    """
+    kind = {tokens.image_token_id: IMAGE, tokens.video_token_id: VIDEO, tokens.audio_token_id: AUDIO}
+    merge = tokens.spatial_merge_size
+    chunks: list[torch.Tensor] = []
+    next_pos = 0
+    video = None  # the open video: dict(grid, per_group, done, start, time_scale)
+
+    def close_video():
+        nonlocal video, next_pos
+        if video is not None:
+            if video["done"] != video["total"]:
+                raise ValueError(
+                    f"a video has {video['done']} <|video_pad|> tokens but its grid {tuple(video['grid'])} "
+                    f"needs {video['total']}"
+                )
+            next_pos = video["max"] + 1
+            video = None
+
+    for token_kind, run in itertools.groupby(ids, key=lambda token: kind.get(token, TEXT)):
+        length = len(list(run))
+        if token_kind == AUDIO and video is not None:
+            group = video["done"] // video["per_group"] - 1
+            if group < 0 or video["done"] % video["per_group"]:
+                raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
+            t = video["start"] + math.floor(group * video["time_scale"])
+            k = torch.arange(length) + video["start"]
+            pos = torch.stack([torch.full((length,), t), k, k])
+            video["max"] = max(video["max"], int(pos.max()))
+            chunks.append(pos)
+            continue
+        if token_kind != VIDEO:
+            close_video()
+        if token_kind in (TEXT, AUDIO):
+            chunks.append(torch.arange(next_pos, next_pos + length).expand(3, -1))
+            next_pos += length
+        elif token_kind == IMAGE:
+            remaining = length
+            while remaining:
+                grid = next(image_grids)
+                count = int(grid[0]) * int(grid[1]) * int(grid[2]) // merge**2
+                if count > remaining:
+                    raise ValueError(f"an image needs {count} <|image_pad|> tokens but only {remaining} follow")
+                pos = _grid_positions(next_pos, grid, range(int(grid[0])), merge, 1.0)
+                chunks.append(pos)
+                next_pos = int(pos.max()) + 1
+                remaining -= count
+        else:  # VIDEO run: one or more whole temporal groups, possibly starting a new video
+            remaining = length
+            while remaining:
+                if video is None or video["done"] == video["total"]:
+                    close_video()
+                    grid = next(video_grids)
+                    per_group = int(grid[1]) * int(grid[2]) // merge**2
+                    scale = float(next(video_seconds_per_grid)) * tokens.tokens_per_second
+                    video = dict(grid=grid, per_group=per_group, total=per_group * int(grid[0]), done=0,
+                                 start=next_pos, time_scale=scale, max=next_pos)
+                take = min(remaining, video["total"] - video["done"])
+                if video["done"] % video["per_group"] or take % video["per_group"]:
+                    raise ValueError("video tokens must come in whole temporal groups between audio tokens")
+                first = video["done"] // video["per_group"]
+                groups = range(first, first + take // video["per_group"])
+                pos = _grid_positions(video["start"], video["grid"], groups, merge, video["time_scale"])
+                video["max"] = max(video["max"], int(pos.max()))
+                chunks.append(pos)
+                video["done"] += take
+                remaining -= take
+    close_video()
+    if not chunks:
+        return torch.zeros(3, 0, dtype=torch.long)
+    return torch.cat(chunks, dim=1)
+
+
+def interleaved_rope_index(
+    input_ids: torch.Tensor,
+    tokens: RopeTokens,
+    image_grid_thw: torch.Tensor | None = None,
+    video_grid_thw: torch.Tensor | None = None,
+    second_per_grid_ts=None,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch version: ``(position_ids (3, B, L), rope_deltas (B, 1))``.
+
+    Padding (``attention_mask == 0``, left or right) is skipped; padded slots get position 1
+    on every axis (they are masked anyway).
+    """
+    batch, length = input_ids.shape
+    position_ids = torch.ones(3, batch, length, dtype=torch.long, device=input_ids.device)
+    image_grids = iter(image_grid_thw.tolist() if image_grid_thw is not None else [])
+    video_grids = iter(video_grid_thw.tolist() if video_grid_thw is not None else [])
+    if second_per_grid_ts is None:
+        seconds = itertools.repeat(1.0)
+    else:
+        seconds = iter(torch.as_tensor(second_per_grid_ts).flatten().tolist())
+    deltas = []
+    for b in range(batch):
+        keep = attention_mask[b].bool() if attention_mask is not None else torch.ones(length, dtype=torch.bool)
+        ids = input_ids[b][keep.to(input_ids.device)].tolist()
+        pos = sequence_rope_index(ids, tokens, image_grids, video_grids, seconds)
+        position_ids[:, b, keep.to(input_ids.device)] = pos.to(input_ids.device)
+        deltas.append((int(pos.max()) + 1 - len(ids)) if len(ids) else 0)
+    return position_ids, torch.tensor(deltas, device=input_ids.device, dtype=torch.long).unsqueeze(1)
