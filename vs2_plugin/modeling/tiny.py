@@ -157,6 +157,52 @@ def build_tiny_text_model(out_dir, seed: int = 0) -> Path:
     return out
 
 
+def build_tiny_qwen25vl(out_dir, seed: int = 0) -> Path:
+    """Write a tiny random stock Qwen2.5-VL directory (no audio tokens): the ``--visual-llm``
+    input of ``vs2 build`` in tests."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from vs2_plugin.modeling.tokenizer import train_tiny_tokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tiny_tokenizer(with_audio_tokens=False)
+    token_ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in tokenizer.all_special_tokens}
+    token_ids["<|endoftext|>"] = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = Qwen2_5_VLConfig(**tiny_qwen25vl_config_dict(token_ids))
+    _seed_everything(seed)
+    with torch.device("cpu"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    model.save_pretrained(out, safe_serialization=True)
+    build_tiny_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_tiny_whisper_checkpoint(path, seed: int = 0, n_mels: int = 80) -> Path:
+    """Write a tiny random openai-whisper checkpoint ``{"dims", "model_state_dict"}`` that
+    ``whisper.load_model(path)`` loads; its encoder matches :func:`tiny_audio_config_dict`."""
+    import dataclasses
+
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    audio = tiny_audio_config_dict()
+    audio["n_mels"] = n_mels
+    dims = ModelDimensions(**audio, n_vocab=51865, n_text_ctx=8, n_text_state=32, n_text_head=2, n_text_layer=1)
+    _seed_everything(seed)
+    model = Whisper(dims)
+    # Random (not default-initialised) weights, so equivalence tests exercise every tensor.
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")

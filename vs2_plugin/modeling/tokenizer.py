@@ -71,10 +71,11 @@ def _training_corpus() -> list[str]:
     return texts
 
 
-def train_tiny_tokenizer(vocab_size: int = 1000):
+def train_tiny_tokenizer(vocab_size: int = 1000, with_audio_tokens: bool = True):
     """Train a byte-level BPE of ``vocab_size`` base tokens and wrap it in ``Qwen2Tokenizer``.
 
-    The special tokens follow at ids ``vocab_size ...`` in :data:`SPECIAL_TOKENS` order.
+    The special tokens follow at ids ``vocab_size ...`` in :data:`SPECIAL_TOKENS` order
+    (without the audio ones if ``with_audio_tokens`` is false, like a stock Qwen2.5-VL).
     Deterministic for a given Python installation (the stdlib sources are the corpus).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -101,7 +102,10 @@ def train_tiny_tokenizer(vocab_size: int = 1000):
         pad_token="<|endoftext|>",
         errors="replace",
     )
-    add_audio_tokens(tokenizer, extra=QWEN_SPECIAL_TOKENS)
+    if with_audio_tokens:
+        add_audio_tokens(tokenizer, extra=QWEN_SPECIAL_TOKENS)
+    else:
+        tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS[1:]})
     tokenizer.eos_token = "<|im_end|>"  # as in Qwen2.5-VL-Instruct: a chat turn ends generation
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.model_max_length = 32768

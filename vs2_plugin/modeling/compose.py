@@ -1,0 +1,235 @@
+"""``vs2 build``: compose a video-SALMONN 2 checkpoint from local parts.
+
+    vs2 build --visual-llm QWEN25VL_DIR --whisper large-v3.pt --out DIR [--window 0.2 ...]
+
+* the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor;
+* the audio encoder: the encoder half of an openai-whisper checkpoint, read with
+  ``torch.load(weights_only=True)`` (no pickled code runs);
+* the audio aligner: randomly initialised (seeded), trained later in the alignment stage.
+
+The work streams one safetensors shard at a time, so memory stays near the size of the
+largest shard. The tokenizer gets ``<|audio_start|>``, ``<|audio_pad|>``, ``<|audio_end|>``;
+Qwen2.5's embedding matrix has spare rows beyond its tokenizer, so it is resized only if an
+audio token id falls outside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from vs2_plugin.errors import ConfigError, MediaError
+
+SHARD_BYTES = 4 * 1024**3
+_NOT_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path", "auto_map")
+
+
+def qwen_key_to_ours(key: str) -> str:
+    """Map a Qwen2.5-VL checkpoint key (hub layout or transformers-5 layout) to our layout."""
+    if key.startswith("visual."):
+        return "model." + key
+    if key.startswith("model.") and not key.startswith(("model.language_model.", "model.visual.")):
+        return "model.language_model." + key[len("model."):]
+    return key
+
+
+def _source_shards(visual_llm: Path) -> list[Path]:
+    index = visual_llm / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [visual_llm / name for name in files]
+    single = visual_llm / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise MediaError(visual_llm, "no model.safetensors or model.safetensors.index.json (safetensors weights needed)")
+
+
+def build_config(visual_llm: Path, audio_config: dict, token_ids: dict, vocab_size: int, **audio_settings):
+    from transformers import AutoConfig
+
+    from vs2_plugin.modeling.config import VideoSalmonn2Config
+
+    source = AutoConfig.from_pretrained(visual_llm)
+    if source.model_type not in ("qwen2_5_vl", "video_salmonn2"):
+        raise ConfigError(f"--visual-llm {visual_llm}: model_type is {source.model_type!r}, expected 'qwen2_5_vl'")
+    kwargs = {k: v for k, v in source.to_dict().items() if k not in _NOT_CONFIG_KEYS}
+    for key in ("audio_config", "audio_token_id", "audio_start_token_id", "audio_end_token_id"):
+        kwargs.pop(key, None)
+    kwargs["text_config"]["vocab_size"] = vocab_size
+    kwargs.update(audio_settings)
+    return VideoSalmonn2Config(
+        **kwargs,
+        audio_config=audio_config,
+        audio_start_token_id=token_ids["<|audio_start|>"],
+        audio_token_id=token_ids["<|audio_pad|>"],
+        audio_end_token_id=token_ids["<|audio_end|>"],
+    )
+
+
+def init_aligner(config, seed: int, dtype):
+    """A freshly initialised audio aligner, the way the model's ``_init_weights`` does it."""
+    import torch
+    from torch import nn
+
+    from vs2_plugin.modeling.qformer import WindowQFormerAligner
+
+    generator = torch.Generator().manual_seed(seed)
+    aligner = WindowQFormerAligner(config)
+    std = config.text_config.initializer_range
+    with torch.no_grad():
+        for module in aligner.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.weight.normal_(0.0, std, generator=generator)
+                if getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+        aligner.query_tokens.normal_(0.0, std, generator=generator)
+    return {f"model.audio_aligner.{k}": v.to(dtype) for k, v in aligner.state_dict().items()}
+
+
+def _pad_rows(tensor, rows: int):
+    import torch
+
+    extra = rows - tensor.shape[0]
+    if extra <= 0:
+        return tensor
+    mean = tensor.float().mean(dim=0, keepdim=True).to(tensor.dtype)
+    return torch.cat([tensor, mean.expand(extra, -1)], dim=0)
+
+
+class _ShardWriter:
+    def __init__(self, out: Path, limit: int = SHARD_BYTES):
+        self.out, self.limit = out, limit
+        self.pending, self.size, self.files, self.weight_map = {}, 0, [], {}
+
+    def add(self, key, tensor):
+        nbytes = tensor.numel() * tensor.element_size()
+        if self.pending and self.size + nbytes > self.limit:
+            self.flush()
+        self.pending[key] = tensor.contiguous()
+        self.size += nbytes
+
+    def flush(self):
+        from safetensors.torch import save_file
+
+        if not self.pending:
+            return
+        name = f"model-{len(self.files) + 1:05d}.safetensors"
+        save_file(self.pending, str(self.out / name), metadata={"format": "pt"})
+        self.files.append(name)
+        self.weight_map.update({k: name for k in self.pending})
+        self.pending, self.size = {}, 0
+
+    def finish(self):
+        self.flush()
+        total = len(self.files)
+        final = {}
+        for i, name in enumerate(self.files, start=1):
+            target = "model.safetensors" if total == 1 else f"model-{i:05d}-of-{total:05d}.safetensors"
+            (self.out / name).rename(self.out / target)
+            final[name] = target
+        if total > 1:
+            index = {"metadata": {}, "weight_map": {k: final[v] for k, v in sorted(self.weight_map.items())}}
+            (self.out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_queries_per_window: int = 1,
+            qformer_layers: int = 2, qformer_hidden: int = 768, qformer_heads: int = 12,
+            segment_position: str = "learned", max_audio_segments: int = 64, seed: int = 0,
+            progress: bool = True) -> Path:
+    """Write the composed model directory ``out``; return its path."""
+    import torch
+    from safetensors import safe_open
+    from tqdm import tqdm
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from vs2_plugin.modeling import register_auto_classes
+    from vs2_plugin.modeling.tokenizer import AUDIO_TOKENS, add_audio_tokens
+    from vs2_plugin.modeling.whisper_encoder import load_whisper_checkpoint
+
+    register_auto_classes()
+    visual_llm, out = Path(visual_llm), Path(out)
+    if not (visual_llm / "config.json").is_file():
+        raise MediaError(visual_llm, "not a model directory (no config.json)")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not empty")
+    shards = _source_shards(visual_llm)
+    audio_config, encoder_state = load_whisper_checkpoint(whisper)
+
+    tokenizer = AutoTokenizer.from_pretrained(visual_llm)
+    add_audio_tokens(tokenizer)
+    token_ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in AUDIO_TOKENS}
+    from transformers import AutoConfig
+
+    old_vocab = AutoConfig.from_pretrained(visual_llm).get_text_config().vocab_size
+    needed = max(token_ids.values()) + 1
+    vocab_size = old_vocab if needed <= old_vocab else -(-needed // 64) * 64  # resize only if needed
+    config = build_config(
+        visual_llm, audio_config, token_ids, vocab_size,
+        audio_window_s=audio_window_s, audio_queries_per_window=audio_queries_per_window,
+        qformer_layers=qformer_layers, qformer_hidden=qformer_hidden, qformer_heads=qformer_heads,
+        segment_position=segment_position, max_audio_segments=max_audio_segments,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _ShardWriter(out)
+    dtype = None
+    with tqdm(total=len(shards) + 2, desc="vs2 build", unit="part", disable=not progress) as bar:
+        for shard in shards:
+            with safe_open(str(shard), framework="pt") as reader:
+                for key in reader.keys():
+                    tensor = reader.get_tensor(key)
+                    dtype = dtype or tensor.dtype
+                    ours = qwen_key_to_ours(key)
+                    if ours in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
+                        tensor = _pad_rows(tensor, vocab_size)
+                    writer.add(ours, tensor)
+            bar.update(1)
+        for key, tensor in encoder_state.items():
+            writer.add(f"model.audio_encoder.{key}", tensor.to(dtype))
+        bar.update(1)
+        for key, tensor in init_aligner(config, seed, dtype).items():
+            writer.add(key, tensor)
+        writer.finish()
+        bar.update(1)
+
+    config.dtype = dtype
+    config.architectures = ["VideoSalmonn2ForConditionalGeneration"]
+    config.save_pretrained(out)
+    if (visual_llm / "generation_config.json").is_file():
+        shutil.copy(visual_llm / "generation_config.json", out / "generation_config.json")
+    try:
+        processor = AutoProcessor.from_pretrained(visual_llm)
+        processor.tokenizer = tokenizer
+        processor.save_pretrained(out)
+    except (OSError, ValueError):  # a directory without processor files: tokenizer only
+        tokenizer.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--visual-llm", required=True, help="Qwen2.5-VL model directory (safetensors)")
+    parser.add_argument("--whisper", required=True, help="openai-whisper checkpoint (.pt), e.g. large-v3.pt")
+    parser.add_argument("--out", required=True, help="new model directory (must not exist or be empty)")
+    parser.add_argument("--window", type=float, default=0.2, help="audio window in seconds (default 0.2)")
+    parser.add_argument("--queries", type=int, default=1, help="Q-Former queries per window (default 1)")
+    parser.add_argument("--qformer-layers", type=int, default=2)
+    parser.add_argument("--qformer-hidden", type=int, default=768)
+    parser.add_argument("--qformer-heads", type=int, default=12)
+    parser.add_argument("--segment-position", choices=("learned", "sinusoidal"), default="learned",
+                        help="segment position embedding: learned matrix (paper) or sinusoids (public code)")
+    parser.add_argument("--max-segments", type=int, default=64, help="longest audio in 30 s segments")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the aligner's random init")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = compose(
+        args.visual_llm, args.whisper, args.out,
+        audio_window_s=args.window, audio_queries_per_window=args.queries,
+        qformer_layers=args.qformer_layers, qformer_hidden=args.qformer_hidden, qformer_heads=args.qformer_heads,
+        segment_position=args.segment_position, max_audio_segments=args.max_segments, seed=args.seed,
+    )
+    print(out)
+    return 0
