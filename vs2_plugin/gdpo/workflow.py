@@ -1,0 +1,277 @@
+"""The ``gdpo`` stage: LLaMA-Factory's DPO workflow with ground-truth guidance (eq. 11).
+
+Entry points:
+
+* :func:`run_gdpo_from_dict` — raw YAML/CLI dict with ``stage: gdpo`` -> pop the
+  :class:`GDPOArguments` keys, parse the rest as ``stage: dpo`` with LLaMA-Factory's parser,
+  run. This is what ``llamafactory-cli train`` reaches through the integration, and what the
+  mrDPO driver calls once per round.
+* :func:`run_gdpo` — the same with already parsed arguments.
+
+With ``gdpo_rounds: true`` one call runs one round of a multi-round run kept in
+``output_dir`` (see :mod:`vs2_plugin.rounds`): it resumes an unfinished round (from its last
+complete checkpoint, reusing its cached reference log-probs) or starts the next one with the
+previous rounds' adapters merged into the reference and a fresh LoRA.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.gdpo.config import GDPOArguments
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class GDPOResult:
+    """What a gDPO run (or round) produced."""
+
+    output_dir: str
+    round: int | None = None
+    skipped: bool = False
+    metrics: dict | None = None
+    trainer: Any = None
+
+
+def run_gdpo_from_dict(args: dict[str, Any], callbacks: list | None = None) -> GDPOResult:
+    """Pop the gDPO keys, parse the rest as LLaMA-Factory DPO arguments, run the stage."""
+    from llamafactory.hparams import get_train_args
+    from llamafactory.train.callbacks import LogCallback
+
+    args = dict(args)
+    gdpo_args = GDPOArguments.pop_from(args)
+    stage = args.get("stage", "gdpo")
+    if stage not in ("gdpo", "dpo"):
+        raise ConfigError(f"run_gdpo_from_dict runs stage 'gdpo', got stage={stage!r}")
+    args["stage"] = "dpo"
+    model_args, data_args, training_args, finetuning_args, _generating_args = get_train_args(args)
+    callbacks = list(callbacks or [])
+    if not any(isinstance(cb, LogCallback) for cb in callbacks):
+        callbacks.append(LogCallback())
+    return run_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks)
+
+
+def check_dpo_settings(finetuning_args) -> None:
+    if finetuning_args.pref_loss != "sigmoid":
+        raise ConfigError(f"gDPO uses the sigmoid DPO loss; pref_loss={finetuning_args.pref_loss!r} is not supported")
+    if finetuning_args.pref_ftx > 0:
+        raise ConfigError(
+            f"pref_ftx={finetuning_args.pref_ftx} adds NLL on the chosen side (cDPO); gDPO's NLL is on the "
+            "ground truth: use gdpo_lambda and gt_dataset instead"
+        )
+    if finetuning_args.pref_bco_weight > 0 or finetuning_args.ld_alpha is not None:
+        raise ConfigError("gDPO does not combine with pref_bco_weight or ld_alpha")
+
+
+def run_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args: GDPOArguments, callbacks=None):
+    """Run the gDPO stage (one round in multi-round mode). Returns a :class:`GDPOResult`."""
+    check_dpo_settings(finetuning_args)
+    if gdpo_args.gdpo_rounds:
+        return _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks)
+    result = train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks)
+    return result
+
+
+# --------------------------------------------------------------------------------- one training run
+def load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, tokenizer_module):
+    """The ground-truth captions through LLaMA-Factory's SFT data path (same template, mm plugin)."""
+    from llamafactory.data import get_dataset
+
+    gt_data_args = copy.copy(data_args)
+    gt_data_args.dataset = [name.strip() for name in gdpo_args.gt_dataset.split(",") if name.strip()]
+    gt_data_args.dataset_dir = gdpo_args.gt_dataset_dir or data_args.dataset_dir
+    gt_data_args.eval_dataset = None
+    gt_data_args.val_size = 0.0
+    gt_data_args.packing = False
+    gt_data_args.neat_packing = False
+    gt_data_args.tokenized_path = None
+    gt_data_args.streaming = False
+    module = get_dataset(template, model_args, gt_data_args, training_args, stage="sft", **tokenizer_module)
+    return module["train_dataset"]
+
+
+def apply_aligner_policy(model, finetuning_args, gdpo_args) -> None:
+    """Freeze the aligner (policy 'freeze'); then refuse any trainable weight the reference would share."""
+    if gdpo_args.gdpo_aligner_policy == "freeze" and gdpo_args.aligner_modules:
+        for name, param in model.named_parameters():
+            if any(f".{m}." in f".{name}." for m in gdpo_args.aligner_modules):
+                param.requires_grad_(False)
+    if finetuning_args.finetuning_type != "lora":
+        return
+    drifting = [
+        name
+        for name, param in model.named_parameters()
+        if param.requires_grad and "lora_" not in name and ".modules_to_save." not in name
+    ]
+    if drifting:
+        shown = ", ".join(drifting[:5]) + (" ..." if len(drifting) > 5 else "")
+        raise ConfigError(
+            f"trainable weights outside the LoRA adapter would move the reference (the policy with its adapter "
+            f"off): {shown}; list their modules in gdpo_aligner_modules (policy 'adapter' trains them as "
+            "modules_to_save, 'freeze' freezes them)"
+        )
+
+
+def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks=None) -> GDPOResult:
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.extras.constants import IGNORE_INDEX
+    from llamafactory.extras.ploting import plot_loss
+    from llamafactory.model import load_model, load_tokenizer
+    from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
+
+    from vs2_plugin.gdpo.gtdata import add_pair_index, attach_gt
+    from vs2_plugin.gdpo.packing import GDPODataCollator
+    from vs2_plugin.gdpo.refcache import ReferenceCache
+    from vs2_plugin.gdpo.trainer import GDPOTrainer
+
+    if data_args.streaming:
+        raise ConfigError("gDPO needs a map-style dataset (reference cache, paired ground truth): set streaming: false")
+    tokenizer_module = load_tokenizer(model_args)
+    tokenizer = tokenizer_module["tokenizer"]
+    template = get_template_and_fix_tokenizer(tokenizer, data_args)
+    dataset_module = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)
+    if "train_dataset" in dataset_module:
+        pairs = dataset_module["train_dataset"]
+        if gdpo_args.gdpo_lambda > 0:
+            gt = load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, tokenizer_module)
+            pairs = attach_gt(pairs, gt, gdpo_args.gt_sampling, seed=training_args.seed)
+        dataset_module["train_dataset"] = add_pair_index(pairs)
+
+    if gdpo_args.gdpo_aligner_policy == "adapter" and gdpo_args.aligner_modules:
+        targets = list(finetuning_args.additional_target or [])
+        finetuning_args.additional_target = targets + [m for m in gdpo_args.aligner_modules if m not in targets]
+    model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
+    apply_aligner_policy(model, finetuning_args, gdpo_args)
+
+    data_collator = GDPODataCollator(
+        template=template,
+        model=model,
+        pad_to_multiple_of=8,
+        label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
+        pack_prompt=gdpo_args.gdpo_pack_prompt,
+        **tokenizer_module,
+    )
+    if finetuning_args.ref_model is None and not training_args.do_train:
+        ref_model = model
+    elif finetuning_args.ref_model is None and finetuning_args.finetuning_type == "lora":
+        ref_model = None  # the policy with its adapter disabled
+    else:
+        ref_model = create_ref_model(model_args, finetuning_args)
+
+    ref_cache = None
+    if training_args.do_train and gdpo_args.gdpo_ref_cache != "off":
+        cache_dir = Path(gdpo_args.gdpo_ref_cache_dir or Path(training_args.output_dir) / "ref_logps")
+        ref_cache = ReferenceCache(gdpo_args.gdpo_ref_cache, cache_dir if gdpo_args.gdpo_ref_cache == "disk" else None)
+
+    trainer = GDPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=training_args,
+        finetuning_args=finetuning_args,
+        data_collator=data_collator,
+        callbacks=callbacks,
+        gdpo_args=gdpo_args,
+        ref_cache=ref_cache,
+        **dataset_module,
+        **tokenizer_module,
+    )
+    metrics: dict = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        metrics.update(train_result.metrics)
+        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+            plot_loss(training_args.output_dir, keys=["loss", "gdpo/dpo_loss", "gdpo/nll_loss", "rewards/accuracies"])
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+        if id(model) == id(ref_model):
+            eval_metrics = {k: v for k, v in eval_metrics.items() if "rewards" not in k}
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    create_modelcard_and_push(trainer, model_args, data_args, training_args, finetuning_args)
+    return GDPOResult(output_dir=training_args.output_dir, metrics=metrics, trainer=trainer)
+
+
+# --------------------------------------------------------------------------------- rounds
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """Newest ``checkpoint-N`` with its ``trainer_state.json`` (written last by the Trainer).
+
+    Newer checkpoints without it were cut off mid-save; they are removed so the Trainer's own
+    rotation never counts them.
+    """
+    found = sorted(
+        ((int(m.group(1)), p) for p in Path(folder).glob("checkpoint-*") if (m := CHECKPOINT_RE.match(p.name))),
+        reverse=True,
+    )
+    for _step, path in found:
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks) -> GDPOResult:
+    from vs2_plugin.rounds import RoundState, export_merged, utc_now
+
+    if finetuning_args.finetuning_type != "lora":
+        raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")
+    root = Path(training_args.output_dir)
+    state = RoundState.load_or_create(
+        root, model_args.model_name_or_path, gdpo_args.gdpo_round_hook, model_args.adapter_name_or_path
+    )
+    index = gdpo_args.gdpo_round or state.next_round()
+    record = state.begin(index)
+    round_dir = state.round_dir(index)
+    if record.status == "done":
+        return GDPOResult(output_dir=str(round_dir), round=index, skipped=True)
+
+    merged = state.adapters_before(index)
+    if gdpo_args.gdpo_round_hook == "memory":
+        reference_model = state.base_model
+        model_args.adapter_name_or_path = merged or None
+        finetuning_args.create_new_adapter = True
+    else:
+        # export: round t's reference checkpoint = round t-1's reference + round t-1's adapter
+        previous = state.record(index - 1)
+        backbone = state.base_model if previous is None else previous.reference_model
+        new_adapters = state.initial_adapters if previous is None else [str(root / previous.adapter)]
+        reference_model = backbone
+        if new_adapters:
+            dtype = str(model_args.compute_dtype).replace("torch.", "")
+            reference_model = str(
+                export_merged(backbone, new_adapters, round_dir / "reference", data_args.template, dtype)
+            )
+        model_args.model_name_or_path = reference_model
+        model_args.adapter_name_or_path = None
+    state.update(record, status="training", reference_model=reference_model, merged_adapters=merged)
+
+    training_args.output_dir = str(round_dir)
+    if getattr(training_args, "logging_dir", None) and str(training_args.logging_dir).startswith(str(root)):
+        training_args.logging_dir = str(round_dir / Path(training_args.logging_dir).name)
+    training_args.resume_from_checkpoint = last_complete_checkpoint(round_dir)
+    if gdpo_args.gdpo_ref_cache_dir is None:
+        gdpo_args.gdpo_ref_cache_dir = str(round_dir / "ref_logps")
+
+    result = train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks)
+    cache = result.trainer.ref_cache
+    state.update(
+        record,
+        status="done",
+        adapter=round_dir.name,
+        ref_cache=str(cache.last_path.relative_to(root)) if cache is not None and cache.last_path else None,
+        global_step=result.trainer.state.global_step,
+        finished=utc_now(),
+    )
+    result.round = index
+    return result

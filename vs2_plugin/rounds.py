@@ -1,0 +1,345 @@
+"""The LoRA-proxy round hook of mrDPO (paper sec. 3.3, eq. 10) and the multi-round state.
+
+Between rounds ``t-1`` and ``t`` three named steps run:
+
+1. :meth:`RoundHook.merge_adapter` — ``W_t = W_{t-1} + scale * B_{t-1} A_{t-1}`` for every
+   adapted layer (trainable non-LoRA modules kept in the adapter as ``modules_to_save`` replace
+   their frozen originals);
+2. :meth:`RoundHook.make_reference` — the merged backbone is frozen: it *is* the round's
+   reference (the policy with its adapter disabled);
+3. :meth:`RoundHook.init_adapter` — a new LoRA with the same config and a fresh random
+   initialisation (``B = 0``, so the new policy starts equal to the reference).
+
+:class:`InMemoryRoundHook` does this on the live model (PEFT ``merge_and_unload``);
+:class:`ExportRoundHook` goes through LLaMA-Factory's ``export_model`` (what
+``llamafactory-cli export`` runs) into a merged checkpoint written atomically, and reloads it —
+for setups where in-memory stacking is unavailable (DeepSpeed ZeRO-3, quantized models).
+
+:class:`RoundState` is the on-disk record of a multi-round run (``rounds.json``).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import datetime as _dt
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from vs2_plugin.errors import ConfigError
+
+STATE_FILE = "rounds.json"
+STATE_FORMAT = "vs2-gdpo-rounds/1"
+
+
+# --------------------------------------------------------------------------------- atomic files
+def fsync_tree(path: Path) -> None:
+    """fsync every file and folder under ``path`` (and ``path`` itself)."""
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_directory(final: Path):
+    """Yield a temp folder next to ``final``; on success fsync it and rename it to ``final``.
+
+    A crash leaves either no ``final`` or a complete one (plus a ``.NAME.tmp-*`` folder that
+    the next attempt removes).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        if final.exists():
+            old = final.parent / f".{final.name}.tmp-old-{os.getpid()}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        fsync_tree_root(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def fsync_tree_root(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_tree_root(path.parent)
+
+
+# --------------------------------------------------------------------------------- round hooks
+class RoundHook(abc.ABC):
+    """merge adapter -> make the merged model the reference -> initialise a new LoRA."""
+
+    def __call__(self, model, seed: int | None = None):
+        """Run the three steps on a PEFT model; return the next round's policy (a new PeftModel)."""
+        lora_config = copy.deepcopy(model.peft_config[model.active_adapter])
+        merged = self.merge_adapter(model)
+        reference = self.make_reference(merged)
+        return self.init_adapter(reference, lora_config, seed=seed)
+
+    @abc.abstractmethod
+    def merge_adapter(self, model):
+        """Step 1: fold the active adapter into the backbone; return the plain merged model."""
+
+    def make_reference(self, merged):
+        """Step 2: freeze the merged backbone; it is the reference of the next round."""
+        merged.requires_grad_(False)
+        return merged
+
+    def init_adapter(self, reference, lora_config, seed: int | None = None):
+        """Step 3: a new LoRA, same config, fresh random init (A random, B zero)."""
+        import torch
+        from peft import get_peft_model
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        config = copy.deepcopy(lora_config)
+        config.inference_mode = False
+        config.init_lora_weights = True
+        for attribute in ("peft_config", "_hf_peft_config_loaded"):  # left by merge_and_unload
+            if hasattr(reference, attribute):
+                delattr(reference, attribute)
+        return get_peft_model(reference, config)
+
+
+class InMemoryRoundHook(RoundHook):
+    """Merge with PEFT on the live weights (the default; no disk traffic)."""
+
+    def merge_adapter(self, model):
+        return model.merge_and_unload()
+
+
+@dataclass
+class ExportRoundHook(RoundHook):
+    """Merge through LLaMA-Factory's ``export_model`` and reload the merged checkpoint.
+
+    :param work_dir: each merge writes ``work_dir/merge-NNN/{adapter,merged}`` (atomically).
+    :param backbone_path: the checkpoint the live model's backbone was loaded from; it is
+        advanced to each new merged checkpoint.
+    :param load_fn: ``path -> model`` that loads a merged checkpoint (default: LLaMA-Factory's
+        loader with ``template``).
+    :param export_args: extra keys for ``export_model`` (e.g. ``trust_remote_code``).
+    """
+
+    work_dir: Path
+    backbone_path: str
+    template: str | None = None
+    load_fn: Callable | None = None
+    export_args: dict = field(default_factory=dict)
+    merges: int = 0
+
+    def merge_adapter(self, model):
+        import torch
+
+        self.merges += 1
+        step_dir = Path(self.work_dir) / f"merge-{self.merges:03d}"
+        with atomic_directory(step_dir / "adapter") as tmp:
+            model.save_pretrained(tmp)
+        dtype = next(p for n, p in model.named_parameters() if "lora_" not in n).dtype
+        merged_dir = step_dir / "merged"
+        export_merged(
+            self.backbone_path,
+            [str(step_dir / "adapter")],
+            merged_dir,
+            template=self.template,
+            dtype=str(dtype).replace("torch.", ""),
+            extra=self.export_args,
+        )
+        self.backbone_path = str(merged_dir)
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return (self.load_fn or self._default_load)(str(merged_dir))
+
+    def _default_load(self, path: str):
+        from llamafactory.hparams import get_infer_args
+        from llamafactory.model import load_model, load_tokenizer
+
+        args = {"model_name_or_path": path, "infer_dtype": "auto", **self.export_args}
+        if self.template:
+            args["template"] = self.template
+        model_args, _data_args, finetuning_args, _gen = get_infer_args(args)
+        tokenizer = load_tokenizer(model_args)["tokenizer"]
+        return load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
+
+
+def export_merged(
+    backbone: str, adapters: list[str], out_dir: Path, template: str | None, dtype: str, extra: dict | None = None
+) -> Path:
+    """``llamafactory export`` of backbone + adapters into ``out_dir``, atomically; skip if done."""
+    from llamafactory.train.tuner import export_model
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").is_file():
+        return out_dir
+    with atomic_directory(out_dir) as tmp:
+        args = {
+            "model_name_or_path": backbone,
+            "adapter_name_or_path": ",".join(adapters),
+            "finetuning_type": "lora",
+            "export_dir": str(tmp),
+            "export_size": 5,
+            "export_device": "cpu",
+            "infer_dtype": dtype,
+            **(extra or {}),
+        }
+        if template:
+            args["template"] = template
+        export_model(args)
+    return out_dir
+
+
+def make_round_hook(mode: str, **kwargs) -> RoundHook:
+    if mode == "memory":
+        return InMemoryRoundHook()
+    if mode == "export":
+        return ExportRoundHook(**kwargs)
+    raise ConfigError(f"gdpo_round_hook must be 'memory' or 'export', got {mode!r}")
+
+
+# --------------------------------------------------------------------------------- round state
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RoundRecord:
+    """One round of a multi-round run; paths are relative to the run folder.
+
+    ``status``: ``preparing`` (reference being built) -> ``training`` -> ``done``.
+    ``reference_model`` + ``merged_adapters`` define the round's reference (memory mode stacks
+    the adapters on the model at load time; export mode has them merged into ``reference_model``).
+    ``adapter`` is the folder of the round's trained LoRA (the round folder itself).
+    """
+
+    round: int
+    status: str = "preparing"
+    dir: str = ""
+    reference_model: str = ""
+    merged_adapters: list[str] = field(default_factory=list)
+    adapter: str | None = None
+    ref_cache: str | None = None
+    global_step: int | None = None
+    started: str = field(default_factory=utc_now)
+    finished: str | None = None
+
+
+@dataclass
+class RoundState:
+    """``<run>/rounds.json``: which round, which adapters are merged, where each round lives."""
+
+    root: Path
+    base_model: str
+    round_hook: str
+    initial_adapters: list[str] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+    @classmethod
+    def load_or_create(
+        cls, root: Path, base_model: str, round_hook: str, initial_adapters: list[str] | None = None
+    ) -> "RoundState":
+        """Open ``root/rounds.json`` (or start one); ``initial_adapters`` (e.g. the SFT LoRA) are
+        merged into the reference of round 1."""
+        root = Path(root)
+        path = root / STATE_FILE
+        initial_adapters = list(initial_adapters or [])
+        if not path.is_file():
+            state = cls(root, base_model, round_hook, initial_adapters)
+            state.save()
+            return state
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != STATE_FORMAT:
+            raise ConfigError(f"{path}: not a gDPO round state (format {data.get('format')!r})")
+        if data["base_model"] != base_model:
+            raise ConfigError(
+                f"{path}: this run started from model {data['base_model']!r}, not {base_model!r}; "
+                "keep model_name_or_path or use another output_dir"
+            )
+        if data["round_hook"] != round_hook:
+            raise ConfigError(f"{path}: this run uses gdpo_round_hook={data['round_hook']!r}, not {round_hook!r}")
+        if data["initial_adapters"] != initial_adapters:
+            raise ConfigError(
+                f"{path}: this run started from adapters {data['initial_adapters']!r}, not {initial_adapters!r}"
+            )
+        rounds = [RoundRecord(**record) for record in data["rounds"]]
+        return cls(root, data["base_model"], data["round_hook"], data["initial_adapters"], rounds)
+
+    def save(self) -> None:
+        payload = {
+            "format": STATE_FORMAT,
+            "base_model": self.base_model,
+            "round_hook": self.round_hook,
+            "initial_adapters": self.initial_adapters,
+            "rounds": [asdict(record) for record in self.rounds],
+        }
+        atomic_write_text(self.root / STATE_FILE, json.dumps(payload, indent=2) + "\n")
+
+    def record(self, index: int) -> RoundRecord | None:
+        return next((r for r in self.rounds if r.round == index), None)
+
+    def next_round(self) -> int:
+        """The unfinished round to resume, or the round after the last finished one."""
+        for record in self.rounds:
+            if record.status != "done":
+                return record.round
+        return len(self.rounds) + 1
+
+    def round_dir(self, index: int) -> Path:
+        return self.root / f"round-{index:03d}"
+
+    def begin(self, index: int) -> RoundRecord:
+        """Record (or re-open) round ``index``; the rounds before it must be done."""
+        for previous in range(1, index):
+            record = self.record(previous)
+            if record is None or record.status != "done":
+                raise ConfigError(f"gdpo_round={index}: round {previous} is not finished in {self.root / STATE_FILE}")
+        record = self.record(index)
+        if record is None:
+            record = RoundRecord(round=index, dir=self.round_dir(index).name)
+            self.rounds.append(record)
+            self.save()
+        return record
+
+    def adapters_before(self, index: int) -> list[str]:
+        """Adapters merged into round ``index``'s reference: the initial ones, then rounds 1..index-1."""
+        done = sorted((r for r in self.rounds if r.round < index), key=lambda r: r.round)
+        return [*self.initial_adapters, *(str(self.root / r.adapter) for r in done)]
+
+    def update(self, record: RoundRecord, **changes) -> None:
+        for key, value in changes.items():
+            setattr(record, key, value)
+        self.save()
