@@ -305,8 +305,8 @@ def scaled_size(width: int, height: int, max_pixels: int | None) -> tuple[int, i
     """``(width, height)`` shrunk (aspect kept, truncated) to at most ``max_pixels`` pixels;
     the same rule as LLaMA-Factory's ``video_max_pixels`` so its own resize is then a no-op.
 
-    >>> scaled_size(1280, 720, 256 * 256), scaled_size(320, 240, 256 * 256)
-    ((341, 192), (320, 240))
+    >>> scaled_size(1280, 720, 256 * 256), scaled_size(320, 240, 256 * 256), scaled_size(224, 224, 256 * 256)
+    ((341, 192), (295, 221), (224, 224))
     """
     if max_pixels is None or width * height <= max_pixels:
         return width, height
