@@ -104,7 +104,9 @@ def sequence_rope_index(
         elif token_kind == IMAGE:
             remaining = length
             while remaining:
-                grid = next(image_grids)
+                grid = next(image_grids, None)
+                if grid is None:
+                    raise ValueError("more images in input_ids than rows in image_grid_thw")
                 count = int(grid[0]) * int(grid[1]) * int(grid[2]) // merge**2
                 if count > remaining:
                     raise ValueError(f"an image needs {count} <|image_pad|> tokens but only {remaining} follow")
@@ -117,14 +119,19 @@ def sequence_rope_index(
             while remaining:
                 if video is None or video["done"] == video["total"]:
                     close_video()
-                    grid = next(video_grids)
+                    grid = next(video_grids, None)
+                    if grid is None:
+                        raise ValueError("more videos in input_ids than rows in video_grid_thw")
                     per_group = int(grid[1]) * int(grid[2]) // merge**2
                     scale = float(next(video_seconds_per_grid)) * tokens.tokens_per_second
                     video = dict(grid=grid, per_group=per_group, total=per_group * int(grid[0]), done=0,
                                  start=next_pos, time_scale=scale, max=next_pos)
                 take = min(remaining, video["total"] - video["done"])
                 if video["done"] % video["per_group"] or take % video["per_group"]:
-                    raise ValueError("video tokens must come in whole temporal groups between audio tokens")
+                    raise ValueError(
+                        f"video tokens must come in whole temporal groups of {video['per_group']} between audio "
+                        f"tokens; got a run of {take} for grid {tuple(video['grid'])}"
+                    )
                 first = video["done"] // video["per_group"]
                 groups = range(first, first + take // video["per_group"])
                 pos = _grid_positions(video["start"], video["grid"], groups, merge, video["time_scale"])
