@@ -130,9 +130,7 @@ class RoundHook(abc.ABC):
         config = copy.deepcopy(lora_config)
         config.inference_mode = False
         config.init_lora_weights = True
-        for attribute in ("peft_config", "_hf_peft_config_loaded"):  # left by merge_and_unload
-            if hasattr(reference, attribute):
-                delattr(reference, attribute)
+        vars(reference).pop("peft_config", None)  # left behind by merge_and_unload
         return get_peft_model(reference, config)
 
 
