@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vs2_plugin.modeling.whisper_encoder import whisper_sinusoids
+from vs2_plugin.modeling.whisper_encoder import FeedForward, whisper_sinusoids
 
 
 class Attention(nn.Module):
@@ -49,7 +49,7 @@ class QFormerLayer(nn.Module):
         self.self_attn_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.cross_attn = Attention(hidden, heads, kv_width=encoder_width)
         self.cross_attn_norm = nn.LayerNorm(hidden, eps=1e-12)
-        self.ffn = nn.Sequential(nn.Linear(hidden, intermediate), nn.GELU(), nn.Linear(intermediate, hidden))
+        self.ffn = FeedForward(hidden, intermediate)
         self.ffn_norm = nn.LayerNorm(hidden, eps=1e-12)
 
     def forward(self, queries: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

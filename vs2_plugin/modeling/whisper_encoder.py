@@ -1,7 +1,7 @@
 """Whisper's audio encoder (openai-whisper architecture), Encoder_Audio of eq. (2).
 
-Parameter names equal openai-whisper's ``AudioEncoder`` so its state dicts load as they are
-(``encoder.*`` keys of a checkpoint, see :func:`load_whisper_encoder_state_dict`). Attention
+Parameter names equal openai-whisper's ``AudioEncoder`` except its MLP (``mlp.0``/``mlp.2``
+here ``mlp.fc1``/``mlp.fc2``); :func:`load_whisper_encoder_state_dict` maps the keys. Attention
 uses ``F.scaled_dot_product_attention``; LayerNorm runs in float32 like openai-whisper's.
 """
 
@@ -55,12 +55,25 @@ class WhisperSelfAttention(nn.Module):
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
 
 
+class FeedForward(nn.Module):
+    """Linear-GELU-Linear with named layers (``fc1``/``fc2``): LLaMA-Factory picks LoRA targets by
+    module-name substrings, and ``nn.Sequential``'s ``0``/``2`` would match every ``layers.0``."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 class WhisperEncoderBlock(nn.Module):
     def __init__(self, n_state: int, n_head: int):
         super().__init__()
         self.attn = WhisperSelfAttention(n_state, n_head)
         self.attn_ln = FloatLayerNorm(n_state)
-        self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
+        self.mlp = FeedForward(n_state, 4 * n_state)
         self.mlp_ln = FloatLayerNorm(n_state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,10 +137,15 @@ def load_whisper_checkpoint(path) -> tuple[dict, dict]:
 
 
 def load_whisper_encoder_state_dict(state_dict: dict) -> dict:
-    """Keep the encoder part of a whisper model's state dict, keys relative to the encoder.
+    """Keep the encoder part of an openai-whisper state dict, keys as :class:`WhisperAudioEncoder` names them.
 
     Accepts a whole-model state dict (``encoder.*`` / ``decoder.*``) or an encoder-only one.
     """
     if any(key.startswith("encoder.") for key in state_dict):
-        return {key[len("encoder."):]: value for key, value in state_dict.items() if key.startswith("encoder.")}
-    return dict(state_dict)
+        state_dict = {key[len("encoder."):]: value for key, value in state_dict.items() if key.startswith("encoder.")}
+    return {openai_key_to_ours(key): value for key, value in state_dict.items()}
+
+
+def openai_key_to_ours(key: str) -> str:
+    """``blocks.3.mlp.0.weight`` -> ``blocks.3.mlp.fc1.weight`` (and ``mlp.2`` -> ``mlp.fc2``)."""
+    return key.replace(".mlp.0.", ".mlp.fc1.").replace(".mlp.2.", ".mlp.fc2.")
