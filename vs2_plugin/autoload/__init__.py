@@ -54,7 +54,21 @@ def when_imported(module_name: str, fn: Callable[[object], None]) -> None:
             _callbacks.setdefault(module_name, []).append(fn)
             _ensure_finder()
             return
-    fn(module)
+    _call_safely(fn, module)
+
+
+def _call_safely(fn: Callable[[object], None], module) -> None:
+    """Run a registration; a failing one is reported by name, the import goes on."""
+    try:
+        fn(module)
+    except Exception as exc:
+        where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+        warnings.warn(
+            f"LLaMA-Factory plugin hook {where} failed after importing {module.__name__} and was skipped: "
+            f"{type(exc).__name__}: {exc}",
+            PluginLoadWarning,
+            stacklevel=2,
+        )
 
 
 def load_plugins(entry_points=None) -> dict[str, str]:
@@ -110,7 +124,7 @@ class _PostImportLoader(importlib.abc.Loader):
         with _lock:
             callbacks = _callbacks.pop(self._name, [])
         for fn in callbacks:
-            fn(module)
+            _call_safely(fn, module)
 
     def __getattr__(self, item):  # get_source, is_package, ... for tools that ask
         return getattr(self._wrapped, item)

@@ -1,0 +1,93 @@
+"""The vs2 pluggy manager: built-ins, entry-point discovery, allow-list, duplicates, failures."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from vs2_plugin import plugins
+
+
+@pytest.fixture
+def fake_judge_pkg(tmp_path, monkeypatch):
+    (tmp_path / "fake_vs2_judge.py").write_text(
+        textwrap.dedent(
+            """
+            from vs2_plugin import hookimpl
+
+            @hookimpl
+            def vs2_register_judges(register):
+                register("fake", "a judge for tests")
+
+            @hookimpl
+            def vs2_judge_captions(items, config):
+                if getattr(config, "judge", None) != "fake":
+                    return None
+                return ["judged"] * len(items)
+            """
+        )
+    )
+    (tmp_path / "broken_vs2_plugin.py").write_text("raise ImportError('cannot import this plugin')\n")
+    (tmp_path / "misspelled_vs2_plugin.py").write_text(
+        "from vs2_plugin import hookimpl\n@hookimpl\ndef vs2_judge_captionz(items, config):\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugins.ALLOW_ENV, raising=False)
+    yield
+    for name in ("fake_vs2_judge", "broken_vs2_plugin", "misspelled_vs2_plugin"):
+        sys.modules.pop(name, None)
+
+
+def _ep(name, value):
+    return EntryPoint(name, value, plugins.ENTRY_POINT_GROUP)
+
+
+def test_builtins_are_registered_as_plugins(fake_judge_pkg):
+    pm = plugins.build_plugin_manager(entry_points=[])
+    names = {n for n, _ in pm.list_name_plugin()}
+    assert set(plugins.DEFAULT_PLUGINS) <= names
+    assert "offline" in plugins.registered_judges(pm)
+
+
+def test_discovered_plugin_answers_its_hook(fake_judge_pkg):
+    pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
+    assert "fake" in plugins.registered_judges(pm)
+
+    class Cfg:
+        judge = "fake"
+
+    assert pm.hook.vs2_judge_captions(items=[1, 2], config=Cfg()) == ["judged", "judged"]
+
+
+def test_allow_list_filters_third_party_plugins(fake_judge_pkg, monkeypatch):
+    monkeypatch.setenv(plugins.ALLOW_ENV, "someone_else")
+    pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
+    assert not pm.has_plugin("fake")
+    assert "offline" in plugins.registered_judges(pm)  # built-ins always load
+    monkeypatch.setenv(plugins.ALLOW_ENV, "fake")
+    assert plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")]).has_plugin("fake")
+
+
+def test_duplicate_entry_point_is_loaded_once(fake_judge_pkg):
+    with pytest.warns(plugins.PluginWarning, match="installed twice"):
+        pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge"), _ep("fake", "fake_vs2_judge")])
+    assert list(plugins.registered_judges(pm)).count("fake") == 1
+
+
+def test_broken_plugin_is_reported_by_name_and_host_works(fake_judge_pkg):
+    plugins.reset_plugin_manager()
+    with pytest.warns(plugins.PluginWarning, match="'broken'.*cannot import this plugin"):
+        pm = plugins.build_plugin_manager(entry_points=[_ep("broken", "broken_vs2_plugin"), _ep("fake", "fake_vs2_judge")])
+    assert pm.has_plugin("fake") and not pm.has_plugin("broken")
+    assert "broken" in plugins.load_failures()
+    plugins.reset_plugin_manager()
+
+
+def test_misspelled_hook_is_caught(fake_judge_pkg):
+    from pluggy import PluginValidationError
+
+    with pytest.raises(PluginValidationError, match="vs2_judge_captionz"):
+        plugins.build_plugin_manager(entry_points=[_ep("typo", "misspelled_vs2_plugin")])
