@@ -25,17 +25,19 @@ prompt; otherwise (and always in unpacked mode) the ground-truth rows form a sep
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from llamafactory.data.collator import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
 
-from vs2_plugin.gdpo.loss import IGNORE_INDEX
+from vs2_plugin.gdpo.loss import IGNORE_INDEX, sequence_logps
 
 SEG_PAD, SEG_PROMPT, SEG_CHOSEN, SEG_REJECTED, SEG_GT = 0, 1, 2, 3, 4
 GT_KEYS = ("gt_input_ids", "gt_attention_mask", "gt_labels", "gt_images", "gt_videos", "gt_audios")
 MEDIA_KEYS = ("images", "videos", "audios")
+PACKABLE_ATTENTION = ("sdpa", "eager")
 
 
 def prompt_length(labels: list[int]) -> int:
@@ -214,3 +216,38 @@ class GDPODataCollator(PairwiseDataCollatorWithPadding):
                 batch[key] = padded
         batch.update(input_ids=input_ids, position_ids=position_ids, gdpo_segments=segments, gdpo_targets=targets)
         return batch
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def packed_forward(model, batch: dict[str, Any], unwrapped=None) -> dict[str, torch.Tensor]:
+    """Run a packed batch; return summed log-probs and token counts of chosen / rejected / gt.
+
+    :param unwrapped: the model without DDP / DeepSpeed wrappers (for its config), if wrapped.
+    :returns: ``{chosen,rejected,gt}_logps`` (n,) and ``{chosen,rejected,gt}_tokens`` (n,).
+    """
+    unwrapped = unwrapped if unwrapped is not None else model
+    batch = dict(batch)
+    segments = batch.pop("gdpo_segments")
+    targets = batch.pop("gdpo_targets")
+    attn = getattr(unwrapped.config, "_attn_implementation", None) or "sdpa"
+    if attn not in PACKABLE_ATTENTION:
+        raise ValueError(
+            f"gdpo_pack_prompt needs attn_implementation in {PACKABLE_ATTENTION}, the model uses {attn!r}; "
+            "set gdpo_pack_prompt: false (or flash_attn: sdpa)"
+        )
+    batch["attention_mask"] = block_attention_mask(segments, None if attn == "sdpa" else torch.float32)
+    # Only positions that predict a continuation token need logits: the prompt needs none.
+    used = (targets != IGNORE_INDEX).any(0).any(0).nonzero()
+    first = int(used[0]) if used.numel() else targets.shape[-1] - 1
+    if _accepts_logits_to_keep(unwrapped):
+        batch["logits_to_keep"] = targets.shape[-1] - first
+        targets = targets[..., first:]
+    logits = model(**batch, return_dict=True, use_cache=False).logits
+    out = {}
+    for name, row in (("chosen", 0), ("rejected", 1), ("gt", 2)):
+        out[f"{name}_logps"], out[f"{name}_tokens"] = sequence_logps(logits, targets[row])
+    return out

@@ -9,7 +9,6 @@ LLaMA-Factory's.
 
 from __future__ import annotations
 
-import inspect
 from contextlib import nullcontext
 from typing import Any, Literal
 
@@ -18,9 +17,7 @@ from llamafactory.train.dpo.trainer import CustomDPOTrainer
 from typing_extensions import override
 
 from vs2_plugin.gdpo.loss import gdpo_loss, sequence_logps, shift_labels
-from vs2_plugin.gdpo.packing import block_attention_mask
-
-PACKABLE_ATTENTION = ("sdpa", "eager")
+from vs2_plugin.gdpo.packing import packed_forward
 
 
 class GDPOTrainer(CustomDPOTrainer):
@@ -45,34 +42,7 @@ class GDPOTrainer(CustomDPOTrainer):
     # ----------------------------------------------------------------------------- forwards
     def packed_forward(self, model, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Summed log-probs of chosen / rejected / ground truth from one packed forward."""
-        batch = dict(batch)
-        segments = batch.pop("gdpo_segments")
-        targets = batch.pop("gdpo_targets")
-        attn = getattr(self.accelerator.unwrap_model(model).config, "_attn_implementation", "sdpa")
-        if attn not in PACKABLE_ATTENTION:
-            raise ValueError(
-                f"gdpo_pack_prompt needs attn_implementation in {PACKABLE_ATTENTION}, the model uses {attn!r}; "
-                "set gdpo_pack_prompt: false or flash_attn: sdpa"
-            )
-        batch["attention_mask"] = block_attention_mask(segments, None if attn == "sdpa" else torch.float32)
-        # Only positions that predict a continuation token need logits (the prompt needs none).
-        used = (targets != -100).any(0).any(0).nonzero()
-        first = int(used[0]) if used.numel() else targets.shape[-1] - 1
-        if self._accepts_logits_to_keep(model):
-            batch["logits_to_keep"] = targets.shape[-1] - first
-            targets = targets[..., first:]
-        logits = model(**batch, return_dict=True, use_cache=False).logits
-        out = {}
-        for name, row in (("chosen", 0), ("rejected", 1), ("gt", 2)):
-            out[f"{name}_logps"], out[f"{name}_tokens"] = sequence_logps(logits, targets[row])
-        return out
-
-    def _accepts_logits_to_keep(self, model) -> bool:
-        if not hasattr(self, "_logits_to_keep_ok"):
-            inner = self.accelerator.unwrap_model(model)
-            inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-            self._logits_to_keep_ok = "logits_to_keep" in inspect.signature(inner.forward).parameters
-        return self._logits_to_keep_ok
+        return packed_forward(model, batch, self.accelerator.unwrap_model(model))
 
     def pair_forward(self, model, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Chosen / rejected summed log-probs (and packed ground truth) for either batch layout."""
