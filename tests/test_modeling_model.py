@@ -212,3 +212,33 @@ def test_bf16_forward_with_fp32_audio(tiny_model_dir, padding_side):
     with torch.no_grad():
         logits = half(**inputs).logits
     assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+
+
+def test_audio_linear_layers_have_descriptive_names(model):
+    # LLaMA-Factory matches LoRA targets by substring; a Linear named "0" would match "layers.0".
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ("audio_encoder" in name or "audio_aligner" in name):
+            assert not name.rsplit(".", 1)[-1].isdigit(), name
+
+
+def test_real_audio_through_the_model(model):
+    """A real clip: 16 kHz mono -> Whisper log-mel of one 30 s segment -> audio-only item."""
+    import math
+    from pathlib import Path
+
+    import whisper
+
+    clip = Path(__file__).parents[1].parent / "shared" / "data" / "media" / "3.flac"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not available")
+    audio = whisper.load_audio(str(clip))  # 16 kHz mono float32
+    duration = len(audio) / whisper.audio.SAMPLE_RATE
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), n_mels=80)[None]
+    assert mel.shape == (1, 80, 3000)
+    kept = math.ceil(duration / model.config.audio_window_s)  # windows that cover real audio
+    config = model.config
+    row = [5, config.audio_start_token_id] + [config.audio_token_id] * kept + [config.audio_end_token_id, 9]
+    inputs = dict(input_ids=torch.tensor([row]), attention_mask=torch.ones(1, len(row), dtype=torch.long),
+                  audio_features=mel, audio_segment_counts=torch.tensor([1]), audio_token_counts=torch.tensor([kept]))
+    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert out.shape == (1, len(row) + 2)
