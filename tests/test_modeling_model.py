@@ -242,3 +242,30 @@ def test_real_audio_through_the_model(model):
                   audio_features=mel, audio_segment_counts=torch.tensor([1]), audio_token_counts=torch.tensor([kept]))
     out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
     assert out.shape == (1, len(row) + 2)
+
+
+def test_split_audio_items_by_sample():
+    from vs2_plugin.modeling.model import _split_items_by_tokens
+
+    assert _split_items_by_tokens([5, 4, 6], [9, 6]) == [[0, 1], [2]]
+    assert _split_items_by_tokens([0, 5, 0, 6], [5, 0, 6]) == [[0, 1, 2], [], [3]]
+    with pytest.raises(ValueError, match="span two samples"):
+        _split_items_by_tokens([5, 4], [3, 6])
+    with pytest.raises(ValueError, match="more audio items"):
+        _split_items_by_tokens([5, 4], [5])
+
+
+def test_expand_for_multiple_return_sequences_keeps_audio_with_its_sample(model):
+    config = model.config
+    a = [5, config.audio_start_token_id] + [config.audio_token_id] * 6 + [config.audio_end_token_id]
+    b = [5, config.audio_start_token_id] + [config.audio_token_id] * 3 + [config.audio_end_token_id] + [6, 7, 8]
+    inputs = batch(config, [a, b], audio_items=[6, 3], segments=[1, 2])
+    ids, expanded = model._expand_inputs_for_generation(
+        expand_size=2, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+        **{k: inputs[k] for k in ("audio_features", "audio_segment_counts", "audio_token_counts")},
+    )
+    assert ids.shape[0] == 4 and torch.equal(ids[0], ids[1]) and torch.equal(ids[2], inputs["input_ids"][1])
+    assert expanded["audio_segment_counts"].tolist() == [1, 1, 2, 2]
+    assert expanded["audio_token_counts"].tolist() == [6, 6, 3, 3]
+    feats = inputs["audio_features"]
+    assert torch.equal(expanded["audio_features"], torch.cat([feats[:1], feats[:1], feats[1:], feats[1:]]))

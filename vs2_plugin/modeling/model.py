@@ -314,6 +314,10 @@ class VideoSalmonn2ForConditionalGeneration(VideoSalmonn2PreTrainedModel, Qwen2_
         return torch.cat([text_positions[None, ...], mm_positions], dim=0)
 
     def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        # LLaMA-Factory's chat engine passes second_per_grid_ts as a list; the Qwen2.5-VL
+        # expansion splits it as a tensor (num_return_sequences > 1 would crash).
+        if isinstance(model_kwargs.get("second_per_grid_ts"), list):
+            model_kwargs["second_per_grid_ts"] = torch.tensor(model_kwargs["second_per_grid_ts"])
         # Audio tensors are per segment / per item, not per sample: expand them sample by
         # sample (items are assigned to samples by their <|audio_pad|> counts).
         if expand_size == 1 or model_kwargs.get("audio_features") is None:
@@ -341,12 +345,16 @@ class VideoSalmonn2ForConditionalGeneration(VideoSalmonn2PreTrainedModel, Qwen2_
 
 
 def _split_items_by_tokens(item_tokens: list[int], sample_tokens: list[int]) -> list[list[int]]:
-    """Assign consecutive audio items to samples so each sample's token total matches."""
-    out, item = [], 0
+    """Assign consecutive audio items to samples so each sample's token total matches.
+
+    An item that kept no tokens cannot be located from ``input_ids``; it goes with the sample
+    before it (its features are dropped anyway).
+    """
+    out, item, count = [], 0, len(item_tokens)
     for need in sample_tokens:
         mine = []
-        while need > 0 or (item < len(item_tokens) and item_tokens[item] == 0 and need == 0 and mine):
-            if item >= len(item_tokens):
+        while need > 0 or (item < count and item_tokens[item] == 0):
+            if item >= count:
                 raise ValueError("audio_token_counts do not add up to the <|audio_pad|> tokens of each sample")
             mine.append(item)
             need -= item_tokens[item]
@@ -354,4 +362,6 @@ def _split_items_by_tokens(item_tokens: list[int], sample_tokens: list[int]) -> 
         if need < 0:
             raise ValueError("an audio item's tokens span two samples; audio_token_counts do not match input_ids")
         out.append(mine)
+    if item != count:
+        raise ValueError("more audio items than <|audio_pad|> tokens in input_ids")
     return out
