@@ -248,7 +248,7 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
         new_adapters = state.initial_adapters if previous is None else [str(root / previous.adapter)]
         reference_model = backbone
         if new_adapters:
-            dtype = str(model_args.compute_dtype).replace("torch.", "")
+            dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32"
             reference_model = str(
                 export_merged(backbone, new_adapters, round_dir / "reference", data_args.template, dtype)
             )
