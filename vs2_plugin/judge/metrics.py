@@ -1,0 +1,173 @@
+"""Caption metrics as pure functions: event rates (App. E), repetition rate (App. B),
+unnatural patterns (Table 2) and the median of K judging passes.
+
+Reading of Appendix B used here (the appendix leaves it open): the text is split into
+phrases at punctuation; a phrase is normalised (lower case, inner whitespace collapsed,
+surrounding quotes dropped); for a phrase that occurs k > 1 times, the words of its 2nd..k-th
+occurrences are "recurring phrase words" -- the first occurrence is not counted, so a text
+with no repeated phrase scores 0 and a text that is one phrase said twice scores 0.5.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Phrase boundaries for the repetition rate: sentence and clause punctuation (ASCII and CJK).
+_PHRASE_SPLIT = re.compile(r"[.,;:!?\n\r\u3002\uff0c\uff1b\uff1a\uff01\uff1f\u3001]+")
+_WORD = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    """Words of ``text`` (letters/digits, inner apostrophes and hyphens kept)."""
+    return _WORD.findall(text)
+
+
+def phrases(text: str) -> list[str]:
+    """Normalised phrases of ``text`` split at punctuation (App. B step 1); empty ones dropped."""
+    out = []
+    for raw in _PHRASE_SPLIT.split(text):
+        phrase = " ".join(w.lower() for w in words(raw))
+        if phrase:
+            out.append(phrase)
+    return out
+
+
+def repetition_rate(text: str) -> float:
+    """App. B repetition rate: words of repeated phrase occurrences (first one not counted) / words.
+
+    >>> repetition_rate("A dog runs. A dog runs. A cat sits.")
+    0.3333333333333333
+    """
+    all_phrases = phrases(text)
+    total_words = sum(len(p.split()) for p in all_phrases)
+    if total_words == 0:
+        return 0.0
+    counts = Counter(all_phrases)
+    repeated = sum((k - 1) * len(p.split()) for p, k in counts.items() if k > 1)
+    return repeated / total_words
+
+
+def event_rates(n_events: int, n_missed: int, n_incorrect: int, n_hallucinated: int) -> dict[str, float]:
+    """Miss / Incorrect / Hallucination / Hall / Total as fractions of the reference events.
+
+    Paper App. E and Table 1: each count is divided by the number of reference events,
+    Hall = Incorrect + Hallucination, Total = Miss + Hall. Counts are clamped so that
+    missed + incorrect <= events (an event is missed or wrong, not both) and Hall <= 1, keeping
+    every reported rate in [0, 1]; Total can reach 2. An item with no events has no rates.
+    """
+    if n_events <= 0:
+        raise ValueError(f"event rates need at least one reference event, got n_events={n_events}")
+    missed = min(max(n_missed, 0), n_events)
+    incorrect = min(max(n_incorrect, 0), n_events - missed)
+    hallucinated = min(max(n_hallucinated, 0), n_events - incorrect)
+    miss = missed / n_events
+    hall = (incorrect + hallucinated) / n_events
+    return {
+        "miss_rate": miss,
+        "incorrect_rate": incorrect / n_events,
+        "hallucination_rate": hallucinated / n_events,
+        "hall_rate": hall,
+        "total_rate": miss + hall,
+    }
+
+
+def median_pass_index(totals: Sequence[float]) -> int:
+    """Index of the pass whose total error is the median (App. E: 7 passes, median reported).
+
+    For an even number of passes the lower median is taken; ties keep the earliest pass.
+    """
+    if not totals:
+        raise ValueError("median of zero passes")
+    order = sorted(range(len(totals)), key=lambda i: (totals[i], i))
+    return order[(len(order) - 1) // 2]
+
+
+# ---------------------------------------------------------------- unnatural patterns (Table 2)
+
+#: Section headers a caption should not contain ("Video Description:", "#Audio:", "## Visual").
+_HEADER = re.compile(
+    r"(?im)^[ \t]*(?:#{1,6}[ \t]*\S.*|\*\*[^*\n]{1,60}\*\*:?[ \t]*$"
+    r"|(?:video|visual|audio|speech|scene|sound)(?:[ \t]+(?:description|content|caption|details?|track))?[ \t]*(?:#\d+)?[ \t]*:)"
+)
+_SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|<(?:video|audio|image)>|</?s>|\[(?:PAD|UNK|CLS|SEP)\]")
+#: Scripts that should not appear in an English caption outside quoted speech.
+_FOREIGN_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "HEBREW", "THAI", "DEVANAGARI")
+_QUOTED = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])|\u2018[^\u2019\n]*\u2019")
+_REPEATED_TOKEN = re.compile(r"(?i)\b(\w+)(?:\W+\1\b){3,}")
+_REPEATED_NGRAM = re.compile(r"(?i)((?:\b\w+\W+){2,8}?)\1{2,}")
+
+
+def _foreign_characters(text: str) -> list[str]:
+    found = []
+    for ch in _QUOTED.sub(" ", text):
+        if ord(ch) < 0x0370:
+            continue
+        name = unicodedata.name(ch, "")
+        if any(name.startswith(s) or f" {s}" in name for s in _FOREIGN_SCRIPTS):
+            found.append(ch)
+    return found
+
+
+def _is_mostly_latin(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return bool(letters) and sum(ch.isascii() for ch in letters) / len(letters) >= 0.8
+
+
+def unnatural_patterns(text: str) -> list[str]:
+    """Names of the unnatural patterns found in a caption (paper Table 2, App. I).
+
+    ``header``: markdown/section headers ("Video Description:", "#Audio:", "## ...");
+    ``special_token``: leaked template tokens; ``foreign_script``: CJK/Cyrillic/... characters in
+    an otherwise Latin caption, outside quoted speech; ``repeated_token``: one word 4+ times in a
+    row; ``repeated_ngram``: a 2-8 word run repeated 3+ times in a row; ``replacement_char``:
+    U+FFFD from broken decoding; ``high_repetition``: App. B repetition rate above 0.3.
+    """
+    found = []
+    if _HEADER.search(text):
+        found.append("header")
+    if _SPECIAL_TOKEN.search(text):
+        found.append("special_token")
+    if _is_mostly_latin(text) and _foreign_characters(text):
+        found.append("foreign_script")
+    unquoted = _QUOTED.sub(" ", text)  # quoted speech may legitimately repeat ("no, no, no, no")
+    if _REPEATED_TOKEN.search(unquoted):
+        found.append("repeated_token")
+    if _REPEATED_NGRAM.search(unquoted):
+        found.append("repeated_ngram")
+    if "\ufffd" in text:
+        found.append("replacement_char")
+    if repetition_rate(text) > 0.3:
+        found.append("high_repetition")
+    return found
+
+
+def is_unnatural(text: str) -> bool:
+    """True when :func:`unnatural_patterns` finds anything."""
+    return bool(unnatural_patterns(text))
+
+
+def unnatural_rate(texts: Iterable[str]) -> float:
+    """Fraction of captions with at least one unnatural pattern (Table 2 "% Unnatural Rate")."""
+    texts = list(texts)
+    return sum(is_unnatural(t) for t in texts) / len(texts) if texts else 0.0
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Mean rates over judged items (failed items are counted apart, never as zero errors).
+
+    ``rows`` are :meth:`Judgment.to_dict` outputs. Returns percentages-free fractions plus
+    ``n_items``, ``n_ok``, ``n_failed`` and ``unnatural_rate``.
+    """
+    rows = list(rows)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    keys = ("miss_rate", "incorrect_rate", "hallucination_rate", "hall_rate", "total_rate", "rep_rate")
+    out: dict[str, Any] = {"n_items": len(rows), "n_ok": len(ok), "n_failed": len(rows) - len(ok)}
+    for key in keys:
+        values = [r[key] for r in ok if r.get(key) is not None]
+        out[key] = sum(values) / len(values) if values else None
+    out["unnatural_rate"] = sum(bool(r.get("unnatural")) for r in ok) / len(ok) if ok else None
+    return out

@@ -1,0 +1,176 @@
+"""Plain data passed through the judge hooks: items to judge, judgments, scored samples, pairs.
+
+Rates are fractions of the item's reference events (paper App. E): ``miss_rate`` =
+missed / events, ``hall_rate`` = (incorrect + hallucinated) / events, ``total_rate`` =
+miss + hall. A failed judgment carries ``status="failed"`` and an ``error`` and no rates,
+so it can never be mistaken for a perfect caption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vs2_plugin.errors import DataError
+
+TASKS = ("global", "local")
+
+
+@dataclass
+class JudgeItem:
+    """One caption to judge against its own atomic events (or reference, to extract events from)."""
+
+    id: str
+    caption: str
+    events: list[str] = field(default_factory=list)
+    reference: str | None = None
+    task: str = "global"
+
+    def __post_init__(self) -> None:
+        self.id = str(self.id)
+        if not isinstance(self.caption, str):
+            raise DataError(f"item {self.id!r}: caption must be a string, got {type(self.caption).__name__}")
+        if not isinstance(self.events, list) or not all(isinstance(e, str) for e in self.events):
+            raise DataError(f"item {self.id!r}: events must be a list of strings")
+        if self.task not in TASKS:
+            raise DataError(f"item {self.id!r}: task must be one of {TASKS}, got {self.task!r}")
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "JudgeItem":
+        if "id" not in row or "caption" not in row:
+            raise DataError(f"judge item needs 'id' and 'caption', got keys {sorted(row)}")
+        return cls(
+            id=row["id"],
+            caption=row["caption"],
+            events=list(row.get("events") or []),
+            reference=row.get("reference"),
+            task=row.get("task", "global"),
+        )
+
+
+@dataclass
+class Judgment:
+    """The judge's verdict on one item (one pass, or the median of K passes).
+
+    ``missed`` / ``incorrect`` are reference events; ``hallucinated`` are caption clauses
+    (or event-like statements) that the reference does not support.
+    """
+
+    id: str
+    judge: str
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+    n_events: int = 0
+    event_scores: list[float] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    incorrect: list[str] = field(default_factory=list)
+    hallucinated: list[str] = field(default_factory=list)
+    rep_rate: float | None = None
+    unnatural: list[str] = field(default_factory=list)
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "failed"):
+            raise ValueError(f"Judgment.status must be 'ok' or 'failed', got {self.status!r}")
+        if self.status == "failed" and not self.error:
+            raise ValueError(f"Judgment {self.id!r} failed without an error message")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, item_id: str, judge: str, error: str, **extra: Any) -> "Judgment":
+        return cls(id=str(item_id), judge=judge, status="failed", error=error, **extra)
+
+    def rates(self) -> dict[str, float] | None:
+        """Miss / Incorrect / Hallucination / Hall / Total as fractions; ``None`` when failed."""
+        if not self.ok:
+            return None
+        from vs2_plugin.judge.metrics import event_rates
+
+        return event_rates(self.n_events, len(self.missed), len(self.incorrect), len(self.hallucinated))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "id": self.id,
+            "judge": self.judge,
+            "status": self.status,
+            "n_events": self.n_events,
+            "event_scores": [round(float(s), 4) for s in self.event_scores],
+            "missed": list(self.missed),
+            "incorrect": list(self.incorrect),
+            "hallucinated": list(self.hallucinated),
+            "unnatural": list(self.unnatural),
+        }
+        if self.ok:
+            out.update(self.rates())
+            out["rep_rate"] = self.rep_rate
+        else:
+            out["error"] = self.error
+        if self.passes:
+            out["passes"] = self.passes
+        if self.usage:
+            out["usage"] = dict(self.usage)
+        return out
+
+
+@dataclass
+class ScoredSample:
+    """One sampled caption of a video with its judged metrics (input to pair selection).
+
+    ``error`` is the total error rate (Miss + Hall) and ``rep`` the repetition rate, both
+    fractions. ``media`` holds the video path(s) and ``audios`` optional separate audio files.
+    """
+
+    video_id: str
+    task: str
+    prompt: str
+    caption: str
+    error: float
+    rep: float
+    sample_id: str = ""
+    media: list[str] = field(default_factory=list)
+    audios: list[str] = field(default_factory=list)
+    miss: float | None = None
+    hall: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise DataError(f"sample {self.video_id!r}: task must be one of {TASKS}, got {self.task!r}")
+        for name in ("error", "rep"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value != value:  # NaN check
+                raise DataError(f"sample {self.video_id!r}/{self.sample_id!r}: {name} must be a number, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PreferencePair:
+    """A chosen/rejected pair for DPO with the metric margins that justified it."""
+
+    video_id: str
+    task: str
+    prompt: str
+    chosen: ScoredSample
+    rejected: ScoredSample
+    error_margin: float
+    rep_margin: float
+
+    @property
+    def media(self) -> list[str]:
+        return list(self.chosen.media)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "video_id": self.video_id,
+            "task": self.task,
+            "prompt": self.prompt,
+            "chosen": self.chosen.to_dict(),
+            "rejected": self.rejected.to_dict(),
+            "error_margin": self.error_margin,
+            "rep_margin": self.rep_margin,
+        }
