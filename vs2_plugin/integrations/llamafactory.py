@@ -143,20 +143,14 @@ def _register_template(template_module) -> None:
     _record("template", TEMPLATE_NAME)
 
 
-#: What LLaMA-Factory freezes / keeps out of LoRA for our model (substring match on module
-#: names). The audio encoder counts as "vision tower" (frozen with it, sec. 3.2); the audio
-#: aligner is never a LoRA target: it trains fully (alignment) or as an extra module (SFT).
-COMPOSITE_KEYS = {
-    "projector_keys": ["visual.merger"],
-    "vision_model_keys": ["visual.patch_embed", "visual.blocks", "audio_encoder"],
-    "language_model_keys": ["language_model", "lm_head"],
-    "lora_conflict_keys": ["patch_embed", "audio_aligner", "audio_encoder"],
-}
-
-
 def _register_composite_model(visual) -> None:
+    # What LLaMA-Factory freezes / keeps out of LoRA (substring match on module names): the
+    # audio encoder counts as vision tower (frozen with it, sec. 3.2); the audio aligner is
+    # never a LoRA target (it trains fully in alignment, as modules_to_save afterwards).
+    from vs2_plugin.modeling.freezing import composite_model_spec
+
     if MODEL_TYPE not in visual.COMPOSITE_MODELS:
-        visual._register_composite_model(model_type=MODEL_TYPE, **COMPOSITE_KEYS)
+        visual._register_composite_model(**composite_model_spec())
     _record("composite_model", MODEL_TYPE)
 
 
