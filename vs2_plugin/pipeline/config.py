@@ -1,0 +1,149 @@
+"""Configuration of the mrDPO driver (``recipes/mrdpo.yaml``) and of rebirth tuning.
+
+Relative paths are resolved against the current directory, as LLaMA-Factory does. Every
+dataclass validates in ``__post_init__`` and names the bad key and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import ConfigError
+
+DEFAULT_GLOBAL_PROMPT = (
+    "Provide a comprehensive description of all the content in the video, leaving out no details. "
+    "Be sure to include as much of the audio information as possible, and ensure that your descriptions "
+    "of the audio and video are closely aligned."
+)
+DEFAULT_LOCAL_PROMPT = (
+    "Describe in detail what happens in the video between {start:g} and {end:g} seconds, "
+    "including what is seen and what is heard."
+)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _check_positive(name: str, value: Any, minimum: float = 1, integer: bool = True) -> None:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind} >= {minimum}; got {value!r}")
+
+
+@dataclass
+class SamplingConfig:
+    """How captions are sampled from the current model (paper sec. 4.2: two per video)."""
+
+    backend: str = "local"  #: "local" (this machine, data-parallel workers) or "openai"
+    samples_per_video: int = 2
+    workers: int = 1  #: local: processes sampling disjoint shards (one per GPU when CUDA is there)
+    global_prompt: str = DEFAULT_GLOBAL_PROMPT
+    local_prompt: str = DEFAULT_LOCAL_PROMPT
+    local: bool = True  #: also sample local (time-interval) captions
+    max_new_tokens: int = 1024
+    temperature: float = 1.0
+    top_p: float = 0.9
+    #: openai backend: an OpenAI-compatible server that serves the current model
+    base_url: str | None = None
+    model: str | None = None
+    concurrency: int = 4
+    timeout_s: float = 600.0
+
+    def __post_init__(self):
+        _check_choice("sampling.backend", self.backend, ("local", "openai"))
+        _check_positive("sampling.samples_per_video", self.samples_per_video, 2)
+        _check_positive("sampling.workers", self.workers)
+        _check_positive("sampling.max_new_tokens", self.max_new_tokens)
+        _check_positive("sampling.concurrency", self.concurrency)
+        if not 0 < float(self.top_p) <= 1:
+            raise ConfigError(f"sampling.top_p must be in (0, 1]; got {self.top_p!r}")
+        if float(self.temperature) <= 0:
+            raise ConfigError(f"sampling.temperature must be > 0 for sampling; got {self.temperature!r}")
+        if self.backend == "openai" and not self.base_url:
+            raise ConfigError("sampling.base_url is required for sampling.backend: openai")
+        try:
+            self.local_prompt.format(start=0.0, end=1.0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"sampling.local_prompt may only use {{start}} and {{end}}: {exc}") from None
+
+
+@dataclass
+class MrDPOConfig:
+    """One mrDPO run (paper sec. 3.3, Fig. 2-3): per round sample -> judge -> pairs -> gDPO -> eval."""
+
+    run_dir: str
+    model: str  #: post-alignment checkpoint (the frozen backbone of every round)
+    train_videos: str  #: JSONL: id, video, reference (or events), optional local intervals
+    heldout_videos: str | None = None  #: same format; evaluated after every round
+    init_adapters: list[str] = field(default_factory=list)  #: e.g. the SFT LoRA, merged before round 1
+    rounds: int = 6
+    seed: int = 42
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judge: dict[str, Any] = field(default_factory=lambda: {"judge": "offline"})
+    #: "table3" (paper App. F) or a list of per-round dicts {global_error, global_rep, local_error, local_rep}
+    thresholds: Any = "table3"
+    stop_unnatural_rate: float = 0.10  #: stop when held-out unnatural-pattern rate exceeds this
+    gdpo_lambda: float = 0.1
+    #: LLaMA-Factory arguments of every gDPO round (template, LoRA, optimiser, ...)
+    train: dict[str, Any] = field(default_factory=dict)
+    #: LLaMA-Factory arguments for loading the model to sample (video_fps, video_maxlen, ...)
+    infer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.sampling, dict):
+            self.sampling = _build(SamplingConfig, self.sampling, "sampling")
+        _check_positive("rounds", self.rounds)
+        if isinstance(self.init_adapters, str):
+            self.init_adapters = [a.strip() for a in self.init_adapters.split(",") if a.strip()]
+        if not isinstance(self.judge, dict):
+            raise ConfigError(f"judge must be a mapping of judge settings; got {self.judge!r}")
+        if not 0 <= float(self.stop_unnatural_rate) <= 1:
+            raise ConfigError(f"stop_unnatural_rate must be in [0, 1]; got {self.stop_unnatural_rate!r}")
+        if float(self.gdpo_lambda) < 0:
+            raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
+        for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):
+            if key in self.train:
+                raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
+        for name in ("train_videos", "heldout_videos"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"{name}: file not found: {value}")
+
+    @property
+    def template(self) -> str:
+        return str(self.train.get("template", self.infer.get("template", "video_salmonn2")))
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**data)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}  # safe_load: no code from YAML
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def load_mrdpo_config(path: str | Path, **overrides: Any) -> MrDPOConfig:
+    data = load_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(MrDPOConfig, data, str(path))

@@ -1,0 +1,247 @@
+"""``vs2 mrdpo CONFIG``: the multi-round DPO driver (paper sec. 3.3, Fig. 2-3, App. F).
+
+Per round t: sample two captions per video (global, and local for a time interval) from the
+current model -> judge them through the ``vs2_*`` hooks -> select pairs with round t's
+thresholds -> train one gDPO round with a fresh LoRA proxy (the previous LoRAs merged into the
+frozen reference) -> evaluate on the held-out split -> ``vs2_after_round``. It stops early when
+the held-out unnatural-pattern rate passes ``stop_unnatural_rate`` (the paper's signal).
+
+Resumable at every step: each step's output is written durably before the step is marked
+done in ``<run_dir>/pipeline_state.json``; sampling and judging keep every finished item, and
+an interrupted gDPO round resumes from its last checkpoint. A rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
+from vs2_plugin.pipeline.records import JsonlLog, StepState, write_jsonl_atomic
+from vs2_plugin.pipeline.sampling import build_tasks, sample
+from vs2_plugin.pipeline.train import run_training
+from vs2_plugin.pipeline.videos import VideoEntry, load_videos
+from vs2_plugin.rounds import atomic_write_text
+
+GT_DATASET = "vs2_gt"
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")
+    parser.add_argument("--run-dir", help="override run_dir")
+    parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    cfg = load_mrdpo_config(args.config, run_dir=args.run_dir, rounds=args.rounds)
+    summary = run_mrdpo(cfg, progress=not args.no_progress)
+    print(summary["report_md"])
+    return 0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def judge_config(cfg: MrDPOConfig, run_dir: Path):
+    from vs2_plugin.judge.config import JudgeConfig
+
+    settings = dict(cfg.judge)
+    settings.setdefault("cache_path", str(run_dir / "judge_cache.sqlite"))
+    return JudgeConfig(**settings)
+
+
+def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, list[str]]:
+    """Atomic events per video (``id``) and per local interval (``id@start-end``), extracted once."""
+    from vs2_plugin.judge.runner import extract_events
+
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    wanted: dict[str, tuple[list[str], str | None]] = {}
+    for v in videos:
+        wanted[v.id] = (v.events, v.reference)
+        for iv in v.local:
+            wanted[interval_key(v.id, iv.start, iv.end)] = (iv.events, iv.reference)
+    todo = [k for k, (events, ref) in wanted.items() if not events and k not in cache]
+    if todo:
+        extracted = extract_events([wanted[k][1] for k in todo], jcfg)
+        for k, events in zip(todo, extracted):
+            if not events:
+                raise Vs2Error(f"could not extract atomic events from the reference of {k!r}")
+            cache[k] = events
+        atomic_write_text(cache_path, json.dumps(cache, indent=1))
+    return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
+
+
+def interval_key(video_id: str, start: float, end: float) -> str:
+    return f"{video_id}@{start:g}-{end:g}"
+
+
+def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path) -> list[dict[str, Any]]:
+    """Judge sampled captions (kept per item in ``out_path``); returns rows with metrics."""
+    from vs2_plugin.judge.runner import judge_items
+    from vs2_plugin.judge.types import JudgeItem
+
+    log = JsonlLog(out_path)
+    done = log.by_key()
+    todo = [r for r in rows if r["key"] not in done]
+    if todo:
+        items = []
+        for r in todo:
+            ev_key = r["video_id"] if r["task"] == "global" else interval_key(r["video_id"], r["start"], r["end"])
+            items.append(JudgeItem(id=r["key"], caption=r["caption"], events=events[ev_key], task=r["task"]))
+        for r, j in zip(todo, judge_items(items, jcfg)):
+            row = {**r, "judgment": j.to_dict()}
+            log.append(row)
+    done = log.by_key()
+    return [done[r["key"]] for r in rows]
+
+
+def scored_samples(judged: list[dict[str, Any]]):
+    from vs2_plugin.judge.types import ScoredSample
+
+    out = []
+    for r in judged:
+        j = r["judgment"]
+        if j.get("status") != "ok":  # a failed judgment never yields a pair
+            continue
+        out.append(ScoredSample(video_id=r["video_id"], task=r["task"], prompt="<video>" + r["prompt"], caption=r["caption"],
+                                error=j["total_rate"], rep=j.get("rep_rate") or 0.0, sample_id=r["key"], media=[r["video"]],
+                                miss=j.get("miss_rate"), hall=j.get("hall_rate")))
+    return out
+
+
+def summarize_judged(judged: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean Rep / Miss / Hall / Total and the unnatural-pattern rate, per task."""
+    from vs2_plugin.judge.metrics import is_unnatural
+
+    out: dict[str, Any] = {}
+    for task in ("global", "local"):
+        rows = [r for r in judged if r["task"] == task]
+        if not rows:
+            continue
+        ok = [r["judgment"] for r in rows if r["judgment"].get("status") == "ok"]
+        mean = (lambda key: sum(j[key] for j in ok) / len(ok) if ok else None)
+        out[task] = {
+            "n": len(rows), "failed": len(rows) - len(ok),
+            "rep": mean("rep_rate"), "miss": mean("miss_rate"), "hall": mean("hall_rate"), "total": mean("total_rate"),
+            "unnatural": sum(is_unnatural(r["caption"]) for r in rows) / len(rows),
+        }
+    return out
+
+
+def write_gt_dataset(videos: list[VideoEntry], cfg: MrDPOConfig, data_dir: Path) -> None:
+    """The SFT ground truth of eq. 11 as a LLaMA-Factory dataset (global and local references)."""
+    rows = []
+    for v in videos:
+        if v.reference:
+            rows.append({"messages": [{"role": "user", "content": "<video>" + cfg.sampling.global_prompt},
+                                      {"role": "assistant", "content": v.reference}], "videos": [v.video]})
+        for iv in v.local:
+            if iv.reference:
+                prompt = cfg.sampling.local_prompt.format(start=iv.start, end=iv.end)
+                rows.append({"messages": [{"role": "user", "content": "<video>" + prompt},
+                                          {"role": "assistant", "content": iv.reference}], "videos": [v.video]})
+    if not rows:
+        raise Vs2Error("no reference captions for the ground-truth term of gDPO; give 'reference' in the video list")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(data_dir / f"{GT_DATASET}.json", json.dumps(rows, ensure_ascii=False, indent=1))
+    info = {GT_DATASET: {"file_name": f"{GT_DATASET}.json", "formatting": "sharegpt",
+                         "columns": {"messages": "messages", "videos": "videos"},
+                         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}
+    atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
+
+
+def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters: list[str], out_dir: Path, tag: str,
+             progress: bool) -> dict[str, Any]:
+    """Greedy captions of the held-out videos, judged: the round's metrics."""
+    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag)
+    rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model, adapters=adapters, infer=cfg.infer,
+                  cfg=cfg.sampling, seed=cfg.seed, progress=progress)
+    judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl")
+    return summarize_judged(judged)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
+    from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
+    from vs2_plugin.pipeline.report import write_report
+    from vs2_plugin.plugins import get_plugin_manager
+
+    run_dir = Path(cfg.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = StepState(run_dir)
+    atomic_write_text(run_dir / "config.json", json.dumps(asdict(cfg), indent=2, default=str))
+    train_videos = load_videos(cfg.train_videos)
+    held_videos = load_videos(cfg.heldout_videos) if cfg.heldout_videos else train_videos
+    jcfg = judge_config(cfg, run_dir)
+    events = video_events(train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json")
+    write_gt_dataset(train_videos, cfg, run_dir / "data")
+    schedule = Schedule() if cfg.thresholds in (None, "table3") else Schedule.from_config(cfg.thresholds)
+    model = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    init = [str(Path(a).resolve()) for a in cfg.init_adapters]
+
+    def adapters_after(t: int) -> list[str]:
+        trained = [state.result(k, "train") for k in range(1, t + 1)]
+        return init + [r["adapter"] for r in trained if r and r.get("adapter")]
+
+    if not state.done(0, "eval"):
+        state.mark(0, "eval", evaluate(held_videos, events, cfg, jcfg, init, run_dir / "round-000", "heldout", progress))
+
+    for t in range(1, cfg.rounds + 1):
+        if state.stopped:
+            break
+        rdir = run_dir / f"round-{t:03d}"
+        if not state.done(t, "sample"):
+            tasks = build_tasks(train_videos, cfg.sampling, t)
+            sample(tasks, rdir / "samples.jsonl", model=model, adapters=adapters_after(t - 1), infer=cfg.infer,
+                   cfg=cfg.sampling, seed=cfg.seed + t, progress=progress)
+            state.mark(t, "sample")
+        if not state.done(t, "judge"):
+            rows = JsonlLog(rdir / "samples.jsonl").rows()
+            judged = judge_samples(rows, events, jcfg, rdir / "judged.jsonl")
+            state.mark(t, "judge", summarize_judged(judged))
+        if not state.done(t, "pairs"):
+            judged = JsonlLog(rdir / "judged.jsonl").rows()
+            pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
+            write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
+            state.mark(t, "pairs", {"count": len(pairs)})
+        if not state.done(t, "train"):
+            n_pairs = state.result(t, "pairs")["count"]
+            if n_pairs == 0:
+                state.mark(t, "train", {"skipped": "no sample pair passed this round's thresholds"})
+            else:
+                gdpo_round = 1 + sum(1 for k in range(1, t) if (state.result(k, "train") or {}).get("adapter"))
+                args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
+                        "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
+                        "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
+                        "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
+                args.setdefault("template", cfg.template)
+                if init:
+                    args["adapter_name_or_path"] = ",".join(init)
+                run_training(args, rdir / "train.yaml", rdir / "train.log")
+                adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
+                state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs})
+        if not state.done(t, "eval"):
+            state.mark(t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress))
+        metrics = state.result(t, "eval")
+        if not state.done(t, "hook"):
+            get_plugin_manager().hook.vs2_after_round(round_index=t, run_dir=run_dir, metrics=metrics)
+            state.mark(t, "hook")
+        unnatural = max((m.get("unnatural") or 0.0) for m in metrics.values()) if metrics else 0.0
+        if unnatural > cfg.stop_unnatural_rate and not state.stopped:
+            state.stop(t, f"held-out unnatural-pattern rate {unnatural:.1%} > stop_unnatural_rate {cfg.stop_unnatural_rate:.1%}")
+
+    rows = [{"stage": "start", **(state.result(0, "eval") or {})}]
+    for t in range(1, cfg.rounds + 1):
+        if state.done(t, "eval"):
+            rows.append({"stage": f"round {t}", **state.result(t, "eval"), "pairs": (state.result(t, "pairs") or {}).get("count")})
+    notes = [f"stopped early after round {state.stopped['round']}: {state.stopped['reason']}"] if state.stopped else []
+    final = adapters_after(cfg.rounds)
+    md = write_report(run_dir, rows, "mrDPO rounds", {"final_adapters": final, "stopped": state.stopped}, notes)
+    atomic_write_text(run_dir / "final_model.json", json.dumps({"model": model, "adapters": final}, indent=2))
+    return {"rows": rows, "final_adapters": final, "report_md": md, "run_dir": str(run_dir)}

@@ -1,0 +1,192 @@
+"""Sample captions from the current model (paper sec. 3.3: distinct captions per video).
+
+Three ways, one output format (a :class:`~vs2_plugin.pipeline.records.JsonlLog` keyed by task):
+
+* ``local``, one process: LLaMA-Factory's ``ChatModel`` (Hugging Face engine) with the base
+  model and the adapters merged so far.
+* ``local``, ``workers: N``: N processes sample disjoint shards (on a GPU machine, one GPU
+  each via ``CUDA_VISIBLE_DEVICES``), then the shards are merged in task order.
+* ``openai``: an OpenAI-compatible server that serves the current model (e.g.
+  ``llamafactory-cli api`` on each node); requests run concurrently.
+
+Every finished caption is appended and fsynced at once, so an interrupted run resumes with
+the next missing task. Each task is generated with its own seed (derived from the run seed
+and the task key), so a resumed run produces exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline.config import SamplingConfig
+from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
+from vs2_plugin.pipeline.videos import VideoEntry
+
+
+@dataclass
+class SampleTask:
+    key: str
+    video_id: str
+    task: str  #: "global" or "local"
+    prompt: str
+    video: str
+    sample_index: int
+    start: float | None = None
+    end: float | None = None
+    greedy: bool = False
+
+
+def build_tasks(videos: list[VideoEntry], cfg: SamplingConfig, round_index: int, *, samples: int | None = None,
+                greedy: bool = False, tag: str = "train") -> list[SampleTask]:
+    """``samples`` captions per video for the global prompt, and for one local interval.
+
+    The local interval of a video rotates with the round so that every interval is used.
+    """
+    n = samples or cfg.samples_per_video
+    tasks = []
+    for v in videos:
+        for i in range(n):
+            tasks.append(SampleTask(f"{tag}/{v.id}/global/{i}", v.id, "global", cfg.global_prompt, v.video, i, greedy=greedy))
+        if cfg.local and v.local:
+            iv = v.local[(round_index - 1) % len(v.local)]
+            prompt = cfg.local_prompt.format(start=iv.start, end=iv.end)
+            for i in range(n):
+                tasks.append(SampleTask(f"{tag}/{v.id}/local/{i}", v.id, "local", prompt, v.video, i, iv.start, iv.end, greedy))
+    return tasks
+
+
+def task_seed(seed: int, key: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _chat_model(model: str, adapters: list[str], infer: dict[str, Any], cfg: SamplingConfig):
+    from llamafactory.chat import ChatModel
+
+    args = {"model_name_or_path": model, "template": "video_salmonn2", "infer_backend": "huggingface",
+            "max_new_tokens": cfg.max_new_tokens, **infer}
+    if adapters:
+        args["adapter_name_or_path"] = ",".join(adapters)
+    return ChatModel(args)
+
+
+def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
+                      infer: dict[str, Any], cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+    import torch
+    from tqdm import tqdm
+
+    log = JsonlLog(out_path)
+    done = log.by_key()
+    todo = [t for t in tasks if t.key not in done]
+    if not todo:
+        return
+    chat = _chat_model(model, adapters, infer, cfg)
+    for task in tqdm(todo, desc=f"sampling {out_path.name}", disable=not progress, unit="caption"):
+        torch.manual_seed(task_seed(seed, task.key))
+        kwargs = {"do_sample": False} if task.greedy else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+        responses = chat.chat([{"role": "user", "content": "<video>" + task.prompt}], videos=[task.video], **kwargs)
+        log.append({**asdict(task), "caption": responses[0].response_text, "finish_reason": responses[0].finish_reason})
+
+
+def sample_parallel(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
+                    infer: dict[str, Any], cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+    """Shard ``tasks`` over ``cfg.workers`` processes, then merge their logs into ``out_path``."""
+    done = JsonlLog(out_path).by_key()
+    todo = [t for t in tasks if t.key not in done]
+    if todo:
+        spec = out_path.with_suffix(".spec.json")
+        spec.write_text(json.dumps({"tasks": [asdict(t) for t in todo], "model": model, "adapters": adapters,
+                                    "infer": infer, "cfg": asdict(cfg), "seed": seed}))
+        gpus = _cuda_count()
+        procs = []
+        for shard in range(cfg.workers):
+            env = dict(os.environ)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(shard % gpus)
+            cmd = [sys.executable, "-m", "vs2_plugin.pipeline.sampling", str(spec), str(shard), str(cfg.workers)]
+            procs.append(subprocess.Popen(cmd, env=env))
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise Vs2Error(f"sampling workers failed with exit codes {codes}; rerun to resume (finished captions are kept)")
+    merged = JsonlLog(out_path).by_key()
+    for shard in range(cfg.workers):
+        merged.update(JsonlLog(_shard_path(out_path, shard)).by_key())
+    write_jsonl_atomic(out_path, [merged[t.key] for t in tasks if t.key in merged])
+
+
+def _shard_path(out_path: Path, shard: int) -> Path:
+    return out_path.with_name(f"{out_path.stem}.shard{shard}.jsonl")
+
+
+def _cuda_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+    """Sample through an OpenAI-compatible server (video passed as a server-side path)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+    from tqdm import tqdm
+
+    log = JsonlLog(out_path)
+    done = log.by_key()
+    todo = [t for t in tasks if t.key not in done]
+    if not todo:
+        return
+    client = OpenAI(base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=5)
+
+    def one(task: SampleTask) -> None:
+        content = [{"type": "video_url", "video_url": {"url": task.video}}, {"type": "text", "text": task.prompt}]
+        extra = {"temperature": 0.0} if task.greedy else {"temperature": cfg.temperature, "top_p": cfg.top_p}
+        reply = client.chat.completions.create(model=cfg.model or "default", messages=[{"role": "user", "content": content}],
+                                               max_tokens=cfg.max_new_tokens, seed=task_seed(seed, task.key), **extra)
+        choice = reply.choices[0]
+        log.append({**asdict(task), "caption": choice.message.content or "", "finish_reason": choice.finish_reason})
+
+    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+        list(tqdm(pool.map(one, todo), total=len(todo), desc=f"sampling {out_path.name}", disable=not progress))
+
+
+def sample(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str], infer: dict[str, Any],
+           cfg: SamplingConfig, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Sample every task (skipping those already in ``out_path``); returns rows in task order."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.backend == "openai":
+        sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress)
+    elif cfg.workers > 1:
+        sample_parallel(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+    else:
+        sample_in_process(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+    rows = JsonlLog(out_path).by_key()
+    missing = [t.key for t in tasks if t.key not in rows]
+    if missing:
+        raise Vs2Error(f"{out_path}: {len(missing)} captions missing after sampling (first: {missing[0]})")
+    return [rows[t.key] for t in tasks]
+
+
+def _worker(spec_path: str, shard: int, num_shards: int) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    tasks = [SampleTask(**t) for i, t in enumerate(spec["tasks"]) if i % num_shards == shard]
+    cfg = SamplingConfig(**spec["cfg"])
+    out = _shard_path(Path(spec_path).with_suffix("").with_suffix(".jsonl"), shard)
+    sample_in_process(tasks, out, model=spec["model"], adapters=spec["adapters"], infer=spec["infer"], cfg=cfg,
+                      seed=spec["seed"], progress=shard == 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(*sys.argv[1:2], int(sys.argv[2]), int(sys.argv[3])))

@@ -1,0 +1,65 @@
+"""The video lists the driver samples from: JSONL rows ``{id, video, reference | events, local}``.
+
+``video`` is a path (relative to the JSONL's folder or absolute). ``local`` is an optional list
+of ``{start, end, reference | events}`` time intervals for local captioning (paper sec. 4.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vs2_plugin.errors import DataError
+from vs2_plugin.pipeline.records import read_jsonl
+
+
+@dataclass
+class Interval:
+    start: float
+    end: float
+    reference: str | None = None
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VideoEntry:
+    id: str
+    video: str
+    reference: str | None = None
+    events: list[str] = field(default_factory=list)
+    local: list[Interval] = field(default_factory=list)
+
+
+def load_videos(path: str | Path) -> list[VideoEntry]:
+    p = Path(path)
+    out, seen = [], set()
+    for n, row in enumerate(read_jsonl(p), 1):
+        where = f"{p}:{n}"
+        for key in ("id", "video"):
+            if not row.get(key):
+                raise DataError(f"{where}: missing {key!r} (row keys: {sorted(row)})")
+        vid = str(row["id"])
+        if vid in seen:
+            raise DataError(f"{where}: duplicate id {vid!r}")
+        seen.add(vid)
+        if not row.get("reference") and not row.get("events"):
+            raise DataError(f"{where}: video {vid!r} needs a 'reference' caption or an 'events' list")
+        video = Path(row["video"])
+        video = video if video.is_absolute() else (p.parent / video)
+        if not video.is_file():
+            raise DataError(f"{where}: video file not found: {video}")
+        local = []
+        for k, iv in enumerate(row.get("local") or []):
+            try:
+                start, end = float(iv["start"]), float(iv["end"])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{where}: local[{k}] needs numeric 'start' and 'end'") from None
+            if not 0 <= start < end:
+                raise DataError(f"{where}: local[{k}] has start={start} end={end}")
+            if not iv.get("reference") and not iv.get("events"):
+                raise DataError(f"{where}: local[{k}] needs a 'reference' or 'events'")
+            local.append(Interval(start, end, iv.get("reference"), list(iv.get("events") or [])))
+        out.append(VideoEntry(vid, str(video.resolve()), row.get("reference"), list(row.get("events") or []), local))
+    if not out:
+        raise DataError(f"{p}: no videos")
+    return out
