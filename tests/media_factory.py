@@ -56,12 +56,14 @@ def make_video(
     beep_at: float | None = None,
     brightness_ramp: bool = False,
     faststart: bool = False,
+    video_args: tuple[str, ...] = (),
 ) -> Path:
     """A clip in the container (mp4, mkv, webm, avi) named by ``path``'s suffix.
 
     ``brightness_ramp``: grey frames whose luma is ``20 + 40 * t`` (so a frame's time can be read
     back from its pixels). ``audio``: ``None`` (silent video), ``"sine"``; ``beep_at`` makes the
-    audio silent except a 0.2 s burst at that time.
+    audio silent except a 0.2 s burst at that time. ``video_args``: extra encoder options
+    (e.g. ``("-g", "10")`` for a keyframe every 10 frames).
     """
     path = Path(path)
     if brightness_ramp:
@@ -74,7 +76,7 @@ def make_video(
         args += ["-c:a", AUDIO_CODEC[path.suffix]]
         if path.suffix == ".webm":
             args += ["-ar", "48000"]
-    args += ["-c:v", VIDEO_CODEC[path.suffix], "-pix_fmt", "yuv420p", "-t", str(duration)]
+    args += ["-c:v", VIDEO_CODEC[path.suffix], "-pix_fmt", "yuv420p", *video_args, "-t", str(duration)]
     if path.suffix == ".webm":
         args += ["-b:v", "200k", "-deadline", "realtime"]
     if faststart:

@@ -243,6 +243,44 @@ def test_frames_come_from_their_times_and_audio_is_aligned(clips):
     assert loud[0] == pytest.approx(2.0, abs=0.01) and loud[-1] == pytest.approx(2.2, abs=0.01)
 
 
+def _reference_frames(path, times):
+    """Every frame decoded the plain way (PyAV, no skipping), kept at the given timestamps."""
+    import av
+
+    wanted = {round(t, 4) for t in times}
+    found = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        origin = (container.start_time or 0) / 1_000_000
+        for frame in container.decode(stream):
+            stamp = round(float(frame.pts * stream.time_base) - origin, 4)
+            if stamp in wanted:
+                found[stamp] = frame.to_ndarray(format="rgb24")
+    return [found[round(t, 4)] for t in times]
+
+
+@pytest.mark.parametrize(
+    "name, video_args",
+    [
+        ("short_gops.mp4", ("-g", "12", "-bf", "3")),  # most GOPs hold no sampled frame
+        ("open_gops.mp4", ("-x264-params", "open-gop=1:keyint=30")),  # B-frames across GOP edges
+        ("long_gop.mp4", ()),  # one GOP: only non-reference frames and the tail are skipped
+        ("mpeg4.avi", ("-g", "15", "-bf", "2")),
+    ],
+)
+def test_skipping_decode_work_returns_exact_frames(tmp_path, name, video_args):
+    """Frames taken while skipping GOPs and non-reference frames equal a full decode's."""
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    path = make_video(tmp_path / name, 12.0, audio=None, video_args=video_args)
+    decoded = read_media(path, fps_phi=0.5, max_frames_m=30)  # 6 frames, one every 2 s
+    assert len(decoded.frame_pts_s) == 6
+    for ours, reference in zip(decoded.frames, _reference_frames(path, decoded.frame_pts_s)):
+        np.testing.assert_array_equal(ours, reference)
+    for target, used in zip(decoded.frame_times_s, decoded.frame_pts_s):
+        assert abs(used - target) <= 0.25  # a few frame intervals at most
+
+
 def test_speech_wav_is_read(tmp_path):
     path = make_speech(tmp_path / "speech.wav")
     decoded = read_media(path, need_audio=True)

@@ -8,14 +8,18 @@
 Decoding uses PyAV (FFmpeg; a LLaMA-Factory dependency). decord was measured and rejected
 for this job: its ``AudioReader`` returns wrong samples whenever it resamples or keeps more
 than one channel (correlation ~0 with FFmpeg's output on the bundled mp3/AAC files), and
-it needs two opens (``AVReader`` is a ``VideoReader`` plus an ``AudioReader``). Frames are
-taken without converting or keeping the frames in between: the decoder skips frames no
-other frame references (``skip_frame=NONREF``, lossless for the frames it does output),
-runs frame-threaded, and stops decoding video after the last frame needed.
+it needs two opens (``AVReader`` is a ``VideoReader`` plus an ``AudioReader``).
+
+Frames are taken with as little decoding as gives the exact pictures: video packets are
+grouped by keyframe and a group of pictures (GOP) without a sampled time is never decoded;
+inside a needed GOP decoding stops once its last sampled frame is in hand; the decoder skips
+frames no other frame references (``skip_frame=NONREF``) and runs frame-threaded. Only the
+sampled frames are converted to RGB (and scaled, see ``max_pixels``). Every frame returned
+is bit-identical to the same frame from a plain full decode.
 
 Because non-reference frames are skipped, a sampled frame is the *decoded* frame nearest
-to its target time (at most a couple of frame intervals away, always inside the frame's
-own time slot); :attr:`DecodedMedia.frame_pts_s` records the timestamps actually used.
+to its target time (at most a few frame intervals away, inside the frame's own time slot);
+:attr:`DecodedMedia.frame_pts_s` records the timestamps actually used.
 
 Every successful :func:`read_media` counts as one decode of that file
 (:func:`decode_count`, :func:`reset_decode_counts`); counters are per process.
@@ -385,11 +389,15 @@ class _FramePicker:
         self.width, self.height = size
         self.chosen: list[np.ndarray] = []
         self.chosen_pts: list[float] = []
-        self.previous = None  # (time, frame)
+        self.previous = None  # (time, frame) of the last frame offered
 
     @property
     def done(self) -> bool:
         return len(self.chosen) == len(self.targets)
+
+    def pending_before(self, end: float) -> bool:
+        """Is some target earlier than ``end`` still without a frame?"""
+        return not self.done and self.targets[len(self.chosen)] < end
 
     def _take(self, time: float, frame) -> None:
         self.chosen.append(frame.to_ndarray(format="rgb24", width=self.width, height=self.height))
@@ -404,6 +412,11 @@ class _FramePicker:
                 self._take(time, frame)
         self.previous = (time, frame)
 
+    def settle_before(self, end: float) -> None:
+        """Targets before ``end`` that no later frame will reach take the last decoded frame."""
+        while self.previous is not None and self.pending_before(end):
+            self._take(*self.previous)
+
     def finish(self, p: Path, info: MediaInfo) -> None:
         """Targets past the last decoded frame take it if it lies in their slot; else truncated."""
         slot = info.duration_s / max(1, len(self.targets))
@@ -415,17 +428,69 @@ class _FramePicker:
             self._take(*self.previous)
 
 
+class _VideoTaker:
+    """Decodes only what the sampled frames need, one group of pictures (GOP) at a time.
+
+    Video packets are held back until the next keyframe shows where their GOP ends. A GOP
+    with no target time in it is dropped undecoded; a GOP with targets is decoded up to the
+    frame that settles its last target, then the decoder is reset for the next GOP it needs.
+    Frames nothing else references are skipped by the decoder itself (``NONREF``).
+    """
+
+    def __init__(self, stream, picker: _FramePicker, origin: float):
+        stream.thread_type = "AUTO"
+        stream.codec_context.skip_frame = "NONREF"
+        self.codec = stream.codec_context
+        self.time_base = stream.time_base
+        self.picker = picker
+        self.origin = origin
+        self.gop: list = []
+
+    def _time(self, item) -> float | None:
+        stamp = item.pts if item.pts is not None else getattr(item, "dts", None)
+        return None if stamp is None else float(stamp * self.time_base) - self.origin
+
+    def _offer(self, frames) -> None:
+        for frame in frames:
+            time = self._time(frame)
+            if time is not None:
+                self.picker.offer(time, frame)
+
+    def add(self, packet) -> None:
+        start = self._time(packet)
+        if packet.is_keyframe and self.gop and start is not None:
+            self._decode_gop(end=start)
+        self.gop.append(packet)
+
+    def close(self) -> None:
+        if self.gop:
+            self._decode_gop(end=math.inf)
+
+    def _decode_gop(self, end: float) -> None:
+        packets, self.gop = self.gop, []
+        if not self.picker.pending_before(end):
+            return  # no sampled frame in this GOP: never decoded
+        for packet in packets:
+            self._offer(self.codec.decode(packet))
+            if not self.picker.pending_before(end):
+                break
+        else:
+            self._offer(self.codec.decode(None))  # drain frames held back for reordering
+        self.codec.flush_buffers()  # a clean decoder for the next GOP (which starts with a keyframe)
+        if end != math.inf:
+            self.picker.settle_before(end)
+
+
 def _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate):
     import av
 
     video, audio = _streams(container)
     streams = []
     origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
-    picker = None
+    picker = taker = None
     if want_video:
-        video.thread_type = "AUTO"
-        video.codec_context.skip_frame = "NONREF"
         picker = _FramePicker(frame_times, scaled_size(info.width, info.height, max_pixels))
+        taker = _VideoTaker(video, picker, origin)
         streams.append(video)
     chunks: list[np.ndarray] = []
     audio_start = None
@@ -435,23 +500,24 @@ def _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pi
         streams.append(audio)
 
     def take_audio(frames) -> None:
-        for out in frames:
-            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32) if out.samples else np.zeros(0, np.float32))
+        chunks.extend(out.to_ndarray() for out in frames if out.samples)  # (channels, samples)
 
     for packet in container.demux(*streams):
-        # the last packet of each stream is an empty one that flushes its decoder
         if packet.stream is video:
             if picker.done:
-                continue  # every frame needed is in hand: demux on for audio only
-            for frame in packet.decode():
-                if frame.time is not None:
-                    picker.offer(frame.time - origin, frame)
+                if not want_audio:
+                    break
+                continue  # every frame needed is in hand: demux on for the audio only
+            if packet.size:  # (the last packet of a stream is an empty end marker)
+                taker.add(packet)
         else:
+            # the empty end marker flushes the audio decoder
             for frame in packet.decode():
-                if audio_start is None and frame.time is not None:
-                    audio_start = frame.time - origin
+                if audio_start is None and frame.pts is not None:
+                    audio_start = float(frame.pts * audio.time_base) - origin
                 take_audio(resampler.resample(frame))
     if picker is not None:
+        taker.close()
         picker.finish(p, info)
     frames = np.stack(picker.chosen) if picker is not None else None
     pts = picker.chosen_pts if picker is not None else []
@@ -459,7 +525,8 @@ def _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pi
     samples = None
     if want_audio:
         take_audio(resampler.resample(None))
-        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        # channels averaged once at the end (cheaper than per frame)
+        samples = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32) if chunks else np.zeros(0, np.float32)
         samples = _align_audio(p, samples, audio_start or 0.0, info.audio_duration_s, sample_rate)
     return frames, pts, samples
 
