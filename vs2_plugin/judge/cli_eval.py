@@ -1,0 +1,87 @@
+"""``vs2 eval``: judge captions against atomic events and write a Table-1 style report.
+
+Input JSONL, one caption per line::
+
+    {"id": "v1", "caption": "...", "events": ["...", ...], "task": "global"}
+    {"id": "v2", "caption": "...", "reference": "..."}        # events extracted by the judge
+
+Output: ``--out report.json`` with ``items`` (one entry per input line: ``event_scores``,
+``missed``, ``incorrect``, ``hallucinated``, ``miss_rate``, ``hall_rate``, ``rep_rate``, ...
+or ``status: failed`` + ``error`` and no rates) and ``summary``; the same summary as a
+Markdown table in ``report.md`` next to it, also printed. Exit status 1 if any item failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from vs2_plugin.errors import DataError
+from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, read_jsonl, usage_totals
+from vs2_plugin.judge.report import summarize_by_task, table1_markdown
+from vs2_plugin.judge.types import JudgeItem
+from vs2_plugin.secrets import redact
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("--input", type=Path, required=True, help="JSONL with id, caption, events (or reference), optional task")
+    parser.add_argument("--out", type=Path, required=True, help="report JSON path; the Markdown table goes next to it (.md)")
+    parser.add_argument("--name", default=None, help="name of the captioner for the table title (default: input file stem)")
+    add_judge_arguments(parser)
+
+
+def load_items(path: Path) -> list[JudgeItem]:
+    items, seen = [], set()
+    for n, row in enumerate(read_jsonl(path), start=1):
+        if "events" not in row and not row.get("reference"):
+            raise DataError(f"{path}: row {n} (id {row.get('id')!r}) has neither 'events' nor 'reference'")
+        try:
+            item = JudgeItem.from_dict(row)
+        except DataError as exc:
+            raise DataError(f"{path}: row {n}: {exc}") from None
+        if item.id in seen:
+            raise DataError(f"{path}: row {n}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    return items
+
+
+def run(args) -> int:
+    from vs2_plugin.judge.runner import judge_items
+
+    config = config_from_args(args)
+    items = load_items(args.input)
+    start = time.perf_counter()
+    judgments = judge_items(items, config)
+    seconds = time.perf_counter() - start
+    rows = []
+    for item, judgment in zip(items, judgments):
+        row = judgment.to_dict()
+        row["task"] = item.task
+        if judgment.error:
+            row["error"] = redact(judgment.error)
+        rows.append(row)
+    summary = summarize_by_task(rows)
+    report = {
+        "judge": config.judge,
+        "model": config.model if config.judge != "offline" else None,
+        "passes": config.passes if config.judge != "offline" else 1,
+        "input": str(args.input),
+        "seconds": round(seconds, 3),
+        "usage": usage_totals(judgments),
+        "summary": summary,
+        "items": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n", encoding="utf-8")
+    markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
+    md_path = args.out.with_suffix(".md")
+    md_path.write_text(markdown, encoding="utf-8")
+    print(markdown)
+    failed = summary["all"]["n_failed"]
+    if failed:
+        print(f"vs2 eval: {failed} of {len(rows)} item(s) failed to be judged; see 'status'/'error' in {args.out}", file=sys.stderr)
+    print(f"wrote {args.out} and {md_path}", file=sys.stderr)
+    return 1 if failed else 0
