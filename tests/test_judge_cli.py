@@ -1,0 +1,66 @@
+"""`vs2 eval` and `vs2 pairs` end to end with the offline judge."""
+
+import json
+
+from vs2_plugin.cli import main as vs2_main
+
+EVENTS = ["A brown dog runs across a park", "A man sings a song", "Rain falls on a city street"]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_writes_report_and_markdown(tmp_path, capsys):
+    rows = [
+        {"id": "full", "caption": "A brown dog runs across a park. A man sings a song. Rain falls on a city street.", "events": EVENTS},
+        {"id": "half", "caption": "A brown dog runs across a park.", "events": EVENTS, "task": "local"},
+        {"id": "ref", "caption": "A brown dog runs across a park.", "reference": "A brown dog runs across a park. A man sings a song."},
+    ]
+    out = tmp_path / "out" / "report.json"
+    code = vs2_main(["eval", "--input", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--judge", "offline", "--out", str(out), "--quiet"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    items = {i["id"]: i for i in report["items"]}
+    assert set(items) == {"full", "half", "ref"}
+    for item in items.values():
+        assert item["status"] == "ok"
+        for key in ("miss_rate", "hall_rate", "rep_rate"):
+            assert 0.0 <= item[key] <= 1.0
+        assert len(item["event_scores"]) == item["n_events"]
+    assert items["full"]["miss_rate"] == 0.0 and items["half"]["miss_rate"] > 0.5
+    assert items["ref"]["n_events"] >= 2
+    assert set(report["summary"]) == {"global", "local", "all"}
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| global |" in markdown and "| local |" in markdown and "%Miss" in markdown
+    assert "| global |" in capsys.readouterr().out
+
+
+def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "x"}])
+    assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json")]) == 2
+    assert "neither 'events' nor 'reference'" in capsys.readouterr().err
+
+
+def test_pairs_builds_pairwise_dataset(tmp_path):
+    good = "A brown dog runs across a park. A man sings a song. Rain falls on a city street."
+    bad = "A cat sleeps on a sofa."
+    rows = [
+        {"video_id": "v1", "media": "media/v1.mp4", "prompt": "Describe the video in detail.", "task": "global", "caption": good, "events": EVENTS},
+        {"video_id": "v1", "media": "media/v1.mp4", "prompt": "Describe the video in detail.", "task": "global", "caption": bad, "events": EVENTS},
+        {"video_id": "v2", "media": ["media/v2.mp4"], "prompt": "Describe 0-10 s.", "task": "local", "caption": "x", "miss_rate": 0.5, "hall_rate": 0.1, "rep_rate": 0.0},
+        {"video_id": "v2", "media": ["media/v2.mp4"], "prompt": "Describe 0-10 s.", "task": "local", "caption": "y", "miss_rate": 0.55, "hall_rate": 0.1, "rep_rate": 0.0},
+    ]
+    code = vs2_main(["pairs", "--input", str(write_jsonl(tmp_path / "s.jsonl", rows)), "--dataset-dir", str(tmp_path / "data"),
+                     "--name", "round1", "--round", "1", "--quiet"])
+    assert code == 0
+    records = json.loads((tmp_path / "data" / "round1.json").read_text())
+    assert len(records) == 1  # v2's local gap (5 %) is below the 20 % local threshold
+    assert records[0]["chosen"]["value"] == good and records[0]["rejected"]["value"] == bad
+    assert records[0]["videos"] == ["media/v1.mp4"]
+    assert records[0]["conversations"][0]["value"].startswith("<video>")
+    info = json.loads((tmp_path / "data" / "dataset_info.json").read_text())
+    assert info["round1"]["ranking"] is True
+    scores = [json.loads(line) for line in (tmp_path / "data" / "round1.scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 4 and all(s["status"] == "ok" for s in scores)
