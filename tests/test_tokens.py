@@ -167,3 +167,13 @@ def test_generated_long_clip(tmp_path, capsys):
     assert len(report["frame_times_s"]) == 30 and report["audio_segments"] == 3
     assert report["audio_tokens_total"] == audio_token_count(report["audio_duration_s"])
     assert report["audio_tokens_per_group"][:3] == [21, 20, 20]  # 61/30 s slots, see test_interleave
+
+
+def test_too_short_clip_is_rejected_like_read_media(tmp_path, capsys):
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    clip = make_video(tmp_path / "short.mp4", 0.6)
+    assert main(["tokens", str(clip)]) == 2
+    assert f"{clip}: too short: 0.60 s (minimum 1 s)" in capsys.readouterr().err
+    report = tokens(capsys, clip, "--min-duration", 0.5)
+    assert report["frame_times_s"] == pytest.approx([0.15, 0.45], abs=0.01)

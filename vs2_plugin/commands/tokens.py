@@ -40,6 +40,7 @@ DEFAULTS = {
     "max_pixels": 768 * 28 * 28,
     "video_max_pixels": 256 * 256,
     "video_min_pixels": 16 * 16,
+    "min_duration_s": 1.0,
 }
 
 
@@ -53,6 +54,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
     parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help="LLaMA-Factory frame cap (default 65536)")
     parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help="LLaMA-Factory frame floor (default 256)")
+    parser.add_argument(
+        "--min-duration", type=float, dest="min_duration_s", help="reject shorter clips, as read_media does (default 1 s)"
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -126,10 +130,13 @@ def _split(total: int, parts: int) -> list[int]:
 def token_report(path: str | Path, settings: dict) -> dict:
     """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`)."""
     from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_tokens_per_group
+    from vs2_plugin.errors import MediaError
     from vs2_plugin.media import probe, sample_frame_times
 
     info = probe(path)
     s = settings
+    if info.duration_s < s["min_duration_s"]:
+        raise MediaError(path, f"too short: {info.duration_s:.2f} s (minimum {s['min_duration_s']:g} s)")
     group = int(s["group_size"])
     frame_times = sample_frame_times(info.duration_s, s["fps"], int(s["max_frames"]), group) if info.has_video else []
     plan = interleave_plan(
