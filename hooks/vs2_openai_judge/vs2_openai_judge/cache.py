@@ -26,6 +26,7 @@ class AnswerCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a crashed process, no fsync per answer
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, usage TEXT, created REAL)"
             )
@@ -37,6 +38,20 @@ class AnswerCache:
         with self._lock:
             row = self._conn.execute("SELECT answer, usage FROM answers WHERE key = ?", (key,)).fetchone()
         return (row[0], json.loads(row[1] or "{}")) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
+        """All cached answers among ``keys`` in a few queries (a rerun's lookups stay cheap)."""
+        if self._conn is None or not keys:
+            return {}
+        found: dict[str, tuple[str, dict]] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, answer, usage in self._conn.execute(f"SELECT key, answer, usage FROM answers WHERE key IN ({marks})", chunk):
+                    found[key] = (answer, json.loads(usage or "{}"))
+        return found
 
     def put(self, key: str, answer: str, usage: dict) -> None:
         if self._conn is None:

@@ -108,15 +108,36 @@ class ChatRunner:
 
     # ------------------------------------------------------------------ public
     def run(self, jobs: list[Job], desc: str = "judge") -> list[Outcome]:
-        """Outcomes in job order; safe to call from inside a running event loop."""
-        if not jobs:
-            return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._run_all(jobs, desc))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self._run_all(jobs, desc)).result()
+        """Outcomes in job order; cached answers are served without any request.
+
+        Safe to call from inside a running event loop (the requests then run in a thread).
+        """
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        keys = [self._key(job) for job in jobs]
+        hits = self.cache.get_many(keys)
+        pending = []
+        for i, (job, key) in enumerate(zip(jobs, keys)):
+            hit = hits.get(key)
+            if hit is not None:
+                try:
+                    outcomes[i] = Outcome(True, job.parse(hit[0]), cached=True)
+                    self.tally.cache_hits += 1
+                    continue
+                except MalformedAnswer:
+                    pass  # a stale entry from an older validator: ask again
+            pending.append(i)
+        if pending:
+            todo = [(jobs[i], keys[i]) for i in pending]
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                fresh = asyncio.run(self._run_all(todo, desc))
+            else:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                    fresh = pool.submit(asyncio.run, self._run_all(todo, desc)).result()
+            for i, outcome in zip(pending, fresh):
+                outcomes[i] = outcome
+        return outcomes  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals
     def _key(self, job: Job) -> str:
@@ -133,15 +154,15 @@ class ChatRunner:
             }
         )
 
-    async def _run_all(self, jobs: list[Job], desc: str) -> list[Outcome]:
+    async def _run_all(self, todo: list[tuple[Job, str]], desc: str) -> list[Outcome]:
         from openai import AsyncOpenAI
         from tqdm import tqdm
 
         client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.config.timeout_s, max_retries=0)
         semaphore = asyncio.Semaphore(self.config.concurrency)
-        bar = tqdm(total=len(jobs), desc=desc, unit="req", disable=not self.config.show_progress, leave=False)
+        bar = tqdm(total=len(todo), desc=desc, unit="req", disable=not self.config.show_progress, leave=False)
         try:
-            return await asyncio.gather(*(self._one(client, semaphore, job, bar) for job in jobs))
+            return await asyncio.gather(*(self._one(client, semaphore, job, key, bar) for job, key in todo))
         finally:
             bar.close()
             await client.close()
@@ -150,20 +171,9 @@ class ChatRunner:
         base = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
         return base * (0.5 + random.random() / 2)
 
-    async def _one(self, client, semaphore, job: Job, bar) -> Outcome:
+    async def _one(self, client, semaphore, job: Job, key: str, bar) -> Outcome:
         import openai
 
-        key = self._key(job)
-        hit = self.cache.get(key)
-        if hit is not None:
-            try:
-                value = job.parse(hit[0])
-            except MalformedAnswer:
-                value = None  # a stale entry from an older validator: ask again
-            else:
-                self.tally.cache_hits += 1
-                bar.update(1)
-                return Outcome(True, value, cached=True, usage={})
         last_error = "no attempt made"
         async with semaphore:
             for attempt in range(self.config.max_retries + 1):
