@@ -231,6 +231,22 @@ def test_audio_only_formats(clips, ext):
     assert np.argmax(spectrum) == pytest.approx(440, abs=2)
 
 
+def test_cover_art_is_not_video(tmp_path):
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    song = make_audio(tmp_path / "song.mp3", 2.0)
+    with_cover = tmp_path / "cover.mp3"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(song), "-f", "lavfi", "-i", "color=red:size=32x32:duration=1",
+         "-frames:v", "1", "-map", "0", "-map", "1", "-c:a", "copy", "-c:v", "mjpeg",
+         "-disposition:v", "attached_pic", str(with_cover)],
+        check=True,
+    )
+    info = probe(with_cover)
+    assert (info.has_video, info.has_audio) == (False, True)
+    assert read_media(with_cover).frames is None
+
+
 def test_frames_come_from_their_times_and_audio_is_aligned(clips):
     """Frame luma encodes its time (20 + 40 * t); the audio burst sits at 2.0-2.2 s."""
     decoded = read_media(clips["ramp"], fps_phi=2.0, max_frames_m=30)

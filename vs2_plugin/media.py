@@ -21,8 +21,9 @@ Because non-reference frames are skipped, a sampled frame is the *decoded* frame
 to its target time (at most a few frame intervals away, inside the frame's own time slot);
 :attr:`DecodedMedia.frame_pts_s` records the timestamps actually used.
 
-Every successful :func:`read_media` counts as one decode of that file
-(:func:`decode_count`, :func:`reset_decode_counts`); counters are per process.
+Every :func:`read_media` call that starts decoding counts as one decode of that file
+(:func:`decode_count`, :func:`reset_decode_counts`, :func:`add_decode_listener`); counters
+are per process (DataLoader workers each keep their own).
 """
 
 from __future__ import annotations
@@ -365,11 +366,11 @@ def read_media(
         if not (want_video or want_audio):
             raise MediaError(p, "nothing to decode (video and audio both skipped)")
         frame_times = sample_frame_times(info.duration_s, fps_phi, max_frames_m, group_size) if want_video else []
+        _note_decode(p)  # counted when decoding starts, so failed attempts count too
         try:
             frames, pts, audio = _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate)
         except av.FFmpegError as exc:
             raise MediaError(p, f"decoding failed ({_reason(exc)})") from None
-    _note_decode(p)
     return DecodedMedia(
         info=info,
         frame_times_s=frame_times,
