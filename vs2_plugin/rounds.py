@@ -221,6 +221,22 @@ def export_merged(
     return out_dir
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job (or a plain process): the one that writes shared files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for_file(path: Path, timeout_s: float = 7200.0, poll_s: float = 2.0) -> None:
+    """Other ranks wait until rank 0 has published ``path`` (atomic, so existence = complete)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
 def make_round_hook(mode: str, **kwargs) -> RoundHook:
     if mode == "memory":
         return InMemoryRoundHook()
@@ -297,6 +313,8 @@ class RoundState:
         return cls(root, data["base_model"], data["round_hook"], data["initial_adapters"], rounds)
 
     def save(self) -> None:
+        if not is_main_process():
+            return
         payload = {
             "format": STATE_FORMAT,
             "base_model": self.base_model,

@@ -132,7 +132,7 @@ def compute_reference_logps(trainer, batch_size: int | None = None) -> tuple[tor
     collator = dataclasses.replace(trainer.data_collator, use_gt=False)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size or trainer.args.per_device_eval_batch_size,
+        batch_size=batch_size or trainer.args.per_device_train_batch_size,
         collate_fn=collator,
         shuffle=False,
         num_workers=trainer.args.dataloader_num_workers,

@@ -17,6 +17,7 @@ previous rounds' adapters merged into the reference and a fresh LoRA.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -217,12 +218,13 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     for _step, path in found:
         if (path / "trainer_state.json").is_file():
             return str(path)
-        shutil.rmtree(path, ignore_errors=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(path, ignore_errors=True)
     return None
 
 
 def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks) -> GDPOResult:
-    from vs2_plugin.rounds import RoundState, export_merged, utc_now
+    from vs2_plugin.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
 
     if finetuning_args.finetuning_type != "lora":
         raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")
@@ -249,9 +251,12 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
         reference_model = backbone
         if new_adapters:
             dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32"
-            reference_model = str(
-                export_merged(backbone, new_adapters, round_dir / "reference", data_args.template, dtype)
-            )
+            merged_dir = round_dir / "reference"
+            if is_main_process():
+                export_merged(backbone, new_adapters, merged_dir, data_args.template, dtype)
+            else:
+                wait_for_file(merged_dir / "config.json")
+            reference_model = str(merged_dir)
         model_args.model_name_or_path = reference_model
         model_args.adapter_name_or_path = None
     state.update(record, status="training", reference_model=reference_model, merged_adapters=merged)
