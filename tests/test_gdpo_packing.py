@@ -68,6 +68,26 @@ def test_packed_equals_plain_text_model(text_pieces):
         _assert_close(_plain_logps(text_pieces, features), _packed_logps(text_pieces, features))
 
 
+def test_ground_truth_of_another_video_is_a_separate_batch(text_pieces):
+    features = _rows(text_pieces, [0, 1])
+    other = _rows(text_pieces, [5, 6])
+    for feature, donor in zip(features, other):  # as gt_sampling "random" may draw
+        for key in [k for k in donor if k.startswith("gt_")]:
+            feature[key] = donor[key]
+    batch = collator(text_pieces, pack=True)(features)
+    assert "gdpo_gt_batch" in batch and not (batch["gdpo_segments"] == SEG_GT).any()
+    with torch.no_grad():
+        packed = packed_forward(text_pieces.model, {k: v for k, v in batch.items() if k in _PACKED_KEYS or not k.startswith("gdpo_")})
+        gt = dict(batch["gdpo_gt_batch"])
+        gt_labels = gt.pop("labels")
+        gt_logps, gt_tokens = sequence_logps(text_pieces.model(**gt).logits, shift_labels(gt_labels))
+    plain = _plain_logps(text_pieces, features)
+    _assert_close(plain, (packed["chosen_logps"], packed["rejected_logps"], gt_logps, gt_tokens))
+
+
+_PACKED_KEYS = ("gdpo_segments", "gdpo_targets")
+
+
 def test_packed_batch_is_shorter(text_pieces):
     features = _rows(text_pieces, [1, 2])
     packed = collator(text_pieces, pack=True)(features)
