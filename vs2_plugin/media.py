@@ -87,8 +87,20 @@ class DecodedMedia:
 
     @property
     def audio_duration_s(self) -> float | None:
-        """Equal to ``info.audio_duration_s`` up to one sample: the audio is cut or padded to it."""
+        """``info.audio_duration_s`` up to one sample: the audio is cut or padded to
+        :func:`audio_sample_count` samples of it."""
         return None if self.audio is None else len(self.audio) / self.sample_rate
+
+
+def audio_sample_count(duration_s: float, sample_rate: int = AUDIO_SAMPLE_RATE) -> int:
+    """Samples :func:`read_media` returns for ``duration_s`` of audio: ``ceil(T * rate)``
+    (1e-6 sample of float slack), so the samples reach ``T`` and slicing them into 30 s
+    segments gives exactly :func:`vs2_plugin.interleave.audio_segment_count` segments.
+
+    >>> audio_sample_count(5.312), audio_sample_count(30.0), audio_sample_count(30.00001)
+    (84992, 480000, 480001)
+    """
+    return max(1, math.ceil(float(duration_s) * sample_rate - 1e-6))
 
 
 # ---------------------------------------------------------------------------- decode counter
@@ -349,8 +361,8 @@ def read_media(
     :returns: frames ``uint8 (N, H, W, 3)`` at ``sample_frame_times`` (nearest decoded frame)
         and audio ``float32`` mono at ``sample_rate`` Hz, channels averaged, resampled with
         FFmpeg, aligned so sample 0 is time 0 and cut or zero-padded to
-        ``info.audio_duration_s`` (so token counts from :func:`probe` and from the decoded
-        audio agree).
+        :func:`audio_sample_count` ``(info.audio_duration_s)`` samples (so token and segment
+        counts from :func:`probe` and from the decoded audio agree).
     :raises MediaError: see :func:`probe`; missing required stream; too short; corrupt or
         truncated data.
     """
@@ -539,7 +551,7 @@ def _align_audio(p: Path, samples: np.ndarray, start_s: float, duration_s: float
         samples = np.concatenate([np.zeros(offset, np.float32), samples])
     elif offset < 0:
         samples = samples[-offset:]
-    wanted = round(duration_s * rate)
+    wanted = audio_sample_count(duration_s, rate)
     if len(samples) < wanted - AUDIO_SHORTFALL_TOLERANCE_S * rate:
         raise MediaError(p, f"audio data ends early ({len(samples) / rate:.2f} s, header says {duration_s:.2f} s); truncated or corrupt file")
     if len(samples) < wanted:
