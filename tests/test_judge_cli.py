@@ -53,10 +53,10 @@ def test_pairs_builds_pairwise_dataset(tmp_path):
         {"video_id": "v2", "media": ["media/v2.mp4"], "prompt": "Describe 0-10 s.", "task": "local", "caption": "y", "miss_rate": 0.55, "hall_rate": 0.1, "rep_rate": 0.0},
     ]
     code = vs2_main(["pairs", "--input", str(write_jsonl(tmp_path / "s.jsonl", rows)), "--dataset-dir", str(tmp_path / "data"),
-                     "--name", "round1", "--round", "1", "--quiet"])
+                     "--name", "round1", "--round", "2", "--quiet"])
     assert code == 0
     records = json.loads((tmp_path / "data" / "round1.json").read_text())
-    assert len(records) == 1  # v2's local gap (5 %) is below the 20 % local threshold
+    assert len(records) == 1  # round 2: v1 gains >= 20 % error; v2 local gap (5 %) < 45 %
     assert records[0]["chosen"]["value"] == good and records[0]["rejected"]["value"] == bad
     assert records[0]["videos"] == ["media/v1.mp4"]
     assert records[0]["conversations"][0]["value"].startswith("<video>")
