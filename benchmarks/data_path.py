@@ -122,7 +122,7 @@ def compare_readers(clip: Path, repeats: int) -> dict:
     outputs = {}
     for _ in range(repeats):
         for name, fn in (("llamafactory", llamafactory), ("ours", ours)):
-            seconds, cpu_seconds, outputs[name] = _timed(lambda: fn(clip))
+            seconds, cpu_seconds, outputs[name] = _timed(lambda fn=fn: fn(clip))
             times[name].append(round(seconds, 3))
             cpu[name].append(round(cpu_seconds, 3))
     median = {name: statistics.median(values) for name, values in times.items()}

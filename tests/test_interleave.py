@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-import vs2_plugin.interleave as interleave
+from vs2_plugin import interleave
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.interleave import (
     audio_segment_count,

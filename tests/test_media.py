@@ -7,8 +7,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 
-import vs2_plugin.media as media
+from vs2_plugin import media
 from vs2_plugin.errors import ConfigError, MediaError
 from vs2_plugin.interleave import audio_segment_count
 from vs2_plugin.media import (
@@ -21,8 +22,6 @@ from vs2_plugin.media import (
     sample_frame_times,
     scaled_size,
 )
-
-from media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 
 # name -> (has_video, has_audio, fps, width, height, duration_s, audio rate, audio channels)
 SHARED_FILES = {
@@ -69,11 +68,11 @@ def test_short_clips_round_down_to_whole_groups():
 @pytest.mark.parametrize(
     "kwargs, bad",
     [
-        (dict(duration_s=0.0), "duration_s"),
-        (dict(duration_s=5.0, fps_phi=0), "fps_phi"),
-        (dict(duration_s=5.0, max_frames_m=1), "max_frames_m"),
-        (dict(duration_s=5.0, group_size=0), "group_size"),
-        (dict(duration_s=float("nan")), "duration_s"),
+        ({"duration_s": 0.0}, "duration_s"),
+        ({"duration_s": 5.0, "fps_phi": 0}, "fps_phi"),
+        ({"duration_s": 5.0, "max_frames_m": 1}, "max_frames_m"),
+        ({"duration_s": 5.0, "group_size": 0}, "group_size"),
+        ({"duration_s": float("nan")}, "duration_s"),
     ],
 )
 def test_sampling_rule_rejects_bad_values_by_name(kwargs, bad):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli
+from media_factory import FFMPEG, make_video
 
 from vs2_plugin.cli import main
 from vs2_plugin.interleave import audio_token_count
-
-from conftest import run_cli
-from media_factory import FFMPEG, make_video
 
 SHARED = ["1.mp4", "3.mp4", "4.mp4", "2.avi", "4_av.mp4", "bigbuckbunny.mp4", "1.mp3", "4.mp3", "2.wav", "3.flac"]
 

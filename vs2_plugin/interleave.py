@@ -38,9 +38,10 @@ starts exactly on a slot boundary belongs to the later slot.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
+from itertools import pairwise
 
 from vs2_plugin.errors import ConfigError
 
@@ -220,7 +221,7 @@ def interleave_plan(
         kept = _kept_windows(audio_duration, window, segments, per_segment)
         # first window starting at or after each edge, capped at the kept windows
         first = [min(_ceil(edge / window), kept) for edge in edges[:-1]] + [kept]
-        per_frame = [queries_per_window * (b - a) for a, b in zip(first[:-1], first[1:])]
+        per_frame = [queries_per_window * (b - a) for a, b in pairwise(first)]
         total = queries_per_window * kept
     else:
         segments = 0

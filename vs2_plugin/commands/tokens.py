@@ -129,8 +129,8 @@ def _split(total: int, parts: int) -> list[int]:
 
 def token_report(path: str | Path, settings: dict) -> dict:
     """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`)."""
-    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_tokens_per_group
     from vs2_plugin.errors import MediaError
+    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_tokens_per_group
     from vs2_plugin.media import probe, sample_frame_times
 
     info = probe(path)
