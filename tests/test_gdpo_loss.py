@@ -178,3 +178,11 @@ def test_config_pops_only_its_keys():
     args = GDPOArguments.pop_from(raw)
     assert raw == {"pref_beta": 0.1, "stage": "gdpo"}
     assert args.gdpo_lambda == 0.2 and args.aligner_modules == ["a", "b"]
+
+
+def test_config_accepts_command_line_strings():
+    raw = {"gdpo_lambda": "0.25", "gt_dataset": "gt", "gdpo_rounds": "true", "gdpo_round": "3", "gdpo_pack_prompt": "false"}
+    args = GDPOArguments.pop_from(raw)
+    assert (args.gdpo_lambda, args.gdpo_rounds, args.gdpo_round, args.gdpo_pack_prompt) == (0.25, True, 3, False)
+    with pytest.raises(ConfigError, match="'maybe'"):
+        GDPOArguments.pop_from({"gdpo_lambda": "0", "gdpo_rounds": "maybe"})

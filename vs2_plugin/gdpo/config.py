@@ -124,6 +124,35 @@ class GDPOArguments:
 
     @classmethod
     def pop_from(cls, args: dict) -> "GDPOArguments":
-        """Remove this dataclass's keys from a raw LLaMA-Factory args dict and build the arguments."""
-        own = {name: args.pop(name) for name in list(args) if name in cls.field_names()}
+        """Remove this dataclass's keys from a raw LLaMA-Factory args dict and build the arguments.
+
+        Values given as strings (``--gdpo_lambda 0.1`` on a command line) are converted to the
+        field's type first.
+        """
+        own = {name: _from_string(name, args.pop(name)) for name in list(args) if name in cls.field_names()}
         return cls(**own)
+
+
+_FLOAT_FIELDS = {"gdpo_lambda"}
+_INT_FIELDS = {"gdpo_round"}
+_BOOL_FIELDS = {"gdpo_pack_prompt", "gdpo_rounds"}
+
+
+def _from_string(name: str, value):
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        if name in _FLOAT_FIELDS:
+            return float(text)
+        if name in _INT_FIELDS:
+            return None if text.lower() in ("", "none", "null") else int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if name in _BOOL_FIELDS:
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return None if text.lower() in ("none", "null") and name.endswith(("_dir", "_dataset", "_modules")) else value

@@ -19,6 +19,8 @@ from typing_extensions import override
 from vs2_plugin.gdpo.loss import gdpo_loss, sequence_logps, shift_labels
 from vs2_plugin.gdpo.packing import packed_forward
 
+_LAYOUT_KEYS = ("gdpo_segments", "gdpo_targets")  # batch entries the forward itself needs
+
 
 class GDPOTrainer(CustomDPOTrainer):
     """CustomDPOTrainer whose loss is gDPO (eq. 11) on batches from :class:`GDPODataCollator`."""
@@ -115,5 +117,3 @@ class GDPOTrainer(CustomDPOTrainer):
         }
         return result.loss, metrics
 
-
-_LAYOUT_KEYS = ("gdpo_segments", "gdpo_targets")

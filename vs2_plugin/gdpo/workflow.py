@@ -267,6 +267,10 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
     training_args.resume_from_checkpoint = last_complete_checkpoint(round_dir)
     if gdpo_args.gdpo_ref_cache_dir is None:
         gdpo_args.gdpo_ref_cache_dir = str(round_dir / "ref_logps")
+    # Each round's new LoRA gets its own random init (the "LoRA proxy"), reproducibly.
+    from transformers import set_seed
+
+    set_seed(training_args.seed + 1000 * (index - 1))
 
     result = train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks)
     cache = result.trainer.ref_cache
