@@ -306,6 +306,18 @@ def test_skipping_decode_work_returns_exact_frames(tmp_path, name, video_args):
         assert abs(used - target) <= 0.25  # a few frame intervals at most
 
 
+def test_held_packet_cap_keeps_frames_exact(tmp_path, monkeypatch):
+    """With almost no packets held back, GOPs are decoded eagerly; frames are unchanged."""
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed")
+    path = make_video(tmp_path / "gops.mp4", 12.0, audio=None, video_args=("-g", "12", "-bf", "3"))
+    lazy = read_media(path, fps_phi=0.5)
+    monkeypatch.setattr(media, "MAX_HELD_BYTES", 1)
+    eager = read_media(path, fps_phi=0.5)
+    assert eager.frame_pts_s == lazy.frame_pts_s
+    np.testing.assert_array_equal(eager.frames, lazy.frames)
+
+
 def test_speech_wav_is_read(tmp_path):
     path = make_speech(tmp_path / "speech.wav")
     decoded = read_media(path, need_audio=True)

@@ -10,9 +10,9 @@ for this job: its ``AudioReader`` returns wrong samples whenever it resamples or
 than one channel (correlation ~0 with FFmpeg's output on the bundled mp3/AAC files), and
 it needs two opens (``AVReader`` is a ``VideoReader`` plus an ``AudioReader``).
 
-Frames are taken with as little decoding as gives the exact pictures: video packets are
-grouped by keyframe and a group of pictures (GOP) without a sampled time is never decoded;
-inside a needed GOP decoding stops once its last sampled frame is in hand; the decoder skips
+Frames are taken with as little decoding as gives the exact pictures: a group of pictures
+(GOP, keyframe to keyframe) without a sampled time is never decoded; inside a needed GOP
+decoding stops after its last sampled frame (see ``_VideoTaker``); the decoder skips
 frames no other frame references (``skip_frame=NONREF``) and runs frame-threaded. Only the
 sampled frames are converted to RGB (and scaled, see ``max_pixels``). Every frame returned
 is bit-identical to the same frame from a plain full decode.
@@ -48,6 +48,8 @@ MIN_DURATION_S = 1.0
 #: Decoded audio may fall short of the header's duration by this much before the file is
 #: called truncated (encoder delay and padding make small differences normal).
 AUDIO_SHORTFALL_TOLERANCE_S = 0.5
+#: Undecoded video packets held back while it is unknown whether their GOP is needed.
+MAX_HELD_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -442,12 +444,16 @@ class _FramePicker:
 
 
 class _VideoTaker:
-    """Decodes only what the sampled frames need, one group of pictures (GOP) at a time.
+    """Decodes only what the sampled frames need.
 
-    Video packets are held back until the next keyframe shows where their GOP ends. A GOP
-    with no target time in it is dropped undecoded; a GOP with targets is decoded up to the
-    frame that settles its last target, then the decoder is reset for the next GOP it needs.
-    Frames nothing else references are skipped by the decoder itself (``NONREF``).
+    Video packets are held back (undecoded) until one of them passes the next target time,
+    which proves the current group of pictures (GOP, keyframe to keyframe) holds a sampled
+    frame; then the held packets go to the decoder in order. When the next keyframe arrives
+    the rest of the GOP is dropped unless a target still lies in it, the decoder is drained
+    and reset. So GOPs without a target are never decoded and a GOP is decoded only up to
+    its last sampled frame; only a suffix of a GOP is ever skipped, so every decoded frame
+    has all its references. Frames nothing references are skipped by the decoder itself
+    (``NONREF``). Held packets are capped at :data:`MAX_HELD_BYTES` (then decoded anyway).
     """
 
     def __init__(self, stream, picker: _FramePicker, origin: float):
@@ -457,41 +463,47 @@ class _VideoTaker:
         self.time_base = stream.time_base
         self.picker = picker
         self.origin = origin
-        self.gop: list = []
+        self.held: list = []  # packets of the current GOP not yet sent to the decoder
+        self.held_bytes = 0
+        self.fed = False  # has the decoder seen packets of the current GOP?
 
     def _time(self, item) -> float | None:
         stamp = item.pts if item.pts is not None else getattr(item, "dts", None)
         return None if stamp is None else float(stamp * self.time_base) - self.origin
 
-    def _offer(self, frames) -> None:
-        for frame in frames:
-            time = self._time(frame)
-            if time is not None:
-                self.picker.offer(time, frame)
+    def _feed_held(self) -> None:
+        for packet in self.held:
+            for frame in self.codec.decode(packet):
+                time = self._time(frame)
+                if time is not None:
+                    self.picker.offer(time, frame)
+        self.held, self.held_bytes, self.fed = [], 0, True
 
-    def add(self, packet) -> None:
-        start = self._time(packet)
-        if packet.is_keyframe and self.gop and start is not None:
-            self._decode_gop(end=start)
-        self.gop.append(packet)
-
-    def close(self) -> None:
-        if self.gop:
-            self._decode_gop(end=math.inf)
-
-    def _decode_gop(self, end: float) -> None:
-        packets, self.gop = self.gop, []
-        if not self.picker.pending_before(end):
-            return  # no sampled frame in this GOP: never decoded
-        for packet in packets:
-            self._offer(self.codec.decode(packet))
-            if not self.picker.pending_before(end):
-                break
-        else:
-            self._offer(self.codec.decode(None))  # drain frames held back for reordering
-        self.codec.flush_buffers()  # a clean decoder for the next GOP (which starts with a keyframe)
+    def _end_gop(self, end: float) -> None:
+        if self.picker.pending_before(end):
+            self._feed_held()  # a target lies in the part not yet decoded
+        if self.fed:
+            for frame in self.codec.decode(None):  # drain frames held back for reordering
+                time = self._time(frame)
+                if time is not None:
+                    self.picker.offer(time, frame)
+            self.codec.flush_buffers()  # a clean decoder for the next GOP (starts with a keyframe)
+        self.held, self.held_bytes, self.fed = [], 0, False
         if end != math.inf:
             self.picker.settle_before(end)
+
+    def add(self, packet) -> None:
+        time = self._time(packet)
+        if packet.is_keyframe and (self.held or self.fed) and time is not None:
+            self._end_gop(end=time)
+        self.held.append(packet)
+        self.held_bytes += packet.size
+        passed_target = time is not None and self.picker.pending_before(time)
+        if passed_target or self.held_bytes > MAX_HELD_BYTES:
+            self._feed_held()
+
+    def close(self) -> None:
+        self._end_gop(end=math.inf)
 
 
 def _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate):
