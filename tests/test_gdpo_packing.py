@@ -140,3 +140,17 @@ def test_packed_equals_plain_audio_visual_model(tmp_path_factory):
     batch = collator(pieces, pack=True)(features)
     assert batch["position_ids"].dim() == 3  # mRoPE
     _assert_close(_plain_logps(pieces, features), _packed_logps(pieces, features))
+
+
+def test_packed_equals_plain_stock_qwen25vl(tmp_path_factory):
+    """A stock LLaMA-Factory VL model (qwen2_vl template and mm plugin, mRoPE), video rows."""
+    from vs2_plugin.modeling.tiny import build_tiny_qwen25vl
+
+    model_dir = build_tiny_qwen25vl(tmp_path_factory.mktemp("qwen25vl"), seed=0)
+    args = av_args(model_dir, tmp_path_factory.mktemp("vl-out"), template="qwen2_vl", use_audio_in_video=False)
+    pieces = load_pieces(args)
+    perturb_lora(pieces.model)
+    pieces.model.eval()
+    features = _rows(pieces, [1, 3])
+    assert collator(pieces, pack=True)(features)["position_ids"].dim() == 3
+    _assert_close(_plain_logps(pieces, features), _packed_logps(pieces, features))
