@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, ad
         torch.manual_seed(task_seed(seed, task.key))
         kwargs = {"do_sample": False} if task.greedy else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
         responses = chat.chat([{"role": "user", "content": "<video>" + task.prompt}], videos=[task.video], **kwargs)
-        log.append({**asdict(task), "caption": responses[0].response_text, "finish_reason": responses[0].finish_reason})
+        log.append({**asdict(task), "caption": responses[0].response_text, "finish_reason": responses[0].finish_reason,
+                    "time": time.time()})
 
 
 def sample_parallel(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
@@ -131,7 +133,7 @@ def _cuda_count() -> int:
         import torch
 
         return torch.cuda.device_count()
-    except Exception:
+    except (ImportError, RuntimeError):  # no torch or a broken CUDA setup: sample on the CPU
         return 0
 
 
@@ -155,7 +157,8 @@ def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfi
         reply = client.chat.completions.create(model=cfg.model or "default", messages=[{"role": "user", "content": content}],
                                                max_tokens=cfg.max_new_tokens, seed=task_seed(seed, task.key), **extra)
         choice = reply.choices[0]
-        log.append({**asdict(task), "caption": choice.message.content or "", "finish_reason": choice.finish_reason})
+        log.append({**asdict(task), "caption": choice.message.content or "", "finish_reason": choice.finish_reason,
+                    "time": time.time()})
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         list(tqdm(pool.map(one, todo), total=len(todo), desc=f"sampling {out_path.name}", disable=not progress))

@@ -30,7 +30,8 @@ class VideoEntry:
     local: list[Interval] = field(default_factory=list)
 
 
-def load_videos(path: str | Path) -> list[VideoEntry]:
+def load_videos(path: str | Path, require_reference: bool = True) -> list[VideoEntry]:
+    """Rows of ``path``; ``require_reference=False`` for videos that are only to be labelled."""
     p = Path(path)
     out, seen = [], set()
     for n, row in enumerate(read_jsonl(p), 1):
@@ -42,7 +43,7 @@ def load_videos(path: str | Path) -> list[VideoEntry]:
         if vid in seen:
             raise DataError(f"{where}: duplicate id {vid!r}")
         seen.add(vid)
-        if not row.get("reference") and not row.get("events"):
+        if require_reference and not row.get("reference") and not row.get("events"):
             raise DataError(f"{where}: video {vid!r} needs a 'reference' caption or an 'events' list")
         video = Path(row["video"])
         video = video if video.is_absolute() else (p.parent / video)

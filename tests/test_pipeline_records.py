@@ -1,0 +1,58 @@
+"""Durable run records: torn JSONL lines, atomic state, task building, video lists."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vs2_plugin.errors import DataError
+from vs2_plugin.pipeline.config import SamplingConfig
+from vs2_plugin.pipeline.records import JsonlLog, StepState
+from vs2_plugin.pipeline.sampling import build_tasks, task_seed
+from vs2_plugin.pipeline.videos import Interval, VideoEntry, load_videos
+
+
+def test_torn_last_line_is_ignored_and_repaired(tmp_path):
+    log = JsonlLog(tmp_path / "s.jsonl")
+    log.append({"key": "a", "v": 1})
+    with open(log.path, "a") as f:
+        f.write('{"key": "b", "v"')  # a kill -9 in the middle of a write
+    assert list(log.by_key()) == ["a"]
+    log.append({"key": "b", "v": 2})
+    assert [r["key"] for r in log.rows()] == ["a", "b"]
+    assert log.path.read_text().count("\n") == 2
+
+
+def test_step_state_survives_reload(tmp_path):
+    s = StepState(tmp_path)
+    s.mark(1, "sample")
+    s.mark(1, "pairs", {"count": 3})
+    again = StepState(tmp_path)
+    assert again.done(1, "sample") and not again.done(1, "train")
+    assert again.result(1, "pairs") == {"count": 3}
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_tasks_two_global_two_local_and_rotating_interval():
+    v = VideoEntry("v", "/x.mp4", "ref", local=[Interval(0, 2, "a"), Interval(2, 4, "b")])
+    cfg = SamplingConfig()
+    t1 = build_tasks([v], cfg, 1)
+    assert [(t.task, t.sample_index) for t in t1] == [("global", 0), ("global", 1), ("local", 0), ("local", 1)]
+    assert (t1[2].start, t1[2].end) == (0, 2) and "between 0 and 2 seconds" in t1[2].prompt
+    t2 = build_tasks([v], cfg, 2)
+    assert (t2[2].start, t2[2].end) == (2, 4)
+    assert len({t.key for t in t1}) == 4
+    assert task_seed(1, "k") == task_seed(1, "k") != task_seed(2, "k")
+
+
+def test_video_list_errors_name_the_line(tmp_path, shared_media):
+    p = tmp_path / "v.jsonl"
+    p.write_text(json.dumps({"id": "a", "video": str(shared_media / "4_av.mp4"), "reference": "r"}) + "\n"
+                 + json.dumps({"id": "b", "video": "missing.mp4", "reference": "r"}) + "\n")
+    with pytest.raises(DataError, match=r"v.jsonl:2: video file not found: .*missing.mp4"):
+        load_videos(p)
+    p.write_text(json.dumps({"id": "a", "video": str(shared_media / "4_av.mp4")}) + "\n")
+    with pytest.raises(DataError, match="needs a 'reference'"):
+        load_videos(p)
+    assert load_videos(p, require_reference=False)[0].id == "a"

@@ -1,0 +1,125 @@
+"""``vs2 rebirth``: rebirth tuning (paper sec. 3.4).
+
+1. Label a (large) video set with the final mrDPO model (backbone + all merged LoRA proxies).
+2. Drop captions with unnatural patterns (and empty or truncated ones).
+3. Write the kept captions as a LLaMA-Factory SFT dataset.
+4. Train the SFT recipe from the **post-alignment** checkpoint — not from the DPO model — so
+   the LLM is "reborn" from teacher forcing on its own best captions.
+
+Every step is resumable: labels are kept per video; the dataset and training rerun only if
+not finished. Sampling settings come from the mrDPO config (``--mrdpo-config``), so labelling
+uses the same prompts and media settings as the rounds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
+from vs2_plugin.pipeline.records import StepState
+from vs2_plugin.pipeline.sampling import build_tasks, sample
+from vs2_plugin.pipeline.train import run_training
+from vs2_plugin.pipeline.videos import load_videos
+from vs2_plugin.rounds import atomic_write_text
+
+REBIRTH_DATASET = "vs2_rebirth"
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("--mrdpo-config", required=True, help="the mrDPO driver YAML (model = post-alignment checkpoint)")
+    parser.add_argument("--mrdpo-run", help="run_dir of the finished mrDPO run (default: the config's run_dir)")
+    parser.add_argument("--videos", required=True, help="JSONL of videos to label ({id, video}; reference optional)")
+    parser.add_argument("--recipe", required=True, help="LLaMA-Factory SFT recipe (e.g. recipes/rebirth_sft.yaml)")
+    parser.add_argument("--out", required=True, help="output folder (labels, dataset, trained adapter)")
+    parser.add_argument("--greedy", action=argparse_bool(), default=True, help="greedy labelling (default) or sampling")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def run(args) -> int:
+    cfg = load_mrdpo_config(args.mrdpo_config)
+    result = run_rebirth(cfg, args.videos, args.recipe, args.out, mrdpo_run=args.mrdpo_run, greedy=args.greedy,
+                         progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in result.items() if k != "labels"}, indent=2))
+    return 0
+
+
+def final_model(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "final_model.json"
+    if not path.is_file():
+        raise Vs2Error(f"{path} not found: finish the mrDPO run first (vs2 mrdpo ...)")
+    return json.loads(path.read_text())
+
+
+def sft_args(recipe: str | Path, post_alignment: str, dataset_dir: Path, output_dir: Path) -> dict[str, Any]:
+    path = Path(recipe)
+    if not path.is_file():
+        raise ConfigError(f"rebirth recipe not found: {path}")
+    args = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if args.get("stage", "sft") != "sft":
+        raise ConfigError(f"{path}: rebirth tuning is supervised: stage must be 'sft', got {args.get('stage')!r}")
+    if args.get("adapter_name_or_path"):
+        raise ConfigError(
+            f"{path}: rebirth tuning trains from the post-alignment checkpoint; remove adapter_name_or_path "
+            f"({args['adapter_name_or_path']!r})"
+        )
+    args.update({"model_name_or_path": post_alignment, "dataset": REBIRTH_DATASET, "dataset_dir": str(dataset_dir),
+                 "output_dir": str(output_dir)})
+    return args
+
+
+def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mrdpo_run: str | None = None,
+                greedy: bool = True, progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    from vs2_plugin.judge.metrics import unnatural_patterns
+
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = StepState(out_dir)
+    final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
+    post_alignment = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    videos = load_videos(videos_path, require_reference=False)
+
+    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth")
+    rows = sample(tasks, out_dir / "labels.jsonl", model=final["model"], adapters=final["adapters"], infer=cfg.infer,
+                  cfg=cfg.sampling, seed=cfg.seed, progress=progress)
+
+    if not state.done(0, "filter"):
+        kept, dropped = [], []
+        for r in rows:
+            reasons = unnatural_patterns(r["caption"])
+            if not r["caption"].strip():
+                reasons = ["empty caption"]
+            elif r.get("finish_reason") == "length":
+                reasons = reasons + ["cut off at max_new_tokens"]
+            (dropped if reasons else kept).append({**r, "reasons": reasons})
+        data = [{"messages": [{"role": "user", "content": "<video>" + r["prompt"]},
+                              {"role": "assistant", "content": r["caption"]}], "videos": [r["video"]]} for r in kept]
+        data_dir = out_dir / "data"
+        data_dir.mkdir(exist_ok=True)
+        atomic_write_text(data_dir / f"{REBIRTH_DATASET}.json", json.dumps(data, ensure_ascii=False, indent=1))
+        info = {REBIRTH_DATASET: {"file_name": f"{REBIRTH_DATASET}.json", "formatting": "sharegpt",
+                                  "columns": {"messages": "messages", "videos": "videos"},
+                                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                           "assistant_tag": "assistant"}}}
+        atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
+        atomic_write_text(out_dir / "dropped.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
+        state.mark(0, "filter", {"labelled": len(rows), "kept": len(kept), "dropped": len(dropped)})
+    counts = state.result(0, "filter")
+    if counts["kept"] == 0:
+        raise Vs2Error(f"rebirth: all {counts['labelled']} captions were dropped as unnatural (see {out_dir / 'dropped.jsonl'})")
+
+    if not state.done(0, "train"):
+        args = {**sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft"), **(overrides or {})}
+        run_training(args, out_dir / "train.yaml", out_dir / "train.log")
+        state.mark(0, "train", {"adapter": str(out_dir / "sft"), "model": post_alignment})
+    return {**counts, "adapter": str(out_dir / "sft"), "post_alignment_model": post_alignment, "out": str(out_dir)}
