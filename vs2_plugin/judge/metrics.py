@@ -42,13 +42,14 @@ def repetition_rate(text: str) -> float:
     >>> repetition_rate("A dog runs. A dog runs. A cat sits.")
     0.3333333333333333
     """
-    all_phrases = phrases(text)
-    total_words = sum(len(p.split()) for p in all_phrases)
-    if total_words == 0:
-        return 0.0
-    counts = Counter(all_phrases)
-    repeated = sum((k - 1) * len(p.split()) for p, k in counts.items() if k > 1)
-    return repeated / total_words
+    counts = Counter(phrases(text))
+    total_words = repeated = 0
+    for phrase, k in counts.items():
+        n = phrase.count(" ") + 1  # phrases are words joined by single spaces
+        total_words += k * n
+        if k > 1:
+            repeated += (k - 1) * n
+    return repeated / total_words if total_words else 0.0
 
 
 def event_rates(n_events: int, n_missed: int, n_incorrect: int, n_hallucinated: int) -> dict[str, float]:
@@ -99,6 +100,7 @@ _FOREIGN_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC
 _QUOTED = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])|\u2018[^\u2019\n]*\u2019")
 _REPEATED_TOKEN = re.compile(r"(?i)\b(\w+)(?:\W+\1\b){3,}")
 _REPEATED_NGRAM = re.compile(r"(?i)((?:\b\w+\W+){2,8}?)\1{2,}")
+_ASCII_WORD = re.compile(r"\w+", re.ASCII)
 
 
 def _foreign_characters(text: str) -> list[str]:
@@ -117,30 +119,44 @@ def _is_mostly_latin(text: str) -> bool:
     return bool(letters) and sum(ch.isascii() for ch in letters) / len(letters) >= 0.8
 
 
-def unnatural_patterns(text: str) -> list[str]:
+def _may_repeat_ngram(text: str) -> bool:
+    """False only when ``_REPEATED_NGRAM`` cannot match ``text`` (a cheap pre-check for ASCII).
+
+    A match is a run of 2-8 whole words said 3+ times in a row, so the text's word sequence
+    holds some t[i] == t[i+L] == t[i+2L] with 2 <= L <= 8 (ASCII: case-insensitive = lower case).
+    """
+    if not text.isascii():
+        return True
+    t = _ASCII_WORD.findall(text.lower())
+    return any(a == b == c for n in range(2, 9) for a, b, c in zip(t, t[n:], t[2 * n :]))
+
+
+def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     """Names of the unnatural patterns found in a caption (paper Table 2, App. I).
 
     ``header``: markdown/section headers ("Video Description:", "#Audio:", "## ...");
     ``special_token``: leaked template tokens; ``foreign_script``: CJK/Cyrillic/... characters in
     an otherwise Latin caption, outside quoted speech; ``repeated_token``: one word 4+ times in a
     row; ``repeated_ngram``: a 2-8 word run repeated 3+ times in a row; ``replacement_char``:
-    U+FFFD from broken decoding; ``high_repetition``: App. B repetition rate above 0.3.
+    U+FFFD from broken decoding; ``high_repetition``: App. B repetition rate above 0.3
+    (``rep_rate``, when the caller already has :func:`repetition_rate` of ``text``).
     """
     found = []
     if _HEADER.search(text):
         found.append("header")
     if _SPECIAL_TOKEN.search(text):
         found.append("special_token")
-    if _is_mostly_latin(text) and _foreign_characters(text):
+    # an all-ASCII text has no foreign-script character (they are all >= U+0370)
+    if not text.isascii() and _is_mostly_latin(text) and _foreign_characters(text):
         found.append("foreign_script")
     unquoted = _QUOTED.sub(" ", text)  # quoted speech may legitimately repeat ("no, no, no, no")
     if _REPEATED_TOKEN.search(unquoted):
         found.append("repeated_token")
-    if _REPEATED_NGRAM.search(unquoted):
+    if _may_repeat_ngram(unquoted) and _REPEATED_NGRAM.search(unquoted):
         found.append("repeated_ngram")
     if "\ufffd" in text:
         found.append("replacement_char")
-    if repetition_rate(text) > 0.3:
+    if (repetition_rate(text) if rep_rate is None else rep_rate) > 0.3:
         found.append("high_repetition")
     return found
 

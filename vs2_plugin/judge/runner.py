@@ -83,8 +83,9 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
                 raise ConfigError(f"judge {config.judge!r} answered item {judgment.id!r} in place of {items[k].id!r}")
             results[k] = judgment
     for item, judgment in zip(items, results):
+        rate = None
         if judgment.rep_rate is None:
-            judgment.rep_rate = metrics.repetition_rate(item.caption)
-        if not judgment.unnatural:
-            judgment.unnatural = metrics.unnatural_patterns(item.caption)
+            judgment.rep_rate = rate = metrics.repetition_rate(item.caption)
+        if not judgment.unnatural:  # reuses the rate computed here from the same caption
+            judgment.unnatural = metrics.unnatural_patterns(item.caption, rep_rate=rate)
     return results  # type: ignore[return-value]

@@ -9,6 +9,9 @@ import threading
 import time
 from pathlib import Path
 
+#: Keys per ``IN (...)`` query: SQLite builds before 3.32 bind at most 999 parameters.
+_CHUNK = 999
+
 
 def request_key(payload: dict) -> str:
     """Stable hash of everything that determines an answer (never includes the API key)."""
@@ -40,18 +43,24 @@ class AnswerCache:
         return (row[0], json.loads(row[1] or "{}")) if row else None
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
-        """All cached answers among ``keys`` in a few queries (a rerun's lookups stay cheap)."""
+        """All cached answers and their usage among ``keys`` in a few queries."""
+        return {key: (answer, json.loads(usage or "{}")) for key, answer, usage in self._select(keys, "key, answer, usage")}
+
+    def answers(self, keys: list[str]) -> dict[str, str]:
+        """``key -> answer text`` for the cached ones among ``keys`` (a rerun's lookups stay cheap)."""
+        return dict(self._select(keys, "key, answer"))
+
+    def _select(self, keys: list[str], columns: str) -> list[tuple]:
         if self._conn is None or not keys:
-            return {}
-        found: dict[str, tuple[str, dict]] = {}
+            return []
         unique = list(dict.fromkeys(keys))
+        rows: list[tuple] = []
         with self._lock:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                for key, answer, usage in self._conn.execute(f"SELECT key, answer, usage FROM answers WHERE key IN ({marks})", chunk):
-                    found[key] = (answer, json.loads(usage or "{}"))
-        return found
+                rows.extend(self._conn.execute(f"SELECT {columns} FROM answers WHERE key IN ({marks})", chunk))
+        return rows
 
     def put(self, key: str, answer: str, usage: dict) -> None:
         if self._conn is None:

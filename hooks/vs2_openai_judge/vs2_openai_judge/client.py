@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import hashlib
+import json
 import logging
 import os
 import random
@@ -30,6 +32,8 @@ logger = logging.getLogger("vs2_openai_judge")
 logger.addFilter(RedactingFilter())
 
 MAX_RETRY_AFTER_S = 300.0
+#: Placeholder for the messages in a payload (a string no real payload field holds).
+_MESSAGES_SLOT = "\x00vs2-messages\x00"
 
 
 @dataclass
@@ -113,14 +117,14 @@ class ChatRunner:
         Safe to call from inside a running event loop (the requests then run in a thread).
         """
         outcomes: list[Outcome | None] = [None] * len(jobs)
-        keys = [self._key(job) for job in jobs]
-        hits = self.cache.get_many(keys)
+        keys = self._keys(jobs)
+        hits = self.cache.answers(keys)
         pending = []
         for i, (job, key) in enumerate(zip(jobs, keys)):
             hit = hits.get(key)
             if hit is not None:
                 try:
-                    outcomes[i] = Outcome(True, job.parse(hit[0]), cached=True)
+                    outcomes[i] = Outcome(True, job.parse(hit), cached=True)
                     self.tally.cache_hits += 1
                     continue
                 except MalformedAnswer:
@@ -140,19 +144,52 @@ class ChatRunner:
         return outcomes  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals
+    def _payload(self, job: Job, messages: Any) -> dict:
+        """Everything that determines the answer to ``job`` (hashed into its cache key)."""
+        return {
+            "endpoint": self.base_url or "default",
+            "model": self.config.model,
+            "kind": job.kind,
+            "messages": messages,
+            "temperature": job.temperature,
+            "seed": job.seed,
+            "max_tokens": self.config.max_tokens,
+            "json_mode": self.json_mode,
+        }
+
     def _key(self, job: Job) -> str:
-        return request_key(
-            {
-                "endpoint": self.base_url or "default",
-                "model": self.config.model,
-                "kind": job.kind,
-                "messages": job.messages,
-                "temperature": job.temperature,
-                "seed": job.seed,
-                "max_tokens": self.config.max_tokens,
-                "json_mode": self.json_mode,
-            }
-        )
+        return request_key(self._payload(job, job.messages))
+
+    def _keys(self, jobs: list[Job]) -> list[str]:
+        """``[self._key(job) for job in jobs]``, without re-encoding shared messages.
+
+        The K passes of an item share one ``messages`` list and differ only in the seed, so
+        the messages are JSON-encoded once per list, and the hash of the payload's text up to
+        the end of the messages is computed once and copied for every pass. The hashed bytes
+        are exactly those of :func:`request_key` (sorted keys, the messages spliced in where a
+        placeholder string stood).
+        """
+        slot = json.dumps(_MESSAGES_SLOT)
+        encoded: dict[int, str] = {}
+        frames: dict[tuple, list[str]] = {}
+        heads: dict[tuple[str, int], Any] = {}
+        keys = []
+        for job in jobs:
+            ident = id(job.messages)
+            if ident not in encoded:
+                encoded[ident] = json.dumps(job.messages, sort_keys=True, ensure_ascii=False)
+            # the rest of the payload depends on the job only through these fields
+            fields = (job.kind, type(job.temperature), job.temperature, type(job.seed), job.seed)
+            if fields not in frames:
+                frames[fields] = json.dumps(self._payload(job, _MESSAGES_SLOT), sort_keys=True, ensure_ascii=False).split(slot)
+            head, tail = frames[fields]
+            hasher = heads.get((head, ident))
+            if hasher is None:
+                hasher = heads[(head, ident)] = hashlib.sha256((head + encoded[ident]).encode("utf-8"))
+            hasher = hasher.copy()
+            hasher.update(tail.encode("utf-8"))
+            keys.append(hasher.hexdigest())
+        return keys
 
     async def _run_all(self, todo: list[tuple[Job, str]], desc: str) -> list[Outcome]:
         from openai import AsyncOpenAI
