@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vs2_plugin.autoload import when_imported
 from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
@@ -172,6 +173,9 @@ def _wrap_training_function(tuner) -> None:
     def _training_function(config: dict[str, Any]) -> None:
         args = config.get("args")
         stage = stage_of(args)
+        if uses_vs2(args):
+            checked = check_training_data(args_to_dict(args))
+            config = {**config, "args": checked if isinstance(args, dict) else _as_arg_list(args, checked)}
         if stage not in STAGES:
             return original(config)
         return run_stage(STAGES[stage], config, original)
@@ -195,6 +199,18 @@ def stage_of(args: dict[str, Any] | list[str] | None) -> str | None:
     return None
 
 
+def uses_vs2(args: dict[str, Any] | list[str] | None) -> bool:
+    """Does this run use our template, one of our stages, or one of our data-check keys?"""
+    from vs2_plugin.data.validate import DataCheckArguments
+
+    if args is None or (isinstance(args, list) and any(a in ("-h", "--help") for a in args)):
+        return False
+    if stage_of(args) in STAGES:
+        return True
+    as_dict = args if isinstance(args, dict) else args_to_dict(args)
+    return as_dict.get("template") == TEMPLATE_NAME or bool(DataCheckArguments.field_names() & set(as_dict))
+
+
 def args_to_dict(args: dict[str, Any] | list[str]) -> dict[str, Any]:
     """Normalise ``--key value`` / ``--key=value`` / bare ``--flag`` lists into a dict."""
     if isinstance(args, dict):
@@ -215,6 +231,29 @@ def args_to_dict(args: dict[str, Any] | list[str]) -> dict[str, Any]:
             value = "true"
         out[key.replace("-", "_")] = value
         i += 1
+    return out
+
+
+def _as_arg_list(original: list[str], wanted: dict[str, Any]) -> list[str]:
+    """``original`` (``--key value`` list) with the keys ``wanted`` lacks removed and changed
+    values replaced, untouched items kept as given (LLaMA-Factory parses lists with types)."""
+    out: list[str] = []
+    done: set[str] = set()
+    i = 0
+    while i < len(original):
+        item = original[i]
+        key = item[2:].split("=", 1)[0].replace("-", "_")
+        takes_value = "=" not in item and i + 1 < len(original) and not original[i + 1].startswith("--")
+        span = original[i : i + (2 if takes_value else 1)]
+        i += len(span)
+        if key not in wanted:
+            continue
+        done.add(key)
+        value = wanted[key]
+        given = span[1] if takes_value else (item.split("=", 1)[1] if "=" in item else "true")
+        out += span if str(value) == given else [f"--{key}", str(value)]
+    for key in wanted.keys() - done:
+        out += [f"--{key}", str(wanted[key])]
     return out
 
 
@@ -251,6 +290,128 @@ def run_stage(spec: StageSpec, config: dict[str, Any], original: Callable[[dict[
         return
     args["stage"] = spec.base
     original({"args": args, "callbacks": callbacks})
+
+
+# ----------------------------------------------------------------------------- bad samples
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
+    """Audio token settings of the model (its config.json), as the multimodal plugin reads them."""
+    import json
+
+    path = os.path.join(str(args.get("model_name_or_path") or ""), "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return {"enabled": False}
+    if cfg.get("model_type") != MODEL_TYPE:
+        return {"enabled": False}
+    from vs2_plugin import interleave
+
+    return {
+        "enabled": True,
+        "window_s": float(cfg.get("audio_window_s", interleave.DEFAULT_WINDOW_S)),
+        "queries_per_window": int(cfg.get("audio_queries_per_window", interleave.DEFAULT_QUERIES_PER_WINDOW)),
+        "segment_s": float(cfg.get("segment_s", interleave.SEGMENT_S)),
+    }
+
+
+def check_training_data(args: dict[str, Any]) -> dict[str, Any]:
+    """The bad-sample pass before training (``vs2_bad_samples``; see :mod:`vs2_plugin.data.validate`).
+
+    Pops the data-check keys from ``args``, reads the run's datasets (``dataset``,
+    ``eval_dataset`` and gDPO's ``gt_dataset``) through their ``dataset_info.json``, checks
+    every row and media file, and writes ``data_check.json`` (counts) to ``output_dir``.
+    ``fail``: any bad sample stops the run (DataError, one line; all are listed in
+    ``bad_samples.jsonl``). ``skip``: bad samples are listed in ``skipped_samples.jsonl`` and
+    the run is pointed at a filtered copy of its datasets in ``output_dir/vs2_data``.
+    Returns the (possibly rewritten) args.
+    """
+    from pathlib import Path
+
+    from vs2_plugin.data import validate
+    from vs2_plugin.errors import DataError
+
+    args = dict(args)
+    opts = validate.DataCheckArguments.pop_from(args)
+    if opts.vs2_bad_samples == "off" or not args.get("output_dir"):
+        return args
+    audio = _model_audio_limits(args)
+    use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
+    cutoff = args.get("cutoff_len", 2048)
+    limits = validate.MediaLimits(
+        min_duration_s=opts.vs2_min_duration_s,
+        max_duration_s=opts.vs2_max_duration_s,
+        require_video_audio=opts.vs2_require_audio and use_audio_in_video,
+        max_audio_tokens=int(cutoff) if audio["enabled"] else None,
+        window_s=audio.get("window_s", 0.2),
+        queries_per_window=audio.get("queries_per_window", 1),
+        segment_s=audio.get("segment_s", 30.0),
+        video_audio_tokens=audio["enabled"] and use_audio_in_video,
+    )
+    dataset_dir = str(args.get("dataset_dir") or "data")
+    media_dir = args.get("media_dir")
+    groups = [("train", ["dataset", "eval_dataset"], "dataset_dir", dataset_dir)]
+    if stage_of(args) == "gdpo" and args.get("gt_dataset"):
+        groups.append(("gt", ["gt_dataset"], "gt_dataset_dir", str(args.get("gt_dataset_dir") or dataset_dir)))
+    checks: dict[str, list] = {}
+    for group, keys, _dir_key, folder in groups:
+        names = [n for key in keys for n in validate.split_names(args.get(key))]
+        if names and folder != "ONLINE" and not folder.startswith("REMOTE:"):
+            specs = validate.dataset_specs(list(dict.fromkeys(names)), folder, media_dir)
+            checks[group] = [validate.check_dataset(spec, limits) for spec in specs]
+    results = [c for group in checks.values() for c in group]
+    bad = [b for c in results for b in c.bad]
+    total = sum(c.total for c in results)
+    out = Path(str(args["output_dir"]))
+    skipped_rows = len({(b.dataset, b.index) for b in bad})
+    summary = {
+        "policy": opts.vs2_bad_samples,
+        "samples": total,
+        "bad": skipped_rows,
+        "datasets": {c.spec.name: {"samples": c.total, "bad": len({b.index for b in c.bad}), "checked": c.checked}
+                     for c in results},
+    }
+    if opts.vs2_bad_samples == "fail":
+        listed = out / validate.BAD_FILE if bad else None
+        validate.write_json(out / validate.SUMMARY_FILE, summary)
+        if bad:
+            validate.write_jsonl(listed, [b.to_dict() for b in bad])
+            raise DataError(validate.fail_message(bad, listed, total))
+        return args
+    summary["skipped"] = skipped_rows
+    summary["skipped_list"] = str(out / validate.SKIPPED_FILE)
+    validate.write_jsonl(out / validate.SKIPPED_FILE, [b.to_dict() for b in bad])
+    validate.write_json(out / validate.SUMMARY_FILE, summary)
+    if bad and _is_main_rank():
+        print(f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
+              f"(listed in {out / validate.SKIPPED_FILE})", file=sys.stderr, flush=True)
+    for group, keys, dir_key, folder in groups:
+        group_checks = checks.get(group) or []
+        if not any(c.bad for c in group_checks):
+            continue
+        for c in group_checks:
+            if c.checked and not c.good_rows:
+                raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
+                                f"{out / validate.SKIPPED_FILE}); nothing left to train on")
+        target = out / validate.FILTERED_DIR / group
+        info = validate.load_dataset_info(folder)
+        for c in group_checks:
+            if not c.checked:
+                continue
+            file_name = f"{c.spec.name}.json"
+            validate.write_json(target / file_name, c.good_rows)
+            entry = dict(info[c.spec.name])
+            entry["file_name"] = file_name
+            info[c.spec.name] = entry
+        validate.write_json(target / "dataset_info.json", info)
+        args[dir_key] = str(target)
+    return args
 
 
 def _destroy_process_group() -> None:

@@ -94,11 +94,20 @@ class MrDPOConfig:
     train: dict[str, Any] = field(default_factory=dict)
     #: LLaMA-Factory arguments for loading the model to sample (video_fps, video_maxlen, ...)
     infer: dict[str, Any] = field(default_factory=dict)
+    #: bad rows of the video lists (missing / unreadable / truncated / too short video, no video
+    #: stream, malformed row): "skip" = left out and listed in <run_dir>/skipped_videos.jsonl,
+    #: "fail" = stop with one line naming the row, file and problem
+    bad_samples: str = "skip"
+    min_duration_s: float = 1.0  #: shorter videos are bad
+    max_duration_s: float | None = None  #: longer videos are bad (default: no limit)
 
     def __post_init__(self):
         if isinstance(self.sampling, dict):
             self.sampling = _build(SamplingConfig, self.sampling, "sampling")
         _check_positive("rounds", self.rounds)
+        _check_choice("bad_samples", self.bad_samples, ("skip", "fail"))
+        if self.max_duration_s is not None and float(self.max_duration_s) <= float(self.min_duration_s):
+            raise ConfigError(f"max_duration_s must be larger than min_duration_s; got {self.max_duration_s!r}")
         if isinstance(self.init_adapters, str):
             self.init_adapters = [a.strip() for a in self.init_adapters.split(",") if a.strip()]
         if not isinstance(self.judge, dict):

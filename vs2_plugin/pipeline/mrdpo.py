@@ -23,7 +23,7 @@ from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.records import JsonlLog, StepState, write_jsonl_atomic
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
-from vs2_plugin.pipeline.videos import VideoEntry, load_videos
+from vs2_plugin.pipeline.videos import VideoEntry
 from vs2_plugin.rounds import atomic_write_text
 
 GT_DATASET = "vs2_gt"
@@ -73,6 +73,21 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
             cache[k] = events
         atomic_write_text(cache_path, json.dumps(cache, indent=1))
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
+
+
+def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:
+    """Train and held-out videos with bad rows left out (``bad_samples: skip``, listed in
+    ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
+    from vs2_plugin.data.validate import MediaLimits
+    from vs2_plugin.pipeline.screen import screen_videos
+
+    limits = MediaLimits(min_duration_s=float(cfg.min_duration_s),
+                         max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s))
+    train, _ = screen_videos(cfg.train_videos, run_dir, policy=cfg.bad_samples, limits=limits, tag="train")
+    if not cfg.heldout_videos:
+        return train, train
+    held, _ = screen_videos(cfg.heldout_videos, run_dir, policy=cfg.bad_samples, limits=limits, tag="heldout")
+    return train, held
 
 
 def interval_key(video_id: str, start: float, end: float) -> str:
@@ -176,8 +191,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(run_dir)
     atomic_write_text(run_dir / "config.json", json.dumps(asdict(cfg), indent=2, default=str))
-    train_videos = load_videos(cfg.train_videos)
-    held_videos = load_videos(cfg.heldout_videos) if cfg.heldout_videos else train_videos
+    train_videos, held_videos = screened_videos(cfg, run_dir)
     jcfg = judge_config(cfg, run_dir)
     events = video_events(train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json")
     write_gt_dataset(train_videos, cfg, run_dir / "data")

@@ -1,0 +1,591 @@
+"""Bad samples: find them before a long run starts, then fail on them or leave them out.
+
+A run over thousands of clips should not die hours in because one file is broken. This
+module checks a dataset up front, cheaply (container metadata and the last seconds of
+packets, no decoding), and says what is wrong with every bad sample:
+
+* media: missing, empty (0 bytes), not a readable container (e.g. a text file named .mp4),
+  data that ends before the header says (a cut-short download), no video stream for a
+  ``<video>``, no audio stream where audio is required (an ``<audio>`` input, or a video
+  when ``vs2_require_audio`` is set), shorter than ``vs2_min_duration_s`` (default 1 s),
+  longer than ``vs2_max_duration_s`` (default: no limit), or so long that its audio tokens
+  alone exceed ``cutoff_len`` (LLaMA-Factory would cut the sequence inside the media tokens);
+* rows: a missing or malformed column, roles out of order, an empty caption, text that is
+  not valid UTF-8, a number of ``<video>`` / ``<audio>`` / ``<image>`` placeholders that
+  differs from the number of files given.
+
+What is *not* bad: long media (frames are capped at ``video_maxlen``; audio runs in 30 s
+segments), variable frame rate, multichannel or 44.1 / 48 kHz audio (downmixed and
+resampled to 16 kHz mono when read).
+
+The policy (:data:`POLICIES`) is ``fail`` (default for training data: one line naming the
+sample, the file and the problem), ``skip`` (bad samples are left out and listed) or ``off``
+(no check). Datasets are read the way LLaMA-Factory reads them (``dataset_info.json``,
+sharegpt / openai / alpaca formatting, media paths joined to ``media_dir``), but with this
+module's own code: nothing here imports LLaMA-Factory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin import interleave, media
+from vs2_plugin.errors import ConfigError, DataError, MediaError
+
+POLICIES = ("fail", "skip", "off")
+IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
+VIDEO_PLACEHOLDER = os.environ.get("VIDEO_PLACEHOLDER", "<video>")
+AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
+#: How far the packets may end before the header's duration (plus one frame) without the
+#: file being called truncated; the same slack :func:`vs2_plugin.media.read_media` allows.
+TAIL_TOLERANCE_S = media.AUDIO_SHORTFALL_TOLERANCE_S
+#: How much of a file's end :func:`check_media` demuxes (from the keyframe before it).
+TAIL_WINDOW_S = 2.0
+#: Files written to the run's output directory.
+SKIPPED_FILE = "skipped_samples.jsonl"
+BAD_FILE = "bad_samples.jsonl"
+SUMMARY_FILE = "data_check.json"
+FILTERED_DIR = "vs2_data"
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+@dataclass
+class DataCheckArguments:
+    """Keys of the bad-sample check, in the same YAML as LLaMA-Factory's (popped before it parses)."""
+
+    vs2_bad_samples: str = field(
+        default="fail",
+        metadata={
+            "help": "What a bad training sample does: 'fail' = stop before training with one line naming the "
+            "sample, file and problem; 'skip' = leave it out (listed in <output_dir>/skipped_samples.jsonl, "
+            "the run trains on a filtered copy in <output_dir>/vs2_data); 'off' = no check."
+        },
+    )
+    vs2_min_duration_s: float = field(
+        default=media.MIN_DURATION_S, metadata={"help": "Media shorter than this (seconds) is bad."}
+    )
+    vs2_max_duration_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Media longer than this (seconds) is bad (default: no limit; frames are capped at "
+            "video_maxlen, but audio tokens grow with the length, 5 per second)."
+        },
+    )
+    vs2_require_audio: bool = field(
+        default=False,
+        metadata={"help": "A <video> without an audio stream is bad (when the run uses the video's audio)."},
+    )
+
+    def __post_init__(self):
+        self.vs2_bad_samples = str(self.vs2_bad_samples).strip().lower()
+        if self.vs2_bad_samples not in POLICIES:
+            raise ConfigError(f"vs2_bad_samples must be one of {', '.join(POLICIES)}; got {self.vs2_bad_samples!r}")
+        self.vs2_min_duration_s = _number("vs2_min_duration_s", self.vs2_min_duration_s, minimum=0.0)
+        if self.vs2_max_duration_s is not None:
+            self.vs2_max_duration_s = _number("vs2_max_duration_s", self.vs2_max_duration_s, minimum=0.0)
+            if self.vs2_max_duration_s <= self.vs2_min_duration_s:
+                raise ConfigError(
+                    f"vs2_max_duration_s ({self.vs2_max_duration_s:g}) must be larger than "
+                    f"vs2_min_duration_s ({self.vs2_min_duration_s:g})"
+                )
+        self.vs2_require_audio = _boolean("vs2_require_audio", self.vs2_require_audio)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def pop_from(cls, args: dict) -> DataCheckArguments:
+        """Remove these keys from a raw LLaMA-Factory args dict (strings from a command line are converted)."""
+        own = {name: args.pop(name) for name in list(args) if name in cls.field_names()}
+        if isinstance(own.get("vs2_max_duration_s"), str) and own["vs2_max_duration_s"].strip().lower() in ("", "none", "null"):
+            own["vs2_max_duration_s"] = None
+        return cls(**own)
+
+
+def _number(name: str, value: Any, minimum: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or number < minimum:
+        raise ConfigError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def check_policy(name: str, value: Any) -> str:
+    """``value`` as a policy name, or a ConfigError naming the key."""
+    text = str(value).strip().lower()
+    if text not in POLICIES:
+        raise ConfigError(f"{name} must be one of {', '.join(POLICIES)}; got {value!r}")
+    return text
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """One bad sample: where it is, which file (if a file is at fault) and what is wrong."""
+
+    dataset: str  #: dataset name (dataset_info.json) or video-list path
+    index: int  #: 0-based row index in the dataset (file order; folders: sorted file names)
+    reason: str
+    file: str | None = None  #: the media file at fault (None when the row itself is at fault)
+    id: str | None = None  #: the row's ``id`` field, if it has one
+    source: str | None = None  #: the dataset file the row came from
+
+    def message(self) -> str:
+        who = f"dataset {self.dataset!r} row {self.index}" + (f" (id {self.id!r})" if self.id is not None else "")
+        return f"{who}: {self.file}: {self.reason}" if self.file else f"{who}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What media must satisfy (see the module docstring)."""
+
+    min_duration_s: float = media.MIN_DURATION_S
+    max_duration_s: float | None = None
+    require_video_audio: bool = False
+    #: audio tokens one medium may need at most (``cutoff_len``); None: unchecked
+    max_audio_tokens: int | None = None
+    window_s: float = interleave.DEFAULT_WINDOW_S
+    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
+    segment_s: float = interleave.SEGMENT_S
+    #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
+    video_audio_tokens: bool = False
+
+
+# ----------------------------------------------------------------------------- media
+
+
+def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
+    """Where the packets of each stream really end: demux the last seconds (no decoding)."""
+    import av
+
+    with av.open(path, "r") as container:
+        video, audio = media._streams(container)
+        main = video if video is not None else audio
+        start = max(0.0, info.duration_s - TAIL_WINDOW_S)
+        if main.time_base is not None and start > 0:
+            origin = float(main.start_time * main.time_base) if main.start_time is not None else 0.0
+            try:
+                container.seek(int((start + origin) / main.time_base), stream=main, backward=True)
+            except av.FFmpegError:
+                pass  # not seekable: read from the start (still no decoding)
+        wanted = [s for s in (video, audio) if s is not None]
+        index = {"video": None if video is None else video.index, "audio": None if audio is None else audio.index}
+        ends: dict[int, float] = {}
+        try:
+            for packet in container.demux(wanted):
+                if packet.pts is None or packet.time_base is None or not packet.size:
+                    continue
+                stream = packet.stream
+                origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                ends[stream.index] = max(ends.get(stream.index, end), end)
+        except av.FFmpegError:
+            pass  # data cut inside a packet: what was read so far is where it ends
+    return {kind: None if i is None else ends.get(i) for kind, i in index.items()}
+
+
+@lru_cache(maxsize=65536)
+def _probe_and_tail(path: str, mtime_ns: int, size: int) -> tuple[media.MediaInfo, dict[str, float | None]]:
+    info = media.probe(path)
+    return info, _tail_end(path, info)
+
+
+def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None = None) -> str | None:
+    """What is wrong with ``path`` used as a ``kind`` ("video" or "audio") input; None if nothing.
+
+    Reads container metadata and demuxes the last :data:`TAIL_WINDOW_S` seconds of packets;
+    decodes nothing. Results are cached per file version.
+    """
+    limits = limits or MediaLimits()
+    p = str(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        st = None
+    try:
+        if st is None or st.st_size == 0:
+            media.probe(p)  # raises the message for a missing / empty / irregular file
+        info, tail = _probe_and_tail(p, st.st_mtime_ns, st.st_size)
+    except MediaError as exc:
+        return _tidy(exc.problem, p)
+    except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
+        return _tidy(f"not a readable media file ({media._reason(exc)})", p)
+    if kind == "video" and not info.has_video:
+        what = "an audio-only file" if info.has_audio else "no video stream"
+        return f"no video stream ({what}), but it is given as a <video>; put audio-only files in the audios column"
+    if kind == "audio" and not info.has_audio:
+        return "no audio stream, but it is given as an <audio>"
+    if kind == "video" and limits.require_video_audio and not info.has_audio:
+        return "no audio stream, but audio is required (vs2_require_audio: true)"
+    duration = info.duration_s if kind == "video" else float(info.audio_duration_s or info.duration_s)
+    if duration < limits.min_duration_s:
+        return f"too short: {duration:.2f} s (minimum {limits.min_duration_s:g} s, vs2_min_duration_s)"
+    if limits.max_duration_s is not None and duration > limits.max_duration_s:
+        return f"too long: {duration:.1f} s (maximum {limits.max_duration_s:g} s, vs2_max_duration_s)"
+    for stream, declared in (("video", info.video_duration_s), ("audio", info.audio_duration_s)):
+        end = tail.get(stream)
+        if declared is None:
+            continue
+        slack = TAIL_TOLERANCE_S + (1.0 / info.fps if stream == "video" and info.fps else 0.0)
+        if end is None or end < declared - slack:
+            got = "no packets" if end is None else f"packets end at {end:.2f} s"
+            return f"{stream} data ends early ({got}, header says {declared:.2f} s); truncated or corrupt file"
+    uses_audio = info.has_audio and (kind == "audio" or limits.video_audio_tokens)
+    if uses_audio and limits.max_audio_tokens is not None:
+        audio_s = float(info.audio_duration_s or info.duration_s)
+        tokens = interleave.audio_token_count(audio_s, limits.window_s, limits.queries_per_window, limits.segment_s)
+        if tokens >= limits.max_audio_tokens:
+            return (
+                f"too long for cutoff_len={limits.max_audio_tokens}: its {audio_s:.0f} s of audio alone need "
+                f"{tokens} tokens (raise cutoff_len, shorten the clip, or set vs2_max_duration_s)"
+            )
+    return None
+
+
+def _tidy(reason: str, path: str) -> str:
+    """FFmpeg's text without the errno and the path (the message names the file already)."""
+    reason = re.sub(r"\[Errno -?\d+\] ", "", reason)
+    return reason.replace(f": '{path}'", "").replace(f" '{path}'", "")
+
+
+# ----------------------------------------------------------------------------- dataset rows
+
+
+@dataclass
+class DatasetSpec:
+    """One ``dataset_info.json`` entry, as far as the checks need it (LLaMA-Factory's defaults)."""
+
+    name: str
+    entry: dict[str, Any]
+    dataset_dir: str
+    media_dir: str
+
+    @property
+    def formatting(self) -> str:
+        return self.entry.get("formatting", "alpaca")
+
+    @property
+    def ranking(self) -> bool:
+        return bool(self.entry.get("ranking", False))
+
+    def column(self, key: str, default: str | None = None) -> str | None:
+        return (self.entry.get("columns") or {}).get(key, default)
+
+    def tag(self, key: str, default: str) -> str:
+        return (self.entry.get("tags") or {}).get(key, default)
+
+    @property
+    def local(self) -> bool:
+        return not any(k in self.entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"))
+
+    def files(self) -> list[Path]:
+        path = Path(self.dataset_dir) / self.entry["file_name"]
+        if path.is_dir():
+            return sorted(p for p in path.iterdir() if p.is_file())
+        if path.is_file():
+            return [path]
+        raise DataError(f"dataset {self.name!r}: file {path} not found (dataset_dir={self.dataset_dir})")
+
+
+def load_dataset_info(dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(dataset_dir) / "dataset_info.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (dataset_dir={dataset_dir})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_rows(path: Path) -> list[Any]:
+    """Rows of a .json (array, or JSON lines) or .jsonl file; bytes that are not UTF-8 become
+    lone surrogates (so one bad caption marks its row, not the whole file)."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    stripped = text.lstrip("\ufeff").strip()
+    if path.suffix == ".json" and stripped.startswith("["):
+        try:
+            rows = json.loads(stripped)
+        except ValueError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        return list(rows)
+    rows = []
+    for n, line in enumerate(stripped.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            rows.append(_Unparsed(f"line {n} is not valid JSON ({exc})"))
+    return rows
+
+
+@dataclass
+class _Unparsed:
+    reason: str
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` is not valid UTF-8 (lone surrogates from undecodable bytes or \\ud800 escapes)."""
+    for i, ch in enumerate(text):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            shown = f"byte 0x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else f"U+{ord(ch):04X}"
+            return f"not valid UTF-8 ({shown} at character {i})"
+    return None
+
+
+def _media_list(value: Any) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return value or None
+    return [value]
+
+
+def resolve_media(value: str, media_dir: str) -> str:
+    """Where LLaMA-Factory looks for ``value``: ``media_dir/value`` if that file exists, else ``value``."""
+    joined = os.path.join(media_dir, value)
+    return joined if os.path.isfile(joined) else value
+
+
+class RowChecker:
+    """Checks rows of one dataset; :meth:`check` returns the problems of a row (empty: good)."""
+
+    def __init__(self, spec: DatasetSpec, limits: MediaLimits):
+        self.spec, self.limits = spec, limits
+
+    def check(self, row: Any) -> list[tuple[str | None, str]]:
+        """``[(file or None, reason), ...]`` for ``row``; the resolved media paths are in ``self.media``."""
+        self.media: dict[str, list[str]] = {}
+        if isinstance(row, _Unparsed):
+            return [(None, row.reason)]
+        if not isinstance(row, dict):
+            return [(None, f"row is a {type(row).__name__}, not an object")]
+        try:
+            texts, prompts = self._texts(row)
+        except _RowProblem as exc:
+            return [(None, str(exc))]
+        problems: list[tuple[str | None, str]] = []
+        for what, text in texts:
+            bad = text_problem(text)
+            if bad:
+                problems.append((None, f"{what} is {bad}"))
+        for key, placeholder, kind in (("images", IMAGE_PLACEHOLDER, "image"), ("videos", VIDEO_PLACEHOLDER, "video"),
+                                       ("audios", AUDIO_PLACEHOLDER, "audio")):
+            column = self.spec.column(key)
+            wanted = sum(text.count(placeholder) for text in prompts)
+            if column is None:
+                if wanted:
+                    problems.append((None, f"{wanted} {placeholder} placeholder(s) but the dataset has no {key} column"))
+                continue
+            if column not in row and wanted:
+                problems.append((None, f"missing column {column!r} ({wanted} {placeholder} placeholder(s) in the prompt)"))
+                continue
+            items = _media_list(row.get(column))
+            given = len(items or [])
+            if given != wanted:
+                problems.append((None, f"{wanted} {placeholder} placeholder(s) but {given} {key} given"))
+                continue
+            resolved = []
+            for item in items or []:
+                if not isinstance(item, str) or not item:
+                    problems.append((None, f"{key} entries must be file paths, got {item!r}"))
+                    continue
+                path = resolve_media(item, self.spec.media_dir)
+                resolved.append(os.path.abspath(path))
+                if kind == "image":
+                    if not os.path.isfile(path):
+                        problems.append((path, "file not found"))
+                    continue
+                reason = check_media(path, kind, self.limits)
+                if reason:
+                    problems.append((path, reason))
+            self.media[column] = resolved
+        return problems
+
+    # -- text of a row, LLaMA-Factory's converters' way
+    def _texts(self, row: dict) -> tuple[list[tuple[str, str]], list[str]]:
+        if self.spec.formatting in ("sharegpt", "openai"):
+            return self._chat_texts(row)
+        return self._alpaca_texts(row)
+
+    def _need(self, row: dict, key: str | None, what: str):
+        if not key:
+            raise _RowProblem(f"dataset_info.json names no {what} column")
+        if key not in row or row[key] is None:
+            raise _RowProblem(f"missing column {key!r} (row keys: {sorted(row)})")
+        return row[key]
+
+    def _chat_texts(self, row: dict):
+        s = self.spec
+        role_tag, content_tag = s.tag("role_tag", "from" if s.formatting == "sharegpt" else "role"), s.tag(
+            "content_tag", "value" if s.formatting == "sharegpt" else "content")
+        user, assistant = s.tag("user_tag", "human" if s.formatting == "sharegpt" else "user"), s.tag(
+            "assistant_tag", "gpt" if s.formatting == "sharegpt" else "assistant")
+        observation, function = s.tag("observation_tag", "observation"), s.tag("function_tag", "function_call")
+        system_tag = s.tag("system_tag", "system")
+        messages = self._need(row, s.column("messages", "conversations"), "messages")
+        if not isinstance(messages, list) or not messages:
+            raise _RowProblem(f"column {s.column('messages', 'conversations')!r} must be a non-empty list of messages")
+        for k, m in enumerate(messages):
+            if not isinstance(m, dict) or role_tag not in m or content_tag not in m:
+                raise _RowProblem(f"message {k} needs {role_tag!r} and {content_tag!r}")
+            if not isinstance(m[content_tag], str):
+                raise _RowProblem(f"message {k}: {content_tag!r} must be text, got {type(m[content_tag]).__name__}")
+        if system_tag and messages[0][role_tag] == system_tag:
+            messages = messages[1:]
+        accept = ((user, observation), (assistant, function))
+        for k, m in enumerate(messages):
+            if m[role_tag] not in accept[k % 2]:
+                raise _RowProblem(f"message roles out of order: turn {k} is {m[role_tag]!r}, expected "
+                                  f"{' or '.join(map(repr, accept[k % 2]))}")
+        texts = [(f"message {k} ({m[role_tag]})", m[content_tag]) for k, m in enumerate(messages)]
+        prompts = [m[content_tag] for m in messages]
+        if s.ranking:
+            if len(messages) % 2 == 0:
+                raise _RowProblem(f"{len(messages)} messages; a preference row ends with the user's turn")
+            for key in ("chosen", "rejected"):
+                reply = self._need(row, s.column(key), key)
+                if not isinstance(reply, dict) or not isinstance(reply.get(content_tag), str):
+                    raise _RowProblem(f"column {s.column(key)!r} must be a message with text {content_tag!r}")
+                if not reply[content_tag].strip():
+                    raise _RowProblem(f"empty caption in {s.column(key)!r}")
+                texts.append((key, reply[content_tag]))
+        else:
+            if len(messages) % 2 != 0:
+                raise _RowProblem(f"{len(messages)} messages; a training row ends with the assistant's answer")
+            for k, m in enumerate(messages):
+                if k % 2 == 1 and not m[content_tag].strip():
+                    raise _RowProblem(f"empty caption (assistant message {k})")
+        return texts, prompts
+
+    def _alpaca_texts(self, row: dict):
+        s = self.spec
+        prompt_key, query_key = s.column("prompt", "instruction"), s.column("query", "input")
+        texts = [(prompt_key, self._need(row, prompt_key, "prompt"))]
+        if query_key and row.get(query_key) is not None:
+            texts.append((query_key, row[query_key]))
+        keys = [s.column("chosen"), s.column("rejected")] if s.ranking else [s.column("response", "output")]
+        replies = [(key, self._need(row, key, "response")) for key in keys]
+        for what, text in texts + replies:
+            if not isinstance(text, str):
+                raise _RowProblem(f"column {what!r} must be text, got {type(text).__name__}")
+        for what, text in replies:
+            if not text.strip():
+                raise _RowProblem(f"empty caption in {what!r}")
+        return texts + replies, [t for _, t in texts + replies]
+
+
+class _RowProblem(Exception):
+    pass
+
+
+@dataclass
+class DatasetCheck:
+    """The result for one dataset: the good rows (media paths resolved) and the bad samples."""
+
+    spec: DatasetSpec
+    total: int = 0
+    good_rows: list[Any] = field(default_factory=list)
+    bad: list[BadSample] = field(default_factory=list)
+    checked: bool = True  #: False for hub / script / non-JSON datasets (not checked)
+
+
+def check_dataset(spec: DatasetSpec, limits: MediaLimits) -> DatasetCheck:
+    """Check every row of one local dataset."""
+    result = DatasetCheck(spec)
+    if not spec.local or "file_name" not in spec.entry:
+        result.checked = False
+        return result
+    files = spec.files()
+    if any(f.suffix not in (".json", ".jsonl") for f in files):
+        result.checked = False  # csv / parquet / arrow: left to LLaMA-Factory
+        return result
+    checker = RowChecker(spec, limits)
+    index = 0
+    for path in files:
+        for row in read_rows(path):
+            problems = checker.check(row)
+            sample_id = row.get("id") if isinstance(row, dict) else None
+            sample_id = None if sample_id is None else str(sample_id)
+            if problems:
+                for file, reason in problems:
+                    result.bad.append(BadSample(spec.name, index, reason, file, sample_id, str(path)))
+            else:
+                good = dict(row)
+                good.update(checker.media)  # absolute paths: the copy may live elsewhere
+                result.good_rows.append(good)
+            index += 1
+    result.total = index
+    return result
+
+
+def dataset_specs(names: list[str], dataset_dir: str, media_dir: str | None = None) -> list[DatasetSpec]:
+    info = load_dataset_info(dataset_dir)
+    specs = []
+    for name in names:
+        if name not in info:
+            raise DataError(f"dataset {name!r} is not in {Path(dataset_dir) / 'dataset_info.json'}")
+        specs.append(DatasetSpec(name, info[name], str(dataset_dir), str(media_dir or dataset_dir)))
+    return specs
+
+
+def split_names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def fail_message(bad: list[BadSample], listed: Path | None, total_rows: int) -> str:
+    """The one line a ``fail`` run stops with: the first bad sample, how many more, where they are listed."""
+    first = bad[0].message()
+    rows = {(b.dataset, b.index) for b in bad}
+    more = f"; {len(rows)} of {total_rows} samples are bad" if len(rows) > 1 else ""
+    where = f", all listed in {listed}" if listed else ""
+    return f"bad training sample: {first}{more}{where}; fix them or set vs2_bad_samples: skip to leave them out"

@@ -1,0 +1,110 @@
+"""Bad videos in the driver's video lists: left out and listed, so a multi-hour run goes on.
+
+:func:`screen_videos` checks every row of a video list (``vs2_plugin.pipeline.videos``) the
+way :func:`load_videos` does, and every video the way training data is checked
+(:func:`vs2_plugin.data.validate.check_media`: missing / empty / unreadable / truncated file,
+no video stream, too short or too long). With ``policy="skip"`` (the driver's default) a bad
+row is left out and written to ``<run_dir>/skipped_videos.jsonl`` (``list``, ``index``, ``id``,
+``file``, ``reason``); with ``"fail"`` the first bad row stops the run with one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vs2_plugin.data.validate import (
+    BadSample,
+    MediaLimits,
+    check_media,
+    check_policy,
+    read_rows,
+    text_problem,
+    write_jsonl,
+)
+from vs2_plugin.errors import DataError
+from vs2_plugin.pipeline.records import read_jsonl
+from vs2_plugin.pipeline.videos import VideoEntry, load_videos
+
+SKIPPED_VIDEOS_FILE = "skipped_videos.jsonl"
+
+
+def _row_entry(row: dict, list_path: Path, scratch: Path, require_reference: bool) -> VideoEntry:
+    """The row through :func:`load_videos` (its rules, its messages), alone in a scratch list."""
+    row = dict(row)
+    video = row.get("video")
+    if isinstance(video, str) and video and not os.path.isabs(video):
+        row["video"] = str((list_path.parent / video).absolute())
+    for key, value in row.items():
+        for text in (value if isinstance(value, list) else [value]):
+            bad = text_problem(text) if isinstance(text, str) else None
+            if bad:
+                raise DataError(f"{key!r} is {bad}")
+    scratch.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    try:
+        return load_videos(scratch, require_reference=require_reference)[0]
+    except DataError as exc:
+        text = str(exc)
+        prefix = f"{scratch}:1: "
+        raise DataError(text.removeprefix(prefix)) from None
+
+
+def screen_videos(
+    path: str | Path,
+    run_dir: str | Path,
+    *,
+    policy: str = "skip",
+    limits: MediaLimits | None = None,
+    require_reference: bool = True,
+    tag: str = "videos",
+) -> tuple[list[VideoEntry], list[BadSample]]:
+    """The good videos of ``path`` and the bad rows (also appended to ``run_dir/skipped_videos.jsonl``).
+
+    ``tag`` names the list in the skipped file (e.g. "train", "heldout").
+    """
+    policy = check_policy("bad_samples", policy)
+    limits = limits or MediaLimits()
+    if policy == "off":
+        return load_videos(path, require_reference=require_reference), []
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{tag} video list not found: {p}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scratch = run_dir / f".screen-{tag}-{os.getpid()}.jsonl"
+    good: list[VideoEntry] = []
+    bad: list[BadSample] = []
+    seen: set[str] = set()
+    try:
+        for index, row in enumerate(read_rows(p)):
+            sample_id = str(row["id"]) if isinstance(row, dict) and row.get("id") else None
+            try:
+                if not isinstance(row, dict):
+                    raise DataError(getattr(row, "reason", None) or f"row is a {type(row).__name__}, not an object")
+                video = row.get("video")
+                if isinstance(video, str) and video:
+                    path = str((p.parent / video).absolute()) if not os.path.isabs(video) else video
+                    problem = check_media(path, "video", limits)
+                    if problem:
+                        bad.append(BadSample(tag, index, problem, path, sample_id, str(p)))
+                        continue
+                entry = _row_entry(row, p, scratch, require_reference)
+                if entry.id in seen:
+                    raise DataError(f"duplicate id {entry.id!r}")
+                seen.add(entry.id)
+                good.append(entry)
+            except DataError as exc:
+                bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
+    finally:
+        scratch.unlink(missing_ok=True)
+    if bad and policy == "fail":
+        first = bad[0]
+        raise DataError(f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
+                        "set bad_samples: skip to leave them out")
+    listing = run_dir / SKIPPED_VIDEOS_FILE
+    earlier = [r for r in read_jsonl(listing) if r.get("dataset") != tag] if listing.is_file() else []
+    write_jsonl(listing, earlier + [b.to_dict() for b in bad])
+    if not good:
+        raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
+    return good, bad
