@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def make_vfr_video(path: Path, duration: float = 6.0) -> Path:
     return Path(path)
 
 
+def damage(source: Path, target: Path, at: float = 0.5, length: int = 3000, seed: int = 0) -> Path:
+    """``source`` with ``length`` bytes at ``at`` of the file overwritten by noise (header intact)."""
+    data = bytearray(Path(source).read_bytes())
+    start = int(len(data) * at)
+    data[start : start + length] = random.Random(seed).randbytes(length)
+    Path(target).write_bytes(bytes(data))
+    return Path(target)
+
+
 def build(folder: Path) -> dict[str, Path]:
     """Every file the tests use, by name. ``missing`` is a path that does not exist."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,6 +48,8 @@ def build(folder: Path) -> dict[str, Path]:
     # a download cut short: the index (moov, at the front) is complete, the data is not
     whole = make_video(folder / "whole_faststart.mp4", 6.0, faststart=True)
     files["truncated"] = truncate(whole, folder / "truncated.mp4", 0.6)
+    # damaged in the middle: metadata and the last packets are fine, decoding is not
+    files["damaged"] = damage(whole, folder / "damaged.mp4")
     # cut short with the index at the end: the container cannot be opened at all
     files["truncated_noindex"] = truncate(make_video(folder / "whole.mp4", 4.0), folder / "truncated_noindex.mp4", 0.7)
     files["audio_only"] = make_audio(folder / "audio_only.m4a", 3.0)

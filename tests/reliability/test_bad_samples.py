@@ -76,6 +76,16 @@ def test_audio_required_and_long_media_limits(files):
     assert check_media(files["long"], "video", MediaLimits(max_audio_tokens=400, video_audio_tokens=False)) is None
 
 
+def test_damage_inside_a_file_needs_the_decode_check(files):
+    assert check_media(files["damaged"], "video") is None  # metadata and the file's end look fine
+    reason = check_media(files["damaged"], "video", MediaLimits(decode=True))
+    assert reason.startswith("decoding failed")
+    for name in ("good", "vfr", "six_channel", "long"):
+        assert check_media(files[name], "video", MediaLimits(decode=True, video_audio_tokens=True)) is None
+    with pytest.raises(Exception, match="decoding failed"):
+        media.read_media(files["damaged"])  # what training would have hit mid-run
+
+
 def test_long_media_reads_m_frames_and_all_its_audio(files):
     got = media.read_media(files["long"], 1.0, 30)
     assert got.num_frames == 30  # capped at m although 100 s at 1 fps would be 100 frames
@@ -211,10 +221,12 @@ def test_audio_column_rows(files, tmp_path):
 
 
 def test_arguments_parse_and_refuse_bad_values():
-    raw = {"vs2_bad_samples": "SKIP", "vs2_max_duration_s": "600", "vs2_require_audio": "true", "lora_rank": 8}
+    raw = {"vs2_bad_samples": "SKIP", "vs2_max_duration_s": "600", "vs2_require_audio": "true",
+           "vs2_check_decode": "yes", "lora_rank": 8}
     args = DataCheckArguments.pop_from(raw)
     assert raw == {"lora_rank": 8}
     assert (args.vs2_bad_samples, args.vs2_max_duration_s, args.vs2_require_audio) == ("skip", 600.0, True)
+    assert args.vs2_check_decode is True and DataCheckArguments().vs2_check_decode is False
     assert DataCheckArguments.pop_from({"vs2_max_duration_s": "none"}).vs2_max_duration_s is None
     with pytest.raises(ConfigError, match="vs2_bad_samples must be one of fail, skip, off; got 'ignore'"):
         DataCheckArguments(vs2_bad_samples="ignore")
@@ -365,8 +377,9 @@ def _cli_env() -> dict:
     return {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
 
 
-def _cli_dataset(folder: Path, files) -> tuple[Path, int, dict[int, str]]:
-    """Real demo clips (good) mixed with one row per kind of bad file or row."""
+def _cli_dataset(folder: Path, files, damaged: bool = False) -> tuple[Path, int, dict[int, str]]:
+    """Real demo clips (good) mixed with one row per kind of bad file or row (``damaged``: also a
+    file damaged inside, which only the decode check finds)."""
     demo = json.loads((REPO / "vs2_plugin/assets/demo_data/vs2_demo_av_sft.json").read_text())
     for row in demo:
         row["videos"] = [str(REPO / "vs2_plugin/assets/demo_data" / v) for v in row["videos"]]
@@ -383,6 +396,9 @@ def _cli_dataset(folder: Path, files) -> tuple[Path, int, dict[int, str]]:
     rows.append(_row([str(files["good"])], prompt="<video> and <video>?"))
     rows.append(_row(files["vfr"]))
     rows.append(_row(files["six_channel"]))
+    if damaged:
+        bad[len(rows)] = "decoding failed"
+        rows.append(_row(files["damaged"]))
     return _write_dataset(folder, rows), len(rows), bad
 
 
@@ -401,11 +417,11 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model_dir, tmp_path):
-    folder, total, bad = _cli_dataset(tmp_path / "data", files)
+    folder, total, bad = _cli_dataset(tmp_path / "data", files, damaged=True)
     out = tmp_path / "sft_skip"
     res = run_cli(["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
                    f"output_dir={out}", "max_steps=2", "dataset=mix", f"dataset_dir={folder}",
-                   "vs2_bad_samples=skip"], cwd=REPO, env=_cli_env())
+                   "vs2_bad_samples=skip", "vs2_check_decode=true"], cwd=REPO, env=_cli_env())
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     skipped = [json.loads(line) for line in (out / "skipped_samples.jsonl").read_text().splitlines()]

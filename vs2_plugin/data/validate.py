@@ -80,6 +80,13 @@ class DataCheckArguments:
             "video_maxlen, but audio tokens grow with the length, 5 per second)."
         },
     )
+    vs2_check_decode: bool = field(
+        default=False,
+        metadata={
+            "help": "Also decode every file as training will (frames and audio): finds damage inside a file "
+            "that the metadata check cannot see, at the cost of one decode per file before the run."
+        },
+    )
     vs2_require_audio: bool = field(
         default=False,
         metadata={"help": "A <video> without an audio stream is bad (when the run uses the video's audio)."},
@@ -98,6 +105,7 @@ class DataCheckArguments:
                     f"vs2_min_duration_s ({self.vs2_min_duration_s:g})"
                 )
         self.vs2_require_audio = _boolean("vs2_require_audio", self.vs2_require_audio)
+        self.vs2_check_decode = _boolean("vs2_check_decode", self.vs2_check_decode)
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -177,6 +185,12 @@ class MediaLimits:
     segment_s: float = interleave.SEGMENT_S
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
+    #: also decode the file the way training reads it (slower; finds damage inside the file)
+    decode: bool = False
+    fps_phi: float = 1.0
+    max_frames_m: int = 30
+    group_size: int = interleave.DEFAULT_GROUP_SIZE
+    max_pixels: int | None = 256 * 256
 
 
 # ----------------------------------------------------------------------------- media
@@ -267,6 +281,29 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
                 f"too long for cutoff_len={limits.max_audio_tokens}: its {audio_s:.0f} s of audio alone need "
                 f"{tokens} tokens (raise cutoff_len, shorten the clip, or set vs2_max_duration_s)"
             )
+    if limits.decode:
+        return _decode_problem(p, kind, uses_audio, limits, st.st_mtime_ns, st.st_size)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtime_ns: int, size: int) -> str | None:
+    """Decode ``path`` as training does (:func:`vs2_plugin.media.read_media`); the problem, if any."""
+    try:
+        media.read_media(
+            path,
+            limits.fps_phi,
+            max(limits.max_frames_m, limits.group_size),
+            need_video=kind == "video",
+            need_audio=audio,
+            group_size=limits.group_size,
+            max_pixels=limits.max_pixels,
+            min_duration_s=0.0,
+        )
+    except MediaError as exc:
+        return _tidy(exc.problem, path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
+        return _tidy(f"decoding failed ({media._reason(exc)})", path)
     return None
 
 

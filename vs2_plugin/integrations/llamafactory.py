@@ -353,6 +353,10 @@ def check_training_data(args: dict[str, Any]) -> dict[str, Any]:
         queries_per_window=audio.get("queries_per_window", 1),
         segment_s=audio.get("segment_s", 30.0),
         video_audio_tokens=audio["enabled"] and use_audio_in_video,
+        decode=opts.vs2_check_decode,
+        fps_phi=float(args.get("video_fps", 2.0) or 2.0),
+        max_frames_m=int(args.get("video_maxlen", 128) or 128),
+        max_pixels=int(args.get("video_max_pixels", 256 * 256) or 256 * 256),
     )
     dataset_dir = str(args.get("dataset_dir") or "data")
     media_dir = args.get("media_dir")
