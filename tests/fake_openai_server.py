@@ -6,6 +6,12 @@
         ...
         assert server.count == 3
 
+Faults: ``Action.error`` (HTTP status, optional ``Retry-After`` and a message that quotes the
+request's ``Authorization`` header), ``hang`` (timeout), ``reset`` (connection dropped before
+an answer), ``cut`` (socket closed half-way through the body), ``raw`` (any HTTP body, e.g. an
+HTML page), ``refusal`` (``content: null`` + ``refusal``) and ``malformed`` / ``ok(text)`` for
+answers that are not the JSON asked for.
+
 Each request is answered by, in order of precedence: the next :class:`Action` of
 ``server.script`` (consumed first-in first-out), ``server.rule(body)`` if it returns an
 Action, else ``Action.ok(server.responder(body))``. The default responder plays a simple
@@ -29,20 +35,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class Action:
-    kind: str  # ok | status | hang | reset | malformed
+    kind: str  # ok | status | hang | reset | cut | raw | refusal | malformed
     content: str | None = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    echo_auth: bool = False
 
     @classmethod
     def ok(cls, content: str) -> "Action":
         return cls("ok", content=content)
 
     @classmethod
-    def error(cls, status: int, retry_after: str | None = None) -> "Action":
-        """An HTTP error answer (429, 500, ...), with ``Retry-After`` when given."""
-        return cls("status", status=status, headers={"Retry-After": retry_after} if retry_after is not None else {})
+    def error(cls, status: int, retry_after: str | None = None, headers: dict[str, str] | None = None,
+              echo_auth: bool = False) -> "Action":
+        """An HTTP error answer (429, 500, ...), with ``Retry-After`` when given.
+
+        ``echo_auth``: the error message quotes the request's ``Authorization`` header, as some
+        gateways do on a 401 (the client must not pass it on).
+        """
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = retry_after
+        return cls("status", status=status, headers=extra, echo_auth=echo_auth)
 
     @classmethod
     def hang(cls, seconds: float) -> "Action":
@@ -53,6 +68,21 @@ class Action:
     def reset(cls) -> "Action":
         """Drop the connection without answering (TCP reset)."""
         return cls("reset")
+
+    @classmethod
+    def cut(cls) -> "Action":
+        """Send the status line, headers and half of a valid answer body, then close the socket."""
+        return cls("cut")
+
+    @classmethod
+    def raw(cls, body: str, status: int = 200, content_type: str = "application/json") -> "Action":
+        """Answer with ``body`` verbatim as the HTTP body (e.g. not JSON at all)."""
+        return cls("raw", content=body, status=status, headers={"Content-Type": content_type})
+
+    @classmethod
+    def refusal(cls, text: str = "I can't help with that.") -> "Action":
+        """A refusal as structured-output models send it: ``content`` null, ``refusal`` set."""
+        return cls("refusal", content=text)
 
     @classmethod
     def malformed(cls, text: str = "Sure! Here is my evaluation: missed events 1 and 2") -> "Action":
@@ -94,6 +124,7 @@ class FakeOpenAIServer:
         self.script: list[Action] = []
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, in order
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -134,24 +165,49 @@ class FakeOpenAIServer:
                 if action.kind == "hang":
                     time.sleep(action.seconds)
                 if action.kind == "status":
-                    message = {429: "Rate limit reached", 500: "Internal server error", 503: "Overloaded"}.get(action.status, "error")
+                    message = {401: "Incorrect API key provided", 429: "Rate limit reached", 500: "Internal server error",
+                               503: "Overloaded"}.get(action.status, "error")
+                    if action.echo_auth:
+                        message += f" (got {self.headers.get('Authorization', '')!r})"
                     return self._send(action.status, {"error": {"message": message, "type": "server_error", "code": action.status}}, action.headers)
-                content = action.content if action.content is not None else server.responder(body)
+                if action.kind == "raw":
+                    return self._send(action.status, action.content.encode(), action.headers)
                 words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-                return self._send(200, {
+                if action.kind == "refusal":
+                    message, content = {"role": "assistant", "content": None, "refusal": action.content}, ""
+                else:
+                    content = action.content if action.content is not None else server.responder(body)
+                    message = {"role": "assistant", "content": content}
+                payload = {
                     "id": f"chatcmpl-fake{len(server.requests)}", "object": "chat.completion", "created": 0,
                     "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": words, "completion_tokens": len(content.split()), "total_tokens": words + len(content.split())},
-                })
+                }
+                if action.kind == "cut":
+                    data = json.dumps(payload).encode()
+                    try:  # announce the whole body, send half of it, then hang up
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                return self._send(200, payload)
 
             def _send(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                headers = dict(headers or {})
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
                     self.send_header("Content-Length", str(len(data)))
-                    for k, v in (headers or {}).items():
+                    for k, v in headers.items():
                         self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(data)
@@ -193,11 +249,13 @@ class FakeOpenAIServer:
         with self._lock:
             self.requests.clear()
             self.auth_headers.clear()
+            self.arrivals.clear()
 
     def _next_action(self, body: dict, auth: str) -> Action:
         with self._lock:
             self.requests.append(body)
             self.auth_headers.append(auth)
+            self.arrivals.append(time.monotonic())
             if self.script:
                 return self.script.pop(0)
         if self.rule is not None:

@@ -2,7 +2,8 @@
 
 Retried: 429 (waiting ``Retry-After`` / ``retry-after-ms`` when the server sends it), 408,
 409 and 5xx answers, timeouts, dropped or refused connections, and answers that fail JSON
-validation. Other 4xx answers (bad key, unknown model) fail at once. A request that still
+validation (refusals, text that is not the JSON asked for, HTTP bodies that are not a chat
+completion). Other 4xx answers (bad key, unknown model) fail at once. A request that still
 fails is returned as a failure with a redacted message; nothing is cached for it, so a
 rerun asks again while every validated answer comes from the cache.
 """
@@ -26,7 +27,7 @@ from vs2_plugin.errors import ConfigError
 from vs2_plugin.secrets import RedactingFilter, read_api_key, redact
 
 from vs2_openai_judge.cache import AnswerCache, request_key
-from vs2_openai_judge.parsing import MalformedAnswer
+from vs2_openai_judge.parsing import MalformedAnswer, snippet
 
 logger = logging.getLogger("vs2_openai_judge")
 logger.addFilter(RedactingFilter())
@@ -95,6 +96,36 @@ def retry_after_seconds(headers) -> float | None:
         except (TypeError, ValueError):
             return None
         return max(when.timestamp() - time.time(), 0.0)
+
+
+class MalformedResponse(MalformedAnswer):
+    """The HTTP answer is not a chat completion at all (an HTML error page, cut JSON, ...)."""
+
+
+def _usage(response) -> dict[str, int]:
+    usage = getattr(response, "usage", None)
+    try:
+        return {"prompt_tokens": int(usage.prompt_tokens or 0), "completion_tokens": int(usage.completion_tokens or 0)}
+    except (AttributeError, TypeError, ValueError):
+        return {}
+
+
+def answer_text(response) -> str | None:
+    """The assistant text of a chat completion; :class:`MalformedAnswer` for a refusal or a
+    body that is no chat completion (the request is then retried like a malformed answer)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise MalformedResponse(f"the HTTP body is not a chat completion: {snippet(response)}")
+    if not choices:
+        raise MalformedResponse("the chat completion has no choices")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    refusal = getattr(message, "refusal", None)
+    if not content and refusal:
+        raise MalformedAnswer(f"the model refused: {snippet(refusal)}")
+    if content is not None and not isinstance(content, str):
+        raise MalformedResponse(f"the message content is {type(content).__name__}, not text")
+    return content
 
 
 class ChatRunner:
@@ -223,22 +254,24 @@ class ChatRunner:
                     )
                     if self.json_mode:
                         kwargs["response_format"] = {"type": "json_object"}
-                    response = await client.chat.completions.create(**kwargs)
-                    usage = {}
-                    if getattr(response, "usage", None) is not None:
-                        usage = {
-                            "prompt_tokens": int(response.usage.prompt_tokens or 0),
-                            "completion_tokens": int(response.usage.completion_tokens or 0),
-                        }
-                        self.tally.prompt_tokens += usage["prompt_tokens"]
-                        self.tally.completion_tokens += usage["completion_tokens"]
-                    text = response.choices[0].message.content if response.choices else None
+                    try:
+                        response = await client.chat.completions.create(**kwargs)
+                    except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                        raise MalformedResponse(f"the HTTP body is not a chat completion ({type(exc).__name__})") from None
+                    usage = _usage(response)
+                    self.tally.prompt_tokens += usage.get("prompt_tokens", 0)
+                    self.tally.completion_tokens += usage.get("completion_tokens", 0)
+                    text = answer_text(response)
                     value = job.parse(text)
                     self.cache.put(key, text, usage)
                     bar.update(1)
                     return Outcome(True, value, usage=usage)
+                except MalformedResponse as exc:
+                    last_error = f"malformed response: {exc}"
+                    delay = self._backoff(attempt)
                 except MalformedAnswer as exc:
                     last_error = f"malformed answer: {exc}"
+                    delay = self._backoff(attempt)
                 except openai.RateLimitError as exc:
                     last_error = f"HTTP 429 rate limited: {exc.message}"
                     waited = retry_after_seconds(exc.response.headers)
@@ -255,6 +288,9 @@ class ChatRunner:
                 except openai.APIConnectionError as exc:
                     last_error = f"connection error: {type(exc.__cause__ or exc).__name__}"
                     delay = self._backoff(attempt)
+                except openai.APIError as exc:  # any other client error: report it, do not retry
+                    last_error = f"{type(exc).__name__}: {exc}"
+                    break
                 if attempt < self.config.max_retries:
                     self.tally.retries += 1
                     logger.info("%s request retry %d/%d in %.2fs: %s", job.kind, attempt + 1, self.config.max_retries, delay, redact(last_error))

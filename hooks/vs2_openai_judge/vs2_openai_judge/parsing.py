@@ -13,6 +13,12 @@ class MalformedAnswer(ValueError):
     """The model's answer is not the JSON object asked for (the request is retried)."""
 
 
+def snippet(value: object, limit: int = 80) -> str:
+    """A short quote of an answer for error messages (one line, at most ``limit`` characters)."""
+    text = " ".join(str(value).split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def _load_object(text: str | None) -> dict:
     if not text or not text.strip():
         raise MalformedAnswer("empty answer")
@@ -21,7 +27,7 @@ def _load_object(text: str | None) -> dict:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise MalformedAnswer(f"answer is not JSON ({exc.msg} at char {exc.pos})") from None
+        raise MalformedAnswer(f"answer is not JSON ({exc.msg} at char {exc.pos}): {snippet(body)}") from None
     if not isinstance(data, dict):
         raise MalformedAnswer(f"answer must be a JSON object, got {type(data).__name__}")
     return data
