@@ -2,7 +2,8 @@
 
 A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``.
 Expected failures raise :class:`vs2_plugin.errors.Vs2Error`; they are printed as one line
-(no traceback) and exit with status 2.
+(no traceback) and exit with status 2; any other exception prints its traceback with API
+keys redacted and exits with status 1.
 """
 
 from __future__ import annotations
@@ -48,15 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     module.configure_parser(parser)
     args = parser.parse_args(rest)
     from vs2_plugin.errors import Vs2Error
+    from vs2_plugin.secrets import redact
 
     try:
         return int(module.run(args) or 0)
     except Vs2Error as exc:
-        print(f"vs2 {name}: error: {exc}", file=sys.stderr)
+        print(f"vs2 {name}: error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vs2 {name}: interrupted; completed work is kept and a rerun resumes", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - a bug or an unexpected library error: traceback with API keys redacted
+        import traceback
+
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ class ReferenceCache:
         if self.mode == "disk":
             self.last_path = Path(self.cache_dir) / f"ref_logps-{key[:20]}.pt"
             if self.last_path.is_file():
-                stored = torch.load(self.last_path, map_location="cpu")
+                stored = torch.load(self.last_path, map_location="cpu", weights_only=True)
                 if stored.get("format") == CACHE_FORMAT and stored.get("key") == key:
                     return stored["chosen"], stored["rejected"]
         chosen, rejected = compute_reference_logps(trainer, self.batch_size)

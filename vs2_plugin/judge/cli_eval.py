@@ -22,6 +22,7 @@ from vs2_plugin.errors import DataError
 from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, read_jsonl, usage_totals
 from vs2_plugin.judge.report import summarize_by_task, table1_markdown
 from vs2_plugin.judge.types import JudgeItem
+from vs2_plugin.rounds import atomic_write_text
 from vs2_plugin.secrets import redact
 
 
@@ -74,11 +75,11 @@ def run(args) -> int:
         "summary": summary,
         "items": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n", encoding="utf-8")
+    # written to a temporary name and renamed: a killed run leaves no half report
+    atomic_write_text(args.out, redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n")
     markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
     md_path = args.out.with_suffix(".md")
-    md_path.write_text(markdown, encoding="utf-8")
+    atomic_write_text(md_path, markdown)
     print(markdown)
     failed = summary["all"]["n_failed"]
     if failed:

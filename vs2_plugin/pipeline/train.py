@@ -19,6 +19,7 @@ import yaml
 
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.secrets import SECRET_ENV_VARS
 
 
 def llamafactory_cli() -> str:
@@ -30,7 +31,7 @@ def run_training(args: dict[str, Any], yaml_path: str | Path, log_path: str | Pa
     """Write ``args`` to ``yaml_path`` and train; raise :class:`Vs2Error` with the log tail on failure."""
     yaml_path, log_path = Path(yaml_path), Path(log_path)
     atomic_write_text(yaml_path, yaml.safe_dump(args, sort_keys=False))
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_VARS}  # training never needs a judge key
     full_env.setdefault("OMP_NUM_THREADS", "1")
     bin_dir = str(Path(sys.executable).parent)
     full_env["PATH"] = bin_dir + os.pathsep + full_env.get("PATH", "")  # torchrun next to the interpreter
