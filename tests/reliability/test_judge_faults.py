@@ -51,10 +51,11 @@ RETRY_AFTER_S = 0.3
 BACKOFF_BASE_S, BACKOFF_MAX_S = 0.02, 0.08
 MAX_RETRIES = 3
 PASSES = 2
+TIMEOUT_S = 1.0  # generous: only the "timeout" fault may time out, even on a busy machine
 
 #: fault -> (server action, words the failed judgment's error must contain, wait before a retry)
 FAULTS = {
-    "timeout": (lambda: Action.hang(1.0), "timed out after 0.3s", "backoff"),
+    "timeout": (lambda: Action.hang(4 * TIMEOUT_S), f"timed out after {TIMEOUT_S:g}s", "backoff"),
     "429 Retry-After seconds": (lambda: Action.error(429, retry_after=str(RETRY_AFTER_S)), "HTTP 429", RETRY_AFTER_S),
     "429 retry-after-ms": (lambda: Action.error(429, headers={"retry-after-ms": str(int(RETRY_AFTER_S * 1000))}), "HTTP 429", RETRY_AFTER_S),
     "429 without Retry-After": (lambda: Action.error(429), "HTTP 429", "backoff"),
@@ -86,7 +87,7 @@ def server(monkeypatch):
 
 def config(tmp_path, **kw) -> JudgeConfig:
     settings = {"judge": "openai", "model": "fake-judge", "passes": PASSES, "cache_path": str(tmp_path / "cache.sqlite"),
-                "timeout_s": 0.3, "backoff_base_s": BACKOFF_BASE_S, "backoff_max_s": BACKOFF_MAX_S,
+                "timeout_s": TIMEOUT_S, "backoff_base_s": BACKOFF_BASE_S, "backoff_max_s": BACKOFF_MAX_S,
                 "max_retries": MAX_RETRIES, "concurrency": 4, "show_progress": False}
     settings.update(kw)
     return JudgeConfig(**settings)
