@@ -433,3 +433,82 @@ def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model
     assert summary["skipped"] == len(bad)
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
     assert log[-1]["current_steps"] == 2
+
+
+# ----------------------------------------------------------------------------- mrDPO: failures while sampling
+
+
+def test_sampling_failures_are_dropped_and_listed(tmp_path):
+    from vs2_plugin.pipeline.screen import drop_failed
+
+    rows = [{"key": "a/global/0", "video_id": "a", "video": "/v/a.mp4", "caption": "x"},
+            {"key": "b/global/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"},
+            {"key": "b/local/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"}]
+    kept, failed = drop_failed(rows, tmp_path, "train sampling round-001")
+    assert [r["key"] for r in kept] == ["a/global/0"] and failed == {"b"}
+    listed = [json.loads(line) for line in (tmp_path / "skipped_videos.jsonl").read_text().splitlines()]
+    assert listed == [{"dataset": "train sampling round-001", "reason": "decoding failed (x)", "file": "/v/b.mp4", "id": "b"}]
+    with pytest.raises(DataError, match=r"bad video 'b' while sampling \(train sampling round-001\): /v/b.mp4: decoding failed"):
+        drop_failed(rows, tmp_path, "train sampling round-001", "fail")
+
+
+def test_sampling_records_an_unreadable_video_and_goes_on(files, tiny_model_dir, tmp_path):
+    from vs2_plugin.pipeline.config import SamplingConfig
+    from vs2_plugin.pipeline.records import JsonlLog
+    from vs2_plugin.pipeline.sampling import SampleTask, sample
+
+    tasks = [SampleTask("t/damaged/global/0", "damaged", "global", "Describe.", str(files["damaged"]), 0),
+             SampleTask("t/good/global/0", "good", "global", "Describe.", str(files["good"]), 0)]
+    infer = {"template": "video_salmonn2", "video_fps": 1.0, "video_maxlen": 30, "video_max_pixels": 12544,
+             "use_audio_in_video": True}
+    out = tmp_path / "samples.jsonl"
+    rows = sample(tasks, out, model=str(tiny_model_dir), adapters=[], infer=infer,
+                  cfg=SamplingConfig(max_new_tokens=4), seed=1, progress=False)
+    assert rows[0]["caption"] is None and rows[0]["error"].startswith("decoding failed")
+    assert isinstance(rows[1]["caption"], str) and "error" not in rows[1]
+    # a rerun retries the unreadable video only
+    sample(tasks, out, model=str(tiny_model_dir), adapters=[], infer=infer,
+           cfg=SamplingConfig(max_new_tokens=4), seed=1, progress=False)
+    assert [r["key"] for r in JsonlLog(out).rows()] == ["t/damaged/global/0", "t/good/global/0", "t/damaged/global/0"]
+
+
+@pytest.mark.slow
+def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path):
+    """A real tiny mrDPO round whose video list holds a missing, a text and a damaged video."""
+    import yaml
+
+    demo = REPO / "vs2_plugin/assets/demo_data"
+    rows = [json.loads(line) for line in (demo / "vs2_demo_rl.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["video"] = str(demo / row["video"])
+    rows[2:] = []  # two good videos keep the round short
+    for vid, path in (("gone", files["missing"]), ("text", files["text"]), ("damaged", files["damaged"])):
+        rows.append({"id": vid, "video": str(path), "reference": "A test pattern with a steady tone.",
+                     "local": [{"start": 0.0, "end": 2.0, "reference": "A test pattern."}]})
+    videos = tmp_path / "videos.jsonl"
+    videos.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = yaml.safe_load((REPO / "recipes/tiny/mrdpo.yaml").read_text())
+    run = tmp_path / "run"
+    cfg.update(run_dir=str(run), model=str(tiny_model_dir), rounds=1, train_videos=str(videos),
+               heldout_videos=str(videos))
+    cfg["sampling"]["max_new_tokens"] = 8
+    cfg["train"]["max_steps"] = 1
+    cfg["thresholds"] = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]
+    path = tmp_path / "mrdpo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = run_cli([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"], cwd=REPO,
+                  env=_cli_env(), timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    listed = [json.loads(line) for line in (run / "skipped_videos.jsonl").read_text().splitlines()]
+    by_step = {}
+    for r in listed:
+        by_step.setdefault(r["dataset"], set()).add(r["id"])
+    # screening finds the missing and the unreadable file; the damaged one fails while sampling
+    assert by_step["train"] == by_step["heldout"] == {"gone", "text"}
+    assert by_step["train sampling round-001"] == {"damaged"}
+    assert by_step["heldout sampling round-000"] == {"damaged"}
+    gt = json.loads((run / "data" / "vs2_gt.json").read_text())
+    assert not any("damaged" in r["videos"][0] for r in gt)
+    judged = [json.loads(line) for line in (run / "round-001" / "judged.jsonl").read_text().splitlines()]
+    assert {r["video_id"] for r in judged} == {"drawing", "bunny"}
+    assert (run / "gdpo" / "round-001" / "adapter_model.safetensors").is_file()

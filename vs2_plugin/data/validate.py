@@ -157,14 +157,15 @@ class BadSample:
     """One bad sample: where it is, which file (if a file is at fault) and what is wrong."""
 
     dataset: str  #: dataset name (dataset_info.json) or video-list path
-    index: int  #: 0-based row index in the dataset (file order; folders: sorted file names)
+    index: int | None  #: 0-based row index in the dataset (file order; folders: sorted file names)
     reason: str
     file: str | None = None  #: the media file at fault (None when the row itself is at fault)
     id: str | None = None  #: the row's ``id`` field, if it has one
     source: str | None = None  #: the dataset file the row came from
 
     def message(self) -> str:
-        who = f"dataset {self.dataset!r} row {self.index}" + (f" (id {self.id!r})" if self.id is not None else "")
+        who = f"dataset {self.dataset!r}" + (f" row {self.index}" if self.index is not None else "")
+        who += f" (id {self.id!r})" if self.id is not None else ""
         return f"{who}: {self.file}: {self.reason}" if self.file else f"{who}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:

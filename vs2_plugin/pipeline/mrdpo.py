@@ -75,6 +75,13 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
 
 
+def drop_failed(rows: list[dict[str, Any]], run_dir: Path, tag: str, policy: str):
+    """See :func:`vs2_plugin.pipeline.screen.drop_failed`."""
+    from vs2_plugin.pipeline.screen import drop_failed as drop
+
+    return drop(rows, run_dir, tag, policy)
+
+
 def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:
     """Train and held-out videos with bad rows left out (``bad_samples: skip``, listed in
     ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
@@ -175,6 +182,7 @@ def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters:
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag)
     rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model, adapters=adapters, infer=cfg.infer,
                   cfg=cfg.sampling, seed=cfg.seed, progress=progress)
+    rows, _ = drop_failed(rows, out_dir.parent, f"{tag} sampling {out_dir.name}", cfg.bad_samples)
     judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl")
     return summarize_judged(judged)
 
@@ -195,6 +203,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     jcfg = judge_config(cfg, run_dir)
     events = video_events(train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json")
     write_gt_dataset(train_videos, cfg, run_dir / "data")
+    dropped: set[str] = set()
     schedule = Schedule() if cfg.thresholds in (None, "table3") else Schedule.from_config(cfg.thresholds)
     model = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
     init = [str(Path(a).resolve()) for a in cfg.init_adapters]
@@ -214,9 +223,18 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             tasks = build_tasks(train_videos, cfg.sampling, t)
             sample(tasks, rdir / "samples.jsonl", model=model, adapters=adapters_after(t - 1), infer=cfg.infer,
                    cfg=cfg.sampling, seed=cfg.seed + t, progress=progress)
+            drop_failed(JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}",
+                        cfg.bad_samples)  # bad_samples: fail stops here, before the step counts as done
             state.mark(t, "sample")
+        # videos the model could not read while sampling: out of the judging, pairs, ground
+        # truth and later rounds (listed in skipped_videos.jsonl)
+        rows, failed = drop_failed(JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}",
+                                   cfg.bad_samples)
+        if failed - dropped:
+            dropped |= failed
+            train_videos = [v for v in train_videos if v.id not in dropped]
+            write_gt_dataset(train_videos, cfg, run_dir / "data")
         if not state.done(t, "judge"):
-            rows = JsonlLog(rdir / "samples.jsonl").rows()
             judged = judge_samples(rows, events, jcfg, rdir / "judged.jsonl")
             state.mark(t, "judge", summarize_judged(judged))
         if not state.done(t, "pairs"):

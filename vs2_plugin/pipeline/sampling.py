@@ -12,6 +12,10 @@ Three ways, one output format (a :class:`~vs2_plugin.pipeline.records.JsonlLog` 
 Every finished caption is appended and fsynced at once, so an interrupted run resumes with
 the next missing task. Each task is generated with its own seed (derived from the run seed
 and the task key), so a resumed run produces exactly what an uninterrupted one would.
+
+A video the model's reader cannot decode (``MediaError``) is logged as a row with
+``caption: null`` and ``error`` instead of ending the run; the driver leaves such videos out
+(see :func:`vs2_plugin.pipeline.mrdpo.drop_failed`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import Vs2Error
+from vs2_plugin.errors import MediaError, Vs2Error
 from vs2_plugin.pipeline.config import SamplingConfig
 from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
 from vs2_plugin.pipeline.videos import VideoEntry
@@ -85,7 +89,7 @@ def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, ad
     from tqdm import tqdm
 
     log = JsonlLog(out_path)
-    done = log.by_key()
+    done = {k: r for k, r in log.by_key().items() if not r.get("error")}  # a rerun retries unreadable videos
     todo = [t for t in tasks if t.key not in done]
     if not todo:
         return
@@ -93,7 +97,12 @@ def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, ad
     for task in tqdm(todo, desc=f"sampling {out_path.name}", disable=not progress, unit="caption"):
         torch.manual_seed(task_seed(seed, task.key))
         kwargs = {"do_sample": False} if task.greedy else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
-        responses = chat.chat([{"role": "user", "content": "<video>" + task.prompt}], videos=[task.video], **kwargs)
+        try:
+            responses = chat.chat([{"role": "user", "content": "<video>" + task.prompt}], videos=[task.video], **kwargs)
+        except MediaError as exc:  # one unreadable video must not end a multi-hour run: record it
+            log.append({**asdict(task), "caption": None, "finish_reason": "error", "error": exc.problem,
+                        "time": time.time()})
+            continue
         log.append({**asdict(task), "caption": responses[0].response_text, "finish_reason": responses[0].finish_reason,
                     "time": time.time()})
 

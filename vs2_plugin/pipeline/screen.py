@@ -102,9 +102,34 @@ def screen_videos(
         first = bad[0]
         raise DataError(f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
                         "set bad_samples: skip to leave them out")
-    listing = run_dir / SKIPPED_VIDEOS_FILE
-    earlier = [r for r in read_jsonl(listing) if r.get("dataset") != tag] if listing.is_file() else []
-    write_jsonl(listing, earlier + [b.to_dict() for b in bad])
+    listing = record_skipped(run_dir, tag, bad)
     if not good:
         raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
     return good, bad
+
+
+def record_skipped(run_dir: str | Path, tag: str, bad: list[BadSample]) -> Path:
+    """Write ``bad`` as the ``tag`` entries of ``run_dir/skipped_videos.jsonl`` (replacing earlier ones)."""
+    listing = Path(run_dir) / SKIPPED_VIDEOS_FILE
+    earlier = [r for r in read_jsonl(listing) if r.get("dataset") != tag] if listing.is_file() else []
+    write_jsonl(listing, earlier + [b.to_dict() for b in bad])
+    return listing
+
+
+def drop_failed(rows: list[dict], run_dir: str | Path, tag: str, policy: str = "skip") -> tuple[list[dict], set[str]]:
+    """Sampled rows minus those of videos that could not be read while sampling (rows with
+    ``error``); those videos are listed under ``tag`` in ``skipped_videos.jsonl``, or, with
+    ``policy="fail"``, stop the run. Returns the kept rows and the ids of the failed videos."""
+    failed = {}
+    for r in rows:
+        if r.get("error"):
+            failed.setdefault(r["video_id"], r)
+    if not failed:
+        return rows, set()
+    if check_policy("bad_samples", policy) == "fail":
+        r = next(iter(failed.values()))
+        raise DataError(f"bad video {r['video_id']!r} while sampling ({tag}): {r['video']}: {r['error']}; "
+                        "set bad_samples: skip to leave it out")
+    bad = [BadSample(tag, None, r["error"], r["video"], vid) for vid, r in failed.items()]
+    record_skipped(run_dir, tag, bad)
+    return [r for r in rows if r["video_id"] not in failed], set(failed)
