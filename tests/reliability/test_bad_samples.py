@@ -285,6 +285,39 @@ def test_skip_policy_points_the_run_at_a_filtered_copy(files, tmp_path):
     assert (summary["samples"], summary["skipped"]) == (len(rows), len(expected))
 
 
+def test_skip_policy_in_a_gdpo_run_copies_pairs_and_ground_truth(files, tmp_path):
+    from vs2_plugin.integrations.llamafactory import check_training_data
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "clips").mkdir()
+    os.symlink(files["good"], folder / "clips" / "good.mp4")
+    reply = {"role": "assistant", "content": "A test pattern."}
+    pairs = [{"messages": [{"role": "user", "content": PROMPT}], "chosen": reply, "rejected": {**reply, "content": "Hmm."},
+              "videos": [v]} for v in ("clips/good.mp4", str(files["text"]), "clips/good.mp4")]
+    (folder / "pairs.json").write_text(json.dumps(pairs))
+    (folder / "gt.json").write_text(json.dumps([_row("clips/good.mp4")]))
+    info = {"pairs": {"file_name": "pairs.json", "formatting": "sharegpt", "ranking": True, "tags": TAGS,
+                      "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "videos": "videos"}},
+            "gt": {"file_name": "gt.json", "formatting": "sharegpt", "tags": TAGS,
+                   "columns": {"messages": "messages", "videos": "videos"}},
+            "other": {"file_name": "other.json"}}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    out = tmp_path / "run"
+    args = check_training_data(_run_args(folder, out, _fake_model(tmp_path), stage="gdpo", dataset="pairs",
+                                         gt_dataset="gt", vs2_bad_samples="skip"))
+    assert [(b["dataset"], b["index"]) for b in map(json.loads, (out / "skipped_samples.jsonl").read_text().splitlines())] == [
+        ("pairs", 1)]
+    assert args["dataset_dir"] == str(out / "vs2_data" / "train") and args["gt_dataset_dir"] == str(out / "vs2_data" / "gt")
+    assert args["media_dir"] == str(folder)  # datasets read from where they were still find their media
+    kept = json.loads((out / "vs2_data" / "train" / "pairs.json").read_text())
+    assert [r["videos"] for r in kept] == [[str(folder / "clips" / "good.mp4")]] * 2
+    gt = json.loads((out / "vs2_data" / "gt" / "gt.json").read_text())
+    assert gt[0]["videos"] == [str(folder / "clips" / "good.mp4")]
+    copied = json.loads((out / "vs2_data" / "gt" / "dataset_info.json").read_text())
+    assert copied["other"]["file_name"] == str(folder / "other.json")
+
+
 def test_skip_policy_without_bad_samples_keeps_the_dataset(files, tmp_path):
     from vs2_plugin.integrations.llamafactory import check_training_data
 

@@ -395,24 +395,26 @@ def check_training_data(args: dict[str, Any]) -> dict[str, Any]:
     if bad and _is_main_rank():
         print(f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
               f"(listed in {out / validate.SKIPPED_FILE})", file=sys.stderr, flush=True)
-    for group, keys, dir_key, folder in groups:
-        group_checks = checks.get(group) or []
-        if not any(c.bad for c in group_checks):
-            continue
-        for c in group_checks:
-            if c.checked and not c.good_rows:
-                raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
-                                f"{out / validate.SKIPPED_FILE}); nothing left to train on")
+    if not bad:
+        return args
+    for c in results:
+        if c.checked and not c.good_rows:
+            raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
+                            f"{out / validate.SKIPPED_FILE}); nothing left to train on")
+    # every checked dataset of the run is read from the copies (absolute media paths), the
+    # others from where they were: their dataset_info entries and media_dir point back there
+    if not media_dir:
+        args["media_dir"] = dataset_dir
+    for group, _keys, dir_key, folder in groups:
         target = out / validate.FILTERED_DIR / group
         info = validate.load_dataset_info(folder)
-        for c in group_checks:
-            if not c.checked:
-                continue
-            file_name = f"{c.spec.name}.json"
-            validate.write_json(target / file_name, c.good_rows)
-            entry = dict(info[c.spec.name])
-            entry["file_name"] = file_name
-            info[c.spec.name] = entry
+        for name, entry in info.items():
+            if isinstance(entry, dict) and "file_name" in entry:
+                info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}
+        for c in checks.get(group) or []:
+            if c.checked:
+                validate.write_json(target / f"{c.spec.name}.json", c.good_rows)
+                info[c.spec.name] = {**info[c.spec.name], "file_name": f"{c.spec.name}.json"}
         validate.write_json(target / "dataset_info.json", info)
         args[dir_key] = str(target)
     return args
