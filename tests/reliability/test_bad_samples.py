@@ -86,6 +86,16 @@ def test_damage_inside_a_file_needs_the_decode_check(files):
         media.read_media(files["damaged"])  # what training would have hit mid-run
 
 
+def test_checks_in_threads_equal_one_by_one(files):
+    items = {(str(path), kind) for path in files.values() for kind in ("video", "audio")}
+    limits = MediaLimits(decode=True, video_audio_tokens=True, max_audio_tokens=2048)
+    serial = validate.check_many(items, limits, workers=1)
+    validate._probe_and_tail.cache_clear()
+    validate._decode_problem.cache_clear()
+    assert validate.check_many(items, limits, workers=4) == serial
+    assert serial[(str(files["damaged"]), "video")].startswith("decoding failed")
+
+
 def test_long_media_reads_m_frames_and_all_its_audio(files):
     got = media.read_media(files["long"], 1.0, 30)
     assert got.num_frames == 30  # capped at m although 100 s at 1 fps would be 100 frames

@@ -48,6 +48,8 @@ AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
 TAIL_TOLERANCE_S = media.AUDIO_SHORTFALL_TOLERANCE_S
 #: How much of a file's end :func:`check_media` demuxes (from the keyframe before it).
 TAIL_WINDOW_S = 2.0
+#: Files checked at the same time (threads; the checks wait on the disk or on FFmpeg).
+CHECK_WORKERS = min(8, os.cpu_count() or 1)
 #: Files written to the run's output directory.
 SKIPPED_FILE = "skipped_samples.jsonl"
 BAD_FILE = "bad_samples.jsonl"
@@ -416,8 +418,13 @@ def resolve_media(value: str, media_dir: str) -> str:
 class RowChecker:
     """Checks rows of one dataset; :meth:`check` returns the problems of a row (empty: good)."""
 
-    def __init__(self, spec: DatasetSpec, limits: MediaLimits):
+    def __init__(self, spec: DatasetSpec, limits: MediaLimits, known: dict[tuple[str, str], str | None] | None = None):
         self.spec, self.limits = spec, limits
+        self.known = known or {}  # (path, kind) -> problem, checked beforehand (:func:`check_many`)
+
+    def _check_media(self, path: str, kind: str) -> str | None:
+        key = (path, kind)
+        return self.known[key] if key in self.known else check_media(path, kind, self.limits)
 
     def check(self, row: Any) -> list[tuple[str | None, str]]:
         """``[(file or None, reason), ...]`` for ``row``; the resolved media paths are in ``self.media``."""
@@ -462,7 +469,7 @@ class RowChecker:
                     if not os.path.isfile(path):
                         problems.append((path, "file not found"))
                     continue
-                reason = check_media(path, kind, self.limits)
+                reason = self._check_media(path, kind)
                 if reason:
                     problems.append((path, reason))
             self.media[column] = resolved
@@ -566,10 +573,12 @@ def check_dataset(spec: DatasetSpec, limits: MediaLimits) -> DatasetCheck:
     if any(f.suffix not in (".json", ".jsonl") for f in files):
         result.checked = False  # csv / parquet / arrow: left to LLaMA-Factory
         return result
-    checker = RowChecker(spec, limits)
+    contents = [(path, read_rows(path)) for path in files]
+    wanted = {item for _, rows in contents for row in rows for item in _media_items(spec, row)}
+    checker = RowChecker(spec, limits, check_many(wanted, limits))
     index = 0
-    for path in files:
-        for row in read_rows(path):
+    for path, rows in contents:
+        for row in rows:
             problems = checker.check(row)
             sample_id = row.get("id") if isinstance(row, dict) else None
             sample_id = None if sample_id is None else str(sample_id)
@@ -583,6 +592,33 @@ def check_dataset(spec: DatasetSpec, limits: MediaLimits) -> DatasetCheck:
             index += 1
     result.total = index
     return result
+
+
+def _media_items(spec: DatasetSpec, row: Any) -> list[tuple[str, str]]:
+    """(resolved path, kind) of the videos and audios a row names (for :func:`check_many`)."""
+    if not isinstance(row, dict):
+        return []
+    items = []
+    for key, kind in (("videos", "video"), ("audios", "audio")):
+        column = spec.column(key)
+        for item in (_media_list(row.get(column)) or []) if column else []:
+            if isinstance(item, str) and item:
+                items.append((resolve_media(item, spec.media_dir), kind))
+    return items
+
+
+def check_many(items: set[tuple[str, str]], limits: MediaLimits, workers: int | None = None) -> dict:
+    """:func:`check_media` of every ``(path, kind)``, ``workers`` files at a time (default
+    :data:`CHECK_WORKERS`): the check mostly waits on the disk (or decodes, with ``decode``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = sorted(items)
+    workers = max(1, min(workers or CHECK_WORKERS, len(items)))
+    if workers == 1:
+        return {item: check_media(item[0], item[1], limits) for item in items}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = pool.map(lambda item: check_media(item[0], item[1], limits), items)
+        return dict(zip(items, problems))
 
 
 def dataset_specs(names: list[str], dataset_dir: str, media_dir: str | None = None) -> list[DatasetSpec]:
