@@ -7,11 +7,12 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
-from vs2_plugin.judge import metrics  # noqa: E402
-from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
-from vs2_openai_judge.cache import AnswerCache  # noqa: E402
-from vs2_openai_judge.client import ChatRunner, Job  # noqa: E402
-from vs2_openai_judge.prompts import extraction_messages, judging_messages  # noqa: E402
+from vs2_openai_judge.cache import AnswerCache
+from vs2_openai_judge.client import ChatRunner, Job
+from vs2_openai_judge.prompts import extraction_messages, judging_messages
+
+from vs2_plugin.judge import metrics
+from vs2_plugin.judge.config import JudgeConfig
 
 
 def test_bulk_keys_equal_one_by_one_keys(monkeypatch, tmp_path):
