@@ -338,6 +338,16 @@ def test_skip_policy_without_bad_samples_keeps_the_dataset(files, tmp_path):
     assert (out / "skipped_samples.jsonl").read_text() == ""
 
 
+def test_off_policy_checks_nothing(files, tmp_path):
+    from vs2_plugin.integrations.llamafactory import check_training_data
+
+    folder = _write_dataset(tmp_path / "data", [_row(files["missing"])])
+    out = tmp_path / "run"
+    args = check_training_data(_run_args(folder, out, _fake_model(tmp_path), vs2_bad_samples="off"))
+    assert "vs2_bad_samples" not in args and args["dataset_dir"] == str(folder)
+    assert not out.exists()
+
+
 def test_all_rows_bad_is_an_error_even_when_skipping(files, tmp_path):
     from vs2_plugin.integrations.llamafactory import check_training_data
 

@@ -14,6 +14,9 @@ packets, no decoding), and says what is wrong with every bad sample:
   not valid UTF-8, a number of ``<video>`` / ``<audio>`` / ``<image>`` placeholders that
   differs from the number of files given.
 
+Damage inside a file (header and last packets intact) is invisible to that cheap check;
+``vs2_check_decode: true`` also decodes every file once the way training reads it.
+
 What is *not* bad: long media (frames are capped at ``video_maxlen``; audio runs in 30 s
 segments), variable frame rate, multichannel or 44.1 / 48 kHz audio (downmixed and
 resampled to 16 kHz mono when read).
