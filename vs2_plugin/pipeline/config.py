@@ -119,10 +119,6 @@ class MrDPOConfig:
         for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):
             if key in self.train:
                 raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
-        for name in ("train_videos", "heldout_videos"):
-            value = getattr(self, name)
-            if value is not None and not Path(value).is_file():
-                raise ConfigError(f"{name}: file not found: {value}")
 
     @property
     def template(self) -> str:

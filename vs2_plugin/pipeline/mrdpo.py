@@ -20,7 +20,7 @@ from typing import Any
 
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
-from vs2_plugin.pipeline.records import JsonlLog, StepState, write_jsonl_atomic
+from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
@@ -67,11 +67,14 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
     todo = [k for k, (events, ref) in wanted.items() if not events and k not in cache]
     if todo:
         extracted = extract_events([wanted[k][1] for k in todo], jcfg)
-        for k, events in zip(todo, extracted):
-            if not events:
-                raise Vs2Error(f"could not extract atomic events from the reference of {k!r}")
-            cache[k] = events
-        atomic_write_text(cache_path, json.dumps(cache, indent=1))
+        failed = [k for k, events in zip(todo, extracted) if not events]
+        cache.update({k: events for k, events in zip(todo, extracted) if events})
+        atomic_write_text(cache_path, json.dumps(cache, indent=1))  # keep what succeeded for the rerun
+        if failed:
+            shown = ", ".join(repr(k) for k in failed[:5]) + (" ..." if len(failed) > 5 else "")
+            raise Vs2Error(f"judge {jcfg.judge!r} could not extract atomic events from the reference of {len(failed)} "
+                           f"item(s): {shown}; the judge's warnings above give the reason (e.g. an HTTP error); "
+                           f"give these videos an 'events' list or rerun (extracted events are kept)")
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
 
 
@@ -145,7 +148,10 @@ def summarize_judged(judged: list[dict[str, Any]]) -> dict[str, Any]:
         if not rows:
             continue
         ok = [r["judgment"] for r in rows if r["judgment"].get("status") == "ok"]
-        mean = (lambda key: sum(j[key] for j in ok) / len(ok) if ok else None)
+
+        def mean(key: str, ok: list = ok) -> float | None:
+            return sum(j[key] for j in ok) / len(ok) if ok else None
+
         out[task] = {
             "n": len(rows), "failed": len(rows) - len(ok),
             "rep": mean("rep_rate"), "miss": mean("miss_rate"), "hall": mean("hall_rate"), "total": mean("total_rate"),

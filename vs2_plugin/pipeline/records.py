@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from vs2_plugin.errors import DataError
 from vs2_plugin.rounds import atomic_write_text, utc_now
