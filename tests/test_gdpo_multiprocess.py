@@ -90,7 +90,8 @@ def _check_two_ranks(proc) -> None:
 def one_process_round(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
     """Round 1 in one process: the reference log-probs the two-rank runs must reproduce."""
     out = tmp_path_factory.mktemp("gdpo-one-process")
-    _round(tiny_model_dir, out, {"OMP_NUM_THREADS": "1"})
+    # one process even where the launcher would go distributed by itself (several GPUs visible)
+    _round(tiny_model_dir, out, {"OMP_NUM_THREADS": "1", "FORCE_TORCHRUN": "0", "CUDA_VISIBLE_DEVICES": ""})
     record = json.loads((out / "rounds.json").read_text())["rounds"][0]
     return out, record
 
