@@ -100,6 +100,58 @@ def test_tiny_sft_via_llamafactory_cli_writes_an_adapter(tiny_model_dir, tmp_pat
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out_dir / "adapter_model.safetensors").stat().st_size > 0
+    _assert_only_trainable_weights_moved(tiny_model_dir, out_dir)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_only_trainable_weights_moved(base_dir: Path, out_dir: Path) -> None:
+    """The SFT adapter holds LoRA factors of the LLM and a trained copy of the audio aligner, nothing else."""
+    import torch
+    from safetensors.torch import load_file
+
+    base = load_file(str(base_dir / "model.safetensors"))
+    adapter = load_file(str(out_dir / "adapter_model.safetensors"))
+    lora_b = {k: v for k, v in adapter.items() if "lora_B" in k}
+    aligner = {k: v for k, v in adapter.items() if "audio_aligner" in k and "lora_" not in k}
+    others = set(adapter) - set(lora_b) - set(aligner) - {k for k in adapter if "lora_A" in k}
+    assert not others, f"unexpected trainable weights: {sorted(others)[:5]}"
+    assert lora_b and all(("language_model" in k or "model.layers" in k) for k in lora_b), sorted(lora_b)[:5]
+    assert not any(k for k in lora_b if "visual" in k or "audio_encoder" in k or "audio_aligner" in k)
+    assert any(v.abs().sum() > 0 for v in lora_b.values()), "LoRA B is still zero: nothing trained"
+    moved = 0
+    for key, value in aligner.items():
+        # PEFT stores a modules_to_save copy as <module>.modules_to_save.default.<param> (or under the bare name)
+        name = key.replace("base_model.model.", "").replace("modules_to_save.default.", "")
+        match = [b for b in base if b.endswith(name) or name.endswith(b)]
+        assert match, f"no base weight for {key}"
+        moved += not torch.equal(value.to(base[match[0]].dtype), base[match[0]])
+    assert moved > 0, "the audio aligner did not change"
+
+
+def test_alignment_stage_changes_only_the_audio_aligner(tiny_model_dir, tmp_path):
+    """vs2_align through llamafactory-cli: a full checkpoint whose only changed tensors are the aligner's."""
+    import torch
+    from safetensors.torch import load_file
+
+    before = _digest(tiny_model_dir / "model.safetensors")
+    out_dir = tmp_path / "align"
+    res = run_cli(
+        ["llamafactory-cli", "train", "recipes/tiny/audio_align.yaml", f"model_name_or_path={tiny_model_dir}",
+         f"output_dir={out_dir}", "max_steps=2"],
+        cwd=REPO, env=_cli_env(),
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _digest(tiny_model_dir / "model.safetensors") == before, "the base checkpoint was written to"
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    trained = load_file(str(out_dir / "model.safetensors"))
+    assert trained.keys() == base.keys()
+    changed = sorted(k for k in base if not torch.equal(base[k], trained[k].to(base[k].dtype)))
+    assert changed and all("audio_aligner" in k for k in changed), changed[:5]
 
 
 @pytest.mark.slow
