@@ -263,3 +263,12 @@ class FakeOpenAIServer:
             if action is not None:
                 return action
         return Action("ok")
+
+
+def serve_with_env(monkeypatch, key: str, **kwargs):
+    """A started :class:`FakeOpenAIServer` with ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` pointing at it
+    (a generator for pytest fixtures: ``yield from serve_with_env(monkeypatch, KEY)``)."""
+    with FakeOpenAIServer(**kwargs) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        yield srv

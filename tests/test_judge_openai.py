@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, FakeOpenAIServer  # noqa: E402
+from fake_openai_server import Action, serve_with_env  # noqa: E402
+from vs2_openai_judge import parsing  # noqa: E402
+from vs2_openai_judge.client import retry_after_seconds  # noqa: E402
 
 from vs2_plugin.cli import main as vs2_main  # noqa: E402
 from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
 from vs2_plugin.judge.runner import judge_items  # noqa: E402
-from vs2_openai_judge import parsing  # noqa: E402
-from vs2_openai_judge.client import retry_after_seconds  # noqa: E402
 
 PLANTED_KEY = "sk-test-PLANTED-4f9c2e71b8a3d5e6"
 
@@ -25,10 +25,7 @@ ITEMS = [
 
 @pytest.fixture()
 def server(monkeypatch):
-    with FakeOpenAIServer() as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
-        yield srv
+    yield from serve_with_env(monkeypatch, PLANTED_KEY)
 
 
 def make_config(tmp_path, **kw):

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge import pairs
 from vs2_plugin.judge.pairs import TABLE3, RoundThresholds, Schedule, choose_pairs, select_pairs, write_pairwise_dataset
 from vs2_plugin.judge.types import ScoredSample
 

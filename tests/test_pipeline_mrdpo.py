@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, kill_when
 
 pytestmark = pytest.mark.slow
 
@@ -42,18 +40,7 @@ def _finish(cfg: Path) -> None:
 
 
 def _kill_when(cfg: Path, condition, what: str, timeout: float = 300) -> None:
-    proc = _start(cfg)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be killed during {what}: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail(f"never reached {what}")
+    kill_when(_start(cfg), condition, what, timeout)
 
 
 def _lines(path: Path) -> list[dict]:

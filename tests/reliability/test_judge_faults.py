@@ -25,7 +25,7 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, FakeOpenAIServer
+from fake_openai_server import Action, FakeOpenAIServer, serve_with_env
 
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.pairs import RoundThresholds, choose_pairs
@@ -79,10 +79,7 @@ RETRY_LOG = re.compile(r"judge request retry (\d+)/(\d+) in ([0-9.]+)s: (.*)")
 
 @pytest.fixture()
 def server(monkeypatch):
-    with FakeOpenAIServer() as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        yield srv
+    yield from serve_with_env(monkeypatch, KEY)
 
 
 def config(tmp_path, **kw) -> JudgeConfig:

@@ -20,27 +20,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, kill_when
 
 KEY = "sk-planted-kill-0123456789abcdef"
 
 
-def _kill_when(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"process ended before it could be killed during {what}: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail(f"never reached {what}")
 
 
 # ------------------------------------------------------------------------------ judging
@@ -108,7 +95,7 @@ def test_eval_killed_mid_judging_reruns_from_the_cache(tmp_path):
         server.reset_counts()
         cache = tmp_path / "cache.sqlite"
         proc = _eval(tmp_path, server, "killed", cache)
-        _kill_when(proc, lambda: 4 <= len(cached_tags(cache)) <= total - 6, "judging")
+        kill_when(proc, lambda: 4 <= len(cached_tags(cache)) <= total - 6, "judging")
         assert proc.returncode == -signal.SIGKILL
         assert not (tmp_path / "killed" / "report.json").exists()  # the report is written at the end only
         kept = cached_tags(cache)

@@ -30,7 +30,7 @@ from conftest import REPO
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, FakeOpenAIServer, rule_based_answer
+from fake_openai_server import Action, FakeOpenAIServer, rule_based_answer, serve_with_env
 
 KEY = "sk-planted-" + "Zq7" * 4 + "-4f9c2e71b8a3d5e6"
 KEY_PIECES = [KEY, KEY[len("sk-planted-"):], KEY[-16:]]  # the key, its secret part, its tail
@@ -130,10 +130,7 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
 
 @pytest.fixture()
 def server(monkeypatch):
-    with FakeOpenAIServer() as srv:
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        yield srv
+    yield from serve_with_env(monkeypatch, KEY)
 
 
 ITEMS = [{"id": "a", "caption": "A dog runs.", "events": ["A dog runs", "A man sings"]},

@@ -139,7 +139,6 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
             segment_position: str = "learned", max_audio_segments: int = 64, seed: int = 0,
             progress: bool = True) -> Path:
     """Write the composed model directory ``out``; return its path."""
-    import torch
     from safetensors import safe_open
     from tqdm import tqdm
     from transformers import AutoProcessor, AutoTokenizer

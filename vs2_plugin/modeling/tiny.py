@@ -100,7 +100,6 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **conf
     ``config_overrides`` are passed to :class:`VideoSalmonn2Config` (e.g. ``qformer_layers=1``).
     Same ``seed`` -> identical weights and files.
     """
-    import torch
 
     from vs2_plugin.modeling import register_auto_classes
     from vs2_plugin.modeling.config import VideoSalmonn2Config
@@ -124,20 +123,11 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **conf
     )
     kwargs.update(config_overrides)
     config = VideoSalmonn2Config(**kwargs)
-    _seed_everything(seed)
-    with torch.device("cpu"):
-        model = VideoSalmonn2ForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = token_ids["<|endoftext|>"]
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    build_tiny_processor(tokenizer).save_pretrained(out)
-    return out
+    return _save_random(VideoSalmonn2ForConditionalGeneration, config, seed, out, tokenizer, token_ids, processor=True)
 
 
 def build_tiny_text_model(out_dir, seed: int = 0) -> Path:
     """Write a tiny random Qwen2 causal LM (text only) with the tiny tokenizer; return its path."""
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from vs2_plugin.modeling.tokenizer import special_token_ids, train_tiny_tokenizer
@@ -147,13 +137,23 @@ def build_tiny_text_model(out_dir, seed: int = 0) -> Path:
     tokenizer = train_tiny_tokenizer()
     token_ids = special_token_ids(tokenizer)
     config = Qwen2Config(**tiny_text_config_kwargs(token_ids), tie_word_embeddings=False)
+    return _save_random(Qwen2ForCausalLM, config, seed, out, tokenizer, token_ids, processor=False)
+
+
+def _save_random(model_class, config, seed: int, out: Path, tokenizer, token_ids: dict, processor: bool) -> Path:
+    """Instantiate ``model_class`` with seeded random weights on the CPU and write it with its tokenizer
+    (and the tiny processor); generation stops at ``<|im_end|>`` or ``<|endoftext|>``."""
+    import torch
+
     _seed_everything(seed)
     with torch.device("cpu"):
-        model = Qwen2ForCausalLM(config)
+        model = model_class(config)
     model.generation_config.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = token_ids["<|endoftext|>"]
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if processor:
+        build_tiny_processor(tokenizer).save_pretrained(out)
     return out
 
 
