@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"vs2 {name}", description=help_text)
+    # the subcommand module's docstring (input formats, outputs) is the help text's epilog
+    parser = argparse.ArgumentParser(prog=f"vs2 {name}", description=help_text, epilog=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     module.configure_parser(parser)
     args = parser.parse_args(rest)
     from vs2_plugin.errors import Vs2Error

@@ -15,11 +15,11 @@ def add_judge_arguments(parser) -> None:
     g.add_argument("--judge", default=None, help="registered judge name: offline (default), openai, ... (see `vs2 plugins`)")
     g.add_argument("--judge-config", type=Path, default=None, help="YAML/JSON file with JudgeConfig keys (a top-level 'judge:' mapping is also accepted)")
     g.add_argument("--judge-model", default=None, help="chat model of a remote judge (e.g. gpt-4.1-mini)")
-    g.add_argument("--passes", type=int, default=None, help="judging passes K; the median pass is reported (default 7)")
+    g.add_argument("--passes", type=int, default=None, help="judging passes K; the median pass is reported (default 7; the offline judge runs once)")
     g.add_argument("--concurrency", type=int, default=None, help="remote requests in flight at most (default 8)")
     g.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
     g.add_argument("--api-key-file", default=None, help="file holding the API key (default: $OPENAI_API_KEY)")
-    g.add_argument("--cache", default=None, help="SQLite answer cache path (default ~/.cache/vs2_plugin/judge_cache.sqlite)")
+    g.add_argument("--cache", default=None, help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the answer cache")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 

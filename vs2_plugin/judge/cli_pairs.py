@@ -32,7 +32,7 @@ from vs2_plugin.secrets import redact
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--input", type=Path, required=True, help="JSONL of sampled captions (see `vs2 pairs --help` module doc)")
+    parser.add_argument("--input", type=Path, required=True, help="JSONL of sampled captions (fields below)")
     parser.add_argument("--dataset-dir", type=Path, required=True, help="LLaMA-Factory dataset_dir to write into")
     parser.add_argument("--name", required=True, help="dataset name (file stem and dataset_info.json key)")
     parser.add_argument("--round", type=int, default=1, help="1-based mrDPO round selecting the Table 3 thresholds")

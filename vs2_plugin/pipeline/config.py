@@ -86,7 +86,8 @@ class MrDPOConfig:
     seed: int = 42
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     judge: dict[str, Any] = field(default_factory=lambda: {"judge": "offline"})
-    #: "table3" (paper App. F) or a list of per-round dicts {global_error, global_rep, local_error, local_rep}
+    #: "table3" (paper App. F) or a list of per-round dicts {delta_e_global, delta_r_global, delta_e_local, delta_r_local}
+    #: (aliases e_g, r_g, e_t, r_t), as fractions
     thresholds: Any = "table3"
     stop_unnatural_rate: float = 0.10  #: stop when held-out unnatural-pattern rate exceeds this
     gdpo_lambda: float = 0.1
