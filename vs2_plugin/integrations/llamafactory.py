@@ -110,8 +110,10 @@ def _register_constants(constants) -> None:
     constants.MROPE_MODELS.add(MODEL_TYPE)
     _record("mrope_model", MODEL_TYPE)
     if "video-SALMONN-2-7B" not in constants.SUPPORTED_MODELS:
+        # The path is the recipes' post-alignment checkpoint (vs2 build + recipes/audio_align.yaml):
+        # no published checkpoint has this model's layout, so the UI must not offer a download.
         constants.register_model_group(
-            models={"video-SALMONN-2-7B": {constants.DownloadSource.DEFAULT: "tsinghua-ee/video-SALMONN-2"}},
+            models={"video-SALMONN-2-7B": {constants.DownloadSource.DEFAULT: "saves/video-salmonn2-7b/base"}},
             template=TEMPLATE_NAME,
             multimodal=True,
         )
