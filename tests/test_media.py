@@ -160,6 +160,21 @@ def test_multichannel_audio_becomes_the_channel_average_at_16k(shared_media, nam
     assert np.sqrt(np.mean(audio**2)) == pytest.approx(np.sqrt(np.mean(reference**2)), rel=0.02)
 
 
+@requires_ffmpeg
+@pytest.mark.parametrize("name, channels", [("bigbuckbunny.mp4", 6), ("4_av.mp4", 2), ("1.mp3", 2)])
+def test_decord_audio_reader_is_why_audio_is_read_with_pyav(shared_media, name, channels):
+    """The reason ``media`` does not use decord (0.6.0) for audio: where it resamples or mixes
+    channels its ``AudioReader`` returns a signal unrelated to FFmpeg's, while ours matches."""
+    decord = pytest.importorskip("decord")
+    path = shared_media / name
+    reference = _ffmpeg_channel_average(path, channels)
+    theirs = decord.AudioReader(str(path), sample_rate=16000, mono=True)[:].asnumpy().reshape(-1)
+    ours = read_media(path, need_video=False, need_audio=True).audio
+    n = min(len(reference), len(theirs), len(ours))
+    assert np.corrcoef(ours[:n], reference[:n])[0, 1] > 0.999
+    assert abs(np.corrcoef(theirs[:n], reference[:n])[0, 1]) < 0.5
+
+
 def test_decode_counter_counts_read_media_not_probe(shared_media):
     reset_decode_counts()
     seen = []
