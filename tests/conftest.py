@@ -17,7 +17,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# real media and caption data of ../shared (or VS2_SHARED_DIR); tests that need them skip without them
+SHARED = Path(os.environ.get("VS2_SHARED_DIR", REPO.parent / "shared"))
 MEDIA = SHARED / "data" / "media"
 VENV_BIN = Path(sys.executable).parent
 

@@ -1,10 +1,10 @@
 """The built-in offline judge on real benchmark captions (vs2 test set, dev split)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge import offline
@@ -12,7 +12,7 @@ from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.encoders import split_sentences
 from vs2_plugin.judge.runner import extract_events, judge_items
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data" / "captions" / "vs2_testset_dev.jsonl"
+DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
 N_VIDEOS = 6
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import MEDIA
 
 from vs2_plugin.modeling import register_auto_classes
 from vs2_plugin.modeling.freezing import (
@@ -224,11 +225,10 @@ def test_audio_linear_layers_have_descriptive_names(model):
 def test_real_audio_through_the_model(model):
     """A real clip: 16 kHz mono -> Whisper log-mel of one 30 s segment -> audio-only item."""
     import math
-    from pathlib import Path
 
     import whisper
 
-    clip = Path(__file__).parents[1].parent / "shared" / "data" / "media" / "3.flac"
+    clip = MEDIA / "3.flac"
     if not clip.is_file():
         pytest.skip(f"{clip} not available")
     audio = whisper.load_audio(str(clip))  # 16 kHz mono float32
