@@ -269,3 +269,41 @@ def test_out_of_range_counts_are_clamped(server, tmp_path, answer, missed, incor
     rates = j.rates()
     assert 0.0 <= rates["miss_rate"] <= 1.0 and 0.0 <= rates["hall_rate"] <= 1.0
     assert rates["total_rate"] == pytest.approx(rates["miss_rate"] + rates["hall_rate"])  # Total = Miss + Hall <= 2
+
+
+# ------------------------------------------------------------------------------ the driver's judging step
+
+
+def test_driver_keeps_judged_captions_and_retries_only_failed_ones_after_an_outage(server, tmp_path):
+    """Half the captions fail (more than max_judge_failure_rate): the step stops, keeps the judged
+    half, and the rerun after the outage asks the judge only about the failed half."""
+    from vs2_plugin.errors import Vs2Error
+    from vs2_plugin.pipeline.mrdpo import judge_samples
+
+    rows = [{**r, "task": "global", "prompt": "Describe the video.", "video": f"{r['video_id']}.mp4"} for r in ROWS]
+    events = {"v1": EVENTS, "v2": EVENTS}
+    out = tmp_path / "judged.jsonl"
+    inject(server, lambda: Action.error(500), times=None)
+    with pytest.raises(Vs2Error, match=r"2 of 4 captions could not be judged .*HTTP 500.*rerun"):
+        judge_samples(rows, events, config(tmp_path), out, max_failure_rate=0.25)
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["key"] for r in kept) == ["v1-good", "v2-bad"]
+    assert all(r["judgment"]["status"] == "ok" for r in kept)
+
+    server.rule = None  # the outage is over
+    server.requests.clear()
+    judged = judge_samples(rows, events, config(tmp_path), out, max_failure_rate=0.25)
+    assert [r["judgment"]["status"] for r in judged] == ["ok"] * 4
+    assert {caption_of(body) for body in server.requests} == TARGETS  # only the failed captions again
+    assert pairs_of(judged) == [("v1-good", "v1-bad"), ("v2-good", "v2-bad")]
+
+
+def test_driver_tolerates_failures_within_the_limit(server, tmp_path):
+    """Within max_judge_failure_rate the failed captions are kept as failed and yield no pair."""
+    from vs2_plugin.pipeline.mrdpo import judge_samples
+
+    rows = [{**r, "task": "global", "prompt": "Describe the video.", "video": f"{r['video_id']}.mp4"} for r in ROWS]
+    inject(server, lambda: Action.error(500), times=None)
+    judged = judge_samples(rows, {"v1": EVENTS, "v2": EVENTS}, config(tmp_path), tmp_path / "j.jsonl", max_failure_rate=0.5)
+    assert [r["judgment"]["status"] for r in judged] == ["ok", "failed", "failed", "ok"]
+    assert pairs_of(judged) == []

@@ -90,6 +90,9 @@ class MrDPOConfig:
     #: (aliases e_g, r_g, e_t, r_t), as fractions
     thresholds: Any = "table3"
     stop_unnatural_rate: float = 0.10  #: stop when held-out unnatural-pattern rate exceeds this
+    #: judged captions may fail (after the judge's own retries) up to this fraction per step: they are
+    #: left out; above it the step stops, keeps what was judged and a rerun retries only the failed ones
+    max_judge_failure_rate: float = 0.10
     gdpo_lambda: float = 0.1
     #: LLaMA-Factory arguments of every gDPO round (template, LoRA, optimiser, ...)
     train: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +118,8 @@ class MrDPOConfig:
             raise ConfigError(f"judge must be a mapping of judge settings; got {self.judge!r}")
         if not 0 <= float(self.stop_unnatural_rate) <= 1:
             raise ConfigError(f"stop_unnatural_rate must be in [0, 1]; got {self.stop_unnatural_rate!r}")
+        if not 0 <= float(self.max_judge_failure_rate) <= 1:
+            raise ConfigError(f"max_judge_failure_rate must be in [0, 1]; got {self.max_judge_failure_rate!r}")
         if float(self.gdpo_lambda) < 0:
             raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
         for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):

@@ -104,8 +104,15 @@ def interval_key(video_id: str, start: float, end: float) -> str:
     return f"{video_id}@{start:g}-{end:g}"
 
 
-def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path) -> list[dict[str, Any]]:
-    """Judge sampled captions (kept per item in ``out_path``); returns rows with metrics."""
+def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path,
+                  max_failure_rate: float = 1.0) -> list[dict[str, Any]]:
+    """Judge sampled captions (kept per item in ``out_path``); returns rows with metrics.
+
+    A judgment that failed (after the judge's own retries) is kept as failed -- left out of pairs
+    and means -- while failures stay within ``max_failure_rate`` of ``rows``. Above it (an outage,
+    a bad key) only the successful judgments are kept and :class:`Vs2Error` stops the step, so a
+    rerun asks the judge again for exactly the failed captions.
+    """
     from vs2_plugin.judge.runner import judge_items
     from vs2_plugin.judge.types import JudgeItem
 
@@ -117,9 +124,19 @@ def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg
         for r in todo:
             ev_key = r["video_id"] if r["task"] == "global" else interval_key(r["video_id"], r["start"], r["end"])
             items.append(JudgeItem(id=r["key"], caption=r["caption"], events=events[ev_key], task=r["task"]))
-        for r, j in zip(todo, judge_items(items, jcfg)):
-            row = {**r, "judgment": j.to_dict()}
-            log.append(row)
+        judged = [{**r, "judgment": j.to_dict()} for r, j in zip(todo, judge_items(items, jcfg))]
+        failed = [row for row in judged if row["judgment"].get("status") != "ok"]
+        failed_keys = {row["key"] for row in failed}
+        earlier = sum(1 for r in rows if r["key"] in done and done[r["key"]]["judgment"].get("status") != "ok")
+        too_many = rows and (len(failed) + earlier) / len(rows) > max_failure_rate
+        for row in judged:
+            if not (too_many and row["key"] in failed_keys):
+                log.append(row)
+        if too_many:
+            first = failed[0]["judgment"].get("error", "unknown error")
+            raise Vs2Error(f"{len(failed)} of {len(rows)} captions could not be judged ({out_path.name}; first error: "
+                           f"{first}), more than max_judge_failure_rate {max_failure_rate:.0%}; the {len(rows) - len(failed)} "
+                           f"judged ones are kept, rerun to judge the rest")
     done = log.by_key()
     return [done[r["key"]] for r in rows]
 
@@ -189,7 +206,7 @@ def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters:
     rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model, adapters=adapters, infer=cfg.infer,
                   cfg=cfg.sampling, seed=cfg.seed, progress=progress)
     rows, _ = drop_failed(rows, out_dir.parent, f"{tag} sampling {out_dir.name}", cfg.bad_samples)
-    judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl")
+    judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl", cfg.max_judge_failure_rate)
     return summarize_judged(judged)
 
 
@@ -241,7 +258,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             train_videos = [v for v in train_videos if v.id not in dropped]
             write_gt_dataset(train_videos, cfg, run_dir / "data")
         if not state.done(t, "judge"):
-            judged = judge_samples(rows, events, jcfg, rdir / "judged.jsonl")
+            judged = judge_samples(rows, events, jcfg, rdir / "judged.jsonl", cfg.max_judge_failure_rate)
             state.mark(t, "judge", summarize_judged(judged))
         if not state.done(t, "pairs"):
             judged = JsonlLog(rdir / "judged.jsonl").rows()
