@@ -13,7 +13,7 @@ from conftest import REPO, VENV_BIN, run_cli
 from media_factory import requires_ffmpeg
 
 from vs2_plugin import media
-from vs2_plugin.data import validate
+from vs2_plugin.data import media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError
 
@@ -90,8 +90,8 @@ def test_checks_in_threads_equal_one_by_one(files):
     items = {(str(path), kind) for path in files.values() for kind in ("video", "audio")}
     limits = MediaLimits(decode=True, video_audio_tokens=True, max_audio_tokens=2048)
     serial = validate.check_many(items, limits, workers=1)
-    validate._probe_and_tail.cache_clear()
-    validate._decode_problem.cache_clear()
+    media_check._probe_and_tail.cache_clear()
+    media_check._decode_problem.cache_clear()
     assert validate.check_many(items, limits, workers=4) == serial
     assert serial[(str(files["damaged"]), "video")].startswith("decoding failed")
 

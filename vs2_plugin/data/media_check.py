@@ -1,0 +1,181 @@
+"""The cheap per-file check of :mod:`vs2_plugin.data.validate`: what is wrong with one media file.
+
+Container metadata plus a demux of the file's last seconds (no decoding) finds missing, empty,
+unreadable and cut-short files, missing streams and durations out of bounds; ``decode`` also
+decodes the file the way training reads it, which finds damage inside it. Results are cached
+per file version (path, mtime, size), and :func:`check_many` checks files on a thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vs2_plugin import interleave, media
+from vs2_plugin.errors import MediaError
+
+#: How far the packets may end before the header's duration (plus one frame) without the
+#: file being called truncated; the same slack :func:`vs2_plugin.media.read_media` allows.
+TAIL_TOLERANCE_S = media.AUDIO_SHORTFALL_TOLERANCE_S
+#: How much of a file's end :func:`check_media` demuxes (from the keyframe before it).
+TAIL_WINDOW_S = 2.0
+#: Files checked at the same time (threads; the checks wait on the disk or on FFmpeg).
+CHECK_WORKERS = min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What media must satisfy (see the module docstring)."""
+
+    min_duration_s: float = media.MIN_DURATION_S
+    max_duration_s: float | None = None
+    require_video_audio: bool = False
+    #: audio tokens one medium may need at most (``cutoff_len``); None: unchecked
+    max_audio_tokens: int | None = None
+    window_s: float = interleave.DEFAULT_WINDOW_S
+    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
+    segment_s: float = interleave.SEGMENT_S
+    #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
+    video_audio_tokens: bool = False
+    #: also decode the file the way training reads it (slower; finds damage inside the file)
+    decode: bool = False
+    fps_phi: float = 1.0
+    max_frames_m: int = 30
+    group_size: int = interleave.DEFAULT_GROUP_SIZE
+    max_pixels: int | None = 256 * 256
+
+
+# ----------------------------------------------------------------------------- media
+
+
+def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
+    """Where the packets of each stream really end: demux the last seconds (no decoding)."""
+    import av
+
+    with av.open(path, "r") as container:
+        video, audio = media._streams(container)
+        main = video if video is not None else audio
+        start = max(0.0, info.duration_s - TAIL_WINDOW_S)
+        if main.time_base is not None and start > 0:
+            origin = float(main.start_time * main.time_base) if main.start_time is not None else 0.0
+            try:
+                container.seek(int((start + origin) / main.time_base), stream=main, backward=True)
+            except av.FFmpegError:
+                pass  # not seekable: read from the start (still no decoding)
+        wanted = [s for s in (video, audio) if s is not None]
+        index = {"video": None if video is None else video.index, "audio": None if audio is None else audio.index}
+        ends: dict[int, float] = {}
+        try:
+            for packet in container.demux(wanted):
+                if packet.pts is None or packet.time_base is None or not packet.size:
+                    continue
+                stream = packet.stream
+                origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                ends[stream.index] = max(ends.get(stream.index, end), end)
+        except av.FFmpegError:
+            pass  # data cut inside a packet: what was read so far is where it ends
+    return {kind: None if i is None else ends.get(i) for kind, i in index.items()}
+
+
+@lru_cache(maxsize=65536)
+def _probe_and_tail(path: str, mtime_ns: int, size: int) -> tuple[media.MediaInfo, dict[str, float | None]]:
+    info = media.probe(path)
+    return info, _tail_end(path, info)
+
+
+def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None = None) -> str | None:
+    """What is wrong with ``path`` used as a ``kind`` ("video" or "audio") input; None if nothing.
+
+    Reads container metadata and demuxes the last :data:`TAIL_WINDOW_S` seconds of packets;
+    decodes nothing. Results are cached per file version.
+    """
+    limits = limits or MediaLimits()
+    p = str(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        st = None
+    try:
+        if st is None or st.st_size == 0:
+            media.probe(p)  # raises the message for a missing / empty / irregular file
+        info, tail = _probe_and_tail(p, st.st_mtime_ns, st.st_size)
+    except MediaError as exc:
+        return _tidy(exc.problem, p)
+    except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
+        return _tidy(f"not a readable media file ({media._reason(exc)})", p)
+    if kind == "video" and not info.has_video:
+        what = "an audio-only file" if info.has_audio else "no video stream"
+        return f"no video stream ({what}), but it is given as a <video>; put audio-only files in the audios column"
+    if kind == "audio" and not info.has_audio:
+        return "no audio stream, but it is given as an <audio>"
+    if kind == "video" and limits.require_video_audio and not info.has_audio:
+        return "no audio stream, but audio is required (vs2_require_audio: true)"
+    duration = info.duration_s if kind == "video" else float(info.audio_duration_s or info.duration_s)
+    if duration < limits.min_duration_s:
+        return f"too short: {duration:.2f} s (minimum {limits.min_duration_s:g} s, vs2_min_duration_s)"
+    if limits.max_duration_s is not None and duration > limits.max_duration_s:
+        return f"too long: {duration:.1f} s (maximum {limits.max_duration_s:g} s, vs2_max_duration_s)"
+    for stream, declared in (("video", info.video_duration_s), ("audio", info.audio_duration_s)):
+        end = tail.get(stream)
+        if declared is None:
+            continue
+        slack = TAIL_TOLERANCE_S + (1.0 / info.fps if stream == "video" and info.fps else 0.0)
+        if end is None or end < declared - slack:
+            got = "no packets" if end is None else f"packets end at {end:.2f} s"
+            return f"{stream} data ends early ({got}, header says {declared:.2f} s); truncated or corrupt file"
+    uses_audio = info.has_audio and (kind == "audio" or limits.video_audio_tokens)
+    if uses_audio and limits.max_audio_tokens is not None:
+        audio_s = float(info.audio_duration_s or info.duration_s)
+        tokens = interleave.audio_token_count(audio_s, limits.window_s, limits.queries_per_window, limits.segment_s)
+        if tokens >= limits.max_audio_tokens:
+            return (
+                f"too long for cutoff_len={limits.max_audio_tokens}: its {audio_s:.0f} s of audio alone need "
+                f"{tokens} tokens (raise cutoff_len, shorten the clip, or set vs2_max_duration_s)"
+            )
+    if limits.decode:
+        return _decode_problem(p, kind, uses_audio, limits, st.st_mtime_ns, st.st_size)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtime_ns: int, size: int) -> str | None:
+    """Decode ``path`` as training does (:func:`vs2_plugin.media.read_media`); the problem, if any."""
+    try:
+        media.read_media(
+            path,
+            limits.fps_phi,
+            max(limits.max_frames_m, limits.group_size),
+            need_video=kind == "video",
+            need_audio=audio,
+            group_size=limits.group_size,
+            max_pixels=limits.max_pixels,
+            min_duration_s=0.0,
+        )
+    except MediaError as exc:
+        return _tidy(exc.problem, path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
+        return _tidy(f"decoding failed ({media._reason(exc)})", path)
+    return None
+
+
+def _tidy(reason: str, path: str) -> str:
+    """FFmpeg's text without the errno and the path (the message names the file already)."""
+    reason = re.sub(r"\[Errno -?\d+\] ", "", reason)
+    return reason.replace(f": '{path}'", "").replace(f" '{path}'", "")
+
+
+def check_many(items: set[tuple[str, str]], limits: MediaLimits, workers: int | None = None) -> dict:
+    """:func:`check_media` of every ``(path, kind)``, ``workers`` files at a time (default
+    :data:`CHECK_WORKERS`): the check mostly waits on the disk (or decodes, with ``decode``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = sorted(items)
+    workers = max(1, min(workers or CHECK_WORKERS, len(items)))
+    if workers == 1:
+        return {item: check_media(item[0], item[1], limits) for item in items}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = pool.map(lambda item: check_media(item[0], item[1], limits), items)
+        return dict(zip(items, problems))
