@@ -79,6 +79,7 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
     cfg["sampling"]["max_new_tokens"] = 16
     cfg["judge"] = {"judge": "openai", "model": "fake-judge", "passes": 3, "show_progress": False,
                     "timeout_s": 30.0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}
+    cfg["max_judge_failure_rate"] = 1.0  # the one refused (401) judgment below must not stop this small run
     path = tmp_path / "mrdpo-openai.yaml"
     path.write_text(yaml.safe_dump(cfg))
 
