@@ -81,6 +81,7 @@ def atomic_directory(final: Path):
 
 
 def fsync_tree_root(path: Path) -> None:
+    """fsync a directory, so a rename or new file in it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.rounds import fsync_tree_root
 
 CACHE_FORMAT = "vs2-gdpo-ref-logps/1"
 _PAIR_COLUMNS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
@@ -69,15 +70,9 @@ def atomic_torch_save(obj, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_tree_root(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclasses.dataclass
