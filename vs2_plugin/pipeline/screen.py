@@ -10,7 +10,6 @@ row is left out and written to ``<run_dir>/skipped_videos.jsonl`` (``list``, ``i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,29 +24,19 @@ from vs2_plugin.data.validate import (
 )
 from vs2_plugin.errors import DataError
 from vs2_plugin.pipeline.records import read_jsonl
-from vs2_plugin.pipeline.videos import VideoEntry, load_videos
+from vs2_plugin.pipeline.videos import VideoEntry, load_videos, parse_video_row
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.jsonl"
 
 
-def _row_entry(row: dict, list_path: Path, scratch: Path, require_reference: bool) -> VideoEntry:
-    """The row through :func:`load_videos` (its rules, its messages), alone in a scratch list."""
-    row = dict(row)
-    video = row.get("video")
-    if isinstance(video, str) and video and not os.path.isabs(video):
-        row["video"] = str((list_path.parent / video).absolute())
+def _row_entry(row: dict, list_path: Path, require_reference: bool) -> VideoEntry:
+    """The row by :func:`parse_video_row`'s rules, after a check that its text is valid UTF-8."""
     for key, value in row.items():
         for text in (value if isinstance(value, list) else [value]):
             bad = text_problem(text) if isinstance(text, str) else None
             if bad:
                 raise DataError(f"{key!r} is {bad}")
-    scratch.write_text(json.dumps(row) + "\n", encoding="utf-8")
-    try:
-        return load_videos(scratch, require_reference=require_reference)[0]
-    except DataError as exc:
-        text = str(exc)
-        prefix = f"{scratch}:1: "
-        raise DataError(text.removeprefix(prefix)) from None
+    return parse_video_row(row, list_path.parent, require_reference)
 
 
 def screen_videos(
@@ -72,32 +61,28 @@ def screen_videos(
         raise DataError(f"{tag} video list not found: {p}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    scratch = run_dir / f".screen-{tag}-{os.getpid()}.jsonl"
     good: list[VideoEntry] = []
     bad: list[BadSample] = []
     seen: set[str] = set()
-    try:
-        for index, row in enumerate(read_rows(p)):
-            sample_id = str(row["id"]) if isinstance(row, dict) and row.get("id") else None
-            try:
-                if not isinstance(row, dict):
-                    raise DataError(getattr(row, "reason", None) or f"row is a {type(row).__name__}, not an object")
-                video = row.get("video")
-                if isinstance(video, str) and video:
-                    path = str((p.parent / video).absolute()) if not os.path.isabs(video) else video
-                    problem = check_media(path, "video", limits)
-                    if problem:
-                        bad.append(BadSample(tag, index, problem, path, sample_id, str(p)))
-                        continue
-                entry = _row_entry(row, p, scratch, require_reference)
-                if entry.id in seen:
-                    raise DataError(f"duplicate id {entry.id!r}")
-                seen.add(entry.id)
-                good.append(entry)
-            except DataError as exc:
-                bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
-    finally:
-        scratch.unlink(missing_ok=True)
+    for index, row in enumerate(read_rows(p)):
+        sample_id = str(row["id"]) if isinstance(row, dict) and row.get("id") else None
+        try:
+            if not isinstance(row, dict):
+                raise DataError(getattr(row, "reason", None) or f"row is a {type(row).__name__}, not an object")
+            video = row.get("video")
+            if isinstance(video, str) and video:
+                path = str((p.parent / video).absolute()) if not os.path.isabs(video) else video
+                problem = check_media(path, "video", limits)
+                if problem:
+                    bad.append(BadSample(tag, index, problem, path, sample_id, str(p)))
+                    continue
+            entry = _row_entry(row, p, require_reference)
+            if entry.id in seen:
+                raise DataError(f"duplicate id {entry.id!r}")
+            seen.add(entry.id)
+            good.append(entry)
+        except DataError as exc:
+            bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
     if bad and policy == "fail":
         first = bad[0]
         raise DataError(f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "

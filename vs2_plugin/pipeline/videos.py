@@ -30,37 +30,45 @@ class VideoEntry:
     local: list[Interval] = field(default_factory=list)
 
 
+def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -> VideoEntry:
+    """One row as a :class:`VideoEntry` (``video`` resolved against ``base_dir``); DataError says what is wrong."""
+    for key in ("id", "video"):
+        if not row.get(key):
+            raise DataError(f"missing {key!r} (row keys: {sorted(row)})")
+    vid = str(row["id"])
+    if require_reference and not row.get("reference") and not row.get("events"):
+        raise DataError(f"video {vid!r} needs a 'reference' caption or an 'events' list")
+    video = Path(row["video"])
+    video = video if video.is_absolute() else (base_dir / video)
+    if not video.is_file():
+        raise DataError(f"video file not found: {video}")
+    local = []
+    for k, iv in enumerate(row.get("local") or []):
+        try:
+            start, end = float(iv["start"]), float(iv["end"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"local[{k}] needs numeric 'start' and 'end'") from None
+        if not 0 <= start < end:
+            raise DataError(f"local[{k}] has start={start} end={end}")
+        if not iv.get("reference") and not iv.get("events"):
+            raise DataError(f"local[{k}] needs a 'reference' or 'events'")
+        local.append(Interval(start, end, iv.get("reference"), list(iv.get("events") or [])))
+    return VideoEntry(vid, str(video.resolve()), row.get("reference"), list(row.get("events") or []), local)
+
+
 def load_videos(path: str | Path, require_reference: bool = True) -> list[VideoEntry]:
     """Rows of ``path``; ``require_reference=False`` for videos that are only to be labelled."""
     p = Path(path)
     out, seen = [], set()
     for n, row in enumerate(read_jsonl(p), 1):
-        where = f"{p}:{n}"
-        for key in ("id", "video"):
-            if not row.get(key):
-                raise DataError(f"{where}: missing {key!r} (row keys: {sorted(row)})")
-        vid = str(row["id"])
-        if vid in seen:
-            raise DataError(f"{where}: duplicate id {vid!r}")
-        seen.add(vid)
-        if require_reference and not row.get("reference") and not row.get("events"):
-            raise DataError(f"{where}: video {vid!r} needs a 'reference' caption or an 'events' list")
-        video = Path(row["video"])
-        video = video if video.is_absolute() else (p.parent / video)
-        if not video.is_file():
-            raise DataError(f"{where}: video file not found: {video}")
-        local = []
-        for k, iv in enumerate(row.get("local") or []):
-            try:
-                start, end = float(iv["start"]), float(iv["end"])
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{where}: local[{k}] needs numeric 'start' and 'end'") from None
-            if not 0 <= start < end:
-                raise DataError(f"{where}: local[{k}] has start={start} end={end}")
-            if not iv.get("reference") and not iv.get("events"):
-                raise DataError(f"{where}: local[{k}] needs a 'reference' or 'events'")
-            local.append(Interval(start, end, iv.get("reference"), list(iv.get("events") or [])))
-        out.append(VideoEntry(vid, str(video.resolve()), row.get("reference"), list(row.get("events") or []), local))
+        try:
+            entry = parse_video_row(row, p.parent, require_reference)
+            if entry.id in seen:
+                raise DataError(f"duplicate id {entry.id!r}")
+        except DataError as exc:
+            raise DataError(f"{p}:{n}: {exc}") from None
+        seen.add(entry.id)
+        out.append(entry)
     if not out:
         raise DataError(f"{p}: no videos")
     return out
