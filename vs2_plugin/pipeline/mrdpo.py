@@ -22,6 +22,7 @@ from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, sample
+from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
 from vs2_plugin.rounds import atomic_write_text
@@ -78,18 +79,10 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
 
 
-def drop_failed(rows: list[dict[str, Any]], run_dir: Path, tag: str, policy: str):
-    """See :func:`vs2_plugin.pipeline.screen.drop_failed`."""
-    from vs2_plugin.pipeline.screen import drop_failed as drop
-
-    return drop(rows, run_dir, tag, policy)
-
-
 def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:
     """Train and held-out videos with bad rows left out (``bad_samples: skip``, listed in
     ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
     from vs2_plugin.data.validate import MediaLimits
-    from vs2_plugin.pipeline.screen import screen_videos
 
     limits = MediaLimits(min_duration_s=float(cfg.min_duration_s),
                          max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s))
@@ -246,13 +239,13 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             tasks = build_tasks(train_videos, cfg.sampling, t)
             sample(tasks, rdir / "samples.jsonl", model=model, adapters=adapters_after(t - 1), infer=cfg.infer,
                    cfg=cfg.sampling, seed=cfg.seed + t, progress=progress)
-            drop_failed(JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}",
-                        cfg.bad_samples)  # bad_samples: fail stops here, before the step counts as done
-            state.mark(t, "sample")
         # videos the model could not read while sampling: out of the judging, pairs, ground
-        # truth and later rounds (listed in skipped_videos.jsonl)
+        # truth and later rounds (listed in skipped_videos.jsonl); bad_samples: fail stops here,
+        # before the sampling step counts as done
         rows, failed = drop_failed(JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}",
                                    cfg.bad_samples)
+        if not state.done(t, "sample"):
+            state.mark(t, "sample")
         if failed - dropped:
             dropped |= failed
             train_videos = [v for v in train_videos if v.id not in dropped]

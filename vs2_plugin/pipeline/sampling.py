@@ -15,7 +15,7 @@ and the task key), so a resumed run produces exactly what an uninterrupted one w
 
 A video the model's reader cannot decode (``MediaError``) is logged as a row with
 ``caption: null`` and ``error`` instead of ending the run; the driver leaves such videos out
-(see :func:`vs2_plugin.pipeline.mrdpo.drop_failed`).
+(see :func:`vs2_plugin.pipeline.screen.drop_failed`).
 """
 
 from __future__ import annotations
