@@ -302,7 +302,8 @@ def _is_main_rank() -> bool:
 
 
 def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
-    """Audio token settings of the model (its config.json), as the multimodal plugin reads them."""
+    """Audio token settings of the model (its config.json), as the multimodal plugin reads them,
+    as :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
     import json
 
     path = os.path.join(str(args.get("model_name_or_path") or ""), "config.json")
@@ -310,13 +311,12 @@ def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, ValueError):
-        return {"enabled": False}
+        return {}
     if cfg.get("model_type") != MODEL_TYPE:
-        return {"enabled": False}
+        return {}
     from vs2_plugin import interleave
 
     return {
-        "enabled": True,
         "window_s": float(cfg.get("audio_window_s", interleave.DEFAULT_WINDOW_S)),
         "queries_per_window": int(cfg.get("audio_queries_per_window", interleave.DEFAULT_QUERIES_PER_WINDOW)),
         "segment_s": float(cfg.get("segment_s", interleave.SEGMENT_S)),
@@ -350,15 +350,13 @@ def check_training_data(args: dict[str, Any]) -> dict[str, Any]:
         min_duration_s=opts.vs2_min_duration_s,
         max_duration_s=opts.vs2_max_duration_s,
         require_video_audio=opts.vs2_require_audio and use_audio_in_video,
-        max_audio_tokens=int(cutoff) if audio["enabled"] else None,
-        window_s=audio.get("window_s", 0.2),
-        queries_per_window=audio.get("queries_per_window", 1),
-        segment_s=audio.get("segment_s", 30.0),
-        video_audio_tokens=audio["enabled"] and use_audio_in_video,
+        max_audio_tokens=int(cutoff) if audio else None,
+        video_audio_tokens=bool(audio) and use_audio_in_video,
         decode=opts.vs2_check_decode,
         fps_phi=float(args.get("video_fps", 2.0) or 2.0),
         max_frames_m=int(args.get("video_maxlen", 128) or 128),
         max_pixels=int(args.get("video_max_pixels", 256 * 256) or 256 * 256),
+        **audio,
     )
     dataset_dir = str(args.get("dataset_dir") or "data")
     media_dir = args.get("media_dir")
