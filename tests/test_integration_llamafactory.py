@@ -91,13 +91,15 @@ def _cli_env() -> dict:
 
 
 @pytest.mark.slow
+def _train_tiny(recipe: str, model_dir: Path, out_dir: Path, **env: str):
+    """``llamafactory-cli train recipes/tiny/RECIPE`` on ``model_dir`` for 2 steps into ``out_dir``."""
+    return run_cli(["llamafactory-cli", "train", f"recipes/tiny/{recipe}", f"model_name_or_path={model_dir}",
+                    f"output_dir={out_dir}", "max_steps=2"], cwd=REPO, env=_cli_env() | env)
+
+
 def test_tiny_sft_via_llamafactory_cli_writes_an_adapter(tiny_model_dir, tmp_path):
     out_dir = tmp_path / "sft"
-    res = run_cli(
-        ["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
-         f"output_dir={out_dir}", "max_steps=2"],
-        cwd=REPO, env=_cli_env(),
-    )
+    res = _train_tiny("av_sft.yaml", tiny_model_dir, out_dir)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out_dir / "adapter_model.safetensors").stat().st_size > 0
     _assert_only_trainable_weights_moved(tiny_model_dir, out_dir)
@@ -140,11 +142,7 @@ def test_alignment_stage_changes_only_the_audio_aligner(tiny_model_dir, tmp_path
 
     before = _digest(tiny_model_dir / "model.safetensors")
     out_dir = tmp_path / "align"
-    res = run_cli(
-        ["llamafactory-cli", "train", "recipes/tiny/audio_align.yaml", f"model_name_or_path={tiny_model_dir}",
-         f"output_dir={out_dir}", "max_steps=2"],
-        cwd=REPO, env=_cli_env(),
-    )
+    res = _train_tiny("audio_align.yaml", tiny_model_dir, out_dir)
     assert res.returncode == 0, res.stderr[-3000:]
     assert _digest(tiny_model_dir / "model.safetensors") == before, "the base checkpoint was written to"
     base = load_file(str(tiny_model_dir / "model.safetensors"))
@@ -157,12 +155,7 @@ def test_alignment_stage_changes_only_the_audio_aligner(tiny_model_dir, tmp_path
 @pytest.mark.slow
 def test_tiny_sft_under_two_rank_torchrun(tiny_model_dir, tmp_path):
     out_dir = tmp_path / "sft_ddp"
-    env = _cli_env() | {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": "29533"}
-    res = run_cli(
-        ["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
-         f"output_dir={out_dir}", "max_steps=2"],
-        cwd=REPO, env=env,
-    )
+    res = _train_tiny("av_sft.yaml", tiny_model_dir, out_dir, FORCE_TORCHRUN="1", NPROC_PER_NODE="2", MASTER_PORT="29533")
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out_dir / "adapter_model.safetensors").stat().st_size > 0
     log = [json.loads(line) for line in (out_dir / "trainer_log.jsonl").read_text().splitlines()]
