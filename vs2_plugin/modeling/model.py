@@ -119,6 +119,8 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
             audio_token_id=self.config.audio_token_id,
             spatial_merge_size=vision.spatial_merge_size,
             tokens_per_second=vision.tokens_per_second,
+            audio_window_s=self.config.audio_window_s,
+            audio_queries_per_window=self.config.audio_queries_per_window,
         )
 
     def get_rope_index(
