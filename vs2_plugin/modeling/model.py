@@ -46,6 +46,7 @@ class VideoSalmonn2PreTrainedModel(Qwen2_5_VLPreTrainedModel):
             init.copy_(module.table, whisper_sinusoids(*module.table.shape))
         elif isinstance(module, WindowQFormerAligner):
             init.normal_(module.query_tokens, mean=0.0, std=0.02)
+            init.zeros_(module.marker_delta)
 
 
 class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
@@ -99,6 +100,16 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
             )
             return (inputs_embeds == audio_embed).all(-1)
         return input_ids == self.config.audio_token_id
+
+    def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings, with the aligner's trained offsets added to ``<|audio_start|>`` /
+        ``<|audio_end|>`` (their rows are new tokens: ``vs2 build`` initialises them, the
+        alignment stage trains the offsets; see ``WindowQFormerAligner.marker_delta``)."""
+        embeds = self.get_input_embeddings()(input_ids)
+        delta = self.audio_aligner.marker_delta.to(embeds.device, embeds.dtype)
+        for row, token_id in enumerate((self.config.audio_start_token_id, self.config.audio_end_token_id)):
+            embeds = embeds + (input_ids == token_id).unsqueeze(-1).to(embeds.dtype) * delta[row]
+        return embeds
 
     def _touch_aligner(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Add 0 x (aligner parameters) so a batch without audio still gives the trainable
@@ -191,7 +202,7 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
         **kwargs,
     ):
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = self.embed_input_ids(input_ids)
         if audio_features is not None and audio_features.shape[0] > 0:
             if audio_segment_counts is None or audio_token_counts is None:
                 raise ValueError("audio_features needs audio_segment_counts and audio_token_counts")

@@ -103,6 +103,12 @@ class WindowQFormerAligner(nn.Module):
             for _ in range(config.qformer_layers)
         )
         self.projection = nn.Linear(hidden, config.text_config.hidden_size)
+        # Offsets added to the input embeddings of <|audio_start|> and <|audio_end|> (rows 0, 1).
+        # The markers are new tokens whose embedding rows only get a build-time init; keeping the
+        # trainable part here trains them with the aligner (alignment stage; modules_to_save in
+        # SFT / DPO) without making the 151,936-row embedding matrix trainable. Zero at init, so
+        # a checkpoint saved before this parameter existed loads with unchanged behaviour.
+        self.marker_delta = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))
 
     def forward(self, encoder_states: torch.Tensor, segment_index: torch.Tensor) -> torch.Tensor:
         """``segment_index[s]`` = number of segment s within its audio item (0, 1, ...)."""
