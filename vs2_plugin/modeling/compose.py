@@ -2,7 +2,10 @@
 
     vs2 build --visual-llm QWEN25VL_DIR --whisper large-v3.pt --out DIR [--window 0.2 ...]
 
-* the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor;
+* the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor; the
+  published layout (flat ``config.json``, ``model.safetensors.index.json`` + bf16 shards,
+  hub tensor names, tied embeddings without ``lm_head`` for the 3B) and transformers-5
+  ``save_pretrained`` output both work (``tests/test_modeling_compose_hub.py``);
 * the audio encoder: the encoder half of an openai-whisper checkpoint, read with
   ``torch.load(weights_only=True)`` (no pickled code runs);
 * the audio aligner: randomly initialised (seeded), trained later in the alignment stage.
@@ -114,7 +117,7 @@ def init_new_token_rows(weight, real_rows: int, ids, seed: int = 0, noise: float
     """
     import torch
 
-    ids = sorted(set(int(i) for i in ids))
+    ids = sorted({int(i) for i in ids})
     if not ids:
         return weight
     if not 0 < real_rows <= weight.shape[0] or any(i < real_rows or i >= weight.shape[0] for i in ids):
