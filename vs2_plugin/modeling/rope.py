@@ -143,8 +143,7 @@ def sequence_rope_index(
     for token_kind, run in itertools.groupby(ids, key=lambda token: kind.get(token, TEXT)):
         length = len(list(run))
         if token_kind == AUDIO and video is not None:
-            group = video["done"] // video["per_group"] - 1
-            if group < 0 or video["done"] % video["per_group"]:
+            if video["done"] == 0 or video["done"] % video["per_group"]:
                 raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
             offsets = audio_time_offsets(
                 video["audio_done"], length, window_s=tokens.audio_window_s,
