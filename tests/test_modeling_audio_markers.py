@@ -12,7 +12,7 @@ from vs2_plugin.modeling.compose import compose, init_new_token_rows
 from vs2_plugin.modeling.tiny import build_tiny_qwen25vl, build_tiny_whisper_checkpoint
 
 EMBED = "model.language_model.embed_tokens.weight"
-DELTA = "model.audio_aligner.marker_delta"
+DELTA = "model.audio_aligner.markers.delta"
 
 
 def test_init_new_token_rows_hand_worked():

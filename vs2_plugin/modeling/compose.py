@@ -12,13 +12,14 @@
 
 The work streams one safetensors shard at a time, so memory stays near the size of the
 largest shard. The tokenizer gets ``<|audio_start|>``, ``<|audio_pad|>``, ``<|audio_end|>``;
-Qwen2.5's embedding matrix has spare rows beyond its tokenizer (151,936 rows for 151,665
-tokens), so it is resized only if an audio token id falls outside it. The audio tokens land in
+Qwen2.5's embedding matrix has spare rows beyond its tokenizer (152,064 rows in the 7B,
+151,936 in the 3B, for 151,665 tokens), so it is resized only if an audio token id falls outside it. The audio tokens land in
 those spare, never-trained rows, so :func:`init_new_token_rows` gives each new token's input
 embedding the mean of the source tokenizer's rows (plus a little seeded noise so the three
 differ); the alignment stage then trains offsets for ``<|audio_start|>`` / ``<|audio_end|>``
-(``WindowQFormerAligner.marker_delta``). ``<|audio_pad|>`` is always replaced by audio
-features. ``lm_head`` rows are left as they are: the model never has to emit these tokens.
+(``audio_aligner.markers``, :class:`vs2_plugin.modeling.qformer.AudioMarkerOffsets`).
+``<|audio_pad|>`` is always replaced by audio features. ``lm_head`` rows are left as they
+are: the model never has to emit these tokens.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Always frozen: the visual encoder, the visual aligner (Qwen's merger), the Whisp
 the LLM's own weights. Trainable:
 
 * ``audio_align``: the audio aligner (window Q-Former + projection + segment embedding + the
-  ``marker_delta`` offsets of the ``<|audio_start|>`` / ``<|audio_end|>`` input embeddings,
+  ``markers`` offsets of the ``<|audio_start|>`` / ``<|audio_end|>`` input embeddings,
   which live in the aligner so that only these two rows, not the embedding matrix, train).
 * ``sft`` / ``dpo``: the audio aligner and LoRA adapters on the LLM (``lora_`` parameters).
 

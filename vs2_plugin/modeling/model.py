@@ -26,7 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 
 from vs2_plugin.modeling.config import VideoSalmonn2Config
-from vs2_plugin.modeling.qformer import SegmentPositionEmbedding, WindowQFormerAligner
+from vs2_plugin.modeling.qformer import AudioMarkerOffsets, SegmentPositionEmbedding, WindowQFormerAligner
 from vs2_plugin.modeling.rope import RopeTokens, interleaved_rope_index
 from vs2_plugin.modeling.whisper_encoder import WhisperAudioEncoder, whisper_sinusoids
 
@@ -46,7 +46,9 @@ class VideoSalmonn2PreTrainedModel(Qwen2_5_VLPreTrainedModel):
             init.copy_(module.table, whisper_sinusoids(*module.table.shape))
         elif isinstance(module, WindowQFormerAligner):
             init.normal_(module.query_tokens, mean=0.0, std=0.02)
-            init.zeros_(module.marker_delta)
+        elif isinstance(module, AudioMarkerOffsets):
+            init.zeros_(module.delta)
+
 
 
 class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
@@ -104,12 +106,10 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
     def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings, with the aligner's trained offsets added to ``<|audio_start|>`` /
         ``<|audio_end|>`` (their rows are new tokens: ``vs2 build`` initialises them, the
-        alignment stage trains the offsets; see ``WindowQFormerAligner.marker_delta``)."""
+        alignment stage trains the offsets; see :class:`AudioMarkerOffsets`)."""
         embeds = self.get_input_embeddings()(input_ids)
-        delta = self.audio_aligner.marker_delta.to(embeds.device, embeds.dtype)
-        for row, token_id in enumerate((self.config.audio_start_token_id, self.config.audio_end_token_id)):
-            embeds = embeds + (input_ids == token_id).unsqueeze(-1).to(embeds.dtype) * delta[row]
-        return embeds
+        markers = (self.config.audio_start_token_id, self.config.audio_end_token_id)
+        return self.audio_aligner.markers(embeds, input_ids, markers)
 
     def _touch_aligner(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Add 0 x (aligner parameters) so a batch without audio still gives the trainable
