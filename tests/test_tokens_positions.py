@@ -61,15 +61,28 @@ def test_positions_are_only_added_when_asked(shared_media, capsys):
     assert "video_positions" not in report and "audio_positions" not in report
 
 
-@pytest.mark.parametrize("name", ["4_av.mp4", "bigbuckbunny.mp4"])
-def test_model_forward_positions_equal_the_report(tiny_model_dir, shared_media, capsys, name):
-    """The model's get_rope_index on the real plugin's input equals what ``vs2 tokens`` prints."""
+@pytest.fixture(scope="module")
+def tiny_model_half_second_windows(tmp_path_factory):
+    from vs2_plugin.modeling.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-0.5s"), seed=0, audio_window_s=0.5)
+
+
+@pytest.mark.parametrize(
+    "model, name",
+    [("tiny_model_dir", "4_av.mp4"), ("tiny_model_dir", "bigbuckbunny.mp4"),
+     ("tiny_model_half_second_windows", "bigbuckbunny.mp4")],
+)
+def test_model_forward_positions_equal_the_report(request, shared_media, capsys, model, name):
+    """The model's get_rope_index on the real plugin's input equals what ``vs2 tokens`` prints
+    (window settings read from the model directory by both)."""
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
 
     from vs2_plugin.modeling.model import VideoSalmonn2ForConditionalGeneration
 
+    tiny_model_dir = request.getfixturevalue(model)
     args = {
         "model_name_or_path": str(tiny_model_dir), "stage": "sft", "do_train": True, "finetuning_type": "lora",
         "dataset": "unused", "template": "video_salmonn2", "output_dir": "/tmp/vs2-unused", "video_fps": 1.0,
@@ -94,6 +107,6 @@ def test_model_forward_positions_equal_the_report(tiny_model_dir, shared_media, 
     start = pos[is_video][0, 0]  # the video's first token: offset 0 in the report
     capsys.readouterr()  # drop the loaders' log lines
     report = tokens(capsys, path, "--positions", "--model", tiny_model_dir, "--video-max-pixels", 12544)
-    assert report["audio_tokens_total"] > 0
+    assert report["audio_tokens_total"] > 0 and report["settings"]["window_s"] == config.audio_window_s
     assert (pos[is_video] - start).tolist() == report["video_positions"]
     assert (pos[is_audio] - start).tolist() == report["audio_positions"]
