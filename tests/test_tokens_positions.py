@@ -110,3 +110,11 @@ def test_model_forward_positions_equal_the_report(request, shared_media, capsys,
     assert report["audio_tokens_total"] > 0 and report["settings"]["window_s"] == config.audio_window_s
     assert (pos[is_video] - start).tolist() == report["video_positions"]
     assert (pos[is_audio] - start).tolist() == report["audio_positions"]
+
+
+def test_time_scale_comes_from_the_model_directory(shared_media, tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"vision_config": {"tokens_per_second": 4}}))
+    report = tokens(capsys, shared_media / "4_av.mp4", "--positions", "--model", tmp_path)
+    assert report["settings"]["tokens_per_second"] == 4
+    # 0.2 s windows at 4 steps per second: floor(0.8 j)
+    assert [t for t, _, _ in report["audio_positions"]] == [(4 * j) // 5 for j in range(report["audio_tokens_total"])]
