@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from vs2_plugin.modeling.rope import RopeTokens, interleaved_rope_index
+from vs2_plugin.interleave import interleave_plan
+from vs2_plugin.modeling.rope import RopeTokens, audio_time_offsets, interleaved_rope_index
 
 IMG, VID, AUD = 90, 91, 92
 VS, VE, AS, AE = 80, 81, 82, 83
@@ -18,15 +21,63 @@ def rope(ids, **kwargs):
 
 
 def test_interleaved_video_with_audio():
-    # 2 temporal groups of 2x2 merged tokens; 3 audio tokens after group 0, 2 after group 1.
-    ids = [1, 2, VS] + [VID] * 4 + [AUD] * 3 + [VID] * 4 + [AUD] * 2 + [VE, 3, 4]
-    (t, h, w), delta = rope(ids, video_grid_thw=torch.tensor([[2, 4, 4]]), second_per_grid_ts=torch.tensor([1.0]))
-    # group g has temporal position 3 + g * (1 s/group * 2 tokens/s); audio shares its group's t,
-    # and h = w = 3 + (its index within the group).
-    assert t == [0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 5, 5, 5, 5, 5, 5, 6, 7, 8]
-    assert h == [0, 1, 2, 3, 3, 4, 4, 3, 4, 5, 3, 3, 4, 4, 3, 4, 6, 7, 8]
-    assert w == [0, 1, 2, 3, 4, 3, 4, 3, 4, 5, 3, 4, 3, 4, 3, 4, 6, 7, 8]
-    assert delta == 9 - len(ids)
+    # 2 temporal groups of 2x2 merged tokens, 1 s per group at 2 steps/s -> group t = 3 + 0, 3 + 2.
+    # 0.5 s audio windows: windows 0, 1 (0 s, 0.5 s) follow group 0, windows 2, 3 (1 s, 1.5 s)
+    # group 1; each window's t = 3 + floor(start_s * 2) = 3, 4 | 5, 6, and h = w = 3 + 2 (one
+    # past the 2x2 grid), so no audio token sits on a video patch.
+    tokens = RopeTokens(IMG, VID, AUD, spatial_merge_size=2, tokens_per_second=2, audio_window_s=0.5)
+    ids = [1, 2, VS] + [VID] * 4 + [AUD] * 2 + [VID] * 4 + [AUD] * 2 + [VE, 3, 4]
+    positions, deltas = interleaved_rope_index(
+        torch.tensor([ids]), tokens, video_grid_thw=torch.tensor([[2, 4, 4]]), second_per_grid_ts=torch.tensor([1.0])
+    )
+    t, h, w = positions[:, 0].tolist()
+    assert t == [0, 1, 2, 3, 3, 3, 3, 3, 4, 5, 5, 5, 5, 5, 6, 7, 8, 9]
+    assert h == [0, 1, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5, 7, 8, 9]
+    assert w == [0, 1, 2, 3, 4, 3, 4, 5, 5, 3, 4, 3, 4, 5, 5, 7, 8, 9]
+    assert deltas.item() == 10 - len(ids)
+
+
+def test_audio_time_offsets_hand_worked():
+    # 0.2 s windows at 2 steps/s: 0.4 steps per window; exact decimals, so window 5 (1.0 s) is 2, not 1.
+    assert audio_time_offsets(0, 11, window_s=0.2, queries_per_window=1, tokens_per_second=2) == [
+        0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4
+    ]
+    # two tokens per window share its time; counting starts at the video's first audio token
+    assert audio_time_offsets(4, 4, window_s=0.5, queries_per_window=2, tokens_per_second=3) == [3, 3, 4, 4]
+    # 0.1 * 3 is 0.30000000000000004 in floats: window 10 starts at 1 s = step 3 exactly
+    assert audio_time_offsets(10, 1, window_s=0.1, queries_per_window=1, tokens_per_second=3) == [3]
+    assert audio_time_offsets(7, 0, window_s=0.2, queries_per_window=1, tokens_per_second=2) == []
+
+
+def test_audio_of_a_61s_clip_is_on_the_video_clock_and_off_its_grid():
+    """The time-placed layout of a 61 s clip (30 frames, 15 groups of 2.0333 s, 0.2 s windows)."""
+    plan = interleave_plan(61.0, 30)
+    per_group, grid = 12, (15, 6, 8)  # 3 x 4 merged tokens per group
+    ids = [VS]
+    for audio in plan.audio_tokens_per_group:
+        ids += [VID] * per_group + [AUD] * audio
+    ids += [VE]
+    spg = 2 * 61.0 / 30
+    positions, _ = interleaved_rope_index(
+        torch.tensor([ids]), TOKENS, video_grid_thw=torch.tensor([grid]), second_per_grid_ts=torch.tensor([spg])
+    )
+    pos = positions[:, 0].T.tolist()
+    video = [tuple(p) for p, i in zip(pos, ids) if i == VID]
+    audio = [tuple(p) for p, i in zip(pos, ids) if i == AUD]
+    assert len(audio) == plan.audio_tokens_total == 305 and len(video) == 15 * 12
+    assert not set(audio) & set(video)
+    times = [p[0] for p in audio]
+    assert times == sorted(times)
+    # window j (start 0.2 j s) -> 1 + floor(0.4 j); the last window starts at 60.8 s -> 1 + 121
+    assert times == [1 + (2 * j) // 5 for j in range(305)]
+    assert {(p[1], p[2]) for p in audio} == {(1 + 3, 1 + 4)}
+    # every audio token lies between the temporal positions of its group and the next
+    group_t = [1 + math.floor(g * spg * 2) for g in range(16)]
+    k = 0
+    for g, count in enumerate(plan.audio_tokens_per_group):
+        for _ in range(count):
+            assert group_t[g] <= times[k] <= group_t[g + 1], (g, k)
+            k += 1
 
 
 def test_silent_video_and_fractional_time_scale():
@@ -92,3 +143,15 @@ def test_two_videos_in_one_batch_use_their_own_grids():
 def test_malformed_sequences_are_reported(ids, message):
     with pytest.raises(ValueError, match=message):
         rope(ids, video_grid_thw=torch.tensor([[2, 4, 4]]))
+
+
+def test_doctests_and_bad_audio_geometry_named():
+    import doctest
+
+    from vs2_plugin.modeling import rope as rope_module
+
+    assert doctest.testmod(rope_module).failed == 0
+    with pytest.raises(ValueError, match="audio_window_s must be a positive number, got 0"):
+        RopeTokens(IMG, VID, AUD, audio_window_s=0)
+    with pytest.raises(ValueError, match="audio_queries_per_window must be a positive integer, got 1.5"):
+        RopeTokens(IMG, VID, AUD, audio_queries_per_window=1.5)

@@ -307,7 +307,7 @@ def regularized_frame_size(
     return width, height
 
 
-def visual_tokens_per_group(
+def visual_group_grid(
     width: int,
     height: int,
     *,
@@ -317,14 +317,14 @@ def visual_tokens_per_group(
     max_pixels: int = 768 * 28 * 28,
     video_max_pixels: int | None = 256 * 256,
     video_min_pixels: int = 16 * 16,
-) -> int:
-    """LLM tokens of one temporal group of a ``width`` x ``height`` video (Qwen2.5-VL).
+) -> tuple[int, int]:
+    """``(grid_h, grid_w)`` in patches of one temporal group of a ``width`` x ``height`` video
+    (the last two numbers of Qwen2.5-VL's ``video_grid_thw``).
 
     The frame is first regularised as LLaMA-Factory does (skipped when ``video_max_pixels``
     is ``None``), then ``smart_resize`` (transformers) snaps it to multiples of
-    ``patch_size * merge_size`` within ``[min_pixels, max_pixels]``; each group yields
-    ``(H / patch / merge) * (W / patch / merge)`` tokens. Defaults are the Qwen2-VL video
-    processor's and LLaMA-Factory's. transformers is imported only when this is called.
+    ``patch_size * merge_size`` within ``[min_pixels, max_pixels]``. Defaults are the Qwen2-VL
+    video processor's and LLaMA-Factory's. transformers is imported only when this is called.
     """
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -332,4 +332,11 @@ def visual_tokens_per_group(
         width, height = regularized_frame_size(width, height, video_max_pixels, video_min_pixels)
     factor = patch_size * merge_size
     resized_h, resized_w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-    return (resized_h // factor) * (resized_w // factor)
+    return resized_h // patch_size, resized_w // patch_size
+
+
+def visual_tokens_per_group(width: int, height: int, *, merge_size: int = 2, **grid_settings) -> int:
+    """LLM tokens of one temporal group of a ``width`` x ``height`` video (Qwen2.5-VL):
+    ``(grid_h / merge) * (grid_w / merge)`` of :func:`visual_group_grid` (same keywords)."""
+    grid_h, grid_w = visual_group_grid(width, height, merge_size=merge_size, **grid_settings)
+    return (grid_h // merge_size) * (grid_w // merge_size)

@@ -8,13 +8,19 @@ defaults (paper sec. 4.1 and LLaMA-Factory's). From a model directory:
 
 * ``config.json``: ``audio_window_s``, ``audio_queries_per_window``, ``segment_s`` (top level,
   as :class:`vs2_plugin.modeling.config.VideoSalmonn2Config` writes them),
-  ``vision_config.temporal_patch_size`` / ``patch_size`` / ``spatial_merge_size``, and the
+  ``vision_config.temporal_patch_size`` / ``patch_size`` / ``spatial_merge_size`` /
+  ``tokens_per_second``, and the
   optional sampling keys ``video_fps``, ``video_maxlen``, ``video_max_pixels``,
   ``video_min_pixels`` (top level or inside a ``video_salmonn2`` object);
 * the video processor: ``video_preprocessor_config.json``, else the ``video_processor``
   object of ``processor_config.json``, else ``preprocessor_config.json``: ``patch_size``,
   ``merge_size``, ``temporal_patch_size``, and ``size.shortest_edge`` / ``size.longest_edge``
   (or ``min_pixels`` / ``max_pixels``).
+
+``--positions`` adds ``video_positions`` and ``audio_positions``: the M-RoPE ``[t, h, w]`` of
+every video and audio token in input order, computed by the model's own index function
+(:func:`vs2_plugin.modeling.rope.sequence_rope_index`) and counted from the position of the
+item's first token (in a prompt, add the position that token gets there).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ DEFAULTS = {
     "video_max_pixels": 256 * 256,
     "video_min_pixels": 16 * 16,
     "min_duration_s": 1.0,
+    "tokens_per_second": 2,
 }
 
 
@@ -56,6 +63,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help="LLaMA-Factory frame floor (default 256)")
     parser.add_argument(
         "--min-duration", type=float, dest="min_duration_s", help="reject shorter clips, as read_media does (default 1 s)"
+    )
+    parser.add_argument(
+        "--positions", action="store_true", help="add the M-RoPE [t, h, w] of every video and audio token"
     )
 
 
@@ -89,7 +99,8 @@ def model_settings(model_dir: str | Path) -> dict:
             if source.get(key) is not None:
                 found[name] = source[key]
     vision = config.get("vision_config") or {}
-    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"), ("spatial_merge_size", "merge_size")):
+    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"),
+                      ("spatial_merge_size", "merge_size"), ("tokens_per_second", "tokens_per_second")):
         if vision.get(key) is not None:
             found[name] = vision[key]
 
@@ -127,10 +138,37 @@ def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def token_report(path: str | Path, settings: dict) -> dict:
-    """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`)."""
+def layout_positions(
+    layout: list[tuple[str, int]], grid_thw: tuple[int, int, int] | None, seconds_per_group: float, settings: dict
+) -> tuple[list[list[int]], list[list[int]]]:
+    """``(video_positions, audio_positions)``: ``[t, h, w]`` of each token of one item laid out as
+    ``layout`` (runs of :func:`vs2_plugin.interleave.placeholder_layout`), from the model's index
+    function; offsets from the item's first token. ``grid_thw`` is ``None`` for audio-only input."""
+    from vs2_plugin.modeling.rope import RopeTokens, sequence_rope_index
+
+    video_id, audio_id = 1, 2
+    ids = [video_id if kind == "video" else audio_id for kind, count in layout for _ in range(count)]
+    tokens = RopeTokens(
+        image_token_id=0,
+        video_token_id=video_id,
+        audio_token_id=audio_id,
+        spatial_merge_size=int(settings["merge_size"]),
+        tokens_per_second=settings["tokens_per_second"],
+        audio_window_s=settings["window_s"],
+        audio_queries_per_window=int(settings["queries_per_window"]),
+    )
+    grids = iter([grid_thw] if grid_thw is not None else [])
+    positions = sequence_rope_index(ids, tokens, iter([]), grids, iter([seconds_per_group])).T.tolist()
+    video = [p for p, token in zip(positions, ids) if token == video_id]
+    audio = [p for p, token in zip(positions, ids) if token == audio_id]
+    return video, audio
+
+
+def token_report(path: str | Path, settings: dict, *, positions: bool = False) -> dict:
+    """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`);
+    ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`)."""
     from vs2_plugin.errors import MediaError
-    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_tokens_per_group
+    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_group_grid
     from vs2_plugin.media import probe, sample_frame_times
 
     info = probe(path)
@@ -151,7 +189,7 @@ def token_report(path: str | Path, settings: dict) -> dict:
         audio_slot_s=1.0 / s["fps"],
     )
     if info.has_video:
-        per_group = visual_tokens_per_group(
+        grid_h, grid_w = visual_group_grid(
             info.width,
             info.height,
             patch_size=int(s["patch_size"]),
@@ -161,6 +199,7 @@ def token_report(path: str | Path, settings: dict) -> dict:
             video_max_pixels=int(s["video_max_pixels"]),
             video_min_pixels=int(s["video_min_pixels"]),
         )
+        per_group = (grid_h // int(s["merge_size"])) * (grid_w // int(s["merge_size"]))
         visual_per_group = [per_group] * plan.num_groups
         visual_per_frame = []
         for start in range(0, len(frame_times), group):
@@ -171,7 +210,7 @@ def token_report(path: str | Path, settings: dict) -> dict:
     layout = placeholder_layout(visual_per_group or 0, plan.audio_tokens_per_group) if info.has_video else (
         [("audio", plan.audio_tokens_total)] if plan.audio_tokens_total else []
     )
-    return {
+    report = {
         "file": str(path),
         "duration_s": round(info.duration_s, 6),
         "has_video": info.has_video,
@@ -191,8 +230,14 @@ def token_report(path: str | Path, settings: dict) -> dict:
         "total_tokens": visual_total + plan.audio_tokens_total,
         "layout": [list(run) for run in layout],
     }
+    if positions:
+        grid = (plan.num_groups, grid_h, grid_w) if info.has_video else None
+        seconds = group * info.duration_s / len(frame_times) if frame_times else 1.0
+        report["video_positions"], report["audio_positions"] = layout_positions(layout, grid, seconds, s)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
-    print(json.dumps(token_report(args.file, resolve_settings(args)), indent=1))
+    report = token_report(args.file, resolve_settings(args), positions=bool(getattr(args, "positions", False)))
+    print(json.dumps(report, indent=1))
     return 0

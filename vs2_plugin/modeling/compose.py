@@ -2,15 +2,24 @@
 
     vs2 build --visual-llm QWEN25VL_DIR --whisper large-v3.pt --out DIR [--window 0.2 ...]
 
-* the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor;
+* the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor; the
+  published layout (flat ``config.json``, ``model.safetensors.index.json`` + bf16 shards,
+  hub tensor names, tied embeddings without ``lm_head`` for the 3B) and transformers-5
+  ``save_pretrained`` output both work (``tests/test_modeling_compose_hub.py``);
 * the audio encoder: the encoder half of an openai-whisper checkpoint, read with
   ``torch.load(weights_only=True)`` (no pickled code runs);
 * the audio aligner: randomly initialised (seeded), trained later in the alignment stage.
 
 The work streams one safetensors shard at a time, so memory stays near the size of the
 largest shard. The tokenizer gets ``<|audio_start|>``, ``<|audio_pad|>``, ``<|audio_end|>``;
-Qwen2.5's embedding matrix has spare rows beyond its tokenizer, so it is resized only if an
-audio token id falls outside it.
+Qwen2.5's embedding matrix has spare rows beyond its tokenizer (152,064 rows in the 7B,
+151,936 in the 3B, for 151,665 tokens), so it is resized only if an audio token id falls outside it. The audio tokens land in
+those spare, never-trained rows, so :func:`init_new_token_rows` gives each new token's input
+embedding the mean of the source tokenizer's rows (plus a little seeded noise so the three
+differ); the alignment stage then trains offsets for ``<|audio_start|>`` / ``<|audio_end|>``
+(``audio_aligner.markers``, :class:`vs2_plugin.modeling.qformer.AudioMarkerOffsets`).
+``<|audio_pad|>`` is always replaced by audio features. ``lm_head`` rows are left as they
+are: the model never has to emit these tokens.
 """
 
 from __future__ import annotations
@@ -98,6 +107,31 @@ def _pad_rows(tensor, rows: int):
     return torch.cat([tensor, mean.expand(extra, -1)], dim=0)
 
 
+def init_new_token_rows(weight, real_rows: int, ids, seed: int = 0, noise: float = 0.01):
+    """``weight`` with rows ``ids`` set to the mean of rows ``[0, real_rows)`` plus seeded
+    Gaussian noise of ``noise`` x those rows' per-dimension standard deviation.
+
+    The common initialisation of new tokens (transformers' ``resize_token_embeddings`` with
+    ``mean_resizing`` samples around the same mean): a new token starts as an "average" token
+    instead of an untrained row, and the noise keeps new tokens distinct from each other.
+    Computed in float32, returned in ``weight``'s dtype; other rows are untouched.
+    """
+    import torch
+
+    ids = sorted({int(i) for i in ids})
+    if not ids:
+        return weight
+    if not 0 < real_rows <= weight.shape[0] or any(i < real_rows or i >= weight.shape[0] for i in ids):
+        raise ConfigError(f"new token rows {ids} must lie in [{real_rows}, {weight.shape[0]}) after {real_rows} real rows")
+    real = weight[:real_rows].float()
+    mean, std = real.mean(dim=0), real.std(dim=0)
+    generator = torch.Generator().manual_seed(seed)
+    rows = mean + noise * std * torch.randn(len(ids), weight.shape[1], generator=generator)
+    out = weight.clone()
+    out[ids] = rows.to(weight.dtype)
+    return out
+
+
 class _ShardWriter:
     def __init__(self, out: Path, limit: int = SHARD_BYTES):
         self.out, self.limit = out, limit
@@ -157,6 +191,7 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
     audio_config, encoder_state = load_whisper_checkpoint(whisper)
 
     tokenizer = AutoTokenizer.from_pretrained(visual_llm)
+    known, real_rows = set(tokenizer.get_vocab()), len(tokenizer)
     add_audio_tokens(tokenizer)
     token_ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in AUDIO_TOKENS}
     from transformers import AutoConfig
@@ -164,6 +199,7 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
     old_vocab = AutoConfig.from_pretrained(visual_llm).get_text_config().vocab_size
     needed = max(token_ids.values()) + 1
     vocab_size = old_vocab if needed <= old_vocab else -(-needed // 64) * 64  # resize only if needed
+    new_ids = [token_ids[tok] for tok in AUDIO_TOKENS if tok not in known]  # re-composing keeps trained rows
     config = build_config(
         visual_llm, audio_config, token_ids, vocab_size,
         audio_window_s=audio_window_s, audio_queries_per_window=audio_queries_per_window,
@@ -183,6 +219,8 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
                     ours = qwen_key_to_ours(key)
                     if ours in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
                         tensor = _pad_rows(tensor, vocab_size)
+                    if ours == "model.language_model.embed_tokens.weight":
+                        tensor = init_new_token_rows(tensor, real_rows, new_ids, seed=seed)
                     writer.add(ours, tensor)
             bar.update(1)
         for key, tensor in encoder_state.items():

@@ -3,7 +3,9 @@
 Always frozen: the visual encoder, the visual aligner (Qwen's merger), the Whisper encoder and
 the LLM's own weights. Trainable:
 
-* ``audio_align``: the audio aligner (window Q-Former + projection + segment embedding).
+* ``audio_align``: the audio aligner (window Q-Former + projection + segment embedding + the
+  ``markers`` offsets of the ``<|audio_start|>`` / ``<|audio_end|>`` input embeddings,
+  which live in the aligner so that only these two rows, not the embedding matrix, train).
 * ``sft`` / ``dpo``: the audio aligner and LoRA adapters on the LLM (``lora_`` parameters).
 
 With LoRA the reference model of DPO is the policy with its adapter disabled; a trainable

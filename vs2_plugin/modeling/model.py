@@ -26,7 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 
 from vs2_plugin.modeling.config import VideoSalmonn2Config
-from vs2_plugin.modeling.qformer import SegmentPositionEmbedding, WindowQFormerAligner
+from vs2_plugin.modeling.qformer import AudioMarkerOffsets, SegmentPositionEmbedding, WindowQFormerAligner
 from vs2_plugin.modeling.rope import RopeTokens, interleaved_rope_index
 from vs2_plugin.modeling.whisper_encoder import WhisperAudioEncoder, whisper_sinusoids
 
@@ -46,6 +46,9 @@ class VideoSalmonn2PreTrainedModel(Qwen2_5_VLPreTrainedModel):
             init.copy_(module.table, whisper_sinusoids(*module.table.shape))
         elif isinstance(module, WindowQFormerAligner):
             init.normal_(module.query_tokens, mean=0.0, std=0.02)
+        elif isinstance(module, AudioMarkerOffsets):
+            init.zeros_(module.delta)
+
 
 
 class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
@@ -100,6 +103,14 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
             return (inputs_embeds == audio_embed).all(-1)
         return input_ids == self.config.audio_token_id
 
+    def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings, with the aligner's trained offsets added to ``<|audio_start|>`` /
+        ``<|audio_end|>`` (their rows are new tokens: ``vs2 build`` initialises them, the
+        alignment stage trains the offsets; see :class:`AudioMarkerOffsets`)."""
+        embeds = self.get_input_embeddings()(input_ids)
+        markers = (self.config.audio_start_token_id, self.config.audio_end_token_id)
+        return self.audio_aligner.markers(embeds, input_ids, markers)
+
     def _touch_aligner(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Add 0 x (aligner parameters) so a batch without audio still gives the trainable
         aligner a (zero) gradient; distributed data parallel requires every trainable
@@ -119,6 +130,8 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
             audio_token_id=self.config.audio_token_id,
             spatial_merge_size=vision.spatial_merge_size,
             tokens_per_second=vision.tokens_per_second,
+            audio_window_s=self.config.audio_window_s,
+            audio_queries_per_window=self.config.audio_queries_per_window,
         )
 
     def get_rope_index(
@@ -189,7 +202,7 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
         **kwargs,
     ):
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = self.embed_input_ids(input_ids)
         if audio_features is not None and audio_features.shape[0] > 0:
             if audio_segment_counts is None or audio_token_counts is None:
                 raise ValueError("audio_features needs audio_segment_counts and audio_token_counts")

@@ -85,6 +85,28 @@ class SegmentPositionEmbedding(nn.Module):
         return self.table[segment_index]
 
 
+class AudioMarkerOffsets(nn.Module):
+    """Trainable offsets added to the input embeddings of ``<|audio_start|>`` and ``<|audio_end|>``.
+
+    The markers are new tokens whose embedding rows only get a build-time init. Keeping their
+    trainable part in the aligner trains them wherever the aligner trains (alignment stage;
+    ``modules_to_save`` in SFT / DPO) without making the whole embedding matrix trainable.
+    ``delta`` is zero at init, so a checkpoint saved before it existed behaves as before. A
+    module with its own forward (not a bare parameter read by the model) so that DeepSpeed
+    ZeRO-3 gathers ``delta`` when it is used.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.delta = nn.Parameter(torch.zeros(2, hidden))
+
+    def forward(self, embeds: torch.Tensor, input_ids: torch.Tensor, marker_ids: tuple[int, int]) -> torch.Tensor:
+        delta = self.delta.to(embeds.device, embeds.dtype)
+        for row, token_id in enumerate(marker_ids):
+            embeds = embeds + (input_ids == token_id).unsqueeze(-1).to(embeds.dtype) * delta[row]
+        return embeds
+
+
 class WindowQFormerAligner(nn.Module):
     """Aligner_Audio: (S, n_ctx, d_audio) encoder states of S segments -> (S, T, llm_hidden)."""
 
@@ -103,6 +125,7 @@ class WindowQFormerAligner(nn.Module):
             for _ in range(config.qformer_layers)
         )
         self.projection = nn.Linear(hidden, config.text_config.hidden_size)
+        self.markers = AudioMarkerOffsets(config.text_config.hidden_size)
 
     def forward(self, encoder_states: torch.Tensor, segment_index: torch.Tensor) -> torch.Tensor:
         """``segment_index[s]`` = number of segment s within its audio item (0, 1, ...)."""

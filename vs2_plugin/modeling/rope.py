@@ -11,12 +11,27 @@ Rules (all positions offset by ``start`` = the next free position when the item 
 * text, special tokens, and the audio tokens of an audio-only item
   (``<|audio_start|> A x K <|audio_end|>``): ordinary 1D positions, t = h = w = p, p += 1.
 * image / video tokens: Qwen2.5-VL's grid, t = start + floor(g * second_per_grid * tokens_per_second)
-  for temporal group g, h = start + row, w = start + column (merged grid).
-* audio token k (0-based) of video group g: t = the temporal position of group g (so it is
-  simultaneous with the frames it follows), h = w = start + k (its order within the group,
-  laid out like a 1D run; Qwen2.5-Omni likewise gives 1D-style audio positions).
+  for temporal group g, h = start + row, w = start + column (merged grid of R rows, C columns).
+* audio tokens of a video (:func:`audio_time_offsets`): the k-th audio token of the video
+  (0-based, counted over the whole video) belongs to Q-Former window j = k // queries_per_window,
+  which starts at j * window_s seconds on the clip's time axis. It gets
+  t = start + floor(j * window_s * tokens_per_second) -- the same clock as the video's
+  temporal positions, since Qwen's group g starts at g * second_per_grid seconds and
+  ``second_per_grid`` is the real slot length (``group_size * duration / frames``) --
+  and h = start + R, w = start + C: the cell just past the frame's last row and column, so no
+  audio token shares a 3D position with a video patch. Windows are in time order along the
+  input, so audio t never decreases; a window placed after group g starts inside g's slot, so
+  its t lies between group g's and group g+1's.
 * after an image or video item, the next position is max(positions so far) + 1, as in the
   original Qwen2.5-VL (so text after a video continues after its last temporal position).
+
+The paper (sec. 3.1, eq. 6-8) fixes only the token order, not the positions. The public
+video-SALMONN 2 code spreads all audio tokens evenly over the frames, so an audio token's
+position follows its frame rather than its own time; the public video-SALMONN 2+ code (on
+Qwen2.5-VL) gives each audio window its own time position, which is what this module does.
+Off-grid h / w are this project's choice: with 1D-style audio coordinates (h = w = t or
+h = w = index, as Qwen2.5-Omni does for audio) some audio tokens land exactly on a video
+patch's position (60 of the 306 audio tokens of a 61 s clip with an earlier version here).
 
 ``rope_deltas[b] = max position + 1 - number of real tokens``: during generation the new
 token at real index i gets i + delta on all three axes.
@@ -27,21 +42,62 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
 TEXT, IMAGE, VIDEO, AUDIO = 0, 1, 2, 3
 
 
+def _exact(value: float) -> Fraction:
+    """``value`` as the exact decimal it prints as (0.2 -> 1/5), so window starts do not drift."""
+    return Fraction(repr(float(value)))
+
+
 @dataclass(frozen=True)
 class RopeTokens:
-    """Token ids and vision geometry the index needs."""
+    """Token ids, vision geometry and audio window geometry the index needs."""
 
     image_token_id: int
     video_token_id: int
     audio_token_id: int
     spatial_merge_size: int = 2
     tokens_per_second: float = 2.0
+    audio_window_s: float = 0.2
+    audio_queries_per_window: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.spatial_merge_size, int) or self.spatial_merge_size < 1:
+            raise ValueError(f"spatial_merge_size must be a positive integer, got {self.spatial_merge_size!r}")
+        for name in ("tokens_per_second", "audio_window_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        queries = self.audio_queries_per_window
+        if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
+            raise ValueError(f"audio_queries_per_window must be a positive integer, got {queries!r}")
+
+
+def audio_time_offsets(
+    first: int, count: int, *, window_s: float, queries_per_window: int, tokens_per_second: float
+) -> list[int]:
+    """Temporal M-RoPE offsets of audio tokens ``first .. first + count - 1`` of one video.
+
+    Token k belongs to window ``j = k // queries_per_window`` starting at ``j * window_s``
+    seconds; its offset is ``floor(j * window_s * tokens_per_second)``, Qwen2.5-VL's
+    ``floor(seconds * tokens_per_second)`` time scale for video groups. Exact decimal
+    arithmetic: a window starting on a whole time step gets that step, not the one before.
+
+    Worked example, 0.2 s windows, 2 steps per second (0.4 steps per window):
+    windows 0..5 -> floor(0, 0.4, 0.8, 1.2, 1.6, 2.0) = 0, 0, 0, 1, 1, 2.
+
+    >>> audio_time_offsets(0, 6, window_s=0.2, queries_per_window=1, tokens_per_second=2)
+    [0, 0, 0, 1, 1, 2]
+    >>> audio_time_offsets(3, 4, window_s=0.5, queries_per_window=2, tokens_per_second=2)
+    [1, 2, 2, 3]
+    """
+    step = _exact(window_s) * _exact(tokens_per_second)
+    return [math.floor((k // queries_per_window) * step) for k in range(first, first + count)]
 
 
 def _grid_positions(start: int, grid_thw, groups: range, merge: int, time_scale: float) -> torch.Tensor:
@@ -71,7 +127,7 @@ def sequence_rope_index(
     merge = tokens.spatial_merge_size
     chunks: list[torch.Tensor] = []
     next_pos = 0
-    video = None  # the open video: dict(grid, per_group, done, start, time_scale)
+    video = None  # the open video: dict(grid, per_group, total, done, start, time_scale, max, audio_done)
 
     def close_video():
         nonlocal video, next_pos
@@ -87,12 +143,18 @@ def sequence_rope_index(
     for token_kind, run in itertools.groupby(ids, key=lambda token: kind.get(token, TEXT)):
         length = len(list(run))
         if token_kind == AUDIO and video is not None:
-            group = video["done"] // video["per_group"] - 1
-            if group < 0 or video["done"] % video["per_group"]:
+            if video["done"] == 0 or video["done"] % video["per_group"]:
                 raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
-            t = video["start"] + math.floor(group * video["time_scale"])
-            k = torch.arange(length) + video["start"]
-            pos = torch.stack([torch.full((length,), t), k, k])
+            offsets = audio_time_offsets(
+                video["audio_done"], length, window_s=tokens.audio_window_s,
+                queries_per_window=tokens.audio_queries_per_window, tokens_per_second=tokens.tokens_per_second,
+            )
+            _, grid_h, grid_w = (int(v) for v in video["grid"])
+            t = torch.tensor(offsets, dtype=torch.long) + video["start"]
+            h = torch.full((length,), video["start"] + grid_h // merge)
+            w = torch.full((length,), video["start"] + grid_w // merge)
+            pos = torch.stack([t, h, w])
+            video["audio_done"] += length
             video["max"] = max(video["max"], int(pos.max()))
             chunks.append(pos)
             continue
@@ -125,7 +187,7 @@ def sequence_rope_index(
                     per_group = int(grid[1]) * int(grid[2]) // merge**2
                     scale = float(next(video_seconds_per_grid)) * tokens.tokens_per_second
                     video = dict(grid=grid, per_group=per_group, total=per_group * int(grid[0]), done=0,
-                                 start=next_pos, time_scale=scale, max=next_pos)
+                                 start=next_pos, time_scale=scale, max=next_pos, audio_done=0)
                 take = min(remaining, video["total"] - video["done"])
                 if video["done"] % video["per_group"] or take % video["per_group"]:
                     raise ValueError(
