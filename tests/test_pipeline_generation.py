@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from vs2_plugin.pipeline.generation import CaptionGenerator, Decoding, PromptGroup, batches
+from vs2_plugin.pipeline.generation import (
+    CaptionGenerator,
+    Decoding,
+    PromptGroup,
+    batches,
+)
 
 MEDIA = REPO / "vs2_plugin" / "assets" / "demo_data" / "media"
 VIDEOS = [str(MEDIA / name) for name in ("drawing.mp4", "baby_book.mp4", "bigbuckbunny.mp4", "living_room.mp4")]
@@ -69,7 +74,9 @@ def test_an_unreadable_video_fails_alone(generator, tmp_path):
 
 
 def test_batches_keep_order_and_equal_sample_counts():
-    g = lambda n: PromptGroup("v", "p", [str(i) for i in range(n)])  # noqa: E731
+    def g(n: int) -> PromptGroup:
+        return PromptGroup("v", "p", [str(i) for i in range(n)])
+
     out = batches([g(2), g(2), g(2), g(1), g(2)], 2)
     assert [[len(x.keys) for x in b] for b in out] == [[2, 2], [2], [1], [2]]
     with pytest.raises(ValueError, match="batch_size"):

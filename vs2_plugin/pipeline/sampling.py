@@ -33,12 +33,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import SamplingConfig
 from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
 from vs2_plugin.pipeline.videos import VideoEntry
+
+if TYPE_CHECKING:
+    from vs2_plugin.pipeline.generation import PromptGroup
 
 
 @dataclass
