@@ -101,3 +101,18 @@ def test_driver_sampling_writes_one_row_per_task_and_resumes(tiny_model_dir, tmp
     again = sample(tasks, out, model=str(tiny_model_dir), adapters=[], infer=INFER, cfg=cfg, seed=3, progress=False)
     assert [r["caption"] for r in again] == [r["caption"] for r in rows]
     assert [json.loads(x)["time"] for x in lines[: len(lines) // 2]] == [r["time"] for r in again[: len(lines) // 2]]
+
+
+def test_shared_prefill_gives_the_captions_of_copied_prompts(generator):
+    """n rows continuing from one prefill's repeated cache = n copies of the prompt prefilled
+    apart (num_return_sequences); the per-row seeds make the sampled texts comparable."""
+    groups = _groups(2)[:5]
+    dec = Decoding(greedy=False, temperature=0.9, top_p=0.95, seed=11)
+    try:
+        generator.share_prefill = False
+        copied = [c.text for c in generator.generate(groups, dec, batch_size=5)]
+        generator.share_prefill = True
+        shared = [c.text for c in generator.generate(groups, dec, batch_size=5)]
+    finally:
+        generator.share_prefill = True
+    assert shared == copied and len(set(shared)) > 5

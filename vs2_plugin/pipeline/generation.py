@@ -7,8 +7,10 @@ with one ``ChatModel.chat`` call per caption:
   ``load_tokenizer``, ``load_model``) and every prompt is built the way that engine and the
   training data path build it (the ``video_salmonn2`` template and mm plugin), so a greedy
   caption equals the chat engine's;
-* the n captions of one prompt come from one prompt row expanded by ``num_return_sequences``
-  (its media are read, decoded and turned into features once, not n times);
+* the n captions of one prompt share one prefill: the prompt (media encoders included) runs
+  once and its KV cache is repeated for the n rows that continue from it (without that,
+  ``num_return_sequences`` would copy the prompt and prefill it n times); its media are read
+  and decoded once;
 * several prompts go into one left-padded batch; the mm plugin decodes each distinct file of
   a batch once, so a video's global and local prompts share one decode.
 
@@ -122,6 +124,8 @@ class CaptionGenerator:
         self.stop_ids = set(self.template.get_stop_token_ids(self.tokenizer))
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+        #: n samples of a prompt continue from one prefill (False: num_return_sequences copies the prompt)
+        self.share_prefill = True
 
     # ------------------------------------------------------------------ inputs
     def prompt_ids(self, video: str, prompt: str) -> list[int]:
@@ -153,6 +157,26 @@ class CaptionGenerator:
         return out
 
     # ------------------------------------------------------------------ generation
+    def _prefill_once(self, inputs: dict[str, Any], n: int) -> dict[str, Any]:
+        """Run the prompts (all but their last token) once, media included, and repeat the
+        resulting KV cache and M-RoPE offsets n times: ``generate`` then continues n rows per
+        prompt from the shared cache, feeding each row only the last prompt token.
+
+        ``num_return_sequences`` alone would copy the prompt before the prefill and run the
+        encoders and the prefill n times.
+        """
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        media = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        out = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1, **media)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        # the decoder's positions continue from the offsets of the prompt's 3D positions, which
+        # the prefill stored per row on the inner model (Qwen2.5-VL's rope_deltas)
+        inner = self.model.model
+        inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)
+        return {"input_ids": ids.repeat_interleave(n, dim=0), "attention_mask": mask.repeat_interleave(n, dim=0),
+                "past_key_values": cache}
+
     @torch.inference_mode()
     def generate_batch(self, groups: list[PromptGroup], decoding: Decoding) -> list[Caption]:
         """All groups in one ``generate`` call; every group must want the same number of captions."""
@@ -178,8 +202,12 @@ class CaptionGenerator:
             processors = LogitsProcessorList([_SeededSampler([seed_for(decoding.seed, k) for k in keys],
                                                              decoding.temperature, decoding.top_p,
                                                              self.generating_args.get("top_k", 0), self.model.device)])
+        width = inputs["input_ids"].shape[1]
+        if n_samples > 1 and self.share_prefill:
+            inputs = self._prefill_once(inputs, n_samples)
+            gen["num_return_sequences"] = 1  # the rows are already expanded
         output = self.model.generate(**inputs, generation_config=GenerationConfig(**gen), logits_processor=processors)
-        responses = output[:, inputs["input_ids"].shape[1]:].tolist()
+        responses = output[:, width:].tolist()
         results = []
         for key, ids in zip(keys, responses):
             stop = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)

@@ -5,7 +5,7 @@ Three ways, one output format (a :class:`~vs2_plugin.pipeline.records.JsonlLog` 
 * ``local``, one process: batched generation (:mod:`vs2_plugin.pipeline.generation`) with the
   base model and the adapters so far, loaded as LLaMA-Factory's chat engine loads them:
   ``batch_size`` prompts per ``generate`` call, the ``samples_per_video`` captions of a prompt
-  from one prompt row (``num_return_sequences``), each video file decoded once per batch.
+  continuing from one shared prefill, each video file decoded once per batch.
 * ``local``, ``workers: N``: N processes sample disjoint shards (on a GPU machine, one GPU
   each via ``CUDA_VISIBLE_DEVICES``), then the shards are merged in task order.
 * ``openai``: an OpenAI-compatible server that serves the current model (e.g.
