@@ -139,6 +139,7 @@ class Job:
     label: str | None = None
     start: float | None = None
     end: float | None = None
+    line: int = 0  #: of the video list
 
 
 def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], list[dict[str, Any]]]:
@@ -163,7 +164,7 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
             found = []
             if task in ("global", "both"):
                 found.append(Job(f"{vid}/global", vid, video, "global", settings.global_prompt,
-                                 row.get("reference") or row.get("label")))
+                                 row.get("reference") or row.get("label"), line=n))
             if task in ("local", "both"):
                 for k, iv in enumerate(row.get("local") or []):
                     try:
@@ -174,7 +175,7 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
                         raise DataError(f"local[{k}] has start={start} end={end}")
                     found.append(Job(f"{vid}/local/{start:g}-{end:g}", vid, video, "local",
                                      settings.local_prompt.format(start=start, end=end),
-                                     iv.get("reference") or iv.get("label"), start, end))
+                                     iv.get("reference") or iv.get("label"), start, end, n))
             jobs.extend(found)
         except DataError as exc:
             bad.append({"line": n, "id": vid or None, "video": video, "error": str(exc)})
@@ -221,7 +222,7 @@ def caption_videos(settings: Settings, videos: Path, out: Path, *, task: str = "
             for c in captions:
                 job = by_key[c.key]
                 if c.error is not None:
-                    failed.setdefault(job.id, {"id": job.id, "video": job.video, "error": c.error})
+                    failed.setdefault(job.id, {"line": job.line, "id": job.id, "video": job.video, "error": c.error})
                 else:
                     log.append(output_row(job, c))
             bar.update(len(captions))
@@ -256,7 +257,7 @@ def run(args) -> int:
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed, progress=not args.no_progress)
     for b in result["bad_videos"]:
         where = f"line {b['line']}, " if b.get("line") else ""
-        print(f"vs2 caption: bad video ({where}id {b['id']!r}): {b['error']}", file=sys.stderr)
+        print(f"vs2 caption: bad video ({where}id {b['id']!r}, {b['video']}): {b['error']}", file=sys.stderr)
     print(f"{result['rows']} caption(s) in {result['out']} ({result['new']} new)"
           + (f"; {len(result['bad_videos'])} bad video(s) listed in {result['bad_videos_file']}" if result["bad_videos"] else ""))
     if result["rows"] == 0 and result["bad_videos"]:

@@ -63,7 +63,7 @@ class Caption:
     key: str
     text: str | None
     finish_reason: str  #: "stop", "length" or "error"
-    error: str | None = None
+    error: str | None = None  #: what is wrong with the video (its path is the prompt group's)
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,9 @@ class _SeededSampler(LogitsProcessor):
     pick the token sampled here.
     """
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int, device):
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int):
+        self.seeds = seeds
+        self.generators: list[torch.Generator] | None = None  # made on the device of the logits
         warpers = [TemperatureLogitsWarper(float(temperature))]
         if top_k and top_k > 0:
             warpers.append(TopKLogitsWarper(int(top_k)))
@@ -94,6 +95,8 @@ class _SeededSampler(LogitsProcessor):
         self.warpers = LogitsProcessorList(warpers)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
         chosen = torch.stack([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
         out = torch.full_like(scores, float("-inf"))
@@ -171,9 +174,11 @@ class CaptionGenerator:
         cache = out.past_key_values
         cache.batch_repeat_interleave(n)
         # the decoder's positions continue from the offsets of the prompt's 3D positions, which
-        # the prefill stored per row on the inner model (Qwen2.5-VL's rope_deltas)
-        inner = self.model.model
-        inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)
+        # the prefill stored per row (Qwen2.5-VL's ``rope_deltas``, on whichever module holds it)
+        for module in self.model.modules():
+            deltas = getattr(module, "rope_deltas", None)
+            if isinstance(deltas, torch.Tensor) and deltas.shape[0] == ids.shape[0]:
+                module.rope_deltas = deltas.repeat_interleave(n, dim=0)
         return {"input_ids": ids.repeat_interleave(n, dim=0), "attention_mask": mask.repeat_interleave(n, dim=0),
                 "past_key_values": cache}
 
@@ -201,7 +206,7 @@ class CaptionGenerator:
         if not decoding.greedy:
             processors = LogitsProcessorList([_SeededSampler([seed_for(decoding.seed, k) for k in keys],
                                                              decoding.temperature, decoding.top_p,
-                                                             self.generating_args.get("top_k", 0), self.model.device)])
+                                                             self.generating_args.get("top_k", 0))])
         width = inputs["input_ids"].shape[1]
         if n_samples > 1 and self.share_prefill:
             inputs = self._prefill_once(inputs, n_samples)
@@ -230,7 +235,8 @@ class CaptionGenerator:
                     try:
                         got.extend(self.generate_batch([group], decoding))
                     except (MediaError, DataError) as exc:
-                        got.extend(Caption(k, None, "error", str(exc)) for k in group.keys)
+                        problem = exc.problem if isinstance(exc, MediaError) else str(exc)  # the path is the group's
+                        got.extend(Caption(k, None, "error", problem) for k in group.keys)
             if on_batch is not None:
                 on_batch(got)
             results.extend(got)
