@@ -116,3 +116,27 @@ def test_shared_prefill_gives_the_captions_of_copied_prompts(generator):
     finally:
         generator.share_prefill = True
     assert shared == copied and len(set(shared)) > 5
+
+
+@pytest.mark.slow
+def test_parallel_workers_sample_what_one_process_samples(tiny_model_dir, tmp_path):
+    """Shards are whole videos (their samples share a prefill); per-caption seeds make the
+    captions independent of sharding and batching."""
+    from vs2_plugin.pipeline.config import SamplingConfig
+    from vs2_plugin.pipeline.sampling import build_tasks, sample
+    from vs2_plugin.pipeline.videos import load_videos
+
+    videos = load_videos(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl")
+    one = SamplingConfig(max_new_tokens=6, batch_size=2, temperature=0.7)
+    two = SamplingConfig(max_new_tokens=6, batch_size=3, temperature=0.7, workers=2)
+    tasks = build_tasks(videos, one, 2)
+    a = sample(tasks, tmp_path / "one.jsonl", model=str(tiny_model_dir), adapters=[], infer=INFER, cfg=one, seed=5, progress=False)
+    b = sample(tasks, tmp_path / "two.jsonl", model=str(tiny_model_dir), adapters=[], infer=INFER, cfg=two, seed=5, progress=False)
+    assert [r["key"] for r in b] == [t.key for t in tasks]
+    assert [r["caption"] for r in b] == [r["caption"] for r in a]
+    shards = [{r["video"] for r in _rows(tmp_path / f"two.shard{k}.jsonl")} for k in range(2)]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
