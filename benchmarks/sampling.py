@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin.pipeline.config import DEFAULT_GLOBAL_PROMPT, DEFAULT_LOCAL_PROMPT  # noqa: E402
+from vs2_plugin.pipeline.config import DEFAULT_GLOBAL_PROMPT, DEFAULT_LOCAL_PROMPT, SamplingConfig  # noqa: E402
 from vs2_plugin.pipeline.generation import CaptionGenerator, Decoding, PromptGroup, seed_for  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sampling.json"
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=2, help="captions per prompt (the driver's samples_per_video)")
-    parser.add_argument("--batch-size", type=int, default=4, help="prompts per generate call (sampling.batch_size)")
+    parser.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size,
+                        help="prompts per generate call (default: sampling.batch_size's)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--model-dir", help="a tiny model directory (default: built in a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
