@@ -77,3 +77,23 @@ def vs2_after_round(round_index, run_dir, metrics):
     :param metrics: dict of the round's evaluation metrics (see ``metrics.json``).
     :returns: nothing; return values are ignored.
     """
+
+
+@hookspec(firstresult=True)
+def vs2_reload_sampling_server(base_url, model, adapters):
+    """Make the OpenAI-compatible sampling server serve ``model`` + ``adapters``.
+
+    Called by ``sampling.backend: openai`` before each sampling or evaluation step (the mrDPO
+    driver, rebirth labelling), with the model that step must sample from: round t samples
+    from the adapters trained up to round t-1, so a server started once would serve a stale
+    model from round 2 on. The mrDPO driver therefore refuses the ``openai`` backend when no
+    plugin implements this hook. A typical implementation restarts ``llamafactory-cli api``
+    with ``model_name_or_path: model`` and ``adapter_name_or_path: ",".join(adapters)`` (or
+    merges them first) and waits until it answers.
+
+    :param base_url: ``sampling.base_url`` of the config.
+    :param model: base model path (str).
+    :param adapters: list of LoRA adapter paths (str), in the order they are merged.
+    :returns: the base URL to send this step's requests to (str; it may differ from
+        ``base_url``), or ``None`` when this plugin does not manage that server.
+    """

@@ -4,6 +4,7 @@ Input JSONL, one caption per line::
 
     {"id": "v1", "caption": "...", "events": ["...", ...], "task": "global"}
     {"id": "v2", "caption": "...", "reference": "..."}        # events extracted by the judge
+    {"key": "v3/global", "predict": "...", "label": "...", "task": "global"}   # vs2 caption output
 
 Output: ``--out report.json`` with ``items`` (one entry per input line: ``event_scores``,
 ``missed``, ``incorrect``, ``hallucinated``, ``miss_rate``, ``hall_rate``, ``rep_rate``, ...
@@ -27,15 +28,26 @@ from vs2_plugin.secrets import redact
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--input", type=Path, required=True, help="JSONL with id, caption, events (or reference), optional task")
+    parser.add_argument("--input", type=Path, required=True, help="JSONL with id, caption, events (or reference), optional task; or vs2 caption output (predict, label)")
     parser.add_argument("--out", type=Path, required=True, help="report JSON path; the Markdown table goes next to it (.md)")
     parser.add_argument("--name", default=None, help="name of the captioner for the table title (default: input file stem)")
     add_judge_arguments(parser)
 
 
+def from_prediction(row: dict, n: int) -> dict:
+    """A ``generated_predictions.jsonl`` row (``vs2 caption``, LLaMA-Factory's ``do_predict``) as a
+    judge row: ``predict`` is the caption, ``label`` the reference, ``key`` (else ``id``, else the
+    line number) the id."""
+    if "caption" in row or "predict" not in row:
+        return row
+    ident = row.get("key") or row.get("id") or f"line{n}"
+    return {**row, "id": str(ident), "caption": row["predict"] or "", "reference": row.get("reference") or row.get("label")}
+
+
 def load_items(path: Path) -> list[JudgeItem]:
     items, seen = [], set()
     for n, row in enumerate(read_jsonl(path), start=1):
+        row = from_prediction(row, n)
         if "events" not in row and not row.get("reference"):
             raise DataError(f"{path}: row {n} (id {row.get('id')!r}) has neither 'events' nor 'reference'")
         try:

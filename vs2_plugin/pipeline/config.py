@@ -43,6 +43,8 @@ class SamplingConfig:
     backend: str = "local"  #: "local" (this machine, data-parallel workers) or "openai"
     samples_per_video: int = 2
     workers: int = 1  #: local: processes sampling disjoint shards (one per GPU when CUDA is there)
+    #: local: prompts (video x global/local) per generate call; each brings samples_per_video rows
+    batch_size: int = 4
     global_prompt: str = DEFAULT_GLOBAL_PROMPT
     local_prompt: str = DEFAULT_LOCAL_PROMPT
     local: bool = True  #: also sample local (time-interval) captions
@@ -59,6 +61,7 @@ class SamplingConfig:
         _check_choice("sampling.backend", self.backend, ("local", "openai"))
         _check_positive("sampling.samples_per_video", self.samples_per_video, 2)
         _check_positive("sampling.workers", self.workers)
+        _check_positive("sampling.batch_size", self.batch_size)
         _check_positive("sampling.max_new_tokens", self.max_new_tokens)
         _check_positive("sampling.concurrency", self.concurrency)
         if not 0 < float(self.top_p) <= 1:

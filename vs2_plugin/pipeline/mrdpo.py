@@ -21,7 +21,7 @@ from typing import Any
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.records import JsonlLog, StepState
-from vs2_plugin.pipeline.sampling import build_tasks, sample
+from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
@@ -211,6 +211,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.pipeline.report import write_report
     from vs2_plugin.plugins import get_plugin_manager
 
+    require_reload_hook(cfg.sampling)  # the openai backend must not sample round t+1 from round t's server
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(run_dir)

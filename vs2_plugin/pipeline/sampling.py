@@ -2,16 +2,22 @@
 
 Three ways, one output format (a :class:`~vs2_plugin.pipeline.records.JsonlLog` keyed by task):
 
-* ``local``, one process: LLaMA-Factory's ``ChatModel`` (Hugging Face engine) with the base
-  model and the adapters merged so far.
+* ``local``, one process: batched generation (:mod:`vs2_plugin.pipeline.generation`) with the
+  base model and the adapters so far, loaded as LLaMA-Factory's chat engine loads them:
+  ``batch_size`` prompts per ``generate`` call, the ``samples_per_video`` captions of a prompt
+  continuing from one shared prefill, each video file decoded once per batch.
 * ``local``, ``workers: N``: N processes sample disjoint shards (on a GPU machine, one GPU
   each via ``CUDA_VISIBLE_DEVICES``), then the shards are merged in task order.
 * ``openai``: an OpenAI-compatible server that serves the current model (e.g.
-  ``llamafactory-cli api`` on each node); requests run concurrently.
+  ``llamafactory-cli api`` on each node); requests run concurrently. Before each step the
+  ``vs2_reload_sampling_server`` hook is asked to make it serve that step's adapters; the
+  mrDPO driver refuses this backend when no plugin implements the hook
+  (:func:`require_reload_hook`), since round t+1 must not sample round t's model.
 
-Every finished caption is appended and fsynced at once, so an interrupted run resumes with
-the next missing task. Each task is generated with its own seed (derived from the run seed
-and the task key), so a resumed run produces exactly what an uninterrupted one would.
+Every finished caption is appended and fsynced as soon as its batch ends, so an interrupted
+run resumes with the missing tasks. Each caption is sampled with its own generator, seeded
+from the run seed and the task key, so it does not depend on the batch it shares, and a
+resumed run produces what an uninterrupted one would.
 
 A video the model's reader cannot decode (``MediaError``) is logged as a row with
 ``caption: null`` and ``error`` instead of ending the run; the driver leaves such videos out
@@ -20,7 +26,6 @@ A video the model's reader cannot decode (``MediaError``) is logged as a row wit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -28,12 +33,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vs2_plugin.errors import MediaError, Vs2Error
+from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import SamplingConfig
 from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
 from vs2_plugin.pipeline.videos import VideoEntry
+
+if TYPE_CHECKING:
+    from vs2_plugin.pipeline.generation import PromptGroup
 
 
 @dataclass
@@ -69,42 +77,54 @@ def build_tasks(videos: list[VideoEntry], cfg: SamplingConfig, round_index: int,
 
 
 def task_seed(seed: int, key: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    from vs2_plugin.pipeline.generation import seed_for
+
+    return seed_for(seed, key)
 
 
-def _chat_model(model: str, adapters: list[str], infer: dict[str, Any], cfg: SamplingConfig):
-    from llamafactory.chat import ChatModel
+def prompt_groups(tasks: list[SampleTask]) -> list[tuple[bool, PromptGroup]]:
+    """Tasks with the same video, prompt and decoding as one group (one prefill, n captions),
+    in the order of their first task."""
+    from vs2_plugin.pipeline.generation import PromptGroup
 
-    args = {"model_name_or_path": model, "template": "video_salmonn2", "infer_backend": "huggingface",
-            "max_new_tokens": cfg.max_new_tokens, **infer}
-    if adapters:
-        args["adapter_name_or_path"] = ",".join(adapters)
-    return ChatModel(args)
+    groups: dict[tuple[str, str, bool], PromptGroup] = {}
+    for t in tasks:
+        groups.setdefault((t.video, t.prompt, t.greedy), PromptGroup(t.video, t.prompt)).keys.append(t.key)
+    return [(greedy, g) for (_, _, greedy), g in groups.items()]
 
 
 def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
                       infer: dict[str, Any], cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
-    import torch
+    """Batched generation (:mod:`vs2_plugin.pipeline.generation`): ``cfg.batch_size`` prompts per
+    batch, the samples of one prompt from one prompt row; each caption appended as its batch ends."""
     from tqdm import tqdm
+
+    from vs2_plugin.pipeline.generation import CaptionGenerator, Decoding
 
     log = JsonlLog(out_path)
     done = {k: r for k, r in log.by_key().items() if not r.get("error")}  # a rerun retries unreadable videos
     todo = [t for t in tasks if t.key not in done]
     if not todo:
         return
-    chat = _chat_model(model, adapters, infer, cfg)
-    for task in tqdm(todo, desc=f"sampling {out_path.name}", disable=not progress, unit="caption"):
-        torch.manual_seed(task_seed(seed, task.key))
-        kwargs = {"do_sample": False} if task.greedy else {"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
-        try:
-            responses = chat.chat([{"role": "user", "content": "<video>" + task.prompt}], videos=[task.video], **kwargs)
-        except MediaError as exc:  # one unreadable video must not end a multi-hour run: record it
-            log.append({**asdict(task), "caption": None, "finish_reason": "error", "error": exc.problem,
-                        "time": time.time()})
-            continue
-        log.append({**asdict(task), "caption": responses[0].response_text, "finish_reason": responses[0].finish_reason,
-                    "time": time.time()})
+    by_key = {t.key: t for t in todo}
+    generator = CaptionGenerator(model, adapters, infer, cfg.max_new_tokens)
+    bar = tqdm(total=len(todo), desc=f"sampling {out_path.name}", disable=not progress, unit="caption")
+
+    def write(captions) -> None:
+        for c in captions:
+            row = {**asdict(by_key[c.key]), "caption": c.text, "finish_reason": c.finish_reason, "time": time.time()}
+            if c.error is not None:  # one unreadable video must not end a multi-hour run: record it
+                row["error"] = c.error
+            log.append(row)
+        bar.update(len(captions))
+
+    groups = prompt_groups(todo)
+    for greedy in (True, False):
+        chosen = [g for is_greedy, g in groups if is_greedy == greedy]
+        if chosen:
+            decoding = Decoding(greedy=greedy, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed)
+            generator.generate(chosen, decoding, batch_size=cfg.batch_size, on_batch=write)
+    bar.close()
 
 
 def sample_parallel(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
@@ -146,7 +166,34 @@ def _cuda_count() -> int:
         return 0
 
 
-def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+def has_reload_hook(pm=None) -> bool:
+    """Whether a plugin implements ``vs2_reload_sampling_server``."""
+    from vs2_plugin.plugins import get_plugin_manager
+
+    return bool((pm or get_plugin_manager()).hook.vs2_reload_sampling_server.get_hookimpls())
+
+
+def require_reload_hook(cfg: SamplingConfig, pm=None) -> None:
+    """The ``openai`` backend in a multi-round run needs a way to reload the server each round."""
+    if cfg.backend == "openai" and not has_reload_hook(pm):
+        raise Vs2Error(
+            "sampling.backend: openai samples every round and evaluation from the server at "
+            f"{cfg.base_url}, but the model changes after each round and no plugin implements the "
+            "vs2_reload_sampling_server hook that makes the server serve the new adapters (see "
+            "vs2_plugin/hookspecs.py); implement it, or use sampling.backend: local")
+
+
+def serving_url(cfg: SamplingConfig, model: str, adapters: list[str], pm=None) -> str:
+    """The URL of a server serving ``model`` + ``adapters``: the hook's answer, else ``cfg.base_url``."""
+    from vs2_plugin.plugins import get_plugin_manager
+
+    answer = (pm or get_plugin_manager()).hook.vs2_reload_sampling_server(base_url=cfg.base_url, model=model,
+                                                                          adapters=list(adapters))
+    return str(answer) if answer else str(cfg.base_url)
+
+
+def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfig, seed: int, progress: bool = True,
+                  base_url: str | None = None) -> None:
     """Sample through an OpenAI-compatible server (video passed as a server-side path)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -158,7 +205,9 @@ def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfi
     todo = [t for t in tasks if t.key not in done]
     if not todo:
         return
-    client = OpenAI(base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=5)
+    # a local ``llamafactory-cli api`` needs no key (unless started with API_KEY): do not demand one
+    client = OpenAI(base_url=base_url or cfg.base_url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
+                    timeout=cfg.timeout_s, max_retries=5)
 
     def one(task: SampleTask) -> None:
         content = [{"type": "video_url", "video_url": {"url": task.video}}, {"type": "text", "text": task.prompt}]
@@ -178,7 +227,9 @@ def sample(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: lis
     """Sample every task (skipping those already in ``out_path``); returns rows in task order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if cfg.backend == "openai":
-        sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress)
+        done = JsonlLog(out_path).by_key()
+        url = serving_url(cfg, model, adapters) if any(t.key not in done for t in tasks) else cfg.base_url  # reload only when there is work
+        sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress, base_url=url)
     elif cfg.workers > 1:
         sample_parallel(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
     else:
@@ -192,7 +243,9 @@ def sample(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: lis
 
 def _worker(spec_path: str, shard: int, num_shards: int) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    tasks = [SampleTask(**t) for i, t in enumerate(spec["tasks"]) if i % num_shards == shard]
+    tasks = [SampleTask(**t) for t in spec["tasks"]]
+    order = {v: i for i, v in enumerate(dict.fromkeys(t.video for t in tasks))}
+    tasks = [t for t in tasks if order[t.video] % num_shards == shard]  # by video: its samples share a prefill
     cfg = SamplingConfig(**spec["cfg"])
     out = _shard_path(Path(spec_path).with_suffix("").with_suffix(".jsonl"), shard)
     sample_in_process(tasks, out, model=spec["model"], adapters=spec["adapters"], infer=spec["infer"], cfg=cfg,
