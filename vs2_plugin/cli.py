@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "mrdpo": ("vs2_plugin.pipeline.mrdpo", "run the multi-round DPO driver from a YAML config"),
     "rebirth": ("vs2_plugin.pipeline.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
     "demo": ("vs2_plugin.pipeline.demo", "the whole pipeline on the tiny model and bundled media"),
+    "export": ("vs2_plugin.commands.export", "merge a model and its LoRA adapters (or a run's final model) into one checkpoint"),
 }
 
 
