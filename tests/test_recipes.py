@@ -55,7 +55,7 @@ def test_recipe_header_and_parse(path: Path):
         from vs2_plugin.pipeline.config import MrDPOConfig
 
         cfg = MrDPOConfig(**args)
-        train = {**cfg.train, "stage": "gdpo", "model_name_or_path": cfg.model, "dataset": "x", "output_dir": "o",
+        train = {**cfg.train, "stage": "gdpo", "model_name_or_path": cfg.model_name_or_path, "dataset": "x", "output_dir": "o",
                  "gt_dataset": "g", "do_train": True}
         _parse_llamafactory(train)
     else:
@@ -67,7 +67,7 @@ def test_mrdpo_config_rejects_bad_values():
     from vs2_plugin.errors import ConfigError
     from vs2_plugin.pipeline.config import MrDPOConfig
 
-    base = {"run_dir": "r", "model": "m", "train_videos": "t.jsonl"}
+    base = {"run_dir": "r", "model_name_or_path": "m", "train_videos": "t.jsonl"}
     with pytest.raises(ConfigError, match="rounds must be an integer >= 1; got 0"):
         MrDPOConfig(**base, rounds=0)
     with pytest.raises(ConfigError, match="samples_per_video must be an integer >= 2; got 1"):
