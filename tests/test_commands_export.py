@@ -72,7 +72,6 @@ def exported(tiny_model_dir, tmp_path_factory):
 
 def test_exported_logits_equal_base_plus_adapters(exported):
     from peft import PeftModel
-
     from transformers import AutoModelForImageTextToText
 
     from vs2_plugin.commands.export import merged_model
@@ -116,7 +115,7 @@ def test_auto_classes_load_it_where_only_the_package_is_installed(exported):
         assert "llamafactory" not in sys.modules
         print(type(config).__name__, type(model).__name__, type(processor).__name__, model.config.audio_window_s)
     """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split() == ["VideoSalmonn2Config", "VideoSalmonn2ForConditionalGeneration", "Qwen2_5_VLProcessor", "0.2"]
 

@@ -105,10 +105,10 @@ def test_audio_settings_come_from_the_loaded_config_not_a_file(tiny_model_dir, t
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    mm_plugin._audio_settings_for.cache_clear()
+    mm_plugin.model_audio_settings.cache_clear()
     try:
         assert not Path("someorg/tiny-vs2").exists()
-        settings = mm_plugin._audio_settings_for("someorg/tiny-vs2")
+        settings = mm_plugin.model_audio_settings("someorg/tiny-vs2")
         assert settings.enabled and settings.window_s == 0.4
 
         bare = tmp_path / "bare"
@@ -118,11 +118,11 @@ def test_audio_settings_come_from_the_loaded_config_not_a_file(tiny_model_dir, t
             config.pop(key, None)
         (bare / "config.json").write_text(json.dumps(config))
         defaults = VideoSalmonn2Config()
-        settings = mm_plugin._audio_settings_for(str(bare))
+        settings = mm_plugin.model_audio_settings(str(bare))
         assert (settings.window_s, settings.queries_per_window, settings.segment_s) == (
             defaults.audio_window_s, defaults.audio_queries_per_window, defaults.segment_s)
 
         with pytest.raises(DataError, match="cannot read the model config of 'someorg/absent'"):
-            mm_plugin._audio_settings_for("someorg/absent")
+            mm_plugin.model_audio_settings("someorg/absent")
     finally:
-        mm_plugin._audio_settings_for.cache_clear()
+        mm_plugin.model_audio_settings.cache_clear()

@@ -124,7 +124,7 @@ def test_cli_overrides_drive_a_real_round_and_its_metrics_reach_tensorboard(tmp_
     args = [str(path), "rounds=1", f"run_dir={run}", f"model_name_or_path={tiny_model_dir}", "sampling.max_new_tokens=12",
             "train.max_steps=1", f"train_videos={demo / 'vs2_demo_rl.jsonl'}", f"heldout_videos={demo / 'vs2_demo_heldout.jsonl'}"]
     proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", *args, "--no-progress"], cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900)
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((run / "config.json").read_text())
     assert saved["rounds"] == 1 and saved["sampling"]["max_new_tokens"] == 12 and saved["train"]["max_steps"] == 1

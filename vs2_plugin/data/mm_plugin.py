@@ -47,6 +47,11 @@ import torch
 from llamafactory.data.mm_plugin import Qwen2VLPlugin
 
 from vs2_plugin import interleave, media
+from vs2_plugin.data.model_audio import (  # noqa: F401
+    AudioSettings,
+    audio_settings_of,
+    model_audio_settings,
+)
 from vs2_plugin.errors import DataError, MediaError
 
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
@@ -55,51 +60,8 @@ AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
 WHISPER_SAMPLES_PER_SEGMENT = 30 * media.AUDIO_SAMPLE_RATE
 
 
-@dataclass(frozen=True)
-class AudioSettings:
-    """The model's audio branch, as far as the data side needs it (from config.json)."""
-
-    enabled: bool
-    window_s: float = interleave.DEFAULT_WINDOW_S
-    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
-    n_mels: int = 128
-    segment_s: float = interleave.SEGMENT_S
-
-
 #: set to 1 to let a model with an audio branch see only the frames of videos with sound
 IGNORE_VIDEO_AUDIO_ENV = "VS2_IGNORE_VIDEO_AUDIO"
-
-
-def audio_settings_of(config) -> AudioSettings:
-    """The data side of a loaded model config (a ``VideoSalmonn2Config``; any other: no audio)."""
-    from vs2_plugin.modeling.config import VideoSalmonn2Config
-
-    if not isinstance(config, VideoSalmonn2Config):
-        return AudioSettings(enabled=False)
-    return AudioSettings(
-        enabled=True,
-        window_s=float(config.audio_window_s),
-        queries_per_window=int(config.audio_queries_per_window),
-        n_mels=int(config.audio_config["n_mels"]),
-        segment_s=float(config.segment_s),
-    )
-
-
-@lru_cache(maxsize=32)
-def _audio_settings_for(name_or_path: str) -> AudioSettings:
-    from transformers import AutoConfig
-
-    from vs2_plugin.modeling import register_auto_classes
-
-    if not name_or_path:
-        return AudioSettings(enabled=False)
-    register_auto_classes()
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:  # never guess "no audio": that would drop it in silence
-        raise DataError(f"cannot read the model config of {name_or_path!r} (the processor's checkpoint) to learn "
-                        f"its audio settings: {exc}") from None
-    return audio_settings_of(config)
 
 
 def _ignore_video_audio() -> bool:
@@ -185,7 +147,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
     def audio_settings(self, processor) -> AudioSettings:
         tokenizer = getattr(processor, "tokenizer", None)
         model_dir = getattr(tokenizer, "name_or_path", None) or ""
-        return _audio_settings_for(str(model_dir))
+        return model_audio_settings(str(model_dir))
 
     def _video_processor_settings(self, processor) -> dict[str, Any]:
         vp = getattr(processor, "video_processor", None) or getattr(processor, "image_processor")
