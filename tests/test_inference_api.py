@@ -49,7 +49,7 @@ def server(exported_model, tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, API_HOST="127.0.0.1", API_PORT=str(port), SAFE_MEDIA_PATH=str(safe), OMP_NUM_THREADS="1",
                API_VERBOSE="0")
-    log = open(tmp / "server.log", "w")
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
     proc = subprocess.Popen([str(VENV_BIN / "llamafactory-cli"), "api", str(RECIPE), f"model_name_or_path={model}"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
