@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vs2_plugin.cli import main as vs2_main
-from vs2_plugin.errors import ConfigError
+from vs2_plugin.errors import ConfigError, Vs2Error
 
 DEMO = Path(__file__).resolve().parents[1] / "vs2_plugin" / "assets" / "demo_data"
 HELDOUT_CLIP = DEMO / "media" / "living_room.mp4"  # the held-out clip of the demo data (no audio track)
@@ -147,3 +147,20 @@ def test_interrupted_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         export.export_merged(tiny_model_dir, [], tmp_path / "merged")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_folders_name_their_model(tmp_path):
+    from vs2_plugin.commands.export import run_model
+    from vs2_plugin.pipeline.records import StepState
+
+    mrdpo = tmp_path / "mrdpo"
+    mrdpo.mkdir()
+    (mrdpo / "final_model.json").write_text(json.dumps({"model": "/m/base", "adapters": ["/a/sft", "/a/r1"]}))
+    assert run_model(mrdpo) == ("/m/base", ["/a/sft", "/a/r1"])
+    rebirth = tmp_path / "rebirth"  # what vs2 rebirth records when its SFT is done
+    StepState(rebirth).mark(0, "train", {"adapter": "/r/sft", "model": "/m/base"})
+    assert run_model(rebirth) == ("/m/base", ["/r/sft"])
+    unfinished = tmp_path / "unfinished"
+    StepState(unfinished).mark(0, "filter", {"kept": 1})
+    with pytest.raises(Vs2Error, match="not a finished run"):
+        run_model(unfinished)

@@ -114,3 +114,36 @@ def test_llamafactory_cli_chat_loads_the_exported_model(exported_model):
     assert proc.returncode == 0, proc.stderr[-3000:]
     reply = proc.stdout.split("Assistant: ", 1)[1].split("\nUser:", 1)[0]
     assert reply.strip(), proc.stdout[-2000:]
+
+
+def test_llamafactory_cli_webchat_loads_the_exported_model(exported_model, tmp_path):
+    """The web chat loads the model from the command line before it serves its page."""
+    import urllib.request
+
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), OMP_NUM_THREADS="1",
+               BROWSER="true", GRADIO_ANALYTICS_ENABLED="False")
+    with open(tmp_path / "webchat.log", "w") as log:
+        proc = subprocess.Popen([str(VENV_BIN / "llamafactory-cli"), "webchat", str(RECIPE),
+                                 f"model_name_or_path={exported_model}"], cwd=tmp_path, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 300
+            while True:
+                assert proc.poll() is None, (tmp_path / "webchat.log").read_text()[-3000:]
+                try:
+                    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                    break
+                except OSError:
+                    assert time.time() < deadline, (tmp_path / "webchat.log").read_text()[-3000:]
+                    time.sleep(1)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert "LLaMA Factory Web Demo" in page
+    text = (tmp_path / "webchat.log").read_text()
+    assert f"loading weights file {exported_model}/model.safetensors" in text and "all params:" in text
+    assert "Traceback" not in text
