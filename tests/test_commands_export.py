@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -164,3 +165,21 @@ def test_run_folders_name_their_model(tmp_path):
     StepState(unfinished).mark(0, "filter", {"kept": 1})
     with pytest.raises(Vs2Error, match="not a finished run"):
         run_model(unfinished)
+
+
+def test_weights_keep_the_base_dtype_unless_asked(tiny_model_dir, tmp_path):
+    from safetensors import safe_open
+
+    from vs2_plugin.commands.export import export_merged, merged_model
+
+    base = tmp_path / "bf16-base"
+    shutil.copytree(tiny_model_dir, base)
+    merged_model(tiny_model_dir, []).to(torch.bfloat16).save_pretrained(base)
+
+    def dtypes(folder):
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            return {f.get_slice(k).get_dtype() for k in f.keys()}
+
+    assert dtypes(export_merged(base, [], tmp_path / "auto")) == {"BF16"}
+    assert dtypes(export_merged(base, [], tmp_path / "fp16", dtype="float16")) == {"F16"}
+    assert json.loads((tmp_path / "fp16" / "vs2_export.json").read_text())["dtype"] == "float16"

@@ -161,7 +161,7 @@ def report_targets(value: Any, check: bool = True) -> list[str]:
 
 
 def rename_deprecated(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """Map the old keys ``model`` / ``init_adapters`` to LLaMA-Factory's names, warning once per key."""
+    """Map the old keys ``model`` / ``init_adapters`` to LLaMA-Factory's names, with a warning for each."""
     import logging
     import warnings
 
