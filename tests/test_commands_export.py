@@ -178,7 +178,7 @@ def test_weights_keep_the_base_dtype_unless_asked(tiny_model_dir, tmp_path):
 
     def dtypes(folder):
         with safe_open(str(folder / "model.safetensors"), "pt") as f:
-            return {f.get_slice(k).get_dtype() for k in f.keys()}
+            return {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is no dict
 
     assert dtypes(export_merged(base, [], tmp_path / "auto")) == {"BF16"}
     assert dtypes(export_merged(base, [], tmp_path / "fp16", dtype="float16")) == {"F16"}
