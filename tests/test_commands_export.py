@@ -183,3 +183,27 @@ def test_weights_keep_the_base_dtype_unless_asked(tiny_model_dir, tmp_path):
     assert dtypes(export_merged(base, [], tmp_path / "auto")) == {"BF16"}
     assert dtypes(export_merged(base, [], tmp_path / "fp16", dtype="float16")) == {"F16"}
     assert json.loads((tmp_path / "fp16" / "vs2_export.json").read_text())["dtype"] == "float16"
+
+
+@pytest.mark.slow
+def test_export_of_an_adapter_trained_by_llamafactory(tiny_model_dir, tmp_path):
+    """A LoRA + audio-aligner adapter as `llamafactory-cli train` writes it (the tiny SFT recipe)."""
+    import yaml
+    from peft import PeftModel
+
+    from vs2_plugin.commands.export import merged_model
+    from vs2_plugin.pipeline.train import run_training
+
+    args = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "av_sft.yaml").read_text())
+    args.update(model_name_or_path=str(tiny_model_dir), dataset_dir=str(DEMO), output_dir=str(tmp_path / "sft"),
+                max_steps=2, learning_rate=5e-3, save_strategy="no")
+    run_training(args, tmp_path / "sft.yaml", tmp_path / "sft.log")
+    out = tmp_path / "merged"
+    assert vs2_main(["export", "--model", str(tiny_model_dir), "--adapters", str(tmp_path / "sft"), "--out", str(out)]) == 0
+    stacked = PeftModel.from_pretrained(merged_model(tiny_model_dir, []), str(tmp_path / "sft")).eval()
+    merged, base = merged_model(out, []), merged_model(tiny_model_dir, [])
+    inputs = clip_inputs(out, AUDIO_CLIP)
+    with torch.no_grad():
+        want, got, plain = (m(**inputs).logits for m in (stacked, merged, base))
+    assert (want - got).abs().max().item() <= 1e-4
+    assert (want - plain).abs().max().item() > 1e-4  # the trained adapter matters
