@@ -88,12 +88,15 @@ def test_video_expands_to_time_interleaved_tokens(pipeline, shared_media):
     assert expected[0][0] == "video" and len(expected) >= 4  # frames first, audio after each group
 
 
-def test_silent_video_and_flag_off_give_plain_visual_layout(pipeline, shared_media):
+def test_silent_video_and_flag_off_with_opt_out_give_plain_visual_layout(pipeline, shared_media, monkeypatch):
     plugin, processor, tok = pipeline["template"].mm_plugin, pipeline["processor"], pipeline["tokenizer"]
     silent = plugin.process_messages([{"role": "user", "content": "<video>x"}], [], [str(shared_media / "1.mp4")], [], processor)
     assert [k for k, _ in _runs(tok.encode(silent[0]["content"]), tok)] == ["video"]
     processor.use_audio_in_video = False
-    try:
+    try:  # the audio is never dropped in silence: refused, unless explicitly opted out
+        with pytest.raises(DataError, match=r"4_av.mp4: the video has an audio track .* use_audio_in_video is false"):
+            plugin.process_messages([{"role": "user", "content": "<video>x"}], [], [str(shared_media / "4_av.mp4")], [], processor)
+        monkeypatch.setenv("VS2_IGNORE_VIDEO_AUDIO", "1")
         off = plugin.process_messages([{"role": "user", "content": "<video>x"}], [], [str(shared_media / "4_av.mp4")], [], processor)
     finally:
         processor.use_audio_in_video = True

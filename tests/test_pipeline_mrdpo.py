@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _config(tmp_path: Path, tiny_model_dir: Path, name: str) -> Path:
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
-    cfg.update(run_dir=str(tmp_path / name), model=str(tiny_model_dir), rounds=1,
+    cfg.update(run_dir=str(tmp_path / name), model_name_or_path=str(tiny_model_dir), rounds=1,
                train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
                heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     cfg["sampling"]["max_new_tokens"] = 16

@@ -41,6 +41,8 @@ def test_every_stage_has_a_full_and_a_tiny_recipe():
     names = {"audio_align.yaml", "av_sft.yaml", "gdpo_round.yaml", "mrdpo.yaml", "rebirth_sft.yaml"}
     assert names <= {p.name for p in (REPO / "recipes").glob("*.yaml")}
     assert names <= {p.name for p in (REPO / "recipes" / "tiny").glob("*.yaml")}
+    assert (REPO / "recipes" / "inference" / "video_salmonn2.yaml").is_file()
+    assert (REPO / "recipes" / "tiny" / "inference" / "video_salmonn2.yaml").is_file()
     assert (REPO / "recipes" / "deepspeed" / "ds_z2.json").is_file() and (REPO / "recipes" / "deepspeed" / "ds_z3.json").is_file()
 
 
@@ -51,11 +53,17 @@ def test_recipe_header_and_parse(path: Path):
     for word in ("Purpose:", "Needs:", "Command:"):
         assert word in header, f"{path.name}: header lacks {word}"
     args = yaml.safe_load(text)
-    if path.name in DRIVER:
+    if path.parent.name == "inference":  # llamafactory-cli chat / webchat / api
+        from llamafactory.hparams.parser import _INFER_ARGS, HfArgumentParser
+
+        assert "### model" in text and "### generation" in text
+        assert args["template"] == "video_salmonn2" and args["use_audio_in_video"] is True
+        HfArgumentParser(_INFER_ARGS).parse_dict(args, allow_extra_keys=False)
+    elif path.name in DRIVER:
         from vs2_plugin.pipeline.config import MrDPOConfig
 
         cfg = MrDPOConfig(**args)
-        train = {**cfg.train, "stage": "gdpo", "model_name_or_path": cfg.model, "dataset": "x", "output_dir": "o",
+        train = {**cfg.train, "stage": "gdpo", "model_name_or_path": cfg.model_name_or_path, "dataset": "x", "output_dir": "o",
                  "gt_dataset": "g", "do_train": True}
         _parse_llamafactory(train)
     else:
@@ -67,7 +75,7 @@ def test_mrdpo_config_rejects_bad_values():
     from vs2_plugin.errors import ConfigError
     from vs2_plugin.pipeline.config import MrDPOConfig
 
-    base = {"run_dir": "r", "model": "m", "train_videos": "t.jsonl"}
+    base = {"run_dir": "r", "model_name_or_path": "m", "train_videos": "t.jsonl"}
     with pytest.raises(ConfigError, match="rounds must be an integer >= 1; got 0"):
         MrDPOConfig(**base, rounds=0)
     with pytest.raises(ConfigError, match="samples_per_video must be an integer >= 2; got 1"):

@@ -417,10 +417,10 @@ def test_mrdpo_video_list_skips_and_lists_bad_videos(files, tmp_path):
 def test_mrdpo_config_knows_the_policy(tmp_path):
     from vs2_plugin.pipeline.config import MrDPOConfig
 
-    cfg = MrDPOConfig(run_dir=str(tmp_path), model="m", train_videos="v.jsonl")
+    cfg = MrDPOConfig(run_dir=str(tmp_path), model_name_or_path="m", train_videos="v.jsonl")
     assert cfg.bad_samples == "skip"
     with pytest.raises(ConfigError, match="bad_samples must be one of skip, fail; got 'drop'"):
-        MrDPOConfig(run_dir=str(tmp_path), model="m", train_videos="v.jsonl", bad_samples="drop")
+        MrDPOConfig(run_dir=str(tmp_path), model_name_or_path="m", train_videos="v.jsonl", bad_samples="drop")
 
 
 # ----------------------------------------------------------------------------- real CLI runs
@@ -542,7 +542,7 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path)
     videos.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = yaml.safe_load((REPO / "recipes/tiny/mrdpo.yaml").read_text())
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model=str(tiny_model_dir), rounds=1, train_videos=str(videos),
+    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1, train_videos=str(videos),
                heldout_videos=str(videos))
     cfg["sampling"]["max_new_tokens"] = 8
     cfg["train"]["max_steps"] = 1

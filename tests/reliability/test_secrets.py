@@ -73,7 +73,7 @@ def plausible_judge(body: dict) -> str:
 def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir):
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model=str(tiny_model_dir), rounds=1,
+    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1,
                train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
                heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     cfg["sampling"]["max_new_tokens"] = 16
@@ -308,7 +308,7 @@ def test_judges_load_only_from_installed_entry_points(tmp_path):
     assert proc.returncode == 2 and "no judge named 'evil_judge.plugin'" in proc.stderr
 
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
-    cfg.update(run_dir=str(tmp_path / "run"), model=str(tmp_path / "no-model"), judge={"judge": "evil_judge"},
+    cfg.update(run_dir=str(tmp_path / "run"), model_name_or_path=str(tmp_path / "no-model"), judge={"judge": "evil_judge"},
                train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
                heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     (tmp_path / "mrdpo.yaml").write_text(yaml.safe_dump(cfg))

@@ -18,15 +18,25 @@ What it adds to LLaMA-Factory's Qwen2-VL plugin:
   ``video_salmonn2``) is served like LLaMA-Factory's Qwen2-VL template serves it; giving it
   audio is an error that says so.
 
-Model-side settings (window length, queries per window, mel bins) are read from the model
-directory's ``config.json``; sampling settings from LLaMA-Factory's ``video_fps`` (phi),
-``video_maxlen`` (m), ``video_max_pixels`` / ``video_min_pixels``.
+* Inputs: file paths, and in-memory media as LLaMA-Factory's API server hands them over (a
+  base64 ``data:video/...`` URL becomes a byte stream): streams and bytes are written once to
+  a content-addressed file of a per-process temporary folder (removed at exit) and read from
+  there, since container metadata needs a seekable file.
+* Audio is never dropped in silence: a model with the audio branch given a video with an audio
+  track while ``use_audio_in_video`` is false raises :class:`DataError`, unless the environment
+  sets ``VS2_IGNORE_VIDEO_AUDIO=1`` (then the frames alone are used).
+
+Model-side settings (window length, queries per window, mel bins) come from the model's config
+as transformers loads it (``AutoConfig`` for the checkpoint the processor was loaded from: a
+local folder or a hub id in the cache, the config class's defaults for absent keys); sampling
+settings from LLaMA-Factory's ``video_fps`` (phi), ``video_maxlen`` (m), ``video_max_pixels`` /
+``video_min_pixels``.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import weakref
 from copy import deepcopy
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +47,11 @@ import torch
 from llamafactory.data.mm_plugin import Qwen2VLPlugin
 
 from vs2_plugin import interleave, media
+from vs2_plugin.data.model_audio import (  # noqa: F401
+    AudioSettings,
+    audio_settings_of,
+    model_audio_settings,
+)
 from vs2_plugin.errors import DataError, MediaError
 
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
@@ -45,33 +60,53 @@ AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
 WHISPER_SAMPLES_PER_SEGMENT = 30 * media.AUDIO_SAMPLE_RATE
 
 
-@dataclass(frozen=True)
-class AudioSettings:
-    """The model's audio branch, as far as the data side needs it (from config.json)."""
-
-    enabled: bool
-    window_s: float = interleave.DEFAULT_WINDOW_S
-    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
-    n_mels: int = 128
-    segment_s: float = interleave.SEGMENT_S
+#: set to 1 to let a model with an audio branch see only the frames of videos with sound
+IGNORE_VIDEO_AUDIO_ENV = "VS2_IGNORE_VIDEO_AUDIO"
 
 
-@lru_cache(maxsize=32)
-def _audio_settings_for(model_dir: str) -> AudioSettings:
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        return AudioSettings(enabled=False)
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
-    if cfg.get("model_type") != "video_salmonn2":
-        return AudioSettings(enabled=False)
-    return AudioSettings(
-        enabled=True,
-        window_s=float(cfg.get("audio_window_s", interleave.DEFAULT_WINDOW_S)),
-        queries_per_window=int(cfg.get("audio_queries_per_window", interleave.DEFAULT_QUERIES_PER_WINDOW)),
-        n_mels=int((cfg.get("audio_config") or {}).get("n_mels", 128)),
-        segment_s=float(cfg.get("segment_s", interleave.SEGMENT_S)),
-    )
+def _ignore_video_audio() -> bool:
+    return os.environ.get(IGNORE_VIDEO_AUDIO_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_spool_dir: str | None = None
+_spooled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stream -> path: a stream is read once
+
+
+def media_path(item: Any, what: str = "video") -> str:
+    """A file path for ``item``: a path as is; bytes or a byte stream (an API request's base64
+    media) written once to a content-addressed file of this process's temporary folder."""
+    global _spool_dir
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if not isinstance(item, (bytes, bytearray, memoryview)) and item in _spooled:
+        return _spooled[item]
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    elif hasattr(item, "read"):
+        if hasattr(item, "seek") and getattr(item, "seekable", lambda: False)():
+            item.seek(0)
+        data = item.read()
+    else:
+        raise DataError(f"{what} inputs must be file paths, bytes or byte streams; got {type(item).__name__}")
+    if not data:
+        raise MediaError(f"<in-memory {what}>", "empty (0 bytes)")
+    import atexit
+    import hashlib
+    import shutil
+    import tempfile
+
+    if _spool_dir is None:
+        _spool_dir = tempfile.mkdtemp(prefix="vs2_media_")
+        atexit.register(shutil.rmtree, _spool_dir, True)
+    path = os.path.join(_spool_dir, hashlib.sha256(data).hexdigest())
+    if not os.path.exists(path):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    if not isinstance(item, (bytes, bytearray, memoryview)):
+        _spooled[item] = path
+    return path
 
 
 @lru_cache(maxsize=4096)
@@ -112,7 +147,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
     def audio_settings(self, processor) -> AudioSettings:
         tokenizer = getattr(processor, "tokenizer", None)
         model_dir = getattr(tokenizer, "name_or_path", None) or ""
-        return _audio_settings_for(str(model_dir))
+        return model_audio_settings(str(model_dir))
 
     def _video_processor_settings(self, processor) -> dict[str, Any]:
         vp = getattr(processor, "video_processor", None) or getattr(processor, "image_processor")
@@ -146,7 +181,14 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         grid = (-(-n // group), rh // vps["patch_size"], rw // vps["patch_size"])
         tokens_per_group = (rh // factor) * (rw // factor)
         settings = self.audio_settings(processor)
-        use_audio = bool(getattr(processor, "use_audio_in_video", False)) and settings.enabled and info.has_audio
+        flag = bool(getattr(processor, "use_audio_in_video", False))
+        if settings.enabled and info.has_audio and not flag and not _ignore_video_audio():
+            raise DataError(
+                f"{path}: the video has an audio track and the model has an audio branch, but use_audio_in_video "
+                f"is false, so the audio would be dropped; set use_audio_in_video: true (as recipes/inference/"
+                f"video_salmonn2.yaml does), or set {IGNORE_VIDEO_AUDIO_ENV}=1 to use the frames only"
+            )
+        use_audio = flag and settings.enabled and info.has_audio
         plan = interleave.interleave_plan(
             info.duration_s,
             n,
@@ -173,6 +215,8 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
 
     # ------------------------------------------------------------------ preprocessing
     def process_messages(self, messages, images, videos, audios, processor):
+        videos = [media_path(v, "video") for v in videos]
+        audios = [a if isinstance(a, (np.ndarray, dict)) else media_path(a, "audio") for a in audios]
         self._validate_messages(messages, images, videos, audios)
         messages = deepcopy(messages)
         video_iter, audio_iter = iter(videos), iter(audios)
@@ -196,9 +240,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         return super().process_messages(messages, images, [], [], processor)
 
     def _video_text(self, video, processor) -> str:
-        if not isinstance(video, (str, os.PathLike)):
-            raise DataError("video inputs must be file paths for the video_salmonn2 template")
-        vp = self.video_plan(str(video), processor)
+        vp = self.video_plan(media_path(video, "video"), processor)
         if not self.expand_mm_tokens:
             return f"{self.vision_bos_token}{self.video_token}{self.vision_eos_token}"
         runs = interleave.placeholder_layout(vp.visual_tokens_per_group, vp.plan.audio_tokens_per_group)
@@ -231,6 +273,8 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
     # ------------------------------------------------------------------ collation
     def get_mm_inputs(self, images, videos, audios, imglens, vidlens, audlens, batch_ids, processor):
         mm_inputs: dict[str, Any] = {}
+        videos = [media_path(v, "video") for v in videos]
+        audios = [a if isinstance(a, (np.ndarray, dict)) else media_path(a, "audio") for a in audios]
         if images:
             mm_inputs.update(super()._get_mm_inputs(images, [], [], processor))
         settings = self.audio_settings(processor)

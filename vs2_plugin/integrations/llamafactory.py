@@ -302,25 +302,15 @@ def _is_main_rank() -> bool:
 
 
 def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
-    """Audio token settings of the model (its config.json), as the multimodal plugin reads them,
-    as :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
-    import json
+    """Audio token settings of the model (its config, as the multimodal plugin reads it), as
+    :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
+    from vs2_plugin.data.model_audio import model_audio_settings
 
-    path = os.path.join(str(args.get("model_name_or_path") or ""), "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (OSError, ValueError):
+    settings = model_audio_settings(str(args.get("model_name_or_path") or ""))
+    if not settings.enabled:
         return {}
-    if cfg.get("model_type") != MODEL_TYPE:
-        return {}
-    from vs2_plugin import interleave
-
-    return {
-        "window_s": float(cfg.get("audio_window_s", interleave.DEFAULT_WINDOW_S)),
-        "queries_per_window": int(cfg.get("audio_queries_per_window", interleave.DEFAULT_QUERIES_PER_WINDOW)),
-        "segment_s": float(cfg.get("segment_s", interleave.SEGMENT_S)),
-    }
+    return {"window_s": settings.window_s, "queries_per_window": settings.queries_per_window,
+            "segment_s": settings.segment_s}
 
 
 def check_training_data(args: dict[str, Any]) -> dict[str, Any]:

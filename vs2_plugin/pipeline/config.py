@@ -81,10 +81,11 @@ class MrDPOConfig:
     """One mrDPO run (paper sec. 3.3, Fig. 2-3): per round sample -> judge -> pairs -> gDPO -> eval."""
 
     run_dir: str
-    model: str  #: post-alignment checkpoint (the frozen backbone of every round)
+    model_name_or_path: str  #: post-alignment checkpoint (the frozen backbone of every round)
     train_videos: str  #: JSONL: id, video, reference (or events), optional local intervals
     heldout_videos: str | None = None  #: same format; evaluated after every round
-    init_adapters: list[str] = field(default_factory=list)  #: e.g. the SFT LoRA, merged before round 1
+    #: LoRA adapters merged before round 1 (e.g. the SFT LoRA): a list or LLaMA-Factory's "a,b"
+    adapter_name_or_path: list[str] = field(default_factory=list)
     rounds: int = 6
     seed: int = 42
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -107,6 +108,10 @@ class MrDPOConfig:
     bad_samples: str = "skip"
     min_duration_s: float = 1.0  #: shorter videos are bad
     max_duration_s: float | None = None  #: longer videos are bad (default: no limit)
+    #: where per-round held-out metrics go besides metrics.json, as LLaMA-Factory's report_to:
+    #: "none", "tensorboard" (event files in <run_dir>/runs), "all", a list or "a,b"; unset: the
+    #: supported values of train.report_to
+    report_to: Any = None
 
     def __post_init__(self):
         if isinstance(self.sampling, dict):
@@ -115,8 +120,14 @@ class MrDPOConfig:
         _check_choice("bad_samples", self.bad_samples, ("skip", "fail"))
         if self.max_duration_s is not None and float(self.max_duration_s) <= float(self.min_duration_s):
             raise ConfigError(f"max_duration_s must be larger than min_duration_s; got {self.max_duration_s!r}")
-        if isinstance(self.init_adapters, str):
-            self.init_adapters = [a.strip() for a in self.init_adapters.split(",") if a.strip()]
+        if self.adapter_name_or_path is None:
+            self.adapter_name_or_path = []
+        if isinstance(self.adapter_name_or_path, str):
+            self.adapter_name_or_path = [a.strip() for a in self.adapter_name_or_path.split(",") if a.strip()]
+        if self.report_to is None:  # train.report_to may name trackers the driver does not feed
+            inherited = report_targets(self.train.get("report_to", "none"), check=False)
+            self.report_to = [r for r in inherited if r in REPORTERS] or ["none"]
+        self.report_to = report_targets(self.report_to)
         if not isinstance(self.judge, dict):
             raise ConfigError(f"judge must be a mapping of judge settings; got {self.judge!r}")
         if not 0 <= float(self.stop_unnatural_rate) <= 1:
@@ -130,8 +141,44 @@ class MrDPOConfig:
                 raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
 
     @property
+    def reporters(self) -> list[str]:
+        return [r for r in self.report_to if r != "none"]
+
+    @property
     def template(self) -> str:
         return str(self.train.get("template", self.infer.get("template", "video_salmonn2")))
+
+
+#: where the driver can send per-round metrics ("all" = every one of them)
+REPORTERS = ("none", "all", "tensorboard")
+#: old driver key -> LLaMA-Factory's name for it (old names still work, with a warning)
+RENAMED_KEYS = {"model": "model_name_or_path", "init_adapters": "adapter_name_or_path"}
+
+
+def report_targets(value: Any, check: bool = True) -> list[str]:
+    """``report_to`` as a list (LLaMA-Factory takes a name, a list or "a,b")."""
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in (value or [])]
+    for name in names if check else ():
+        _check_choice("report_to", name, REPORTERS)
+    return names or ["none"]
+
+
+def rename_deprecated(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Map the old keys ``model`` / ``init_adapters`` to LLaMA-Factory's names, with a warning for each."""
+    import logging
+    import warnings
+
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ConfigError(f"{where}: both {old!r} (old name) and {new!r} are set; keep only {new!r}")
+        message = f"{where}: {old!r} is deprecated, use {new!r} (LLaMA-Factory's name)"
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        logging.getLogger("vs2_plugin").warning(message)
+        data[new] = data.pop(old)
+    return data
 
 
 def _build(cls, data: dict[str, Any], where: str):
@@ -157,7 +204,38 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_mrdpo_config(path: str | Path, **overrides: Any) -> MrDPOConfig:
-    data = load_yaml(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return _build(MrDPOConfig, data, str(path))
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments as ``llamafactory-cli`` takes them (OmegaConf): values are typed
+    as YAML reads them (``rounds=2`` -> 2, ``sampling.top_p=0.8`` -> nested, ``a=[x,y]`` -> list)."""
+    from omegaconf import OmegaConf
+
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"command-line override {item!r} is not key=value (e.g. rounds=2 run_dir=outputs/try)")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_cli(list(items)))
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's grammar errors have no common base we can name
+        raise ConfigError(f"command-line overrides {' '.join(items)!r}: {exc}") from None
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``data``; nested mappings (``sampling``, ``train``, ...) merge key by key."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_mrdpo_config(path: str | Path, cli: list[str] | None = None, **overrides: Any) -> MrDPOConfig:
+    """The driver config of ``path`` with ``cli`` (``key=value`` strings) and then ``overrides``
+    (keyword arguments; ``None`` = not given) applied on top. Unknown keys are an error."""
+    where = str(path)
+    data = rename_deprecated(load_yaml(path), where)
+    if cli:
+        data = merge_overrides(data, rename_deprecated(parse_overrides(cli), "command line"))
+    data = merge_overrides(data, rename_deprecated({k: v for k, v in overrides.items() if v is not None}, "overrides"))
+    return _build(MrDPOConfig, data, where)

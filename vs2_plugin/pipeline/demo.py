@@ -118,7 +118,7 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
         out / "logs" / "sft.yaml", out / "logs" / "sft.log"))
 
     mrdpo_yaml = recipes_dir() / "mrdpo.yaml"
-    cfg = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo"), model=str(align), init_adapters=[str(sft)],
+    cfg = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo"), model_name_or_path=str(align), adapter_name_or_path=[str(sft)],
                             rounds=rounds, train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
                             heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
     start = time.time()
@@ -130,8 +130,8 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
                          str(out / "rebirth"), progress=progress, overrides=TINY_SFT)
     timings["rebirth"] = round(time.time() - start, 1)
 
-    cfg2 = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo_after_rebirth"), model=str(align),
-                             init_adapters=[reborn["adapter"]], rounds=1,
+    cfg2 = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo_after_rebirth"), model_name_or_path=str(align),
+                             adapter_name_or_path=[reborn["adapter"]], rounds=1,
                              train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
                              heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
     start = time.time()

@@ -23,6 +23,7 @@ from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
+from vs2_plugin.pipeline.tracking import report_round
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
 from vs2_plugin.rounds import atomic_write_text
@@ -32,13 +33,15 @@ GT_DATASET = "vs2_gt"
 
 def configure_parser(parser) -> None:
     parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="override config keys as llamafactory-cli does, e.g. rounds=2 sampling.top_p=0.8")
     parser.add_argument("--run-dir", help="override run_dir")
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
-    cfg = load_mrdpo_config(args.config, run_dir=args.run_dir, rounds=args.rounds)
+    cfg = load_mrdpo_config(args.config, args.overrides, run_dir=args.run_dir, rounds=args.rounds)
     summary = run_mrdpo(cfg, progress=not args.no_progress)
     print(summary["report_md"])
     return 0
@@ -196,7 +199,7 @@ def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters:
              progress: bool) -> dict[str, Any]:
     """Greedy captions of the held-out videos, judged: the round's metrics."""
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag)
-    rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model, adapters=adapters, infer=cfg.infer,
+    rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model_name_or_path, adapters=adapters, infer=cfg.infer,
                   cfg=cfg.sampling, seed=cfg.seed, progress=progress)
     rows, _ = drop_failed(rows, out_dir.parent, f"{tag} sampling {out_dir.name}", cfg.bad_samples)
     judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl", cfg.max_judge_failure_rate)
@@ -222,8 +225,8 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     write_gt_dataset(train_videos, cfg, run_dir / "data")
     dropped: set[str] = set()
     schedule = Schedule() if cfg.thresholds in (None, "table3") else Schedule.from_config(cfg.thresholds)
-    model = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
-    init = [str(Path(a).resolve()) for a in cfg.init_adapters]
+    model = str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
+    init = [str(Path(a).resolve()) for a in cfg.adapter_name_or_path]
 
     def adapters_after(t: int) -> list[str]:
         trained = [state.result(k, "train") for k in range(1, t + 1)]
@@ -231,6 +234,9 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
 
     if not state.done(0, "eval"):
         state.mark(0, "eval", evaluate(held_videos, events, cfg, jcfg, init, run_dir / "round-000", "heldout", progress))
+    if not state.done(0, "report"):
+        report_round(cfg.reporters, run_dir, 0, state.result(0, "eval"))
+        state.mark(0, "report")
 
     for t in range(1, cfg.rounds + 1):
         if state.stopped:
@@ -278,6 +284,9 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
         if not state.done(t, "eval"):
             state.mark(t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress))
         metrics = state.result(t, "eval")
+        if not state.done(t, "report"):  # once per round: a resumed run sends no duplicate points
+            report_round(cfg.reporters, run_dir, t, metrics)
+            state.mark(t, "report")
         if not state.done(t, "hook"):
             get_plugin_manager().hook.vs2_after_round(round_index=t, run_dir=run_dir, metrics=metrics)
             state.mark(t, "hook")

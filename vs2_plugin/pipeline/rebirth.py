@@ -31,7 +31,7 @@ REBIRTH_DATASET = "vs2_rebirth"
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--mrdpo-config", required=True, help="the mrDPO driver YAML (model = post-alignment checkpoint)")
+    parser.add_argument("--mrdpo-config", required=True, help="the mrDPO driver YAML (model_name_or_path = post-alignment checkpoint)")
     parser.add_argument("--mrdpo-run", help="run_dir of the finished mrDPO run (default: the config's run_dir)")
     parser.add_argument("--videos", required=True, help="JSONL of videos to label ({id, video}; reference optional)")
     parser.add_argument("--recipe", required=True, help="LLaMA-Factory SFT recipe (e.g. recipes/rebirth_sft.yaml)")
@@ -86,7 +86,7 @@ def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mr
     out_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(out_dir)
     final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
-    post_alignment = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    post_alignment = str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
     videos = load_videos(videos_path, require_reference=False)
 
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth")
