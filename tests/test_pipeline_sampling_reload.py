@@ -24,7 +24,7 @@ def _openai_cfg(url: str) -> SamplingConfig:
 def test_driver_refuses_openai_backend_without_a_reload_hook(tmp_path):
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
-    cfg = MrDPOConfig(run_dir=str(tmp_path / "run"), model="unused", train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
+    cfg = MrDPOConfig(run_dir=str(tmp_path / "run"), model_name_or_path="unused", train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
                       rounds=2, sampling={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"})
     with pytest.raises(Vs2Error, match="vs2_reload_sampling_server"):
         run_mrdpo(cfg, progress=False)
