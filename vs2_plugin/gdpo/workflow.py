@@ -168,7 +168,13 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     from llamafactory.model import load_model, load_tokenizer
     from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
 
-    from vs2_plugin.gdpo.packing import GDPODataCollator
+    from vs2_plugin.gdpo.packing import (
+        FLEX_BLOCK,
+        GDPODataCollator,
+        resolve_pack_attention,
+        set_pack_attention,
+        text_attention,
+    )
     from vs2_plugin.gdpo.refcache import ReferenceCache
     from vs2_plugin.gdpo.trainer import GDPOTrainer
 
@@ -187,10 +193,18 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
     apply_aligner_policy(model, finetuning_args, gdpo_args)
 
+    pad_to = 8
+    if gdpo_args.gdpo_pack_prompt:
+        import torch
+
+        on_cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
+        attention = resolve_pack_attention(gdpo_args.gdpo_pack_attention, text_attention(model), on_cuda)
+        set_pack_attention(model, attention)
+        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8
     data_collator = GDPODataCollator(
         template=template,
         model=model,
-        pad_to_multiple_of=8,
+        pad_to_multiple_of=pad_to,
         label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
         pack_prompt=gdpo_args.gdpo_pack_prompt,
         **tokenizer_module,
