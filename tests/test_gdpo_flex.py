@@ -63,7 +63,7 @@ def test_packed_forward_on_flex_equals_sdpa(tmp_path_factory):
 
     FlexAttention has no backward pass on CPU, so this compares without gradients."""
     from gdpo_utils import collator, load_pieces, perturb_lora, text_args
-    from vs2_plugin.gdpo.packing import FLEX_BLOCK, packed_forward, set_pack_attention, text_attention
+    from vs2_plugin.gdpo.packing import FLEX_BLOCK, PACKED_FLEX, packed_forward, set_pack_attention, text_attention
     from vs2_plugin.modeling.tiny import build_tiny_text_model
 
     model_dir = build_tiny_text_model(tmp_path_factory.mktemp("text-model"), seed=0)
@@ -80,12 +80,31 @@ def test_packed_forward_on_flex_equals_sdpa(tmp_path_factory):
         assert text_attention(pieces.model) == "sdpa"
         sdpa = packed_forward(pieces.model, dict(batch))
         set_pack_attention(pieces.model, "flex_attention")
-        assert text_attention(pieces.model) == "flex_attention"
+        assert text_attention(pieces.model) == PACKED_FLEX
         flex = packed_forward(pieces.model, dict(batch))
         set_pack_attention(pieces.model, "sdpa")
     for key in ("chosen_logps", "rejected_logps", "gt_logps"):
         assert torch.allclose(flex[key], sdpa[key], rtol=1e-5, atol=1e-4), (key, flex[key], sdpa[key])
     assert torch.equal(flex["gt_tokens"], sdpa["gt_tokens"]) and int(sdpa["gt_tokens"].sum()) > 0
+
+
+def test_qwen25vl_language_model_switches_to_flex(tmp_path):
+    """Qwen2.5-VL's text model refuses transformers' 'flex_attention'; the kernel registered through
+    the public AttentionInterface reaches it (the towers keep their attention)."""
+    from transformers import AutoModelForImageTextToText
+
+    from vs2_plugin.gdpo.packing import PACKED_FLEX, set_pack_attention, text_attention
+    from vs2_plugin.modeling import register_auto_classes
+    from vs2_plugin.modeling.tiny import build_tiny_model
+
+    register_auto_classes()
+    model = AutoModelForImageTextToText.from_pretrained(build_tiny_model(tmp_path, seed=0), attn_implementation="sdpa")
+    with pytest.raises(ValueError, match="flex"):
+        model.set_attn_implementation({"text_config": "flex_attention"})
+    set_pack_attention(model, "flex_attention")
+    assert text_attention(model) == PACKED_FLEX == model.model.language_model.config._attn_implementation
+    assert model.config.vision_config._attn_implementation == "sdpa"
+    assert resolve_pack_attention("auto", text_attention(model), on_cuda=False) == "flex_attention"
 
 
 @pytest.mark.parametrize(
@@ -110,3 +129,30 @@ def test_pack_attention_without_a_usable_kernel_names_the_setting():
     with pytest.raises(ConfigError, match="'flash'"):
         GDPOArguments(gdpo_lambda=0.0, gdpo_pack_attention="flash")
     assert GDPOArguments(gdpo_lambda=0.0).gdpo_pack_attention == "auto"
+
+
+@pytest.mark.slow
+def test_packed_forward_on_flex_equals_sdpa_audio_visual_model(tmp_path_factory):
+    """The tiny video-SALMONN 2 (Qwen2.5-VL text model, mRoPE, video + audio tokens), no gradients."""
+    import vs2_plugin.integrations.llamafactory as integration
+    from gdpo_utils import av_args, collator, load_pieces, perturb_lora
+    from vs2_plugin.gdpo.packing import FLEX_BLOCK, packed_forward, set_pack_attention
+    from vs2_plugin.modeling.tiny import build_tiny_model
+
+    integration.register()
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("av-model"), seed=0)
+    pieces = load_pieces(av_args(model_dir, tmp_path_factory.mktemp("av-out")))
+    perturb_lora(pieces.model)
+    pieces.model.eval()
+    collate = collator(pieces, pack=True)
+    collate.pad_to_multiple_of = FLEX_BLOCK
+    batch = collate([dict(pieces.pairs[i]) for i in (0, 2)])  # two different videos
+    batch.pop("gdpo_pair_index")
+    assert batch["position_ids"].dim() == 3
+    with torch.no_grad():
+        set_pack_attention(pieces.model, "sdpa")
+        sdpa = packed_forward(pieces.model, dict(batch))
+        set_pack_attention(pieces.model, "flex_attention")
+        flex = packed_forward(pieces.model, dict(batch))
+    for key in ("chosen_logps", "rejected_logps", "gt_logps"):
+        assert torch.allclose(flex[key], sdpa[key], rtol=1e-5, atol=1e-4), (key, flex[key], sdpa[key])

@@ -127,7 +127,9 @@ def resolve_pack_attention(mode: str, current: str | None, on_cuda: bool) -> str
         return "flex_attention"
     if mode in ("sdpa", "eager"):
         return mode
-    if current in ("sdpa", "eager", "flex_attention"):
+    if current in FLEX_NAMES:
+        return "flex_attention"
+    if current in ("sdpa", "eager"):
         return current
     if current is None:
         return "sdpa"
@@ -137,9 +139,33 @@ def resolve_pack_attention(mode: str, current: str | None, on_cuda: bool) -> str
     )
 
 
+#: transformers' FlexAttention forward and mask builder, registered under this name through the
+#: public AttentionInterface / AttentionMaskInterface. Models whose class does not declare flex
+#: support (Qwen2.5-VL's text model in transformers 5.x refuses ``flex_attention``) still dispatch
+#: their attention through these interfaces, so the packed path runs FlexAttention on them too.
+PACKED_FLEX = "vs2_packed_flex"
+FLEX_NAMES = ("flex_attention", PACKED_FLEX)
+
+
+def register_flex_kernel() -> None:
+    """Make :data:`PACKED_FLEX` a valid ``attn_implementation`` (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.integrations.flex_attention import flex_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, flex_attention_mask
+
+    AttentionInterface.register(PACKED_FLEX, flex_attention_forward)
+    AttentionMaskInterface.register(PACKED_FLEX, flex_attention_mask)
+
+
 def set_pack_attention(model, implementation: str) -> None:
-    """Switch the language model's attention to ``implementation`` (a no-op when it already uses it)."""
+    """Switch the language model's attention to ``implementation`` (a no-op when it already uses it).
+
+    ``flex_attention`` is installed as :data:`PACKED_FLEX`; vision and audio towers keep theirs.
+    """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if implementation in FLEX_NAMES:
+        register_flex_kernel()
+        implementation = PACKED_FLEX
     if text_attention(inner) == implementation:
         return
     if "text_config" in (getattr(inner.config, "sub_configs", None) or {}):
@@ -317,7 +343,7 @@ def packed_forward(model, batch: dict[str, Any], unwrapped=None) -> dict[str, to
     segments = batch.pop("gdpo_segments")
     targets = batch.pop("gdpo_targets")
     attn = text_attention(unwrapped) or "sdpa"
-    if attn == "flex_attention":
+    if attn in FLEX_NAMES:
         batch["attention_mask"] = flex_block_mask(segments)
     elif attn in PACKABLE_ATTENTION:
         batch["attention_mask"] = block_attention_mask(segments, None if attn == "sdpa" else torch.float32)

@@ -17,6 +17,7 @@ previous rounds' adapters merged into the reference and a fresh LoRA.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -200,7 +201,7 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
         on_cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
         attention = resolve_pack_attention(gdpo_args.gdpo_pack_attention, text_attention(model), on_cuda)
         set_pack_attention(model, attention)
-        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8
+        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8  # FlexAttention's block size
     data_collator = GDPODataCollator(
         template=template,
         model=model,
@@ -258,8 +259,6 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
 # --------------------------------------------------------------------------------- rounds
 def _deepspeed_stage(deepspeed) -> int | None:
     """ZeRO stage of a DeepSpeed config given as a path, a JSON string or a dict (``None``: no DeepSpeed)."""
-    import json
-
     if not deepspeed:
         return None
     config = deepspeed
@@ -274,8 +273,6 @@ def _checkpoint_is_quantized(model_name_or_path: str) -> bool:
     config = Path(model_name_or_path) / "config.json"
     if not config.is_file():
         return False
-    import json
-
     return bool(json.loads(config.read_text(encoding="utf-8")).get("quantization_config"))
 
 
