@@ -259,6 +259,7 @@ class RoundRecord:
     ``reference_model`` + ``merged_adapters`` define the round's reference (memory mode stacks
     the adapters on the model at load time; export mode has them merged into ``reference_model``).
     ``adapter`` is the folder of the round's trained LoRA (the round folder itself).
+    ``gt_match_rate``: share of the round's pairs whose ground truth is their own video and prompt.
     """
 
     round: int
@@ -269,6 +270,7 @@ class RoundRecord:
     adapter: str | None = None
     ref_cache: str | None = None
     global_step: int | None = None
+    gt_match_rate: float | None = None
     started: str = field(default_factory=utc_now)
     finished: str | None = None
 

@@ -16,6 +16,7 @@ REF_CACHE_MODES = ("disk", "memory", "off")
 GT_SAMPLING_MODES = ("match", "random")
 ROUND_HOOK_MODES = ("memory", "export")
 ALIGNER_POLICIES = ("adapter", "freeze")
+PACK_ATTENTION_MODES = ("auto", "flex", "sdpa", "eager")
 
 
 @dataclass
@@ -60,7 +61,15 @@ class GDPOArguments:
         default=True,
         metadata={
             "help": "Encode the shared prompt once per pair: chosen, rejected and a same-video ground truth are "
-            "continuations of it in one packed sequence with a block attention mask (needs eager or sdpa attention)."
+            "continuations of it in one packed sequence with a block attention mask (see gdpo_pack_attention)."
+        },
+    )
+    gdpo_pack_attention: str = field(
+        default="auto",
+        metadata={
+            "help": "Attention kernel of the packed forward: 'auto' = FlexAttention (block-sparse mask, fused "
+            "kernels) on CUDA where torch has it, else the model's sdpa / eager with a dense block mask; "
+            "'flex', 'sdpa', 'eager' force one (the language model is switched to it)."
         },
     )
     # --- rounds (mrDPO, LoRA proxy) -------------------------------------------------------------
@@ -104,6 +113,7 @@ class GDPOArguments:
             ("gdpo_ref_cache", REF_CACHE_MODES),
             ("gdpo_round_hook", ROUND_HOOK_MODES),
             ("gdpo_aligner_policy", ALIGNER_POLICIES),
+            ("gdpo_pack_attention", PACK_ATTENTION_MODES),
         ):
             value = getattr(self, name)
             if value not in allowed:

@@ -54,6 +54,23 @@ def _row_key(input_ids, labels, media) -> tuple:
 
 def attach_gt(pairs, gt, mode: str, seed: int):
     """Return ``pairs`` with ``pair_index`` and the ``gt_*`` columns of the assigned rows."""
+    return attach_gt_with_stats(pairs, gt, mode, seed)[0]
+
+
+def match_rate(pair_keys: Sequence[Hashable], gt_keys: Sequence[Hashable], rows: Sequence[int]) -> float:
+    """Fraction of pairs whose ground-truth row is their own video and prompt.
+
+    >>> match_rate(["a", "b"], ["a", "c"], [0, 1])
+    0.5
+    """
+    if not pair_keys:
+        return 0.0
+    return sum(gt_keys[row] == key for key, row in zip(pair_keys, rows)) / len(pair_keys)
+
+
+def attach_gt_with_stats(pairs, gt, mode: str, seed: int):
+    """:func:`attach_gt`, plus ``{"gt_match_rate": ..., "pairs": n}``: how often ``match`` found
+    the pair's own video and prompt (the rest fell back to a random row)."""
     pair_keys, gt_keys = [], []
     media_pairs = [c for c in MEDIA_COLUMNS if c in pairs.column_names]
     for chunk in pairs.select_columns(["chosen_input_ids", "chosen_labels", *media_pairs]).iter(batch_size=512):
@@ -71,7 +88,7 @@ def attach_gt(pairs, gt, mode: str, seed: int):
         columns[f"gt_{column}"] = picked[column]
     for column, values in columns.items():
         pairs = pairs.add_column(column, values)
-    return pairs
+    return pairs, {"gt_match_rate": match_rate(pair_keys, gt_keys, rows), "pairs": len(pair_keys)}
 
 
 def add_pair_index(pairs):

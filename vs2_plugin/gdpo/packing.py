@@ -8,8 +8,11 @@ Packed layout of pair ``i`` (the long audio-visual prompt is encoded once, not o
 * ``P_i + C_i`` is exactly the stock chosen row, collated by LLaMA-Factory's own collator
   (media features, mRoPE position ids, fake-media tokens and all), so multimodal models work
   unchanged; ``R_i`` / ``G_i`` are appended after the widest chosen row.
-* Attention (:func:`block_attention_mask`): a token sees earlier tokens of its own segment and
-  the whole prompt, never another continuation.
+* Attention (:func:`packed_mask_rule`): a token sees earlier tokens of its own segment and
+  the whole prompt, never another continuation. The one rule builds both kernels' masks: a
+  dense ``(n, 1, L, L)`` mask for SDPA / eager (:func:`block_attention_mask`) and a FlexAttention
+  ``BlockMask`` (:func:`flex_block_mask`: sparse blocks, no ``L x L`` tensor, fused kernels on
+  GPU), chosen by ``gdpo_pack_attention`` (:func:`resolve_pack_attention`).
 * Positions: a continuation's ``k``-th token gets the position it has in its own unpacked row,
   ``pos(last prompt token) + 1 + k`` in every rotary dimension (for Qwen-VL's mRoPE too: text
   after the prompt advances all three axes together). This is checked on the chosen side of
@@ -32,6 +35,8 @@ from typing import Any
 import torch
 from llamafactory.data.collator import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
 
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.gdpo.config import PACK_ATTENTION_MODES
 from vs2_plugin.gdpo.loss import IGNORE_INDEX, sequence_logps
 
 SEG_PAD, SEG_PROMPT, SEG_CHOSEN, SEG_REJECTED, SEG_GT = 0, 1, 2, 3, 4
@@ -48,11 +53,22 @@ def prompt_length(labels: list[int]) -> int:
     return len(labels)
 
 
-def block_attention_mask(segments: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """4D attention mask of a packed batch, from segment ids ``(n, L)``.
+FLEX_BLOCK = 128  # FlexAttention's block size: packed rows are padded to a multiple of it
 
-    Query ``q`` may attend key ``k`` when ``k <= q`` and ``k`` is in the prompt or in ``q``'s own
-    segment (padding attends only itself, which keeps every softmax row finite).
+
+def packed_mask_rule(seg_q, seg_k, q_idx, kv_idx):
+    """May query ``q`` attend key ``k``? Elementwise on tensors that broadcast; the mask of the
+    packed layout for every attention kernel.
+
+    Yes when ``k <= q`` and ``k`` is in the prompt or in ``q``'s own segment; padding attends
+    only itself (keeps every softmax row finite).
+    """
+    allowed = ((seg_k == seg_q) | (seg_k == SEG_PROMPT)) & (seg_k != SEG_PAD) & (seg_q != SEG_PAD) & (kv_idx <= q_idx)
+    return allowed | (q_idx == kv_idx)
+
+
+def block_attention_mask(segments: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Dense 4D attention mask of a packed batch, from segment ids ``(n, L)`` (see :func:`packed_mask_rule`).
 
     :param dtype: ``None`` for a boolean mask (True = attend; for SDPA), or a float dtype for an
         additive mask (0 / finfo.min; for eager attention).
@@ -61,17 +77,110 @@ def block_attention_mask(segments: torch.Tensor, dtype: torch.dtype | None = Non
     >>> block_attention_mask(torch.tensor([[1, 1, 2, 3, 3]]))[0, 0].int().tolist()
     [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [1, 1, 0, 1, 1]]
     """
-    length = segments.shape[-1]
-    q = segments.unsqueeze(-1)  # (n, L, 1)
-    k = segments.unsqueeze(-2)  # (n, 1, L)
-    causal = torch.ones(length, length, dtype=torch.bool, device=segments.device).tril()
-    allowed = ((k == q) | (k == SEG_PROMPT)) & (k != SEG_PAD) & (q != SEG_PAD) & causal
-    allowed |= torch.eye(length, dtype=torch.bool, device=segments.device)
-    allowed = allowed.unsqueeze(1)
+    idx = torch.arange(segments.shape[-1], device=segments.device)
+    allowed = packed_mask_rule(segments.unsqueeze(-1), segments.unsqueeze(-2), idx.unsqueeze(-1), idx).unsqueeze(1)
     if dtype is None:
         return allowed
     mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def flex_available() -> bool:
+    """FlexAttention is importable (torch >= 2.5)."""
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def flex_block_mask(segments: torch.Tensor):
+    """FlexAttention ``BlockMask`` of a packed batch: :func:`packed_mask_rule` as its ``mask_mod``.
+
+    Only blocks with some allowed entry are computed, and no ``L x L`` tensor is materialised.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    n, length = segments.shape
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return packed_mask_rule(segments[b, q_idx], segments[b, kv_idx], q_idx, kv_idx)
+
+    return create_block_mask(mask_mod, B=n, H=None, Q_LEN=length, KV_LEN=length, device=segments.device)
+
+
+def resolve_pack_attention(mode: str, current: str | None, on_cuda: bool) -> str:
+    """Attention implementation the packed forward runs with.
+
+    ``auto``: FlexAttention on CUDA where torch has it (fused kernels, block-sparse mask; FlashAttention-2
+    cannot take this mask), else the model's own ``sdpa`` / ``eager`` with the dense mask. FlexAttention
+    on CPU has no backward pass, so ``auto`` never picks it there. ``flex`` / ``sdpa`` / ``eager`` force one.
+
+    :param current: the model's attention implementation as loaded (LLaMA-Factory's ``flash_attn``).
+    :returns: ``"flex_attention"``, ``"sdpa"`` or ``"eager"``.
+    """
+    if mode not in PACK_ATTENTION_MODES:
+        raise ConfigError(f"gdpo_pack_attention must be one of {', '.join(PACK_ATTENTION_MODES)}; got {mode!r}")
+    if mode == "flex" or (mode == "auto" and on_cuda and flex_available()):
+        if not flex_available():
+            raise ConfigError("gdpo_pack_attention: flex needs torch.nn.attention.flex_attention (torch >= 2.5)")
+        return "flex_attention"
+    if mode in ("sdpa", "eager"):
+        return mode
+    if current in FLEX_NAMES:
+        return "flex_attention"
+    if current in ("sdpa", "eager"):
+        return current
+    if current is None:
+        return "sdpa"
+    raise ConfigError(
+        f"gdpo_pack_prompt needs attention that takes a block mask (FlexAttention, sdpa or eager); the model uses "
+        f"{current!r} and FlexAttention is not available here: set gdpo_pack_attention: sdpa (or gdpo_pack_prompt: false)"
+    )
+
+
+#: transformers' FlexAttention forward and mask builder, registered under this name through the
+#: public AttentionInterface / AttentionMaskInterface. Models whose class does not declare flex
+#: support (Qwen2.5-VL's text model in transformers 5.x refuses ``flex_attention``) still dispatch
+#: their attention through these interfaces, so the packed path runs FlexAttention on them too.
+PACKED_FLEX = "vs2_packed_flex"
+FLEX_NAMES = ("flex_attention", PACKED_FLEX)
+
+
+def register_flex_kernel() -> None:
+    """Make :data:`PACKED_FLEX` a valid ``attn_implementation`` (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.integrations.flex_attention import flex_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, flex_attention_mask
+
+    AttentionInterface.register(PACKED_FLEX, flex_attention_forward)
+    AttentionMaskInterface.register(PACKED_FLEX, flex_attention_mask)
+
+
+def set_pack_attention(model, implementation: str) -> None:
+    """Switch the language model's attention to ``implementation`` (a no-op when it already uses it).
+
+    ``flex_attention`` is installed as :data:`PACKED_FLEX`; vision and audio towers keep theirs.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if implementation in FLEX_NAMES:
+        register_flex_kernel()
+        implementation = PACKED_FLEX
+    if text_attention(inner) == implementation:
+        return
+    if "text_config" in (getattr(inner.config, "sub_configs", None) or {}):
+        inner.set_attn_implementation({"text_config": implementation})
+    else:
+        inner.set_attn_implementation(implementation)
+    if text_attention(inner) != implementation:
+        raise ValueError(f"could not switch {type(inner).__name__}'s attention to {implementation!r}")
+
+
+def text_attention(model) -> str | None:
+    """The attention implementation of the (language part of the) model."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
+    return getattr(config, "_attn_implementation", None)
 
 
 def _gt_shares_prompt(feature: dict[str, Any], prompt_len: int) -> bool:
@@ -233,13 +342,16 @@ def packed_forward(model, batch: dict[str, Any], unwrapped=None) -> dict[str, to
     batch = dict(batch)
     segments = batch.pop("gdpo_segments")
     targets = batch.pop("gdpo_targets")
-    attn = getattr(unwrapped.config, "_attn_implementation", None) or "sdpa"
-    if attn not in PACKABLE_ATTENTION:
+    attn = text_attention(unwrapped) or "sdpa"
+    if attn in FLEX_NAMES:
+        batch["attention_mask"] = flex_block_mask(segments)
+    elif attn in PACKABLE_ATTENTION:
+        batch["attention_mask"] = block_attention_mask(segments, None if attn == "sdpa" else torch.float32)
+    else:
         raise ValueError(
-            f"gdpo_pack_prompt needs attn_implementation in {PACKABLE_ATTENTION}, the model uses {attn!r}; "
-            "set gdpo_pack_prompt: false (or flash_attn: sdpa)"
+            f"gdpo_pack_prompt needs attention that takes a block mask (flex_attention, sdpa or eager), the model "
+            f"uses {attn!r}; set gdpo_pack_attention: auto (FlexAttention on GPU) or sdpa, or gdpo_pack_prompt: false"
         )
-    batch["attention_mask"] = block_attention_mask(segments, None if attn == "sdpa" else torch.float32)
     # Only positions that predict a continuation token need logits: the prompt needs none.
     used = (targets != IGNORE_INDEX).any(0).any(0).nonzero()
     first = int(used[0]) if used.numel() else targets.shape[-1] - 1

@@ -17,6 +17,7 @@ previous rounds' adapters merged into the reference and a fresh LoRA.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -98,6 +99,47 @@ def load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, t
     return module["train_dataset"]
 
 
+def attach_ground_truth(dataset_module, template, model_args, data_args, training_args, gdpo_args, tokenizer_module):
+    """Give every pair of the training *and* evaluation sets its ground-truth row and ``pair_index``.
+
+    The evaluation loss is eq. 11 too, so ``val_size`` / ``eval_dataset`` pairs need their ground
+    truth as much as the training pairs. Returns the training set's match statistics
+    (``gt_match_rate``: the share of pairs that got their own video and prompt), logged and
+    stored with the train metrics and in ``rounds.json``.
+    """
+    from transformers.utils import logging
+
+    from vs2_plugin.gdpo.gtdata import add_pair_index, attach_gt_with_stats
+
+    gt = None
+    if gdpo_args.gdpo_lambda > 0 and any(dataset_module.get(k) is not None for k in ("train_dataset", "eval_dataset")):
+        gt = load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, tokenizer_module)
+
+    def prepare(pairs, name):
+        if gt is None:
+            return add_pair_index(pairs), {}
+        pairs, stats = attach_gt_with_stats(pairs, gt, gdpo_args.gt_sampling, seed=training_args.seed)
+        logging.get_logger(__name__).info(
+            "gDPO ground truth (%s, gt_sampling=%s): %d of %d pairs got their own video and prompt (match rate %.3f)",
+            name, gdpo_args.gt_sampling, round(stats["gt_match_rate"] * stats["pairs"]), stats["pairs"],
+            stats["gt_match_rate"],
+        )
+        return pairs, stats
+
+    stats: dict = {}
+    if dataset_module.get("train_dataset") is not None:
+        dataset_module["train_dataset"], train_stats = prepare(dataset_module["train_dataset"], "train")
+        stats = {k: v for k, v in train_stats.items() if k == "gt_match_rate"}
+    evals = dataset_module.get("eval_dataset")
+    if isinstance(evals, dict):
+        dataset_module["eval_dataset"] = {name: prepare(ds, f"eval {name}")[0] for name, ds in evals.items()}
+    elif evals is not None:
+        dataset_module["eval_dataset"], eval_stats = prepare(evals, "eval")
+        if eval_stats:
+            stats["eval_gt_match_rate"] = eval_stats["gt_match_rate"]
+    return stats
+
+
 def apply_aligner_policy(model, finetuning_args, gdpo_args) -> None:
     """Freeze the aligner (policy 'freeze'); then refuse any trainable weight the reference would share."""
     if gdpo_args.gdpo_aligner_policy == "freeze" and gdpo_args.aligner_modules:
@@ -127,8 +169,13 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     from llamafactory.model import load_model, load_tokenizer
     from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
 
-    from vs2_plugin.gdpo.gtdata import add_pair_index, attach_gt
-    from vs2_plugin.gdpo.packing import GDPODataCollator
+    from vs2_plugin.gdpo.packing import (
+        FLEX_BLOCK,
+        GDPODataCollator,
+        resolve_pack_attention,
+        set_pack_attention,
+        text_attention,
+    )
     from vs2_plugin.gdpo.refcache import ReferenceCache
     from vs2_plugin.gdpo.trainer import GDPOTrainer
 
@@ -138,12 +185,8 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     tokenizer = tokenizer_module["tokenizer"]
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     dataset_module = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)
-    if "train_dataset" in dataset_module:
-        pairs = dataset_module["train_dataset"]
-        if gdpo_args.gdpo_lambda > 0:
-            gt = load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, tokenizer_module)
-            pairs = attach_gt(pairs, gt, gdpo_args.gt_sampling, seed=training_args.seed)
-        dataset_module["train_dataset"] = add_pair_index(pairs)
+    gt_stats = attach_ground_truth(dataset_module, template, model_args, data_args, training_args, gdpo_args,
+                                   tokenizer_module)
 
     if gdpo_args.gdpo_aligner_policy == "adapter" and gdpo_args.aligner_modules:
         targets = list(finetuning_args.additional_target or [])
@@ -151,10 +194,18 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
     apply_aligner_policy(model, finetuning_args, gdpo_args)
 
+    pad_to = 8
+    if gdpo_args.gdpo_pack_prompt:
+        import torch
+
+        on_cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
+        attention = resolve_pack_attention(gdpo_args.gdpo_pack_attention, text_attention(model), on_cuda)
+        set_pack_attention(model, attention)
+        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8  # FlexAttention's block size
     data_collator = GDPODataCollator(
         template=template,
         model=model,
-        pad_to_multiple_of=8,
+        pad_to_multiple_of=pad_to,
         label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
         pack_prompt=gdpo_args.gdpo_pack_prompt,
         **tokenizer_module,
@@ -186,6 +237,7 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     metrics: dict = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        train_result.metrics.update(gt_stats)
         trainer.save_model()
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
@@ -205,6 +257,59 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
 
 
 # --------------------------------------------------------------------------------- rounds
+def _deepspeed_stage(deepspeed) -> int | None:
+    """ZeRO stage of a DeepSpeed config given as a path, a JSON string or a dict (``None``: no DeepSpeed)."""
+    if not deepspeed:
+        return None
+    config = deepspeed
+    if isinstance(deepspeed, str):
+        path = Path(deepspeed)
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else json.loads(deepspeed)
+    stage = (config.get("zero_optimization") or {}).get("stage", 0)
+    return int(stage) if str(stage).isdigit() else None
+
+
+def _checkpoint_is_quantized(model_name_or_path: str) -> bool:
+    config = Path(model_name_or_path) / "config.json"
+    if not config.is_file():
+        return False
+    return bool(json.loads(config.read_text(encoding="utf-8")).get("quantization_config"))
+
+
+def memory_merge_blockers(model_args, training_args) -> list[str]:
+    """Why LLaMA-Factory cannot merge stacked adapters in memory for this run (empty: it can).
+
+    With any of these, ``load_model`` merges nothing: it *resumes* the last adapter instead of
+    starting a fresh LoRA, so the reference would silently lose the earlier weights.
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    reasons = []
+    if is_deepspeed_zero3_enabled() or _deepspeed_stage(getattr(training_args, "deepspeed", None)) == 3:
+        reasons.append("DeepSpeed ZeRO-3")
+    if getattr(model_args, "quantization_bit", None) is not None:
+        reasons.append(f"quantization_bit={model_args.quantization_bit}")
+    elif _checkpoint_is_quantized(model_args.model_name_or_path):
+        reasons.append(f"a quantized checkpoint ({model_args.model_name_or_path})")
+    for flag in ("use_unsloth", "use_kt"):
+        if getattr(model_args, flag, False):
+            reasons.append(f"{flag}: true")
+    return reasons
+
+
+def check_round_hook(gdpo_args, model_args, training_args) -> None:
+    """Refuse ``gdpo_round_hook: memory`` where LLaMA-Factory cannot merge in memory."""
+    if gdpo_args.gdpo_round_hook != "memory":
+        return
+    blockers = memory_merge_blockers(model_args, training_args)
+    if blockers:
+        raise ConfigError(
+            f"gdpo_round_hook: memory cannot merge the previous rounds' adapters with {', '.join(blockers)} "
+            "(LLaMA-Factory would resume the last adapter instead of starting a fresh LoRA, and the reference "
+            "would lose the merged weights); set gdpo_round_hook: export"
+        )
+
+
 def last_complete_checkpoint(folder: Path) -> str | None:
     """Newest ``checkpoint-N`` with its ``trainer_state.json`` (written last by the Trainer).
 
@@ -228,6 +333,7 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
 
     if finetuning_args.finetuning_type != "lora":
         raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")
+    check_round_hook(gdpo_args, model_args, training_args)
     root = Path(training_args.output_dir)
     state = RoundState.load_or_create(
         root, model_args.model_name_or_path, gdpo_args.gdpo_round_hook, model_args.adapter_name_or_path
@@ -280,6 +386,7 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
         adapter=round_dir.name,
         ref_cache=str(cache.last_path.relative_to(root)) if cache is not None and cache.last_path else None,
         global_step=result.trainer.state.global_step,
+        gt_match_rate=(result.metrics or {}).get("gt_match_rate"),
         finished=utc_now(),
     )
     result.round = index

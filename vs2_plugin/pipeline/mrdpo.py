@@ -151,6 +151,13 @@ def scored_samples(judged: list[dict[str, Any]]):
     return out
 
 
+def gdpo_round_record(gdpo_dir: Path, gdpo_round: int) -> dict[str, Any]:
+    """Round ``gdpo_round``'s entry of ``rounds.json`` (``{}`` if absent): adapter, ``gt_match_rate``, ..."""
+    path = gdpo_dir / "rounds.json"
+    rounds = json.loads(path.read_text(encoding="utf-8"))["rounds"] if path.is_file() else []
+    return next((r for r in rounds if r.get("round") == gdpo_round), {})
+
+
 def summarize_judged(judged: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean Rep / Miss / Hall / Total and the unnatural-pattern rate, per task."""
     from vs2_plugin.judge.metrics import is_unnatural
@@ -280,7 +287,8 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                     args["adapter_name_or_path"] = ",".join(init)
                 run_training(args, rdir / "train.yaml", rdir / "train.log")
                 adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
-                state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs})
+                state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs,
+                                        "gt_match_rate": gdpo_round_record(run_dir / "gdpo", gdpo_round).get("gt_match_rate")})
         if not state.done(t, "eval"):
             state.mark(t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress))
         metrics = state.result(t, "eval")
