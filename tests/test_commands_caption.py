@@ -22,7 +22,7 @@ def mrdpo_run(tiny_model_dir, tmp_path_factory) -> Path:
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
     run = tmp_path_factory.mktemp("caption-run") / "mrdpo"
-    cfg = load_mrdpo_config(REPO / "recipes" / "tiny" / "mrdpo.yaml", run_dir=str(run), model=str(tiny_model_dir), rounds=1,
+    cfg = load_mrdpo_config(REPO / "recipes" / "tiny" / "mrdpo.yaml", run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1,
                             train_videos=str(DEMO / "vs2_demo_rl.jsonl"), heldout_videos=str(DEMO / "vs2_demo_heldout.jsonl"))
     cfg.sampling.max_new_tokens = 12
     cfg.thresholds = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]

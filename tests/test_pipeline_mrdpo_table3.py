@@ -49,7 +49,7 @@ def test_driver_two_rounds_with_table3(tmp_path, tiny_model_dir):
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     cfg.pop("thresholds")  # the driver's default: Table 3
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model=str(tiny_model_dir), rounds=2,
+    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=2,
                train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
                heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     cfg["sampling"]["max_new_tokens"] = 16

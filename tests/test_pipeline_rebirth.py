@@ -34,7 +34,7 @@ def setup(tmp_path, monkeypatch):
     run.mkdir()
     (run / "final_model.json").write_text(json.dumps({"model": "/models/post-align", "adapters": ["/r/1", "/r/2"]}))
     cfg_data = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
-    cfg_data.update(run_dir=str(run), model=str(tmp_path / "post-align"), train_videos=str(videos))
+    cfg_data.update(run_dir=str(run), model_name_or_path=str(tmp_path / "post-align"), train_videos=str(videos))
     cfg_path = tmp_path / "mrdpo.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg_data))
     calls = {"sample": [], "train": []}
