@@ -117,7 +117,7 @@ def progress_text(label: str, done: int, total: int | None, elapsed: float, widt
         return f"{label}  {_fmt_s(elapsed)}"
     eta = _fmt_s(elapsed / done * (total - done)) if done else "?"
     tail = f"  {done}/{total} {unit}  {_fmt_s(elapsed)}<{eta}"
-    bar_w = max(10, min(40, width - len(label) - len(tail) - 4))
+    bar_w = max(10, min(20, width - len(label) - len(tail) - 4))
     filled = int(bar_w * min(done, total) / total)
     return f"{label}  [{'#' * filled}{'.' * (bar_w - filled)}]{tail}"
 
@@ -143,6 +143,7 @@ class RunConsole:
         self._lock = threading.Lock()
         self._live = False
         self._showwarning = None
+        self._py_streams: tuple = ()
         self.lines_written = 0
 
     # -------------------------------------------------------------------- context
@@ -163,6 +164,10 @@ class RunConsole:
             self._saved = [os.dup(1), os.dup(2)]
             os.dup2(self._log_fd, 1)
             os.dup2(self._log_fd, 2)
+            # Python-level writers too, for when sys.stdout is not descriptor 1 (an embedding host, pytest)
+            self._py_streams = (sys.stdout, sys.stderr)
+            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._show_warning  # the documented hook for where warnings go
         _ACTIVE = self
@@ -179,6 +184,11 @@ class RunConsole:
             print("".join(traceback.format_exception(exc_type, exc, tb)), file=sys.stderr, flush=True)
         sys.stdout.flush()
         sys.stderr.flush()
+        if self._py_streams:
+            sys.stdout.close()
+            sys.stderr.close()
+            sys.stdout, sys.stderr = self._py_streams
+            self._py_streams = ()
         if self._saved:
             os.dup2(self._saved[0], 1)
             os.dup2(self._saved[1], 2)
@@ -358,6 +368,20 @@ def run_console(log_path: str | Path, args: Any, command: str) -> RunConsole:
     """The console a subcommand's ``run(args)`` opens (``--verbose`` / ``--no-progress`` read from ``args``)."""
     return RunConsole(log_path, verbose=bool(getattr(args, "verbose", False)),
                       progress=not getattr(args, "no_progress", False), command=command)
+
+
+def print_summary(report_md: str, rows: list[dict[str, Any]], where: str) -> None:
+    """The report's title and notes, where the files are, and last the stage table."""
+    from vs2_plugin.pipeline.report import markdown_table
+
+    lines = report_md.splitlines()
+    print(lines[0])
+    for line in lines:
+        if line.startswith("- "):
+            print(line)
+    print(where)
+    print()
+    print(markdown_table(rows))
 
 
 def tee_lines(source, sinks: list[TextIO], on_line: Callable[[str], None] | None = None) -> None:

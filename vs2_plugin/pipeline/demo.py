@@ -50,9 +50,10 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     with console.run_console(Path(args.out) / "logs" / "demo.log", args, "vs2 demo"):
         result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
-    print(result["report_md"])
-    print(f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/")
+    console.print_summary(result["report_md"], result["rows"],
+                  f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/")
     return 0
+
 
 
 def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
@@ -183,4 +184,4 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     if unchanged:
         raise Vs2Error(f"demo: these stages did not change the weights: {', '.join(unchanged)} (see {out / 'report.md'})")
     atomic_write_text(out / "DONE", json.dumps(timings))
-    return {"out": str(out), "report_md": md, "weight_changes": changes}
+    return {"out": str(out), "report_md": md, "weight_changes": changes, "rows": rows}

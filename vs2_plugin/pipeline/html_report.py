@@ -134,8 +134,9 @@ def _png_data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def media_strip(video: str, interval: tuple[float, float] | None = None) -> str:
-    """Thumbnails with times and the audio waveform of ``video`` as HTML (a note if it cannot be read)."""
+def media_strip(video: str) -> tuple[str, list[tuple[float, str]]]:
+    """Thumbnails with times and the audio waveform of ``video`` as HTML (a note if it cannot be
+    read), and the thumbnails as ``(time, data URI)`` for the local intervals' strips."""
     from PIL import Image
 
     from vs2_plugin.errors import MediaError
@@ -146,20 +147,20 @@ def media_strip(video: str, interval: tuple[float, float] | None = None) -> str:
         decoded = read_media(video, fps_phi=max(THUMBNAILS / info.duration_s, 0.01), max_frames_m=THUMBNAILS,
                              max_pixels=THUMB_PIXELS, group_size=1, min_duration_s=0.0)
     except (MediaError, OSError) as exc:
-        return f'<p class="note">media not shown: {html.escape(str(exc))}</p>'
-    parts = ['<div class="strip">']
+        return f'<p class="note">media not shown: {html.escape(str(exc))}</p>', []
+    thumbs = []
     for frame, t in zip(decoded.frames if decoded.frames is not None else [], decoded.frame_pts_s):
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="JPEG", quality=80)
-        inside = interval is not None and interval[0] <= t < interval[1]
-        parts.append(f'<figure class="thumb{" in-interval" if inside else ""}" data-time="{t:.2f}">'
-                     f'<img alt="frame at {t:.1f} s" src="{_png_data_uri(buf.getvalue(), "image/jpeg")}">'
-                     f'<figcaption>{t:.1f} s</figcaption></figure>')
-    if decoded.frames is None:
-        parts.append('<p class="note">no video stream</p>')
-    parts.append("</div>")
-    parts.append(waveform_svg(decoded.audio, decoded.sample_rate, info.duration_s))
-    return "".join(parts)
+        thumbs.append((float(t), _png_data_uri(buf.getvalue(), "image/jpeg")))
+    strip = thumb_strip(thumbs) if thumbs else '<p class="note">no video stream</p>'
+    return strip + waveform_svg(decoded.audio, decoded.sample_rate, info.duration_s), thumbs
+
+
+def thumb_strip(thumbs: list[tuple[float, str]], css_class: str = "thumb") -> str:
+    return '<div class="strip">' + "".join(
+        f'<figure class="{css_class}" data-time="{t:.2f}"><img alt="frame at {t:.1f} s" src="{uri}">'
+        f"<figcaption>{t:.1f} s</figcaption></figure>" for t, uri in thumbs) + "</div>"
 
 
 def waveform_svg(audio, sample_rate: int, duration_s: float, columns: int = WAVE_COLUMNS) -> str:
@@ -232,10 +233,12 @@ def caption_row(view: CaptionView) -> str:
 def video_section(v: VideoView, with_media: bool = True) -> str:
     parts = [f'<section class="video" id="video-{html.escape(v.id)}" data-video="{html.escape(v.id)}">',
              f"<h2>{html.escape(v.id)}</h2>"]
+    thumbs: list[tuple[float, str]] = []
     if v.video:
         parts.append(f'<div class="path note">{html.escape(v.video)}</div>')
         if with_media:
-            parts.append(media_strip(v.video))
+            strip, thumbs = media_strip(v.video)
+            parts.append(strip)
     if v.reference:
         parts.append(f'<div class="reference"><b>Reference:</b> {html.escape(v.reference)}</div>')
     if v.captions:
@@ -243,6 +246,9 @@ def video_section(v: VideoView, with_media: bool = True) -> str:
     for iv in v.intervals:
         parts.append(f'<h3 class="interval" data-start="{iv.start:g}" data-end="{iv.end:g}">'
                      f"Local caption, {iv.start:g}–{iv.end:g} s</h3>")
+        inside = [(t, uri) for t, uri in thumbs if iv.start <= t < iv.end]
+        if inside:
+            parts.append(thumb_strip(inside, "thumb in-interval"))
         if iv.reference:
             parts.append(f'<div class="reference"><b>Reference ({iv.start:g}–{iv.end:g} s):</b> '
                          f"{html.escape(iv.reference)}</div>")

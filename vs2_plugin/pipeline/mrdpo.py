@@ -44,8 +44,8 @@ def run(args) -> int:
     cfg = load_mrdpo_config(args.config, run_dir=args.run_dir, rounds=args.rounds)
     with console.run_console(Path(cfg.run_dir) / "logs" / "mrdpo.log", args, "vs2 mrdpo"), console.stage("mrDPO"):
         summary = run_mrdpo(cfg, progress=not args.no_progress)
-    print(summary["report_md"])
-    print(f"report: {summary['run_dir']}/report.md, report.html, rounds.png")
+    console.print_summary(summary["report_md"], summary["rows"],
+                          f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/")
     return 0
 
 
