@@ -34,6 +34,9 @@ THUMBNAILS = 8
 THUMB_PIXELS = 160 * 90
 #: Columns of the audio waveform.
 WAVE_COLUMNS = 480
+#: Videos shown with frames and waveform; later ones get their captions only (keeps a report of
+#: a large labelling run quick to write and small).
+MAX_MEDIA_VIDEOS = 100
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px;color:#222}
@@ -203,6 +206,38 @@ def stage_table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="stages">{head}{"".join(body)}</table>'
 
 
+def markdown_table_html(markdown: str) -> str:
+    """The pipe tables of ``markdown`` as HTML tables, other lines as paragraphs (headings as ``h2``).
+
+    >>> markdown_table_html("### T\\n| a | b |\\n|---|---|\\n| 1 | 2 |")
+    '<h2>T</h2><table class="stages"><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>'
+    """
+    out, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            head, *body = rows
+            out.append('<table class="stages"><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            rows.clear()
+
+    for line in markdown.splitlines():
+        text = line.strip()
+        if text.startswith("|"):
+            cells = [c.strip() for c in text.strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                rows.append(cells)
+            continue
+        flush()
+        if text.startswith("#"):
+            out.append(f"<h2>{html.escape(text.lstrip('#').strip())}</h2>")
+        elif text:
+            out.append(f"<p>{html.escape(text)}</p>")
+    flush()
+    return "".join(out)
+
+
 def caption_row(view: CaptionView) -> str:
     j = view.judgment or {}
     caption = view.caption
@@ -269,7 +304,10 @@ def render(title: str, videos: list[VideoView], *, table_html: str = "", rounds_
               'reference); <span style="color:#8a5a00">missed</span> = reference event the caption does not cover. '
               "Rates in % of the reference events.</p>")
     index = "".join(f'<li><a href="#video-{html.escape(v.id)}">{html.escape(v.id)}</a></li>' for v in videos)
-    body = "".join(video_section(v, with_media) for v in videos)
+    body = "".join(video_section(v, with_media and k < MAX_MEDIA_VIDEOS) for k, v in enumerate(videos))
+    if with_media and len(videos) > MAX_MEDIA_VIDEOS:
+        legend += f'<p class="note">frames and audio shown for the first {MAX_MEDIA_VIDEOS} of {len(videos)} videos</p>'
+
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{CSS}</style></head><body>{''.join(top)}{legend}<h2>Videos</h2><ul>{index}</ul>{body}"
             "</body></html>\n")
@@ -345,3 +383,23 @@ def write_run_html(run_dir: Path, rows: list[dict[str, Any]], title: str, notes:
     """``report.html`` of an mrDPO run directory (the rows of its ``report.md``)."""
     videos = videos_from_judged(mrdpo_stages(run_dir, rows), heldout_entries(run_dir))
     return write_html(run_dir, title, videos, rows=rows, notes=notes)
+
+
+def write_eval_html(path: Path, title: str, summary_md: str, items: list, judged: list[dict[str, Any]],
+                    inputs: list[dict[str, Any]], input_path: Path) -> Path:
+    """``report.html`` of ``vs2 eval``: one section per item (frames when its row names a ``video``)."""
+    views = []
+    for item, row, raw in zip(items, judged, inputs):
+        video = raw.get("video")
+        if video and not Path(video).is_absolute():
+            video = str(input_path.parent / video)
+        reference = item.reference or ("Events: " + " | ".join(item.events) if item.events else None)
+        caption = CaptionView(f"{title} ({item.task})", item.caption, row)
+        view = VideoView(item.id, video, reference, [caption])
+        if item.task == "local" and raw.get("start") is not None and raw.get("end") is not None:
+            view = VideoView(item.id, video, None, [], [IntervalView(float(raw["start"]), float(raw["end"]), reference,
+                                                                       [caption])])
+        views.append(view)
+    page = render(title, views, table_html=markdown_table_html(summary_md))
+    atomic_write_text(path, page)
+    return path
