@@ -103,3 +103,19 @@ def test_a_video_without_audio_or_unreadable_still_gets_a_section(tmp_path):
     assert page.count('src="data:image/jpeg;base64,') == 8  # the silent clip's frames
     assert "no audio track" in page
     assert 'data-video="broken"' in page and "media not shown:" in page and "could not be read" in page
+
+
+def test_rebirth_labels_report_says_what_was_kept_and_why_dropped(tmp_path):
+    from vs2_plugin.pipeline.html_report import write_labels_report
+    from vs2_plugin.pipeline.videos import VideoEntry
+
+    clip = str(MEDIA / "drawing.mp4")
+    labels = [{"key": "rebirth/d/global/0", "video_id": "d", "task": "global", "video": clip, "caption": "A hand draws."},
+              {"key": "rebirth/d/local/0", "video_id": "d", "task": "local", "video": clip, "start": 0.0, "end": 2.0,
+               "caption": "draws draws draws draws"}]
+    dropped = [{**labels[1], "reasons": ["repeated n-gram 'draws draws'"]}]
+    page = write_labels_report(tmp_path, labels, dropped, [VideoEntry("d", clip, "Someone draws a cat.")]).read_text()
+    assert "kept for rebirth tuning" in page and "dropped: repeated n-gram &#x27;draws draws&#x27;" in page
+    assert "Someone draws a cat." in page and page.count('<figure class="thumb" data-time=') == 8
+    md = (tmp_path / "report.md").read_text()
+    assert "2 captions labelled, 1 kept, 1 dropped." in md and "rebirth/d/local/0" in md

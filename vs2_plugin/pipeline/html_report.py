@@ -403,3 +403,28 @@ def write_eval_html(path: Path, title: str, summary_md: str, items: list, judged
     page = render(title, views, table_html=markdown_table_html(summary_md))
     atomic_write_text(path, page)
     return path
+
+
+def write_labels_report(out_dir: Path, labels: list[dict[str, Any]], dropped: list[dict[str, Any]],
+                        entries: list, title: str = "rebirth labels") -> Path:
+    """``report.md`` and ``report.html`` of a rebirth run: each labelled video's caption, kept or
+    dropped (with the unnatural patterns found), against its reference when it has one."""
+    reasons = {d["key"]: d.get("reasons") or [] for d in dropped}
+    by_id = {e.id: e for e in entries}
+    views: dict[str, VideoView] = {}
+    for row in labels:
+        entry = by_id.get(row["video_id"])
+        view = views.setdefault(row["video_id"], VideoView(row["video_id"], row.get("video"),
+                                                           entry.reference if entry else None))
+        why = reasons.get(row["key"])
+        note = "dropped: " + "; ".join(why) if why else "kept for rebirth tuning"
+        caption = CaptionView("label", row.get("caption"), None, [note])
+        if row.get("task") == "local":
+            view.intervals.append(IntervalView(float(row["start"]), float(row["end"]), None, [caption]))
+        else:
+            view.captions.append(caption)
+    kept = len(labels) - len(dropped)
+    md = "\n".join([f"# {title}", "", f"{len(labels)} captions labelled, {kept} kept, {len(dropped)} dropped.", "",
+                    *[f"- dropped {d['key']}: {'; '.join(d.get('reasons') or [])}" for d in dropped], ""])
+    atomic_write_text(out_dir / "report.md", md)
+    return write_html(out_dir, title, list(views.values()), table_html=markdown_table_html(md))
