@@ -15,6 +15,13 @@ as without a console) and still prints the step lines.
 
 A step that fails prints one line naming the log file and, where the step knows it, the item
 being processed (e.g. the caption being sampled); the exception then goes on to the caller.
+
+A command uses it in its ``run(args)``::
+
+    add_console_arguments(parser)                       # --verbose
+    with run_console(out / "logs" / "caption.log", args, "vs2 caption"), stage("caption"):
+        ...                                            # sample(), run_training() report their own steps
+    print(table)                                       # after the block: straight to the terminal
 """
 
 from __future__ import annotations
@@ -152,12 +159,14 @@ class RunConsole:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
+        self._own_stream = False
         if self._stream is None:
-            self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8",
-                                     errors="replace", closefd=True)
-            self._own_stream = True
-        else:
-            self._own_stream = False
+            try:
+                self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8",
+                                         errors="replace", closefd=True)
+                self._own_stream = True
+            except (OSError, ValueError, AttributeError):  # no real descriptor (a notebook): nothing to redirect
+                self._stream, self.verbose = sys.stderr, True
         self._live = self.progress and self._stream.isatty()
         if not self.verbose:
             self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
