@@ -67,3 +67,13 @@ def kill_when(proc: subprocess.Popen, condition, what: str, timeout: float = 300
         time.sleep(0.02)
     proc.kill()
     pytest.fail(f"never reached {what}")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One ``vs2 demo --out D`` run (as a user starts it: no flags) shared by the tests that read its
+    console output, logs and report; ``(D, CompletedProcess)``. A demo costs minutes, so once per session."""
+    out = tmp_path_factory.mktemp("demo-run") / "demo"
+    res = run_cli(["vs2", "demo", "--out", str(out)], cwd=REPO, timeout=1800)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    return out, res

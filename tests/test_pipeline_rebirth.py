@@ -5,7 +5,6 @@ post-alignment checkpoint, and a rerun redoes nothing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

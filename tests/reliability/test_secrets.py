@@ -116,13 +116,14 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
 
     assert_no_key(proc.stdout, "stdout")
     assert_no_key(proc.stderr, "stderr")
-    assert "Sending HTTP Request" in proc.stderr  # the openai client's debug log was on
+    # the openai client's debug log was on; the quiet console keeps it in the run's log (checked below)
+    assert "Sending HTTP Request" in (run / "logs" / "mrdpo.log").read_text()
     files = {p.relative_to(run).as_posix() for p in assert_no_key_under(run)}
     # among them the configs LLaMA-Factory and the driver saved, the cache and the logs
     for expected in ("config.json", "judge_cache.sqlite", "round-001/train.yaml", "round-001/train.log",
                      "round-001/judged.jsonl", "gdpo/round-001/adapter_config.json",
                      "gdpo/round-001/training_args.bin", "gdpo/round-001/trainer_state.json", "gdpo/rounds.json",
-                     "round-001/pairs/pairs.json", "final_model.json", "report.md"):
+                     "round-001/pairs/pairs.json", "final_model.json", "report.md", "report.html", "logs/mrdpo.log"):
         assert expected in files, f"{expected} missing from the run folder: {sorted(files)}"
 
 

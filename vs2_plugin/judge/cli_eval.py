@@ -9,7 +9,9 @@ Input JSONL, one caption per line::
 Output: ``--out report.json`` with ``items`` (one entry per input line: ``event_scores``,
 ``missed``, ``incorrect``, ``hallucinated``, ``miss_rate``, ``hall_rate``, ``rep_rate``, ...
 or ``status: failed`` + ``error`` and no rates) and ``summary``; the same summary as a
-Markdown table in ``report.md`` next to it, also printed. Exit status 1 if any item failed.
+Markdown table in ``report.md`` next to it, also printed, and ``report.html`` (each caption with
+its missed events and highlighted hallucinations; frames and audio when a row names its
+``video``). Exit status 1 if any item failed.
 """
 
 from __future__ import annotations
@@ -92,9 +94,13 @@ def run(args) -> int:
     markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
     md_path = args.out.with_suffix(".md")
     atomic_write_text(md_path, markdown)
+    from vs2_plugin.pipeline.html_report import write_eval_html
+
+    html_path = write_eval_html(args.out.with_suffix(".html"), args.name or args.input.stem, markdown, items, rows,
+                                read_jsonl(args.input), args.input)
     print(markdown)
     failed = summary["all"]["n_failed"]
     if failed:
         print(f"vs2 eval: {failed} of {len(rows)} item(s) failed to be judged; see 'status'/'error' in {args.out}", file=sys.stderr)
-    print(f"wrote {args.out} and {md_path}", file=sys.stderr)
+    print(f"wrote {args.out}, {md_path} and {html_path}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,7 +1,9 @@
 """``vs2 demo [--out DIR]``: the whole pipeline on the tiny offline model and the bundled clips.
 
 build-tiny -> audio alignment -> audio-visual SFT -> 2 mrDPO rounds (offline judge) ->
-rebirth tuning -> 1 more gDPO round -> report (``report.md``, ``metrics.json``, ``rounds.png``).
+rebirth tuning -> 1 more gDPO round -> report (``report.md``, ``report.html``, ``metrics.json``,
+``rounds.png``). The terminal shows one line per step and the stage table; every library
+message goes to ``logs/demo.log`` (``--verbose`` shows them).
 CPU only, no network, a few minutes. Each stage is skipped when its output already exists, so
 an interrupted demo resumes. The report also checks that every stage changed the weights:
 the merged model of each stage is compared with the previous stage's.
@@ -17,8 +19,11 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import load_mrdpo_config
+from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
 from vs2_plugin.pipeline.train import run_training
+from vs2_plugin.pipeline.videos import load_videos
 from vs2_plugin.rounds import atomic_write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -38,14 +43,17 @@ def recipes_dir() -> Path:
 def configure_parser(parser) -> None:
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     parser.add_argument("--rounds", type=int, default=2, help="mrDPO rounds before rebirth (default 2)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bars (one line per finished step)")
+    console.add_console_arguments(parser)
 
 
 def run(args) -> int:
-    result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
-    print(result["report_md"])
-    print(f"\nreport: {result['out']}/report.md, metrics.json, rounds.png")
+    with console.run_console(Path(args.out) / "logs" / "demo.log", args, "vs2 demo"):
+        result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
+    console.print_summary(result["report_md"], result["rows"],
+                  f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/")
     return 0
+
 
 
 def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
@@ -57,6 +65,7 @@ def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
 def _stage(out: Path, name: str, marker: str, fn) -> float:
     """Run ``fn`` unless ``out/name/marker`` exists; returns seconds spent."""
     if (out / name / marker).exists():
+        console.step_done_earlier(name)
         return 0.0
     start = time.time()
     fn()
@@ -104,7 +113,11 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     tiny = out / "tiny-model"
-    timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", lambda: build_tiny_model(tiny, seed=0))
+    def build() -> None:
+        with console.step("build tiny model"):
+            build_tiny_model(tiny, seed=0)
+
+    timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", build)
     data = str(DEMO_DATA)
 
     align = out / "align"
@@ -122,12 +135,14 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
                             rounds=rounds, train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
                             heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
     start = time.time()
-    first = run_mrdpo(cfg, progress=progress)
+    with console.stage("mrDPO"):
+        first = run_mrdpo(cfg, progress=progress)
     timings["mrdpo"] = round(time.time() - start, 1)
 
     start = time.time()
-    reborn = run_rebirth(cfg, str(DEMO_DATA / "vs2_demo_rl.jsonl"), str(recipes_dir() / "rebirth_sft.yaml"),
-                         str(out / "rebirth"), progress=progress, overrides=TINY_SFT)
+    with console.stage("rebirth"):
+        reborn = run_rebirth(cfg, str(DEMO_DATA / "vs2_demo_rl.jsonl"), str(recipes_dir() / "rebirth_sft.yaml"),
+                             str(out / "rebirth"), progress=progress, overrides=TINY_SFT)
     timings["rebirth"] = round(time.time() - start, 1)
 
     cfg2 = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo_after_rebirth"), model_name_or_path=str(align),
@@ -135,7 +150,8 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
                              train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
                              heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
     start = time.time()
-    second = run_mrdpo(cfg2, progress=progress)
+    with console.stage("gDPO after rebirth"):
+        second = run_mrdpo(cfg2, progress=progress)
     timings["gdpo_after_rebirth"] = round(time.time() - start, 1)
 
     rows = [{**first["rows"][0], "stage": "SFT"}]
@@ -149,7 +165,8 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     stages.append(("rebirth", str(align), [reborn["adapter"]]))
     for k, adapter in enumerate(second["final_adapters"][1:], 1):
         stages.append(("gDPO after rebirth", str(align), second["final_adapters"][: k + 1]))
-    changes = weight_changes(stages)
+    with console.step(f"compare the weights of {len(stages)} stages"):
+        changes = weight_changes(stages)
     unchanged = [c["stage"] for c in changes if c["changed_tensors"] == 0]
     notes = [f"{c['stage']}: {c['changed_tensors']} tensors changed vs {c['vs']} (max |diff| {c['max_abs_change']:.2e}; "
              f"modules: {', '.join(c['changed_modules'])})" for c in changes]
@@ -159,7 +176,12 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     md = write_report(out, rows, "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
                       {"weight_changes": changes, "timings_s": timings, "rebirth": reborn,
                        "stages_ran": [s[0] for s in stages]}, notes)
+    html_stages = mrdpo_stages(out / "mrdpo", first["rows"], [r["stage"] for r in rows[: len(first["rows"])]])
+    html_stages += mrdpo_stages(out / "mrdpo_after_rebirth", second["rows"], [r["stage"] for r in rows[len(first["rows"]):]])
+    with console.step("write report.html"):
+        write_html(out, "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
+                   videos_from_judged(html_stages, load_videos(DEMO_DATA / "vs2_demo_heldout.jsonl")), rows=rows, notes=notes)
     if unchanged:
         raise Vs2Error(f"demo: these stages did not change the weights: {', '.join(unchanged)} (see {out / 'report.md'})")
     atomic_write_text(out / "DONE", json.dumps(timings))
-    return {"out": str(out), "report_md": md, "weight_changes": changes}
+    return {"out": str(out), "report_md": md, "weight_changes": changes, "rows": rows}

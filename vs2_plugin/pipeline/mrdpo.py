@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline import console
+from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
@@ -38,12 +40,15 @@ def configure_parser(parser) -> None:
     parser.add_argument("--run-dir", help="override run_dir")
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--no-progress", action="store_true")
+    console.add_console_arguments(parser)
 
 
 def run(args) -> int:
     cfg = load_mrdpo_config(args.config, args.overrides, run_dir=args.run_dir, rounds=args.rounds)
-    summary = run_mrdpo(cfg, progress=not args.no_progress)
-    print(summary["report_md"])
+    with console.run_console(Path(cfg.run_dir) / "logs" / "mrdpo.log", args, "vs2 mrdpo"), console.stage("mrDPO"):
+        summary = run_mrdpo(cfg, progress=not args.no_progress)
+    console.print_summary(summary["report_md"], summary["rows"],
+                          f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/")
     return 0
 
 
@@ -120,7 +125,9 @@ def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg
         for r in todo:
             ev_key = r["video_id"] if r["task"] == "global" else interval_key(r["video_id"], r["start"], r["end"])
             items.append(JudgeItem(id=r["key"], caption=r["caption"], events=events[ev_key], task=r["task"]))
-        judged = [{**r, "judgment": j.to_dict()} for r, j in zip(todo, judge_items(items, jcfg))]
+        with console.step(f"judge {out_path.name}", total=len(items), unit="caption"):
+            judgments = judge_items(items, jcfg)
+        judged = [{**r, "judgment": j.to_dict()} for r, j in zip(todo, judgments)]
         failed = [row for row in judged if row["judgment"].get("status") != "ok"]
         failed_keys = {row["key"] for row in failed}
         earlier = sum(1 for r in rows if r["key"] in done and done[r["key"]]["judgment"].get("status") != "ok")
@@ -239,6 +246,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
         trained = [state.result(k, "train") for k in range(1, t + 1)]
         return init + [r["adapter"] for r in trained if r and r.get("adapter")]
 
+    console.set_round(0)
     if not state.done(0, "eval"):
         state.mark(0, "eval", evaluate(held_videos, events, cfg, jcfg, init, run_dir / "round-000", "heldout", progress))
     if not state.done(0, "report"):
@@ -248,6 +256,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     for t in range(1, cfg.rounds + 1):
         if state.stopped:
             break
+        console.set_round(t, cfg.rounds)
         rdir = run_dir / f"round-{t:03d}"
         if not state.done(t, "sample"):
             tasks = build_tasks(train_videos, cfg.sampling, t)
@@ -309,5 +318,6 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     notes = [f"stopped early after round {state.stopped['round']}: {state.stopped['reason']}"] if state.stopped else []
     final = adapters_after(cfg.rounds)
     md = write_report(run_dir, rows, "mrDPO rounds", {"final_adapters": final, "stopped": state.stopped}, notes)
+    write_run_html(run_dir, rows, "mrDPO rounds", notes)
     atomic_write_text(run_dir / "final_model.json", json.dumps({"model": model, "adapters": final}, indent=2))
     return {"rows": rows, "final_adapters": final, "report_md": md, "run_dir": str(run_dir)}

@@ -6,9 +6,11 @@
 4. Train the SFT recipe from the **post-alignment** checkpoint — not from the DPO model — so
    the LLM is "reborn" from teacher forcing on its own best captions.
 
-Every step is resumable: labels are kept per video; the dataset and training rerun only if
-not finished. Sampling settings come from the mrDPO config (``--mrdpo-config``), so labelling
-uses the same prompts and media settings as the rounds.
+Besides the trained adapter, ``--out`` holds ``report.md`` / ``report.html`` (every label, kept or
+dropped and why, against the video's frames and audio) and ``logs/rebirth.log``. Every step is
+resumable: labels are kept per video; the dataset and training rerun only if not finished.
+Sampling settings come from the mrDPO config (``--mrdpo-config``), so labelling uses the same
+prompts and media settings as the rounds.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
-from vs2_plugin.pipeline.records import StepState
+from vs2_plugin.pipeline.html_report import write_labels_report
+from vs2_plugin.pipeline.records import StepState, read_jsonl
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
@@ -38,6 +42,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder (labels, dataset, trained adapter)")
     parser.add_argument("--greedy", action=argparse_bool(), default=True, help="greedy labelling (default) or sampling")
     parser.add_argument("--no-progress", action="store_true")
+    console.add_console_arguments(parser)
 
 
 def argparse_bool():
@@ -48,8 +53,9 @@ def argparse_bool():
 
 def run(args) -> int:
     cfg = load_mrdpo_config(args.mrdpo_config)
-    result = run_rebirth(cfg, args.videos, args.recipe, args.out, mrdpo_run=args.mrdpo_run, greedy=args.greedy,
-                         progress=not args.no_progress)
+    with console.run_console(Path(args.out) / "logs" / "rebirth.log", args, "vs2 rebirth"), console.stage("rebirth"):
+        result = run_rebirth(cfg, args.videos, args.recipe, args.out, mrdpo_run=args.mrdpo_run, greedy=args.greedy,
+                             progress=not args.no_progress)
     print(json.dumps({k: v for k, v in result.items() if k != "labels"}, indent=2))
     return 0
 
@@ -114,6 +120,8 @@ def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mr
         atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
         atomic_write_text(out_dir / "dropped.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
         state.mark(0, "filter", {"labelled": len(rows), "kept": len(kept), "dropped": len(dropped)})
+    if not (out_dir / "report.html").is_file():
+        write_labels_report(out_dir, rows, read_jsonl(out_dir / "dropped.jsonl"), videos)
     counts = state.result(0, "filter")
     if counts["kept"] == 0:
         raise Vs2Error(f"rebirth: all {counts['labelled']} captions were dropped as unnatural (see {out_dir / 'dropped.jsonl'})")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import SamplingConfig
 from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
 from vs2_plugin.pipeline.videos import VideoEntry
@@ -226,14 +227,16 @@ def sample(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: lis
            cfg: SamplingConfig, seed: int, progress: bool = True) -> list[dict[str, Any]]:
     """Sample every task (skipping those already in ``out_path``); returns rows in task order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if cfg.backend == "openai":
-        done = JsonlLog(out_path).by_key()
-        url = serving_url(cfg, model, adapters) if any(t.key not in done for t in tasks) else cfg.base_url  # reload only when there is work
-        sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress, base_url=url)
-    elif cfg.workers > 1:
-        sample_parallel(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
-    else:
-        sample_in_process(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+    watched = console.JsonlProgress([out_path, *(_shard_path(out_path, k) for k in range(cfg.workers))], [t.key for t in tasks])
+    with console.step(f"sample {out_path.name}", watched, unit="caption"):
+        if cfg.backend == "openai":
+            done = JsonlLog(out_path).by_key()
+            url = serving_url(cfg, model, adapters) if any(t.key not in done for t in tasks) else cfg.base_url  # reload only when there is work
+            sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress, base_url=url)
+        elif cfg.workers > 1:
+            sample_parallel(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+        else:
+            sample_in_process(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
     rows = JsonlLog(out_path).by_key()
     missing = [t.key for t in tasks if t.key not in rows]
     if missing:

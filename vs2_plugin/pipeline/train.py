@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.pipeline import console
 from vs2_plugin.rounds import atomic_write_text
 from vs2_plugin.secrets import SECRET_ENV_VARS
 
@@ -37,8 +38,18 @@ def run_training(args: dict[str, Any], yaml_path: str | Path, log_path: str | Pa
     full_env["PATH"] = bin_dir + os.pathsep + full_env.get("PATH", "")  # torchrun next to the interpreter
     full_env.update(env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        code = subprocess.call([llamafactory_cli(), "train", str(yaml_path)], stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    if code != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-        raise Vs2Error(f"training failed (exit {code}); command: llamafactory-cli train {yaml_path}; log {log_path}:\n" + "\n".join(tail))
+    what = "train" if yaml_path.stem == "train" else f"train {yaml_path.stem}"
+    progress = console.TrainerLogProgress(args["output_dir"]) if args.get("output_dir") else None
+    with open(log_path, "a", encoding="utf-8") as log, console.step(what, progress, unit="step", log=log_path):
+        cmd = [llamafactory_cli(), "train", str(yaml_path)]
+        if console.active() is None:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        else:  # also into the command's own log (or onto the terminal with --verbose)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True,
+                                    errors="replace")
+            console.tee_lines(proc.stdout, [log, sys.stdout])
+            code = proc.wait()
+        if code != 0:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
+            raise Vs2Error(f"training failed (exit {code}); command: llamafactory-cli train {yaml_path}; log {log_path}:\n"
+                           + "\n".join(tail))
