@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError, DataError, Vs2Error
+from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import (
     DEFAULT_GLOBAL_PROMPT,
     DEFAULT_LOCAL_PROMPT,
@@ -72,6 +73,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("--infer", nargs="+", default=[], metavar="KEY=VALUE",
                         help="LLaMA-Factory model/data arguments for loading (e.g. video_fps=1.0 video_maxlen=30)")
     parser.add_argument("--no-progress", action="store_true")
+    console.add_console_arguments(parser)
 
 
 @dataclass
@@ -228,7 +230,8 @@ def caption_videos(settings: Settings, videos: Path, out: Path, *, task: str = "
             bar.update(len(captions))
 
         groups = [PromptGroup(j.video, j.prompt, [j.key]) for j in todo]
-        generator.generate(groups, decoding, batch_size=batch_size, on_batch=write)
+        with console.step(f"caption {out.name}", console.JsonlProgress([out], [j.key for j in todo]), unit="caption"):
+            generator.generate(groups, decoding, batch_size=batch_size, on_batch=write)
         bar.close()
         bad.extend(failed.values())
     bad_path = out.with_name(out.stem + ".bad_videos.jsonl")
@@ -253,8 +256,11 @@ def run(args) -> int:
         if args.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens must be >= 1; got {args.max_new_tokens}")
         settings.max_new_tokens = args.max_new_tokens
-    result = caption_videos(settings, Path(args.videos), args.out, task=args.task, batch_size=args.batch_size,
-                            temperature=args.temperature, top_p=args.top_p, seed=args.seed, progress=not args.no_progress)
+    # the library output of loading and generating goes to logs/caption.log beside the predictions
+    with console.run_console(Path(args.out).resolve().parent / "logs" / "caption.log", args, "vs2 caption"):
+        result = caption_videos(settings, Path(args.videos), args.out, task=args.task, batch_size=args.batch_size,
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                                progress=not args.no_progress)
     for b in result["bad_videos"]:
         where = f"line {b['line']}, " if b.get("line") else ""
         print(f"vs2 caption: bad video ({where}id {b['id']!r}, {b['video']}): {b['error']}", file=sys.stderr)
