@@ -1,51 +1,67 @@
 """The offline judge (built-in default plugin): deterministic, CPU only, no network.
 
-Coverage of an event (paper App. E "missed"): the event is read against the caption token by
-token. Every content word of the event is aligned to its most similar caption token
-(contextual MiniLM vectors, or static WordLlama vectors as fallback), weighted by how rare the
-word is in general English; five features summarise the alignment:
+Coverage of an event (paper App. E "missed"): the event is read against the caption word by
+word. Every content word of the event is aligned to its most similar caption word (contextual
+MiniLM vectors, or static WordLlama vectors), weighted by how rare the word is in general
+English; five features summarise the alignment:
 
 * ``recall``: rarity-weighted mean of the best cosine of each event word over the caption,
 * ``window``: the same recall inside the best window of two consecutive caption sentences
   (an event is usually told in one place),
-* ``exact``: rarity-weighted share of event words found verbatim,
+* ``exact``: rarity-weighted share of event words found verbatim (or with the same stem),
 * ``q25``: the 25th percentile of the per-word best cosines (the weakest-covered words),
 * ``sentence``: the best sentence-embedding cosine between the event and a caption sentence.
 
-A logistic regression over the standardised features (weights in ``data/offline_weights.json``,
-fitted by ``benchmarks/offline_judge_auc.py --fit``) turns them into the event score in [0, 1];
-an event scoring below ``config.miss_threshold`` is missed.
+A logistic regression over the standardised features (weights per encoder in
+``data/offline_weights.json``, refitted by ``benchmarks/offline_judge_auc.py --fit``) gives
+the event score in [0, 1]. The fit shifts the intercept so that 0.5 is the threshold at
+which the mean Miss of the fitting data equals the labelled one (calibration); an event
+scoring below ``config.miss_threshold`` is missed.
 
-Hallucination (approximate): the caption is cut into clauses; a clause with at least three
-content words is scored the same way against the reference caption (or, without one, against
-the joined event list); clauses below ``config.support_threshold`` are reported hallucinated.
-Wrong details count as hallucinations here (as App. E does), so ``incorrect`` stays empty.
+Incorrect (App. E): an event that the caption tells (located by the event's non-detail
+words) with a contradicting detail there (another colour, count, gender, position, posture,
+object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than missed or covered.
+
+Hallucination: the caption is cut into clauses (statements); each clause with at least three
+content words is scored like an event against the reference caption (or, without one, the
+joined event list). A clause is hallucinated when its support is below
+``config.support_threshold`` or when it contradicts the reference on a detail that no
+incorrect event already accounts for. One unsupported clause counts once, so Hall =
+(incorrect + hallucinated) / events is capped at 1 by :func:`metrics.event_rates`.
+
+Memory is bounded: items are judged in chunks of :data:`CHUNK`; every text of a chunk is
+encoded once (clauses reuse the caption's word vectors) and dropped after the chunk.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from vs2_plugin import hookimpl
-from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences
+from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
+from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
 NAME = "offline"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FEATURES = ("recall", "window", "exact", "q25", "sentence")
 MIN_CLAUSE_CONTENT_WORDS = 3
+CHUNK = 16  # items encoded together; bounds memory whatever the number of items
 
+# Function words carry no event content. Negations (not, no, never) and numbers are NOT here:
+# "two men" vs "one man" and "does not speak" vs "speaks" are details a judge must see.
 STOPWORDS = frozenset(
-    """a an the of in on at to and or but nor is are was were be been being am with by for from as
+    """a an the of in on at to and or but is are was were be been being am with by for from as
     that this these those it its it's their his her him he she they them there which who whom whose
     while into onto over under then than also can could may might will would shall should do does
-    did has have had not no so such very just some any each both all one two appears appear seems
-    seem seen shown shows show video clip scene frame frames camera image visible""".split()
+    did has have had so such very just some any each all appears appear seems seem seen shown
+    shows show video clip scene frame frames camera image visible""".split()
 )
 
 # Clause boundaries inside a sentence: ; : and a comma before a linking word.
@@ -54,6 +70,7 @@ _CLAUSE_SPLIT = re.compile(
     r"although|though|creating|showing|indicating|suggesting|adding)\b)",
     re.IGNORECASE,
 )
+_QUOTE = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])")
 
 
 @lru_cache(maxsize=1)
@@ -72,45 +89,71 @@ def _weights(encoder_name: str) -> dict:
     return entry
 
 
-def rarity(token: str) -> float:
+def rarity(word: str) -> float:
     """Weight of a word by rarity: 7.5 - Zipf frequency in general English, at least 0.5."""
-    return max(7.5 - _zipf_table().get(token.lower(), 0.0), 0.5)
+    return max(7.5 - _zipf_table().get(word.lower(), 0.0), 0.5)
 
 
-def _content_positions(tokens: list[str]) -> list[int]:
-    keep = [i for i, t in enumerate(tokens) if t.isalnum() and t.lower() not in STOPWORDS]
-    return keep
+def stem(word: str) -> str:
+    """Crude English stem for verbatim matching: runs/running/ran stay apart, runs/run match."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
 
 
-def alignment_features(claim: Encoded, text: Encoded) -> np.ndarray:
+def content_positions(words: list[str]) -> list[int]:
+    """Indices of the content words (not stopwords); every word when there is none."""
+    keep = [i for i, w in enumerate(words) if w not in STOPWORDS]
+    return keep or list(range(len(words)))
+
+
+@dataclass
+class Alignment:
+    """Features of a claim read against a text, with where it was read (for detail checks)."""
+
+    features: np.ndarray  # (len(FEATURES),)
+    region: np.ndarray  # text word indices of the best window
+    aligned: np.ndarray  # per claim word: index of its most similar word inside the region
+
+
+def align(claim: Encoded, text: Encoded) -> Alignment:
     """The five :data:`FEATURES` of ``claim`` (an event or clause) read against ``text``."""
-    if len(text.tokens) == 0 or len(claim.tokens) == 0:
-        return np.zeros(len(FEATURES), dtype=np.float32)
-    keep = _content_positions(claim.tokens) or list(range(len(claim.tokens)))
+    n_claim = len(claim.tokens)
+    if len(text.tokens) == 0 or n_claim == 0:
+        return Alignment(np.zeros(len(FEATURES), np.float32), np.zeros(0, np.int64), np.zeros(n_claim, np.int64))
+    keep = content_positions(claim.tokens)
     weights = np.array([rarity(claim.tokens[i]) for i in keep], dtype=np.float32)
     weights /= weights.sum()
-    sim = claim.vecs[keep] @ text.vecs.T  # (claim words, text tokens)
-    best = sim.max(axis=1)
+    sim = claim.vecs @ text.vecs.T  # (claim words, text words)
+    best = sim[keep].max(axis=1)
     recall = float(best @ weights)
-    # Best cosine per sentence (tokens are stored sentence by sentence, so runs are contiguous).
+    # Best cosine per sentence (words are stored sentence by sentence, so runs are contiguous).
     starts = np.flatnonzero(np.r_[True, text.sent[1:] != text.sent[:-1]])
-    per_sentence = np.maximum.reduceat(sim, starts, axis=1)
-    if per_sentence.shape[1] > 1:
-        windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:])
-    else:
-        windows = per_sentence
-    window = float((weights @ windows).max())
-    text_tokens = {t.lower() for t in text.tokens}
-    exact = float(sum(w for i, w in zip(keep, weights) if claim.tokens[i].lower() in text_tokens))
+    per_sentence = np.maximum.reduceat(sim[keep], starts, axis=1)
+    windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:]) if per_sentence.shape[1] > 1 else per_sentence
+    window_scores = weights @ windows
+    w_best = int(window_scores.argmax())
+    window = float(window_scores[w_best])
+    first = text.sent[starts[w_best]]
+    region = np.flatnonzero((text.sent == first) | (text.sent == first + 1)) if per_sentence.shape[1] > 1 else np.arange(len(text.tokens))
+    aligned = region[sim[:, region].argmax(axis=1)]
+    text_stems = {stem(t) for t in text.tokens}
+    exact = float(sum(w for i, w in zip(keep, weights) if stem(claim.tokens[i]) in text_stems))
     q25 = float(np.quantile(best, 0.25))
     claim_vec = claim.sent_vecs.mean(axis=0)
     claim_vec /= max(float(np.linalg.norm(claim_vec)), 1e-8)
     sentence = float((text.sent_vecs @ claim_vec).max()) if len(text.sent_vecs) else 0.0
-    return np.array([recall, window, exact, q25, sentence], dtype=np.float32)
+    return Alignment(np.array([recall, window, exact, q25, sentence], dtype=np.float32), region, aligned)
+
+
+def alignment_features(claim: Encoded, text: Encoded) -> np.ndarray:
+    """Only the features of :func:`align` (what the benchmark fits on)."""
+    return align(claim, text).features
 
 
 def score_features(features: np.ndarray, encoder_name: str) -> np.ndarray:
-    """Logistic-regression probability that each feature row's claim is covered."""
+    """Calibrated logistic-regression probability that each feature row's claim is covered."""
     w = _weights(encoder_name)
     x = (np.atleast_2d(features) - np.asarray(w["mean"])) / np.asarray(w["std"])
     z = x @ np.asarray(w["coef"]) + float(w["intercept"])
@@ -126,27 +169,97 @@ def split_clauses(text: str) -> list[str]:
 
 
 def _content_word_count(text: str) -> int:
-    return sum(1 for w in re.findall(r"[A-Za-z0-9']+", text) if w.lower() not in STOPWORDS)
+    return sum(1 for w in words_of(text) if w not in STOPWORDS)
+
+
+def clause_spans(encoded: Encoded) -> list[tuple[int, int]]:
+    """Word ranges of the clauses of an encoded caption (clauses reuse its word vectors)."""
+    spans = []
+    starts = np.flatnonzero(np.r_[True, encoded.sent[1:] != encoded.sent[:-1]]) if len(encoded.sent) else []
+    for start in starts:
+        sentence = encoded.sentences[int(encoded.sent[start])]
+        stop = start + int((encoded.sent == encoded.sent[start]).sum())
+        pos = int(start)
+        for clause in _CLAUSE_SPLIT.split(sentence):
+            n = len(words_of(clause))
+            end = min(pos + n, stop)
+            if end > pos:
+                spans.append((pos, end))
+            pos = end
+    return spans
+
+
+def detail_contradictions(claim_words: list[str], text_words: list[str], text_stems: list[str]) -> list[Contradiction]:
+    """Wrong details of a claim: located by its anchor words in the text, then compared there.
+
+    Anchors are the claim's content words outside the detail lexicon (stems, matched
+    verbatim), so a swapped detail does not move where the claim is read; the span is a bit
+    wider than the claim, which lets word order change.
+    """
+    table = lexicon()
+    anchors = [stem(w) for w in claim_words if w not in STOPWORDS and w not in table]
+    if not any(w in table for w in claim_words):
+        return []
+    span = locate(anchors, text_stems, width=max(8, 3 * len(claim_words) // 2))
+    if span is None:
+        return []
+    return contradictions(claim_words, text_words, range(*span))
 
 
 def score_events(captions: list[str], events: list[list[str]], encoder_name: str = "auto") -> list[np.ndarray]:
-    """Coverage score in [0, 1] of each event of each caption (pure apart from the cached encoder)."""
-    encoder = get_encoder(encoder_name)
-    encoded_captions = encoder.encode(captions)
-    flat_events = [e for evs in events for e in evs]
-    encoded_events = dict(zip(flat_events, encoder.encode(flat_events, split=False))) if flat_events else {}
+    """Coverage score in [0, 1] of each event of each caption."""
+    items = [JudgeItem(id=str(k), caption=c, events=list(e)) for k, (c, e) in enumerate(zip(captions, events))]
+    return [np.asarray(j.event_scores) for j in judge(items, encoder_name=encoder_name)]
+
+
+def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support_threshold: float) -> list[Judgment]:
+    supports = [it.reference if it.reference else "\n".join(it.events) for it in items]
+    # every distinct text of the chunk encoded once: captions and supports split into sentences
+    texts = list(dict.fromkeys([it.caption for it in items] + supports))
+    encoded_texts = dict(zip(texts, encoder.encode(texts)))
+    flat_events = list(dict.fromkeys(e for it in items for e in it.events))
+    encoded_events = dict(zip(flat_events, encoder.encode(flat_events, split=False)))
     out = []
-    for cap, evs in zip(encoded_captions, events):
-        if not evs:
-            out.append(np.zeros(0))
-            continue
-        feats = np.stack([alignment_features(encoded_events[e], cap) for e in evs])
-        out.append(score_features(feats, encoder.name))
+    for item, support in zip(items, supports):
+        cap = encoded_texts[item.caption]
+        cap_stems = [stem(w) for w in cap.tokens]
+        alignments = [align(encoded_events[e], cap) for e in item.events]
+        scores = score_features(np.stack([a.features for a in alignments]), encoder.name)
+        missed, incorrect, claimed = [], [], set()
+        for e, s in zip(item.events, scores):
+            # told with a wrong detail: incorrect, whatever the coverage score (it is told)
+            found = detail_contradictions(encoded_events[e].tokens, cap.tokens, cap_stems)
+            if found:
+                incorrect.append(e)
+                claimed.update(c.found_index for c in found)
+            elif s < miss_threshold:
+                missed.append(e)
+        ref = encoded_texts[support]
+        ref_stems = [stem(w) for w in ref.tokens]
+        hallucinated = []
+        for start, stop in clause_spans(cap):
+            words = cap.tokens[start:stop]
+            if sum(w not in STOPWORDS for w in words) < MIN_CLAUSE_CONTENT_WORDS:
+                continue
+            clause = cap.span(start, stop)
+            a = align(clause, ref)
+            unsupported = score_features(a.features, encoder.name)[0] < support_threshold
+            if not unsupported:
+                found = detail_contradictions(clause.tokens, ref.tokens, ref_stems)
+                # the clause word that contradicts is where an incorrect event already points
+                own = {start + k for k, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
+                unsupported = bool(found) and not (own & claimed)
+            if unsupported:
+                hallucinated.append(" ".join(words))
+        out.append(Judgment(
+            id=item.id, judge=NAME, n_events=len(item.events), event_scores=[float(s) for s in scores],
+            missed=missed, incorrect=incorrect, hallucinated=hallucinated,
+        ))
     return out
 
 
 def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto") -> list[Judgment]:
-    """Judge items offline; items without events get a failed Judgment."""
+    """Judge items offline, :data:`CHUNK` at a time; items without events get a failed Judgment."""
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
@@ -155,34 +268,10 @@ def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
         else:
             todo.append(i)
-    if not todo:
-        return results  # type: ignore[return-value]
-    scores = score_events([items[i].caption for i in todo], [items[i].events for i in todo], encoder.name)
-    # Hallucination: caption clauses against the reference (or the joined events).
-    clause_lists = []
-    for i in todo:
-        clauses = [c for c in split_clauses(items[i].caption) if _content_word_count(c) >= MIN_CLAUSE_CONTENT_WORDS]
-        clause_lists.append(clauses)
-    supports = [items[i].reference if items[i].reference else "\n".join(items[i].events) for i in todo]
-    encoded_support = encoder.encode(supports)
-    flat_clauses = [c for cl in clause_lists for c in cl]
-    encoded_clauses = dict(zip(flat_clauses, encoder.encode(flat_clauses, split=False))) if flat_clauses else {}
-    for k, i in enumerate(todo):
-        item, ev_scores = items[i], scores[k]
-        clauses = clause_lists[k]
-        if clauses:
-            feats = np.stack([alignment_features(encoded_clauses[c], encoded_support[k]) for c in clauses])
-            clause_support = score_features(feats, encoder.name)
-        else:
-            clause_support = np.zeros(0)
-        results[i] = Judgment(
-            id=item.id,
-            judge=NAME,
-            n_events=len(item.events),
-            event_scores=[float(s) for s in ev_scores],
-            missed=[e for e, s in zip(item.events, ev_scores) if s < miss_threshold],
-            hallucinated=[c for c, s in zip(clauses, clause_support) if s < support_threshold],
-        )
+    for start in range(0, len(todo), CHUNK):
+        idx = todo[start : start + CHUNK]
+        for i, j in zip(idx, _judge_chunk([items[i] for i in idx], encoder, miss_threshold, support_threshold)):
+            results[i] = j
     return results  # type: ignore[return-value]
 
 
@@ -196,7 +285,7 @@ def extract_events(reference: str) -> list[str]:
 
 @hookimpl
 def vs2_register_judges(register):
-    register(NAME, "built-in offline judge: MiniLM token alignment + rarity weights (CPU, deterministic)")
+    register(NAME, "built-in offline judge: word alignment + rarity weights + detail contradictions (CPU, deterministic)")
 
 
 @hookimpl
