@@ -32,7 +32,7 @@ def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
     # synonyms of the claimed value are no contradiction; nor is a claim naming two values
     assert contradictions(["woman", "sings"], ["lady", "sings"], range(2)) == []
     assert contradictions(["man", "and", "woman"], ["woman", "alone"], range(2)) == []
-    assert locate(["guitar", "stage"], ["a", "dog", "runs"], 4) is None
+    assert locate(["guitar", "stage"], {"dog": np.array([1])}, 3, 4) is None
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])

@@ -104,35 +104,41 @@ class Contradiction:
     found_index: int
 
 
-def locate(anchors: Sequence[str], text_stems: Sequence[str], width: int, min_anchors: int = 2) -> tuple[int, int] | None:
-    """Where in the text a claim is told: the ``width``-word span holding most distinct anchors.
+def locate(anchors: Sequence[str], positions: dict[str, np.ndarray], n: int, width: int, min_anchors: int = 2) -> tuple[int, int] | None:
+    """Where in a text of ``n`` words a claim is told: the ``width``-word span with most distinct anchors.
 
-    ``anchors`` are the claim's content-word stems that carry no detail value (so a swapped
-    detail cannot move the anchor); ``text_stems`` the stems of the text's words. Returns
-    ``(start, stop)`` or ``None`` when fewer than ``min_anchors`` anchors (and fewer than half
-    of them) meet in any span: the claim is not told anywhere in particular.
+    ``anchors`` are the claim's content-word stems; ``positions`` maps a stem to the positions of the text's
+    words with that stem. Returns ``(start, stop)`` or ``None`` when fewer than
+    ``min_anchors`` anchors (and fewer than half of them) meet in any span: the claim is not
+    told anywhere in particular.
 
-    >>> locate(["play", "guitar"], ["a", "woman", "play", "the", "guitar", "then", "a", "dog", "bark"], 4)
-    (1, 5)
+    >>> import numpy as np
+    >>> locate(["play", "guitar"], {"play": np.array([2]), "guitar": np.array([4]), "dog": np.array([7])}, 9, 4)
+    (2, 6)
     """
-    anchors = list(dict.fromkeys(anchors))
-    n = len(text_stems)
-    if not anchors or n == 0:
+    anchors = [a for a in dict.fromkeys(anchors)]
+    found = [positions[a] for a in anchors if a in positions]
+    if not anchors or n == 0 or len(found) < min(min_anchors, len(anchors)) or 2 * len(found) < len(anchors):
         return None
     width = min(width, n)
-    hits = np.zeros((len(anchors), n + 1), np.int32)
-    index = {a: k for k, a in enumerate(anchors)}
-    for i, s in enumerate(text_stems):
-        k = index.get(s)
-        if k is not None:
-            hits[k, i + 1] = 1
-    cum = hits.cumsum(axis=1)
-    present = (cum[:, width:] - cum[:, : n - width + 1]) > 0  # (anchors, starts)
-    counts = present.sum(axis=0)
-    best = int(counts.argmax())
-    if counts[best] < min(min_anchors, len(anchors)) or counts[best] * 2 < len(anchors):
+    # an optimal span can always start at an anchor occurrence: slide over the sorted occurrences
+    occ = sorted((int(p), k) for k, pos in enumerate(found) for p in pos)
+    counts: dict[int, int] = {}
+    best_count, best_start, j = 0, 0, 0
+    for i, (start, _) in enumerate(occ):
+        while j < len(occ) and occ[j][0] < start + width:
+            counts[occ[j][1]] = counts.get(occ[j][1], 0) + 1
+            j += 1
+        if len(counts) > best_count:
+            best_count, best_start = len(counts), start
+        k = occ[i][1]
+        counts[k] -= 1
+        if not counts[k]:
+            del counts[k]
+    if best_count < min(min_anchors, len(anchors)) or best_count * 2 < len(anchors):
         return None
-    return best, best + width
+    start = min(best_start, n - width)
+    return start, start + width
 
 
 def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region: Sequence[int]) -> list[Contradiction]:

@@ -22,6 +22,7 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,11 @@ class Encoded:
     @property
     def n_sentences(self) -> int:
         return len(self.sentences)
+
+    @cached_property
+    def sentence_starts(self) -> np.ndarray:
+        """Index of the first word of each sentence run (words are stored sentence by sentence)."""
+        return np.flatnonzero(np.r_[True, self.sent[1:] != self.sent[:-1]]) if len(self.sent) else np.zeros(0, np.int64)
 
     def span(self, start: int, stop: int) -> "Encoded":
         """Words ``start:stop`` as one claim (a clause of a caption), vectors shared, not re-encoded."""
