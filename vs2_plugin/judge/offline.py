@@ -282,8 +282,25 @@ def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold
 
 
 def extract_events(reference: str) -> list[str]:
-    """Offline event extraction: the reference's clauses with at least two content words."""
-    return [c for c in split_clauses(reference) if _content_word_count(c) >= 2]
+    """Offline event extraction: the reference's clauses with at least two content words.
+
+    Quoted speech is one fact ("He says, 'Stop. Now.'" is one event): quotes are set aside
+    before cutting sentences and clauses and put back after. A clause too short to be a fact
+    of its own (fewer than two content words) is dropped.
+    """
+    quotes: list[str] = []
+
+    def park(m: re.Match) -> str:
+        quotes.append(m.group(0))
+        # a quote that ends its sentence ('... it."') still ends it once parked
+        return f"QUOTE{len(quotes) - 1}X" + ("." if re.search(r"[.!?]\W*$", m.group(0)) else "")
+
+    masked = _QUOTE.sub(park, reference or "")
+    events = []
+    for clause in split_clauses(masked):
+        if _content_word_count(clause) >= 2 or "QUOTE" in clause:
+            events.append(re.sub(r"QUOTE(\d+)X\.?", lambda m: quotes[int(m.group(1))] + (m.group(0)[-1] if m.group(0)[-1] == "." and not re.search(r"[.!?]\W*$", quotes[int(m.group(1))]) else ""), clause))
+    return events
 
 
 # ------------------------------------------------------------------------------ hooks
