@@ -92,3 +92,13 @@ def test_shipped_weights_are_the_ones_the_benchmark_fitted():
         assert tuple(entry["features"]) == offline.FEATURES
         assert min(entry["coef"]) >= 0.0  # the fit keeps coefficients non-negative (monotone Miss)
         assert bench[name]["auc_leave_one_captioner_out_mean"] > bench["wordllama"]["auc_leave_one_captioner_out_mean"] - 0.1
+
+
+def test_batched_features_equal_one_claim_at_a_time():
+    enc = get_encoder("wordllama")
+    text = enc.encode([ITEMS[0].caption + " " + ITEMS[1].caption])[0]
+    claims = enc.encode(ITEMS[0].events + ITEMS[1].events + [""], split=False)
+    batched = offline.batch_features(claims, text)
+    single = np.stack([offline.alignment_features(c, text) for c in claims])
+    assert np.allclose(batched, single, atol=1e-5)
+    assert (batched[-1] == 0).all() and (batched[0] > 0).all()

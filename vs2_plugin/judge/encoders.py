@@ -204,18 +204,28 @@ class WordLlamaEncoder(_Encoder):
         self.matrix = np.asarray(self.wl.embedding, dtype=np.float32)
 
     def _encode_sentences(self, sentences):
+        # Static vectors: a word's vector is the mean of its pieces' rows whatever its sentence,
+        # so each distinct word of the call is tokenised and pooled once.
+        per_sentence = [[m.group(0) for m in WORD.finditer(s)] for s in sentences]
+        vocab = list(dict.fromkeys(w for ws in per_sentence for w in ws))
+        index = {w: k for k, w in enumerate(vocab)}
+        sums = np.zeros((len(vocab), self.dim), np.float32)
+        counts = np.zeros(len(vocab), np.float32)
+        if vocab:
+            for k, enc in enumerate(self.wl.tokenizer.encode_batch(vocab, add_special_tokens=False)):
+                ids = [i for i, m in zip(enc.ids, enc.attention_mask or [1] * len(enc.ids)) if m and i < len(self.matrix)]
+                if ids:
+                    sums[k] = self.matrix[ids].sum(0)
+                    counts[k] = len(ids)
+        word_vecs = _unit(sums / np.maximum(counts, 1)[:, None])
         out = []
-        # one tokenizer call for the batch; static vectors, so a word's vector is its pieces' mean
-        encodings = self.wl.tokenizer.encode_batch(list(sentences), add_special_tokens=False)
-        for s, enc in zip(sentences, encodings):
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            # the bundled tokenizer pads a batch to its longest text; padding is no word
-            keep = (ids < len(self.matrix)) & (np.asarray(enc.attention_mask, dtype=bool) if enc.attention_mask else True)
-            vecs = self.matrix[ids[keep]] if keep.any() else np.zeros((0, self.dim), np.float32)
-            spans = [o for o, k in zip(enc.offsets, keep) if k]
-            words, wvecs = _pool_words(s, spans, vecs, self.dim)
-            sent_vec = _unit(vecs.mean(0)) if len(vecs) else np.zeros(self.dim, np.float32)
-            out.append((words, wvecs, sent_vec))
+        for ws in per_sentence:
+            ks = [index[w] for w in ws if counts[index[w]]]
+            if not ks:
+                out.append(([], np.zeros((0, self.dim), np.float32), np.zeros(self.dim, np.float32)))
+                continue
+            words = [vocab[k].lower().replace("\u2019", "'") for k in ks]
+            out.append((words, word_vecs[ks], _unit(sums[ks].sum(0) / counts[ks].sum())))
         return out
 
 

@@ -159,6 +159,43 @@ def alignment_features(claim: Encoded, text: Encoded) -> np.ndarray:
     return np.array([recall, window, exact, q25, sentence], dtype=np.float32)
 
 
+def batch_features(claims: list[Encoded], text: Encoded) -> np.ndarray:
+    """:func:`alignment_features` of many claims against one text, with one matrix product.
+
+    Same numbers as calling :func:`alignment_features` per claim (tested); the claims' content
+    words are stacked, so the per-claim cost is a few reductions instead of a full call.
+    """
+    out = np.zeros((len(claims), len(FEATURES)), np.float32)
+    rows, weights, exact_w = [], [], []
+    stems = _stem_set(text)
+    live = [k for k, c in enumerate(claims) if len(c.tokens)]
+    if not live or len(text.tokens) == 0:
+        return out
+    for k in live:
+        c = claims[k]
+        keep = content_positions(c.tokens)
+        w = np.array([rarity(c.tokens[i]) for i in keep], dtype=np.float32)
+        w /= w.sum()
+        rows.append(c.vecs[keep])
+        weights.append(w)
+        exact_w.append(float(sum(wi for i, wi in zip(keep, w) if stem(c.tokens[i]) in stems)))
+    sizes = np.array([len(w) for w in weights])
+    bounds = np.r_[0, np.cumsum(sizes)[:-1]]
+    vecs, wts = np.concatenate(rows), np.concatenate(weights)
+    sim = vecs @ text.vecs.T
+    best = sim.max(axis=1)
+    recall = np.add.reduceat(best * wts, bounds)
+    per_sentence = np.maximum.reduceat(sim, text.sentence_starts, axis=1)
+    windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:]) if per_sentence.shape[1] > 1 else per_sentence
+    window = np.add.reduceat(windows * wts[:, None], bounds, axis=0).max(axis=1)
+    q25 = [_quantile25(best[b : b + n]) for b, n in zip(bounds, sizes)]
+    claim_vecs = np.stack([claims[k].sent_vecs.mean(axis=0) for k in live])
+    claim_vecs /= np.maximum(np.linalg.norm(claim_vecs, axis=1, keepdims=True), 1e-8)
+    sentence = (claim_vecs @ text.sent_vecs.T).max(axis=1) if len(text.sent_vecs) else np.zeros(len(live))
+    out[live] = np.stack([recall, window, np.array(exact_w), np.array(q25), sentence], axis=1)
+    return out
+
+
 def score_features(features: np.ndarray, encoder_name: str) -> np.ndarray:
     """Calibrated logistic-regression probability that each feature row's claim is covered."""
     w = _weights(encoder_name)
@@ -231,7 +268,7 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
     for item, support in zip(items, supports):
         cap = encoded_texts[item.caption]
         cap_stems = _stem_positions(cap)
-        scores = score_features(np.stack([alignment_features(encoded_events[e], cap) for e in item.events]), encoder.name)
+        scores = score_features(batch_features([encoded_events[e] for e in item.events], cap), encoder.name)
         missed, incorrect, claimed = [], [], set()
         for e, s in zip(item.events, scores):
             # told with a wrong detail: incorrect, whatever the coverage score (it is told)
@@ -244,19 +281,18 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
         ref = encoded_texts[support]
         ref_stems = _stem_positions(ref)
         hallucinated = []
-        for start, stop in clause_spans(cap):
-            words = cap.tokens[start:stop]
-            if sum(w not in STOPWORDS for w in words) < MIN_CLAUSE_CONTENT_WORDS:
-                continue
-            clause = cap.span(start, stop)
-            unsupported = score_features(alignment_features(clause, ref), encoder.name)[0] < support_threshold
+        spans = [(a, b) for a, b in clause_spans(cap) if sum(w not in STOPWORDS for w in cap.tokens[a:b]) >= MIN_CLAUSE_CONTENT_WORDS]
+        clauses = [cap.span(a, b) for a, b in spans]
+        clause_support = score_features(batch_features(clauses, ref), encoder.name) if clauses else np.zeros(0)
+        for (start, _), clause, sup in zip(spans, clauses, clause_support):
+            unsupported = sup < support_threshold
             if not unsupported:
                 found = detail_contradictions(clause.tokens, ref.tokens, ref_stems)
                 # the clause word that contradicts is where an incorrect event already points
                 own = {start + k for k, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
                 unsupported = bool(found) and not (own & claimed)
             if unsupported:
-                hallucinated.append(" ".join(words))
+                hallucinated.append(" ".join(clause.tokens))
         out.append(Judgment(
             id=item.id, judge=NAME, n_events=len(item.events), event_scores=[float(s) for s in scores],
             missed=missed, incorrect=incorrect, hallucinated=hallucinated,
