@@ -4,22 +4,27 @@ Data: capability_event_labels_dev.jsonl (id, captioner, event, caption, label; l
 means the caption mentions the event). Baseline measured in the same run: plain word-overlap
 recall of the event's content words (FIELD_NOTES: 0.737; best published offline mix 0.782).
 
-Reports
-  auc                  the shipped judge as installed (weights in vs2_plugin/judge/data),
-  auc_cross_captioner  leave-one-captioner-out: weights fitted on one captioner's triples,
-                       AUC on the other's (what to expect on a captioner not seen in tuning),
-  feature_auc          each feature alone (no fitting at all).
+Reports, per encoder (wordllama and minilm):
+  auc_in_sample                       the shipped weights (fitted on all triples), in sample,
+  auc_leave_one_captioner_out         weights + threshold fitted on one captioner's triples,
+                                      AUC on the other's (the honest number for a new captioner),
+  pairwise_agreement_*                how often the judge orders two captioners' captions of the
+                                      same event as the labels do (in sample / left out),
+  miss_calibration_*                  mean Miss vs labelled Miss with the threshold fitted out of
+                                      sample (other captioner; other half of the events),
+  feature_auc                         each feature alone (no fitting at all),
+  weights                             the shipped weights (tests pin them to these).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_judge_auc.py [--data FILE] [--fit]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_judge_auc.py [--encoders wordllama minilm] [--fit]
 
-``--fit`` refits the shipped weights on all triples (then re-run without it to report).
+``--fit`` refits the shipped weights of each encoder on all triples, calibrated so that 0.5 is
+the threshold giving the labelled mean Miss.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import re
 import sys
 import time
@@ -92,75 +97,149 @@ def apply_logistic(model: dict, x: np.ndarray) -> np.ndarray:
     return z @ np.asarray(model["coef"]) + model["intercept"]
 
 
+def calibrate(model: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """Shift the intercept so that 0.5 is the threshold giving the labelled Miss rate on (x, y).
+
+    The threshold is the score quantile at the share of "not mentioned" labels, so the mean
+    Miss the judge reports on this data equals the labelled one.
+    """
+    z = apply_logistic(model, x)
+    t = float(np.quantile(z, float(np.mean(y == 0))))
+    out = dict(model)
+    out["intercept"] = float(model["intercept"] - t)
+    out["calibration_logit_shift"] = -t
+    return out
+
+
 def word_overlap(event: str, caption: str) -> float:
-    words = [w for w in re.findall(r"[a-z0-9']+", event.lower()) if w not in offline.STOPWORDS]
-    cap = set(re.findall(r"[a-z0-9']+", caption.lower()))
+    """Baseline: share of the event's non-stopword words whose stem occurs in the caption."""
+    words = [offline.stem(w) for w in re.findall(r"[a-z0-9']+", event.lower()) if w not in BASELINE_STOPWORDS]
+    cap = {offline.stem(w) for w in re.findall(r"[a-z0-9']+", caption.lower())}
     return sum(w in cap for w in words) / len(words) if words else 0.0
+
+
+#: A plain English function-word list for the baseline (independent of the judge's own list).
+BASELINE_STOPWORDS = frozenset(
+    """a an the of in on at to and or but is are was were be been being with by for from as that this
+    these those it its their his her he she they them there which who while into over under then than""".split()
+)
+
+
+def pairwise_agreement(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
+    """How often the judge orders two captioners' captions of one video's event as the labels do.
+
+    Pairs: the same event (same ``event_N`` id) judged in the captions of two captioners, with
+    different labels (one mentions it, the other not). Agreement: the mentioning caption gets
+    the higher score (ties count one half). This is the decision mrDPO makes between samples.
+    """
+    by_event: dict[str, list[int]] = {}
+    for k, r in enumerate(rows):
+        by_event.setdefault(str(r["id"]).split("/")[-1], []).append(k)
+    agree = n = 0.0
+    for ks in by_event.values():
+        for a in range(len(ks)):
+            for b in range(a + 1, len(ks)):
+                i, j = ks[a], ks[b]
+                if labels[i] == labels[j] or rows[i]["captioner"] == rows[j]["captioner"]:
+                    continue
+                pos, neg = (i, j) if labels[i] else (j, i)
+                agree += 1.0 if scores[pos] > scores[neg] else 0.5 if scores[pos] == scores[neg] else 0.0
+                n += 1
+    return {"agreement": agree / n if n else None, "n_pairs": int(n)}
+
+
+def features_in_chunks(encoder, rows: list[dict], chunk: int = 64) -> np.ndarray:
+    """Features of every triple, encoding ``chunk`` triples at a time (bounded memory)."""
+    out = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        caps = encoder.encode([r["caption"] for r in part])
+        evs = encoder.encode([r["event"] for r in part], split=False)
+        out.extend(offline.alignment_features(e, c) for e, c in zip(evs, caps))
+    return np.stack(out)
+
+
+def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
+    labels = np.array([int(r["label"] != 0) for r in rows])
+    captioners = np.array([r["captioner"] for r in rows])
+    t0 = time.perf_counter()
+    encoder = get_encoder(encoder_name)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feats = features_in_chunks(encoder, rows)
+    t_features = time.perf_counter() - t0
+    feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
+
+    # leave one captioner out: fit + calibrate on the others, score the held-out captioner
+    cross, miss_gap, loco_scores = {}, {}, np.zeros(len(rows))
+    for held_out in sorted(set(captioners)):
+        train = captioners != held_out
+        if train.sum() == 0:
+            continue
+        model = calibrate(fit_logistic(feats[train], labels[train]), feats[train], labels[train])
+        z = apply_logistic(model, feats[~train])
+        loco_scores[~train] = z
+        cross[held_out] = roc_auc(labels[~train], z)
+        miss_gap[held_out] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
+
+    # out-of-sample calibration over videos' events: fit + threshold on half the events (both
+    # captioners), mean Miss on the other half; halves by the parity of the event number
+    half = np.array([int(re.sub(r"\D", "", str(r["id"]).split("/")[-1]) or 0) % 2 for r in rows])
+    halves = {}
+    for h in (0, 1):
+        train = half != h
+        model = calibrate(fit_logistic(feats[train], labels[train]), feats[train], labels[train])
+        z = apply_logistic(model, feats[~train])
+        halves[f"half_{h}"] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
+
+    if fit:
+        table = json.loads(WEIGHTS.read_text()) if WEIGHTS.exists() else {}
+        model = calibrate(fit_logistic(feats, labels), feats, labels)
+        model["fitted_on"] = f"{DEFAULT_DATA.name}: {len(rows)} triples, captioners {sorted(set(map(str, captioners)))}"
+        table[encoder.name] = model
+        WEIGHTS.write_text(json.dumps(table, indent=1) + "\n")
+        offline._weights.cache_clear()
+        print(f"wrote weights for {encoder.name} to {WEIGHTS}")
+
+    scores = offline.score_features(feats, encoder.name)
+    return {
+        "auc_in_sample": roc_auc(labels, scores),
+        "auc_leave_one_captioner_out": cross,
+        "auc_leave_one_captioner_out_mean": float(np.mean(list(cross.values()))) if cross else None,
+        "pairwise_agreement_in_sample": pairwise_agreement(rows, labels, scores),
+        "pairwise_agreement_leave_one_captioner_out": pairwise_agreement(rows, labels, loco_scores),
+        "miss_calibration_leave_one_captioner_out": miss_gap,
+        "miss_gap_points_leave_one_captioner_out_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in miss_gap.values()),
+        "miss_calibration_held_out_half": halves,
+        "miss_gap_points_held_out_half_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in halves.values()),
+        "miss_in_sample": {"judge_miss": float(np.mean(scores < 0.5)), "label_miss": float(np.mean(labels == 0))},
+        "feature_auc": feature_auc,
+        "weights": offline._weights(encoder.name),
+        "seconds": {"load_model": t_load, "encode_and_features": t_features},
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--encoder", default="auto", choices=["auto", "minilm", "wordllama"])
-    parser.add_argument("--fit", action="store_true", help="refit the shipped weights on all triples")
-    parser.add_argument("--encodings", type=Path, default=None, help="pickle to reuse encodings from (written if missing)")
+    parser.add_argument("--encoders", nargs="+", default=["wordllama", "minilm"], choices=["minilm", "wordllama"])
+    parser.add_argument("--fit", action="store_true", help="refit the shipped weights of each encoder on all triples")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     labels = np.array([int(r["label"] != 0) for r in rows])
-    captioners = np.array([r["captioner"] for r in rows])
-
-    t0 = time.perf_counter()
-    encoder = get_encoder(args.encoder)
-    t_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if args.encodings is not None and args.encodings.exists():
-        captions, events = pickle.loads(args.encodings.read_bytes())
-    else:
-        captions = encoder.encode([r["caption"] for r in rows])
-        events = encoder.encode([r["event"] for r in rows], split=False)
-        if args.encodings is not None:
-            args.encodings.write_bytes(pickle.dumps((captions, events)))
-    feats = np.stack([offline.alignment_features(e, c) for e, c in zip(events, captions)])
-    t_features = time.perf_counter() - t0
-
     baseline = roc_auc(labels, [word_overlap(r["event"], r["caption"]) for r in rows])
-    feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
-
-    cross = {}
-    for held_out in sorted(set(captioners)):
-        train = captioners != held_out
-        if train.sum() == 0:
-            continue
-        model = fit_logistic(feats[train], labels[train])
-        cross[held_out] = roc_auc(labels[~train], apply_logistic(model, feats[~train]))
-
-    if args.fit:
-        table = json.loads(WEIGHTS.read_text()) if WEIGHTS.exists() else {}
-        table[encoder.name] = fit_logistic(feats, labels)
-        table[encoder.name]["fitted_on"] = f"{args.data.name}: {len(rows)} triples, captioners {sorted(set(map(str, captioners)))}"
-        WEIGHTS.write_text(json.dumps(table, indent=1) + "\n")
-        offline._weights.cache_clear()
-        print(f"wrote weights for {encoder.name} to {WEIGHTS}")
-
-    t0 = time.perf_counter()
-    scores = offline.score_features(feats, encoder.name)
-    t_score = time.perf_counter() - t0
-    auc = roc_auc(labels, scores)
-    per_captioner = {c: roc_auc(labels[captioners == c], scores[captioners == c]) for c in sorted(set(captioners))}
-
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    per_encoder = dict(previous.get("encoders", {}))
+    for name in args.encoders:
+        per_encoder[name] = evaluate(name, rows, args.fit)
+        per_encoder[name]["auc_vs_baseline_leave_one_captioner_out"] = per_encoder[name]["auc_leave_one_captioner_out_mean"] / baseline
     result = {
-        "auc": auc,
-        "auc_cross_captioner": cross,
-        "auc_cross_captioner_mean": float(np.mean(list(cross.values()))) if cross else None,
-        "auc_per_captioner": per_captioner,
-        "feature_auc": feature_auc,
         "baseline_word_overlap_auc": baseline,
         "baseline_field_notes": {"word_overlap": 0.737, "wordllama_cosine": 0.714, "best_logistic_mix": 0.782},
-        "auc_vs_baseline": auc / baseline,
-        "encoder": encoder.name,
         "n_triples": len(rows),
-        "seconds": {"load_model": t_load, "encode_and_features": t_features, "score": t_score},
+        "captioners": sorted({r["captioner"] for r in rows}),
+        "encoders": per_encoder,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

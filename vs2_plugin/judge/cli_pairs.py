@@ -95,6 +95,8 @@ def run(args) -> int:
                 continue
             rates = j.rates()
             error, rep = rates["total_rate"], j.rep_rate
+            if error is None:  # a judge that leaves a count unmeasured: rank by what it measured
+                error = rates["miss_rate"] + sum(rates[k] or 0.0 for k in ("incorrect_rate", "hallucination_rate"))
             entry.update(rates)
         else:
             error, rep = pre

@@ -1,25 +1,36 @@
 """The offline judge (built-in default plugin): deterministic, CPU only, no network.
 
-Coverage of an event (paper App. E "missed"): the event is read against the caption token by
-token. Every content word of the event is aligned to its most similar caption token
-(contextual MiniLM vectors, or static WordLlama vectors as fallback), weighted by how rare the
-word is in general English; five features summarise the alignment:
+Coverage of an event (paper App. E "missed"): the event is read against the caption word by
+word. Every content word of the event is aligned to its most similar caption word (contextual
+MiniLM vectors, or static WordLlama vectors), weighted by how rare the word is in general
+English; five features summarise the alignment:
 
 * ``recall``: rarity-weighted mean of the best cosine of each event word over the caption,
 * ``window``: the same recall inside the best window of two consecutive caption sentences
   (an event is usually told in one place),
-* ``exact``: rarity-weighted share of event words found verbatim,
+* ``exact``: rarity-weighted share of event words found verbatim (or with the same stem),
 * ``q25``: the 25th percentile of the per-word best cosines (the weakest-covered words),
 * ``sentence``: the best sentence-embedding cosine between the event and a caption sentence.
 
-A logistic regression over the standardised features (weights in ``data/offline_weights.json``,
-fitted by ``benchmarks/offline_judge_auc.py --fit``) turns them into the event score in [0, 1];
-an event scoring below ``config.miss_threshold`` is missed.
+A logistic regression over the standardised features (weights per encoder in
+``data/offline_weights.json``, refitted by ``benchmarks/offline_judge_auc.py --fit``) gives
+the event score in [0, 1]. The fit shifts the intercept so that 0.5 is the threshold at
+which the mean Miss of the fitting data equals the labelled one (calibration); an event
+scoring below ``config.miss_threshold`` is missed.
 
-Hallucination (approximate): the caption is cut into clauses; a clause with at least three
-content words is scored the same way against the reference caption (or, without one, against
-the joined event list); clauses below ``config.support_threshold`` are reported hallucinated.
-Wrong details count as hallucinations here (as App. E does), so ``incorrect`` stays empty.
+Incorrect (App. E): an event that the caption tells (located by the event's non-detail
+words) with a contradicting detail there (another colour, count, gender, position, posture,
+object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than missed or covered.
+
+Hallucination: the caption is cut into clauses (statements); each clause with at least three
+content words is scored like an event against the reference caption (or, without one, the
+joined event list). A clause is hallucinated when its support is below
+``config.support_threshold`` or when it contradicts the reference on a detail that no
+incorrect event already accounts for. One unsupported clause counts once, so Hall =
+(incorrect + hallucinated) / events is capped at 1 by :func:`metrics.event_rates`.
+
+Memory is bounded: items are judged in chunks of :data:`CHUNK`; every text of a chunk is
+encoded once (clauses reuse the caption's word vectors) and dropped after the chunk.
 """
 
 from __future__ import annotations
@@ -32,20 +43,25 @@ from pathlib import Path
 import numpy as np
 
 from vs2_plugin import hookimpl
-from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences
+from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
+from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
 NAME = "offline"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FEATURES = ("recall", "window", "exact", "q25", "sentence")
 MIN_CLAUSE_CONTENT_WORDS = 3
+SPAN_MARGIN = 3  # words read on each side of where a claim is located, for its details
+CHUNK = 16  # items encoded together; bounds memory whatever the number of items
 
+# Function words carry no event content. Negations (not, no, never) and numbers are NOT here:
+# "two men" vs "one man" and "does not speak" vs "speaks" are details a judge must see.
 STOPWORDS = frozenset(
-    """a an the of in on at to and or but nor is are was were be been being am with by for from as
+    """a an the of in on at to and or but is are was were be been being am with by for from as
     that this these those it its it's their his her him he she they them there which who whom whose
     while into onto over under then than also can could may might will would shall should do does
-    did has have had not no so such very just some any each both all one two appears appear seems
-    seem seen shown shows show video clip scene frame frames camera image visible""".split()
+    did has have had so such very just some any each all appears appear seems seem seen shown
+    shows show video clip scene frame frames camera image visible""".split()
 )
 
 # Clause boundaries inside a sentence: ; : and a comma before a linking word.
@@ -54,6 +70,7 @@ _CLAUSE_SPLIT = re.compile(
     r"although|though|creating|showing|indicating|suggesting|adding)\b)",
     re.IGNORECASE,
 )
+_QUOTE = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])")
 
 
 @lru_cache(maxsize=1)
@@ -72,45 +89,115 @@ def _weights(encoder_name: str) -> dict:
     return entry
 
 
-def rarity(token: str) -> float:
+def rarity(word: str) -> float:
     """Weight of a word by rarity: 7.5 - Zipf frequency in general English, at least 0.5."""
-    return max(7.5 - _zipf_table().get(token.lower(), 0.0), 0.5)
+    return max(7.5 - _zipf_table().get(word.lower(), 0.0), 0.5)
 
 
-def _content_positions(tokens: list[str]) -> list[int]:
-    keep = [i for i, t in enumerate(tokens) if t.isalnum() and t.lower() not in STOPWORDS]
-    return keep
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """Crude English stem for verbatim matching: runs/running/ran stay apart, runs/run match."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_positions(words: list[str]) -> list[int]:
+    """Indices of the content words (not stopwords); every word when there is none."""
+    keep = [i for i, w in enumerate(words) if w not in STOPWORDS]
+    return keep or list(range(len(words)))
+
+
+def _stem_positions(text: Encoded) -> dict[str, np.ndarray]:
+    """stem -> positions of the text's words with that stem (computed once per text)."""
+    cached = text.__dict__.get("_stem_positions")
+    if cached is None:
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(text.tokens):
+            groups.setdefault(stem(t), []).append(i)
+        cached = text.__dict__["_stem_positions"] = {k: np.asarray(v) for k, v in groups.items()}
+    return cached
+
+
+def _stem_set(text: Encoded) -> frozenset[str]:
+    cached = text.__dict__.get("_stem_set")
+    if cached is None:
+        cached = text.__dict__["_stem_set"] = frozenset(stem(t) for t in text.tokens)
+    return cached
+
+
+def _quantile25(x: np.ndarray) -> float:
+    """numpy's default (linear) 25th percentile, without its per-call overhead."""
+    if len(x) == 1:
+        return float(x[0])
+    pos = 0.25 * (len(x) - 1)
+    lo = int(pos)
+    part = np.partition(x, (lo, min(lo + 1, len(x) - 1)))
+    return float(part[lo] + (pos - lo) * (part[min(lo + 1, len(x) - 1)] - part[lo]))
 
 
 def alignment_features(claim: Encoded, text: Encoded) -> np.ndarray:
     """The five :data:`FEATURES` of ``claim`` (an event or clause) read against ``text``."""
     if len(text.tokens) == 0 or len(claim.tokens) == 0:
-        return np.zeros(len(FEATURES), dtype=np.float32)
-    keep = _content_positions(claim.tokens) or list(range(len(claim.tokens)))
+        return np.zeros(len(FEATURES), np.float32)
+    keep = content_positions(claim.tokens)
     weights = np.array([rarity(claim.tokens[i]) for i in keep], dtype=np.float32)
     weights /= weights.sum()
-    sim = claim.vecs[keep] @ text.vecs.T  # (claim words, text tokens)
+    sim = claim.vecs[keep] @ text.vecs.T  # (claim content words, text words)
     best = sim.max(axis=1)
     recall = float(best @ weights)
-    # Best cosine per sentence (tokens are stored sentence by sentence, so runs are contiguous).
-    starts = np.flatnonzero(np.r_[True, text.sent[1:] != text.sent[:-1]])
-    per_sentence = np.maximum.reduceat(sim, starts, axis=1)
-    if per_sentence.shape[1] > 1:
-        windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:])
-    else:
-        windows = per_sentence
+    per_sentence = np.maximum.reduceat(sim, text.sentence_starts, axis=1)
+    windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:]) if per_sentence.shape[1] > 1 else per_sentence
     window = float((weights @ windows).max())
-    text_tokens = {t.lower() for t in text.tokens}
-    exact = float(sum(w for i, w in zip(keep, weights) if claim.tokens[i].lower() in text_tokens))
-    q25 = float(np.quantile(best, 0.25))
+    text_stems = _stem_set(text)
+    exact = float(sum(w for i, w in zip(keep, weights) if stem(claim.tokens[i]) in text_stems))
+    q25 = _quantile25(best)
     claim_vec = claim.sent_vecs.mean(axis=0)
     claim_vec /= max(float(np.linalg.norm(claim_vec)), 1e-8)
     sentence = float((text.sent_vecs @ claim_vec).max()) if len(text.sent_vecs) else 0.0
     return np.array([recall, window, exact, q25, sentence], dtype=np.float32)
 
 
+def batch_features(claims: list[Encoded], text: Encoded) -> np.ndarray:
+    """:func:`alignment_features` of many claims against one text, with one matrix product.
+
+    Same numbers as calling :func:`alignment_features` per claim (tested); the claims' content
+    words are stacked, so the per-claim cost is a few reductions instead of a full call.
+    """
+    out = np.zeros((len(claims), len(FEATURES)), np.float32)
+    rows, weights, exact_w = [], [], []
+    stems = _stem_set(text)
+    live = [k for k, c in enumerate(claims) if len(c.tokens)]
+    if not live or len(text.tokens) == 0:
+        return out
+    for k in live:
+        c = claims[k]
+        keep = content_positions(c.tokens)
+        w = np.array([rarity(c.tokens[i]) for i in keep], dtype=np.float32)
+        w /= w.sum()
+        rows.append(c.vecs[keep])
+        weights.append(w)
+        exact_w.append(float(sum(wi for i, wi in zip(keep, w) if stem(c.tokens[i]) in stems)))
+    sizes = np.array([len(w) for w in weights])
+    bounds = np.r_[0, np.cumsum(sizes)[:-1]]
+    vecs, wts = np.concatenate(rows), np.concatenate(weights)
+    sim = vecs @ text.vecs.T
+    best = sim.max(axis=1)
+    recall = np.add.reduceat(best * wts, bounds)
+    per_sentence = np.maximum.reduceat(sim, text.sentence_starts, axis=1)
+    windows = np.maximum(per_sentence[:, :-1], per_sentence[:, 1:]) if per_sentence.shape[1] > 1 else per_sentence
+    window = np.add.reduceat(windows * wts[:, None], bounds, axis=0).max(axis=1)
+    q25 = [_quantile25(best[b : b + n]) for b, n in zip(bounds, sizes)]
+    claim_vecs = np.stack([claims[k].sent_vecs.mean(axis=0) for k in live])
+    claim_vecs /= np.maximum(np.linalg.norm(claim_vecs, axis=1, keepdims=True), 1e-8)
+    sentence = (claim_vecs @ text.sent_vecs.T).max(axis=1) if len(text.sent_vecs) else np.zeros(len(live))
+    out[live] = np.stack([recall, window, np.array(exact_w), np.array(q25), sentence], axis=1)
+    return out
+
+
 def score_features(features: np.ndarray, encoder_name: str) -> np.ndarray:
-    """Logistic-regression probability that each feature row's claim is covered."""
+    """Calibrated logistic-regression probability that each feature row's claim is covered."""
     w = _weights(encoder_name)
     x = (np.atleast_2d(features) - np.asarray(w["mean"])) / np.asarray(w["std"])
     z = x @ np.asarray(w["coef"]) + float(w["intercept"])
@@ -126,27 +213,95 @@ def split_clauses(text: str) -> list[str]:
 
 
 def _content_word_count(text: str) -> int:
-    return sum(1 for w in re.findall(r"[A-Za-z0-9']+", text) if w.lower() not in STOPWORDS)
+    return sum(1 for w in words_of(text) if w not in STOPWORDS)
+
+
+def clause_spans(encoded: Encoded) -> list[tuple[int, int]]:
+    """Word ranges of the clauses of an encoded caption (clauses reuse its word vectors)."""
+    spans = []
+    starts = np.flatnonzero(np.r_[True, encoded.sent[1:] != encoded.sent[:-1]]) if len(encoded.sent) else []
+    for start in starts:
+        sentence = encoded.sentences[int(encoded.sent[start])]
+        stop = start + int((encoded.sent == encoded.sent[start]).sum())
+        pos = int(start)
+        for clause in _CLAUSE_SPLIT.split(sentence):
+            n = len(words_of(clause))
+            end = min(pos + n, stop)
+            if end > pos:
+                spans.append((pos, end))
+            pos = end
+    return spans
+
+
+def detail_contradictions(claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]) -> list[Contradiction]:
+    """Wrong details of a claim: located by its anchor words in the text, then compared there.
+
+    Anchors are the claim's content words (stems, matched verbatim); a swapped detail is one
+    anchor that does not match, so the span is still found when at least half of them meet.
+    The span is a bit wider than the claim, which lets word order change.
+    """
+    table = lexicon()
+    anchors = [stem(w) for w in claim_words if w not in STOPWORDS]
+    if not any(w in table for w in claim_words):
+        return []
+    span = locate(anchors, text_stems, len(text_words), width=max(8, 3 * len(claim_words) // 2))
+    if span is None:
+        return []
+    # the span starts at an anchor; a detail often comes just before it ("a white cat")
+    return contradictions(claim_words, text_words, range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN)))
 
 
 def score_events(captions: list[str], events: list[list[str]], encoder_name: str = "auto") -> list[np.ndarray]:
-    """Coverage score in [0, 1] of each event of each caption (pure apart from the cached encoder)."""
-    encoder = get_encoder(encoder_name)
-    encoded_captions = encoder.encode(captions)
-    flat_events = [e for evs in events for e in evs]
-    encoded_events = dict(zip(flat_events, encoder.encode(flat_events, split=False))) if flat_events else {}
+    """Coverage score in [0, 1] of each event of each caption."""
+    items = [JudgeItem(id=str(k), caption=c, events=list(e)) for k, (c, e) in enumerate(zip(captions, events))]
+    return [np.asarray(j.event_scores) for j in judge(items, encoder_name=encoder_name)]
+
+
+def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support_threshold: float) -> list[Judgment]:
+    supports = [it.reference if it.reference else "\n".join(it.events) for it in items]
+    # every distinct text of the chunk encoded once: captions and supports split into sentences
+    texts = list(dict.fromkeys([it.caption for it in items] + supports))
+    encoded_texts = dict(zip(texts, encoder.encode(texts)))
+    flat_events = list(dict.fromkeys(e for it in items for e in it.events))
+    encoded_events = dict(zip(flat_events, encoder.encode(flat_events, split=False)))
     out = []
-    for cap, evs in zip(encoded_captions, events):
-        if not evs:
-            out.append(np.zeros(0))
-            continue
-        feats = np.stack([alignment_features(encoded_events[e], cap) for e in evs])
-        out.append(score_features(feats, encoder.name))
+    for item, support in zip(items, supports):
+        cap = encoded_texts[item.caption]
+        cap_stems = _stem_positions(cap)
+        scores = score_features(batch_features([encoded_events[e] for e in item.events], cap), encoder.name)
+        missed, incorrect, claimed = [], [], set()
+        for e, s in zip(item.events, scores):
+            # told with a wrong detail: incorrect, whatever the coverage score (it is told)
+            found = detail_contradictions(encoded_events[e].tokens, cap.tokens, cap_stems)
+            if found:
+                incorrect.append(e)
+                claimed.update(c.found_index for c in found)
+            elif s < miss_threshold:
+                missed.append(e)
+        ref = encoded_texts[support]
+        ref_stems = _stem_positions(ref)
+        hallucinated = []
+        spans = [(a, b) for a, b in clause_spans(cap) if sum(w not in STOPWORDS for w in cap.tokens[a:b]) >= MIN_CLAUSE_CONTENT_WORDS]
+        clauses = [cap.span(a, b) for a, b in spans]
+        clause_support = score_features(batch_features(clauses, ref), encoder.name) if clauses else np.zeros(0)
+        for (start, _), clause, sup in zip(spans, clauses, clause_support):
+            unsupported = sup < support_threshold
+            if not unsupported:
+                found = detail_contradictions(clause.tokens, ref.tokens, ref_stems)
+                # the clause word that contradicts is where an incorrect event already points
+                own = {start + k for k, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
+                unsupported = bool(found) and not (own & claimed)
+            if unsupported:
+                hallucinated.append(" ".join(clause.tokens))
+        out.append(Judgment(
+            id=item.id, judge=NAME, n_events=len(item.events), event_scores=[float(s) for s in scores],
+            missed=missed, incorrect=incorrect, hallucinated=hallucinated,
+        ))
     return out
 
 
 def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto") -> list[Judgment]:
-    """Judge items offline; items without events get a failed Judgment."""
+    """Judge items offline, :data:`CHUNK` at a time; items without events get a failed Judgment."""
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
@@ -155,40 +310,33 @@ def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
         else:
             todo.append(i)
-    if not todo:
-        return results  # type: ignore[return-value]
-    scores = score_events([items[i].caption for i in todo], [items[i].events for i in todo], encoder.name)
-    # Hallucination: caption clauses against the reference (or the joined events).
-    clause_lists = []
-    for i in todo:
-        clauses = [c for c in split_clauses(items[i].caption) if _content_word_count(c) >= MIN_CLAUSE_CONTENT_WORDS]
-        clause_lists.append(clauses)
-    supports = [items[i].reference if items[i].reference else "\n".join(items[i].events) for i in todo]
-    encoded_support = encoder.encode(supports)
-    flat_clauses = [c for cl in clause_lists for c in cl]
-    encoded_clauses = dict(zip(flat_clauses, encoder.encode(flat_clauses, split=False))) if flat_clauses else {}
-    for k, i in enumerate(todo):
-        item, ev_scores = items[i], scores[k]
-        clauses = clause_lists[k]
-        if clauses:
-            feats = np.stack([alignment_features(encoded_clauses[c], encoded_support[k]) for c in clauses])
-            clause_support = score_features(feats, encoder.name)
-        else:
-            clause_support = np.zeros(0)
-        results[i] = Judgment(
-            id=item.id,
-            judge=NAME,
-            n_events=len(item.events),
-            event_scores=[float(s) for s in ev_scores],
-            missed=[e for e, s in zip(item.events, ev_scores) if s < miss_threshold],
-            hallucinated=[c for c, s in zip(clauses, clause_support) if s < support_threshold],
-        )
+    for start in range(0, len(todo), CHUNK):
+        idx = todo[start : start + CHUNK]
+        for i, j in zip(idx, _judge_chunk([items[i] for i in idx], encoder, miss_threshold, support_threshold)):
+            results[i] = j
     return results  # type: ignore[return-value]
 
 
 def extract_events(reference: str) -> list[str]:
-    """Offline event extraction: the reference's clauses with at least two content words."""
-    return [c for c in split_clauses(reference) if _content_word_count(c) >= 2]
+    """Offline event extraction: the reference's clauses with at least two content words.
+
+    Quoted speech is one fact ("He says, 'Stop. Now.'" is one event): quotes are set aside
+    before cutting sentences and clauses and put back after. A clause too short to be a fact
+    of its own (fewer than two content words) is dropped.
+    """
+    quotes: list[str] = []
+
+    def park(m: re.Match) -> str:
+        quotes.append(m.group(0))
+        # a quote that ends its sentence ('... it."') still ends it once parked
+        return f"QUOTE{len(quotes) - 1}X" + ("." if re.search(r"[.!?]\W*$", m.group(0)) else "")
+
+    masked = _QUOTE.sub(park, reference or "")
+    events = []
+    for clause in split_clauses(masked):
+        if _content_word_count(clause) >= 2 or "QUOTE" in clause:
+            events.append(re.sub(r"QUOTE(\d+)X\.?", lambda m: quotes[int(m.group(1))] + (m.group(0)[-1] if m.group(0)[-1] == "." and not re.search(r"[.!?]\W*$", quotes[int(m.group(1))]) else ""), clause))
+    return events
 
 
 # ------------------------------------------------------------------------------ hooks
@@ -196,7 +344,7 @@ def extract_events(reference: str) -> list[str]:
 
 @hookimpl
 def vs2_register_judges(register):
-    register(NAME, "built-in offline judge: MiniLM token alignment + rarity weights (CPU, deterministic)")
+    register(NAME, "built-in offline judge: word alignment + rarity weights + detail contradictions (CPU, deterministic)")
 
 
 @hookimpl

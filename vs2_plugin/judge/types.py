@@ -14,6 +14,9 @@ from typing import Any
 from vs2_plugin.errors import DataError
 
 TASKS = ("global", "local")
+#: Counts a judge may leave unmeasured, and the rates that then read n/a.
+UNMEASURABLE = ("incorrect", "hallucinated")
+_RATES_OF = {"incorrect": ("incorrect_rate", "hall_rate", "total_rate"), "hallucinated": ("hallucination_rate", "hall_rate", "total_rate")}
 
 
 @dataclass
@@ -53,7 +56,9 @@ class Judgment:
     """The judge's verdict on one item (one pass, or the median of K passes).
 
     ``missed`` / ``incorrect`` are reference events; ``hallucinated`` are caption clauses
-    (or event-like statements) that the reference does not support.
+    (or event-like statements) that the reference does not support. ``unmeasured`` names the
+    counts a judge does not measure (``"incorrect"``, ``"hallucinated"``): their rates are
+    reported as ``None`` (n/a in tables), never as 0.
     """
 
     id: str
@@ -69,8 +74,12 @@ class Judgment:
     unnatural: list[str] = field(default_factory=list)
     passes: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    unmeasured: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        bad = sorted(set(self.unmeasured) - set(UNMEASURABLE))
+        if bad:
+            raise ValueError(f"Judgment.unmeasured must name counts among {UNMEASURABLE}, got {bad}")
         if self.status not in ("ok", "failed"):
             raise ValueError(f"Judgment.status must be 'ok' or 'failed', got {self.status!r}")
         if self.status == "failed" and not self.error:
@@ -84,13 +93,20 @@ class Judgment:
     def failed(cls, item_id: str, judge: str, error: str, **extra: Any) -> "Judgment":
         return cls(id=str(item_id), judge=judge, status="failed", error=error, **extra)
 
-    def rates(self) -> dict[str, float] | None:
-        """Miss / Incorrect / Hallucination / Hall / Total as fractions; ``None`` when failed."""
+    def rates(self) -> dict[str, float | None] | None:
+        """Miss / Incorrect / Hallucination / Hall / Total as fractions; ``None`` when failed.
+
+        A rate built on an ``unmeasured`` count is ``None`` (Hall and Total included).
+        """
         if not self.ok:
             return None
         from vs2_plugin.judge.metrics import event_rates
 
-        return event_rates(self.n_events, len(self.missed), len(self.incorrect), len(self.hallucinated))
+        out: dict[str, float | None] = dict(event_rates(self.n_events, len(self.missed), len(self.incorrect), len(self.hallucinated)))
+        for count in self.unmeasured:
+            for key in _RATES_OF[count]:
+                out[key] = None
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -113,6 +129,8 @@ class Judgment:
             out["passes"] = self.passes
         if self.usage:
             out["usage"] = dict(self.usage)
+        if self.unmeasured:
+            out["unmeasured"] = list(self.unmeasured)
         return out
 
 

@@ -1,0 +1,83 @@
+"""Swap detail words of a caption: the "wrong details" probe of the offline judge benchmarks.
+
+A caption with 2-3 details changed (a colour, a count, a gender, an object, an action, a
+position...) still matches its events word for word almost everywhere, yet describes another
+video; a judge must raise Hall on it (paper App. E: a wrong detail is an incorrect event).
+
+The lexicon below is a generic list of detail categories, each a list of interchangeable
+values; a swap replaces one word by another value of its category, keeping capitalisation.
+It is written for this probe and kept apart from the judge's own lexicon
+(vs2_plugin/judge/details.py); the benchmark also reports the rate on swaps whose both
+words are absent from the judge's lexicon, so an overlap between the two cannot hide.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+SWAP_CATEGORIES: dict[str, list[str]] = {
+    "gender": ["man/woman", "men/women", "boy/girl", "boys/girls", "father/mother", "husband/wife", "king/queen",
+               "brother/sister", "son/daughter", "gentleman/lady", "male/female", "actor/actress"],
+    "colour": ["red", "blue", "green", "yellow", "purple", "pink", "black", "white", "gray", "brown", "orange", "golden"],
+    "count": ["two", "three", "four", "five", "six"],
+    "position": ["left/right", "top/bottom", "above/below", "front/behind", "inside/outside", "upper/lower"],
+    "size": ["large/small", "big/little", "tall/short"],
+    "age": ["young/old", "younger/older"],
+    "action": ["sits/stands", "sitting/standing", "walks/runs", "walking/running", "opens/closes", "smiles/frowns",
+               "smiling/crying", "pushes/pulls", "enters/leaves", "raises/lowers", "laughs/cries"],
+    "object": ["dog", "cat", "horse", "car", "truck", "bicycle", "guitar", "piano", "table", "chair", "phone",
+               "laptop", "cup", "bottle", "shirt", "jacket", "dress", "hat", "door", "window", "book", "bag", "ball"],
+    "time": ["day/night", "daytime/nighttime", "morning/evening"],
+    "speed": ["slowly/quickly", "slow/fast"],
+}
+
+
+def _alternatives() -> dict[str, list[str]]:
+    """word -> the words it may be swapped for (the other members of its pair, or of its list)."""
+    alt: dict[str, list[str]] = {}
+    for entries in SWAP_CATEGORIES.values():
+        if all("/" in e for e in entries):
+            for e in entries:
+                a, b = e.split("/")
+                alt.setdefault(a, []).append(b)
+                alt.setdefault(b, []).append(a)
+        else:
+            for w in entries:
+                alt[w] = [o for o in entries if o != w]
+    return alt
+
+
+ALTERNATIVES = _alternatives()
+_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
+
+
+def _match_case(template: str, word: str) -> str:
+    if template.isupper() and len(template) > 1:
+        return word.upper()
+    return word[0].upper() + word[1:] if template[0].isupper() else word
+
+
+def swap_details(text: str, n_swaps: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    """``text`` with ``n_swaps`` detail words replaced (fewer if it has fewer), and the swaps made.
+
+    Positions are drawn at random among the swappable words, at most one per sentence-ish
+    stretch of 40 characters, so the swaps land on different statements.
+    """
+    candidates = [m for m in _WORD.finditer(text) if m.group(0).lower() in ALTERNATIVES]
+    rng.shuffle(candidates)
+    chosen = []
+    for m in candidates:
+        if all(abs(m.start() - c.start()) > 40 for c in chosen):
+            chosen.append(m)
+        if len(chosen) == n_swaps:
+            break
+    out, swaps, last = [], [], 0
+    for m in sorted(chosen, key=lambda m: m.start()):
+        old = m.group(0)
+        new = _match_case(old, rng.choice(ALTERNATIVES[old.lower()]))
+        out.append(text[last : m.start()] + new)
+        swaps.append((old, new))
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), swaps

@@ -1,0 +1,98 @@
+"""Speed of the offline judge on test-set-shaped items (about 35 events, 600-word captions).
+
+Each measurement runs in a fresh process (nothing cached: model loaded, then items it has never
+seen judged, the model load not timed). Items: vs2 test set (dev split) videos, caption = the
+video's reference with 2-3 details swapped, events = its human events, support = its reference
+-- what ``vs2 eval`` does per sampled caption. Encoders ``wordllama`` and ``minilm`` (the
+baseline, measured in the same run), one thread and all cores, alternated repeats, medians.
+
+    .venv/bin/python benchmarks/offline_judge_speed.py [--items 24] [--repeats 3]
+
+Writes benchmarks/results/offline_judge_speed.json; ``events_per_s_1thread`` and
+``events_per_s_all_cores`` are those of the default encoder for speed (``wordllama``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "captions" / "vs2_testset_dev.jsonl"
+RESULTS = ROOT / "benchmarks" / "results" / "offline_judge_speed.json"
+
+_CHILD = r"""
+import json, random, sys, time
+sys.path.insert(0, sys.argv[4])
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+from detail_swaps import swap_details
+from vs2_plugin.judge import offline
+from vs2_plugin.judge.encoders import get_encoder
+from vs2_plugin.judge.types import JudgeItem
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n = int(sys.argv[5])
+rng = random.Random(0)
+videos = rows[:: max(1, len(rows) // n)][:n]
+items = [JudgeItem(id=v["id"], caption=swap_details(v["reference"], 3, rng)[0], events=v["events"], reference=v["reference"]) for v in videos]
+get_encoder(sys.argv[2])
+t0 = time.perf_counter()
+offline.judge(items, encoder_name=sys.argv[2])
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "events": sum(len(i.events) for i in items), "items": len(items)}))
+"""
+
+
+def measure(data: Path, encoder: str, threads: int, n_items: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(data), encoder, str(threads), str(ROOT / "benchmarks"), str(n_items)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--items", type=int, default=24, help="items judged per measurement (wordllama)")
+    parser.add_argument("--minilm-items", type=int, default=6, help="items per measurement for the slower minilm baseline")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    runs: dict[str, list[float]] = {}
+    shape = {}
+    for _ in range(args.repeats):  # alternated so that a busy spell on the machine hits every setting
+        for encoder, n in (("wordllama", args.items), ("minilm", args.minilm_items)):
+            for threads in sorted({1, cores}):
+                r = measure(args.data, encoder, threads, n)
+                runs.setdefault(f"{encoder}@{threads}", []).append(r["events"] / r["seconds"])
+                shape[encoder] = {"items": r["items"], "events_per_item": r["events"] / r["items"]}
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    result = {
+        "events_per_s_1thread": med["wordllama@1"],
+        "events_per_s_all_cores": med[f"wordllama@{cores}"],
+        "encoder": "wordllama",
+        "cores": cores,
+        "baseline_minilm_events_per_s_1thread": med["minilm@1"],
+        "baseline_minilm_events_per_s_all_cores": med[f"minilm@{cores}"],
+        "speedup_vs_minilm_1thread": med["wordllama@1"] / med["minilm@1"],
+        "medians_events_per_s": med,
+        "spread_events_per_s": {k: [min(v), max(v)] for k, v in runs.items()},
+        "repeats": args.repeats,
+        "item_shape": shape,
+        "note": "fresh process per measurement, model load not timed, no text cached; CPU shared with other jobs",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Contradicting details: a claim and the text it is aligned to name different values of one attribute.
+
+Embeddings rate "red"/"blue" or "man"/"woman" as near neighbours, so an alignment score cannot
+tell a wrong detail from a right one. This module holds a lexicon of detail categories
+(gender, colour, count, position, size, age, light, speed, posture/action, objects...);
+each category lists VALUES, and each value is a set of interchangeable words. A claim
+contradicts a text region when the claim names a value, the region names no word of that
+value, and the region names another value of the same category (paper App. E: an event
+described with a wrong detail is "incorrect", not covered).
+
+Pure functions over lower-cased word lists; :func:`contradictions` is the entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+# category -> values; each value: words that mean the same for this purpose (plural forms included)
+_LEXICON: dict[str, list[str]] = {
+    "gender": [
+        "woman women girl girls lady ladies female females mother mothers daughter daughters sister sisters wife "
+        "queen princess actress grandmother grandma mom mum aunt niece bride waitress businesswoman policewoman "
+        "girlfriend",
+        "man men boy boys gentleman gentlemen male males father fathers son sons brother brothers husband king "
+        "prince actor grandfather grandpa dad uncle nephew groom waiter businessman policeman guy guys boyfriend",
+    ],
+    "colour": [
+        "red reddish crimson scarlet maroon", "blue bluish navy turquoise teal cyan", "green greenish olive lime",
+        "yellow yellowish", "orange", "purple violet lavender lilac", "pink pinkish", "black blackish",
+        "white whitish", "gray grey greyish grayish silver", "brown brownish beige tan", "gold golden",
+    ],
+    "count": [
+        "one single alone lone solo", "two both pair couple twin twins", "three trio", "four", "five", "six",
+        "seven", "eight", "nine", "ten", "several multiple many numerous",
+    ],
+    "side": ["left leftmost", "right rightmost"],
+    "vertical": ["top upper above atop overhead upward upwards", "bottom lower below beneath underneath downward downwards"],
+    "depth": ["front foreground", "behind rear background"],
+    "inout": ["inside indoor indoors interior", "outside outdoor outdoors exterior"],
+    "size": ["big large huge giant enormous massive", "small little tiny miniature"],
+    "height": ["tall", "short"],
+    "age": ["young younger youthful child children kid kids baby babies toddler teenage teenager", "old older elderly aged senior"],
+    "light": ["day daytime daylight sunny", "night nighttime nocturnal"],
+    "brightness": ["bright brightly", "dark dim dimly"],
+    "speed": ["slow slowly", "fast quickly quick rapidly rapid swiftly"],
+    "posture": ["sit sits sitting sat seated", "stand stands standing stood", "lie lies lying lay", "kneel kneels kneeling knelt"],
+    "gait": ["walk walks walking walked", "run runs running ran jog jogs jogging"],
+    "door": ["open opens opening opened", "close closes closing closed shut shuts"],
+    "motion": ["enter enters entering entered", "exit exits exiting exited leave leaves leaving"],
+    "mood": ["smile smiles smiling smiled laugh laughs laughing laughed happy cheerful", "cry cries crying cried sad frown frowns frowning upset"],
+    "push": ["push pushes pushing pushed", "pull pulls pulling pulled"],
+    "exchange": ["give gives giving gave handing handed", "take takes taking took receive receives receiving received"],
+    "raise": ["raise raises raising raised lift lifts lifting lifted", "lower lowers lowering lowered drop drops dropping dropped"],
+    "begin": ["start starts starting started begin begins beginning began", "stop stops stopping stopped end ends ending ended"],
+    "loudness": ["loud loudly", "quiet quietly soft softly"],
+    "animal": [
+        "dog dogs puppy puppies", "cat cats kitten kittens", "horse horses pony", "bird birds", "fish", "cow cows cattle",
+        "sheep", "pig pigs", "lion lions", "tiger tigers", "bear bears", "monkey monkeys", "rabbit rabbits",
+        "duck ducks", "chicken chickens hen hens", "elephant elephants",
+    ],
+    "vehicle": [
+        "car cars", "truck trucks", "bus buses", "bicycle bicycles bike bikes", "motorcycle motorcycles motorbike",
+        "boat boats ship ships", "airplane airplanes plane planes", "train trains", "helicopter",
+    ],
+    "instrument": ["guitar guitars", "piano pianos", "drum drums", "violin violins", "flute", "trumpet", "saxophone"],
+    "garment": [
+        "shirt shirts t-shirt blouse", "jacket jackets coat coats", "dress dresses gown", "hat hats cap caps",
+        "pants trousers jeans", "skirt skirts", "shorts", "sweater hoodie", "suit suits",
+    ],
+    "footwear": ["shoes shoe sneakers", "boots boot", "sandals slippers"],
+    "furniture": ["table tables desk desks", "chair chairs stool", "bed beds", "sofa couch"],
+    "device": ["phone phones smartphone cellphone", "laptop laptops computer computers", "camera cameras", "television tv"],
+    "container": ["cup cups mug mugs", "bottle bottles", "bowl bowls", "plate plates", "box boxes"],
+    "food": ["apple apples", "banana bananas", "bread", "cake", "pizza", "rice", "noodles pasta"],
+    "ball": ["ball balls", "book books", "bag bags", "umbrella"],
+    "opening": ["door doors", "window windows"],
+    "terrain": ["beach", "forest woods", "street road", "field", "kitchen", "bedroom", "office", "classroom", "stage"],
+    "weather": ["rain raining rainy", "snow snowing snowy", "sunny sunshine"],
+}
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> dict[str, tuple[str, int]]:
+    """word -> (category, value index). Built once; a word belongs to one value of one category."""
+    table: dict[str, tuple[str, int]] = {}
+    for category, values in _LEXICON.items():
+        for k, value in enumerate(values):
+            for word in value.split():
+                table.setdefault(word, (category, k))
+    return table
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """``claim_word`` (value of ``category``) against ``found_word`` at ``found_index`` in the text."""
+
+    category: str
+    claim_word: str
+    found_word: str
+    found_index: int
+
+
+def locate(anchors: Sequence[str], positions: dict[str, np.ndarray], n: int, width: int, min_anchors: int = 2) -> tuple[int, int] | None:
+    """Where in a text of ``n`` words a claim is told: the ``width``-word span with most distinct anchors.
+
+    ``anchors`` are the claim's content-word stems; ``positions`` maps a stem to the positions of the text's
+    words with that stem. Returns ``(start, stop)`` or ``None`` when fewer than
+    ``min_anchors`` anchors (and fewer than half of them) meet in any span: the claim is not
+    told anywhere in particular.
+
+    >>> import numpy as np
+    >>> locate(["play", "guitar"], {"play": np.array([2]), "guitar": np.array([4]), "dog": np.array([7])}, 9, 4)
+    (2, 6)
+    """
+    anchors = [a for a in dict.fromkeys(anchors)]
+    found = [positions[a] for a in anchors if a in positions]
+    if not anchors or n == 0 or len(found) < min(min_anchors, len(anchors)) or 2 * len(found) < len(anchors):
+        return None
+    width = min(width, n)
+    # an optimal span can always start at an anchor occurrence: slide over the sorted occurrences
+    occ = sorted((int(p), k) for k, pos in enumerate(found) for p in pos)
+    counts: dict[int, int] = {}
+    best_count, best_start, j = 0, 0, 0
+    for i, (start, _) in enumerate(occ):
+        while j < len(occ) and occ[j][0] < start + width:
+            counts[occ[j][1]] = counts.get(occ[j][1], 0) + 1
+            j += 1
+        if len(counts) > best_count:
+            best_count, best_start = len(counts), start
+        k = occ[i][1]
+        counts[k] -= 1
+        if not counts[k]:
+            del counts[k]
+    if best_count < min(min_anchors, len(anchors)) or best_count * 2 < len(anchors):
+        return None
+    start = min(best_start, n - width)
+    return start, start + width
+
+
+def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region: Sequence[int]) -> list[Contradiction]:
+    """Details of the claim contradicted inside ``region`` (indices into ``text_words``).
+
+    For each claim word with a lexicon value: if the region holds no word of that value but a
+    word of another value of the same category, that is a contradiction. A category that the
+    claim names with two values ("a man and a woman") is skipped: the claim is not about one
+    value.
+
+    >>> [c.found_word for c in contradictions(["man", "in", "red", "shirt"], ["woman", "in", "blue", "shirt"], range(4))]
+    ['woman', 'blue']
+    >>> contradictions(["man", "in", "red"], ["man", "in", "red", "and", "a", "blue", "car"], range(7))
+    []
+    """
+    table = lexicon()
+    claim_values: dict[str, set[int]] = {}
+    for w in claim_words:
+        if w in table:
+            cat, val = table[w]
+            claim_values.setdefault(cat, set()).add(val)
+    if not claim_values:
+        return []
+    region_values: dict[str, dict[int, int]] = {}
+    for i in region:
+        w = text_words[i]
+        if w in table:
+            cat, val = table[w]
+            if cat in claim_values:
+                region_values.setdefault(cat, {}).setdefault(val, i)
+    out, seen = [], set()
+    for w in claim_words:
+        if w not in table:
+            continue
+        cat, val = table[w]
+        if cat in seen or len(claim_values[cat]) != 1 or cat not in region_values or val in region_values[cat]:
+            continue
+        seen.add(cat)
+        j = min(region_values[cat].values())
+        out.append(Contradiction(cat, w, text_words[j], j))
+    return out
