@@ -244,7 +244,10 @@ def detail_contradictions(claim_words: list[str], text_words: list[str], text_st
     anchors = [stem(w) for w in claim_words if w not in STOPWORDS]
     if not any(w in table for w in claim_words):
         return []
-    span = locate(anchors, text_stems, len(text_words), width=max(8, 3 * len(claim_words) // 2))
+    # a claim whose only other content word is one anchor ("a man waves") is located by that word
+    plain = {stem(w) for w in claim_words if w not in STOPWORDS and w not in table}
+    span = locate(anchors, text_stems, len(text_words), width=max(8, 3 * len(claim_words) // 2),
+                  min_anchors=2 if len(plain) >= 2 else 1)
     if span is None:
         return []
     # the span starts at an anchor; a detail often comes just before it ("a white cat")
