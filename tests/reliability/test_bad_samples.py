@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, VENV_BIN, run_cli
 from media_factory import requires_ffmpeg
 
-from vs2_plugin import media
+from vs2_plugin.data import media
 from vs2_plugin.data import media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError, Vs2Error
-from vs2_plugin.rounds import atomic_directory
+from vs2_plugin.gdpo.rounds import atomic_directory
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: written next to config.json; each re-exports the package's class (``auto_map`` targets)

@@ -1,7 +1,7 @@
 """``vs2 tokens FILE``: how a media file is fed to the model, as JSON, from metadata alone.
 
-Nothing is decoded: :func:`vs2_plugin.media.probe` reads the container header and the rest is
-the arithmetic of :mod:`vs2_plugin.interleave` (paper sec. 3.1, eq. 2 and 6-8).
+Nothing is decoded: :func:`vs2_plugin.data.media.probe` reads the container header and the rest is
+the arithmetic of :mod:`vs2_plugin.modeling.interleave` (paper sec. 3.1, eq. 2 and 6-8).
 
 Settings come from, in order of precedence: command-line flags, the ``--model`` directory,
 defaults (paper sec. 4.1 and LLaMA-Factory's). From a model directory:
@@ -142,7 +142,7 @@ def layout_positions(
     layout: list[tuple[str, int]], grid_thw: tuple[int, int, int] | None, seconds_per_group: float, settings: dict
 ) -> tuple[list[list[int]], list[list[int]]]:
     """``(video_positions, audio_positions)``: ``[t, h, w]`` of each token of one item laid out as
-    ``layout`` (runs of :func:`vs2_plugin.interleave.placeholder_layout`), from the model's index
+    ``layout`` (runs of :func:`vs2_plugin.modeling.interleave.placeholder_layout`), from the model's index
     function; offsets from the item's first token. ``grid_thw`` is ``None`` for audio-only input."""
     from vs2_plugin.modeling.rope import RopeTokens, sequence_rope_index
 
@@ -168,8 +168,8 @@ def token_report(path: str | Path, settings: dict, *, positions: bool = False) -
     """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`);
     ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`)."""
     from vs2_plugin.errors import MediaError
-    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_group_grid
-    from vs2_plugin.media import probe, sample_frame_times
+    from vs2_plugin.modeling.interleave import interleave_plan, placeholder_layout, visual_group_grid
+    from vs2_plugin.data.media import probe, sample_frame_times
 
     info = probe(path)
     s = settings

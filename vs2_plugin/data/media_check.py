@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vs2_plugin import interleave, media
+from vs2_plugin.data import media
+from vs2_plugin.modeling import interleave
 from vs2_plugin.errors import MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
-#: file being called truncated; the same slack :func:`vs2_plugin.media.read_media` allows.
+#: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.
 TAIL_TOLERANCE_S = media.AUDIO_SHORTFALL_TOLERANCE_S
 #: How much of a file's end :func:`check_media` demuxes (from the keyframe before it).
 TAIL_WINDOW_S = 2.0
@@ -142,7 +143,7 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
 
 @lru_cache(maxsize=65536)
 def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtime_ns: int, size: int) -> str | None:
-    """Decode ``path`` as training does (:func:`vs2_plugin.media.read_media`); the problem, if any."""
+    """Decode ``path`` as training does (:func:`vs2_plugin.data.media.read_media`); the problem, if any."""
     try:
         media.read_media(
             path,

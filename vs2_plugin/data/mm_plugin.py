@@ -4,15 +4,15 @@ What it adds to LLaMA-Factory's Qwen2-VL plugin:
 
 * ``<video>`` expands to ``<|vision_start|>`` + per temporal group: the group's
   ``<|video_pad|>`` tokens followed by the audio tokens whose windows start in that group's
-  time slot (:func:`vs2_plugin.interleave.interleave_plan`) + ``<|vision_end|>``. The audio is
+  time slot (:func:`vs2_plugin.modeling.interleave.interleave_plan`) + ``<|vision_end|>``. The audio is
   the video's own track when ``use_audio_in_video: true`` (LLaMA-Factory's flag) and the file
   has one; silent videos and ``use_audio_in_video: false`` give the plain visual layout.
 * ``<audio>`` (``audios`` column) expands to ``<|audio_start|>`` + K ``<|audio_pad|>`` +
   ``<|audio_end|>`` (audio-only data, e.g. the alignment stage).
-* Token counts come from container metadata and arithmetic (:func:`vs2_plugin.media.probe`),
+* Token counts come from container metadata and arithmetic (:func:`vs2_plugin.data.media.probe`),
   never from decoding, so preprocessing decodes nothing.
 * In the collator each distinct file of a batch is decoded once, frames and audio together
-  (:func:`vs2_plugin.media.read_media`): the chosen and rejected copies of a DPO pair, and a
+  (:func:`vs2_plugin.data.media.read_media`): the chosen and rejected copies of a DPO pair, and a
   ground-truth caption of the same video, share one decode.
 * A model without the audio branch (a plain Qwen2.5-VL checkpoint, ``model_type`` other than
   ``video_salmonn2``) is served like LLaMA-Factory's Qwen2-VL template serves it; giving it
@@ -46,7 +46,8 @@ import numpy as np
 import torch
 from llamafactory.data.mm_plugin import Qwen2VLPlugin
 
-from vs2_plugin import interleave, media
+from vs2_plugin.data import media
+from vs2_plugin.modeling import interleave
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
@@ -115,7 +116,7 @@ def _probe_cached(path: str, mtime_ns: int) -> media.MediaInfo:
 
 
 def probe(path: str) -> media.MediaInfo:
-    """:func:`vs2_plugin.media.probe`, cached per file version (chosen/rejected share it)."""
+    """:func:`vs2_plugin.data.media.probe`, cached per file version (chosen/rejected share it)."""
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:

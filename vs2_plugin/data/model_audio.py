@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vs2_plugin import interleave
+from vs2_plugin.modeling import interleave
 from vs2_plugin.errors import DataError
 
 

@@ -9,7 +9,7 @@ Entry points:
 * :func:`run_gdpo` — the same with already parsed arguments.
 
 With ``gdpo_rounds: true`` one call runs one round of a multi-round run kept in
-``output_dir`` (see :mod:`vs2_plugin.rounds`): it resumes an unfinished round (from its last
+``output_dir`` (see :mod:`vs2_plugin.gdpo.rounds`): it resumes an unfinished round (from its last
 complete checkpoint, reusing its cached reference log-probs) or starts the next one with the
 previous rounds' adapters merged into the reference and a fresh LoRA.
 """
@@ -329,7 +329,7 @@ def last_complete_checkpoint(folder: Path) -> str | None:
 
 
 def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks) -> GDPOResult:
-    from vs2_plugin.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
+    from vs2_plugin.gdpo.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
 
     if finetuning_args.finetuning_type != "lora":
         raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")

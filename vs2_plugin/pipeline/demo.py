@@ -24,7 +24,7 @@ from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_DATA = PACKAGE / "assets" / "demo_data"

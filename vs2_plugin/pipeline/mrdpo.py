@@ -28,7 +28,7 @@ from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.tracking import report_round
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 GT_DATASET = "vs2_gt"
 

@@ -29,7 +29,7 @@ from vs2_plugin.pipeline.records import StepState, read_jsonl
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 REBIRTH_DATASET = "vs2_rebirth"
 

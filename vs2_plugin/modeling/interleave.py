@@ -2,13 +2,13 @@
 
 Pure Python (no torch, no numpy). Everything here is a function of durations and counts, so
 the number of placeholder tokens can be computed from container metadata alone
-(:func:`vs2_plugin.media.probe`) and is guaranteed to match what the model is fed.
+(:func:`vs2_plugin.data.media.probe`) and is guaranteed to match what the model is fed.
 
 Time model
 ----------
 * **Frame slots.** ``n`` frames sampled from a clip of ``T`` seconds own ``n`` equal slots
   ``[i*T/n, (i+1)*T/n)``; frame ``i`` is taken at the slot centre (see
-  :func:`vs2_plugin.media.sample_frame_times`). The slots tile ``[0, T)`` exactly, so every
+  :func:`vs2_plugin.data.media.sample_frame_times`). The slots tile ``[0, T)`` exactly, so every
   audio instant belongs to exactly one frame.
 * **Groups.** Qwen2.5-VL merges ``group_size`` (``temporal_patch_size``, 2) consecutive frames
   into one temporal group; the group's slot is the union of its frames' slots. The paper's
@@ -179,7 +179,7 @@ def interleave_plan(
     """Audio tokens after each frame group: eq. (6)-(8), placed by time instead of evenly.
 
     :param duration_s: length of the visual timeline (the video stream), seconds.
-    :param num_frames: frames sampled over it (:func:`vs2_plugin.media.sample_frame_times`);
+    :param num_frames: frames sampled over it (:func:`vs2_plugin.data.media.sample_frame_times`);
         ``0`` means audio-only input, reported in slots of ``audio_slot_s`` seconds (the last
         one shorter), each its own group.
     :param has_audio: ``False`` (silent video) gives all zeros and ``audio_segments == 0``.
