@@ -113,7 +113,9 @@ def export_merged(model_dir: str | Path, adapters: list[str], out: str | Path, d
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
     model = merged_model(base, adapters)
-    base_config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    from vs2_plugin.modeling.geometry import read_model_config
+
+    base_config = read_model_config(base)
     saved_dtype = base_config.get("dtype") or base_config.get("torch_dtype") or "float32"  # transformers 5 / 4 name
     target = getattr(torch, saved_dtype if dtype == "auto" else dtype)
     model = model.to(target)

@@ -31,14 +31,17 @@ from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
 
-#: Defaults: paper sec. 4.1 (phi = 1, m = 30, 0.2 s windows, one query), Qwen2-VL's video
-#: processor (patch 14, merge 2, temporal patch 2, pixel range), LLaMA-Factory's frame caps.
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, AudioGeometry, read_model_config
+
+#: Defaults: paper sec. 4.1 (phi = 1, m = 30; the audio geometry of
+#: :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`), Qwen2-VL's video processor (patch 14,
+#: merge 2, temporal patch 2, pixel range), LLaMA-Factory's frame caps.
 DEFAULTS = {
     "fps": 1.0,
     "max_frames": 30,
-    "window_s": 0.2,
-    "queries_per_window": 1,
-    "segment_s": 30.0,
+    "window_s": AUDIO_DEFAULTS.window_s,
+    "queries_per_window": AUDIO_DEFAULTS.queries_per_window,
+    "segment_s": AUDIO_DEFAULTS.segment_s,
     "group_size": 2,
     "patch_size": 14,
     "merge_size": 2,
@@ -56,8 +59,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model directory to read settings from")
     parser.add_argument("--fps", type=float, dest="fps", help="frames per second phi (default 1)")
     parser.add_argument("--max-frames", type=int, dest="max_frames", help="maximum frames m (default 30)")
-    parser.add_argument("--window", type=float, dest="window_s", help="audio Q-Former window, seconds (default 0.2)")
-    parser.add_argument("--queries", type=int, dest="queries_per_window", help="audio tokens per window (default 1)")
+    parser.add_argument("--window", type=float, dest="window_s",
+                        help=f"audio Q-Former window, seconds (default {AUDIO_DEFAULTS.window_s:g})")
+    parser.add_argument("--queries", type=int, dest="queries_per_window",
+                        help=f"audio tokens per window (default {AUDIO_DEFAULTS.queries_per_window})")
     parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
     parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help="LLaMA-Factory frame cap (default 65536)")
     parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help="LLaMA-Factory frame floor (default 256)")
@@ -85,12 +90,14 @@ def model_settings(model_dir: str | Path) -> dict:
     if not root.is_dir():
         raise ConfigError(f"--model {model_dir}: not a directory")
     found: dict = {}
-    config = _read_json(root / "config.json") if (root / "config.json").is_file() else {}
+    config = read_model_config(root)
+    audio_keys = [k for k in ("audio_window_s", "audio_queries_per_window", "segment_s") if config.get(k) is not None]
+    if audio_keys:  # the audio geometry the model pins, validated as the model config does
+        geometry = AudioGeometry.from_config({k: config[k] for k in audio_keys})
+        found.update({name: getattr(geometry, name) for name in ("window_s", "queries_per_window", "segment_s")
+                      if f"audio_{name}" in audio_keys or name in audio_keys})
     for source in (config, config.get("video_salmonn2") or {}):
         for key, name in (
-            ("audio_window_s", "window_s"),
-            ("audio_queries_per_window", "queries_per_window"),
-            ("segment_s", "segment_s"),
             ("video_fps", "fps"),
             ("video_maxlen", "max_frames"),
             ("video_max_pixels", "video_max_pixels"),

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from vs2_plugin.data import media
 from vs2_plugin.modeling import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 from vs2_plugin.errors import MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
@@ -35,9 +36,9 @@ class MediaLimits:
     require_video_audio: bool = False
     #: audio tokens one medium may need at most (``cutoff_len``); None: unchecked
     max_audio_tokens: int | None = None
-    window_s: float = interleave.DEFAULT_WINDOW_S
-    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
-    segment_s: float = interleave.SEGMENT_S
+    window_s: float = AUDIO_DEFAULTS.window_s
+    queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
+    segment_s: float = AUDIO_DEFAULTS.segment_s
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)

@@ -48,6 +48,7 @@ from llamafactory.data.mm_plugin import Qwen2VLPlugin
 
 from vs2_plugin.data import media
 from vs2_plugin.modeling import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
@@ -58,7 +59,7 @@ from vs2_plugin.errors import DataError, MediaError
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
 VIDEO_PLACEHOLDER = os.environ.get("VIDEO_PLACEHOLDER", "<video>")
 AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
-WHISPER_SAMPLES_PER_SEGMENT = 30 * media.AUDIO_SAMPLE_RATE
+WHISPER_SAMPLES_PER_SEGMENT = round(AUDIO_DEFAULTS.segment_s * media.AUDIO_SAMPLE_RATE)
 
 
 #: set to 1 to let a model with an audio branch see only the frames of videos with sound
@@ -413,7 +414,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         return got.audio
 
 
-def whisper_segments(wave: np.ndarray, n_mels: int, segment_s: float = 30.0) -> torch.Tensor:
+def whisper_segments(wave: np.ndarray, n_mels: int, segment_s: float = AUDIO_DEFAULTS.segment_s) -> torch.Tensor:
     """Eq. (2): log-mel of each ``segment_s`` slice of 16 kHz ``wave`` -> (l, n_mels, 3000)."""
     import whisper
 

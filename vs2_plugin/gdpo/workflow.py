@@ -270,10 +270,9 @@ def _deepspeed_stage(deepspeed) -> int | None:
 
 
 def _checkpoint_is_quantized(model_name_or_path: str) -> bool:
-    config = Path(model_name_or_path) / "config.json"
-    if not config.is_file():
-        return False
-    return bool(json.loads(config.read_text(encoding="utf-8")).get("quantization_config"))
+    from vs2_plugin.modeling.geometry import read_model_config
+
+    return bool(read_model_config(model_name_or_path).get("quantization_config"))
 
 
 def memory_merge_blockers(model_args, training_args) -> list[str]:

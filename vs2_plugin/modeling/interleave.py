@@ -44,12 +44,10 @@ from fractions import Fraction
 from itertools import pairwise
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
-#: Whisper's maximum input duration, t_max of eq. (2), in seconds.
-SEGMENT_S = 30.0
-#: Paper sec. 4.1: 0.2 s windows, one query each -> 150 tokens per 30 s segment.
-DEFAULT_WINDOW_S = 0.2
-DEFAULT_QUERIES_PER_WINDOW = 1
+# window, queries and segment defaults: the paper's geometry (sec. 4.1), written once in geometry.py
+_WINDOW_S, _QUERIES, _SEGMENT_S = AUDIO_DEFAULTS.window_s, AUDIO_DEFAULTS.queries_per_window, AUDIO_DEFAULTS.segment_s
 #: Qwen2.5-VL ``temporal_patch_size``: frames merged into one temporal group.
 DEFAULT_GROUP_SIZE = 2
 
@@ -75,7 +73,7 @@ def _ceil(value: Fraction) -> int:
     return -((-value.numerator) // value.denominator)
 
 
-def windows_per_segment(window_s: float = DEFAULT_WINDOW_S, segment_s: float = SEGMENT_S) -> int:
+def windows_per_segment(window_s: float = _WINDOW_S, segment_s: float = _SEGMENT_S) -> int:
     """Q-Former windows in one ``segment_s`` audio segment; ``window_s`` must divide it.
 
     >>> windows_per_segment(0.2), windows_per_segment(0.5)
@@ -87,7 +85,7 @@ def windows_per_segment(window_s: float = DEFAULT_WINDOW_S, segment_s: float = S
     return int(ratio)
 
 
-def audio_segment_count(duration_s: float, segment_s: float = SEGMENT_S) -> int:
+def audio_segment_count(duration_s: float, segment_s: float = _SEGMENT_S) -> int:
     """Eq. (2): ``l = ceil(T / t_max)`` Whisper segments (at least 1).
 
     >>> audio_segment_count(61.0), audio_segment_count(60.0), audio_segment_count(2.5)
@@ -103,9 +101,9 @@ def _kept_windows(duration: Fraction, window: Fraction, segments: int, per_segme
 
 def audio_token_count(
     duration_s: float,
-    window_s: float = DEFAULT_WINDOW_S,
-    queries_per_window: int = DEFAULT_QUERIES_PER_WINDOW,
-    segment_s: float = SEGMENT_S,
+    window_s: float = _WINDOW_S,
+    queries_per_window: int = _QUERIES,
+    segment_s: float = _SEGMENT_S,
 ) -> int:
     """Audio tokens kept for ``duration_s`` seconds of audio (eq. 2-5 minus the padding).
 
@@ -168,12 +166,12 @@ def interleave_plan(
     duration_s: float,
     num_frames: int,
     *,
-    window_s: float = DEFAULT_WINDOW_S,
-    queries_per_window: int = DEFAULT_QUERIES_PER_WINDOW,
+    window_s: float = _WINDOW_S,
+    queries_per_window: int = _QUERIES,
     group_size: int = DEFAULT_GROUP_SIZE,
     has_audio: bool = True,
     audio_duration_s: float | None = None,
-    segment_s: float = SEGMENT_S,
+    segment_s: float = _SEGMENT_S,
     audio_slot_s: float = 1.0,
 ) -> InterleavePlan:
     """Audio tokens after each frame group: eq. (6)-(8), placed by time instead of evenly.

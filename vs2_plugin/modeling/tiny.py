@@ -68,7 +68,9 @@ def tiny_qwen25vl_config_dict(token_ids: dict[str, int]) -> dict:
 
 def tiny_audio_config_dict() -> dict:
     """A tiny Whisper encoder (real frame geometry: 80 mels, 3000 frames -> 1500 states)."""
-    return dict(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2)
+    from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+
+    return dict(n_mels=80, n_audio_ctx=AUDIO_DEFAULTS.segment_frames, n_audio_state=32, n_audio_head=2, n_audio_layer=2)
 
 
 def build_tiny_processor(tokenizer):
@@ -94,7 +96,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **config_overrides) -> Path:
+def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float | None = None, **config_overrides) -> Path:
     """Write a tiny random video-SALMONN 2 model directory to ``out_dir``; return its path.
 
     ``config_overrides`` are passed to :class:`VideoSalmonn2Config` (e.g. ``qformer_layers=1``).
@@ -114,13 +116,14 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **conf
     kwargs = tiny_qwen25vl_config_dict(token_ids)
     kwargs.update(
         audio_config=tiny_audio_config_dict(),
-        audio_window_s=audio_window_s,
         qformer_hidden=32,
         qformer_heads=2,
         audio_start_token_id=token_ids["<|audio_start|>"],
         audio_token_id=token_ids["<|audio_pad|>"],
         audio_end_token_id=token_ids["<|audio_end|>"],
     )
+    if audio_window_s is not None:  # None: the paper's window (VideoSalmonn2Config's default)
+        kwargs["audio_window_s"] = audio_window_s
     kwargs.update(config_overrides)
     config = VideoSalmonn2Config(**kwargs)
     return _save_random(VideoSalmonn2ForConditionalGeneration, config, seed, out, tokenizer, token_ids, processor=True)
@@ -206,7 +209,9 @@ def build_tiny_whisper_checkpoint(path, seed: int = 0, n_mels: int = 80) -> Path
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
-    parser.add_argument("--window", type=float, default=0.2, help="audio window in seconds (default 0.2)")
+    from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+
+    parser.add_argument("--window", type=float, help=f"audio window in seconds (default {AUDIO_DEFAULTS.window_s:g})")
     parser.add_argument("--text-only", action="store_true", help="write a plain tiny Qwen2 text LLM instead")
 
 
