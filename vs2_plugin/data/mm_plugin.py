@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from llamafactory.data.mm_plugin import Qwen2VLPlugin
+from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 
 from vs2_plugin.data import media
 from vs2_plugin.modeling import interleave
