@@ -223,6 +223,20 @@ def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters:
 # ----------------------------------------------------------------------------- the loop
 
 
+def round_train_args(cfg: MrDPOConfig, model: str, init: list[str], rdir: Path, gdpo_round: int) -> dict[str, Any]:
+    """The ``llamafactory-cli train`` arguments of gDPO round ``gdpo_round`` (its pairs in ``rdir/pairs``):
+    the config's train arguments (its train_recipe's, then ``train``) plus what the driver sets."""
+    run_dir = Path(cfg.run_dir).resolve()
+    args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
+            "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
+            "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
+            "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
+    args.setdefault("template", cfg.template)
+    if init:
+        args["adapter_name_or_path"] = ",".join(init)
+    return args
+
+
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
@@ -287,13 +301,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                 state.mark(t, "train", {"skipped": "no sample pair passed this round's thresholds"})
             else:
                 gdpo_round = 1 + sum(1 for k in range(1, t) if (state.result(k, "train") or {}).get("adapter"))
-                args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
-                        "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
-                        "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
-                        "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
-                args.setdefault("template", cfg.template)
-                if init:
-                    args["adapter_name_or_path"] = ",".join(init)
+                args = round_train_args(cfg, model, init, rdir, gdpo_round)
                 run_training(args, rdir / "train.yaml", rdir / "train.log")
                 adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
                 state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs,
