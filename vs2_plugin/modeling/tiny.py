@@ -1,4 +1,4 @@
-"""``vs2 build-tiny``: a tiny random video-SALMONN 2 model directory, offline, in seconds on CPU.
+"""A tiny random video-SALMONN 2 model directory, offline, in seconds on CPU (``vs2 build-tiny``).
 
 The directory holds everything LLaMA-Factory needs with ``model_name_or_path: DIR``:
 tokenizer (byte-level BPE trained on Python's stdlib sources, Qwen special tokens plus the
@@ -11,7 +11,6 @@ tests that want an ordinary text-only LLM.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 #: Pixel limits of the tiny processor: a frame becomes 4..16 merged visual tokens.
@@ -204,21 +203,3 @@ def build_tiny_whisper_checkpoint(path, seed: int = 0, n_mels: int = 80) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
-    from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
-
-    parser.add_argument("--window", type=float, help=f"audio window in seconds (default {AUDIO_DEFAULTS.window_s:g})")
-    parser.add_argument("--text-only", action="store_true", help="write a plain tiny Qwen2 text LLM instead")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.text_only:
-        out = build_tiny_text_model(args.out, seed=args.seed)
-    else:
-        out = build_tiny_model(args.out, seed=args.seed, audio_window_s=args.window)
-    print(out)
-    return 0

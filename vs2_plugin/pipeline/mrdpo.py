@@ -1,4 +1,4 @@
-"""``vs2 mrdpo CONFIG``: the multi-round DPO driver (paper sec. 3.3, Fig. 2-3, App. F).
+"""The multi-round DPO driver (paper sec. 3.3, Fig. 2-3, App. F); ``vs2 mrdpo`` (:mod:`vs2_plugin.commands.mrdpo`) runs it.
 
 Per round t: sample two captions per video (global, and local for a time interval) from the
 current model -> judge them through the ``vs2_*`` hooks -> select pairs with round t's
@@ -21,7 +21,7 @@ from typing import Any
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.html_report import write_run_html
-from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
+from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
@@ -32,27 +32,6 @@ from vs2_plugin.gdpo.rounds import atomic_write_text
 
 GT_DATASET = "vs2_gt"
 
-
-def configure_parser(parser) -> None:
-    parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override config keys as llamafactory-cli does, e.g. rounds=2 sampling.top_p=0.8")
-    parser.add_argument("--run-dir", help="override run_dir")
-    parser.add_argument("--rounds", type=int, help="override the number of rounds")
-    parser.add_argument("--no-progress", action="store_true")
-    console.add_console_arguments(parser)
-
-
-def run(args) -> int:
-    cfg = load_mrdpo_config(args.config, args.overrides, run_dir=args.run_dir, rounds=args.rounds)
-    with console.run_console(Path(cfg.run_dir) / "logs" / "mrdpo.log", args, "vs2 mrdpo"), console.stage("mrDPO"):
-        summary = run_mrdpo(cfg, progress=not args.no_progress)
-    console.print_summary(summary["report_md"], summary["rows"],
-                          f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/")
-    return 0
-
-
-# ----------------------------------------------------------------------------- helpers
 
 
 def judge_config(cfg: MrDPOConfig, run_dir: Path):
