@@ -119,3 +119,25 @@ def test_half_second_window_round_trip(tmp_path, shared_media, capsys):
     default = tmp_path / "tiny-default"
     assert main(["build-tiny", "--out", str(default)]) == 0
     assert json.loads((default / "config.json").read_text())["audio_window_s"] == AUDIO_DEFAULTS.window_s
+
+
+def test_video_sampling_and_llamafactory_caps_are_not_retyped():
+    from llamafactory.hparams import ModelArguments
+
+    from vs2_plugin.commands.tokens import DEFAULTS
+    from vs2_plugin.data.mm_plugin import _pixel_caps, _sampling
+    from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
+
+    assert (DEFAULTS["fps"], DEFAULTS["max_frames"]) == (VIDEO_DEFAULTS.fps, VIDEO_DEFAULTS.max_frames) == (1.0, 30)
+
+    class Bare:  # a processor LLaMA-Factory did not configure
+        pass
+
+    assert _sampling(Bare()) == (1.0, 30)
+    fields = ModelArguments.__dataclass_fields__
+    assert _pixel_caps(Bare()) == (fields["video_max_pixels"].default, fields["video_min_pixels"].default)
+    configured = Bare()
+    configured.video_fps, configured.video_maxlen, configured.video_max_pixels, configured.video_min_pixels = 2.0, 8, 999, 9
+    assert _sampling(configured) == (2.0, 8) and _pixel_caps(configured) == (999, 9)
+    source = (PACKAGE / "data" / "mm_plugin.py").read_text()
+    assert "256 * 256" not in source and "16 * 16" not in source

@@ -31,14 +31,14 @@ from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
 
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, AudioGeometry, read_model_config
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, read_model_config
 
-#: Defaults: paper sec. 4.1 (phi = 1, m = 30; the audio geometry of
-#: :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`), Qwen2-VL's video processor (patch 14,
+#: Defaults: paper sec. 4.1 (frame sampling and audio geometry of
+#: :mod:`vs2_plugin.modeling.geometry`), Qwen2-VL's video processor (patch 14,
 #: merge 2, temporal patch 2, pixel range), LLaMA-Factory's frame caps.
 DEFAULTS = {
-    "fps": 1.0,
-    "max_frames": 30,
+    "fps": VIDEO_DEFAULTS.fps,
+    "max_frames": VIDEO_DEFAULTS.max_frames,
     "window_s": AUDIO_DEFAULTS.window_s,
     "queries_per_window": AUDIO_DEFAULTS.queries_per_window,
     "segment_s": AUDIO_DEFAULTS.segment_s,
@@ -57,8 +57,8 @@ DEFAULTS = {
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="video or audio file")
     parser.add_argument("--model", metavar="DIR", help="model directory to read settings from")
-    parser.add_argument("--fps", type=float, dest="fps", help="frames per second phi (default 1)")
-    parser.add_argument("--max-frames", type=int, dest="max_frames", help="maximum frames m (default 30)")
+    parser.add_argument("--fps", type=float, dest="fps", help=f"frames per second phi (default {VIDEO_DEFAULTS.fps:g})")
+    parser.add_argument("--max-frames", type=int, dest="max_frames", help=f"maximum frames m (default {VIDEO_DEFAULTS.max_frames})")
     parser.add_argument("--window", type=float, dest="window_s",
                         help=f"audio Q-Former window, seconds (default {AUDIO_DEFAULTS.window_s:g})")
     parser.add_argument("--queries", type=int, dest="queries_per_window",

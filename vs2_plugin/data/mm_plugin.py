@@ -44,11 +44,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from vs2_plugin.integrations.llamafactory import argument_default
 from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 
 from vs2_plugin.data import media
 from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
@@ -125,6 +126,22 @@ def probe(path: str) -> media.MediaInfo:
     return _probe_cached(path, mtime)
 
 
+def _sampling(processor) -> tuple[float, int]:
+    """phi and m: LLaMA-Factory's ``video_fps`` / ``video_maxlen`` on the processor, else the paper's."""
+    fps = getattr(processor, "video_fps", None) or VIDEO_DEFAULTS.fps
+    maxlen = getattr(processor, "video_maxlen", None) or VIDEO_DEFAULTS.max_frames
+    return float(fps), int(maxlen)
+
+
+def _pixel_caps(processor) -> tuple[int, int]:
+    """LLaMA-Factory's ``video_max_pixels`` / ``video_min_pixels`` on the processor, else its defaults."""
+    values = []
+    for name in ("video_max_pixels", "video_min_pixels"):
+        value = getattr(processor, name, None)
+        values.append(argument_default(name) if value is None else value)
+    return values[0], values[1]
+
+
 @dataclass(frozen=True)
 class VideoPlan:
     """How one video is laid out in the sequence (all from metadata)."""
@@ -170,11 +187,9 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
             raise MediaError(path, "no video stream, but it is given as a video (use the audios column for audio-only files)")
         vps = self._video_processor_settings(processor)
         group = vps["temporal_patch_size"]
-        phi = float(getattr(processor, "video_fps", 1.0) or 1.0)
-        m = int(getattr(processor, "video_maxlen", 30) or 30)
+        phi, m = _sampling(processor)
         n = media.frame_count(info.duration_s, phi, max(m, group), group)
-        max_px = getattr(processor, "video_max_pixels", 256 * 256)
-        min_px = getattr(processor, "video_min_pixels", 16 * 16)
+        max_px, min_px = _pixel_caps(processor)
         width, height = interleave.regularized_frame_size(info.width, info.height, max_px, min_px)
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -344,12 +359,12 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         info = probe(path)
         got = media.read_media(
             path,
-            float(getattr(processor, "video_fps", 1.0) or 1.0),
-            max(int(getattr(processor, "video_maxlen", 30) or 30), vps["temporal_patch_size"]),
+            _sampling(processor)[0],
+            max(_sampling(processor)[1], vps["temporal_patch_size"]),
             need_video=info.has_video,
             need_audio=bool(need_audio and info.has_audio),
             group_size=vps["temporal_patch_size"],
-            max_pixels=getattr(processor, "video_max_pixels", 256 * 256),
+            max_pixels=_pixel_caps(processor)[0],
         )
         decoded[path] = got
         return got
@@ -367,8 +382,8 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
                 frames.append(frames[-1])
             frames = self._regularize_images(
                 frames,
-                image_max_pixels=getattr(processor, "video_max_pixels", 256 * 256),
-                image_min_pixels=getattr(processor, "video_min_pixels", 16 * 16),
+                image_max_pixels=_pixel_caps(processor)[0],
+                image_min_pixels=_pixel_caps(processor)[1],
             )["images"]
             frames_per_video.append(frames)
             group = self._video_processor_settings(processor)["temporal_patch_size"]

@@ -111,6 +111,20 @@ class AudioGeometry:
 AUDIO_DEFAULTS = AudioGeometry()
 
 
+@dataclass(frozen=True)
+class VideoSampling:
+    """Frame sampling of paper sec. 4.1: ``fps`` (phi) frames per second, at most ``max_frames`` (m).
+    The defaults of ``vs2 tokens`` and of the data plugin when a processor carries no
+    LLaMA-Factory ``video_fps`` / ``video_maxlen``."""
+
+    fps: float = 1.0
+    max_frames: int = 30
+
+
+#: The paper's frame sampling (sec. 4.1).
+VIDEO_DEFAULTS = VideoSampling()
+
+
 def read_model_config(model_dir: str | Path) -> dict:
     """``model_dir/config.json`` as a dict: the one reader of a model directory's config
     (``{}`` when the folder has none); ConfigError naming the file when it is not a JSON object."""
