@@ -141,3 +141,15 @@ def test_video_sampling_and_llamafactory_caps_are_not_retyped():
     assert _sampling(configured) == (2.0, 8) and _pixel_caps(configured) == (999, 9)
     source = (PACKAGE / "data" / "mm_plugin.py").read_text()
     assert "256 * 256" not in source and "16 * 16" not in source
+
+
+def test_metadata_only_frame_caps_match_llamafactory():
+    """``vs2 tokens`` must not import LLaMA-Factory (seconds); its copy of the caps is checked here."""
+    from llamafactory.hparams import ModelArguments
+
+    from vs2_plugin.commands.tokens import DEFAULTS
+    from vs2_plugin.modeling import interleave
+
+    fields = ModelArguments.__dataclass_fields__
+    assert interleave.LF_VIDEO_MAX_PIXELS == fields["video_max_pixels"].default == DEFAULTS["video_max_pixels"]
+    assert interleave.LF_VIDEO_MIN_PIXELS == fields["video_min_pixels"].default == DEFAULTS["video_min_pixels"]

@@ -32,6 +32,7 @@ from pathlib import Path
 from vs2_plugin.errors import ConfigError
 
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, read_model_config
+from vs2_plugin.modeling.interleave import LF_VIDEO_MAX_PIXELS, LF_VIDEO_MIN_PIXELS
 
 #: Defaults: paper sec. 4.1 (frame sampling and audio geometry of
 #: :mod:`vs2_plugin.modeling.geometry`), Qwen2-VL's video processor (patch 14,
@@ -47,8 +48,8 @@ DEFAULTS = {
     "merge_size": 2,
     "min_pixels": 128 * 28 * 28,
     "max_pixels": 768 * 28 * 28,
-    "video_max_pixels": 256 * 256,
-    "video_min_pixels": 16 * 16,
+    "video_max_pixels": LF_VIDEO_MAX_PIXELS,
+    "video_min_pixels": LF_VIDEO_MIN_PIXELS,
     "min_duration_s": 1.0,
     "tokens_per_second": 2,
 }
@@ -64,8 +65,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, dest="queries_per_window",
                         help=f"audio tokens per window (default {AUDIO_DEFAULTS.queries_per_window})")
     parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
-    parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help="LLaMA-Factory frame cap (default 65536)")
-    parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help="LLaMA-Factory frame floor (default 256)")
+    parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help=f"LLaMA-Factory frame cap (default {LF_VIDEO_MAX_PIXELS})")
+    parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help=f"LLaMA-Factory frame floor (default {LF_VIDEO_MIN_PIXELS})")
     parser.add_argument(
         "--min-duration", type=float, dest="min_duration_s", help="reject shorter clips, as read_media does (default 1 s)"
     )

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from vs2_plugin.data import media
 from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 from vs2_plugin.errors import MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
@@ -43,10 +43,10 @@ class MediaLimits:
     video_audio_tokens: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)
     decode: bool = False
-    fps_phi: float = 1.0
-    max_frames_m: int = 30
+    fps_phi: float = VIDEO_DEFAULTS.fps
+    max_frames_m: int = VIDEO_DEFAULTS.max_frames
     group_size: int = interleave.DEFAULT_GROUP_SIZE
-    max_pixels: int | None = 256 * 256
+    max_pixels: int | None = interleave.LF_VIDEO_MAX_PIXELS
 
 
 # ----------------------------------------------------------------------------- media

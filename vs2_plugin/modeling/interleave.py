@@ -48,6 +48,11 @@ from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
 # window, queries and segment defaults: the paper's geometry (sec. 4.1), written once in geometry.py
 _WINDOW_S, _QUERIES, _SEGMENT_S = AUDIO_DEFAULTS.window_s, AUDIO_DEFAULTS.queries_per_window, AUDIO_DEFAULTS.segment_s
+#: LLaMA-Factory's ``video_max_pixels`` / ``video_min_pixels`` defaults, for callers that work from
+#: metadata alone and must not import it (``vs2 tokens``: importing it takes seconds); a test
+#: checks them against its ModelArguments, elsewhere they are read from there
+LF_VIDEO_MAX_PIXELS = 256 * 256
+LF_VIDEO_MIN_PIXELS = 16 * 16
 #: Qwen2.5-VL ``temporal_patch_size``: frames merged into one temporal group.
 DEFAULT_GROUP_SIZE = 2
 
@@ -282,7 +287,7 @@ def placeholder_layout(
 
 
 def regularized_frame_size(
-    width: int, height: int, video_max_pixels: int = 256 * 256, video_min_pixels: int = 16 * 16
+    width: int, height: int, video_max_pixels: int = LF_VIDEO_MAX_PIXELS, video_min_pixels: int = LF_VIDEO_MIN_PIXELS
 ) -> tuple[int, int]:
     """Frame size after LLaMA-Factory's frame regularisation (``video_max_pixels`` /
     ``video_min_pixels`` caps with truncation, 28 px minimum side, aspect clamp at 200).
@@ -313,8 +318,8 @@ def visual_group_grid(
     merge_size: int = 2,
     min_pixels: int = 128 * 28 * 28,
     max_pixels: int = 768 * 28 * 28,
-    video_max_pixels: int | None = 256 * 256,
-    video_min_pixels: int = 16 * 16,
+    video_max_pixels: int | None = LF_VIDEO_MAX_PIXELS,
+    video_min_pixels: int = LF_VIDEO_MIN_PIXELS,
 ) -> tuple[int, int]:
     """``(grid_h, grid_w)`` in patches of one temporal group of a ``width`` x ``height`` video
     (the last two numbers of Qwen2.5-VL's ``video_grid_thw``).
