@@ -58,7 +58,7 @@ def test_defaults_flow_from_the_geometry():
     from vs2_plugin.modeling.config import VideoSalmonn2Config
     from vs2_plugin.modeling.interleave import audio_token_count
     from vs2_plugin.modeling.rope import RopeTokens
-    from vs2_plugin.commands.tokens import DEFAULTS
+    from vs2_plugin.data.token_report import DEFAULTS
 
     config = VideoSalmonn2Config()
     assert (config.audio_window_s, config.audio_queries_per_window, config.segment_s) == (0.2, 1, 30.0)
@@ -124,7 +124,7 @@ def test_half_second_window_round_trip(tmp_path, shared_media, capsys):
 def test_video_sampling_and_llamafactory_caps_are_not_retyped():
     from llamafactory.hparams import ModelArguments
 
-    from vs2_plugin.commands.tokens import DEFAULTS
+    from vs2_plugin.data.token_report import DEFAULTS
     from vs2_plugin.data.mm_plugin import _pixel_caps, _sampling
     from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
 
@@ -147,7 +147,7 @@ def test_metadata_only_frame_caps_match_llamafactory():
     """``vs2 tokens`` must not import LLaMA-Factory (seconds); its copy of the caps is checked here."""
     from llamafactory.hparams import ModelArguments
 
-    from vs2_plugin.commands.tokens import DEFAULTS
+    from vs2_plugin.data.token_report import DEFAULTS
     from vs2_plugin.modeling import interleave
 
     fields = ModelArguments.__dataclass_fields__

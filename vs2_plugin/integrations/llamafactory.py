@@ -1,5 +1,11 @@
 """The one module that touches LLaMA-Factory internals.
 
+Together with :mod:`vs2_plugin.integrations.llamafactory_api` (the LLaMA-Factory names the rest
+of the package uses, re-exported) this folder is the only place that imports ``llamafactory``,
+so an upgrade touches ``vs2_plugin/integrations/`` only. The training-data check it runs before
+training lives in :mod:`vs2_plugin.data.train_check`, the argument helpers in
+:mod:`vs2_plugin.pipeline.run_args`.
+
 LLaMA-Factory 0.9.5 has registries an import can extend (templates, multimodal plugins,
 composite models, the web UI's stage lists) but no stage registry: ``train/tuner.py`` ends
 its stage if/elif with "Unknown task". So besides registering into those registries, this
