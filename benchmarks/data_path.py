@@ -5,7 +5,7 @@
     stereo), 30 frames (phi = 1, m = 30), frames capped at 256*256 pixels. Measured again on
     the same clip encoded with a keyframe every 2 s (detail only).
 
-    * ours: :func:`vs2_plugin.media.read_media` - one open, one demux pass, frames and audio.
+    * ours: :func:`vs2_plugin.data.media.read_media` - one open, one demux pass, frames and audio.
     * LLaMA-Factory: the exact functions its Qwen2-VL plugin runs for a video with an audio
       track, called on the same file: ``Qwen2VLPlugin._regularize_videos`` (PyAV, decodes
       every frame and keeps the sampled ones, then PIL-resizes to ``video_max_pixels``) and
@@ -96,7 +96,7 @@ def _timed(fn):
 
 
 def ours(clip: Path) -> dict:
-    from vs2_plugin.media import read_media
+    from vs2_plugin.data.media import read_media
 
     decoded = read_media(clip, FPS_PHI, MAX_FRAMES, need_video=True, need_audio=True, max_pixels=VIDEO_MAX_PIXELS)
     return {"frames": decoded.num_frames, "frame_size": list(decoded.frames.shape[1:3]), "audio_samples": len(decoded.audio)}
@@ -345,7 +345,7 @@ def run_pipeline(side: str, model_dir: Path, files: list[Path], batch_pairs: int
     from llamafactory.data.processor import PairwiseDatasetProcessor
     from llamafactory.extras.constants import IGNORE_INDEX
 
-    from vs2_plugin import media
+    from vs2_plugin.data import media
 
     template, tokenizer, processor, data_args = _pipeline(side, model_dir)
     dataset_processor = PairwiseDatasetProcessor(template=template, tokenizer=tokenizer, processor=processor, data_args=data_args)
@@ -457,7 +457,7 @@ def pipeline_part(
             "llamafactory_setup": "template qwen2_omni (Qwen2OmniPlugin), tiny Qwen2_5OmniProcessor (same tokenizer + Omni "
             "special tokens, same Qwen2-VL pixel limits, WhisperFeatureExtractor 128 mels / 300 s as Qwen2.5-Omni-7B), "
             "prompt '<video><audio>...', videos and audios = the same file, use_audio_in_video: true",
-            "decodes_counted_as": "ours: vs2_plugin.media.decode_count() (read_media calls; probe() opens read metadata "
+            "decodes_counted_as": "ours: vs2_plugin.data.media.decode_count() (read_media calls; probe() opens read metadata "
             "only and are in media_opens); LLaMA-Factory: av.open calls from Qwen2VLPlugin._regularize_videos + "
             "torchaudio.load calls",
             "frames": f"phi={FPS_PHI}, m={MAX_FRAMES}, video_max_pixels={VIDEO_MAX_PIXELS}",

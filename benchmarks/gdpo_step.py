@@ -207,7 +207,7 @@ def _load_for_round(model_dir: str, adapters: list[str] | None) -> None:
 
 
 def _hook_child(kind: str, model_dir: str, adapter: str, work: str, queue) -> None:
-    from vs2_plugin.rounds import export_merged
+    from vs2_plugin.gdpo.rounds import export_merged
 
     start = time.perf_counter()
     if kind == "memory":

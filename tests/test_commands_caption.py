@@ -107,7 +107,7 @@ def test_batched_captions_equal_unbatched_for_greedy_decoding(mrdpo_run, tmp_pat
 
 
 def test_run_settings_of_a_rebirth_folder_and_errors(tmp_path):
-    from vs2_plugin.commands.caption import run_settings
+    from vs2_plugin.pipeline.caption import run_settings
     from vs2_plugin.pipeline.records import StepState
 
     rebirth = tmp_path / "rebirth"

@@ -25,7 +25,7 @@ def _random_adapter(base_dir: Path, out: Path, seed: int, aligner: bool) -> Path
     whole (``modules_to_save``), as the SFT and gDPO rounds do."""
     from peft import LoraConfig, get_peft_model
 
-    from vs2_plugin.commands.export import merged_model
+    from vs2_plugin.modeling.export import merged_model
 
     model = merged_model(base_dir, [])
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
@@ -75,7 +75,7 @@ def test_exported_logits_equal_base_plus_adapters(exported):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    from vs2_plugin.commands.export import merged_model
+    from vs2_plugin.modeling.export import merged_model
 
     stacked = AutoModelForImageTextToText.from_pretrained(str(exported["base"]), dtype=torch.float32)
     for adapter in exported["adapters"]:  # unmerged: the adapters run as LoRA layers on the base
@@ -139,7 +139,7 @@ def vs2_main_raising(argv):
 
 
 def test_interrupted_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
-    from vs2_plugin.commands import export
+    from vs2_plugin.modeling import export
 
     def broken(folder):
         raise KeyboardInterrupt
@@ -151,7 +151,7 @@ def test_interrupted_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypat
 
 
 def test_run_folders_name_their_model(tmp_path):
-    from vs2_plugin.commands.export import run_model
+    from vs2_plugin.modeling.export import run_model
     from vs2_plugin.pipeline.records import StepState
 
     mrdpo = tmp_path / "mrdpo"
@@ -170,7 +170,7 @@ def test_run_folders_name_their_model(tmp_path):
 def test_weights_keep_the_base_dtype_unless_asked(tiny_model_dir, tmp_path):
     from safetensors import safe_open
 
-    from vs2_plugin.commands.export import export_merged, merged_model
+    from vs2_plugin.modeling.export import export_merged, merged_model
 
     base = tmp_path / "bf16-base"
     shutil.copytree(tiny_model_dir, base)
@@ -191,7 +191,7 @@ def test_export_of_an_adapter_trained_by_llamafactory(tiny_model_dir, tmp_path):
     import yaml
     from peft import PeftModel
 
-    from vs2_plugin.commands.export import merged_model
+    from vs2_plugin.modeling.export import merged_model
     from vs2_plugin.pipeline.train import run_training
 
     args = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "av_sft.yaml").read_text())

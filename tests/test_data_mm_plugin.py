@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vs2_plugin import interleave, media
+from vs2_plugin.data import media
+from vs2_plugin.modeling import interleave
 from vs2_plugin.errors import DataError, MediaError
 
 

@@ -32,7 +32,7 @@ def _free_port() -> int:
 def exported_model(tiny_model_dir, tmp_path_factory) -> Path:
     from test_commands_export import _random_adapter
 
-    from vs2_plugin.commands.export import export_merged
+    from vs2_plugin.modeling.export import export_merged
 
     tmp = tmp_path_factory.mktemp("exported")
     adapter = _random_adapter(tiny_model_dir, tmp / "adapter", seed=3, aligner=True)

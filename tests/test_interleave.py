@@ -1,4 +1,4 @@
-"""vs2_plugin.interleave: hand-worked token counts and placements (paper eq. 2, 6-8)."""
+"""vs2_plugin.modeling.interleave: hand-worked token counts and placements (paper eq. 2, 6-8)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import pytest
 
-from vs2_plugin import interleave
+from vs2_plugin.modeling import interleave
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.interleave import (
+from vs2_plugin.modeling.interleave import (
     audio_segment_count,
     audio_token_count,
     frame_slot_edges,
@@ -30,7 +30,7 @@ def test_doctests():
 
 
 def test_module_is_pure_python():
-    code = "import sys, vs2_plugin.interleave; bad = {'torch', 'numpy', 'transformers'} & set(sys.modules); assert not bad, bad"
+    code = "import sys, vs2_plugin.modeling.interleave; bad = {'torch', 'numpy', 'transformers'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,4 +1,4 @@
-"""vs2_plugin.media: probing, the sec. 3.1 sampling rule, one-pass decoding, clear errors."""
+"""vs2_plugin.data.media: probing, the sec. 3.1 sampling rule, one-pass decoding, clear errors."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 
-from vs2_plugin import media
+from vs2_plugin.data import media
 from vs2_plugin.errors import ConfigError, MediaError
-from vs2_plugin.interleave import audio_segment_count
-from vs2_plugin.media import (
+from vs2_plugin.modeling.interleave import audio_segment_count
+from vs2_plugin.data.media import (
     audio_sample_count,
     decode_count,
     frame_count,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vs2_plugin.interleave import interleave_plan
+from vs2_plugin.modeling.interleave import interleave_plan
 from vs2_plugin.modeling.rope import RopeTokens, audio_time_offsets, interleaved_rope_index
 
 IMG, VID, AUD = 90, 91, 92

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.rounds import ExportRoundHook, InMemoryRoundHook, RoundState, atomic_directory
+from vs2_plugin.gdpo.rounds import ExportRoundHook, InMemoryRoundHook, RoundState, atomic_directory
 
 
 def _tiny_peft(tmp_path, seed=0):

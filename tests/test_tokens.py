@@ -9,7 +9,7 @@ from conftest import run_cli
 from media_factory import FFMPEG, make_video
 
 from vs2_plugin.cli import main
-from vs2_plugin.interleave import audio_token_count
+from vs2_plugin.modeling.interleave import audio_token_count
 
 SHARED = ["1.mp4", "3.mp4", "4.mp4", "2.avi", "4_av.mp4", "bigbuckbunny.mp4", "1.mp3", "4.mp3", "2.wav", "3.flac"]
 

@@ -17,14 +17,14 @@ from vs2_plugin import __version__
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "plugins": ("vs2_plugin.commands.plugins", "list discovered plugins and LLaMA-Factory registrations"),
-    "build-tiny": ("vs2_plugin.modeling.tiny", "build a tiny random model directory offline"),
-    "build": ("vs2_plugin.modeling.compose", "compose a Qwen2.5-VL + Whisper checkpoint into one model"),
+    "build-tiny": ("vs2_plugin.commands.build_tiny", "build a tiny random model directory offline"),
+    "build": ("vs2_plugin.commands.build", "compose a Qwen2.5-VL + Whisper checkpoint into one model"),
     "tokens": ("vs2_plugin.commands.tokens", "show how a media file is fed to the model (JSON)"),
     "eval": ("vs2_plugin.judge.cli_eval", "judge captions against atomic events; Table-1 style report"),
     "pairs": ("vs2_plugin.judge.cli_pairs", "build a pairwise DPO dataset from judged samples"),
-    "mrdpo": ("vs2_plugin.pipeline.mrdpo", "run the multi-round DPO driver from a YAML config"),
-    "rebirth": ("vs2_plugin.pipeline.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
-    "demo": ("vs2_plugin.pipeline.demo", "the whole pipeline on the tiny model and bundled media"),
+    "mrdpo": ("vs2_plugin.commands.mrdpo", "run the multi-round DPO driver from a YAML config"),
+    "rebirth": ("vs2_plugin.commands.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
+    "demo": ("vs2_plugin.commands.demo", "the whole pipeline on the tiny model and bundled media"),
     "caption": ("vs2_plugin.commands.caption", "caption videos with a trained model or run, in batches (JSONL)"),
     "export": ("vs2_plugin.commands.export", "merge a model and its LoRA adapters (or a run's final model) into one checkpoint"),
 }

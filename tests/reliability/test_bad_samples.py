@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, VENV_BIN, run_cli
 from media_factory import requires_ffmpeg
 
-from vs2_plugin import media
+from vs2_plugin.data import media
 from vs2_plugin.data import media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError
@@ -263,7 +263,7 @@ def _run_args(folder: Path, out: Path, model: Path, **extra) -> dict:
 
 
 def test_fail_policy_stops_with_one_line_and_lists_all(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder, rows, expected = _mixed_dataset(tmp_path / "data", files)
     out = tmp_path / "run"
@@ -278,7 +278,7 @@ def test_fail_policy_stops_with_one_line_and_lists_all(files, tmp_path):
 
 
 def test_skip_policy_points_the_run_at_a_filtered_copy(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder, rows, expected = _mixed_dataset(tmp_path / "data", files)
     out = tmp_path / "run"
@@ -296,7 +296,7 @@ def test_skip_policy_points_the_run_at_a_filtered_copy(files, tmp_path):
 
 
 def test_skip_policy_in_a_gdpo_run_copies_pairs_and_ground_truth(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder = tmp_path / "data"
     folder.mkdir()
@@ -329,7 +329,7 @@ def test_skip_policy_in_a_gdpo_run_copies_pairs_and_ground_truth(files, tmp_path
 
 
 def test_skip_policy_without_bad_samples_keeps_the_dataset(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder = _write_dataset(tmp_path / "data", [_row(files["good"]), _row(files["vfr"])])
     out = tmp_path / "run"
@@ -339,7 +339,7 @@ def test_skip_policy_without_bad_samples_keeps_the_dataset(files, tmp_path):
 
 
 def test_off_policy_checks_nothing(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder = _write_dataset(tmp_path / "data", [_row(files["missing"])])
     out = tmp_path / "run"
@@ -349,7 +349,7 @@ def test_off_policy_checks_nothing(files, tmp_path):
 
 
 def test_all_rows_bad_is_an_error_even_when_skipping(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import check_training_data
+    from vs2_plugin.data.train_check import check_training_data
 
     folder = _write_dataset(tmp_path / "data", [_row(files["missing"]), _row(files["empty"])])
     with pytest.raises(DataError, match="all 2 samples are bad"):
@@ -366,11 +366,9 @@ def test_runs_of_other_templates_are_left_alone():
 
 
 def test_command_line_lists_keep_their_items(files, tmp_path):
-    from vs2_plugin.integrations.llamafactory import (
-        _as_arg_list,
-        args_to_dict,
-        check_training_data,
-    )
+    from vs2_plugin.data.train_check import check_training_data
+    from vs2_plugin.pipeline.run_args import args_to_dict
+    from vs2_plugin.pipeline.run_args import as_arg_list as _as_arg_list
 
     folder, _, _ = _mixed_dataset(tmp_path / "data", files)
     out = tmp_path / "run"

@@ -152,7 +152,7 @@ def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_
     from safetensors.torch import load_file
 
     from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
-    from vs2_plugin.rounds import export_merged
+    from vs2_plugin.gdpo.rounds import export_merged
 
     out = tmp_path / "rounds"
     args = text_args(text_model_dir, out, gdpo_rounds=True, gdpo_round_hook="export", max_steps=2)
@@ -190,7 +190,7 @@ ATOMIC_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from vs2_plugin.rounds import atomic_directory
+    from vs2_plugin.gdpo.rounds import atomic_directory
 
     final, version, die = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "die"
     with atomic_directory(final) as tmp:

@@ -19,7 +19,7 @@ def collect() -> dict:
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         plugins.append({"name": name, "hooks": hooks, "builtin": name.startswith("vs2_plugin.")})
-    import llamafactory  # noqa: F401  (fires the llamafactory.plugins entry points)
+    lf_integration.installed_version()  # imports LLaMA-Factory, which fires its llamafactory.plugins entry points
 
     return {
         "vs2_plugins": plugins,

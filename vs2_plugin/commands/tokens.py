@@ -1,7 +1,7 @@
 """``vs2 tokens FILE``: how a media file is fed to the model, as JSON, from metadata alone.
 
-Nothing is decoded: :func:`vs2_plugin.media.probe` reads the container header and the rest is
-the arithmetic of :mod:`vs2_plugin.interleave` (paper sec. 3.1, eq. 2 and 6-8).
+Nothing is decoded: :func:`vs2_plugin.data.media.probe` reads the container header and the rest is
+the arithmetic of :mod:`vs2_plugin.modeling.interleave` (paper sec. 3.1, eq. 2 and 6-8).
 
 Settings come from, in order of precedence: command-line flags, the ``--model`` directory,
 defaults (paper sec. 4.1 and LLaMA-Factory's). From a model directory:
@@ -21,220 +21,37 @@ defaults (paper sec. 4.1 and LLaMA-Factory's). From a model directory:
 every video and audio token in input order, computed by the model's own index function
 (:func:`vs2_plugin.modeling.rope.sequence_rope_index`) and counted from the position of the
 item's first token (in a prompt, add the position that token gets there).
+The arithmetic is :func:`vs2_plugin.data.token_report.token_report`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from vs2_plugin.errors import ConfigError
-
-#: Defaults: paper sec. 4.1 (phi = 1, m = 30, 0.2 s windows, one query), Qwen2-VL's video
-#: processor (patch 14, merge 2, temporal patch 2, pixel range), LLaMA-Factory's frame caps.
-DEFAULTS = {
-    "fps": 1.0,
-    "max_frames": 30,
-    "window_s": 0.2,
-    "queries_per_window": 1,
-    "segment_s": 30.0,
-    "group_size": 2,
-    "patch_size": 14,
-    "merge_size": 2,
-    "min_pixels": 128 * 28 * 28,
-    "max_pixels": 768 * 28 * 28,
-    "video_max_pixels": 256 * 256,
-    "video_min_pixels": 16 * 16,
-    "min_duration_s": 1.0,
-    "tokens_per_second": 2,
-}
+from vs2_plugin.data.token_report import resolve_settings, token_report
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
+from vs2_plugin.modeling.interleave import LF_VIDEO_MAX_PIXELS, LF_VIDEO_MIN_PIXELS
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="video or audio file")
     parser.add_argument("--model", metavar="DIR", help="model directory to read settings from")
-    parser.add_argument("--fps", type=float, dest="fps", help="frames per second phi (default 1)")
-    parser.add_argument("--max-frames", type=int, dest="max_frames", help="maximum frames m (default 30)")
-    parser.add_argument("--window", type=float, dest="window_s", help="audio Q-Former window, seconds (default 0.2)")
-    parser.add_argument("--queries", type=int, dest="queries_per_window", help="audio tokens per window (default 1)")
+    parser.add_argument("--fps", type=float, dest="fps", help=f"frames per second phi (default {VIDEO_DEFAULTS.fps:g})")
+    parser.add_argument("--max-frames", type=int, dest="max_frames", help=f"maximum frames m (default {VIDEO_DEFAULTS.max_frames})")
+    parser.add_argument("--window", type=float, dest="window_s",
+                        help=f"audio Q-Former window, seconds (default {AUDIO_DEFAULTS.window_s:g})")
+    parser.add_argument("--queries", type=int, dest="queries_per_window",
+                        help=f"audio tokens per window (default {AUDIO_DEFAULTS.queries_per_window})")
     parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
-    parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help="LLaMA-Factory frame cap (default 65536)")
-    parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help="LLaMA-Factory frame floor (default 256)")
+    parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help=f"LLaMA-Factory frame cap (default {LF_VIDEO_MAX_PIXELS})")
+    parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help=f"LLaMA-Factory frame floor (default {LF_VIDEO_MIN_PIXELS})")
     parser.add_argument(
         "--min-duration", type=float, dest="min_duration_s", help="reject shorter clips, as read_media does (default 1 s)"
     )
     parser.add_argument(
         "--positions", action="store_true", help="add the M-RoPE [t, h, w] of every video and audio token"
     )
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
-
-
-def model_settings(model_dir: str | Path) -> dict:
-    """The settings a model directory pins (see the module docstring); absent keys are omitted."""
-    root = Path(model_dir)
-    if not root.is_dir():
-        raise ConfigError(f"--model {model_dir}: not a directory")
-    found: dict = {}
-    config = _read_json(root / "config.json") if (root / "config.json").is_file() else {}
-    for source in (config, config.get("video_salmonn2") or {}):
-        for key, name in (
-            ("audio_window_s", "window_s"),
-            ("audio_queries_per_window", "queries_per_window"),
-            ("segment_s", "segment_s"),
-            ("video_fps", "fps"),
-            ("video_maxlen", "max_frames"),
-            ("video_max_pixels", "video_max_pixels"),
-            ("video_min_pixels", "video_min_pixels"),
-        ):
-            if source.get(key) is not None:
-                found[name] = source[key]
-    vision = config.get("vision_config") or {}
-    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"),
-                      ("spatial_merge_size", "merge_size"), ("tokens_per_second", "tokens_per_second")):
-        if vision.get(key) is not None:
-            found[name] = vision[key]
-
-    processor: dict = {}
-    if (root / "video_preprocessor_config.json").is_file():
-        processor = _read_json(root / "video_preprocessor_config.json")
-    elif (root / "processor_config.json").is_file():
-        processor = _read_json(root / "processor_config.json").get("video_processor") or {}
-    if not processor and (root / "preprocessor_config.json").is_file():
-        processor = _read_json(root / "preprocessor_config.json")
-    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"), ("merge_size", "merge_size")):
-        if processor.get(key) is not None:
-            found[name] = processor[key]
-    size = processor.get("size") or {}
-    for key, size_key, name in (("min_pixels", "shortest_edge", "min_pixels"), ("max_pixels", "longest_edge", "max_pixels")):
-        value = processor.get(key) if processor.get(key) is not None else size.get(size_key)
-        if value is not None:
-            found[name] = value
-    return found
-
-
-def resolve_settings(args: argparse.Namespace) -> dict:
-    settings = dict(DEFAULTS)
-    if getattr(args, "model", None):
-        settings.update(model_settings(args.model))
-    for key in DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            settings[key] = value
-    return settings
-
-
-def _split(total: int, parts: int) -> list[int]:
-    """``total`` tokens shared by ``parts`` frames as evenly as integers allow, extras first."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def layout_positions(
-    layout: list[tuple[str, int]], grid_thw: tuple[int, int, int] | None, seconds_per_group: float, settings: dict
-) -> tuple[list[list[int]], list[list[int]]]:
-    """``(video_positions, audio_positions)``: ``[t, h, w]`` of each token of one item laid out as
-    ``layout`` (runs of :func:`vs2_plugin.interleave.placeholder_layout`), from the model's index
-    function; offsets from the item's first token. ``grid_thw`` is ``None`` for audio-only input."""
-    from vs2_plugin.modeling.rope import RopeTokens, sequence_rope_index
-
-    video_id, audio_id = 1, 2
-    ids = [video_id if kind == "video" else audio_id for kind, count in layout for _ in range(count)]
-    tokens = RopeTokens(
-        image_token_id=0,
-        video_token_id=video_id,
-        audio_token_id=audio_id,
-        spatial_merge_size=int(settings["merge_size"]),
-        tokens_per_second=settings["tokens_per_second"],
-        audio_window_s=settings["window_s"],
-        audio_queries_per_window=int(settings["queries_per_window"]),
-    )
-    grids = iter([grid_thw] if grid_thw is not None else [])
-    positions = sequence_rope_index(ids, tokens, iter([]), grids, iter([seconds_per_group])).T.tolist()
-    video = [p for p, token in zip(positions, ids) if token == video_id]
-    audio = [p for p, token in zip(positions, ids) if token == audio_id]
-    return video, audio
-
-
-def token_report(path: str | Path, settings: dict, *, positions: bool = False) -> dict:
-    """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`);
-    ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`)."""
-    from vs2_plugin.errors import MediaError
-    from vs2_plugin.interleave import interleave_plan, placeholder_layout, visual_group_grid
-    from vs2_plugin.media import probe, sample_frame_times
-
-    info = probe(path)
-    s = settings
-    if info.duration_s < s["min_duration_s"]:
-        raise MediaError(path, f"too short: {info.duration_s:.2f} s (minimum {s['min_duration_s']:g} s)")
-    group = int(s["group_size"])
-    frame_times = sample_frame_times(info.duration_s, s["fps"], int(s["max_frames"]), group) if info.has_video else []
-    plan = interleave_plan(
-        info.duration_s,
-        len(frame_times),
-        window_s=s["window_s"],
-        queries_per_window=int(s["queries_per_window"]),
-        group_size=group,
-        has_audio=info.has_audio,
-        audio_duration_s=info.audio_duration_s,
-        segment_s=s["segment_s"],
-        audio_slot_s=1.0 / s["fps"],
-    )
-    if info.has_video:
-        grid_h, grid_w = visual_group_grid(
-            info.width,
-            info.height,
-            patch_size=int(s["patch_size"]),
-            merge_size=int(s["merge_size"]),
-            min_pixels=int(s["min_pixels"]),
-            max_pixels=int(s["max_pixels"]),
-            video_max_pixels=int(s["video_max_pixels"]),
-            video_min_pixels=int(s["video_min_pixels"]),
-        )
-        per_group = (grid_h // int(s["merge_size"])) * (grid_w // int(s["merge_size"]))
-        visual_per_group = [per_group] * plan.num_groups
-        visual_per_frame = []
-        for start in range(0, len(frame_times), group):
-            visual_per_frame += _split(per_group, len(frame_times[start : start + group]))
-    else:
-        visual_per_group, visual_per_frame = [], []
-    visual_total = sum(visual_per_group)
-    layout = placeholder_layout(visual_per_group or 0, plan.audio_tokens_per_group) if info.has_video else (
-        [("audio", plan.audio_tokens_total)] if plan.audio_tokens_total else []
-    )
-    report = {
-        "file": str(path),
-        "duration_s": round(info.duration_s, 6),
-        "has_video": info.has_video,
-        "has_audio": info.has_audio,
-        "audio_duration_s": None if info.audio_duration_s is None else round(info.audio_duration_s, 6),
-        "settings": {k: s[k] for k in sorted(s)},
-        "frame_times_s": [round(t, 6) for t in frame_times],
-        "slots_s": [[round(a, 6), round(b, 6)] for a, b in plan.slots_s],
-        "group_size": plan.group_size,
-        "audio_segments": plan.audio_segments,
-        "audio_tokens_per_frame": list(plan.audio_tokens_per_frame),
-        "audio_tokens_per_group": list(plan.audio_tokens_per_group),
-        "audio_tokens_total": plan.audio_tokens_total,
-        "visual_tokens_per_frame": visual_per_frame,
-        "visual_tokens_per_group": visual_per_group,
-        "visual_tokens_total": visual_total,
-        "total_tokens": visual_total + plan.audio_tokens_total,
-        "layout": [list(run) for run in layout],
-    }
-    if positions:
-        grid = (plan.num_groups, grid_h, grid_w) if info.has_video else None
-        seconds = group * info.duration_s / len(frame_times) if frame_times else 1.0
-        report["video_positions"], report["audio_positions"] = layout_positions(layout, grid, seconds, s)
-    return report
 
 
 def run(args: argparse.Namespace) -> int:

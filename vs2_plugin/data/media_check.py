@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vs2_plugin import interleave, media
+from vs2_plugin.data import media
+from vs2_plugin.modeling import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 from vs2_plugin.errors import MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
-#: file being called truncated; the same slack :func:`vs2_plugin.media.read_media` allows.
+#: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.
 TAIL_TOLERANCE_S = media.AUDIO_SHORTFALL_TOLERANCE_S
 #: How much of a file's end :func:`check_media` demuxes (from the keyframe before it).
 TAIL_WINDOW_S = 2.0
@@ -34,17 +36,17 @@ class MediaLimits:
     require_video_audio: bool = False
     #: audio tokens one medium may need at most (``cutoff_len``); None: unchecked
     max_audio_tokens: int | None = None
-    window_s: float = interleave.DEFAULT_WINDOW_S
-    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
-    segment_s: float = interleave.SEGMENT_S
+    window_s: float = AUDIO_DEFAULTS.window_s
+    queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
+    segment_s: float = AUDIO_DEFAULTS.segment_s
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)
     decode: bool = False
-    fps_phi: float = 1.0
-    max_frames_m: int = 30
+    fps_phi: float = VIDEO_DEFAULTS.fps
+    max_frames_m: int = VIDEO_DEFAULTS.max_frames
     group_size: int = interleave.DEFAULT_GROUP_SIZE
-    max_pixels: int | None = 256 * 256
+    max_pixels: int | None = interleave.LF_VIDEO_MAX_PIXELS
 
 
 # ----------------------------------------------------------------------------- media
@@ -142,7 +144,7 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
 
 @lru_cache(maxsize=65536)
 def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtime_ns: int, size: int) -> str | None:
-    """Decode ``path`` as training does (:func:`vs2_plugin.media.read_media`); the problem, if any."""
+    """Decode ``path`` as training does (:func:`vs2_plugin.data.media.read_media`); the problem, if any."""
     try:
         media.read_media(
             path,

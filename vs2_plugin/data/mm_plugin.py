@@ -4,15 +4,15 @@ What it adds to LLaMA-Factory's Qwen2-VL plugin:
 
 * ``<video>`` expands to ``<|vision_start|>`` + per temporal group: the group's
   ``<|video_pad|>`` tokens followed by the audio tokens whose windows start in that group's
-  time slot (:func:`vs2_plugin.interleave.interleave_plan`) + ``<|vision_end|>``. The audio is
+  time slot (:func:`vs2_plugin.modeling.interleave.interleave_plan`) + ``<|vision_end|>``. The audio is
   the video's own track when ``use_audio_in_video: true`` (LLaMA-Factory's flag) and the file
   has one; silent videos and ``use_audio_in_video: false`` give the plain visual layout.
 * ``<audio>`` (``audios`` column) expands to ``<|audio_start|>`` + K ``<|audio_pad|>`` +
   ``<|audio_end|>`` (audio-only data, e.g. the alignment stage).
-* Token counts come from container metadata and arithmetic (:func:`vs2_plugin.media.probe`),
+* Token counts come from container metadata and arithmetic (:func:`vs2_plugin.data.media.probe`),
   never from decoding, so preprocessing decodes nothing.
 * In the collator each distinct file of a batch is decoded once, frames and audio together
-  (:func:`vs2_plugin.media.read_media`): the chosen and rejected copies of a DPO pair, and a
+  (:func:`vs2_plugin.data.media.read_media`): the chosen and rejected copies of a DPO pair, and a
   ground-truth caption of the same video, share one decode.
 * A model without the audio branch (a plain Qwen2.5-VL checkpoint, ``model_type`` other than
   ``video_salmonn2``) is served like LLaMA-Factory's Qwen2-VL template serves it; giving it
@@ -44,9 +44,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from llamafactory.data.mm_plugin import Qwen2VLPlugin
+from vs2_plugin.integrations.llamafactory import argument_default
+from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 
-from vs2_plugin import interleave, media
+from vs2_plugin.data import media
+from vs2_plugin.modeling import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
@@ -57,7 +60,7 @@ from vs2_plugin.errors import DataError, MediaError
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
 VIDEO_PLACEHOLDER = os.environ.get("VIDEO_PLACEHOLDER", "<video>")
 AUDIO_PLACEHOLDER = os.environ.get("AUDIO_PLACEHOLDER", "<audio>")
-WHISPER_SAMPLES_PER_SEGMENT = 30 * media.AUDIO_SAMPLE_RATE
+WHISPER_SAMPLES_PER_SEGMENT = round(AUDIO_DEFAULTS.segment_s * media.AUDIO_SAMPLE_RATE)
 
 
 #: set to 1 to let a model with an audio branch see only the frames of videos with sound
@@ -115,12 +118,28 @@ def _probe_cached(path: str, mtime_ns: int) -> media.MediaInfo:
 
 
 def probe(path: str) -> media.MediaInfo:
-    """:func:`vs2_plugin.media.probe`, cached per file version (chosen/rejected share it)."""
+    """:func:`vs2_plugin.data.media.probe`, cached per file version (chosen/rejected share it)."""
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError:
         return media.probe(path)  # raises the MediaError that names the problem
     return _probe_cached(path, mtime)
+
+
+def _sampling(processor) -> tuple[float, int]:
+    """phi and m: LLaMA-Factory's ``video_fps`` / ``video_maxlen`` on the processor, else the paper's."""
+    fps = getattr(processor, "video_fps", None) or VIDEO_DEFAULTS.fps
+    maxlen = getattr(processor, "video_maxlen", None) or VIDEO_DEFAULTS.max_frames
+    return float(fps), int(maxlen)
+
+
+def _pixel_caps(processor) -> tuple[int, int]:
+    """LLaMA-Factory's ``video_max_pixels`` / ``video_min_pixels`` on the processor, else its defaults."""
+    values = []
+    for name in ("video_max_pixels", "video_min_pixels"):
+        value = getattr(processor, name, None)
+        values.append(argument_default(name) if value is None else value)
+    return values[0], values[1]
 
 
 @dataclass(frozen=True)
@@ -168,11 +187,9 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
             raise MediaError(path, "no video stream, but it is given as a video (use the audios column for audio-only files)")
         vps = self._video_processor_settings(processor)
         group = vps["temporal_patch_size"]
-        phi = float(getattr(processor, "video_fps", 1.0) or 1.0)
-        m = int(getattr(processor, "video_maxlen", 30) or 30)
+        phi, m = _sampling(processor)
         n = media.frame_count(info.duration_s, phi, max(m, group), group)
-        max_px = getattr(processor, "video_max_pixels", 256 * 256)
-        min_px = getattr(processor, "video_min_pixels", 16 * 16)
+        max_px, min_px = _pixel_caps(processor)
         width, height = interleave.regularized_frame_size(info.width, info.height, max_px, min_px)
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -342,12 +359,12 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         info = probe(path)
         got = media.read_media(
             path,
-            float(getattr(processor, "video_fps", 1.0) or 1.0),
-            max(int(getattr(processor, "video_maxlen", 30) or 30), vps["temporal_patch_size"]),
+            _sampling(processor)[0],
+            max(_sampling(processor)[1], vps["temporal_patch_size"]),
             need_video=info.has_video,
             need_audio=bool(need_audio and info.has_audio),
             group_size=vps["temporal_patch_size"],
-            max_pixels=getattr(processor, "video_max_pixels", 256 * 256),
+            max_pixels=_pixel_caps(processor)[0],
         )
         decoded[path] = got
         return got
@@ -365,8 +382,8 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
                 frames.append(frames[-1])
             frames = self._regularize_images(
                 frames,
-                image_max_pixels=getattr(processor, "video_max_pixels", 256 * 256),
-                image_min_pixels=getattr(processor, "video_min_pixels", 16 * 16),
+                image_max_pixels=_pixel_caps(processor)[0],
+                image_min_pixels=_pixel_caps(processor)[1],
             )["images"]
             frames_per_video.append(frames)
             group = self._video_processor_settings(processor)["temporal_patch_size"]
@@ -412,7 +429,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         return got.audio
 
 
-def whisper_segments(wave: np.ndarray, n_mels: int, segment_s: float = 30.0) -> torch.Tensor:
+def whisper_segments(wave: np.ndarray, n_mels: int, segment_s: float = AUDIO_DEFAULTS.segment_s) -> torch.Tensor:
     """Eq. (2): log-mel of each ``segment_s`` slice of 16 kHz ``wave`` -> (l, n_mels, 3000)."""
     import whisper
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vs2_plugin import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, AudioGeometry
 from vs2_plugin.errors import DataError
 
 
@@ -15,10 +15,10 @@ class AudioSettings:
     """The model's audio branch, as far as the data side needs it (from its config)."""
 
     enabled: bool
-    window_s: float = interleave.DEFAULT_WINDOW_S
-    queries_per_window: int = interleave.DEFAULT_QUERIES_PER_WINDOW
-    n_mels: int = 128
-    segment_s: float = interleave.SEGMENT_S
+    window_s: float = AUDIO_DEFAULTS.window_s
+    queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
+    n_mels: int = AUDIO_DEFAULTS.n_mels
+    segment_s: float = AUDIO_DEFAULTS.segment_s
 
 
 def audio_settings_of(config) -> AudioSettings:
@@ -27,13 +27,9 @@ def audio_settings_of(config) -> AudioSettings:
 
     if not isinstance(config, VideoSalmonn2Config):
         return AudioSettings(enabled=False)
-    return AudioSettings(
-        enabled=True,
-        window_s=float(config.audio_window_s),
-        queries_per_window=int(config.audio_queries_per_window),
-        n_mels=int(config.audio_config["n_mels"]),
-        segment_s=float(config.segment_s),
-    )
+    geometry = AudioGeometry.from_config(config)
+    return AudioSettings(enabled=True, window_s=geometry.window_s, queries_per_window=geometry.queries_per_window,
+                         n_mels=geometry.n_mels, segment_s=geometry.segment_s)
 
 
 @lru_cache(maxsize=32)

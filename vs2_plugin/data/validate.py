@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin import media
+from vs2_plugin.data import media
 from vs2_plugin.data.media_check import CHECK_WORKERS, MediaLimits, check_many, check_media  # noqa: F401 (re-exported)
 from vs2_plugin.errors import ConfigError, DataError
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from llamafactory.data.collator import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
+from vs2_plugin.integrations.llamafactory_api import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
 
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.config import PACK_ATTENTION_MODES

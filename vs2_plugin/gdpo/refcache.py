@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.rounds import fsync_tree_root
+from vs2_plugin.gdpo.rounds import fsync_tree_root
 
 CACHE_FORMAT = "vs2-gdpo-ref-logps/1"
 _PAIR_COLUMNS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")

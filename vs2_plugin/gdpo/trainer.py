@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
-from llamafactory.train.dpo.trainer import CustomDPOTrainer
+from vs2_plugin.integrations.llamafactory_api import CustomDPOTrainer
 from typing_extensions import override
 
 from vs2_plugin.gdpo.loss import gdpo_loss, sequence_logps, shift_labels

@@ -9,7 +9,7 @@ Entry points:
 * :func:`run_gdpo` — the same with already parsed arguments.
 
 With ``gdpo_rounds: true`` one call runs one round of a multi-round run kept in
-``output_dir`` (see :mod:`vs2_plugin.rounds`): it resumes an unfinished round (from its last
+``output_dir`` (see :mod:`vs2_plugin.gdpo.rounds`): it resumes an unfinished round (from its last
 complete checkpoint, reusing its cached reference log-probs) or starts the next one with the
 previous rounds' adapters merged into the reference and a fresh LoRA.
 """
@@ -44,8 +44,7 @@ class GDPOResult:
 
 def run_gdpo_from_dict(args: dict[str, Any], callbacks: list | None = None) -> GDPOResult:
     """Pop the gDPO keys, parse the rest as LLaMA-Factory DPO arguments, run the stage."""
-    from llamafactory.hparams import get_train_args
-    from llamafactory.train.callbacks import LogCallback
+    from vs2_plugin.integrations.llamafactory_api import LogCallback, get_train_args
 
     args = dict(args)
     gdpo_args = GDPOArguments.pop_from(args)
@@ -84,7 +83,7 @@ def run_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args: G
 # --------------------------------------------------------------------------------- one training run
 def load_gt_dataset(template, model_args, data_args, training_args, gdpo_args, tokenizer_module):
     """The ground-truth captions through LLaMA-Factory's SFT data path (same template, mm plugin)."""
-    from llamafactory.data import get_dataset
+    from vs2_plugin.integrations.llamafactory_api import get_dataset
 
     gt_data_args = copy.copy(data_args)
     gt_data_args.dataset = [name.strip() for name in gdpo_args.gt_dataset.split(",") if name.strip()]
@@ -163,11 +162,16 @@ def apply_aligner_policy(model, finetuning_args, gdpo_args) -> None:
 
 
 def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks=None) -> GDPOResult:
-    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
-    from llamafactory.extras.constants import IGNORE_INDEX
-    from llamafactory.extras.ploting import plot_loss
-    from llamafactory.model import load_model, load_tokenizer
-    from llamafactory.train.trainer_utils import create_modelcard_and_push, create_ref_model
+    from vs2_plugin.integrations.llamafactory_api import (
+        IGNORE_INDEX,
+        create_modelcard_and_push,
+        create_ref_model,
+        get_dataset,
+        get_template_and_fix_tokenizer,
+        load_model,
+        load_tokenizer,
+        plot_loss,
+    )
 
     from vs2_plugin.gdpo.packing import (
         FLEX_BLOCK,
@@ -270,10 +274,9 @@ def _deepspeed_stage(deepspeed) -> int | None:
 
 
 def _checkpoint_is_quantized(model_name_or_path: str) -> bool:
-    config = Path(model_name_or_path) / "config.json"
-    if not config.is_file():
-        return False
-    return bool(json.loads(config.read_text(encoding="utf-8")).get("quantization_config"))
+    from vs2_plugin.modeling.geometry import read_model_config
+
+    return bool(read_model_config(model_name_or_path).get("quantization_config"))
 
 
 def memory_merge_blockers(model_args, training_args) -> list[str]:
@@ -329,7 +332,7 @@ def last_complete_checkpoint(folder: Path) -> str | None:
 
 
 def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks) -> GDPOResult:
-    from vs2_plugin.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
+    from vs2_plugin.gdpo.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
 
     if finetuning_args.finetuning_type != "lora":
         raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")

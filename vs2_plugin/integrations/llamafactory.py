@@ -1,5 +1,11 @@
 """The one module that touches LLaMA-Factory internals.
 
+Together with :mod:`vs2_plugin.integrations.llamafactory_api` (the LLaMA-Factory names the rest
+of the package uses, re-exported) this folder is the only place that imports ``llamafactory``,
+so an upgrade touches ``vs2_plugin/integrations/`` only. The training-data check it runs before
+training lives in :mod:`vs2_plugin.data.train_check`, the argument helpers in
+:mod:`vs2_plugin.pipeline.run_args`.
+
 LLaMA-Factory 0.9.5 has registries an import can extend (templates, multimodal plugins,
 composite models, the web UI's stage lists) but no stage registry: ``train/tuner.py`` ends
 its stage if/elif with "Unknown task". So besides registering into those registries, this
@@ -22,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vs2_plugin.autoload import when_imported
+from vs2_plugin.data.train_check import check_training_data
 from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
+from vs2_plugin.pipeline.run_args import args_to_dict, as_arg_list, stage_of
 
 #: LLaMA-Factory versions whose internals this module was written against.
 SUPPORTED_VERSIONS = ("0.9.5",)
@@ -176,8 +184,8 @@ def _wrap_training_function(tuner) -> None:
         args = config.get("args")
         stage = stage_of(args)
         if uses_vs2(args):
-            checked = check_training_data(args_to_dict(args))
-            config = {**config, "args": checked if isinstance(args, dict) else _as_arg_list(args, checked)}
+            checked = check_training_data(args_to_dict(args), argument_default)
+            config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
         if stage not in STAGES:
             return original(config)
         return run_stage(STAGES[stage], config, original)
@@ -186,19 +194,6 @@ def _wrap_training_function(tuner) -> None:
     _training_function.__wrapped__ = original
     tuner._training_function = _training_function
     _record("stage_dispatch", "llamafactory.train.tuner._training_function")
-
-
-def stage_of(args: dict[str, Any] | list[str] | None) -> str | None:
-    """The ``stage`` named by a YAML dict or a ``--stage X`` / ``--stage=X`` argument list."""
-    if isinstance(args, dict):
-        return args.get("stage")
-    if isinstance(args, list):
-        for i, item in enumerate(args):
-            if item == "--stage" and i + 1 < len(args):
-                return args[i + 1]
-            if item.startswith("--stage="):
-                return item.split("=", 1)[1]
-    return None
 
 
 def uses_vs2(args: dict[str, Any] | list[str] | None) -> bool:
@@ -211,59 +206,6 @@ def uses_vs2(args: dict[str, Any] | list[str] | None) -> bool:
         return True
     as_dict = args if isinstance(args, dict) else args_to_dict(args)
     return as_dict.get("template") == TEMPLATE_NAME or bool(DataCheckArguments.field_names() & set(as_dict))
-
-
-def args_to_dict(args: dict[str, Any] | list[str]) -> dict[str, Any]:
-    """Normalise ``--key value`` / ``--key=value`` / bare ``--flag`` lists into a dict."""
-    if isinstance(args, dict):
-        return dict(args)
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        item = args[i]
-        if not item.startswith("--"):
-            raise ConfigError(f"unexpected command-line argument {item!r}; use --key value")
-        key = item[2:]
-        if "=" in key:
-            key, value = key.split("=", 1)
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = args[i + 1]
-            i += 1
-        else:
-            value = "true"
-        out[key.replace("-", "_")] = value
-        i += 1
-    return out
-
-
-def _as_arg_list(original: list[str], wanted: dict[str, Any]) -> list[str]:
-    """``original`` (``--key value`` list) with the keys ``wanted`` lacks removed and changed
-    values replaced, untouched items kept as given (LLaMA-Factory parses lists with types)."""
-    out: list[str] = []
-    done: set[str] = set()
-    i = 0
-    while i < len(original):
-        item = original[i]
-        key = item[2:].split("=", 1)[0].replace("-", "_")
-        takes_value = "=" not in item and i + 1 < len(original) and not original[i + 1].startswith("--")
-        span = original[i : i + (2 if takes_value else 1)]
-        i += len(span)
-        if key not in wanted:
-            continue
-        done.add(key)
-        value = wanted[key]
-        given = span[1] if takes_value else (item.split("=", 1)[1] if "=" in item else "true")
-        out += span if str(value) == given else [f"--{key}", str(value)]
-    for key in wanted.keys() - done:
-        out += [f"--{key}", str(wanted[key])]
-    return out
-
-
-def pop_dataclass_args(args: dict[str, Any], cls) -> Any:
-    """Remove ``cls``'s fields from ``args`` and build ``cls`` from them (it validates)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    picked = {k: args.pop(k) for k in list(args) if k in names}
-    return cls(**picked)
 
 
 def _apply_forced(spec: StageSpec, args: dict[str, Any]) -> None:
@@ -294,120 +236,20 @@ def run_stage(spec: StageSpec, config: dict[str, Any], original: Callable[[dict[
     original({"args": args, "callbacks": callbacks})
 
 
-# ----------------------------------------------------------------------------- bad samples
+def argument_default(name: str) -> Any:
+    """The default LLaMA-Factory gives its argument ``name`` (model, data, finetuning or generating
+    arguments), read from its dataclasses so that it is never re-typed here."""
+    from llamafactory.hparams import DataArguments, FinetuningArguments, GeneratingArguments, ModelArguments
 
-
-def _is_main_rank() -> bool:
-    return os.environ.get("RANK", "0") in ("", "0")
-
-
-def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
-    """Audio token settings of the model (its config, as the multimodal plugin reads it), as
-    :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
-    from vs2_plugin.data.model_audio import model_audio_settings
-
-    settings = model_audio_settings(str(args.get("model_name_or_path") or ""))
-    if not settings.enabled:
-        return {}
-    return {"window_s": settings.window_s, "queries_per_window": settings.queries_per_window,
-            "segment_s": settings.segment_s}
-
-
-def check_training_data(args: dict[str, Any]) -> dict[str, Any]:
-    """The bad-sample pass before training (``vs2_bad_samples``; see :mod:`vs2_plugin.data.validate`).
-
-    Pops the data-check keys from ``args``, reads the run's datasets (``dataset``,
-    ``eval_dataset`` and gDPO's ``gt_dataset``) through their ``dataset_info.json``, checks
-    every row and media file, and writes ``data_check.json`` (counts) to ``output_dir``.
-    ``fail``: any bad sample stops the run (DataError, one line; all are listed in
-    ``bad_samples.jsonl``). ``skip``: bad samples are listed in ``skipped_samples.jsonl`` and
-    the run is pointed at a filtered copy of its datasets in ``output_dir/vs2_data``.
-    Returns the (possibly rewritten) args.
-    """
-    from pathlib import Path
-
-    from vs2_plugin.data import validate
-    from vs2_plugin.errors import DataError
-
-    args = dict(args)
-    opts = validate.DataCheckArguments.pop_from(args)
-    if opts.vs2_bad_samples == "off" or not args.get("output_dir"):
-        return args
-    audio = _model_audio_limits(args)
-    use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
-    cutoff = args.get("cutoff_len", 2048)
-    limits = validate.MediaLimits(
-        min_duration_s=opts.vs2_min_duration_s,
-        max_duration_s=opts.vs2_max_duration_s,
-        require_video_audio=opts.vs2_require_audio and use_audio_in_video,
-        max_audio_tokens=int(cutoff) if audio else None,
-        video_audio_tokens=bool(audio) and use_audio_in_video,
-        decode=opts.vs2_check_decode,
-        fps_phi=float(args.get("video_fps", 2.0) or 2.0),
-        max_frames_m=int(args.get("video_maxlen", 128) or 128),
-        max_pixels=int(args.get("video_max_pixels", 256 * 256) or 256 * 256),
-        **audio,
-    )
-    dataset_dir = str(args.get("dataset_dir") or "data")
-    media_dir = args.get("media_dir")
-    groups = [("train", ["dataset", "eval_dataset"], "dataset_dir", dataset_dir)]
-    if stage_of(args) == "gdpo" and args.get("gt_dataset"):
-        groups.append(("gt", ["gt_dataset"], "gt_dataset_dir", str(args.get("gt_dataset_dir") or dataset_dir)))
-    checks: dict[str, list] = {}
-    for group, keys, _dir_key, folder in groups:
-        names = [n for key in keys for n in validate.split_names(args.get(key))]
-        if names and folder != "ONLINE" and not folder.startswith("REMOTE:"):
-            specs = validate.dataset_specs(list(dict.fromkeys(names)), folder, media_dir)
-            checks[group] = [validate.check_dataset(spec, limits) for spec in specs]
-    results = [c for group in checks.values() for c in group]
-    bad = [b for c in results for b in c.bad]
-    total = sum(c.total for c in results)
-    out = Path(str(args["output_dir"]))
-    skipped_rows = len({(b.dataset, b.index) for b in bad})
-    summary = {
-        "policy": opts.vs2_bad_samples,
-        "samples": total,
-        "bad": skipped_rows,
-        "datasets": {c.spec.name: {"samples": c.total, "bad": len({b.index for b in c.bad}), "checked": c.checked}
-                     for c in results},
-    }
-    if opts.vs2_bad_samples == "fail":
-        listed = out / validate.BAD_FILE if bad else None
-        validate.write_json(out / validate.SUMMARY_FILE, summary)
-        if bad:
-            validate.write_jsonl(listed, [b.to_dict() for b in bad])
-            raise DataError(validate.fail_message(bad, listed, total))
-        return args
-    summary["skipped"] = skipped_rows
-    summary["skipped_list"] = str(out / validate.SKIPPED_FILE)
-    validate.write_jsonl(out / validate.SKIPPED_FILE, [b.to_dict() for b in bad])
-    validate.write_json(out / validate.SUMMARY_FILE, summary)
-    if bad and _is_main_rank():
-        print(f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
-              f"(listed in {out / validate.SKIPPED_FILE})", file=sys.stderr, flush=True)
-    if not bad:
-        return args
-    for c in results:
-        if c.checked and not c.good_rows:
-            raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
-                            f"{out / validate.SKIPPED_FILE}); nothing left to train on")
-    # every checked dataset of the run is read from the copies (absolute media paths), the
-    # others from where they were: their dataset_info entries and media_dir point back there
-    if not media_dir:
-        args["media_dir"] = dataset_dir
-    for group, _keys, dir_key, folder in groups:
-        target = out / validate.FILTERED_DIR / group
-        info = validate.load_dataset_info(folder)
-        for name, entry in info.items():
-            if isinstance(entry, dict) and "file_name" in entry:
-                info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}
-        for c in checks.get(group) or []:
-            if c.checked:
-                validate.write_json(target / f"{c.spec.name}.json", c.good_rows)
-                info[c.spec.name] = {**info[c.spec.name], "file_name": f"{c.spec.name}.json"}
-        validate.write_json(target / "dataset_info.json", info)
-        args[dir_key] = str(target)
-    return args
+    for cls in (ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments):
+        for item in dataclasses.fields(cls):
+            if item.name == name:
+                if item.default is not dataclasses.MISSING:
+                    return item.default
+                if item.default_factory is not dataclasses.MISSING:
+                    return item.default_factory()
+                raise ConfigError(f"LLaMA-Factory's argument {name!r} has no default")
+    raise ConfigError(f"LLaMA-Factory has no argument {name!r}")
 
 
 def _destroy_process_group() -> None:

@@ -25,7 +25,7 @@ from vs2_plugin.errors import DataError
 from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, read_jsonl, usage_totals
 from vs2_plugin.judge.report import summarize_by_task, table1_markdown
 from vs2_plugin.judge.types import JudgeItem
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.secrets import redact
 
 

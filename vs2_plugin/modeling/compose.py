@@ -1,6 +1,4 @@
-"""``vs2 build``: compose a video-SALMONN 2 checkpoint from local parts.
-
-    vs2 build --visual-llm QWEN25VL_DIR --whisper large-v3.pt --out DIR [--window 0.2 ...]
+"""Compose a video-SALMONN 2 checkpoint from local parts (``vs2 build``, :mod:`vs2_plugin.commands.build`).
 
 * the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor; the
   published layout (flat ``config.json``, ``model.safetensors.index.json`` + bf16 shards,
@@ -24,7 +22,6 @@ are: the model never has to emit these tokens.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -64,7 +61,7 @@ def build_config(visual_llm: Path, audio_config: dict, token_ids: dict, vocab_si
     if source.model_type not in ("qwen2_5_vl", "video_salmonn2"):
         raise ConfigError(f"--visual-llm {visual_llm}: model_type is {source.model_type!r}, expected 'qwen2_5_vl'")
     kwargs = {k: v for k, v in source.to_dict().items() if k not in _NOT_CONFIG_KEYS}
-    for key in ("audio_config", "audio_token_id", "audio_start_token_id", "audio_end_token_id"):
+    for key in ("audio_config", "audio_token_id", "audio_start_token_id", "audio_end_token_id", *ALIGNER_SETTINGS):
         kwargs.pop(key, None)
     kwargs["text_config"]["vocab_size"] = vocab_size
     kwargs.update(audio_settings)
@@ -168,11 +165,21 @@ class _ShardWriter:
             (self.out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_queries_per_window: int = 1,
-            qformer_layers: int = 2, qformer_hidden: int = 768, qformer_heads: int = 12,
-            segment_position: str = "learned", max_audio_segments: int = 64, seed: int = 0,
-            progress: bool = True) -> Path:
-    """Write the composed model directory ``out``; return its path."""
+#: the aligner settings ``vs2 build`` sets; one left ``None`` takes VideoSalmonn2Config's default
+#: (the audio geometry's from :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`)
+ALIGNER_SETTINGS = ("audio_window_s", "audio_queries_per_window", "qformer_layers", "qformer_hidden",
+                    "qformer_heads", "segment_position", "max_audio_segments")
+
+
+def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, **aligner_settings) -> Path:
+    """Write the composed model directory ``out``; return its path.
+
+    ``aligner_settings``: :data:`ALIGNER_SETTINGS` keys of :class:`VideoSalmonn2Config`; absent or
+    ``None`` ones take the config's defaults (re-composing a composed model resets them too)."""
+    unknown = sorted(set(aligner_settings) - set(ALIGNER_SETTINGS))
+    if unknown:
+        raise ConfigError(f"compose: unknown settings {unknown}; expected some of {list(ALIGNER_SETTINGS)}")
+    aligner_settings = {k: v for k, v in aligner_settings.items() if v is not None}
     from safetensors import safe_open
     from tqdm import tqdm
     from transformers import AutoProcessor, AutoTokenizer
@@ -202,9 +209,7 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
     new_ids = [token_ids[tok] for tok in AUDIO_TOKENS if tok not in known]  # re-composing keeps trained rows
     config = build_config(
         visual_llm, audio_config, token_ids, vocab_size,
-        audio_window_s=audio_window_s, audio_queries_per_window=audio_queries_per_window,
-        qformer_layers=qformer_layers, qformer_hidden=qformer_hidden, qformer_heads=qformer_heads,
-        segment_position=segment_position, max_audio_segments=max_audio_segments,
+        **aligner_settings,
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -244,29 +249,3 @@ def compose(visual_llm, whisper, out, *, audio_window_s: float = 0.2, audio_quer
         tokenizer.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--visual-llm", required=True, help="Qwen2.5-VL model directory (safetensors)")
-    parser.add_argument("--whisper", required=True, help="openai-whisper checkpoint (.pt), e.g. large-v3.pt")
-    parser.add_argument("--out", required=True, help="new model directory (must not exist or be empty)")
-    parser.add_argument("--window", type=float, default=0.2, help="audio window in seconds (default 0.2)")
-    parser.add_argument("--queries", type=int, default=1, help="Q-Former queries per window (default 1)")
-    parser.add_argument("--qformer-layers", type=int, default=2)
-    parser.add_argument("--qformer-hidden", type=int, default=768)
-    parser.add_argument("--qformer-heads", type=int, default=12)
-    parser.add_argument("--segment-position", choices=("learned", "sinusoidal"), default="learned",
-                        help="segment position embedding: learned matrix (paper) or sinusoids (public code)")
-    parser.add_argument("--max-segments", type=int, default=64, help="longest audio in 30 s segments")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the aligner's random init")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = compose(
-        args.visual_llm, args.whisper, args.out,
-        audio_window_s=args.window, audio_queries_per_window=args.queries,
-        qformer_layers=args.qformer_layers, qformer_hidden=args.qformer_hidden, qformer_heads=args.qformer_heads,
-        segment_position=args.segment_position, max_audio_segments=args.max_segments, seed=args.seed,
-    )
-    print(out)
-    return 0

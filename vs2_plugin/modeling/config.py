@@ -15,12 +15,14 @@ from huggingface_hub.dataclasses import strict
 from transformers import Qwen2_5_VLConfig
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
 #: openai-whisper ``ModelDimensions`` fields of the audio encoder.
 AUDIO_CONFIG_KEYS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 
 #: Whisper-large-v3's encoder (the paper's audio encoder).
-WHISPER_LARGE_V3_AUDIO = dict(n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20, n_audio_layer=32)
+WHISPER_LARGE_V3_AUDIO = dict(n_mels=AUDIO_DEFAULTS.n_mels, n_audio_ctx=AUDIO_DEFAULTS.segment_frames, n_audio_state=1280,
+                              n_audio_head=20, n_audio_layer=32)
 
 SEGMENT_POSITION_KINDS = ("learned", "sinusoidal")
 
@@ -34,11 +36,12 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
 
     audio_config (`dict`): openai-whisper encoder dimensions (``n_mels``, ``n_audio_ctx``,
         ``n_audio_state``, ``n_audio_head``, ``n_audio_layer``); default Whisper-large-v3.
-    audio_window_s (`float`, 0.2): Q-Former window length in seconds (paper sec. 4.1).
-    audio_queries_per_window (`int`, 1): learned queries, hence audio tokens, per window.
+    audio_window_s (`float`): Q-Former window length in seconds; default
+        :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS` (paper sec. 4.1), as for the next two.
+    audio_queries_per_window (`int`): learned queries, hence audio tokens, per window.
     qformer_layers (`int`, 2): BERT-style layers (self-attn over queries, cross-attn to the window).
     qformer_hidden (`int`, 768), qformer_heads (`int`, 12), qformer_intermediate (`int`, 4 x hidden).
-    segment_s (`float`, 30): audio encoder segment length t_max (eq. 2).
+    segment_s (`float`): audio encoder segment length t_max (eq. 2).
     max_audio_segments (`int`, 64): rows of the segment position embedding (eq. 3), 32 min of audio.
     segment_position (`str`, "learned"): "learned" = an embedding matrix indexed by the segment
         number (the paper's Z^Pos); "sinusoidal" = fixed sinusoids of the segment number (the
@@ -50,13 +53,13 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
     model_type = "video_salmonn2"
 
     audio_config: dict | None = None
-    audio_window_s: float = 0.2
-    audio_queries_per_window: int = 1
+    audio_window_s: float = AUDIO_DEFAULTS.window_s
+    audio_queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
     qformer_layers: int = 2
     qformer_hidden: int = 768
     qformer_heads: int = 12
     qformer_intermediate: int | None = None
-    segment_s: float = 30.0
+    segment_s: float = AUDIO_DEFAULTS.segment_s
     max_audio_segments: int = 64
     segment_position: str = "learned"
     audio_token_id: int = 151666
@@ -123,7 +126,7 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
 
     @property
     def audio_window_frames(self) -> int:
-        """Encoder frames per Q-Former window (10 for 0.2 s)."""
+        """Encoder frames per Q-Former window (10 with the paper's geometry)."""
         return round(self.audio_window_s * self.encoder_frames_per_second)
 
     @property

@@ -46,6 +46,8 @@ from fractions import Fraction
 
 import torch
 
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+
 TEXT, IMAGE, VIDEO, AUDIO = 0, 1, 2, 3
 
 
@@ -63,8 +65,8 @@ class RopeTokens:
     audio_token_id: int
     spatial_merge_size: int = 2
     tokens_per_second: float = 2.0
-    audio_window_s: float = 0.2
-    audio_queries_per_window: int = 1
+    audio_window_s: float = AUDIO_DEFAULTS.window_s
+    audio_queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
 
     def __post_init__(self):
         if not isinstance(self.spatial_merge_size, int) or self.spatial_merge_size < 1:

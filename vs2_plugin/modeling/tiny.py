@@ -1,4 +1,4 @@
-"""``vs2 build-tiny``: a tiny random video-SALMONN 2 model directory, offline, in seconds on CPU.
+"""A tiny random video-SALMONN 2 model directory, offline, in seconds on CPU (``vs2 build-tiny``).
 
 The directory holds everything LLaMA-Factory needs with ``model_name_or_path: DIR``:
 tokenizer (byte-level BPE trained on Python's stdlib sources, Qwen special tokens plus the
@@ -11,7 +11,6 @@ tests that want an ordinary text-only LLM.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 #: Pixel limits of the tiny processor: a frame becomes 4..16 merged visual tokens.
@@ -68,7 +67,9 @@ def tiny_qwen25vl_config_dict(token_ids: dict[str, int]) -> dict:
 
 def tiny_audio_config_dict() -> dict:
     """A tiny Whisper encoder (real frame geometry: 80 mels, 3000 frames -> 1500 states)."""
-    return dict(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2)
+    from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+
+    return dict(n_mels=80, n_audio_ctx=AUDIO_DEFAULTS.segment_frames, n_audio_state=32, n_audio_head=2, n_audio_layer=2)
 
 
 def build_tiny_processor(tokenizer):
@@ -94,7 +95,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **config_overrides) -> Path:
+def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float | None = None, **config_overrides) -> Path:
     """Write a tiny random video-SALMONN 2 model directory to ``out_dir``; return its path.
 
     ``config_overrides`` are passed to :class:`VideoSalmonn2Config` (e.g. ``qformer_layers=1``).
@@ -114,13 +115,14 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float = 0.2, **conf
     kwargs = tiny_qwen25vl_config_dict(token_ids)
     kwargs.update(
         audio_config=tiny_audio_config_dict(),
-        audio_window_s=audio_window_s,
         qformer_hidden=32,
         qformer_heads=2,
         audio_start_token_id=token_ids["<|audio_start|>"],
         audio_token_id=token_ids["<|audio_pad|>"],
         audio_end_token_id=token_ids["<|audio_end|>"],
     )
+    if audio_window_s is not None:  # None: the paper's window (VideoSalmonn2Config's default)
+        kwargs["audio_window_s"] = audio_window_s
     kwargs.update(config_overrides)
     config = VideoSalmonn2Config(**kwargs)
     return _save_random(VideoSalmonn2ForConditionalGeneration, config, seed, out, tokenizer, token_ids, processor=True)
@@ -201,19 +203,3 @@ def build_tiny_whisper_checkpoint(path, seed: int = 0, n_mels: int = 80) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
-    parser.add_argument("--window", type=float, default=0.2, help="audio window in seconds (default 0.2)")
-    parser.add_argument("--text-only", action="store_true", help="write a plain tiny Qwen2 text LLM instead")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.text_only:
-        out = build_tiny_text_model(args.out, seed=args.seed)
-    else:
-        out = build_tiny_model(args.out, seed=args.seed, audio_window_s=args.window)
-    print(out)
-    return 0

@@ -97,8 +97,13 @@ class MrDPOConfig:
     #: judged captions may fail (after the judge's own retries) up to this fraction per step: they are
     #: left out; above it the step stops, keeps what was judged and a rerun retries only the failed ones
     max_judge_failure_rate: float = 0.10
-    gdpo_lambda: float = 0.1
-    #: LLaMA-Factory arguments of every gDPO round (template, LoRA, optimiser, ...)
+    #: eq. 11's lambda; unset: the train recipe's, else GDPOArguments' default (written once there)
+    gdpo_lambda: float | None = None
+    #: a ``llamafactory-cli train`` gDPO round recipe (e.g. recipes/gdpo_round.yaml) whose arguments
+    #: every round reuses; ``train`` overrides them. Relative paths: the working folder, else the
+    #: folder of the package (a repository checkout or an installed wheel's copy of recipes/)
+    train_recipe: str | None = None
+    #: LLaMA-Factory arguments of every gDPO round (template, LoRA, optimiser, ...), on top of train_recipe
     train: dict[str, Any] = field(default_factory=dict)
     #: LLaMA-Factory arguments for loading the model to sample (video_fps, video_maxlen, ...)
     infer: dict[str, Any] = field(default_factory=dict)
@@ -134,11 +139,20 @@ class MrDPOConfig:
             raise ConfigError(f"stop_unnatural_rate must be in [0, 1]; got {self.stop_unnatural_rate!r}")
         if not 0 <= float(self.max_judge_failure_rate) <= 1:
             raise ConfigError(f"max_judge_failure_rate must be in [0, 1]; got {self.max_judge_failure_rate!r}")
-        if float(self.gdpo_lambda) < 0:
-            raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
         for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):
             if key in self.train:
                 raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
+        if self.train_recipe:
+            recipe = load_yaml(resolve_recipe(self.train_recipe))
+            if self.gdpo_lambda is None:
+                self.gdpo_lambda = recipe.get("gdpo_lambda")
+            self.train = {**{k: v for k, v in recipe.items() if k not in DRIVER_SET_KEYS}, **self.train}
+        if self.gdpo_lambda is None:
+            from vs2_plugin.gdpo.config import GDPOArguments
+
+            self.gdpo_lambda = GDPOArguments.__dataclass_fields__["gdpo_lambda"].default
+        if float(self.gdpo_lambda) < 0:
+            raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
 
     @property
     def reporters(self) -> list[str]:
@@ -147,6 +161,23 @@ class MrDPOConfig:
     @property
     def template(self) -> str:
         return str(self.train.get("template", self.infer.get("template", "video_salmonn2")))
+
+
+#: keys of a round recipe the driver sets itself for every round (the recipe's values are dropped)
+DRIVER_SET_KEYS = frozenset({
+    "stage", "do_train", "model_name_or_path", "adapter_name_or_path", "dataset", "dataset_dir", "gt_dataset",
+    "gt_dataset_dir", "output_dir", "gdpo_rounds", "gdpo_round", "seed", "gdpo_lambda",
+})
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """``path`` as given (absolute or from the working folder), else from the package's parent
+    (a repository checkout: ``recipes/...``) or the package itself (an installed wheel's copy)."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (Path(path), package.parent / path, package / path):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"train_recipe {path}: not found (looked in the working folder and next to the package)")
 
 
 #: where the driver can send per-round metrics ("all" = every one of them)

@@ -1,4 +1,4 @@
-"""``vs2 demo [--out DIR]``: the whole pipeline on the tiny offline model and the bundled clips.
+"""The whole pipeline on the tiny offline model and the bundled clips; ``vs2 demo`` (:mod:`vs2_plugin.commands.demo`) runs it.
 
 build-tiny -> audio alignment -> audio-visual SFT -> 2 mrDPO rounds (offline judge) ->
 rebirth tuning -> 1 more gDPO round -> report (``report.md``, ``report.html``, ``metrics.json``,
@@ -24,7 +24,7 @@ from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_DATA = PACKAGE / "assets" / "demo_data"
@@ -38,22 +38,6 @@ def recipes_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise Vs2Error("the tiny recipes were not found (recipes/tiny next to the package or inside it)")
-
-
-def configure_parser(parser) -> None:
-    parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    parser.add_argument("--rounds", type=int, default=2, help="mrDPO rounds before rebirth (default 2)")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress bars (one line per finished step)")
-    console.add_console_arguments(parser)
-
-
-def run(args) -> int:
-    with console.run_console(Path(args.out) / "logs" / "demo.log", args, "vs2 demo"):
-        result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
-    console.print_summary(result["report_md"], result["rows"],
-                  f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/")
-    return 0
-
 
 
 def _recipe(name: str, **overrides: Any) -> dict[str, Any]:

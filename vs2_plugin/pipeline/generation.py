@@ -108,9 +108,12 @@ class CaptionGenerator:
 
     def __init__(self, model: str, adapters: list[str] | None = None, infer: dict[str, Any] | None = None,
                  max_new_tokens: int = 1024):
-        from llamafactory.data import get_template_and_fix_tokenizer
-        from llamafactory.hparams import get_infer_args
-        from llamafactory.model import load_model, load_tokenizer
+        from vs2_plugin.integrations.llamafactory_api import (
+            get_infer_args,
+            get_template_and_fix_tokenizer,
+            load_model,
+            load_tokenizer,
+        )
 
         args = {"template": "video_salmonn2", **(infer or {}), "model_name_or_path": model,
                 "infer_backend": "huggingface", "max_new_tokens": max_new_tokens}

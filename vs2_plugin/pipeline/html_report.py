@@ -3,7 +3,7 @@
 Written next to ``report.md`` by ``vs2 demo``, ``vs2 mrdpo``, ``vs2 rebirth`` and ``vs2 eval``.
 On top: the per-stage table (the same numbers as ``report.md``) and ``rounds.png``. Then one
 section per held-out video: a strip of frame thumbnails with their times and the audio
-waveform (decoded with :func:`vs2_plugin.media.read_media`), the reference caption, and the
+waveform (decoded with :func:`vs2_plugin.data.media.read_media`), the reference caption, and the
 caption of every stage with the judge's verdict: missed reference events listed, incorrect
 events listed, hallucinated statements highlighted in the caption (``<mark class="hall">``;
 a statement the judge names but that cannot be found verbatim in the caption is listed
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 #: Frame thumbnails per video (uniform over the clip, sec. 3.1 slot centres).
 THUMBNAILS = 8
@@ -143,7 +143,7 @@ def media_strip(video: str) -> tuple[str, list[tuple[float, str]]]:
     from PIL import Image
 
     from vs2_plugin.errors import MediaError
-    from vs2_plugin.media import probe, read_media
+    from vs2_plugin.data.media import probe, read_media
 
     try:
         info = probe(video)

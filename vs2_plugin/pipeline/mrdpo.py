@@ -1,4 +1,4 @@
-"""``vs2 mrdpo CONFIG``: the multi-round DPO driver (paper sec. 3.3, Fig. 2-3, App. F).
+"""The multi-round DPO driver (paper sec. 3.3, Fig. 2-3, App. F); ``vs2 mrdpo`` (:mod:`vs2_plugin.commands.mrdpo`) runs it.
 
 Per round t: sample two captions per video (global, and local for a time interval) from the
 current model -> judge them through the ``vs2_*`` hooks -> select pairs with round t's
@@ -21,38 +21,17 @@ from typing import Any
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.html_report import write_run_html
-from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
+from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.tracking import report_round
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 GT_DATASET = "vs2_gt"
 
-
-def configure_parser(parser) -> None:
-    parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override config keys as llamafactory-cli does, e.g. rounds=2 sampling.top_p=0.8")
-    parser.add_argument("--run-dir", help="override run_dir")
-    parser.add_argument("--rounds", type=int, help="override the number of rounds")
-    parser.add_argument("--no-progress", action="store_true")
-    console.add_console_arguments(parser)
-
-
-def run(args) -> int:
-    cfg = load_mrdpo_config(args.config, args.overrides, run_dir=args.run_dir, rounds=args.rounds)
-    with console.run_console(Path(cfg.run_dir) / "logs" / "mrdpo.log", args, "vs2 mrdpo"), console.stage("mrDPO"):
-        summary = run_mrdpo(cfg, progress=not args.no_progress)
-    console.print_summary(summary["report_md"], summary["rows"],
-                          f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/")
-    return 0
-
-
-# ----------------------------------------------------------------------------- helpers
 
 
 def judge_config(cfg: MrDPOConfig, run_dir: Path):
@@ -223,6 +202,20 @@ def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters:
 # ----------------------------------------------------------------------------- the loop
 
 
+def round_train_args(cfg: MrDPOConfig, model: str, init: list[str], rdir: Path, gdpo_round: int) -> dict[str, Any]:
+    """The ``llamafactory-cli train`` arguments of gDPO round ``gdpo_round`` (its pairs in ``rdir/pairs``):
+    the config's train arguments (its train_recipe's, then ``train``) plus what the driver sets."""
+    run_dir = Path(cfg.run_dir).resolve()
+    args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
+            "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
+            "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
+            "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
+    args.setdefault("template", cfg.template)
+    if init:
+        args["adapter_name_or_path"] = ",".join(init)
+    return args
+
+
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
@@ -287,13 +280,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                 state.mark(t, "train", {"skipped": "no sample pair passed this round's thresholds"})
             else:
                 gdpo_round = 1 + sum(1 for k in range(1, t) if (state.result(k, "train") or {}).get("adapter"))
-                args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
-                        "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
-                        "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
-                        "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
-                args.setdefault("template", cfg.template)
-                if init:
-                    args["adapter_name_or_path"] = ",".join(init)
+                args = round_train_args(cfg, model, init, rdir, gdpo_round)
                 run_training(args, rdir / "train.yaml", rdir / "train.log")
                 adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
                 state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs,

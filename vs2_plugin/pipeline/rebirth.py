@@ -1,4 +1,4 @@
-"""``vs2 rebirth``: rebirth tuning (paper sec. 3.4).
+"""Rebirth tuning (paper sec. 3.4); ``vs2 rebirth`` (:mod:`vs2_plugin.commands.rebirth`) runs it.
 
 1. Label a (large) video set with the final mrDPO model (backbone + all merged LoRA proxies).
 2. Drop captions with unnatural patterns (and empty or truncated ones).
@@ -22,42 +22,15 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import ConfigError, Vs2Error
-from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.config import MrDPOConfig, load_mrdpo_config
+from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_labels_report
 from vs2_plugin.pipeline.records import StepState, read_jsonl
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 REBIRTH_DATASET = "vs2_rebirth"
-
-
-def configure_parser(parser) -> None:
-    parser.add_argument("--mrdpo-config", required=True, help="the mrDPO driver YAML (model_name_or_path = post-alignment checkpoint)")
-    parser.add_argument("--mrdpo-run", help="run_dir of the finished mrDPO run (default: the config's run_dir)")
-    parser.add_argument("--videos", required=True, help="JSONL of videos to label ({id, video}; reference optional)")
-    parser.add_argument("--recipe", required=True, help="LLaMA-Factory SFT recipe (e.g. recipes/rebirth_sft.yaml)")
-    parser.add_argument("--out", required=True, help="output folder (labels, dataset, trained adapter)")
-    parser.add_argument("--greedy", action=argparse_bool(), default=True, help="greedy labelling (default) or sampling")
-    parser.add_argument("--no-progress", action="store_true")
-    console.add_console_arguments(parser)
-
-
-def argparse_bool():
-    import argparse
-
-    return argparse.BooleanOptionalAction
-
-
-def run(args) -> int:
-    cfg = load_mrdpo_config(args.mrdpo_config)
-    with console.run_console(Path(args.out) / "logs" / "rebirth.log", args, "vs2 rebirth"), console.stage("rebirth"):
-        result = run_rebirth(cfg, args.videos, args.recipe, args.out, mrdpo_run=args.mrdpo_run, greedy=args.greedy,
-                             progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in result.items() if k != "labels"}, indent=2))
-    return 0
 
 
 def final_model(run_dir: Path) -> dict[str, Any]:

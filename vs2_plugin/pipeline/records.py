@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.rounds import atomic_write_text, utc_now
+from vs2_plugin.gdpo.rounds import atomic_write_text, utc_now
 
 
 class JsonlLog:

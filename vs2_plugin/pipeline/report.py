@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 
 COLUMNS = (("rep", "Rep"), ("miss", "Miss"), ("hall", "Hall"), ("total", "Total"), ("unnatural", "Unnatural"))
 

@@ -19,7 +19,7 @@ import yaml
 
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline import console
-from vs2_plugin.rounds import atomic_write_text
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.secrets import SECRET_ENV_VARS
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from vs2_plugin.errors import ConfigError, MediaError
-from vs2_plugin.interleave import DEFAULT_GROUP_SIZE
+from vs2_plugin.modeling.interleave import DEFAULT_GROUP_SIZE
 
 #: Whisper's input rate.
 AUDIO_SAMPLE_RATE = 16000
@@ -97,7 +97,7 @@ class DecodedMedia:
 def audio_sample_count(duration_s: float, sample_rate: int = AUDIO_SAMPLE_RATE) -> int:
     """Samples :func:`read_media` returns for ``duration_s`` of audio: ``ceil(T * rate)``
     (1e-6 sample of float slack), so the samples reach ``T`` and slicing them into 30 s
-    segments gives exactly :func:`vs2_plugin.interleave.audio_segment_count` segments.
+    segments gives exactly :func:`vs2_plugin.modeling.interleave.audio_segment_count` segments.
 
     >>> audio_sample_count(5.312), audio_sample_count(30.0), audio_sample_count(30.00001)
     (84992, 480000, 480001)
@@ -190,7 +190,7 @@ def sample_frame_times(
     clip; frame ``i`` is taken at its slot centre ``(i + 0.5) * T / n``. Below the cap this is
     about ``phi`` frames per second; above it (``phi * T > m``) the ``m`` frames are uniformly
     spaced over the whole clip (the paper's phi' = m / T). The same slots decide which audio
-    tokens follow which frame (:func:`vs2_plugin.interleave.interleave_plan`).
+    tokens follow which frame (:func:`vs2_plugin.modeling.interleave.interleave_plan`).
 
     >>> sample_frame_times(4.0)
     [0.5, 1.5, 2.5, 3.5]

@@ -2,13 +2,13 @@
 
 Pure Python (no torch, no numpy). Everything here is a function of durations and counts, so
 the number of placeholder tokens can be computed from container metadata alone
-(:func:`vs2_plugin.media.probe`) and is guaranteed to match what the model is fed.
+(:func:`vs2_plugin.data.media.probe`) and is guaranteed to match what the model is fed.
 
 Time model
 ----------
 * **Frame slots.** ``n`` frames sampled from a clip of ``T`` seconds own ``n`` equal slots
   ``[i*T/n, (i+1)*T/n)``; frame ``i`` is taken at the slot centre (see
-  :func:`vs2_plugin.media.sample_frame_times`). The slots tile ``[0, T)`` exactly, so every
+  :func:`vs2_plugin.data.media.sample_frame_times`). The slots tile ``[0, T)`` exactly, so every
   audio instant belongs to exactly one frame.
 * **Groups.** Qwen2.5-VL merges ``group_size`` (``temporal_patch_size``, 2) consecutive frames
   into one temporal group; the group's slot is the union of its frames' slots. The paper's
@@ -44,12 +44,15 @@ from fractions import Fraction
 from itertools import pairwise
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
-#: Whisper's maximum input duration, t_max of eq. (2), in seconds.
-SEGMENT_S = 30.0
-#: Paper sec. 4.1: 0.2 s windows, one query each -> 150 tokens per 30 s segment.
-DEFAULT_WINDOW_S = 0.2
-DEFAULT_QUERIES_PER_WINDOW = 1
+# window, queries and segment defaults: the paper's geometry (sec. 4.1), written once in geometry.py
+_WINDOW_S, _QUERIES, _SEGMENT_S = AUDIO_DEFAULTS.window_s, AUDIO_DEFAULTS.queries_per_window, AUDIO_DEFAULTS.segment_s
+#: LLaMA-Factory's ``video_max_pixels`` / ``video_min_pixels`` defaults, for callers that work from
+#: metadata alone and must not import it (``vs2 tokens``: importing it takes seconds); a test
+#: checks them against its ModelArguments, elsewhere they are read from there
+LF_VIDEO_MAX_PIXELS = 256 * 256
+LF_VIDEO_MIN_PIXELS = 16 * 16
 #: Qwen2.5-VL ``temporal_patch_size``: frames merged into one temporal group.
 DEFAULT_GROUP_SIZE = 2
 
@@ -75,7 +78,7 @@ def _ceil(value: Fraction) -> int:
     return -((-value.numerator) // value.denominator)
 
 
-def windows_per_segment(window_s: float = DEFAULT_WINDOW_S, segment_s: float = SEGMENT_S) -> int:
+def windows_per_segment(window_s: float = _WINDOW_S, segment_s: float = _SEGMENT_S) -> int:
     """Q-Former windows in one ``segment_s`` audio segment; ``window_s`` must divide it.
 
     >>> windows_per_segment(0.2), windows_per_segment(0.5)
@@ -87,7 +90,7 @@ def windows_per_segment(window_s: float = DEFAULT_WINDOW_S, segment_s: float = S
     return int(ratio)
 
 
-def audio_segment_count(duration_s: float, segment_s: float = SEGMENT_S) -> int:
+def audio_segment_count(duration_s: float, segment_s: float = _SEGMENT_S) -> int:
     """Eq. (2): ``l = ceil(T / t_max)`` Whisper segments (at least 1).
 
     >>> audio_segment_count(61.0), audio_segment_count(60.0), audio_segment_count(2.5)
@@ -103,9 +106,9 @@ def _kept_windows(duration: Fraction, window: Fraction, segments: int, per_segme
 
 def audio_token_count(
     duration_s: float,
-    window_s: float = DEFAULT_WINDOW_S,
-    queries_per_window: int = DEFAULT_QUERIES_PER_WINDOW,
-    segment_s: float = SEGMENT_S,
+    window_s: float = _WINDOW_S,
+    queries_per_window: int = _QUERIES,
+    segment_s: float = _SEGMENT_S,
 ) -> int:
     """Audio tokens kept for ``duration_s`` seconds of audio (eq. 2-5 minus the padding).
 
@@ -168,18 +171,18 @@ def interleave_plan(
     duration_s: float,
     num_frames: int,
     *,
-    window_s: float = DEFAULT_WINDOW_S,
-    queries_per_window: int = DEFAULT_QUERIES_PER_WINDOW,
+    window_s: float = _WINDOW_S,
+    queries_per_window: int = _QUERIES,
     group_size: int = DEFAULT_GROUP_SIZE,
     has_audio: bool = True,
     audio_duration_s: float | None = None,
-    segment_s: float = SEGMENT_S,
+    segment_s: float = _SEGMENT_S,
     audio_slot_s: float = 1.0,
 ) -> InterleavePlan:
     """Audio tokens after each frame group: eq. (6)-(8), placed by time instead of evenly.
 
     :param duration_s: length of the visual timeline (the video stream), seconds.
-    :param num_frames: frames sampled over it (:func:`vs2_plugin.media.sample_frame_times`);
+    :param num_frames: frames sampled over it (:func:`vs2_plugin.data.media.sample_frame_times`);
         ``0`` means audio-only input, reported in slots of ``audio_slot_s`` seconds (the last
         one shorter), each its own group.
     :param has_audio: ``False`` (silent video) gives all zeros and ``audio_segments == 0``.
@@ -284,7 +287,7 @@ def placeholder_layout(
 
 
 def regularized_frame_size(
-    width: int, height: int, video_max_pixels: int = 256 * 256, video_min_pixels: int = 16 * 16
+    width: int, height: int, video_max_pixels: int = LF_VIDEO_MAX_PIXELS, video_min_pixels: int = LF_VIDEO_MIN_PIXELS
 ) -> tuple[int, int]:
     """Frame size after LLaMA-Factory's frame regularisation (``video_max_pixels`` /
     ``video_min_pixels`` caps with truncation, 28 px minimum side, aspect clamp at 200).
@@ -315,8 +318,8 @@ def visual_group_grid(
     merge_size: int = 2,
     min_pixels: int = 128 * 28 * 28,
     max_pixels: int = 768 * 28 * 28,
-    video_max_pixels: int | None = 256 * 256,
-    video_min_pixels: int = 16 * 16,
+    video_max_pixels: int | None = LF_VIDEO_MAX_PIXELS,
+    video_min_pixels: int = LF_VIDEO_MIN_PIXELS,
 ) -> tuple[int, int]:
     """``(grid_h, grid_w)`` in patches of one temporal group of a ``width`` x ``height`` video
     (the last two numbers of Qwen2.5-VL's ``video_grid_thw``).

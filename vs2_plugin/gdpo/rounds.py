@@ -185,8 +185,7 @@ class ExportRoundHook(RoundHook):
         return (self.load_fn or self._default_load)(str(merged_dir))
 
     def _default_load(self, path: str):
-        from llamafactory.hparams import get_infer_args
-        from llamafactory.model import load_model, load_tokenizer
+        from vs2_plugin.integrations.llamafactory_api import get_infer_args, load_model, load_tokenizer
 
         args = {"model_name_or_path": path, "infer_dtype": "auto", **self.export_args}
         if self.template:
@@ -200,7 +199,7 @@ def export_merged(
     backbone: str, adapters: list[str], out_dir: Path, template: str | None, dtype: str, extra: dict | None = None
 ) -> Path:
     """``llamafactory export`` of backbone + adapters into ``out_dir``, atomically; skip if done."""
-    from llamafactory.train.tuner import export_model
+    from vs2_plugin.integrations.llamafactory_api import export_model
 
     out_dir = Path(out_dir)
     if (out_dir / "config.json").is_file():

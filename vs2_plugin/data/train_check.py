@@ -1,0 +1,137 @@
+"""The bad-sample pass before a training run (``vs2_bad_samples``; see :mod:`vs2_plugin.data.validate`).
+
+The LLaMA-Factory integration calls :func:`check_training_data` with the run's arguments before
+training starts; it reads the datasets through their ``dataset_info.json`` and may point the run
+at filtered copies. Nothing here imports LLaMA-Factory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from vs2_plugin.pipeline.run_args import stage_of
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
+    """Audio token settings of the model (its config, as the multimodal plugin reads it), as
+    :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
+    from vs2_plugin.data.model_audio import model_audio_settings
+
+    settings = model_audio_settings(str(args.get("model_name_or_path") or ""))
+    if not settings.enabled:
+        return {}
+    return {"window_s": settings.window_s, "queries_per_window": settings.queries_per_window,
+            "segment_s": settings.segment_s}
+
+
+def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The bad-sample pass before training (``vs2_bad_samples``; see :mod:`vs2_plugin.data.validate`).
+
+    Pops the data-check keys from ``args``, reads the run's datasets (``dataset``,
+    ``eval_dataset`` and gDPO's ``gt_dataset``) through their ``dataset_info.json``, checks
+    every row and media file, and writes ``data_check.json`` (counts) to ``output_dir``.
+    ``fail``: any bad sample stops the run (DataError, one line; all are listed in
+    ``bad_samples.jsonl``). ``skip``: bad samples are listed in ``skipped_samples.jsonl`` and
+    the run is pointed at a filtered copy of its datasets in ``output_dir/vs2_data``.
+    Arguments the run leaves out take LLaMA-Factory's defaults: ``lf_defaults(name)``, by default
+    :func:`vs2_plugin.integrations.llamafactory.argument_default`.
+    Returns the (possibly rewritten) args.
+    """
+    from pathlib import Path
+
+    from vs2_plugin.data import validate
+    from vs2_plugin.errors import DataError
+
+    args = dict(args)
+    opts = validate.DataCheckArguments.pop_from(args)
+    if opts.vs2_bad_samples == "off" or not args.get("output_dir"):
+        return args
+    audio = _model_audio_limits(args)
+    use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
+    if lf_defaults is None:
+        from vs2_plugin.integrations.llamafactory import argument_default as lf_defaults
+
+    def given(name: str) -> Any:  # the run's value, else LLaMA-Factory's default (never re-typed here)
+        value = args.get(name)
+        return lf_defaults(name) if value is None or value == "" else value
+
+    cutoff = given("cutoff_len")
+    limits = validate.MediaLimits(
+        min_duration_s=opts.vs2_min_duration_s,
+        max_duration_s=opts.vs2_max_duration_s,
+        require_video_audio=opts.vs2_require_audio and use_audio_in_video,
+        max_audio_tokens=int(cutoff) if audio else None,
+        video_audio_tokens=bool(audio) and use_audio_in_video,
+        decode=opts.vs2_check_decode,
+        fps_phi=float(given("video_fps")),
+        max_frames_m=int(given("video_maxlen")),
+        max_pixels=int(given("video_max_pixels")),
+        **audio,
+    )
+    dataset_dir = str(args.get("dataset_dir") or "data")
+    media_dir = args.get("media_dir")
+    groups = [("train", ["dataset", "eval_dataset"], "dataset_dir", dataset_dir)]
+    if stage_of(args) == "gdpo" and args.get("gt_dataset"):
+        groups.append(("gt", ["gt_dataset"], "gt_dataset_dir", str(args.get("gt_dataset_dir") or dataset_dir)))
+    checks: dict[str, list] = {}
+    for group, keys, _dir_key, folder in groups:
+        names = [n for key in keys for n in validate.split_names(args.get(key))]
+        if names and folder != "ONLINE" and not folder.startswith("REMOTE:"):
+            specs = validate.dataset_specs(list(dict.fromkeys(names)), folder, media_dir)
+            checks[group] = [validate.check_dataset(spec, limits) for spec in specs]
+    results = [c for group in checks.values() for c in group]
+    bad = [b for c in results for b in c.bad]
+    total = sum(c.total for c in results)
+    out = Path(str(args["output_dir"]))
+    skipped_rows = len({(b.dataset, b.index) for b in bad})
+    summary = {
+        "policy": opts.vs2_bad_samples,
+        "samples": total,
+        "bad": skipped_rows,
+        "datasets": {c.spec.name: {"samples": c.total, "bad": len({b.index for b in c.bad}), "checked": c.checked}
+                     for c in results},
+    }
+    if opts.vs2_bad_samples == "fail":
+        listed = out / validate.BAD_FILE if bad else None
+        validate.write_json(out / validate.SUMMARY_FILE, summary)
+        if bad:
+            validate.write_jsonl(listed, [b.to_dict() for b in bad])
+            raise DataError(validate.fail_message(bad, listed, total))
+        return args
+    summary["skipped"] = skipped_rows
+    summary["skipped_list"] = str(out / validate.SKIPPED_FILE)
+    validate.write_jsonl(out / validate.SKIPPED_FILE, [b.to_dict() for b in bad])
+    validate.write_json(out / validate.SUMMARY_FILE, summary)
+    if bad and _is_main_rank():
+        print(f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
+              f"(listed in {out / validate.SKIPPED_FILE})", file=sys.stderr, flush=True)
+    if not bad:
+        return args
+    for c in results:
+        if c.checked and not c.good_rows:
+            raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
+                            f"{out / validate.SKIPPED_FILE}); nothing left to train on")
+    # every checked dataset of the run is read from the copies (absolute media paths), the
+    # others from where they were: their dataset_info entries and media_dir point back there
+    if not media_dir:
+        args["media_dir"] = dataset_dir
+    for group, _keys, dir_key, folder in groups:
+        target = out / validate.FILTERED_DIR / group
+        info = validate.load_dataset_info(folder)
+        for name, entry in info.items():
+            if isinstance(entry, dict) and "file_name" in entry:
+                info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}
+        for c in checks.get(group) or []:
+            if c.checked:
+                validate.write_json(target / f"{c.spec.name}.json", c.good_rows)
+                info[c.spec.name] = {**info[c.spec.name], "file_name": f"{c.spec.name}.json"}
+        validate.write_json(target / "dataset_info.json", info)
+        args[dir_key] = str(target)
+    return args
