@@ -16,13 +16,14 @@ its missed events and highlighted hallucinations; frames and audio when a row na
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, read_jsonl, usage_totals
+from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args, read_jsonl, usage_totals
 from vs2_plugin.judge.report import summarize_by_task, table1_markdown
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.rounds import atomic_write_text
@@ -81,8 +82,10 @@ def run(args) -> int:
     summary = summarize_by_task(rows)
     report = {
         "judge": config.judge,
-        "model": config.model if config.judge != "offline" else None,
-        "passes": config.passes if config.judge != "offline" else 1,
+        # the judge's own options (parsed and validated), whatever judge it is
+        "model": getattr(config.options, "model", None),
+        "passes": getattr(config.options, "passes", 1),
+        "judge_options": dataclasses.asdict(config.options),
         "input": str(args.input),
         "seconds": round(seconds, 3),
         "usage": usage_totals(judgments),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vs2_plugin.errors import DataError
 from vs2_plugin.judge import metrics
-from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, load_mapping, read_jsonl
+from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args, load_mapping, read_jsonl
 from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
 from vs2_plugin.judge.types import JudgeItem, ScoredSample
 from vs2_plugin.secrets import redact

@@ -1,0 +1,134 @@
+"""Arguments shared by ``vs2 eval`` and ``vs2 pairs``: which judge and how to run it.
+
+``--judge NAME`` selects a registered judge, ``--judge-option KEY=VALUE`` (repeatable) sets one
+of that judge's options (the value is read as YAML: ``passes=3`` is an integer). The former
+OpenAI flags (``--judge-model``, ``--passes``, ``--concurrency``, ``--base-url``,
+``--api-key-file``) still work as deprecated spellings of ``--judge-option``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.judge.config import JudgeConfig
+
+
+def add_judge_arguments(parser) -> None:
+    g = parser.add_argument_group("judge")
+    g.add_argument("--judge", default=None, help="registered judge name: offline (default), openai, ... (see `vs2 plugins`)")
+    g.add_argument("--judge-config", type=Path, default=None,
+                   help="YAML/JSON file with the judge settings: judge, show_progress, cache_path, options (a top-level 'judge:' mapping is also accepted)")
+    g.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="one option of the selected judge (repeatable; `vs2 plugins` lists the judges), e.g. model=gpt-4.1-mini, passes=7")
+    for flag, key in LEGACY_FLAGS.items():
+        g.add_argument(flag, dest=f"legacy_{key}", default=None, type=int if key in ("passes", "concurrency") else str, help=f"deprecated: use --judge-option {key}=VALUE")
+    g.add_argument("--cache", default=None, help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the answer cache")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)  # safe_load: tags such as !!python/object are refused
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+#: Former OpenAI-only flags -> the option of the openai judge they set.
+LEGACY_FLAGS = {"--judge-model": "model", "--passes": "passes", "--concurrency": "concurrency",
+                "--base-url": "base_url", "--api-key-file": "api_key_file"}
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value read as YAML); a ConfigError naming the text otherwise."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--judge-option expects KEY=VALUE, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def config_from_args(args) -> JudgeConfig:
+    """JudgeConfig from ``--judge-config`` overridden by explicit flags, its options parsed and
+    validated by the selected judge (unknown judge or option: ConfigError)."""
+    from vs2_plugin.judge.runner import require_judge
+
+    data: dict[str, Any] = {}
+    if args.judge_config is not None:
+        data = load_mapping(args.judge_config)
+        if isinstance(data.get("judge"), dict):
+            data = data["judge"]
+    config = JudgeConfig.from_dict(data)  # moves deprecated flat keys into options, with a warning
+    options = dict(config.options)
+    legacy = {key: getattr(args, f"legacy_{key}") for key in LEGACY_FLAGS.values() if getattr(args, f"legacy_{key}") is not None}
+    if legacy:
+        flags = [flag for flag, key in LEGACY_FLAGS.items() if key in legacy]
+        warnings.warn(f"{', '.join(flags)} are deprecated; use --judge-option KEY=VALUE "
+                      f"({', '.join(f'{k}=...' for k in legacy)})", FutureWarning, stacklevel=2)
+        options.update(legacy)
+    options.update(parse_option(text) for text in args.judge_option)
+    config = dataclasses.replace(config, options=options)
+    if args.judge is not None:
+        config = dataclasses.replace(config, judge=args.judge)
+    if args.cache is not None:
+        config = dataclasses.replace(config, cache_path=args.cache)
+    if args.no_cache:
+        config = dataclasses.replace(config, cache_path=None)
+    if args.quiet:
+        config = dataclasses.replace(config, show_progress=False)
+    return require_judge(config)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a malformed line is a DataError naming the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: each line must be a JSON object")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def usage_totals(judgments) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for j in judgments:
+        for key, value in (j.usage or {}).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
