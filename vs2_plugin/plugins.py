@@ -91,9 +91,11 @@ def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
     pm = pm or get_plugin_manager()
     judges: dict = {}
 
-    def register(judge: Judge) -> None:
-        if not isinstance(judge, Judge):
-            raise TypeError(f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge, got {judge!r}")
+    def register(judge: Judge, *old_style) -> None:
+        if old_style or not isinstance(judge, Judge):
+            # register(name, description) was the hook's first form; say what it is now
+            raise TypeError(f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
+                            f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}")
         if judge.name in judges:
             raise ValueError(f"judge {judge.name!r} is registered by two plugins")
         judges[judge.name] = judge

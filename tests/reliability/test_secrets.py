@@ -296,7 +296,7 @@ def test_judges_load_only_from_installed_entry_points(tmp_path):
     plugins = tmp_path / "site"
     plugins.mkdir()
     (plugins / "evil_judge.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(plugins), str(REPO)]), "VS2_PLUGINS": "openai,evil_judge",
+    env = {"PYTHONPATH": os.pathsep.join([str(plugins), str(REPO), str(REPO / "hooks" / "vs2_openai_judge")]), "VS2_PLUGINS": "openai,evil_judge",
            "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEMS[0]) + "\n")
