@@ -187,3 +187,36 @@ def test_vs2_eval_bad_option_is_a_clear_error(tmp_path, capsys):
     assert "unknown option(s) ['colour'] for judge 'offline'" in capsys.readouterr().err
     assert vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "noequals"]) == 2
     assert "--judge-option expects KEY=VALUE, got 'noequals'" in capsys.readouterr().err
+
+
+def test_mrdpo_config_checks_the_judge_and_moves_old_keys(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from vs2_plugin.pipeline.config import load_mrdpo_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "recipes" / "tiny" / "mrdpo.yaml").read_text())
+    cfg["judge"] = {"judge": "offline", "offline_encoder": "wordllama", "show_progress": False}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.warns(FutureWarning, match=r"\['offline_encoder'\] are deprecated"):
+        loaded = load_mrdpo_config(str(tmp_path / "old.yaml"), [])
+    assert loaded.judge == {"judge": "offline", "show_progress": False, "options": {"encoder": "wordllama"}}
+    cfg["judge"] = {"judge": "offline", "options": {"passes": 7}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['passes'\] for judge 'offline'"):
+        load_mrdpo_config(str(tmp_path / "bad.yaml"), [])
+
+
+def test_shipped_recipes_use_the_options_shape():
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    for path in sorted((repo / "recipes").rglob("*.yaml")):
+        judge = (yaml.safe_load(path.read_text()) or {}).get("judge")
+        if isinstance(judge, dict):
+            assert set(judge) <= {"judge", "show_progress", "cache_path", "options"}, path
+            require_judge(JudgeConfig.from_dict(judge))

@@ -65,25 +65,33 @@ class JudgeConfig:
         ``judge_options`` is accepted for ``options``. The old flat keys (``model``, ``passes``,
         ``offline_encoder``...) still work: they move into ``options`` with a FutureWarning.
         """
-        data = dict(data or {})
-        if "judge_options" in data:
-            if "options" in data:
-                raise ConfigError("give the judge's options once, as options or judge_options, not both")
-            data["options"] = data.pop("judge_options")
+        data = normalize_judge_settings(data)
         known = {f.name for f in fields(cls)}
-        legacy = sorted(k for k in data if k not in known and k in LEGACY_OPTION_KEYS)
-        if legacy:
-            options = dict(data.get("options") or {})
-            for key in legacy:
-                options.setdefault(LEGACY_OPTION_KEYS[key], data.pop(key))
-            data["options"] = options
-            warnings.warn(
-                f"judge config key(s) {legacy} are deprecated at the top level of the judge settings; "
-                f"write them under 'options:' (as {sorted(LEGACY_OPTION_KEYS[k] for k in legacy)})",
-                FutureWarning, stacklevel=2,
-            )
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown judge config key(s) {unknown}; known: {sorted(known)} "
                               "(a judge's own settings go under 'options:')")
         return cls(**data)
+
+
+def normalize_judge_settings(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``judge:`` mapping in its current shape, without adding defaults: ``judge_options``
+    renamed ``options``, old flat option keys moved into ``options`` (with a FutureWarning)."""
+    data = dict(data or {})
+    if "judge_options" in data:
+        if "options" in data:
+            raise ConfigError("give the judge's options once, as options or judge_options, not both")
+        data["options"] = data.pop("judge_options")
+    shared = {f.name for f in fields(JudgeConfig)}
+    legacy = sorted(k for k in data if k not in shared and k in LEGACY_OPTION_KEYS)
+    if legacy:
+        options = dict(data.get("options") or {})
+        for key in legacy:
+            options.setdefault(LEGACY_OPTION_KEYS[key], data.pop(key))
+        data["options"] = options
+        warnings.warn(
+            f"judge config key(s) {legacy} are deprecated at the top level of the judge settings; "
+            f"write them under 'options:' (as {sorted(LEGACY_OPTION_KEYS[k] for k in legacy)})",
+            FutureWarning, stacklevel=3,
+        )
+    return data
