@@ -9,13 +9,13 @@ OpenAI flags (``--judge-model``, ``--passes``, ``--concurrency``, ``--base-url``
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.config import JudgeConfig
+from vs2_plugin.judge.files import load_mapping, read_jsonl, usage_totals  # noqa: F401  (used by the judge commands)
 
 
 def add_judge_arguments(parser) -> None:
@@ -30,28 +30,6 @@ def add_judge_arguments(parser) -> None:
     g.add_argument("--cache", default=None, help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the answer cache")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def load_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)  # safe_load: tags such as !!python/object are refused
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
 
 
 #: Former OpenAI-only flags -> the option of the openai judge they set.
@@ -102,33 +80,3 @@ def config_from_args(args) -> JudgeConfig:
     if args.quiet:
         config = dataclasses.replace(config, show_progress=False)
     return require_judge(config)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a malformed line is a DataError naming the file and line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    rows = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: each line must be a JSON object")
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
-
-
-def usage_totals(judgments) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for j in judgments:
-        for key, value in (j.usage or {}).items():
-            totals[key] = totals.get(key, 0) + value
-    return totals

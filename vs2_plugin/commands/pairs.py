@@ -23,12 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-from vs2_plugin.errors import DataError
-from vs2_plugin.judge import metrics
-from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args, load_mapping, read_jsonl
+from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
+from vs2_plugin.judge.files import load_mapping
 from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
-from vs2_plugin.judge.types import JudgeItem, ScoredSample
-from vs2_plugin.secrets import redact
+from vs2_plugin.judge.sample_scoring import items_to_judge, load_samples, scored_samples
 
 
 def configure_parser(parser) -> None:
@@ -40,74 +38,15 @@ def configure_parser(parser) -> None:
     add_judge_arguments(parser)
 
 
-def _as_list(value) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _precomputed(row: dict) -> tuple[float, float] | None:
-    if "total_rate" in row:
-        error = float(row["total_rate"])
-    elif "miss_rate" in row and "hall_rate" in row:
-        error = float(row["miss_rate"]) + float(row["hall_rate"])
-    else:
-        return None
-    rep = float(row["rep_rate"]) if "rep_rate" in row else metrics.repetition_rate(row["caption"])
-    return error, rep
-
-
-def load_samples(path: Path) -> list[dict]:
-    rows = read_jsonl(path)
-    for n, row in enumerate(rows, start=1):
-        missing = [k for k in ("video_id", "prompt", "caption") if k not in row]
-        if missing:
-            raise DataError(f"{path}: row {n}: missing {missing}")
-        if row.get("task", "global") not in ("global", "local"):
-            raise DataError(f"{path}: row {n}: task must be 'global' or 'local', got {row.get('task')!r}")
-        if _precomputed(row) is None and not row.get("events") and not row.get("reference"):
-            raise DataError(f"{path}: row {n} (video {row['video_id']!r}) has no events, reference or precomputed rates")
-        row.setdefault("sample_id", f"{row['video_id']}#{row.get('task', 'global')}#{n}")
-    return rows
-
-
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
     rows = load_samples(args.input)
     schedule = Schedule.from_config(load_mapping(args.schedule)) if args.schedule else Schedule()
     config = config_from_args(args)
-    to_judge = [r for r in rows if _precomputed(r) is None]
-    items = [
-        JudgeItem(id=r["sample_id"], caption=r["caption"], events=list(r.get("events") or []), reference=r.get("reference"), task=r.get("task", "global"))
-        for r in to_judge
-    ]
+    items = items_to_judge(rows)
     judged = {j.id: j for j in judge_items(items, config)} if items else {}
-    samples, score_rows = [], []
-    for r in rows:
-        pre = _precomputed(r)
-        entry = {"sample_id": r["sample_id"], "video_id": r["video_id"], "task": r.get("task", "global")}
-        if pre is None:
-            j = judged[r["sample_id"]]
-            if not j.ok:
-                entry.update(status="failed", error=redact(j.error))
-                score_rows.append(entry)
-                continue
-            rates = j.rates()
-            error, rep = rates["total_rate"], j.rep_rate
-            if error is None:  # a judge that leaves a count unmeasured: rank by what it measured
-                error = rates["miss_rate"] + sum(rates[k] or 0.0 for k in ("incorrect_rate", "hallucination_rate"))
-            entry.update(rates)
-        else:
-            error, rep = pre
-        entry.update(status="ok", error_rate=error, rep_rate=rep)
-        score_rows.append(entry)
-        samples.append(
-            ScoredSample(
-                video_id=str(r["video_id"]), task=r.get("task", "global"), prompt=r["prompt"], caption=r["caption"],
-                error=error, rep=rep, sample_id=r["sample_id"], media=_as_list(r.get("media")), audios=_as_list(r.get("audios")),
-            )
-        )
+    samples, score_rows = scored_samples(rows, judged)
     pairs = select_pairs(samples, args.round, schedule)
     data_path = write_pairwise_dataset(pairs, args.dataset_dir, args.name)
     scores_path = args.dataset_dir / f"{args.name}.scores.jsonl"
