@@ -220,3 +220,24 @@ def test_shipped_recipes_use_the_options_shape():
         if isinstance(judge, dict):
             assert set(judge) <= {"judge", "show_progress", "cache_path", "options"}, path
             require_judge(JudgeConfig.from_dict(judge))
+
+
+def test_old_keys_a_judge_never_used_are_ignored_as_before(tmp_path):
+    # the flat config was shared: the offline judge ignored `passes`; the old form still loads
+    with pytest.warns(FutureWarning, match=r"\['passes'\] ignored: judge 'offline' has no such option"):
+        config = JudgeConfig.from_dict({"judge": "offline", "passes": 7, "miss_threshold": 0.4})
+    assert require_judge(config).options == OfflineOptions(miss_threshold=0.4)
+    # written in the new shape, the same key is an error naming it and the judge
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['passes'\] for judge 'offline'"):
+        require_judge(JudgeConfig.from_dict({"judge": "offline", "options": {"passes": 7}}))
+
+
+def test_old_remote_flags_with_the_offline_judge_are_ignored_as_before(tmp_path):
+    from vs2_plugin.cli import main as vs2_main
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps(ITEM) + "\n")
+    out = tmp_path / "r.json"
+    with pytest.warns(FutureWarning, match=r"judge 'offline' has no option \['passes'\]; ignored"):
+        assert vs2_main(["eval", "--input", str(data), "--out", str(out), "--quiet", "--passes", "3"]) == 0
+    assert json.loads(out.read_text())["passes"] == 1

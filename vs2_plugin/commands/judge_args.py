@@ -54,7 +54,7 @@ def parse_option(text: str) -> tuple[str, Any]:
 def config_from_args(args) -> JudgeConfig:
     """JudgeConfig from ``--judge-config`` overridden by explicit flags, its options parsed and
     validated by the selected judge (unknown judge or option: ConfigError)."""
-    from vs2_plugin.judge.runner import require_judge
+    from vs2_plugin.judge.runner import get_judge, require_judge
 
     data: dict[str, Any] = {}
     if args.judge_config is not None:
@@ -66,9 +66,13 @@ def config_from_args(args) -> JudgeConfig:
     legacy = {key: getattr(args, f"legacy_{key}") for key in LEGACY_FLAGS.values() if getattr(args, f"legacy_{key}") is not None}
     if legacy:
         flags = [flag for flag, key in LEGACY_FLAGS.items() if key in legacy]
-        warnings.warn(f"{', '.join(flags)} are deprecated; use --judge-option KEY=VALUE "
+        warnings.warn(f"deprecated flag(s) {', '.join(flags)}: use --judge-option KEY=VALUE "
                       f"({', '.join(f'{k}=...' for k in legacy)})", FutureWarning, stacklevel=2)
-        options.update(legacy)
+        accepted = {f.name for f in dataclasses.fields(get_judge(args.judge or config.judge).options)}
+        ignored = sorted(k for k in legacy if k not in accepted)
+        if ignored:  # as before: a judge ignored the remote-judge flags it has no use for
+            warnings.warn(f"judge {args.judge or config.judge!r} has no option {ignored}; ignored", FutureWarning, stacklevel=2)
+        options.update({k: v for k, v in legacy.items() if k in accepted})
     options.update(parse_option(text) for text in args.judge_option)
     config = dataclasses.replace(config, options=options)
     if args.judge is not None:

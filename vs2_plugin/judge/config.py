@@ -85,13 +85,31 @@ def normalize_judge_settings(data: dict[str, Any] | None) -> dict[str, Any]:
     shared = {f.name for f in fields(JudgeConfig)}
     legacy = sorted(k for k in data if k not in shared and k in LEGACY_OPTION_KEYS)
     if legacy:
+        # the flat keys were shared by every judge, which ignored those it had no use for
+        # (the offline judge ignored ``passes``); keep doing so for them, and say it
+        accepted = _option_names(data.get("judge", "offline"))
         options = dict(data.get("options") or {})
+        ignored = []
         for key in legacy:
-            options.setdefault(LEGACY_OPTION_KEYS[key], data.pop(key))
+            value = data.pop(key)
+            if accepted is None or LEGACY_OPTION_KEYS[key] in accepted:
+                options.setdefault(LEGACY_OPTION_KEYS[key], value)
+            else:
+                ignored.append(key)
         data["options"] = options
+        note = f"; {ignored} ignored: judge {data.get('judge', 'offline')!r} has no such option" if ignored else ""
         warnings.warn(
             f"judge config key(s) {legacy} are deprecated at the top level of the judge settings; "
-            f"write them under 'options:' (as {sorted(LEGACY_OPTION_KEYS[k] for k in legacy)})",
+            f"write them under 'options:' (as {sorted(LEGACY_OPTION_KEYS[k] for k in legacy)}){note}",
             FutureWarning, stacklevel=3,
         )
     return data
+
+
+def _option_names(judge_name: Any) -> set[str] | None:
+    """Option names of the registered judge ``judge_name``; None when it is not registered
+    (its name error comes from the registry later)."""
+    from vs2_plugin.plugins import judge_registry
+
+    judge = judge_registry().get(judge_name) if isinstance(judge_name, str) else None
+    return None if judge is None else {f.name for f in fields(judge.options)}
