@@ -241,3 +241,11 @@ def test_old_remote_flags_with_the_offline_judge_are_ignored_as_before(tmp_path)
     with pytest.warns(FutureWarning, match=r"judge 'offline' has no option \['passes'\]; ignored"):
         assert vs2_main(["eval", "--input", str(data), "--out", str(out), "--quiet", "--passes", "3"]) == 0
     assert json.loads(out.read_text())["passes"] == 1
+
+
+def test_vs2_plugins_lists_each_judges_options(capsys):
+    from vs2_plugin.commands import plugins as plugins_command
+
+    info = plugins_command.collect()
+    assert info["judge_options"]["offline"] == {"encoder": "auto", "miss_threshold": 0.5, "support_threshold": 0.5}
+    assert set(plugins_command.collect()["judges"]) == set(info["judge_options"])

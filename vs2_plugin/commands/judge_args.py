@@ -26,7 +26,7 @@ def add_judge_arguments(parser) -> None:
     g.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
                    help="one option of the selected judge (repeatable; `vs2 plugins` lists the judges), e.g. model=gpt-4.1-mini, passes=7")
     for flag, key in LEGACY_FLAGS.items():
-        g.add_argument(flag, dest=f"legacy_{key}", default=None, type=int if key in ("passes", "concurrency") else str, help=f"deprecated: use --judge-option {key}=VALUE")
+        g.add_argument(flag, dest=f"legacy_{key}", metavar=key.upper(), default=None, type=int if key in ("passes", "concurrency") else str, help=f"deprecated: use --judge-option {key}=VALUE")
     g.add_argument("--cache", default=None, help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the answer cache")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
