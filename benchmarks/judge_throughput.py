@@ -70,14 +70,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer(responder=lambda body: ANSWER, latency_s=LATENCY) as server:
         os.environ["OPENAI_BASE_URL"] = server.base_url
         os.environ.setdefault("OPENAI_API_KEY", "sk-local-benchmark-key")
-        common = dict(judge="openai", model="fake-judge", passes=PASSES, show_progress=False, max_retries=2, timeout_s=30.0)
+        common = dict(model="fake-judge", passes=PASSES, max_retries=2, timeout_s=30.0)
 
-        seq_config = JudgeConfig(concurrency=1, cache_path=str(Path(tmp) / "seq.sqlite"), **common)
+        seq_config = JudgeConfig(judge="openai", show_progress=False, cache_path=str(Path(tmp) / "seq.sqlite"), options=dict(concurrency=1, **common))
         seq_wall, _ = timed(items[: args.sequential_items], seq_config)
         seq_calls = server.count
         seq_per_call = seq_wall / seq_calls
 
-        config = JudgeConfig(concurrency=args.concurrency, cache_path=str(Path(tmp) / "cache.sqlite"), **common)
+        config = JudgeConfig(judge="openai", show_progress=False, cache_path=str(Path(tmp) / "cache.sqlite"), options=dict(concurrency=args.concurrency, **common))
         server.reset_counts()
         wall, judgments = timed(items, config)
         requests = server.count

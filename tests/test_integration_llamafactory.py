@@ -80,7 +80,7 @@ def test_vs2_plugins_lists_registrations():
     out = run_cli(["vs2", "plugins"])
     assert out.returncode == 0, out.stderr
     for needle in ("template: video_salmonn2", "stage: gdpo, vs2_align", "mm_plugin: video_salmonn2",
-                   "composite_model: video_salmonn2", "vs2_plugin.judge.offline", "vs2_judge_captions"):
+                   "composite_model: video_salmonn2", "vs2_plugin.judge.offline", "vs2_register_judges"):
         assert needle in out.stdout, out.stdout
     data = json.loads(run_cli(["vs2", "plugins", "--json"]).stdout)
     assert data["llamafactory_plugins"]["vs2_plugin=vs2_plugin.integrations.llamafactory:register"] == "ok"

@@ -9,6 +9,7 @@ pytest.importorskip("vs2_openai_judge")
 
 from vs2_openai_judge.cache import AnswerCache
 from vs2_openai_judge.client import ChatRunner, Job
+from vs2_openai_judge.options import OpenAIOptions
 from vs2_openai_judge.prompts import extraction_messages, judging_messages
 
 from vs2_plugin.judge import metrics
@@ -18,7 +19,7 @@ from vs2_plugin.judge.config import JudgeConfig
 def test_bulk_keys_equal_one_by_one_keys(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    runner = ChatRunner(JudgeConfig(judge="openai", model="m", cache_path=None, show_progress=False))
+    runner = ChatRunner(OpenAIOptions(model="m"), JudgeConfig(judge="openai", cache_path=None, show_progress=False))
     shared = judging_messages(["Ein Hund läuft", "猫が寝ている", 'He says "hi"'], "A dog runs.\nA cat sleeps.")
     jobs = [Job("judge", shared, str, temperature=0.7, seed=p) for p in range(4)]
     jobs += [Job("judge", judging_messages(["A man sings"], "A man sings."), str, temperature=0.7, seed=0)]

@@ -105,7 +105,7 @@ def test_offline_judge_measures_incorrect_so_vs2_eval_shows_a_number(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, cfg = tmp_path / "report.json", tmp_path / "judge.json"
-    cfg.write_text(json.dumps({"judge": "offline", "offline_encoder": "wordllama", "show_progress": False}))
+    cfg.write_text(json.dumps({"judge": "offline", "options": {"encoder": "wordllama"}, "show_progress": False}))
     assert vs2_main(["eval", "--input", str(path), "--judge-config", str(cfg), "--out", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]["all"]
     assert summary["incorrect_rate"] == 1.0

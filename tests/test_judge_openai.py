@@ -29,10 +29,9 @@ def server(monkeypatch):
 
 
 def make_config(tmp_path, **kw):
-    defaults = dict(judge="openai", model="fake-judge", passes=3, cache_path=str(tmp_path / "cache.sqlite"), timeout_s=0.5,
-                    backoff_base_s=0.01, backoff_max_s=0.05, max_retries=4, concurrency=4, show_progress=False)
-    defaults.update(kw)
-    return JudgeConfig(**defaults)
+    options = dict(model="fake-judge", passes=3, timeout_s=0.5, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=4, concurrency=4)
+    options.update(kw)
+    return JudgeConfig(judge="openai", cache_path=str(tmp_path / "cache.sqlite"), show_progress=False, options=options)
 
 
 def test_k_passes_median_and_rates(server, tmp_path):

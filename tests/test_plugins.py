@@ -16,23 +16,24 @@ def fake_judge_pkg(tmp_path, monkeypatch):
     (tmp_path / "fake_vs2_judge.py").write_text(
         textwrap.dedent(
             """
+            from dataclasses import dataclass
+
             from vs2_plugin import hookimpl
+            from vs2_plugin.judge.registry import Judge
+
+            @dataclass
+            class FakeOptions:
+                pass
 
             @hookimpl
             def vs2_register_judges(register):
-                register("fake", "a judge for tests")
-
-            @hookimpl
-            def vs2_judge_captions(items, config):
-                if getattr(config, "judge", None) != "fake":
-                    return None
-                return ["judged"] * len(items)
+                register(Judge("fake", "a judge for tests", FakeOptions, lambda items, options, config: ["judged"] * len(items)))
             """
         )
     )
     (tmp_path / "broken_vs2_plugin.py").write_text("raise ImportError('cannot import this plugin')\n")
     (tmp_path / "misspelled_vs2_plugin.py").write_text(
-        "from vs2_plugin import hookimpl\n@hookimpl\ndef vs2_judge_captionz(items, config):\n    return None\n"
+        "from vs2_plugin import hookimpl\n@hookimpl\ndef vs2_register_judgez(register):\n    return None\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(plugins.ALLOW_ENV, raising=False)
@@ -56,10 +57,8 @@ def test_discovered_plugin_answers_its_hook(fake_judge_pkg):
     pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
     assert "fake" in plugins.registered_judges(pm)
 
-    class Cfg:
-        judge = "fake"
-
-    assert pm.hook.vs2_judge_captions(items=[1, 2], config=Cfg()) == ["judged", "judged"]
+    judge = plugins.judge_registry(pm)["fake"]
+    assert judge.judge_captions([1, 2], judge.parse_options({}), None) == ["judged", "judged"]
 
 
 def test_allow_list_filters_third_party_plugins(fake_judge_pkg, monkeypatch):
@@ -89,5 +88,5 @@ def test_broken_plugin_is_reported_by_name_and_host_works(fake_judge_pkg):
 def test_misspelled_hook_is_caught(fake_judge_pkg):
     from pluggy import PluginValidationError
 
-    with pytest.raises(PluginValidationError, match="vs2_judge_captionz"):
+    with pytest.raises(PluginValidationError, match="vs2_register_judgez"):
         plugins.build_plugin_manager(entry_points=[_ep("typo", "misspelled_vs2_plugin")])

@@ -21,37 +21,17 @@ hookspec = pluggy.HookspecMarker("vs2")
 
 @hookspec
 def vs2_register_judges(register):
-    """Declare caption judges.
+    """Declare caption judges (like ``llm``'s ``register_models``).
 
-    :param register: call ``register(name, description)`` once per judge this plugin
-        implements. Names must be unique across plugins; ``vs2 eval --judge NAME`` and the
+    :param register: call ``register(judge)`` once per judge this plugin implements, with a
+        :class:`vs2_plugin.judge.registry.Judge`: its ``name``, ``description``, ``options``
+        dataclass (validated in ``__post_init__``) and functions ``judge_captions(items,
+        options, config)`` (paper App. E) and optionally ``extract_events(references,
+        options, config)`` (paper sec. 3.3). The host calls the functions of the judge that
+        ``JudgeConfig.judge`` names, with ``JudgeConfig.options`` parsed into that judge's
+        dataclass. Names must be unique across plugins; ``vs2 eval --judge NAME`` and the
         ``judge`` key of ``mrdpo.yaml`` accept exactly the registered names.
     :returns: nothing.
-    """
-
-
-@hookspec(firstresult=True)
-def vs2_extract_events(references, config):
-    """Split reference captions into atomic events (paper sec. 3.3, App. E).
-
-    :param references: list of reference captions (str), one per video.
-    :param config: :class:`vs2_plugin.judge.config.JudgeConfig`; ``config.judge`` names the
-        judge asked for. Implementations for another judge return ``None``.
-    :returns: one list of event strings per reference, in order, or ``None``.
-    """
-
-
-@hookspec(firstresult=True)
-def vs2_judge_captions(items, config):
-    """Judge captions against their atomic-event lists (paper App. E).
-
-    :param items: list of :class:`vs2_plugin.judge.types.JudgeItem` (``id``, ``caption``,
-        ``events``, optional ``reference``); each is one caption against its own events.
-    :param config: :class:`vs2_plugin.judge.config.JudgeConfig`; ``config.judge`` names the
-        judge asked for. Implementations for another judge return ``None``.
-    :returns: one :class:`vs2_plugin.judge.types.Judgment` per item, in order (a failed item
-        is a Judgment with ``status="failed"`` and an ``error``, never zero errors), or
-        ``None``.
     """
 
 

@@ -83,15 +83,27 @@ def load_failures() -> dict[str, str]:
     return dict(_failures)
 
 
-def registered_judges(pm: pluggy.PluginManager | None = None) -> dict[str, str]:
-    """name -> description of every judge declared through ``vs2_register_judges``."""
-    pm = pm or get_plugin_manager()
-    judges: dict[str, str] = {}
+def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
+    """name -> :class:`~vs2_plugin.judge.registry.Judge` of every judge declared through
+    ``vs2_register_judges``; a name registered twice is an error naming it."""
+    from vs2_plugin.judge.registry import Judge
 
-    def register(name: str, description: str = "") -> None:
-        if name in judges:
-            raise ValueError(f"judge {name!r} is registered by two plugins")
-        judges[name] = description
+    pm = pm or get_plugin_manager()
+    judges: dict = {}
+
+    def register(judge: Judge, *old_style) -> None:
+        if old_style or not isinstance(judge, Judge):
+            # register(name, description) was the hook's first form; say what it is now
+            raise TypeError(f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
+                            f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}")
+        if judge.name in judges:
+            raise ValueError(f"judge {judge.name!r} is registered by two plugins")
+        judges[judge.name] = judge
 
     pm.hook.vs2_register_judges(register=register)
     return judges
+
+
+def registered_judges(pm: pluggy.PluginManager | None = None) -> dict[str, str]:
+    """name -> description of every registered judge."""
+    return {name: judge.description for name, judge in judge_registry(pm).items()}

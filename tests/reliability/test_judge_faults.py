@@ -83,11 +83,10 @@ def server(monkeypatch):
 
 
 def config(tmp_path, **kw) -> JudgeConfig:
-    settings = {"judge": "openai", "model": "fake-judge", "passes": PASSES, "cache_path": str(tmp_path / "cache.sqlite"),
-                "timeout_s": TIMEOUT_S, "backoff_base_s": BACKOFF_BASE_S, "backoff_max_s": BACKOFF_MAX_S,
-                "max_retries": MAX_RETRIES, "concurrency": 4, "show_progress": False}
-    settings.update(kw)
-    return JudgeConfig(**settings)
+    options = {"model": "fake-judge", "passes": PASSES, "timeout_s": TIMEOUT_S, "backoff_base_s": BACKOFF_BASE_S,
+               "backoff_max_s": BACKOFF_MAX_S, "max_retries": MAX_RETRIES, "concurrency": 4}
+    options.update(kw)
+    return JudgeConfig(judge="openai", cache_path=str(tmp_path / "cache.sqlite"), show_progress=False, options=options)
 
 
 def caption_of(body: dict) -> str:

@@ -77,8 +77,8 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
                train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
                heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     cfg["sampling"]["max_new_tokens"] = 16
-    cfg["judge"] = {"judge": "openai", "model": "fake-judge", "passes": 3, "show_progress": False,
-                    "timeout_s": 30.0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}
+    cfg["judge"] = {"judge": "openai", "show_progress": False,
+                    "options": {"model": "fake-judge", "passes": 3, "timeout_s": 30.0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}}
     cfg["max_judge_failure_rate"] = 1.0  # the one refused (401) judgment below must not stop this small run
     path = tmp_path / "mrdpo-openai.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -269,7 +269,7 @@ def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subproces
 
 def test_python_tags_in_yaml_are_refused(tmp_path):
     from vs2_plugin.errors import ConfigError
-    from vs2_plugin.judge.cli_common import load_mapping
+    from vs2_plugin.commands.judge_args import load_mapping
     from vs2_plugin.pipeline.config import load_mrdpo_config
 
     marker = tmp_path / "pwned"
@@ -296,7 +296,7 @@ def test_judges_load_only_from_installed_entry_points(tmp_path):
     plugins = tmp_path / "site"
     plugins.mkdir()
     (plugins / "evil_judge.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(plugins), str(REPO)]), "VS2_PLUGINS": "openai,evil_judge",
+    env = {"PYTHONPATH": os.pathsep.join([str(plugins), str(REPO), str(REPO / "hooks" / "vs2_openai_judge")]), "VS2_PLUGINS": "openai,evil_judge",
            "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEMS[0]) + "\n")

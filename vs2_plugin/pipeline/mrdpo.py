@@ -36,10 +36,11 @@ GT_DATASET = "vs2_gt"
 
 def judge_config(cfg: MrDPOConfig, run_dir: Path):
     from vs2_plugin.judge.config import JudgeConfig
+    from vs2_plugin.judge.runner import require_judge
 
     settings = dict(cfg.judge)
     settings.setdefault("cache_path", str(run_dir / "judge_cache.sqlite"))
-    return JudgeConfig(**settings)
+    return require_judge(JudgeConfig.from_dict(settings))
 
 
 def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, list[str]]:

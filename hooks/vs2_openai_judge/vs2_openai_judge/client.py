@@ -131,15 +131,16 @@ def answer_text(response) -> str | None:
 class ChatRunner:
     """Runs many :class:`Job` s against an OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, config):
-        self.config = config
-        self.api_key = read_api_key("OPENAI_API_KEY", config.api_key_file)
+    def __init__(self, options, config):
+        self.options = options  # OpenAIOptions
+        self.show_progress = config.show_progress
+        self.api_key = read_api_key("OPENAI_API_KEY", options.api_key_file)
         if not self.api_key:
-            raise ConfigError("the openai judge needs an API key: set OPENAI_API_KEY or api_key_file in the judge config")
-        self.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL") or None
+            raise ConfigError("the openai judge needs an API key: set OPENAI_API_KEY or the api_key_file option of the judge")
+        self.base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.cache = AnswerCache(config.cache_path)
         self.tally = Tally()
-        self.json_mode = bool(config.options.get("json_mode", True))
+        self.json_mode = bool(options.json_mode)
 
     # ------------------------------------------------------------------ public
     def run(self, jobs: list[Job], desc: str = "judge") -> list[Outcome]:
@@ -179,12 +180,12 @@ class ChatRunner:
         """Everything that determines the answer to ``job`` (hashed into its cache key)."""
         return {
             "endpoint": self.base_url or "default",
-            "model": self.config.model,
+            "model": self.options.model,
             "kind": job.kind,
             "messages": messages,
             "temperature": job.temperature,
             "seed": job.seed,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": self.options.max_tokens,
             "json_mode": self.json_mode,
         }
 
@@ -226,9 +227,9 @@ class ChatRunner:
         from openai import AsyncOpenAI
         from tqdm import tqdm
 
-        client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.config.timeout_s, max_retries=0)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-        bar = tqdm(total=len(todo), desc=desc, unit="req", disable=not self.config.show_progress, leave=False)
+        client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.options.timeout_s, max_retries=0)
+        semaphore = asyncio.Semaphore(self.options.concurrency)
+        bar = tqdm(total=len(todo), desc=desc, unit="req", disable=not self.show_progress, leave=False)
         try:
             return await asyncio.gather(*(self._one(client, semaphore, job, key, bar) for job, key in todo))
         finally:
@@ -236,7 +237,7 @@ class ChatRunner:
             await client.close()
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
+        base = min(self.options.backoff_max_s, self.options.backoff_base_s * (2**attempt))
         return base * (0.5 + random.random() / 2)
 
     async def _one(self, client, semaphore, job: Job, key: str, bar) -> Outcome:
@@ -244,13 +245,13 @@ class ChatRunner:
 
         last_error = "no attempt made"
         async with semaphore:
-            for attempt in range(self.config.max_retries + 1):
+            for attempt in range(self.options.max_retries + 1):
                 delay = 0.0
                 try:
                     self.tally.requests += 1
                     kwargs = dict(
-                        model=self.config.model, messages=job.messages, temperature=job.temperature,
-                        max_tokens=self.config.max_tokens, seed=job.seed,
+                        model=self.options.model, messages=job.messages, temperature=job.temperature,
+                        max_tokens=self.options.max_tokens, seed=job.seed,
                     )
                     if self.json_mode:
                         kwargs["response_format"] = {"type": "json_object"}
@@ -283,7 +284,7 @@ class ChatRunner:
                     waited = retry_after_seconds(exc.response.headers)
                     delay = min(waited, MAX_RETRY_AFTER_S) if waited is not None else self._backoff(attempt)
                 except openai.APITimeoutError:
-                    last_error = f"timed out after {self.config.timeout_s:g}s"
+                    last_error = f"timed out after {self.options.timeout_s:g}s"
                     delay = self._backoff(attempt)
                 except openai.APIConnectionError as exc:
                     last_error = f"connection error: {type(exc.__cause__ or exc).__name__}"
@@ -291,9 +292,9 @@ class ChatRunner:
                 except openai.APIError as exc:  # any other client error: report it, do not retry
                     last_error = f"{type(exc).__name__}: {exc}"
                     break
-                if attempt < self.config.max_retries:
+                if attempt < self.options.max_retries:
                     self.tally.retries += 1
-                    logger.info("%s request retry %d/%d in %.2fs: %s", job.kind, attempt + 1, self.config.max_retries, delay, redact(last_error))
+                    logger.info("%s request retry %d/%d in %.2fs: %s", job.kind, attempt + 1, self.options.max_retries, delay, redact(last_error))
                     await asyncio.sleep(delay)
         self.tally.failures += 1
         bar.update(1)

@@ -1,7 +1,7 @@
 """vs2 hooks of the OpenAI-compatible judge (``--judge openai``).
 
-Judging (paper App. E): each item is judged in K = ``config.passes`` independent requests
-(temperature ``config.temperature``, seed = pass number); the pass whose total error
+Judging (paper App. E): each item is judged in K = ``options.passes`` independent requests
+(temperature ``options.temperature``, seed = pass number); the pass whose total error
 (missed + incorrect + hallucinated, over the events) is the median is reported. An item is
 failed, never scored, when any of its passes fails after retries; a rerun asks only for the
 passes that are not in the cache. ``event_scores`` are per-event coverage over the passes:
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from vs2_plugin import hookimpl
 from vs2_plugin.judge.metrics import median_pass_index
+from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.types import Judgment
 
 from vs2_openai_judge.client import ChatRunner, Job
+from vs2_openai_judge.options import OpenAIOptions
 from vs2_openai_judge.parsing import parse_events, parse_verdict
 from vs2_openai_judge.prompts import extraction_messages, judging_messages
 
@@ -26,20 +28,20 @@ LAST_RUN: dict = {}
 
 def _usage(runner: ChatRunner, n_items: int) -> dict:
     t = runner.tally
-    cost = t.cost_usd(runner.config.price_in_per_mtok, runner.config.price_out_per_mtok)
+    cost = t.cost_usd(runner.options.price_in_per_mtok, runner.options.price_out_per_mtok)
     return {**t.as_dict(), "cost_usd": round(cost, 6), "items": n_items}
 
 
-def extract_events(references: list[str], config) -> list[list[str] | None]:
-    runner = ChatRunner(config)
+def extract_events(references: list[str], options: OpenAIOptions, config) -> list[list[str] | None]:
+    runner = ChatRunner(options, config)
     jobs = [Job("extract", extraction_messages(r), parse_events, temperature=0.0, seed=0) for r in references]
     outcomes = runner.run(jobs, desc="extract events")
     return [o.value if o.ok else None for o in outcomes]
 
 
-def judge(items, config) -> list[Judgment]:
-    runner = ChatRunner(config)
-    passes = config.passes
+def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
+    runner = ChatRunner(options, config)
+    passes = options.passes
     jobs, owners = [], []
     for k, item in enumerate(items):
         if not item.events:
@@ -47,7 +49,7 @@ def judge(items, config) -> list[Judgment]:
         n = len(item.events)
         messages = judging_messages(item.events, item.caption)
         for p in range(passes):
-            jobs.append(Job("judge", messages, lambda text, n=n: parse_verdict(text, n), temperature=config.temperature, seed=p))
+            jobs.append(Job("judge", messages, lambda text, n=n: parse_verdict(text, n), temperature=options.temperature, seed=p))
             owners.append(k)
     outcomes = runner.run(jobs, desc=f"judge x{passes}")
     per_item: dict[int, list] = {}
@@ -65,7 +67,7 @@ def judge(items, config) -> list[Judgment]:
             "completion_tokens": sum(o.usage.get("completion_tokens", 0) for o in got),
             "requests_cached": sum(o.cached for o in got),
         }
-        usage["cost_usd"] = (usage["prompt_tokens"] * config.price_in_per_mtok + usage["completion_tokens"] * config.price_out_per_mtok) / 1e6
+        usage["cost_usd"] = (usage["prompt_tokens"] * options.price_in_per_mtok + usage["completion_tokens"] * options.price_out_per_mtok) / 1e6
         if failed:
             results.append(Judgment.failed(item.id, NAME, f"{len(failed)} of {passes} judging passes failed: {failed[0].error}", usage=usage))
             continue
@@ -95,20 +97,15 @@ def judge(items, config) -> list[Judgment]:
     return results
 
 
+JUDGE = Judge(
+    name=NAME,
+    description="OpenAI-compatible chat model (OPENAI_API_KEY / OPENAI_BASE_URL); K passes, median reported",
+    options=OpenAIOptions,
+    judge_captions=judge,
+    extract_events=extract_events,
+)
+
+
 @hookimpl
 def vs2_register_judges(register):
-    register(NAME, "OpenAI-compatible chat model (OPENAI_API_KEY / OPENAI_BASE_URL); K passes, median reported")
-
-
-@hookimpl
-def vs2_extract_events(references, config):
-    if config.judge != NAME:
-        return None
-    return extract_events(references, config)
-
-
-@hookimpl
-def vs2_judge_captions(items, config):
-    if config.judge != NAME:
-        return None
-    return judge(items, config)
+    register(JUDGE)

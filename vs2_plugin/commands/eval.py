@@ -21,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from vs2_plugin.errors import DataError
-from vs2_plugin.judge.cli_common import add_judge_arguments, config_from_args, read_jsonl, usage_totals
-from vs2_plugin.judge.report import summarize_by_task, table1_markdown
-from vs2_plugin.judge.types import JudgeItem
+from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
 from vs2_plugin.gdpo.rounds import atomic_write_text
+from vs2_plugin.judge.evaluation import build_report, load_items
+from vs2_plugin.judge.files import read_jsonl
+from vs2_plugin.judge.report import table1_markdown
 from vs2_plugin.secrets import redact
 
 
@@ -36,33 +36,6 @@ def configure_parser(parser) -> None:
     add_judge_arguments(parser)
 
 
-def from_prediction(row: dict, n: int) -> dict:
-    """A ``generated_predictions.jsonl`` row (``vs2 caption``, LLaMA-Factory's ``do_predict``) as a
-    judge row: ``predict`` is the caption, ``label`` the reference, ``key`` (else ``id``, else the
-    line number) the id."""
-    if "caption" in row or "predict" not in row:
-        return row
-    ident = row.get("key") or row.get("id") or f"line{n}"
-    return {**row, "id": str(ident), "caption": row["predict"] or "", "reference": row.get("reference") or row.get("label")}
-
-
-def load_items(path: Path) -> list[JudgeItem]:
-    items, seen = [], set()
-    for n, row in enumerate(read_jsonl(path), start=1):
-        row = from_prediction(row, n)
-        if "events" not in row and not row.get("reference"):
-            raise DataError(f"{path}: row {n} (id {row.get('id')!r}) has neither 'events' nor 'reference'")
-        try:
-            item = JudgeItem.from_dict(row)
-        except DataError as exc:
-            raise DataError(f"{path}: row {n}: {exc}") from None
-        if item.id in seen:
-            raise DataError(f"{path}: row {n}: duplicate id {item.id!r}")
-        seen.add(item.id)
-        items.append(item)
-    return items
-
-
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
@@ -71,24 +44,8 @@ def run(args) -> int:
     start = time.perf_counter()
     judgments = judge_items(items, config)
     seconds = time.perf_counter() - start
-    rows = []
-    for item, judgment in zip(items, judgments):
-        row = judgment.to_dict()
-        row["task"] = item.task
-        if judgment.error:
-            row["error"] = redact(judgment.error)
-        rows.append(row)
-    summary = summarize_by_task(rows)
-    report = {
-        "judge": config.judge,
-        "model": config.model if config.judge != "offline" else None,
-        "passes": config.passes if config.judge != "offline" else 1,
-        "input": str(args.input),
-        "seconds": round(seconds, 3),
-        "usage": usage_totals(judgments),
-        "summary": summary,
-        "items": rows,
-    }
+    report = build_report(items, judgments, config, args.input, seconds)
+    rows, summary = report["items"], report["summary"]
     # written to a temporary name and renamed: a killed run leaves no half report
     atomic_write_text(args.out, redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n")
     markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
