@@ -7,7 +7,7 @@ import importlib.util
 import json
 import sys
 
-from conftest import REPO
+from tests.support.paths import REPO
 
 
 def _load_benchmark():

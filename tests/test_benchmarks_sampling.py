@@ -6,11 +6,9 @@ import importlib.util
 import json
 import sys
 
-from conftest import REPO
 
-
-def test_sampling_benchmark_writes_its_ratio_and_both_sides_agree_when_greedy(tiny_model_dir, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_sampling", REPO / "benchmarks" / "sampling.py")
+def test_sampling_benchmark_writes_its_ratio_and_both_sides_agree_when_greedy(tiny_model_dir, tmp_path, repo_root):
+    spec = importlib.util.spec_from_file_location("bench_sampling", repo_root / "benchmarks" / "sampling.py")
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)

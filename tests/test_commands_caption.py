@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
+from tests.support.paths import REPO
 from vs2_plugin.cli import main as vs2_main
 from vs2_plugin.errors import ConfigError
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def _videos(tmp_path: Path) -> Path:
     return path
 
 
-def test_caption_console_is_quiet_and_the_log_holds_the_rest(tiny_model_dir, tmp_path):
+def test_caption_console_is_quiet_and_the_log_holds_the_rest(tiny_model_dir, tmp_path, run_cli):
     videos = _videos(tmp_path)
     out = tmp_path / "preds" / "P.jsonl"
     args = ["vs2", "caption", "--model", str(tiny_model_dir), "--videos", str(videos), "--out", str(out),

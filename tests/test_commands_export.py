@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.paths import REPO
 from vs2_plugin.cli import main as vs2_main
 from vs2_plugin.errors import ConfigError, Vs2Error
 
-DEMO = Path(__file__).resolve().parents[1] / "vs2_plugin" / "assets" / "demo_data"
+DEMO = REPO / "vs2_plugin" / "assets" / "demo_data"
 HELDOUT_CLIP = DEMO / "media" / "living_room.mp4"  # the held-out clip of the demo data (no audio track)
 AUDIO_CLIP = DEMO / "media" / "drawing.mp4"  # with an audio track: the audio branch is exercised too
 
@@ -194,7 +195,7 @@ def test_export_of_an_adapter_trained_by_llamafactory(tiny_model_dir, tmp_path):
     from vs2_plugin.commands.export import merged_model
     from vs2_plugin.pipeline.train import run_training
 
-    args = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "av_sft.yaml").read_text())
+    args = yaml.safe_load((REPO / "recipes" / "tiny" / "av_sft.yaml").read_text())
     args.update(model_name_or_path=str(tiny_model_dir), dataset_dir=str(DEMO), output_dir=str(tmp_path / "sft"),
                 max_steps=2, learning_rate=5e-3, save_strategy="no")
     run_training(args, tmp_path / "sft.yaml", tmp_path / "sft.log")

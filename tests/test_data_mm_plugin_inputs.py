@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.paths import REPO
 from vs2_plugin.errors import DataError, MediaError
 
-MEDIA = Path(__file__).resolve().parents[1] / "vs2_plugin" / "assets" / "demo_data" / "media"
+MEDIA = REPO / "vs2_plugin" / "assets" / "demo_data" / "media"
 AV_CLIP = MEDIA / "drawing.mp4"  # video + audio track
 
 

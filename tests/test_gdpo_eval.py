@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from gdpo_utils import REPO
+from tests.support.paths import REPO
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.config import GDPOArguments
 from vs2_plugin.gdpo.workflow import check_round_hook, memory_merge_blockers

@@ -58,11 +58,10 @@ def test_flex_attention_equals_sdpa_with_the_dense_mask():
 
 
 @pytest.mark.slow
-def test_packed_forward_on_flex_equals_sdpa(tmp_path_factory):
+def test_packed_forward_on_flex_equals_sdpa(tmp_path_factory, text_args, load_pieces, collator, perturb_lora):
     """The real packed forward of a LoRA model: log-probs with FlexAttention == with SDPA.
 
     FlexAttention has no backward pass on CPU, so this compares without gradients."""
-    from gdpo_utils import collator, load_pieces, perturb_lora, text_args
     from vs2_plugin.gdpo.packing import FLEX_BLOCK, PACKED_FLEX, packed_forward, set_pack_attention, text_attention
     from vs2_plugin.modeling.tiny import build_tiny_text_model
 
@@ -132,10 +131,9 @@ def test_pack_attention_without_a_usable_kernel_names_the_setting():
 
 
 @pytest.mark.slow
-def test_packed_forward_on_flex_equals_sdpa_audio_visual_model(tmp_path_factory):
+def test_packed_forward_on_flex_equals_sdpa_audio_visual_model(tmp_path_factory, av_args, load_pieces, collator, perturb_lora):
     """The tiny video-SALMONN 2 (Qwen2.5-VL text model, mRoPE, video + audio tokens), no gradients."""
     import vs2_plugin.integrations.llamafactory as integration
-    from gdpo_utils import av_args, collator, load_pieces, perturb_lora
     from vs2_plugin.gdpo.packing import FLEX_BLOCK, packed_forward, set_pack_attention
     from vs2_plugin.modeling.tiny import build_tiny_model
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, VENV_BIN, run_cli
+from tests.support.paths import REPO, VENV_BIN
+from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdpo_utils import av_args, collator, load_pieces, perturb_lora, text_args
+from tests.support.gdpo import collator
 from vs2_plugin.gdpo.loss import sequence_logps, shift_labels
 from vs2_plugin.gdpo.packing import SEG_GT, packed_forward
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def text_pieces(tmp_path_factory):
+def text_pieces(tmp_path_factory, text_args, load_pieces, perturb_lora):
     from vs2_plugin.modeling.tiny import build_tiny_text_model
 
     model_dir = build_tiny_text_model(tmp_path_factory.mktemp("text-model"), seed=0)
@@ -126,7 +126,7 @@ def test_trainer_loss_equals_llamafactory_dpo_when_lambda_is_zero(text_pieces):
     assert metrics["gdpo/dpo_loss"] == pytest.approx(plain_loss.item())
 
 
-def test_packed_equals_plain_audio_visual_model(tmp_path_factory):
+def test_packed_equals_plain_audio_visual_model(tmp_path_factory, av_args, load_pieces, perturb_lora):
     """The tiny video-SALMONN 2 (mRoPE, video + audio tokens): continuations reuse their positions."""
     import vs2_plugin.integrations.llamafactory as integration
     from vs2_plugin.modeling.tiny import build_tiny_model
@@ -142,7 +142,7 @@ def test_packed_equals_plain_audio_visual_model(tmp_path_factory):
     _assert_close(_plain_logps(pieces, features), _packed_logps(pieces, features))
 
 
-def test_packed_equals_plain_stock_qwen25vl(tmp_path_factory):
+def test_packed_equals_plain_stock_qwen25vl(tmp_path_factory, av_args, load_pieces, perturb_lora):
     """A stock LLaMA-Factory VL model (qwen2_vl template and mm plugin, mRoPE), video rows."""
     from vs2_plugin.modeling.tiny import build_tiny_qwen25vl
 

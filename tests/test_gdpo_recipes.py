@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from gdpo_utils import REPO
+from tests.support.paths import REPO
 from vs2_plugin.gdpo.config import GDPOArguments
 
 RECIPES = [REPO / "recipes" / "gdpo_round.yaml", REPO / "recipes" / "tiny" / "gdpo_round.yaml"]
@@ -51,8 +51,7 @@ def test_paper_settings_in_the_7b_recipe():
 
 
 @pytest.mark.slow
-def test_tiny_recipe_two_rounds_through_the_cli(tiny_model_dir, tmp_path):
-    from conftest import run_cli
+def test_tiny_recipe_two_rounds_through_the_cli(tiny_model_dir, tmp_path, run_cli):
 
     out = tmp_path / "gdpo"
     overrides = [f"model_name_or_path={tiny_model_dir}", f"output_dir={out}", "max_steps=2", "save_steps=1"]

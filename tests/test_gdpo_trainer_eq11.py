@@ -9,8 +9,6 @@ import math
 import pytest
 import torch
 
-from gdpo_utils import collator, load_pieces, perturb_lora, text_args
-
 pytestmark = pytest.mark.slow
 
 
@@ -22,7 +20,7 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pieces(model_dir, tmp_path_factory):
+def pieces(model_dir, tmp_path_factory, text_args, load_pieces, perturb_lora):
     p = load_pieces(text_args(model_dir, tmp_path_factory.mktemp("out")))
     perturb_lora(p.model)
     p.model.eval()
@@ -61,7 +59,7 @@ def _ground_truth_ce(p, features) -> float:
 
 
 @pytest.mark.parametrize("pack", [True, False], ids=["packed", "unpacked"])
-def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pack):
+def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pack, collator):
     from vs2_plugin.gdpo.trainer import GDPOTrainer
 
     p = pieces
@@ -84,7 +82,7 @@ def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pac
 
 
 @pytest.mark.parametrize("hook", ["memory", "export"])
-def test_every_round_starts_with_policy_equal_to_reference(model_dir, tmp_path, hook):
+def test_every_round_starts_with_policy_equal_to_reference(model_dir, tmp_path, hook, text_args):
     """Step 1 of each round is computed before any update: with a fresh LoRA (B = 0) on the merged
     reference, every pair's log-ratio is 0, so the DPO part is exactly ln 2 and the margins 0."""
     from vs2_plugin.gdpo.workflow import run_gdpo_from_dict

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gdpo_utils import REPO, text_args
+from tests.support.gdpo import text_args
 
 pytestmark = pytest.mark.slow
 
@@ -133,15 +133,15 @@ KILLER = textwrap.dedent(
 )
 
 
-def test_kill_9_mid_round_then_rerun_ends_in_the_same_state(memory_rounds, model_dir, tmp_path):
+def test_kill_9_mid_round_then_rerun_ends_in_the_same_state(memory_rounds, model_dir, tmp_path, repo_root):
     from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
 
     reference_run, _ = memory_rounds
     out = tmp_path / "killed"
     args = _round_args(model_dir, out)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, json.dumps(args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", KILLER, json.dumps(args)], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == -9, proc.stderr[-3000:]
     state = json.loads((out / "rounds.json").read_text())

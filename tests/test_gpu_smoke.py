@@ -8,15 +8,13 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
 
-
-def test_seven_b_widths_of_the_smoke_model():
+def test_seven_b_widths_of_the_smoke_model(repo_root):
     import importlib.util
 
     from vs2_plugin.modeling.config import VideoSalmonn2Config
 
-    spec = importlib.util.spec_from_file_location("gpu_smoke", REPO / "scripts" / "gpu_smoke.py")
+    spec = importlib.util.spec_from_file_location("gpu_smoke", repo_root / "scripts" / "gpu_smoke.py")
     smoke = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(smoke)
     config = VideoSalmonn2Config(**smoke.model_overrides(seven_b=True, layers=2))
@@ -33,9 +31,9 @@ def test_seven_b_widths_of_the_smoke_model():
 
 
 @pytest.mark.slow
-def test_cpu_smoke_runs_every_step_and_prints_json():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run(["bash", "scripts/gpu_smoke.sh", "--cpu"], cwd=REPO, env=env, capture_output=True,
+def test_cpu_smoke_runs_every_step_and_prints_json(repo_root):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    proc = subprocess.run(["bash", "scripts/gpu_smoke.sh", "--cpu"], cwd=repo_root, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [l for l in proc.stdout.splitlines() if l.startswith("VS2_SMOKE_JSON ")]

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VENV_BIN
 
+from tests.support.paths import REPO
 from vs2_plugin.pipeline.config import DEFAULT_GLOBAL_PROMPT
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def exported_model(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(exported_model, tmp_path_factory):
+def server(exported_model, tmp_path_factory, venv_bin):
     model = exported_model
     tmp = tmp_path_factory.mktemp("api")
     safe = tmp / "safe_media"
@@ -50,7 +50,7 @@ def server(exported_model, tmp_path_factory):
     env = dict(os.environ, API_HOST="127.0.0.1", API_PORT=str(port), SAFE_MEDIA_PATH=str(safe), OMP_NUM_THREADS="1",
                API_VERBOSE="0")
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
-    proc = subprocess.Popen([str(VENV_BIN / "llamafactory-cli"), "api", str(RECIPE), f"model_name_or_path={model}"],
+    proc = subprocess.Popen([str(venv_bin / "llamafactory-cli"), "api", str(RECIPE), f"model_name_or_path={model}"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -107,8 +107,8 @@ def test_path_outside_safe_media_is_refused(server):
         _caption(server, str(CLIP))  # the bundled original, outside SAFE_MEDIA_PATH
 
 
-def test_llamafactory_cli_chat_loads_the_exported_model(exported_model):
-    proc = subprocess.run([str(VENV_BIN / "llamafactory-cli"), "chat", str(RECIPE), f"model_name_or_path={exported_model}"],
+def test_llamafactory_cli_chat_loads_the_exported_model(exported_model, venv_bin):
+    proc = subprocess.run([str(venv_bin / "llamafactory-cli"), "chat", str(RECIPE), f"model_name_or_path={exported_model}"],
                           cwd=REPO, input="Describe a video.\nexit\n", capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -116,7 +116,7 @@ def test_llamafactory_cli_chat_loads_the_exported_model(exported_model):
     assert reply.strip(), proc.stdout[-2000:]
 
 
-def test_llamafactory_cli_webchat_loads_the_exported_model(exported_model, tmp_path):
+def test_llamafactory_cli_webchat_loads_the_exported_model(exported_model, tmp_path, venv_bin):
     """The web chat loads the model from the command line before it serves its page."""
     import urllib.request
 
@@ -124,7 +124,7 @@ def test_llamafactory_cli_webchat_loads_the_exported_model(exported_model, tmp_p
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), OMP_NUM_THREADS="1",
                BROWSER="true", GRADIO_ANALYTICS_ENABLED="False")
     with open(tmp_path / "webchat.log", "w") as log:
-        proc = subprocess.Popen([str(VENV_BIN / "llamafactory-cli"), "webchat", str(RECIPE),
+        proc = subprocess.Popen([str(venv_bin / "llamafactory-cli"), "webchat", str(RECIPE),
                                  f"model_name_or_path={exported_model}"], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VENV_BIN, run_cli
+from tests.support.paths import REPO, VENV_BIN
+from tests.support.processes import run_cli
 from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
 from vs2_plugin.integrations import llamafactory as integ
 

@@ -3,14 +3,13 @@
 import json
 import re
 
-from conftest import REPO
 from vs2_plugin.cli import main as vs2_main
 
 EVENTS = ["A brown dog runs across a park", "A man sings a song", "Rain falls on a city street"]
 
 
-def test_eval_writes_a_self_contained_html_report(tmp_path):
-    clip = REPO / "vs2_plugin" / "assets" / "demo_data" / "media" / "drawing.mp4"
+def test_eval_writes_a_self_contained_html_report(tmp_path, repo_root):
+    clip = repo_root / "vs2_plugin" / "assets" / "demo_data" / "media" / "drawing.mp4"
     rows = [
         {"id": "invented", "caption": "A brown dog runs across a park. A purple elephant juggles flaming torches "
                                       "on a frozen lake.", "events": EVENTS, "video": str(clip)},

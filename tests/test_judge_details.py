@@ -3,18 +3,17 @@
 import json
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED
 
+from tests.support.paths import REPO, SHARED
 from vs2_plugin.judge import offline
 from vs2_plugin.judge.details import contradictions, lexicon, locate
 from vs2_plugin.judge.report import summarize_by_task, table1_markdown
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 from detail_swaps import ALTERNATIVES, swap_details  # noqa: E402
 
 DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"

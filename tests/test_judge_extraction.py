@@ -2,14 +2,13 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import SHARED
 
+from tests.support.paths import REPO, SHARED
 from vs2_plugin.judge.offline import extract_events
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 from offline_event_extraction import matched, score  # noqa: E402
 
 DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"

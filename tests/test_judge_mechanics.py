@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from vs2_plugin.judge import offline
 from vs2_plugin.judge.encoders import get_encoder
 from vs2_plugin.judge.types import JudgeItem
 
-ROOT = Path(__file__).resolve().parents[1]
 ITEMS = [
     JudgeItem(id="a", caption="A xylophone player in a red shirt does not smile. Two dogs run; a cat sleeps on a sofa.",
               events=["A xylophone player wears a red shirt", "Two dogs run", "A parrot sings"],
@@ -72,9 +70,9 @@ print(json.dumps([j.to_dict() for j in offline.judge(items, encoder_name=sys.arg
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
-def test_judgments_are_identical_in_fresh_processes(encoder):
+def test_judgments_are_identical_in_fresh_processes(encoder, repo_root):
     payload = json.dumps([{"id": i.id, "caption": i.caption, "events": i.events, "reference": i.reference} for i in ITEMS])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
     runs = [subprocess.run([sys.executable, "-c", _SCRIPT, payload, encoder], capture_output=True, text=True, env=env, check=True).stdout
             for _ in range(2)]
     assert runs[0] == runs[1]
@@ -83,9 +81,9 @@ def test_judgments_are_identical_in_fresh_processes(encoder):
     assert json.loads(runs[0])[1]["incorrect"] == ["A man waves"]
 
 
-def test_shipped_weights_are_the_ones_the_benchmark_fitted():
+def test_shipped_weights_are_the_ones_the_benchmark_fitted(repo_root):
     shipped = json.loads((offline.DATA_DIR / "offline_weights.json").read_text())
-    bench = json.loads((ROOT / "benchmarks" / "results" / "offline_judge_auc.json").read_text())["encoders"]
+    bench = json.loads((repo_root / "benchmarks" / "results" / "offline_judge_auc.json").read_text())["encoders"]
     assert set(shipped) == set(bench) == {"minilm", "wordllama"}
     for name, entry in shipped.items():
         assert entry == bench[name]["weights"], name

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED
 
+from tests.support.paths import SHARED
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge import offline
 from vs2_plugin.judge.config import JudgeConfig

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible judge against a real HTTP server on 127.0.0.1 (tests/fake_openai_server.py)."""
+"""The OpenAI-compatible judge against a real HTTP server on 127.0.0.1 (tests/support/fake_openai_server.py)."""
 
 import json
 import logging
@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, serve_with_env  # noqa: E402
 from vs2_openai_judge import parsing  # noqa: E402
 from vs2_openai_judge.client import retry_after_seconds  # noqa: E402
 
+from tests.support.fake_openai_server import Action, serve_with_env  # noqa: E402
 from vs2_plugin.cli import main as vs2_main  # noqa: E402
 from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
 from vs2_plugin.judge.runner import judge_items  # noqa: E402

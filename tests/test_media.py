@@ -7,8 +7,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 
+from tests.support.media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 from vs2_plugin import media
 from vs2_plugin.errors import ConfigError, MediaError
 from vs2_plugin.interleave import audio_segment_count

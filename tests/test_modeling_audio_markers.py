@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO, VENV_BIN, run_cli
 from safetensors.torch import load_file
 
 from vs2_plugin.errors import ConfigError
@@ -83,15 +82,15 @@ def _effective_embeddings(model_dir):
 
 
 @pytest.mark.slow
-def test_alignment_step_moves_only_the_marker_rows(tiny_model_dir, tmp_path):
+def test_alignment_step_moves_only_the_marker_rows(tiny_model_dir, tmp_path, venv_bin, run_cli, repo_root):
     """``vs2_align`` through llamafactory-cli (audio-only data, so the markers occur): the input
     embeddings of exactly ``<|audio_start|>`` and ``<|audio_end|>`` move, the matrix does not."""
     import os
 
     out = tmp_path / "align"
-    env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+    env = {"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
     res = run_cli(["llamafactory-cli", "train", "recipes/tiny/audio_align.yaml", f"model_name_or_path={tiny_model_dir}",
-                   f"output_dir={out}", "max_steps=1", "weight_decay=0.1"], cwd=REPO, env=env)
+                   f"output_dir={out}", "max_steps=1", "weight_decay=0.1"], cwd=repo_root, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     base, trained = load_file(str(tiny_model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert torch.equal(base[EMBED], trained[EMBED].to(base[EMBED].dtype))  # the matrix itself is frozen

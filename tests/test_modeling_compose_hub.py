@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from hub_layout import IDS, hub_tokenizer, write_hub_qwen25vl
 from safetensors import safe_open
 
+from tests.support.hub_layout import IDS, hub_tokenizer, write_hub_qwen25vl
 from vs2_plugin.modeling.compose import compose, qwen_key_to_ours
 from vs2_plugin.modeling.tiny import build_tiny_whisper_checkpoint
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MEDIA
 
 from vs2_plugin.modeling import register_auto_classes
 from vs2_plugin.modeling.freezing import (
@@ -222,13 +221,13 @@ def test_audio_linear_layers_have_descriptive_names(model):
             assert not name.rsplit(".", 1)[-1].isdigit(), name
 
 
-def test_real_audio_through_the_model(model):
+def test_real_audio_through_the_model(model, shared_media):
     """A real clip: 16 kHz mono -> Whisper log-mel of one 30 s segment -> audio-only item."""
     import math
 
     import whisper
 
-    clip = MEDIA / "3.flac"
+    clip = shared_media / "3.flac"
     if not clip.is_file():
         pytest.skip(f"{clip} not available")
     audio = whisper.load_audio(str(clip))  # 16 kHz mono float32

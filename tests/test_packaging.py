@@ -9,13 +9,11 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
-
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def wheel(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
                          capture_output=True, text=True, timeout=600)
     if res.returncode != 0 and "hatchling" in res.stderr and "No matching distribution" in res.stderr:
         pytest.skip("the build backend (hatchling) cannot be installed here")
@@ -24,12 +22,12 @@ def wheel(tmp_path_factory):
     return zipfile.ZipFile(path)
 
 
-def test_wheel_carries_recipes_media_data_and_the_autoloader(wheel):
+def test_wheel_carries_recipes_media_data_and_the_autoloader(wheel, repo_root):
     names = set(wheel.namelist())
     assert "llamafactory_plugins.pth" in names  # installs the import watcher at interpreter start
-    for recipe in (REPO / "recipes" / "tiny").glob("*.yaml"):
+    for recipe in (repo_root / "recipes" / "tiny").glob("*.yaml"):
         assert f"vs2_plugin/recipes/tiny/{recipe.name}" in names
-    for media in (REPO / "vs2_plugin" / "assets" / "demo_data" / "media").iterdir():
+    for media in (repo_root / "vs2_plugin" / "assets" / "demo_data" / "media").iterdir():
         assert f"vs2_plugin/assets/demo_data/media/{media.name}" in names
     assert "vs2_plugin/assets/demo_data/MEDIA_LICENSES.md" in names
     assert {"vs2_plugin/judge/data/offline_weights.json", "vs2_plugin/judge/data/rarity_en.json"} <= names

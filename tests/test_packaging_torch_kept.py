@@ -19,7 +19,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 OTHER_BUILD = {"torch": ("2.9.1+cu128", []), "torchvision": ("0.24.1+cu128", ["torch==2.9.1"]),
                "torchaudio": ("2.9.1+cu128", ["torch==2.9.1"])}
@@ -44,9 +43,9 @@ def _fake_dist(site: Path, name: str, version: str, requires: list[str]) -> None
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory, repo_root) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
                          capture_output=True, text=True, timeout=600, check=False)
     if res.returncode != 0 and "hatchling" in res.stderr and "No matching distribution" in res.stderr:
         pytest.skip("the build backend (hatchling) cannot be installed here")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
+from tests.support.paths import REPO
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.pipeline.config import load_mrdpo_config
 
@@ -86,8 +86,7 @@ def test_report_to_defaults_to_the_supported_part_of_train_report_to(tmp_path):
 
 def test_round_metrics_reach_tensorboard(tmp_path):
     """What the driver sends after each held-out evaluation, read back from the event file."""
-    from tensorboard_reader import scalars
-
+    from tests.support.tensorboard import scalars
     from vs2_plugin.pipeline.tracking import report_round
 
     report_round(["tensorboard"], tmp_path, 0, {"global": {"rep": 0.02, "miss": 0.6, "hall": 0.3, "total": 0.9,
@@ -113,7 +112,7 @@ def test_cli_overrides_drive_a_real_round_and_its_metrics_reach_tensorboard(tmp_
     import subprocess
     import sys
 
-    from tensorboard_reader import scalars
+    from tests.support.tensorboard import scalars
 
     cfg = yaml.safe_load(TINY.read_text())
     cfg["thresholds"] = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]

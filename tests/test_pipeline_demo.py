@@ -6,16 +6,14 @@ import json
 
 import pytest
 
-from conftest import REPO, run_cli
-
 pytestmark = pytest.mark.slow
 
 STAGES = ["tiny model", "alignment", "SFT", "mrDPO round 1", "mrDPO round 2", "rebirth", "gDPO after rebirth"]
 
 
-def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path):
+def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path, run_cli, repo_root):
     out = tmp_path / "demo"
-    res = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=REPO, timeout=1500)
+    res = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=repo_root, timeout=1500)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "DONE").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -36,6 +34,6 @@ def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path):
     assert "report:" in res.stdout
     # a rerun finds every stage done and changes nothing
     before = (out / "metrics.json").read_text()
-    again = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=REPO, timeout=900)
+    again = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=repo_root, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["weight_changes"] == json.loads(before)["weight_changes"]

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import REPO
+from tests.support.paths import REPO
 from vs2_plugin.pipeline.videos import load_videos
 
 pytestmark = pytest.mark.slow

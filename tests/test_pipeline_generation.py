@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
+from tests.support.paths import REPO
 from vs2_plugin.pipeline.generation import (
     CaptionGenerator,
     Decoding,

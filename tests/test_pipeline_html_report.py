@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import REPO
+from tests.support.paths import REPO
 from vs2_plugin.pipeline.html_report import (
     highlighted,
     locate_spans,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, kill_when
+
+from tests.support.paths import REPO
+from tests.support.processes import kill_when
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
-
 pytestmark = pytest.mark.slow
 
 #: paper Table 3, rounds 1 and 2, in percent: (delta e_global, delta r_global, delta e_local, delta r_local)
@@ -45,19 +43,19 @@ def _expected_pairs(judged: list[dict], round_index: int) -> set[tuple[str, str,
     return expected
 
 
-def test_driver_two_rounds_with_table3(tmp_path, tiny_model_dir):
-    cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
+def test_driver_two_rounds_with_table3(tmp_path, tiny_model_dir, repo_root):
+    cfg = yaml.safe_load((repo_root / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     cfg.pop("thresholds")  # the driver's default: Table 3
     run = tmp_path / "run"
     cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=2,
-               train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
-               heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
+               train_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
+               heldout_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
     cfg["sampling"]["max_new_tokens"] = 16
     cfg["sampling"]["temperature"] = 1.5  # distinct captions, so the margins vary
     path = tmp_path / "mrdpo.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"], cwd=REPO,
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"], cwd=repo_root,
                           env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "config.json").read_text())["thresholds"] == "table3"

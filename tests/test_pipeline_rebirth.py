@@ -9,7 +9,6 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.pipeline import rebirth
 from vs2_plugin.pipeline.config import load_mrdpo_config
@@ -24,7 +23,7 @@ CAPTIONS = {
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, repo_root):
     videos = tmp_path / "videos.jsonl"
     videos.write_text("".join(json.dumps({"id": name, "video": f"{name}.mp4"}) + "\n" for name in CAPTIONS))
     for name in CAPTIONS:
@@ -32,7 +31,7 @@ def setup(tmp_path, monkeypatch):
     run = tmp_path / "mrdpo"
     run.mkdir()
     (run / "final_model.json").write_text(json.dumps({"model": "/models/post-align", "adapters": ["/r/1", "/r/2"]}))
-    cfg_data = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
+    cfg_data = yaml.safe_load((repo_root / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     cfg_data.update(run_dir=str(run), model_name_or_path=str(tmp_path / "post-align"), train_videos=str(videos))
     cfg_path = tmp_path / "mrdpo.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg_data))
@@ -51,10 +50,10 @@ def setup(tmp_path, monkeypatch):
     return load_mrdpo_config(str(cfg_path)), videos, tmp_path, calls
 
 
-def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignment(setup):
+def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignment(setup, repo_root):
     cfg, videos, tmp_path, calls = setup
     out = tmp_path / "rebirth"
-    result = rebirth.run_rebirth(cfg, str(videos), str(REPO / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
+    result = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
                                  progress=False)
     # 1. labelled by the final mrDPO model (backbone + every merged LoRA proxy), greedily
     assert calls["sample"] == [{"model": "/models/post-align", "adapters": ["/r/1", "/r/2"],
@@ -75,7 +74,7 @@ def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignm
     assert train["dataset"] == "vs2_rebirth" and train["dataset_dir"] == str(out / "data")
     assert "adapter_name_or_path" not in train and train.get("stage", "sft") == "sft"
     # a rerun finds every step done
-    again = rebirth.run_rebirth(cfg, str(videos), str(REPO / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
+    again = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
                                 progress=False)
     assert again["kept"] == 1 and len(calls["train"]) == 1
 
@@ -97,11 +96,11 @@ def test_rebirth_needs_a_finished_mrdpo_run(tmp_path):
         rebirth.final_model(tmp_path)
 
 
-def test_rebirth_stops_when_every_caption_is_dropped(setup):
+def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
     cfg, videos, tmp_path, calls = setup
     lines = [json.loads(line) for line in videos.read_text().splitlines() if "good" not in line]
     videos.write_text("".join(json.dumps(row) + "\n" for row in lines))
     with pytest.raises(Vs2Error, match="all 4 captions were dropped"):
-        rebirth.run_rebirth(cfg, str(videos), str(REPO / "recipes" / "tiny" / "rebirth_sft.yaml"),
+        rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
                             str(tmp_path / "rb"), progress=False)
     assert calls["train"] == []

@@ -5,9 +5,9 @@ for the server of exactly the adapters it samples from."""
 from __future__ import annotations
 
 import pytest
-from conftest import REPO
-from fake_openai_server import FakeOpenAIServer
 
+from tests.support.fake_openai_server import FakeOpenAIServer
+from tests.support.paths import REPO
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline.config import MrDPOConfig, SamplingConfig

@@ -12,7 +12,7 @@ import re
 import shlex
 import subprocess
 
-from conftest import REPO, VENV_BIN
+from tests.support.paths import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -37,14 +37,14 @@ def test_ci_runs_the_readme_test_command():
     assert tests in ci_lines, f".ci/run does not call the README's test command: {tests}"
 
 
-def test_demo_command_names_real_things():
+def test_demo_command_names_real_things(venv_bin):
     demo, _ = _opening_commands()
     words = shlex.split(demo.replace("&&", " "))
     assert (REPO / ".ci" / "setup").is_file()
     exe = next(w for w in words if w.endswith("/vs2"))
     assert exe == ".venv/bin/vs2"
     sub = words[words.index(exe) + 1]
-    out = subprocess.run([str(VENV_BIN / "vs2"), sub, "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([str(venv_bin / "vs2"), sub, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--out" in out.stdout, out.stderr
 
 

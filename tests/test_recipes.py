@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.support.paths import REPO
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml"))
 DRIVER = {"mrdpo.yaml"}  # configs of `vs2 mrdpo`, not of llamafactory-cli

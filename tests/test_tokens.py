@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
-from media_factory import FFMPEG, make_video
 
+from tests.support.media_factory import FFMPEG, make_video
 from vs2_plugin.cli import main
 from vs2_plugin.interleave import audio_token_count
 
@@ -148,7 +147,7 @@ def test_bad_input_is_one_line_naming_the_file(bad_files, capsys, name, problem)
     assert err.startswith(f"vs2 tokens: error: {path}: {problem}") and "\n" not in err
 
 
-def test_console_script_end_to_end(shared_media, bad_files):
+def test_console_script_end_to_end(shared_media, bad_files, run_cli):
     ok = run_cli(["vs2", "tokens", str(shared_media / "4_av.mp4")], timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["audio_tokens_total"] == 26  # 5.0416 s / 0.2 s windows

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from media_factory import make_audio, make_video, requires_ffmpeg
 
+from tests.support.media_factory import make_audio, make_video, requires_ffmpeg
 from vs2_plugin.cli import main
 
 

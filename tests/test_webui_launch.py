@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, VENV_BIN
+from tests.support.paths import REPO, VENV_BIN
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from media_factory import FFMPEG, make_audio, make_video, truncate
+from tests.support.media_factory import FFMPEG, make_audio, make_video, truncate
 
 
 def make_vfr_video(path: Path, duration: float = 6.0) -> Path:

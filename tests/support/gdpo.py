@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 DEMO = REPO / "vs2_plugin" / "assets" / "demo_data" / "gdpo"
 
 
