@@ -3,7 +3,7 @@
 How shared test code is laid out (the import mode is ``importlib``, set in ``pyproject.toml``):
 
 - a test body takes what it needs as a fixture defined here, or in its folder's ``conftest.py``
-  for what only that folder uses;
+  for what only that folder uses (``tests/gdpo/conftest.py``: gDPO argument dicts and pieces);
 - plain code needed when a module is imported (constants in ``parametrize``/``skipif``, paths at
   module level, builders used by module-scoped fixtures) is imported from ``tests.support``;
   the fixtures below are thin wrappers over it, so each helper is written once;
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import gdpo, processes
+from tests.support import processes
 from tests.support.paths import MEDIA, REPO, SHARED, VENV_BIN
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -82,34 +82,3 @@ def demo_run(tmp_path_factory):
     res = processes.run_cli(["vs2", "demo", "--out", str(out)], cwd=REPO, timeout=1800)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     return out, res
-
-
-# gDPO argument dicts and the pieces parsed from them, as functions (a test builds several).
-@pytest.fixture(scope="session")
-def text_args():
-    """``text_args(model_dir, output_dir, **overrides)``: a round on the tiny text model with the demo pairs."""
-    return gdpo.text_args
-
-
-@pytest.fixture(scope="session")
-def av_args():
-    """``av_args(model_dir, output_dir, **overrides)``: the same on the tiny audio-visual model and demo videos."""
-    return gdpo.av_args
-
-
-@pytest.fixture(scope="session")
-def load_pieces():
-    """``load_pieces(args)``: parse like the stage does; tokenizer, template, pairs (+ gt) and the LoRA model."""
-    return gdpo.load_pieces
-
-
-@pytest.fixture(scope="session")
-def collator():
-    """``collator(pieces, pack)``: the gDPO data collator for ``pieces``, packed or not."""
-    return gdpo.collator
-
-
-@pytest.fixture(scope="session")
-def perturb_lora():
-    """``perturb_lora(model, seed=0, scale=0.05)``: make the LoRA non-zero so policy and reference differ."""
-    return gdpo.perturb_lora
