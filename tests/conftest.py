@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import processes
+from tests.support import adapters, processes
 from tests.support.paths import MEDIA, REPO, SHARED, VENV_BIN
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -72,6 +72,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def random_adapter():
+    """``random_adapter(base_dir, out, seed, aligner)``: save a LoRA adapter with random non-zero weights."""
+    return adapters.random_adapter
 
 
 @pytest.fixture(scope="session")

@@ -21,26 +21,6 @@ HELDOUT_CLIP = DEMO / "media" / "living_room.mp4"  # the held-out clip of the de
 AUDIO_CLIP = DEMO / "media" / "drawing.mp4"  # with an audio track: the audio branch is exercised too
 
 
-def _random_adapter(base_dir: Path, out: Path, seed: int, aligner: bool) -> Path:
-    """A LoRA adapter with random (non-zero) weights, optionally training the audio aligner as a
-    whole (``modules_to_save``), as the SFT and gDPO rounds do."""
-    from peft import LoraConfig, get_peft_model
-
-    from vs2_plugin.commands.export import merged_model
-
-    model = merged_model(base_dir, [])
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        modules_to_save=["audio_aligner"] if aligner else None)
-    peft_model = get_peft_model(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_" in name or "modules_to_save" in name:
-                param.add_(0.05 * torch.randn(param.shape, generator=generator))
-    peft_model.save_pretrained(out)
-    return out
-
-
 def clip_inputs(model_dir: Path, video: Path) -> dict:
     """Model inputs of one captioning prompt for ``video``, built by LLaMA-Factory's template and our plugin."""
     from llamafactory.data import get_template_and_fix_tokenizer
@@ -60,10 +40,10 @@ def clip_inputs(model_dir: Path, video: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_dir, tmp_path_factory):
+def exported(tiny_model_dir, tmp_path_factory, random_adapter):
     tmp = tmp_path_factory.mktemp("export")
-    adapters = [str(_random_adapter(tiny_model_dir, tmp / "sft", seed=1, aligner=True)),
-                str(_random_adapter(tiny_model_dir, tmp / "round-001", seed=2, aligner=True))]
+    adapters = [str(random_adapter(tiny_model_dir, tmp / "sft", seed=1, aligner=True)),
+                str(random_adapter(tiny_model_dir, tmp / "round-001", seed=2, aligner=True))]
     run_dir = tmp / "run"
     run_dir.mkdir()
     (run_dir / "final_model.json").write_text(json.dumps({"model": str(tiny_model_dir), "adapters": adapters}))

@@ -29,13 +29,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def exported_model(tiny_model_dir, tmp_path_factory) -> Path:
-    from test_commands_export import _random_adapter
-
+def exported_model(tiny_model_dir, tmp_path_factory, random_adapter) -> Path:
     from vs2_plugin.commands.export import export_merged
 
     tmp = tmp_path_factory.mktemp("exported")
-    adapter = _random_adapter(tiny_model_dir, tmp / "adapter", seed=3, aligner=True)
+    adapter = random_adapter(tiny_model_dir, tmp / "adapter", seed=3, aligner=True)
     return export_merged(tiny_model_dir, [str(adapter)], tmp / "final")
 
 

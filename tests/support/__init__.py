@@ -10,6 +10,7 @@ fixtures, the fake OpenAI server. No test module imports a ``conftest``.
 - ``media_factory``, ``bad_media``: small good and bad clips made with ffmpeg at test time.
 - ``hub_layout``: a tiny Qwen2.5-VL directory in the hub's layout.
 - ``fake_openai_server``: an OpenAI-compatible HTTP server on 127.0.0.1 for the judge tests.
+- ``adapters``: LoRA adapters with random weights (export and inference tests).
 - ``gdpo``: argument dicts and parsed LLaMA-Factory pieces for the gDPO tests.
 - ``tensorboard``: read scalars back from TensorBoard event files.
 """
