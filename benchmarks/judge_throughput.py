@@ -1,6 +1,6 @@
 """Throughput of the OpenAI-compatible judge against a local server with fixed latency.
 
-483 items x 7 passes (the benchmark's size, App. E) against tests/fake_openai_server.py on
+483 items x 7 passes (the benchmark's size, App. E) against tests/support/fake_openai_server.py on
 127.0.0.1 answering every request after 100 ms. Measured in the same run:
 
 * wall_vs_limit_ratio: concurrent wall time / (calls x latency / concurrency), the floor set by
@@ -26,10 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_openai_server import FakeOpenAIServer  # noqa: E402
-
+from tests.support.fake_openai_server import FakeOpenAIServer  # noqa: E402
 from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
 from vs2_plugin.judge.runner import judge_items  # noqa: E402
 

@@ -1,38 +1,67 @@
-"""Shared fixtures: paths to real media, the tiny model (built once per session), helpers."""
+"""Fixtures for every test area: paths, console-script helpers, the tiny model, one demo run.
+
+How shared test code is laid out (the import mode is ``importlib``, set in ``pyproject.toml``):
+
+- a test body takes what it needs as a fixture defined here, or in its folder's ``conftest.py``
+  for what only that folder uses (``tests/gdpo/conftest.py``: gDPO argument dicts and pieces);
+- plain code needed when a module is imported (constants in ``parametrize``/``skipif``, paths at
+  module level, builders used by module-scoped fixtures) is imported from ``tests.support``;
+  the fixtures below are thin wrappers over it, so each helper is written once;
+- no test module imports a ``conftest``.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support import adapters, processes
+from tests.support.paths import MEDIA, REPO, SHARED, VENV_BIN
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-# real media and caption data of ../shared (or VS2_SHARED_DIR); tests that need them skip without them
-SHARED = Path(os.environ.get("VS2_SHARED_DIR", REPO.parent / "shared"))
-MEDIA = SHARED / "data" / "media"
-VENV_BIN = Path(sys.executable).parent
-
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
+    """The repository checkout (recipes/, benchmarks/, the README)."""
     return REPO
 
 
 @pytest.fixture(scope="session")
+def venv_bin() -> Path:
+    """The folder of this venv's console scripts (``vs2``, ``llamafactory-cli``)."""
+    return VENV_BIN
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared real data folder (``../shared`` or ``VS2_SHARED_DIR``); it may be absent."""
+    return SHARED
+
+
+@pytest.fixture(scope="session")
 def shared_media() -> Path:
+    """The shared real media; the test is skipped without them."""
     if not MEDIA.is_dir():
         pytest.skip(f"real media not found at {MEDIA}")
     return MEDIA
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(args, cwd=None, env=None, timeout=900)``: run a console script of this venv."""
+    return processes.run_cli
+
+
+@pytest.fixture(scope="session")
+def kill_when():
+    """``kill_when(proc, condition, what, timeout=300)``: SIGKILL ``proc`` once ``condition()`` holds."""
+    return processes.kill_when
 
 
 @pytest.fixture(scope="session")
@@ -45,28 +74,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 900):
-    """Run a console script of this venv; returns CompletedProcess with text output."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    exe = args[0] if os.path.isabs(args[0]) else str(VENV_BIN / args[0])
-    return subprocess.run([exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
-
-
-def kill_when(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
-    """SIGKILL ``proc`` as soon as ``condition()`` holds; fail if it never does or the process ends first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            err = proc.stderr.read()[-2000:] if proc.stderr else ""
-            pytest.fail(f"process ended before it could be killed during {what}: {err}")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail(f"never reached {what}")
+@pytest.fixture(scope="session")
+def random_adapter():
+    """``random_adapter(base_dir, out, seed, aligner)``: save a LoRA adapter with random non-zero weights."""
+    return adapters.random_adapter
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +85,6 @@ def demo_run(tmp_path_factory):
     """One ``vs2 demo --out D`` run (as a user starts it: no flags) shared by the tests that read its
     console output, logs and report; ``(D, CompletedProcess)``. A demo costs minutes, so once per session."""
     out = tmp_path_factory.mktemp("demo-run") / "demo"
-    res = run_cli(["vs2", "demo", "--out", str(out)], cwd=REPO, timeout=1800)
+    res = processes.run_cli(["vs2", "demo", "--out", str(out)], cwd=REPO, timeout=1800)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     return out, res

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -96,14 +96,14 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory):
+def board(tmp_path_factory, venv_bin):
     """LlamaBoard on 127.0.0.1:<free port>; yields (url, working directory, server log path)."""
     workdir = tmp_path_factory.mktemp("llamaboard-browser")
     port = free_port()
     log_path = workdir / "server.log"
     env = dict(os.environ)
     env.update(
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",  # the UI starts `llamafactory-cli train`
+        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",  # the UI starts `llamafactory-cli train`
         OMP_NUM_THREADS="1",
         GRADIO_ANALYTICS_ENABLED="False",
         HF_HUB_OFFLINE="1",

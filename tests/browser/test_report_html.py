@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from conftest import REPO
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.browser]
 

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, VENV_BIN, run_cli
-from media_factory import requires_ffmpeg
 
+from tests.support import bad_media
+from tests.support.media_factory import requires_ffmpeg
+from tests.support.paths import REPO, VENV_BIN
 from vs2_plugin.data import media
 from vs2_plugin.data import media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError
-
-sys.path.insert(0, str(Path(__file__).parent))
-import bad_media
 
 pytestmark = requires_ffmpeg
 
@@ -454,7 +452,7 @@ def _cli_dataset(folder: Path, files, damaged: bool = False) -> tuple[Path, int,
 
 
 @pytest.mark.slow
-def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path):
+def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, run_cli):
     folder, total, bad = _cli_dataset(tmp_path / "data", files)
     out = tmp_path / "sft_fail"
     res = run_cli(["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
@@ -467,7 +465,7 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model_dir, tmp_path):
+def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model_dir, tmp_path, run_cli):
     folder, total, bad = _cli_dataset(tmp_path / "data", files, damaged=True)
     out = tmp_path / "sft_skip"
     res = run_cli(["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
@@ -524,7 +522,7 @@ def test_sampling_records_an_unreadable_video_and_goes_on(files, tiny_model_dir,
 
 
 @pytest.mark.slow
-def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path):
+def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path, run_cli):
     """A real tiny mrDPO round whose video list holds a missing, a text and a damaged video."""
     import yaml
 

@@ -25,8 +25,7 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, FakeOpenAIServer, serve_with_env
-
+from tests.support.fake_openai_server import Action, FakeOpenAIServer, serve_with_env
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.pairs import RoundThresholds, choose_pairs
 from vs2_plugin.judge.report import summarize_by_task

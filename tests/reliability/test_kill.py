@@ -8,7 +8,7 @@
   appears that a later stage would load, and the rerun writes the same weights as an
   uninterrupted export.
 
-Kills of the mrDPO driver during sampling and training are in tests/test_pipeline_mrdpo.py.
+Kills of the mrDPO driver during sampling and training are in tests/pipeline/test_mrdpo.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, kill_when
+
+from tests.support.paths import REPO
 
 KEY = "sk-planted-kill-0123456789abcdef"
 
@@ -33,7 +34,7 @@ KEY = "sk-planted-kill-0123456789abcdef"
 # ------------------------------------------------------------------------------ judging
 
 pytest.importorskip("vs2_openai_judge")
-from fake_openai_server import FakeOpenAIServer, rule_based_answer
+from tests.support.fake_openai_server import FakeOpenAIServer, rule_based_answer
 
 N_ITEMS, PASSES = 10, 2
 ITEMS = [
@@ -85,7 +86,7 @@ def _finish(proc: subprocess.Popen) -> None:
     assert KEY not in out + err
 
 
-def test_eval_killed_mid_judging_reruns_from_the_cache(tmp_path):
+def test_eval_killed_mid_judging_reruns_from_the_cache(tmp_path, kill_when):
     total = N_ITEMS * PASSES
     with FakeOpenAIServer(responder=tagged_answer, latency_s=0.25) as server:
         _finish(_eval(tmp_path, server, "clean", tmp_path / "clean.sqlite"))
@@ -148,9 +149,9 @@ def text_model_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_model_dir, tmp_path):
-    from gdpo_utils import text_args
     from safetensors.torch import load_file
 
+    from tests.support.gdpo import text_args
     from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
     from vs2_plugin.gdpo.rounds import export_merged
 
@@ -159,7 +160,7 @@ def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_
     run_gdpo_from_dict(dict(args))  # round 1: trained on the base model, nothing to merge yet
     round2 = out / "round-002"
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "tests") + os.pathsep + str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, json.dumps(args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]

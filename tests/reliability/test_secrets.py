@@ -2,7 +2,7 @@
 
 Secrets: a planted ``OPENAI_API_KEY`` is used for every judge request of a full tiny
 ``vs2 mrdpo`` run with the OpenAI-compatible judge (the real HTTP server of
-tests/fake_openai_server.py, with the openai client's debug logging on) and is then found
+tests/support/fake_openai_server.py, with the openai client's debug logging on) and is then found
 nowhere under the run folder (logs, caches, LLaMA-Factory's saved configs and checkpoints,
 reports) nor on stdout/stderr. A 401 whose body echoes the key and an unexpected exception
 that carries it do not show it either.
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.support.paths import REPO
 
 pytest.importorskip("vs2_openai_judge")
 
-from fake_openai_server import Action, FakeOpenAIServer, rule_based_answer, serve_with_env
+from tests.support.fake_openai_server import Action, FakeOpenAIServer, rule_based_answer, serve_with_env
 
 KEY = "sk-planted-" + "Zq7" * 4 + "-4f9c2e71b8a3d5e6"
 KEY_PIECES = [KEY, KEY[len("sk-planted-"):], KEY[-16:]]  # the key, its secret part, its tail

@@ -3,7 +3,7 @@
 * the visual LLM: a Qwen2.5-VL model directory (safetensors), copied tensor by tensor; the
   published layout (flat ``config.json``, ``model.safetensors.index.json`` + bf16 shards,
   hub tensor names, tied embeddings without ``lm_head`` for the 3B) and transformers-5
-  ``save_pretrained`` output both work (``tests/test_modeling_compose_hub.py``);
+  ``save_pretrained`` output both work (``tests/modeling/test_compose_hub.py``);
 * the audio encoder: the encoder half of an openai-whisper checkpoint, read with
   ``torch.load(weights_only=True)`` (no pickled code runs);
 * the audio aligner: randomly initialised (seeded), trained later in the alignment stage.

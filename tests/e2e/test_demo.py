@@ -1,0 +1,39 @@
+"""`vs2 demo`, the README's main command: every stage runs and changes the weights of the one before."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["tiny model", "alignment", "SFT", "mrDPO round 1", "mrDPO round 2", "rebirth", "gDPO after rebirth"]
+
+
+def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path, run_cli, repo_root):
+    out = tmp_path / "demo"
+    res = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=repo_root, timeout=1500)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "DONE").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stages_ran"] == STAGES
+    changes = {c["stage"]: c for c in metrics["weight_changes"]}
+    assert list(changes) == STAGES[1:]
+    assert changes["alignment"]["changed_modules"] == ["audio_aligner"]  # only the aligner trains in alignment
+    for stage in STAGES[2:]:
+        assert changes[stage]["changed_tensors"] > 0 and changes[stage]["max_abs_change"] > 0, stage
+    assert changes["rebirth"]["vs"] == "mrDPO round 2"
+    rows = [r["stage"] for r in metrics["stages"]]
+    assert rows[0] == "SFT" and rows[-1].startswith("gDPO after rebirth")
+    # every mrDPO round selected pairs and trained on them
+    assert all(r["pairs"] > 0 for r in metrics["stages"] if r["stage"].startswith(("mrDPO", "gDPO")))
+    report = (out / "report.md").read_text()
+    assert all(stage in report for stage in ["SFT", "mrDPO round 2", "rebirth", "gDPO after rebirth"])
+    assert (out / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "report:" in res.stdout
+    # a rerun finds every stage done and changes nothing
+    before = (out / "metrics.json").read_text()
+    again = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=repo_root, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["weight_changes"] == json.loads(before)["weight_changes"]

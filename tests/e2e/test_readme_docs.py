@@ -1,0 +1,107 @@
+"""The short README and the docs/ manual stay navigable and true.
+
+README.md is at most 200 lines and links every docs/ page; every relative link of the README
+and docs/ resolves; every `vs2 <subcommand>` they name is a real subcommand; every recipe path
+they name exists and every recipe under recipes/ has its row in the README's recipe table; the
+benchmark figures quoted in docs/benchmarks.md are those of benchmarks/results/*.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+from tests.support.paths import REPO, VENV_BIN
+
+README_PATH = REPO / "README.md"
+DOCS = sorted((REPO / "docs").glob("*.md"))
+PAGES = [README_PATH, *DOCS]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _text(path):
+    return path.read_text(encoding="utf-8")
+
+
+def test_readme_is_short():
+    n = len(_text(README_PATH).splitlines())
+    assert n <= 200, f"README.md has {n} lines (at most 200); move the detail into a docs/ page"
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    assert DOCS, "docs/ holds no page"
+    linked = {(README_PATH.parent / t.split("#")[0]).resolve() for t in LINK.findall(_text(README_PATH))}
+    unlinked = [p.name for p in DOCS if p.resolve() not in linked]
+    assert not unlinked, f"docs/ pages the README does not link: {unlinked}"
+
+
+def test_relative_links_resolve():
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(_text(page)):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # web address or an anchor on the same page
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, f"links that lead nowhere: {broken}"
+
+
+def _subcommands() -> set[str]:
+    out = subprocess.run([str(VENV_BIN / "vs2"), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    listing = out.stdout.split("positional arguments:")[1].split("options:")[0]
+    return set(re.findall(r"^ {4}([a-z][\w-]*)", listing, re.M))
+
+
+def test_named_subcommands_exist():
+    real = _subcommands()
+    assert {"demo", "mrdpo", "rebirth"} <= real
+    named = set()
+    for page in PAGES:
+        named |= set(re.findall(r"\bvs2 ([a-z][\w-]*)", _text(page)))
+    assert named, "the manual names no vs2 subcommand"
+    unknown = sorted(named - real)
+    assert not unknown, f"README/docs name vs2 subcommands that `vs2 --help` does not list: {unknown}"
+
+
+def test_named_recipe_paths_exist():
+    named = set()
+    for page in PAGES:
+        named |= {p.rstrip(".") for p in re.findall(r"\brecipes/[\w./-]*", _text(page))}
+    assert named
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"README/docs name recipe paths that do not exist: {missing}"
+
+
+def test_every_recipe_has_a_row_in_the_readme_table():
+    readme = _text(README_PATH)
+    rows = set(re.findall(r"^\| `(recipes/[^`]+)` \|", readme, re.M))
+    files = {str(p.relative_to(REPO)) for p in (REPO / "recipes").rglob("*") if p.suffix in {".yaml", ".json"}}
+    assert files, "recipes/ holds no recipe"
+    assert files == rows, f"recipes without a row: {sorted(files - rows)}; rows without a file: {sorted(rows - files)}"
+
+
+def _result(name: str, *keys: str) -> float:
+    value = json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def test_benchmark_figures_are_those_of_the_results():
+    page = _text(REPO / "docs" / "benchmarks.md")
+    quoted = {
+        f"**{_result('data_path', 'reader_speedup'):.2f}×**",
+        f"**{_result('data_path', 'pipeline_speedup'):.2f}×**",
+        f"**{_result('gdpo_step', 'gdpo_vs_dpo_epoch_ratio'):.2f}**",
+        f"**{_result('gdpo_step', 'peak_mem_ratio'):.2f}**",
+        f"**{_result('judge_throughput', 'wall_vs_limit_ratio'):.2f}**",
+        f"**{_result('judge_throughput', 'cached_speedup'):.0f}×**",
+        f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_in_sample'):.3f}**",
+        f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_leave_one_captioner_out_mean'):.3f}**",
+        f"**{_result('offline_judge_auc', 'baseline_word_overlap_auc'):.3f}**",
+        f"**{_result('sampling', 'batched_vs_chat_speedup'):.2f}×**",
+    }
+    stale = sorted(q for q in quoted if q not in page)
+    assert not stale, f"docs/benchmarks.md does not quote these results of benchmarks/results/: {stale}"

@@ -1,0 +1,111 @@
+"""The offline judge sees wrong details (App. E "incorrect") and reports unmeasured columns as n/a."""
+
+import json
+import random
+import sys
+
+import numpy as np
+import pytest
+
+from tests.support.paths import REPO, SHARED
+from vs2_plugin.judge import offline
+from vs2_plugin.judge.details import contradictions, lexicon, locate
+from vs2_plugin.judge.report import summarize_by_task, table1_markdown
+from vs2_plugin.judge.types import JudgeItem, Judgment
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from detail_swaps import ALTERNATIVES, swap_details  # noqa: E402
+
+DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
+
+
+def judge_one(caption, events, reference=None, encoder="wordllama"):
+    return offline.judge([JudgeItem(id="x", caption=caption, events=events, reference=reference)], encoder_name=encoder)[0]
+
+
+def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
+    table = lexicon()
+    assert table["woman"][0] == table["man"][0] == "gender" and table["woman"][1] != table["man"][1]
+    assert table["red"] != table["blue"] and table["women"] == table["girl"]
+    assert contradictions(["two", "dogs"], ["one", "dog"], range(2))[0].found_word == "one"
+    # synonyms of the claimed value are no contradiction; nor is a claim naming two values
+    assert contradictions(["woman", "sings"], ["lady", "sings"], range(2)) == []
+    assert contradictions(["man", "and", "woman"], ["woman", "alone"], range(2)) == []
+    assert locate(["guitar", "stage"], {"dog": np.array([1])}, 3, 4) is None
+
+
+@pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
+def test_a_wrong_detail_is_incorrect_not_covered(encoder):
+    events = ["A man in a red shirt plays the guitar", "A dog sleeps on the sofa"]
+    right = judge_one("A man in a red shirt plays the guitar. A dog sleeps on the sofa.", events, encoder=encoder)
+    wrong = judge_one("A woman in a blue shirt plays the guitar. A dog sleeps on the sofa.", events, encoder=encoder)
+    assert right.incorrect == [] and right.rates()["hall_rate"] == 0.0
+    assert wrong.incorrect == [events[0]] and events[0] not in wrong.missed
+    assert wrong.rates()["incorrect_rate"] == 0.5 and wrong.rates()["hall_rate"] >= 0.5
+
+
+def test_a_contradicting_clause_is_a_hallucination_counted_once():
+    reference = "Two men sit at a wooden table. A black cat sleeps by the window."
+    events = ["A black cat sleeps by the window"]
+    # the wrong count is in a statement no event covers: one unsupported statement, one count
+    j = judge_one("Three men sit at a wooden table. A black cat sleeps by the window.", events, reference)
+    assert j.incorrect == [] and len(j.hallucinated) == 1 and "three" in j.hallucinated[0]
+    # the same wrong detail seen through an event is counted as incorrect only, not twice
+    j = judge_one("A white cat sleeps by the window. Two men sit at a wooden table.", events, reference)
+    assert j.incorrect == events and j.hallucinated == []
+
+
+def test_swapped_details_raise_hall_on_most_test_set_references():
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not available")
+    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    videos = rows[5::30][:12]
+    rng = random.Random(1)
+    own_items, swapped_items = [], []
+    for v in videos:
+        text, swaps = swap_details(v["reference"], rng.choice([2, 3]), rng)
+        assert len(swaps) >= 2 and text != v["reference"]
+        own_items.append(JudgeItem(id=v["id"], caption=v["reference"], events=v["events"], reference=v["reference"]))
+        swapped_items.append(JudgeItem(id=v["id"], caption=text, events=v["events"], reference=v["reference"]))
+    own = [j.rates() for j in offline.judge(own_items, encoder_name="wordllama")]
+    swapped = [j.rates() for j in offline.judge(swapped_items, encoder_name="wordllama")]
+    rises = [s["hall_rate"] > o["hall_rate"] for s, o in zip(swapped, own)]
+    assert np.mean(rises) >= 0.8, rises
+    assert np.mean([o["hall_rate"] for o in own]) < 0.1 and np.mean([o["miss_rate"] for o in own]) < 0.02
+
+
+def test_swap_generator_changes_only_detail_words():
+    text = "A man in a red shirt sits at a long wooden desk. Nearby, on the left of the large room, two dogs run."
+    out, swaps = swap_details(text, 3, random.Random(0))
+    assert 2 <= len(swaps) <= 3 and out != text  # at most one swap per 40 characters
+    for old, new in swaps:
+        assert new.lower() in ALTERNATIVES[old.lower()]
+    assert out.split()[0][0].isupper()  # capitalisation kept
+
+
+def test_unmeasured_counts_read_n_a_never_zero():
+    j = Judgment(id="a", judge="third", n_events=4, missed=["e"], unmeasured=["incorrect"])
+    r = j.rates()
+    assert r["miss_rate"] == 0.25 and r["incorrect_rate"] is None and r["hall_rate"] is None and r["total_rate"] is None
+    assert r["hallucination_rate"] == 0.0
+    row = {**j.to_dict(), "task": "global"}
+    table = table1_markdown(summarize_by_task([row]))
+    line = [ln for ln in table.splitlines() if ln.startswith("| global")][0]
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[3] == "25.0" and cells[4] == "n/a" and cells[5] == "0.0" and cells[6] == "n/a" and cells[7] == "n/a"
+    with pytest.raises(ValueError, match="unmeasured"):
+        Judgment(id="a", judge="x", unmeasured=["miss"])
+
+
+def test_offline_judge_measures_incorrect_so_vs2_eval_shows_a_number(tmp_path):
+    from vs2_plugin.cli import main as vs2_main
+
+    rows = [{"id": "a", "caption": "A woman in a blue shirt plays the guitar.", "events": ["A man in a red shirt plays the guitar"]}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, cfg = tmp_path / "report.json", tmp_path / "judge.json"
+    cfg.write_text(json.dumps({"judge": "offline", "options": {"encoder": "wordllama"}, "show_progress": False}))
+    assert vs2_main(["eval", "--input", str(path), "--judge-config", str(cfg), "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]["all"]
+    assert summary["incorrect_rate"] == 1.0
+    assert "| 100.0 |" in out.with_suffix(".md").read_text()

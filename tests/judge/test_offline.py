@@ -1,0 +1,104 @@
+"""The built-in offline judge on real benchmark captions (vs2 test set, dev split)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.support.paths import SHARED
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.judge import offline
+from vs2_plugin.judge.config import JudgeConfig
+from vs2_plugin.judge.encoders import split_sentences
+from vs2_plugin.judge.runner import extract_events, judge_items
+
+DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
+N_VIDEOS = 6
+
+
+@pytest.fixture(scope="module")
+def videos():
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not available")
+    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    step = len(rows) // N_VIDEOS
+    return [rows[i * step] for i in range(N_VIDEOS)]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return JudgeConfig(judge="offline", show_progress=False)
+
+
+def miss(judgments):
+    return [j.rates()["miss_rate"] for j in judgments]
+
+
+def test_own_reference_is_covered_and_another_videos_is_not(videos, config):
+    own = [{"id": v["id"], "caption": v["reference"], "events": v["events"], "reference": v["reference"]} for v in videos]
+    other = [{"id": v["id"], "caption": videos[(k + 1) % len(videos)]["reference"], "events": v["events"], "reference": v["reference"]}
+             for k, v in enumerate(videos)]
+    own_j, other_j = judge_items(own, config), judge_items(other, config)
+    assert all(j.ok for j in own_j + other_j)
+    assert np.mean(miss(own_j)) <= 0.05
+    assert np.mean(miss(other_j)) >= 0.90
+    # the other video's caption is also mostly unsupported by this video's reference
+    assert np.mean([j.rates()["hall_rate"] for j in other_j]) > 0.5
+    assert np.mean([j.rates()["hall_rate"] for j in own_j]) < 0.1
+    for j, v in zip(own_j, videos):
+        assert len(j.event_scores) == len(v["events"]) and all(0.0 <= s <= 1.0 for s in j.event_scores)
+
+
+def test_truncating_the_reference_raises_miss_monotonically(videos, config):
+    for v in videos[:3]:
+        sentences = split_sentences(v["reference"])
+        cuts = sorted({len(sentences), max(1, 3 * len(sentences) // 4), max(1, len(sentences) // 2), max(1, len(sentences) // 4), 1}, reverse=True)
+        items = [{"id": f"{v['id']}@{k}", "caption": " ".join(sentences[:k]), "events": v["events"]} for k in cuts]
+        rates = miss(judge_items(items, config))
+        assert all(a <= b for a, b in zip(rates, rates[1:])), (v["id"], cuts, rates)
+        assert rates[-1] > rates[0] + 0.3
+
+
+def test_scores_are_deterministic_in_process(videos, config):
+    item = [{"id": "x", "caption": videos[0]["reference"], "events": videos[0]["events"][:5]}]
+    assert judge_items(item, config)[0].event_scores == judge_items(item, config)[0].event_scores
+
+
+def test_events_are_extracted_through_the_hook_when_missing(videos, config):
+    ref = videos[0]["reference"]
+    events = extract_events([ref], config)[0]
+    assert len(events) >= 5 and all(isinstance(e, str) and e for e in events)
+    j = judge_items([{"id": "r", "caption": ref, "reference": ref}], config)[0]
+    assert j.ok and j.n_events == len(events) and j.rates()["miss_rate"] <= 0.05
+
+
+def test_item_without_events_or_reference_fails_instead_of_scoring_zero(config):
+    j = judge_items([{"id": "empty", "caption": "A dog runs.", "events": []}], config)[0]
+    assert j.status == "failed" and j.error and j.rates() is None
+    assert "miss_rate" not in j.to_dict()
+
+
+def test_runner_fills_repetition_and_unnatural_patterns(config):
+    caption = "Video Description: a man plays a red guitar. A man plays a red guitar."
+    j = judge_items([{"id": "u", "caption": caption, "events": ["A man plays a red guitar"]}], config)[0]
+    assert j.rep_rate == pytest.approx(6 / 14)  # "video description" + 2 x 6 words, one repeat
+    assert "header" in j.unnatural
+
+
+def test_unknown_judge_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no judge named 'nope'"):
+        judge_items([{"id": "a", "caption": "x", "events": ["y"]}], JudgeConfig(judge="nope"))
+
+
+def test_wordllama_fallback_scores_related_above_unrelated():
+    scores = offline.score_events(
+        ["A brown dog chases a red ball across a green park while children laugh."],
+        [["A dog chases a ball", "A pianist performs on a concert stage"]],
+        encoder_name="wordllama",
+    )[0]
+    assert scores[0] > scores[1]
+
+
+def test_split_clauses():
+    assert offline.split_clauses("A man sings; a woman dances, while a dog barks. The end.") == [
+        "A man sings", "a woman dances", "while a dog barks.", "The end."]

@@ -1,0 +1,106 @@
+"""Rebirth tuning (paper sec. 3.4) without a model: the final mrDPO model labels, unnatural,
+empty and cut-off captions are dropped, the kept ones become an SFT set trained from the
+post-alignment checkpoint, and a rerun redoes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.pipeline import rebirth
+from vs2_plugin.pipeline.config import load_mrdpo_config
+
+CAPTIONS = {
+    "good": ("A toddler plays on a rug in a bright living room while a fire burns.", "stop"),
+    "header": ("Video Description: a toddler plays on a rug.", "stop"),
+    "repeated": ("the the the the the toddler plays on the rug", "stop"),
+    "empty": ("   ", "stop"),
+    "cut": ("A blue balloon floats near the window and", "length"),
+}
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, repo_root):
+    videos = tmp_path / "videos.jsonl"
+    videos.write_text("".join(json.dumps({"id": name, "video": f"{name}.mp4"}) + "\n" for name in CAPTIONS))
+    for name in CAPTIONS:
+        (tmp_path / f"{name}.mp4").write_bytes(b"")
+    run = tmp_path / "mrdpo"
+    run.mkdir()
+    (run / "final_model.json").write_text(json.dumps({"model": "/models/post-align", "adapters": ["/r/1", "/r/2"]}))
+    cfg_data = yaml.safe_load((repo_root / "recipes" / "tiny" / "mrdpo.yaml").read_text())
+    cfg_data.update(run_dir=str(run), model_name_or_path=str(tmp_path / "post-align"), train_videos=str(videos))
+    cfg_path = tmp_path / "mrdpo.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg_data))
+    calls = {"sample": [], "train": []}
+
+    def fake_sample(tasks, out_path, *, model, adapters, **kwargs):
+        calls["sample"].append({"model": model, "adapters": adapters, "n": len(tasks), "greedy": tasks[0].greedy})
+        return [{"key": t.key, "video_id": t.video_id, "video": t.video, "prompt": t.prompt,
+                 "caption": CAPTIONS[t.video_id][0], "finish_reason": CAPTIONS[t.video_id][1]} for t in tasks]
+
+    def fake_train(args, yaml_path, log_path):
+        calls["train"].append(args)
+
+    monkeypatch.setattr(rebirth, "sample", fake_sample)
+    monkeypatch.setattr(rebirth, "run_training", fake_train)
+    return load_mrdpo_config(str(cfg_path)), videos, tmp_path, calls
+
+
+def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignment(setup, repo_root):
+    cfg, videos, tmp_path, calls = setup
+    out = tmp_path / "rebirth"
+    result = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
+                                 progress=False)
+    # 1. labelled by the final mrDPO model (backbone + every merged LoRA proxy), greedily
+    assert calls["sample"] == [{"model": "/models/post-align", "adapters": ["/r/1", "/r/2"],
+                                "n": len(CAPTIONS), "greedy": True}]
+    # 2. unnatural, empty and cut-off captions dropped, with their reasons
+    assert (result["labelled"], result["kept"], result["dropped"]) == (5, 1, 4)
+    dropped = {json.loads(line)["video_id"]: json.loads(line)["reasons"] for line in (out / "dropped.jsonl").open()}
+    assert "header" in dropped["header"] and "repeated_token" in dropped["repeated"]
+    assert dropped["empty"] == ["empty caption"] and "cut off at max_new_tokens" in dropped["cut"]
+    # 3. the kept captions as a LLaMA-Factory SFT set
+    data = json.loads((out / "data" / "vs2_rebirth.json").read_text())
+    assert [d["messages"][1]["content"] for d in data] == [CAPTIONS["good"][0]]
+    assert data[0]["videos"] == [str(tmp_path / "good.mp4")] or data[0]["videos"][0].endswith("good.mp4")
+    assert "vs2_rebirth" in json.loads((out / "data" / "dataset_info.json").read_text())
+    # 4. trained from the post-alignment checkpoint, not from the DPO model, no adapter stacked
+    (train,) = calls["train"]
+    assert train["model_name_or_path"] == str((tmp_path / "post-align").resolve())
+    assert train["dataset"] == "vs2_rebirth" and train["dataset_dir"] == str(out / "data")
+    assert "adapter_name_or_path" not in train and train.get("stage", "sft") == "sft"
+    # a rerun finds every step done
+    again = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
+                                progress=False)
+    assert again["kept"] == 1 and len(calls["train"]) == 1
+
+
+def test_rebirth_refuses_a_recipe_that_would_not_start_from_post_alignment(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"stage": "sft", "adapter_name_or_path": "saves/dpo"}))
+    with pytest.raises(ConfigError, match="saves/dpo"):
+        rebirth.sft_args(recipe, "post", tmp_path, tmp_path / "o")
+    recipe.write_text(yaml.safe_dump({"stage": "dpo"}))
+    with pytest.raises(ConfigError, match="'dpo'"):
+        rebirth.sft_args(recipe, "post", tmp_path, tmp_path / "o")
+    with pytest.raises(ConfigError, match="not found"):
+        rebirth.sft_args(tmp_path / "missing.yaml", "post", tmp_path, tmp_path / "o")
+
+
+def test_rebirth_needs_a_finished_mrdpo_run(tmp_path):
+    with pytest.raises(Vs2Error, match="final_model.json"):
+        rebirth.final_model(tmp_path)
+
+
+def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
+    cfg, videos, tmp_path, calls = setup
+    lines = [json.loads(line) for line in videos.read_text().splitlines() if "good" not in line]
+    videos.write_text("".join(json.dumps(row) + "\n" for row in lines))
+    with pytest.raises(Vs2Error, match="all 4 captions were dropped"):
+        rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
+                            str(tmp_path / "rb"), progress=False)
+    assert calls["train"] == []
