@@ -147,3 +147,11 @@ def test_declared_as_an_entry_point_of_the_vs2_group():
     assert import_module(ep.value) is exact
     manager = plugins.build_plugin_manager(entry_points=[ep])
     assert manager.has_plugin("synth_exact") and "synth_exact" in plugins.registered_judges(manager)
+
+
+def test_doctests():
+    import doctest
+
+    from vs2_plugin.synth import generate
+
+    assert doctest.testmod(exact).failed == 0 and doctest.testmod(generate).failed == 0

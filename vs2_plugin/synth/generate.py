@@ -1,8 +1,8 @@
 """Synthetic audio-visual clips with exactly known events, and their LLaMA-Factory datasets.
 
-Each clip (``D`` whole seconds, drawn in ``[min_seconds, max_seconds]``) is planned on a grid
+Each clip (``D`` seconds, an even whole number drawn in ``[min_seconds, max_seconds]``) is planned on a grid
 of one-second slots ``t = 1 .. D-1``: a slot holds at most one visual event (a coloured shape
-appears at one of five positions, moves to another over one second, or disappears) and at
+appears at one of five positions, moves to another, or disappears) and at
 most one audio event (a low / medium / high tone, a burst of noise, or a word spoken by
 espeak-ng), so audio events can have a visual counterpart at the same time or none. Events
 sit on whole seconds and frames are sampled at slot centres (``k + 0.5`` s, as the model's
@@ -49,6 +49,9 @@ INTRO = "The video shows coloured shapes on a dark background."
 ALIGN_PROMPT = "Describe the audio in order."
 TRANSCRIBE_PROMPT = "Transcribe the speech."
 MAX_VISIBLE = 3
+#: a move takes this long from its slot: frames sampled at slot centres (k + 0.5 s) show where
+#: the shape was and where it went, never a shape half-way
+MOVE_SECONDS = 0.4
 TONE_HZ = {"low": 262.0, "medium": 523.0, "high": 1047.0}
 COLOUR_RGB = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (240, 220, 40),
               "purple": (160, 60, 200), "white": (240, 240, 240)}
@@ -89,8 +92,22 @@ class SynthConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 3 <= value <= 60:
                 raise ConfigError(f"{name} must be a number of seconds in [3, 60], got {value!r}")
-        if int(np.floor(self.max_seconds)) < int(np.ceil(self.min_seconds)):
-            raise ConfigError(f"min_seconds={self.min_seconds} .. max_seconds={self.max_seconds} holds no whole second")
+        self.min_seconds, self.max_seconds = float(self.min_seconds), float(self.max_seconds)
+        if not even_durations(self.min_seconds, self.max_seconds):
+            raise ConfigError(f"min_seconds={self.min_seconds:g} .. max_seconds={self.max_seconds:g} holds no even "
+                              f"whole number of seconds (clip durations are even, see vs2_plugin.synth.generate)")
+
+
+def even_durations(min_seconds: float, max_seconds: float) -> list[int]:
+    """Clip durations allowed in ``[min_seconds, max_seconds]``: even whole seconds, so that the
+    model's 1-fps sampler (frames in temporal groups of 2) takes exactly one frame per second,
+    at ``k + 0.5`` s.
+
+    >>> even_durations(4, 12), even_durations(3, 5.5), even_durations(5.2, 5.8)
+    ([4, 6, 8, 10, 12], [4], [])
+    """
+    lo = int(np.ceil(min_seconds))
+    return [d for d in range(lo + lo % 2, int(np.floor(max_seconds)) + 1, 2)]
 
 
 @dataclass
@@ -107,20 +124,19 @@ class Clip:
 
 def _plan_events(rng: np.random.Generator, duration: int) -> list[Event]:
     """Events on the slots ``1 .. duration-1``: visual ones keep a consistent scene (an object
-    moves or disappears only while visible, never to an occupied position; a colour + shape
-    pair is used once per clip), audio ones are independent."""
+    moves (over :data:`MOVE_SECONDS`) or disappears only while visible, never to an occupied
+    position; a colour + shape pair is used once per clip), audio ones are independent."""
     visible: dict[tuple[str, str], str] = {}
     used: set[tuple[str, str]] = set()
     events: list[Event] = []
-    busy_until = 0.0  # a moving object finishes its move before the next visual event
     for t in range(1, duration):
         t = float(t)
-        if rng.random() < 0.7 and t >= busy_until:
+        if rng.random() < 0.7:
             free = [p for p in POSITIONS if p not in visible.values()]
             options = []
             if len(visible) < MAX_VISIBLE and free:
                 options.append("appear")
-            if visible and free and t + 1 <= duration - 1:
+            if visible and free:
                 options.append("move")
             if visible:
                 options.append("disappear")
@@ -139,7 +155,6 @@ def _plan_events(rng: np.random.Generator, duration: int) -> list[Event]:
                 if kind == "move":
                     position = free[int(rng.integers(len(free)))]
                     visible[colour, shape] = position
-                    busy_until = t + 1
                     events.append(Event("move", colour=colour, shape=shape, position=position, time=t))
                 else:
                     del visible[colour, shape]
@@ -182,8 +197,8 @@ def plan_clip(seed: int, split: str, index: int, config: SynthConfig) -> Clip:
     local intervals exist); plans that do not are redrawn from the same stream.
     """
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
-    lo, hi = int(np.ceil(config.min_seconds)), int(np.floor(config.max_seconds))
-    duration = int(rng.integers(lo, hi + 1))
+    durations = even_durations(config.min_seconds, config.max_seconds)
+    duration = durations[int(rng.integers(len(durations)))]
     for _ in range(1000):
         events = _plan_events(rng, duration)
         kinds = {e.modality for e in events}
@@ -225,7 +240,7 @@ def render_frames(clip: Clip, fps: int, size: int) -> np.ndarray:
             pos = np.array(POSITION_XY[track[0].position])
             for e in track[1:]:
                 if e.kind == "move" and t >= e.time:
-                    frac = min(1.0, t - e.time)  # a move lasts one second
+                    frac = min(1.0, (t - e.time) / MOVE_SECONDS)
                     pos = pos + frac * (np.array(POSITION_XY[e.position]) - pos)
             mask = _shape_mask(shape, xx, yy, pos[0] * size, pos[1] * size, size * 0.14)
             frames[i][mask] = COLOUR_RGB[colour]

@@ -79,10 +79,12 @@ def longest_ordered(pairs: list[tuple[int, int]]) -> set[int]:
 
     ``pairs`` are (reference step, caption step), sorted by reference step then caption step;
     a subset is ordered when a later reference step never has an earlier caption step, i.e.
-    its caption steps are non-decreasing. Ties keep the earliest pairs.
+    its caption steps are non-decreasing. Among equally large subsets, the one whose caption
+    steps stay smallest is kept (patience sorting), so which of two swapped events is the
+    out-of-order one is fixed, not arbitrary.
 
     >>> sorted(longest_ordered([(0, 1), (1, 0), (2, 2)]))
-    [0, 2]
+    [1, 2]
     """
     tails: list[int] = []  # tails[k]: smallest caption step ending an ordered run of length k+1
     tail_pos: list[int] = []
