@@ -20,7 +20,7 @@ _DEFAULTS = SynthConfig(out=".")
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (created; files of a previous run are overwritten)")
+    parser.add_argument("--out", required=True, help="output folder (created; files of the same names are overwritten, other files are left)")
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"generation seed (default {_DEFAULTS.seed})")
     parser.add_argument("--n-train", type=int, default=_DEFAULTS.n_train, help=f"training clips (default {_DEFAULTS.n_train})")
     parser.add_argument("--n-heldout", type=int, default=_DEFAULTS.n_heldout, help=f"held-out clips (default {_DEFAULTS.n_heldout})")
