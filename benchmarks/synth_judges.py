@@ -36,13 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin import plugins  # noqa: E402
-from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
-from vs2_plugin.judge.runner import judge_items  # noqa: E402
-from vs2_plugin.judge.types import JudgeItem  # noqa: E402
-from vs2_plugin.synth import judge as exact_judge  # noqa: E402
-from vs2_plugin.synth.generate import INTRO, SynthConfig, plan_clip  # noqa: E402
-from vs2_plugin.synth.grammar import (  # noqa: E402
+from vs2_plugin import plugins
+from vs2_plugin.judge.config import JudgeConfig
+from vs2_plugin.judge.runner import judge_items
+from vs2_plugin.judge.types import JudgeItem
+from vs2_plugin.synth import judge as exact_judge
+from vs2_plugin.synth.generate import INTRO, SynthConfig, plan_clip
+from vs2_plugin.synth.grammar import (
     ATTRIBUTES,
     COLOURS,
     PITCHES,

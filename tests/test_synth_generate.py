@@ -27,7 +27,7 @@ from vs2_plugin.synth.generate import (
 from vs2_plugin.synth.grammar import Event
 from vs2_plugin.synth.judge import judge_caption
 
-SMALL = dict(seed=7, n_train=3, n_heldout=2, min_seconds=4, max_seconds=7)
+SMALL = {"seed": 7, "n_train": 3, "n_heldout": 2, "min_seconds": 4, "max_seconds": 7}
 
 
 @pytest.fixture(scope="module")

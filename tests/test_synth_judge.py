@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
 from importlib import import_module, metadata
 
 import pytest
+import tomllib
 from conftest import REPO
 
 from vs2_plugin import plugins
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.runner import extract_events, judge_items
 from vs2_plugin.synth import judge as exact
-from vs2_plugin.synth.judge import judge_caption, longest_ordered, wrong_attributes
 from vs2_plugin.synth.grammar import Event
+from vs2_plugin.synth.judge import judge_caption, longest_ordered, wrong_attributes
 
 EVENTS = [  # the atomic events of one clip, in time order (the tone is at the square's time)
     "A red square appears at the top left.",

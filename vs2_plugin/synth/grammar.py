@@ -127,7 +127,7 @@ class Event:
         return out
 
     @classmethod
-    def from_dict(cls, row: dict) -> "Event":
+    def from_dict(cls, row: dict) -> Event:
         keys = ("colour", "shape", "position", "pitch", "word")
         return cls(kind=row["kind"], time=float(row.get("time", 0.0)), **{k: row.get(k) for k in keys})
 

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vs2_plugin import hookimpl
-from vs2_plugin.synth.grammar import Event, ParsedEvent, atomic_events, parse_caption, parse_clause
+from vs2_plugin.synth.grammar import (
+    Event,
+    ParsedEvent,
+    atomic_events,
+    parse_caption,
+    parse_clause,
+)
 
 NAME = "synth_exact"
 EXACT_WEIGHT = 1000.0
