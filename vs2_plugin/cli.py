@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "demo": ("vs2_plugin.commands.demo", "the whole pipeline on the tiny model and bundled media"),
     "caption": ("vs2_plugin.commands.caption", "caption videos with a trained model or run, in batches (JSONL)"),
     "export": ("vs2_plugin.commands.export", "merge a model and its LoRA adapters (or a run's final model) into one checkpoint"),
+    "synth": ("vs2_plugin.commands.synth", "synthetic audio-visual clips with exact events, captions and datasets"),
 }
 
 
