@@ -74,11 +74,29 @@ def make_clip(seconds: int = CLIP_SECONDS, gop: int | None = None) -> Path:
     tmp = path.with_suffix(".part.mp4")
     subprocess.run(
         [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", *([] if gop is None else ["-g", str(gop)]),
-            "-c:a", "aac", "-ac", "2", "-shortest", str(tmp),
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=1280x720:rate=25:duration={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            *([] if gop is None else ["-g", str(gop)]),
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+            "-shortest",
+            str(tmp),
         ],
         check=True,
     )
@@ -99,7 +117,11 @@ def ours(clip: Path) -> dict:
     from vs2_plugin.data.media import read_media
 
     decoded = read_media(clip, FPS_PHI, MAX_FRAMES, need_video=True, need_audio=True, max_pixels=VIDEO_MAX_PIXELS)
-    return {"frames": decoded.num_frames, "frame_size": list(decoded.frames.shape[1:3]), "audio_samples": len(decoded.audio)}
+    return {
+        "frames": decoded.num_frames,
+        "frame_size": list(decoded.frames.shape[1:3]),
+        "audio_samples": len(decoded.audio),
+    }
 
 
 def llamafactory(clip: Path) -> dict:
@@ -114,7 +136,11 @@ def llamafactory(clip: Path) -> dict:
         video_maxlen=MAX_FRAMES,
     )["videos"][0]
     audio = plugin._regularize_audios([str(clip)], sampling_rate=SAMPLE_RATE)["audios"][0]
-    return {"frames": len(videos), "frame_size": [videos[0].height, videos[0].width], "audio_samples": int(audio.shape[-1])}
+    return {
+        "frames": len(videos),
+        "frame_size": [videos[0].height, videos[0].width],
+        "audio_samples": int(audio.shape[-1]),
+    }
 
 
 def compare_readers(clip: Path, repeats: int) -> dict:
@@ -277,7 +303,9 @@ def _pipeline(side: str, model_dir: Path):
         video_min_pixels=VIDEO_MIN_PIXELS,
         use_audio_in_video=True,
     )
-    data_args = DataArguments(template="video_salmonn2" if side == "ours" else "qwen2_omni", cutoff_len=PIPELINE_CUTOFF_LEN)
+    data_args = DataArguments(
+        template="video_salmonn2" if side == "ours" else "qwen2_omni", cutoff_len=PIPELINE_CUTOFF_LEN
+    )
     modules = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(modules["tokenizer"], data_args)
     return template, modules["tokenizer"], modules["processor"], data_args
@@ -293,10 +321,15 @@ def _examples(side: str, files: list[Path]) -> dict[str, list]:
     rows = {k: [] for k in ("_prompt", "_response", "_system", "_tools", "_images", "_videos", "_audios")}
     for i, path in enumerate(files):
         rows["_prompt"].append([{"role": "user", "content": prompt + "Describe the video in detail."}])
-        rows["_response"].append([
-            {"role": "assistant", "content": f"A test pattern with a moving colour wheel and a steady 440 Hz tone (clip {i})."},
-            {"role": "assistant", "content": f"A cat sleeps on a sofa while rain falls (clip {i})."},
-        ])
+        rows["_response"].append(
+            [
+                {
+                    "role": "assistant",
+                    "content": f"A test pattern with a moving colour wheel and a steady 440 Hz tone (clip {i}).",
+                },
+                {"role": "assistant", "content": f"A cat sleeps on a sofa while rain falls (clip {i})."},
+            ]
+        )
         rows["_system"].append("")
         rows["_tools"].append("")
         rows["_images"].append(None)
@@ -348,7 +381,9 @@ def run_pipeline(side: str, model_dir: Path, files: list[Path], batch_pairs: int
     from vs2_plugin.data import media
 
     template, tokenizer, processor, data_args = _pipeline(side, model_dir)
-    dataset_processor = PairwiseDatasetProcessor(template=template, tokenizer=tokenizer, processor=processor, data_args=data_args)
+    dataset_processor = PairwiseDatasetProcessor(
+        template=template, tokenizer=tokenizer, processor=processor, data_args=data_args
+    )
     collator = PairwiseDataCollatorWithPadding(
         template=template, model=None, tokenizer=tokenizer, processor=processor, label_pad_token_id=IGNORE_INDEX
     )
@@ -386,7 +421,8 @@ def run_pipeline(side: str, model_dir: Path, files: list[Path], batch_pairs: int
         "av_open_calls_by_caller": counter.av_opens,
         "torchaudio_load_calls": counter.audio_loads,
         "distinct_files": len({str(f) for f in files}),
-        "prompt_tokens_first_pair": len(rows["chosen_input_ids"][0]) - sum(1 for t in rows["chosen_labels"][0] if t != IGNORE_INDEX),
+        "prompt_tokens_first_pair": len(rows["chosen_input_ids"][0])
+        - sum(1 for t in rows["chosen_labels"][0] if t != IGNORE_INDEX),
         "first_batch": _batch_summary(outputs[0]),
     }
 
@@ -450,7 +486,8 @@ def pipeline_part(
                 f"LLaMA-Factory's side is timed on the first {lf['pairs']} of the {pairs} pairs (whole collator batches) "
                 "and compared per pair: it decodes every video and audio track again in every process_messages and "
                 "collator call and caches nothing, so its cost per pair does not depend on how many pairs run"
-                if lf["pairs"] < pairs else "both sides timed on all pairs"
+                if lf["pairs"] < pairs
+                else "both sides timed on all pairs"
             ),
             "ours_setup": "template video_salmonn2, vs2 build-tiny tokenizer + Qwen2.5-VL processor, prompt '<video>...', "
             "use_audio_in_video: true (the clip's own AAC track, interleaved)",
@@ -476,12 +513,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS))
     parser.add_argument("--pairs", type=int, default=PIPELINE_PAIRS, help="pipeline: pairwise samples")
-    parser.add_argument("--llamafactory-pairs", type=int, default=LLAMAFACTORY_TIMED_PAIRS,
-                        help="pipeline: pairs LLaMA-Factory's side is timed on (0 = all)")
-    parser.add_argument("--batch-pairs", type=int, default=PIPELINE_BATCH_PAIRS, help="pipeline: pairs per collator call")
+    parser.add_argument(
+        "--llamafactory-pairs",
+        type=int,
+        default=LLAMAFACTORY_TIMED_PAIRS,
+        help="pipeline: pairs LLaMA-Factory's side is timed on (0 = all)",
+    )
+    parser.add_argument(
+        "--batch-pairs", type=int, default=PIPELINE_BATCH_PAIRS, help="pipeline: pairs per collator call"
+    )
     parser.add_argument("--clip", type=Path, help="pipeline: clip to use (default: the 60 s clip of part (a))")
-    parser.add_argument("--model-dir", type=Path, help="pipeline: a vs2 build-tiny directory (default: built under the cache)")
-    parser.add_argument("--work-dir", type=Path, default=CACHE, help="pipeline: where pair links and tiny processors go")
+    parser.add_argument(
+        "--model-dir", type=Path, help="pipeline: a vs2 build-tiny directory (default: built under the cache)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=CACHE, help="pipeline: where pair links and tiny processors go"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON (updated in place)")
     args = parser.parse_args(argv)
     out = args.out
@@ -489,7 +536,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.parts.split(","):
         if name == "pipeline":
             results.update(
-                pipeline_part(args.repeats, args.pairs, args.llamafactory_pairs, args.batch_pairs, args.clip, args.model_dir, args.work_dir)
+                pipeline_part(
+                    args.repeats,
+                    args.pairs,
+                    args.llamafactory_pairs,
+                    args.batch_pairs,
+                    args.clip,
+                    args.model_dir,
+                    args.work_dir,
+                )
             )
         else:
             results.update(PARTS[name](args.repeats))

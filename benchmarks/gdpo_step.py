@@ -71,15 +71,29 @@ def write_dataset(folder: Path, model_dir: Path, pairs: int, prompt_tokens: int,
     for _ in range(pairs):
         prompt = _text(tokenizer, prompt_tokens, rng)
         chosen, rejected, truth = (_text(tokenizer, caption_tokens, rng) for _ in range(3))
-        rows.append({"messages": [{"role": "user", "content": prompt}],
-                     "chosen": {"role": "assistant", "content": chosen},
-                     "rejected": {"role": "assistant", "content": rejected}})
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": prompt}],
+                "chosen": {"role": "assistant", "content": chosen},
+                "rejected": {"role": "assistant", "content": rejected},
+            }
+        )
         gt.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": truth}]})
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
     info = {
-        "bench_pairs": {"file_name": "pairs.json", "formatting": "sharegpt", "ranking": True,
-                        "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"}, "tags": tags},
-        "bench_gt": {"file_name": "gt.json", "formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": tags},
+        "bench_pairs": {
+            "file_name": "pairs.json",
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"},
+            "tags": tags,
+        },
+        "bench_gt": {
+            "file_name": "gt.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": tags,
+        },
     }
     (folder / "pairs.json").write_text(json.dumps(rows))
     (folder / "gt.json").write_text(json.dumps(gt))
@@ -88,12 +102,34 @@ def write_dataset(folder: Path, model_dir: Path, pairs: int, prompt_tokens: int,
 
 def base_args(model_dir: Path, data_dir: Path, out: Path, pairs: int) -> dict:
     return dict(
-        model_name_or_path=str(model_dir), do_train=True, finetuning_type="lora", lora_rank=8, lora_alpha=16,
-        lora_target="q_proj,k_proj,v_proj", pref_beta=0.1, pref_loss="sigmoid", dataset="bench_pairs",
-        dataset_dir=str(data_dir), template="qwen", cutoff_len=16384, output_dir=str(out), overwrite_output_dir=True,
-        per_device_train_batch_size=1, gradient_accumulation_steps=1, max_steps=pairs, learning_rate=1e-4,
-        lr_scheduler_type="constant", logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
-        bf16=False, preprocessing_num_workers=1, dataloader_num_workers=0, disable_tqdm=True, seed=42,
+        model_name_or_path=str(model_dir),
+        do_train=True,
+        finetuning_type="lora",
+        lora_rank=8,
+        lora_alpha=16,
+        lora_target="q_proj,k_proj,v_proj",
+        pref_beta=0.1,
+        pref_loss="sigmoid",
+        dataset="bench_pairs",
+        dataset_dir=str(data_dir),
+        template="qwen",
+        cutoff_len=16384,
+        output_dir=str(out),
+        overwrite_output_dir=True,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=1,
+        max_steps=pairs,
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        logging_steps=1000,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        preprocessing_num_workers=1,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=42,
         flash_attn="sdpa",
     )
 
@@ -130,9 +166,15 @@ def _train_variant(kind: str, args: dict, queue) -> None:
             if model is not None and not self.weight_mb:
                 self.weight_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
             if optimizer is not None and not self.optimizer_mb:
-                self.optimizer_mb = sum(
-                    t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values() if torch.is_tensor(t)
-                ) / 2**20
+                self.optimizer_mb = (
+                    sum(
+                        t.numel() * t.element_size()
+                        for st in optimizer.state.values()
+                        for t in st.values()
+                        if torch.is_tensor(t)
+                    )
+                    / 2**20
+                )
 
         def on_train_end(self, *a, **k):
             self.train_wall = time.perf_counter() - self.t0
@@ -155,10 +197,20 @@ def _train_variant(kind: str, args: dict, queue) -> None:
         run_gdpo_from_dict({**args, "stage": "gdpo"}, callbacks=[probe])
     wall = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else (_rss_kib("VmHWM") - base_rss) / 1024
-    queue.put({"kind": kind, "wall_s": wall, "train_wall_s": probe.train_wall, "step_times": probe.times,
-               "peak_mb": peak, "weight_mb": probe.weight_mb, "optimizer_state_mb": probe.optimizer_mb,
-               "memory_measure": "cuda max_memory_allocated over the run" if cuda
-               else "peak RSS above the RSS before the stage call (weights, optimizer state, activations, data; CPU)"})
+    queue.put(
+        {
+            "kind": kind,
+            "wall_s": wall,
+            "train_wall_s": probe.train_wall,
+            "step_times": probe.times,
+            "peak_mb": peak,
+            "weight_mb": probe.weight_mb,
+            "optimizer_state_mb": probe.optimizer_mb,
+            "memory_measure": "cuda max_memory_allocated over the run"
+            if cuda
+            else "peak RSS above the RSS before the stage call (weights, optimizer state, activations, data; CPU)",
+        }
+    )
 
 
 def run_variant(kind: str, args: dict) -> dict:
@@ -194,10 +246,22 @@ def _load_for_round(model_dir: str, adapters: list[str] | None) -> None:
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
 
-    args = {"stage": "dpo", "model_name_or_path": model_dir, "do_train": True, "finetuning_type": "lora",
-            "lora_rank": 8, "lora_alpha": 16, "lora_target": "q_proj,k_proj,v_proj", "dataset": "bench_pairs",
-            "template": "qwen", "output_dir": tempfile.mkdtemp(prefix="hook-"), "report_to": "none", "use_cpu": True,
-            "bf16": False, "create_new_adapter": bool(adapters)}
+    args = {
+        "stage": "dpo",
+        "model_name_or_path": model_dir,
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 8,
+        "lora_alpha": 16,
+        "lora_target": "q_proj,k_proj,v_proj",
+        "dataset": "bench_pairs",
+        "template": "qwen",
+        "output_dir": tempfile.mkdtemp(prefix="hook-"),
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "create_new_adapter": bool(adapters),
+    }
     if adapters:
         args["adapter_name_or_path"] = ",".join(adapters)
     model_args, _d, training_args, finetuning_args, _g = get_train_args(args)
@@ -224,9 +288,11 @@ def time_round_hooks(model_dir: Path, work: Path, repeats: int) -> dict:
     ctx = mp.get_context("fork")
     times: dict[str, list[float]] = {"memory": [], "export": []}
     for i in range(repeats):
-        for kind in (("memory", "export") if i % 2 == 0 else ("export", "memory")):
+        for kind in ("memory", "export") if i % 2 == 0 else ("export", "memory"):
             queue = ctx.Queue()
-            proc = ctx.Process(target=_hook_child, args=(kind, str(model_dir), str(adapter), str(work / f"{kind}-{i}"), queue))
+            proc = ctx.Process(
+                target=_hook_child, args=(kind, str(model_dir), str(adapter), str(work / f"{kind}-{i}"), queue)
+            )
             proc.start()
             times[kind].append(queue.get())
             proc.join()
@@ -240,8 +306,12 @@ def _stats(values: list[float]) -> dict:
 def _ratio_stats(num: list[float], den: list[float]) -> dict:
     """Ratio of medians, plus the per-repeat ratios (each repeat's pair ran back to back)."""
     per_repeat = [a / b for a, b in zip(num, den)]
-    return {"median_ratio": statistics.median(num) / statistics.median(den), "per_repeat": per_repeat,
-            "min": min(per_repeat), "max": max(per_repeat)}
+    return {
+        "median_ratio": statistics.median(num) / statistics.median(den),
+        "per_repeat": per_repeat,
+        "min": min(per_repeat),
+        "max": max(per_repeat),
+    }
 
 
 def main(argv=None) -> int:
@@ -272,7 +342,7 @@ def main(argv=None) -> int:
         import llamafactory.train.tuner  # noqa: F401  (import once, before forking the runs)
 
         for i in range(opts.repeats):
-            for kind in (("dpo", "gdpo") if i % 2 == 0 else ("gdpo", "dpo")):
+            for kind in ("dpo", "gdpo") if i % 2 == 0 else ("gdpo", "dpo"):
                 args = base_args(model_dir, data_dir, tmp / f"{kind}-{i}", opts.pairs)
                 if kind == "gdpo":
                     args.update(gdpo_lambda=0.1, gt_dataset="bench_gt", gdpo_ref_cache="disk")
@@ -298,8 +368,13 @@ def main(argv=None) -> int:
         "peak_mem_ratio": memory["median_ratio"],
         "round_hook_export_vs_memory": hook["median_ratio"],
         "repeats": opts.repeats,
-        "spread": {"epoch_ratio": epoch, "train_ratio": train, "step_ratio": steps, "peak_mem_ratio": memory,
-                   "round_hook_export_vs_memory": hook},
+        "spread": {
+            "epoch_ratio": epoch,
+            "train_ratio": train,
+            "step_ratio": steps,
+            "peak_mem_ratio": memory,
+            "round_hook_export_vs_memory": hook,
+        },
         "dpo_epoch_s": _stats(series("dpo", "wall_s")),
         "gdpo_epoch_s": _stats(series("gdpo", "wall_s")),
         "dpo_train_s": _stats(series("dpo", "train_wall_s")),
@@ -309,7 +384,10 @@ def main(argv=None) -> int:
         "dpo_peak_mb": _stats(series("dpo", "peak_mb")),
         "gdpo_peak_mb": _stats(series("gdpo", "peak_mb")),
         "weight_mb": runs["gdpo"][0]["weight_mb"],
-        "optimizer_state_mb": {"dpo": runs["dpo"][0]["optimizer_state_mb"], "gdpo": runs["gdpo"][0]["optimizer_state_mb"]},
+        "optimizer_state_mb": {
+            "dpo": runs["dpo"][0]["optimizer_state_mb"],
+            "gdpo": runs["gdpo"][0]["optimizer_state_mb"],
+        },
         "round_hook_memory_s": _stats(hooks["memory"]),
         "round_hook_export_s": _stats(hooks["export"]),
         "prompt_tokens": prompt_tokens,
@@ -320,8 +398,13 @@ def main(argv=None) -> int:
     }
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(results, indent=2) + "\n")
-    for key in ("gdpo_vs_dpo_epoch_ratio", "gdpo_vs_dpo_train_ratio", "gdpo_vs_dpo_step_ratio", "peak_mem_ratio",
-                "round_hook_export_vs_memory"):
+    for key in (
+        "gdpo_vs_dpo_epoch_ratio",
+        "gdpo_vs_dpo_train_ratio",
+        "gdpo_vs_dpo_step_ratio",
+        "peak_mem_ratio",
+        "round_hook_export_vs_memory",
+    ):
         print(f"{key}: {results[key]:.3f}")
     return 0
 

@@ -38,10 +38,20 @@ ANSWER = json.dumps({"missed": [1], "incorrect": [], "hallucinated": []})
 
 def synthetic_items(n: int) -> list[dict]:
     subjects = ["a man", "a woman", "a child", "a dog", "a drummer", "a chef", "a cyclist", "a crowd"]
-    actions = ["walks along a beach", "plays a red guitar", "cooks pasta", "laughs loudly", "waves at the camera", "rides past a bus"]
+    actions = [
+        "walks along a beach",
+        "plays a red guitar",
+        "cooks pasta",
+        "laughs loudly",
+        "waves at the camera",
+        "rides past a bus",
+    ]
     items = []
     for i in range(n):
-        events = [f"{subjects[(i + k) % len(subjects)].capitalize()} {actions[(i * 3 + k) % len(actions)]} (clip {i}, event {k})" for k in range(8)]
+        events = [
+            f"{subjects[(i + k) % len(subjects)].capitalize()} {actions[(i * 3 + k) % len(actions)]} (clip {i}, event {k})"
+            for k in range(8)
+        ]
         items.append({"id": f"item{i:04d}", "caption": " ".join(e + "." for e in events[::2]), "events": events})
     return items
 
@@ -59,23 +69,38 @@ def timed(items, config) -> tuple[float, list]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--cached-repeats", type=int, default=5, help="cached reruns; their median wall time is reported")
+    parser.add_argument(
+        "--cached-repeats", type=int, default=5, help="cached reruns; their median wall time is reported"
+    )
     parser.add_argument("--sequential-items", type=int, default=15, help="items of the sequential baseline (x7 calls)")
     args = parser.parse_args()
 
     items = synthetic_items(N_ITEMS)
     calls = N_ITEMS * PASSES
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer(responder=lambda body: ANSWER, latency_s=LATENCY) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeOpenAIServer(responder=lambda body: ANSWER, latency_s=LATENCY) as server,
+    ):
         os.environ["OPENAI_BASE_URL"] = server.base_url
         os.environ.setdefault("OPENAI_API_KEY", "sk-local-benchmark-key")
         common = dict(model="fake-judge", passes=PASSES, max_retries=2, timeout_s=30.0)
 
-        seq_config = JudgeConfig(judge="openai", show_progress=False, cache_path=str(Path(tmp) / "seq.sqlite"), options=dict(concurrency=1, **common))
+        seq_config = JudgeConfig(
+            judge="openai",
+            show_progress=False,
+            cache_path=str(Path(tmp) / "seq.sqlite"),
+            options=dict(concurrency=1, **common),
+        )
         seq_wall, _ = timed(items[: args.sequential_items], seq_config)
         seq_calls = server.count
         seq_per_call = seq_wall / seq_calls
 
-        config = JudgeConfig(judge="openai", show_progress=False, cache_path=str(Path(tmp) / "cache.sqlite"), options=dict(concurrency=args.concurrency, **common))
+        config = JudgeConfig(
+            judge="openai",
+            show_progress=False,
+            cache_path=str(Path(tmp) / "cache.sqlite"),
+            options=dict(concurrency=args.concurrency, **common),
+        )
         server.reset_counts()
         wall, judgments = timed(items, config)
         requests = server.count

@@ -80,17 +80,26 @@ def score(rows: list[dict], extract) -> dict:
                 break
     p, rec = n_match / n_ext, n_match / n_hum
     return {
-        "count_ratio_median": statistics.median(ratios), "count_ratio_mean": statistics.mean(ratios),
-        "events_per_video": n_ext / len(rows), "human_events_per_video": n_hum / len(rows),
-        "precision": p, "recall": rec, "f1": 2 * p * rec / (p + rec) if p + rec else 0.0,
+        "count_ratio_median": statistics.median(ratios),
+        "count_ratio_mean": statistics.mean(ratios),
+        "events_per_video": n_ext / len(rows),
+        "human_events_per_video": n_hum / len(rows),
+        "precision": p,
+        "recall": rec,
+        "f1": 2 * p * rec / (p + rec) if p + rec else 0.0,
         "videos_with_a_quote_split": quote_splits,
     }
 
 
 def main() -> int:
     rows = [json.loads(line) for line in DEFAULT_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    result = {"data": DEFAULT_DATA.name, "n_videos": len(rows), "match_dice": MATCH,
-              "offline": score(rows, offline.extract_events), "baseline_clauses": score(rows, baseline_extract)}
+    result = {
+        "data": DEFAULT_DATA.name,
+        "n_videos": len(rows),
+        "match_dice": MATCH,
+        "offline": score(rows, offline.extract_events),
+        "baseline_clauses": score(rows, baseline_extract),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -89,7 +89,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> dict:
         active.pop(int(np.argmin(w[:-1])))
     coef = np.zeros(x.shape[1])
     coef[active] = w[:-1]
-    return {"features": list(offline.FEATURES), "mean": mean.tolist(), "std": std.tolist(), "coef": coef.tolist(), "intercept": float(w[-1])}
+    return {
+        "features": list(offline.FEATURES),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "coef": coef.tolist(),
+        "intercept": float(w[-1]),
+    }
 
 
 def apply_logistic(model: dict, x: np.ndarray) -> np.ndarray:
@@ -209,7 +215,9 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         "pairwise_agreement_in_sample": pairwise_agreement(rows, labels, scores),
         "pairwise_agreement_leave_one_captioner_out": pairwise_agreement(rows, labels, loco_scores),
         "miss_calibration_leave_one_captioner_out": miss_gap,
-        "miss_gap_points_leave_one_captioner_out_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in miss_gap.values()),
+        "miss_gap_points_leave_one_captioner_out_max": max(
+            100 * abs(g["judge_miss"] - g["label_miss"]) for g in miss_gap.values()
+        ),
         "miss_calibration_held_out_half": halves,
         "miss_gap_points_held_out_half_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in halves.values()),
         "miss_in_sample": {"judge_miss": float(np.mean(scores < 0.5)), "label_miss": float(np.mean(labels == 0))},
@@ -233,7 +241,9 @@ def main() -> int:
     per_encoder = dict(previous.get("encoders", {}))
     for name in args.encoders:
         per_encoder[name] = evaluate(name, rows, args.fit)
-        per_encoder[name]["auc_vs_baseline_leave_one_captioner_out"] = per_encoder[name]["auc_leave_one_captioner_out_mean"] / baseline
+        per_encoder[name]["auc_vs_baseline_leave_one_captioner_out"] = (
+            per_encoder[name]["auc_leave_one_captioner_out_mean"] / baseline
+        )
     result = {
         "baseline_word_overlap_auc": baseline,
         "baseline_field_notes": {"word_overlap": 0.737, "wordllama_cosine": 0.714, "best_logistic_mix": 0.782},

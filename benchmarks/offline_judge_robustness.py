@@ -73,7 +73,10 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
     judge_lexicon = lexicon()
 
     def judge(captions: list[str]) -> list[dict]:
-        items = [JudgeItem(id=v["id"], caption=c, events=v["events"], reference=v["reference"]) for v, c in zip(videos, captions)]
+        items = [
+            JudgeItem(id=v["id"], caption=c, events=v["events"], reference=v["reference"])
+            for v, c in zip(videos, captions)
+        ]
         return rates(offline.judge(items, encoder_name=encoder))
 
     t0 = time.perf_counter()
@@ -87,7 +90,11 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
     rise = [s["hall_rate"] > o["hall_rate"] for s, o in zip(swap_rates, own)]
     with_swaps = [k for k, s in enumerate(swaps) if len(s) >= 2]
     # swaps the judge's own lexicon does not know (neither word): is the probe circular?
-    unknown = [k for k in with_swaps if all(a.lower() not in judge_lexicon and b.lower() not in judge_lexicon for a, b in swaps[k])]
+    unknown = [
+        k
+        for k in with_swaps
+        if all(a.lower() not in judge_lexicon and b.lower() not in judge_lexicon for a, b in swaps[k])
+    ]
 
     appended = []
     for k, r in enumerate(refs):
@@ -98,27 +105,45 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
     cut_rates = []
     fractions = (1.0, 0.75, 0.5, 0.25)
     for f in fractions:
-        cut_rates.append(judge([" ".join(split_sentences(r)[: max(1, round(f * len(split_sentences(r))))]) for r in refs]))
-    monotone = [all(cut_rates[a][k]["miss_rate"] <= cut_rates[a + 1][k]["miss_rate"] for a in range(len(fractions) - 1)) for k in range(len(refs))]
+        cut_rates.append(
+            judge([" ".join(split_sentences(r)[: max(1, round(f * len(split_sentences(r))))]) for r in refs])
+        )
+    monotone = [
+        all(cut_rates[a][k]["miss_rate"] <= cut_rates[a + 1][k]["miss_rate"] for a in range(len(fractions) - 1))
+        for k in range(len(refs))
+    ]
 
     sim_rates = judge([refs[similar[k]] for k in range(len(refs))])
     seconds = time.perf_counter() - t0
     return {
-        "own_reference": {"miss_mean": float(np.mean([r["miss_rate"] for r in own])), "hall_mean": float(np.mean([r["hall_rate"] for r in own])),
-                          "incorrect_mean": float(np.mean([r["incorrect_rate"] for r in own]))},
+        "own_reference": {
+            "miss_mean": float(np.mean([r["miss_rate"] for r in own])),
+            "hall_mean": float(np.mean([r["hall_rate"] for r in own])),
+            "incorrect_mean": float(np.mean([r["incorrect_rate"] for r in own])),
+        },
         "swapped_details": {
             "hall_rises_share": float(np.mean([rise[k] for k in with_swaps])),
             "n_items": len(with_swaps),
             "hall_mean": float(np.mean([swap_rates[k]["hall_rate"] for k in with_swaps])),
             "incorrect_mean": float(np.mean([swap_rates[k]["incorrect_rate"] for k in with_swaps])),
-            "hall_rises_share_swaps_outside_judge_lexicon": float(np.mean([rise[k] for k in unknown])) if unknown else None,
+            "hall_rises_share_swaps_outside_judge_lexicon": float(np.mean([rise[k] for k in unknown]))
+            if unknown
+            else None,
             "n_items_swaps_outside_judge_lexicon": len(unknown),
         },
-        "appended_foreign_sentences": {"hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))},
-        "truncation": {"monotone_share": float(np.mean(monotone)),
-                       "miss_mean_by_fraction": {str(f): float(np.mean([r["miss_rate"] for r in cr])) for f, cr in zip(fractions, cut_rates)}},
-        "most_similar_other_video": {"miss_ge_90_share": float(np.mean([r["miss_rate"] >= 0.9 for r in sim_rates])),
-                                     "miss_mean": float(np.mean([r["miss_rate"] for r in sim_rates]))},
+        "appended_foreign_sentences": {
+            "hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))
+        },
+        "truncation": {
+            "monotone_share": float(np.mean(monotone)),
+            "miss_mean_by_fraction": {
+                str(f): float(np.mean([r["miss_rate"] for r in cr])) for f, cr in zip(fractions, cut_rates)
+            },
+        },
+        "most_similar_other_video": {
+            "miss_ge_90_share": float(np.mean([r["miss_rate"] >= 0.9 for r in sim_rates])),
+            "miss_mean": float(np.mean([r["miss_rate"] for r in sim_rates])),
+        },
         "seconds": seconds,
     }
 
@@ -133,7 +158,12 @@ def main() -> int:
     step = max(1, len(rows) // args.n_videos)
     videos = rows[::step][: args.n_videos]
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    result = {"data": args.data.name, "n_videos": len(videos), "seed": SEED, "encoders": dict(previous.get("encoders", {}))}
+    result = {
+        "data": args.data.name,
+        "n_videos": len(videos),
+        "seed": SEED,
+        "encoders": dict(previous.get("encoders", {})),
+    }
     for name in args.encoders:
         result["encoders"][name] = run_probes(videos, name)
         print(name, json.dumps(result["encoders"][name], indent=1))

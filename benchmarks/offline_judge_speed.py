@@ -49,10 +49,21 @@ print(json.dumps({"seconds": dt, "events": sum(len(i.events) for i in items), "i
 
 
 def measure(data: Path, encoder: str, threads: int, n_items: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(data), encoder, str(threads), str(ROOT / "benchmarks"), str(n_items)],
-                         capture_output=True, text=True, env=env, check=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(data), encoder, str(threads), str(ROOT / "benchmarks"), str(n_items)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -60,7 +71,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--items", type=int, default=24, help="items judged per measurement (wordllama)")
-    parser.add_argument("--minilm-items", type=int, default=6, help="items per measurement for the slower minilm baseline")
+    parser.add_argument(
+        "--minilm-items", type=int, default=6, help="items per measurement for the slower minilm baseline"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cores = os.cpu_count() or 1

@@ -38,15 +38,23 @@ from vs2_plugin.pipeline.generation import CaptionGenerator, Decoding, PromptGro
 
 RESULTS = ROOT / "benchmarks" / "results" / "sampling.json"
 MEDIA = ROOT / "vs2_plugin" / "assets" / "demo_data" / "media"
-INFER = {"template": "video_salmonn2", "video_fps": 1.0, "video_maxlen": 30, "video_max_pixels": 12544,
-         "use_audio_in_video": True}
+INFER = {
+    "template": "video_salmonn2",
+    "video_fps": 1.0,
+    "video_maxlen": 30,
+    "video_max_pixels": 12544,
+    "use_audio_in_video": True,
+}
 TEMPERATURE, TOP_P, SEED = 0.7, 0.9, 42
 
 
 def prompt_groups(samples: int) -> list[PromptGroup]:
     groups = []
     for clip in sorted(MEDIA.glob("*.mp4")):
-        for task, prompt in (("global", DEFAULT_GLOBAL_PROMPT), ("local", DEFAULT_LOCAL_PROMPT.format(start=1.0, end=4.0))):
+        for task, prompt in (
+            ("global", DEFAULT_GLOBAL_PROMPT),
+            ("local", DEFAULT_LOCAL_PROMPT.format(start=1.0, end=4.0)),
+        ):
             groups.append(PromptGroup(str(clip), prompt, [f"{clip.stem}/{task}/{i}" for i in range(samples)]))
     return groups
 
@@ -80,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=2, help="captions per prompt (the driver's samples_per_video)")
-    parser.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size,
-                        help="prompts per generate call (default: sampling.batch_size's)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=SamplingConfig.batch_size,
+        help="prompts per generate call (default: sampling.batch_size's)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--model-dir", help="a tiny model directory (default: built in a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -96,14 +108,22 @@ def main(argv: list[str] | None = None) -> int:
 
             model_dir = str(Path(tmp) / "tiny")
             build_tiny_model(Path(model_dir), seed=0)
-        chat = ChatModel({"model_name_or_path": model_dir, "infer_backend": "huggingface",
-                          "max_new_tokens": args.max_new_tokens, **INFER})
+        chat = ChatModel(
+            {
+                "model_name_or_path": model_dir,
+                "infer_backend": "huggingface",
+                "max_new_tokens": args.max_new_tokens,
+                **INFER,
+            }
+        )
         generator = CaptionGenerator(model_dir, [], INFER, max_new_tokens=args.max_new_tokens)
         groups = prompt_groups(args.samples)
         captions = sum(len(g.keys) for g in groups)
 
         single = prompt_groups(1)
-        greedy_equal = run_chat(chat, single, greedy=True)[1] == run_batched(generator, single, args.batch_size, greedy=True)[1]
+        greedy_equal = (
+            run_chat(chat, single, greedy=True)[1] == run_batched(generator, single, args.batch_size, greedy=True)[1]
+        )
         run_batched(generator, groups[:2], args.batch_size)  # warm-up of both sides, not timed
         run_chat(chat, groups[:1])
         chat_s, batched_s = [], []
@@ -114,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                     chat_s.append(run_chat(chat, groups)[0])
                 else:
                     batched_s.append(run_batched(generator, groups, args.batch_size)[0])
-            print(f"repeat {r + 1}/{args.repeats}: chat {chat_s[-1]:.2f} s, batched {batched_s[-1]:.2f} s", file=sys.stderr)
+            print(
+                f"repeat {r + 1}/{args.repeats}: chat {chat_s[-1]:.2f} s, batched {batched_s[-1]:.2f} s",
+                file=sys.stderr,
+            )
 
     chat_sum, batched_sum = summary(chat_s), summary(batched_s)
     result = {

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from vs2_plugin import plugins
 from vs2_plugin.judge.config import JudgeConfig
+from vs2_plugin.judge.offline import OfflineOptions
 from vs2_plugin.judge.runner import judge_items
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.synth import judge as exact_judge
@@ -108,13 +109,35 @@ def build_items(n_clips: int, k: int, seed: int) -> list[dict]:
         rng = np.random.default_rng([seed, u, 7])
         reference_caption = tell_events(events, rng, intro)
         for condition, (caption, truth) in variants(events, k, rng, intro).items():
-            items.append({"condition": condition, "task": task, "caption": caption, "events": atomic_events(events),
-                          "reference": reference_caption, "truth": truth, "clip": c})
+            items.append(
+                {
+                    "condition": condition,
+                    "task": task,
+                    "caption": caption,
+                    "events": atomic_events(events),
+                    "reference": reference_caption,
+                    "truth": truth,
+                    "clip": c,
+                }
+            )
         # the next clip's reference, for the same task (its global caption, or its first local one)
         other = clips[(c + 1) % n_clips]
-        other_events = other.events if task == "global" else [e for e in other.events if other.local[0][0] <= e.time < other.local[0][1]]
-        items.append({"condition": "other_clip", "task": task, "caption": tell_events(other_events, rng, intro),
-                      "events": atomic_events(events), "reference": reference_caption, "truth": None, "clip": c})
+        other_events = (
+            other.events
+            if task == "global"
+            else [e for e in other.events if other.local[0][0] <= e.time < other.local[0][1]]
+        )
+        items.append(
+            {
+                "condition": "other_clip",
+                "task": task,
+                "caption": tell_events(other_events, rng, intro),
+                "events": atomic_events(events),
+                "reference": reference_caption,
+                "truth": None,
+                "clip": c,
+            }
+        )
     for n, item in enumerate(items):
         item["id"] = f"{item['condition']}/{item['task']}/{n}"
     return items
@@ -122,8 +145,10 @@ def build_items(n_clips: int, k: int, seed: int) -> list[dict]:
 
 def run_judge(name: str, items: list[dict], pm) -> tuple[list, float]:
     config = JudgeConfig(judge=name, cache_path=None, show_progress=False)
-    judge_input = [JudgeItem(id=i["id"], caption=i["caption"], events=i["events"], reference=i["reference"], task=i["task"])
-                   for i in items]
+    judge_input = [
+        JudgeItem(id=i["id"], caption=i["caption"], events=i["events"], reference=i["reference"], task=i["task"])
+        for i in items
+    ]
     start = time.perf_counter()
     judged = judge_items(judge_input, config, pm=pm)
     return judged, time.perf_counter() - start
@@ -137,7 +162,10 @@ def _mean_rates(judgments) -> dict[str, float]:
 def _truth_rates(items) -> dict[str, float]:
     from vs2_plugin.judge.metrics import event_rates
 
-    rates = [event_rates(len(i["events"]), i["truth"]["missed"], i["truth"]["incorrect"], i["truth"]["hallucinated"]) for i in items]
+    rates = [
+        event_rates(len(i["events"]), i["truth"]["missed"], i["truth"]["incorrect"], i["truth"]["hallucinated"])
+        for i in items
+    ]
     return {k: round(float(np.mean([r[k] for r in rates])), 4) for k in RATES}
 
 
@@ -152,15 +180,26 @@ def summarise(items: list[dict], judged: dict[str, list]) -> dict:
             exact = [judged["synth_exact"][n] for n in idx]
             if sel[0]["truth"] is not None:
                 entry["truth"] = _truth_rates(sel)
-                entry["exact_equals_truth"] = round(float(np.mean([
-                    (len(j.missed), len(j.incorrect), len(j.hallucinated)) ==
-                    (i["truth"]["missed"], i["truth"]["incorrect"], i["truth"]["hallucinated"]) for i, j in zip(sel, exact)])), 4)
+                entry["exact_equals_truth"] = round(
+                    float(
+                        np.mean(
+                            [
+                                (len(j.missed), len(j.incorrect), len(j.hallucinated))
+                                == (i["truth"]["missed"], i["truth"]["incorrect"], i["truth"]["hallucinated"])
+                                for i, j in zip(sel, exact)
+                            ]
+                        )
+                    ),
+                    4,
+                )
             else:
                 entry["truth"] = "the exact judge"
             off = [judged["offline"][n] for n in idx]
             pairs = [(e.rates(), o.rates()) for e, o in zip(exact, off) if e.ok and o.ok]
-            entry["offline_abs_error_vs_exact"] = {k: round(float(np.mean([abs(e[k] - o[k]) for e, o in pairs])), 4)
-                                                   for k in ("miss_rate", "hall_rate", "total_rate")}
+            entry["offline_abs_error_vs_exact"] = {
+                k: round(float(np.mean([abs(e[k] - o[k]) for e, o in pairs])), 4)
+                for k in ("miss_rate", "hall_rate", "total_rate")
+            }
             out[condition][task] = entry
     return out
 
@@ -183,8 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         judged[name], seconds[name] = run_judge(name, items, pm)
     failed = {name: sum(not j.ok for j in js) for name, js in judged.items()}
     result = {
-        "settings": {"n_clips": args.n_clips, "k": args.k, "seed": args.seed, "items": len(items),
-                     "offline_encoder": JudgeConfig().offline_encoder},
+        "settings": {
+            "n_clips": args.n_clips,
+            "k": args.k,
+            "seed": args.seed,
+            "items": len(items),
+            "offline_encoder": OfflineOptions().encoder,
+        },
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "failed_items": failed,
         "conditions": summarise(items, judged),
@@ -196,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         for task, entry in tasks.items():
             rows = [("truth", entry["truth"])] if isinstance(entry["truth"], dict) else []
             for name, r in rows + [(j, entry[j]) for j in JUDGES]:
-                print(f"{condition:<11} {task:<6} {name:<12} {r['miss_rate']:>6.3f} {r['incorrect_rate']:>6.3f} "
-                      f"{r['hallucination_rate']:>6.3f} {r['total_rate']:>6.3f}")
+                print(
+                    f"{condition:<11} {task:<6} {name:<12} {r['miss_rate']:>6.3f} {r['incorrect_rate']:>6.3f} "
+                    f"{r['hallucination_rate']:>6.3f} {r['total_rate']:>6.3f}"
+                )
     print(f"seconds: {result['seconds']}; wrote {args.out}")
     return 0
 

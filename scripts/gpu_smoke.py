@@ -32,8 +32,14 @@ DEMO = REPO / "vs2_plugin" / "assets" / "demo_data"
 RECIPES = REPO / "recipes" / "tiny"
 
 #: Qwen2.5-VL-7B-Instruct's text and vision widths, Whisper large-v3's encoder widths
-QWEN25VL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_key_value_heads=4,
-                        vocab_size=152064, max_position_embeddings=128000)
+QWEN25VL_7B_TEXT = dict(
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    vocab_size=152064,
+    max_position_embeddings=128000,
+)
 QWEN25VL_7B_MROPE = [16, 24, 24]  # head_dim 128 -> 64 rotary frequencies over (t, h, w)
 QWEN25VL_7B_VISION = dict(hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584, window_size=112)
 WHISPER_LARGE_V3 = dict(n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20)
@@ -134,9 +140,18 @@ def run_smoke(out: Path, cpu: bool, layers: int) -> dict:
     cuda = torch.cuda.is_available() and not cpu
     if not cpu and not cuda:
         raise SystemExit("gpu_smoke: no CUDA device; use --cpu for the tiny CPU variant")
-    device = {"use_cpu": not cuda, "bf16": cuda, "max_steps": 1, "save_strategy": "no", "report_to": "none",
-              "logging_steps": 1, "gradient_accumulation_steps": 1, "per_device_train_batch_size": 1,
-              "overwrite_output_dir": True, "seed": 0}
+    device = {
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "max_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "logging_steps": 1,
+        "gradient_accumulation_steps": 1,
+        "per_device_train_batch_size": 1,
+        "overwrite_output_dir": True,
+        "seed": 0,
+    }
     if cuda:
         device["flash_attn"] = "fa2" if _has_flash_attn() else "sdpa"
     steps: dict[str, dict] = {}
@@ -159,18 +174,40 @@ def run_smoke(out: Path, cpu: bool, layers: int) -> dict:
 
     cb = _loss_callback()
     with StepProbe(cuda) as probe:
-        run_exp(_recipe("audio_align.yaml", model_name_or_path=str(model_dir), dataset_dir=str(DEMO),
-                        output_dir=str(out / "align"), **device), callbacks=[cb])
+        run_exp(
+            _recipe(
+                "audio_align.yaml",
+                model_name_or_path=str(model_dir),
+                dataset_dir=str(DEMO),
+                output_dir=str(out / "align"),
+                **device,
+            ),
+            callbacks=[cb],
+        )
     record("align", probe, cb.logs)
 
     cb = _loss_callback()
     with StepProbe(cuda) as probe:
-        run_exp(_recipe("av_sft.yaml", model_name_or_path=str(out / "align"), dataset_dir=str(DEMO),
-                        output_dir=str(out / "sft"), **device), callbacks=[cb])
+        run_exp(
+            _recipe(
+                "av_sft.yaml",
+                model_name_or_path=str(out / "align"),
+                dataset_dir=str(DEMO),
+                output_dir=str(out / "sft"),
+                **device,
+            ),
+            callbacks=[cb],
+        )
     record("sft", probe, cb.logs)
 
-    pair_args = _recipe("gdpo_round.yaml", model_name_or_path=str(out / "align"), dataset_dir=str(DEMO / "gdpo"),
-                        gdpo_rounds=False, gdpo_ref_cache="memory", **device)
+    pair_args = _recipe(
+        "gdpo_round.yaml",
+        model_name_or_path=str(out / "align"),
+        dataset_dir=str(DEMO / "gdpo"),
+        gdpo_rounds=False,
+        gdpo_ref_cache="memory",
+        **device,
+    )
     cb = _loss_callback()
     with StepProbe(cuda) as probe:
         result = run_gdpo_from_dict({**pair_args, "output_dir": str(out / "gdpo")}, callbacks=[cb])
@@ -179,7 +216,9 @@ def run_smoke(out: Path, cpu: bool, layers: int) -> dict:
     record("gdpo_packed", probe, cb.logs, attention=text_attention(result.trainer.model))
     del result
 
-    dpo_args = {k: v for k, v in pair_args.items() if not k.startswith("gdpo_") and k not in ("gt_dataset", "gt_sampling")}
+    dpo_args = {
+        k: v for k, v in pair_args.items() if not k.startswith("gdpo_") and k not in ("gt_dataset", "gt_sampling")
+    }
     cb = _loss_callback()
     with StepProbe(cuda) as probe:
         run_exp({**dpo_args, "stage": "dpo", "output_dir": str(out / "dpo")}, callbacks=[cb])
@@ -190,9 +229,15 @@ def run_smoke(out: Path, cpu: bool, layers: int) -> dict:
     record("generate_audio", probe, **generated)
 
     ok = all(s.get("loss_finite", True) for s in steps.values()) and generated["new_tokens"] > 0
-    return {"ok": ok, "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": "bfloat16" if cuda else "float32",
-            "widths": "7B" if not cpu else "tiny", "layers": layers, "steps": steps,
-            "total_seconds": round(sum(s["seconds"] for s in steps.values()), 1)}
+    return {
+        "ok": ok,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "dtype": "bfloat16" if cuda else "float32",
+        "widths": "7B" if not cpu else "tiny",
+        "layers": layers,
+        "steps": steps,
+        "total_seconds": round(sum(s["seconds"] for s in steps.values()), 1),
+    }
 
 
 def _has_flash_attn() -> bool:
@@ -205,13 +250,24 @@ def generate_with_audio(model: str, adapter: str, cuda: bool) -> dict:
     """One caption of a clip with sound through LLaMA-Factory's ChatModel, audio interleaved."""
     from llamafactory.chat import ChatModel
 
-    chat = ChatModel({"model_name_or_path": model, "adapter_name_or_path": adapter, "template": "video_salmonn2",
-                      "infer_backend": "huggingface", "max_new_tokens": 8, "video_fps": 1.0, "video_maxlen": 30,
-                      "video_max_pixels": 12544, "use_audio_in_video": True,
-                      "infer_dtype": "bfloat16" if cuda else "float32"})
+    chat = ChatModel(
+        {
+            "model_name_or_path": model,
+            "adapter_name_or_path": adapter,
+            "template": "video_salmonn2",
+            "infer_backend": "huggingface",
+            "max_new_tokens": 8,
+            "video_fps": 1.0,
+            "video_maxlen": 30,
+            "video_max_pixels": 12544,
+            "use_audio_in_video": True,
+            "infer_dtype": "bfloat16" if cuda else "float32",
+        }
+    )
     video = str(DEMO / "media" / "bigbuckbunny.mp4")
-    response = chat.chat([{"role": "user", "content": "<video>Describe the video and its sound."}], videos=[video],
-                         do_sample=False)[0]
+    response = chat.chat(
+        [{"role": "user", "content": "<video>Describe the video and its sound."}], videos=[video], do_sample=False
+    )[0]
     return {"new_tokens": response.response_length, "prompt_tokens": response.prompt_length, "video": Path(video).name}
 
 

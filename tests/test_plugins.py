@@ -79,7 +79,9 @@ def test_duplicate_entry_point_is_loaded_once(fake_judge_pkg):
 def test_broken_plugin_is_reported_by_name_and_host_works(fake_judge_pkg):
     plugins.reset_plugin_manager()
     with pytest.warns(plugins.PluginWarning, match="'broken'.*cannot import this plugin"):
-        pm = plugins.build_plugin_manager(entry_points=[_ep("broken", "broken_vs2_plugin"), _ep("fake", "fake_vs2_judge")])
+        pm = plugins.build_plugin_manager(
+            entry_points=[_ep("broken", "broken_vs2_plugin"), _ep("fake", "fake_vs2_judge")]
+        )
     assert pm.has_plugin("fake") and not pm.has_plugin("broken")
     assert "broken" in plugins.load_failures()
     plugins.reset_plugin_manager()

@@ -26,7 +26,10 @@ SUBCOMMANDS = {
     "rebirth": ("vs2_plugin.commands.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
     "demo": ("vs2_plugin.commands.demo", "the whole pipeline on the tiny model and bundled media"),
     "caption": ("vs2_plugin.commands.caption", "caption videos with a trained model or run, in batches (JSONL)"),
-    "export": ("vs2_plugin.commands.export", "merge a model and its LoRA adapters (or a run's final model) into one checkpoint"),
+    "export": (
+        "vs2_plugin.commands.export",
+        "merge a model and its LoRA adapters (or a run's final model) into one checkpoint",
+    ),
     "synth": ("vs2_plugin.commands.synth", "synthetic audio-visual clips with exact events, captions and datasets"),
 }
 
@@ -49,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     module_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     # the subcommand module's docstring (input formats, outputs) is the help text's epilog
-    parser = argparse.ArgumentParser(prog=f"vs2 {name}", description=help_text, epilog=module.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"vs2 {name}",
+        description=help_text,
+        epilog=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     module.configure_parser(parser)
     args = parser.parse_args(rest)
     from vs2_plugin.errors import Vs2Error

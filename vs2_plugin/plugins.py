@@ -53,14 +53,22 @@ def build_plugin_manager(entry_points=None) -> pluggy.PluginManager:
         if allowed is not None and ep.name not in allowed:
             continue
         if pm.has_plugin(ep.name):
-            warnings.warn(f"vs2 plugin {ep.name!r} ({ep.value}) is installed twice; keeping the first", PluginWarning, stacklevel=2)
+            warnings.warn(
+                f"vs2 plugin {ep.name!r} ({ep.value}) is installed twice; keeping the first",
+                PluginWarning,
+                stacklevel=2,
+            )
             continue
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as exc:
             _failures[ep.name] = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"vs2 plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+            warnings.warn(
+                f"vs2 plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=2,
+            )
     pm.check_pending()
     return pm
 
@@ -94,8 +102,10 @@ def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
     def register(judge: Judge, *old_style) -> None:
         if old_style or not isinstance(judge, Judge):
             # register(name, description) was the hook's first form; say what it is now
-            raise TypeError(f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
-                            f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}")
+            raise TypeError(
+                f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
+                f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}"
+            )
         if judge.name in judges:
             raise ValueError(f"judge {judge.name!r} is registered by two plugins")
         judges[judge.name] = judge

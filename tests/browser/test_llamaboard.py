@@ -69,8 +69,10 @@ CHROMIUM_FLAGS = (
 
 def _require(what: str, found) -> None:
     if not found:
-        pytest.fail(f"{what} not found: run .ci/setup (it installs chromium, chromium-driver and selenium) "
-                    "or set VS2_SKIP_BROWSER=1 to skip the browser tests")
+        pytest.fail(
+            f"{what} not found: run .ci/setup (it installs chromium, chromium-driver and selenium) "
+            "or set VS2_SKIP_BROWSER=1 to skip the browser tests"
+        )
 
 
 def free_port() -> int:
@@ -117,7 +119,11 @@ def board(tmp_path_factory, venv_bin):
     )
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-c", code],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/"
@@ -133,8 +139,9 @@ def board(tmp_path_factory, venv_bin):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"LlamaBoard did not answer on {url} within {SERVER_START_S} s:\n"
-                            f"{log_path.read_text()[-4000:]}")
+                pytest.fail(
+                    f"LlamaBoard did not answer on {url} within {SERVER_START_S} s:\n{log_path.read_text()[-4000:]}"
+                )
             time.sleep(1)
         yield url, workdir, log_path
     finally:
@@ -186,9 +193,9 @@ class Page:
 
     def wait(self, condition, timeout: float = 30, message: str = ""):
         """Poll ``condition`` until truthy; the page re-renders, so stale elements just mean "again"."""
-        return self.Wait(
-            self.browser, timeout, poll_frequency=0.25, ignored_exceptions=(self.Stale,)
-        ).until(lambda _: condition(), message)
+        return self.Wait(self.browser, timeout, poll_frequency=0.25, ignored_exceptions=(self.Stale,)).until(
+            lambda _: condition(), message
+        )
 
     def visible(self, css: str):
         found = []
@@ -256,12 +263,16 @@ class Page:
         self.wait(lambda: not self.visible('ul[role="listbox"]'), message="the dropdown did not close")
 
     def dropdown(self, label: str):
-        return self.wait(lambda: (self.visible(f'input[role="listbox"][aria-label="{label}"]') or [None])[0],
-                         message=f"no visible dropdown labelled {label!r}")
+        return self.wait(
+            lambda: (self.visible(f'input[role="listbox"][aria-label="{label}"]') or [None])[0],
+            message=f"no visible dropdown labelled {label!r}",
+        )
 
     def button(self, text: str):
-        return self.wait(lambda: next((b for b in self.visible("button") if b.text.strip() == text), None),
-                         message=f"no visible button {text!r}")
+        return self.wait(
+            lambda: next((b for b in self.visible("button") if b.text.strip() == text), None),
+            message=f"no visible button {text!r}",
+        )
 
     def open_accordion(self, title: str) -> None:
         header = self.wait(
@@ -329,13 +340,21 @@ def test_gdpo_from_llamaboard(board, driver, tiny_model_dir, tmp_path):
         page.button("Preview command").click()
         page.wait(lambda: "--stage gdpo" in page.text(), 30, "the preview does not show --stage gdpo")
         preview = page.text()
-        for line in ("--stage gdpo", "--template video_salmonn2", f"--dataset {PAIRS}",
-                     f"--gt_dataset {GROUND_TRUTH}", f"--model_name_or_path {tiny_model_dir}"):
+        for line in (
+            "--stage gdpo",
+            "--template video_salmonn2",
+            f"--dataset {PAIRS}",
+            f"--gt_dataset {GROUND_TRUTH}",
+            f"--model_name_or_path {tiny_model_dir}",
+        ):
             assert line in preview, f"{line!r} missing from the preview:\n{preview}"
 
         page.button("Start").click()
-        page.wait(lambda: "Finished." in page.text() or "Failed." in page.text(), TRAIN_S,
-                  f"training did not finish within {TRAIN_S} s")
+        page.wait(
+            lambda: "Finished." in page.text() or "Failed." in page.text(),
+            TRAIN_S,
+            f"training did not finish within {TRAIN_S} s",
+        )
         shown = page.text()
         assert "Failed." not in shown, f"LlamaBoard reports a failed run:\n{shown[-4000:]}"
 

@@ -24,8 +24,17 @@ if os.environ.get("VS2_SKIP_BROWSER") == "1":
     pytest.skip("VS2_SKIP_BROWSER=1", allow_module_level=True)
 
 MEDIA = REPO / "vs2_plugin" / "assets" / "demo_data" / "media"
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,2400")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,2400",
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +96,24 @@ def open_report(driver, path, screenshot):
 def test_small_report_renders_with_thumbnails_and_highlights(browser, tmp_path):
     from vs2_plugin.pipeline.html_report import CaptionView, IntervalView, VideoView, write_html
 
-    judgment = {"status": "ok", "n_events": 2, "missed": ["Birds sing."], "incorrect": [],
-                "hallucinated": ["a red car drives past"], "unnatural": [], "miss_rate": 0.5, "hall_rate": 0.5,
-                "total_rate": 1.0}
-    view = VideoView("bunny", str(MEDIA / "bigbuckbunny.mp4"), "A rabbit stands in a meadow. Birds sing.",
-                     [CaptionView("SFT", "A rabbit stands. A red car drives past.", judgment)],
-                     [IntervalView(0.0, 2.5, "A rabbit yawns.", [CaptionView("SFT", "The rabbit yawns.", None)])])
+    judgment = {
+        "status": "ok",
+        "n_events": 2,
+        "missed": ["Birds sing."],
+        "incorrect": [],
+        "hallucinated": ["a red car drives past"],
+        "unnatural": [],
+        "miss_rate": 0.5,
+        "hall_rate": 0.5,
+        "total_rate": 1.0,
+    }
+    view = VideoView(
+        "bunny",
+        str(MEDIA / "bigbuckbunny.mp4"),
+        "A rabbit stands in a meadow. Birds sing.",
+        [CaptionView("SFT", "A rabbit stands. A red car drives past.", judgment)],
+        [IntervalView(0.0, 2.5, "A rabbit yawns.", [CaptionView("SFT", "The rabbit yawns.", None)])],
+    )
     path = write_html(tmp_path, "browser check", [view], rows=[{"stage": "SFT", "global": {"total": 1.0}}])
     shown, errors = open_report(browser, path, tmp_path / "small_report.png")
     assert errors == [], errors
@@ -119,8 +140,12 @@ def test_demo_report_renders_in_the_browser(browser, demo_run, tmp_path):
         assert video["thumbs"] >= 4 and video["visibleThumbs"] == video["thumbs"], video
         assert video["stages"][: len(stages)] == stages  # every stage's global caption, in order
     # highlighted exactly where the judge reported hallucinations (the tiny model's captions do)
-    judged = [json.loads(line) for p in sorted(out.glob("mrdpo*/round-*/heldout_judged.jsonl"))
-              for line in p.read_text().splitlines() if line.strip()]
+    judged = [
+        json.loads(line)
+        for p in sorted(out.glob("mrdpo*/round-*/heldout_judged.jsonl"))
+        for line in p.read_text().splitlines()
+        if line.strip()
+    ]
     hallucinated = sum(len(r["judgment"].get("hallucinated") or []) for r in judged)
     marks = sum(len(v["marks"]) for v in shown["videos"])
     assert (marks >= 1) == (hallucinated >= 1), (marks, hallucinated)

@@ -22,8 +22,14 @@ def mrdpo_run(tiny_model_dir, tmp_path_factory) -> Path:
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
     run = tmp_path_factory.mktemp("caption-run") / "mrdpo"
-    cfg = load_mrdpo_config(REPO / "recipes" / "tiny" / "mrdpo.yaml", run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1,
-                            train_videos=str(DEMO / "vs2_demo_rl.jsonl"), heldout_videos=str(DEMO / "vs2_demo_heldout.jsonl"))
+    cfg = load_mrdpo_config(
+        REPO / "recipes" / "tiny" / "mrdpo.yaml",
+        run_dir=str(run),
+        model_name_or_path=str(tiny_model_dir),
+        rounds=1,
+        train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
+        heldout_videos=str(DEMO / "vs2_demo_heldout.jsonl"),
+    )
     cfg.sampling.max_new_tokens = 12
     cfg.thresholds = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]
     cfg.train.update(max_steps=2, save_steps=2)
@@ -55,14 +61,27 @@ def _rows(path: Path) -> list[dict]:
 def test_caption_a_run_then_eval_resume_and_bad_videos(mrdpo_run, tmp_path, capsys):
     videos = _video_list(tmp_path)
     out = tmp_path / "P.jsonl"
-    args = ["caption", "--run", str(mrdpo_run), "--videos", str(videos), "--out", str(out), "--task", "both",
-            "--batch-size", "3", "--no-progress"]
+    args = [
+        "caption",
+        "--run",
+        str(mrdpo_run),
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--task",
+        "both",
+        "--batch-size",
+        "3",
+        "--no-progress",
+    ]
     assert vs2_main(args) == 0
     rows = _rows(out)
     listed = _rows(videos)
     good = [listed[0], listed[2]]  # the held-out clip and a training clip; 1 and 3 are bad
-    expected = {f"{g['id']}/global" for g in good} | {f"{g['id']}/local/{iv['start']:g}-{iv['end']:g}"
-                                                        for g in good for iv in g["local"]}
+    expected = {f"{g['id']}/global" for g in good} | {
+        f"{g['id']}/local/{iv['start']:g}-{iv['end']:g}" for g in good for iv in g["local"]
+    }
     assert {r["key"] for r in rows} == expected and len(rows) == len(expected)
     for r in rows:
         assert isinstance(r["predict"], str) and r["predict"].strip(), r
@@ -99,9 +118,33 @@ def test_batched_captions_equal_unbatched_for_greedy_decoding(mrdpo_run, tmp_pat
     texts = []
     for size in ("1", "5"):
         out = tmp_path / f"b{size}.jsonl"
-        assert vs2_main(["caption", "--model", final["model"], "--adapters", *final["adapters"], "--videos", str(videos),
-                         "--out", str(out), "--task", "both", "--batch-size", size, "--max-new-tokens", "12",
-                         "--infer", "video_fps=1.0", "video_maxlen=30", "video_max_pixels=12544", "--no-progress"]) == 0
+        assert (
+            vs2_main(
+                [
+                    "caption",
+                    "--model",
+                    final["model"],
+                    "--adapters",
+                    *final["adapters"],
+                    "--videos",
+                    str(videos),
+                    "--out",
+                    str(out),
+                    "--task",
+                    "both",
+                    "--batch-size",
+                    size,
+                    "--max-new-tokens",
+                    "12",
+                    "--infer",
+                    "video_fps=1.0",
+                    "video_maxlen=30",
+                    "video_max_pixels=12544",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         texts.append({r["key"]: r["predict"] for r in _rows(out)})
     assert len(texts[0]) == 6 and texts[0] == texts[1]
 
@@ -122,14 +165,18 @@ def test_run_settings_of_a_rebirth_folder_and_errors(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "final_model.json").write_text(json.dumps({"model": "/m", "adapters": ["/a1", "/a2"]}))
-    (run / "config.json").write_text(json.dumps({"infer": {"video_fps": 2.0}, "sampling": {"global_prompt": "Say it."}}))
+    (run / "config.json").write_text(
+        json.dumps({"infer": {"video_fps": 2.0}, "sampling": {"global_prompt": "Say it."}})
+    )
     s = run_settings(run)
     assert (s.model, s.adapters, s.global_prompt, s.infer["video_fps"]) == ("/m", ["/a1", "/a2"], "Say it.", 2.0)
 
 
 def test_eval_reads_llamafactory_predictions(tmp_path):
-    rows = [{"prompt": "p", "predict": "A dog runs in a park.", "label": "A dog runs in a park. A man sings."},
-            {"prompt": "p", "predict": "Rain.", "label": "Rain falls on a street."}]
+    rows = [
+        {"prompt": "p", "predict": "A dog runs in a park.", "label": "A dog runs in a park. A man sings."},
+        {"prompt": "p", "predict": "Rain.", "label": "Rain falls on a street."},
+    ]
     path = tmp_path / "generated_predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = tmp_path / "r.json"

@@ -27,8 +27,18 @@ def _videos(tmp_path: Path) -> Path:
 def test_caption_console_is_quiet_and_the_log_holds_the_rest(tiny_model_dir, tmp_path, run_cli):
     videos = _videos(tmp_path)
     out = tmp_path / "preds" / "P.jsonl"
-    args = ["vs2", "caption", "--model", str(tiny_model_dir), "--videos", str(videos), "--out", str(out),
-            "--max-new-tokens", "6"]
+    args = [
+        "vs2",
+        "caption",
+        "--model",
+        str(tiny_model_dir),
+        "--videos",
+        str(videos),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "6",
+    ]
     res = run_cli(args, cwd=tmp_path)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     printed = (res.stdout + res.stderr).splitlines()
@@ -40,6 +50,8 @@ def test_caption_console_is_quiet_and_the_log_holds_the_rest(tiny_model_dir, tmp
     assert log.stat().st_size > 0  # what the terminal was spared went here
     assert len([line for line in out.read_text().splitlines() if line.strip()]) == len(videos.read_text().splitlines())
 
-    verbose = run_cli([*args[:-4], "--out", str(tmp_path / "V.jsonl"), "--max-new-tokens", "6", "--verbose"], cwd=tmp_path)
+    verbose = run_cli(
+        [*args[:-4], "--out", str(tmp_path / "V.jsonl"), "--max-new-tokens", "6", "--verbose"], cwd=tmp_path
+    )
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert len((verbose.stdout + verbose.stderr).splitlines()) > len(printed)

@@ -27,23 +27,37 @@ def clip_inputs(model_dir: Path, video: Path) -> dict:
     from llamafactory.hparams import get_infer_args
     from llamafactory.model import load_tokenizer
 
-    model_args, data_args, _, _ = get_infer_args({
-        "model_name_or_path": str(model_dir), "template": "video_salmonn2", "video_fps": 1.0, "video_maxlen": 30,
-        "video_max_pixels": 12544, "use_audio_in_video": True, "infer_backend": "huggingface"})
+    model_args, data_args, _, _ = get_infer_args(
+        {
+            "model_name_or_path": str(model_dir),
+            "template": "video_salmonn2",
+            "video_fps": 1.0,
+            "video_maxlen": 30,
+            "video_max_pixels": 12544,
+            "use_audio_in_video": True,
+            "infer_backend": "huggingface",
+        }
+    )
     tok = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
     messages = [{"role": "user", "content": "<video>Describe the video."}, {"role": "assistant", "content": ""}]
     messages = template.mm_plugin.process_messages(messages, [], [str(video)], [], tok["processor"])
     prompt_ids, _ = template.encode_oneturn(tok["tokenizer"], messages)
     mm = template.mm_plugin.get_mm_inputs([], [str(video)], [], [0], [1], [0], [prompt_ids], tok["processor"])
-    return {"input_ids": torch.tensor([prompt_ids]), "attention_mask": torch.ones(1, len(prompt_ids), dtype=torch.long), **mm}
+    return {
+        "input_ids": torch.tensor([prompt_ids]),
+        "attention_mask": torch.ones(1, len(prompt_ids), dtype=torch.long),
+        **mm,
+    }
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_model_dir, tmp_path_factory, random_adapter):
     tmp = tmp_path_factory.mktemp("export")
-    adapters = [str(random_adapter(tiny_model_dir, tmp / "sft", seed=1, aligner=True)),
-                str(random_adapter(tiny_model_dir, tmp / "round-001", seed=2, aligner=True))]
+    adapters = [
+        str(random_adapter(tiny_model_dir, tmp / "sft", seed=1, aligner=True)),
+        str(random_adapter(tiny_model_dir, tmp / "round-001", seed=2, aligner=True)),
+    ]
     run_dir = tmp / "run"
     run_dir.mkdir()
     (run_dir / "final_model.json").write_text(json.dumps({"model": str(tiny_model_dir), "adapters": adapters}))
@@ -60,8 +74,11 @@ def test_exported_logits_equal_base_plus_adapters(exported):
 
     stacked = AutoModelForImageTextToText.from_pretrained(str(exported["base"]), dtype=torch.float32)
     for adapter in exported["adapters"]:  # unmerged: the adapters run as LoRA layers on the base
-        stacked = PeftModel.from_pretrained(stacked, adapter).merge_and_unload() if adapter != exported["adapters"][-1] \
+        stacked = (
+            PeftModel.from_pretrained(stacked, adapter).merge_and_unload()
+            if adapter != exported["adapters"][-1]
             else PeftModel.from_pretrained(stacked, adapter)
+        )
     stacked.eval()
     merged = merged_model(exported["out"], [])
     base = merged_model(exported["base"], [])
@@ -71,13 +88,21 @@ def test_exported_logits_equal_base_plus_adapters(exported):
         with torch.no_grad():
             want, got, plain = (m(**inputs).logits for m in (stacked, merged, base))
         assert (want - got).abs().max().item() <= 1e-4, clip.name
-        assert (want - plain).abs().max().item() > 1e-3, f"{clip.name}: the adapters changed nothing; the test proves nothing"
+        assert (want - plain).abs().max().item() > 1e-3, (
+            f"{clip.name}: the adapters changed nothing; the test proves nothing"
+        )
 
 
 def test_export_folder_is_standalone(exported):
     out = exported["out"]
-    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer_config.json",
-                 "processor_config.json", "vs2_export.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer_config.json",
+        "processor_config.json",
+        "vs2_export.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "adapter_config.json").exists()
     sources = json.loads((out / "vs2_export.json").read_text())
@@ -99,12 +124,19 @@ def test_auto_classes_load_it_where_only_the_package_is_installed(exported):
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.split() == ["VideoSalmonn2Config", "VideoSalmonn2ForConditionalGeneration", "Qwen2_5_VLProcessor", "0.2"]
+    assert res.stdout.split() == [
+        "VideoSalmonn2Config",
+        "VideoSalmonn2ForConditionalGeneration",
+        "Qwen2_5_VLProcessor",
+        "0.2",
+    ]
 
 
 def test_bad_sources_are_named(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="adapter .*nope: adapter_config.json not found"):
-        vs2_main_raising(["--model", str(tiny_model_dir), "--adapters", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+        vs2_main_raising(
+            ["--model", str(tiny_model_dir), "--adapters", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+        )
     assert vs2_main(["export", "--run", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
 
@@ -176,11 +208,20 @@ def test_export_of_an_adapter_trained_by_llamafactory(tiny_model_dir, tmp_path):
     from vs2_plugin.pipeline.train import run_training
 
     args = yaml.safe_load((REPO / "recipes" / "tiny" / "av_sft.yaml").read_text())
-    args.update(model_name_or_path=str(tiny_model_dir), dataset_dir=str(DEMO), output_dir=str(tmp_path / "sft"),
-                max_steps=2, learning_rate=5e-3, save_strategy="no")
+    args.update(
+        model_name_or_path=str(tiny_model_dir),
+        dataset_dir=str(DEMO),
+        output_dir=str(tmp_path / "sft"),
+        max_steps=2,
+        learning_rate=5e-3,
+        save_strategy="no",
+    )
     run_training(args, tmp_path / "sft.yaml", tmp_path / "sft.log")
     out = tmp_path / "merged"
-    assert vs2_main(["export", "--model", str(tiny_model_dir), "--adapters", str(tmp_path / "sft"), "--out", str(out)]) == 0
+    assert (
+        vs2_main(["export", "--model", str(tiny_model_dir), "--adapters", str(tmp_path / "sft"), "--out", str(out)])
+        == 0
+    )
     stacked = PeftModel.from_pretrained(merged_model(tiny_model_dir, []), str(tmp_path / "sft")).eval()
     merged, base = merged_model(out, []), merged_model(tiny_model_dir, [])
     inputs = clip_inputs(out, AUDIO_CLIP)

@@ -40,16 +40,20 @@ def test_no_parser_outside_commands():
 
 
 def test_wrappers_are_thin():
-    for path in sorted((PACKAGE / "commands").glob("*.py")):
-        if path.name == "__init__.py":
-            continue
+    from vs2_plugin.cli import SUBCOMMANDS
+
+    modules = {module for module, _ in SUBCOMMANDS.values()}
+    assert all(m.startswith("vs2_plugin.commands.") for m in modules), modules
+    for module in sorted(modules):  # (commands/judge_args.py is the eval/pairs flags, not a subcommand)
+        path = PACKAGE / "commands" / (module.rsplit(".", 1)[1] + ".py")
         tree = ast.parse(path.read_text())
         functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert {"configure_parser", "run"} <= functions, path.name
         assert functions <= {"configure_parser", "run", "collect"}, f"{path.name}: library code {functions}"
         assert not [n for n in tree.body if isinstance(n, ast.ClassDef)], path.name
-        code_lines = len(path.read_text().splitlines()) - tree.body[0].end_lineno  # after the help docstring
-        assert code_lines < 65, f"{path.name}: {code_lines} lines of code"
+        # thin = few statements (argparse calls and a call into the library), whatever the line wrapping
+        statements = sum(isinstance(n, ast.stmt) for n in ast.walk(tree))
+        assert statements <= 50, f"{path.name}: {statements} statements"
 
 
 def test_layout_shows_the_pipeline():

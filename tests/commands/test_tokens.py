@@ -32,7 +32,9 @@ def test_every_shared_file(shared_media, capsys, name):
         slots = report["slots_s"]
         assert len(report["audio_tokens_per_frame"]) == len(slots)  # one entry per 1 s slot
         assert slots[-1][1] == pytest.approx(report["duration_s"])
-    assert sum(report["audio_tokens_per_frame"]) == sum(report["audio_tokens_per_group"]) == report["audio_tokens_total"]
+    assert (
+        sum(report["audio_tokens_per_frame"]) == sum(report["audio_tokens_per_group"]) == report["audio_tokens_total"]
+    )
     if report["has_audio"]:
         assert report["audio_segments"] == 1
         assert report["audio_tokens_total"] == audio_token_count(report["audio_duration_s"])
@@ -85,22 +87,36 @@ def _write_model_dir(root, processor_file: str):
             }
         )
     )
-    video_processor = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2, "size": {"shortest_edge": 3136, "longest_edge": 12544}}
+    video_processor = {
+        "patch_size": 14,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "size": {"shortest_edge": 3136, "longest_edge": 12544},
+    }
     if processor_file == "processor_config.json":
         (root / processor_file).write_text(json.dumps({"video_processor": video_processor}))
     elif processor_file == "preprocessor_config.json":
-        (root / processor_file).write_text(json.dumps({"patch_size": 14, "merge_size": 2, "min_pixels": 3136, "max_pixels": 12544}))
+        (root / processor_file).write_text(
+            json.dumps({"patch_size": 14, "merge_size": 2, "min_pixels": 3136, "max_pixels": 12544})
+        )
     else:
         (root / processor_file).write_text(json.dumps(video_processor))
     return root
 
 
-@pytest.mark.parametrize("processor_file", ["processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json"])
+@pytest.mark.parametrize(
+    "processor_file", ["processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json"]
+)
 def test_model_directory_settings(shared_media, capsys, tmp_path, processor_file):
     model = _write_model_dir(tmp_path / "model", processor_file)
     report = tokens(capsys, shared_media / "bigbuckbunny.mp4", "--model", model)
     settings = report["settings"]
-    assert (settings["window_s"], settings["queries_per_window"], settings["fps"], settings["max_frames"]) == (0.5, 2, 2.0, 8)
+    assert (settings["window_s"], settings["queries_per_window"], settings["fps"], settings["max_frames"]) == (
+        0.5,
+        2,
+        2.0,
+        8,
+    )
     assert (settings["min_pixels"], settings["max_pixels"]) == (3136, 12544)
     # 5.28 s at 2 fps = 10.56 -> capped at 8 frames; 5.312 s audio -> 11 windows x 2 queries
     assert len(report["frame_times_s"]) == 8 and report["audio_tokens_total"] == 22

@@ -70,8 +70,11 @@ def tiny_model_half_second_windows(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "model, name",
-    [("tiny_model_dir", "4_av.mp4"), ("tiny_model_dir", "bigbuckbunny.mp4"),
-     ("tiny_model_half_second_windows", "bigbuckbunny.mp4")],
+    [
+        ("tiny_model_dir", "4_av.mp4"),
+        ("tiny_model_dir", "bigbuckbunny.mp4"),
+        ("tiny_model_half_second_windows", "bigbuckbunny.mp4"),
+    ],
 )
 def test_model_forward_positions_equal_the_report(request, shared_media, capsys, model, name):
     """The model's get_rope_index on the real plugin's input equals what ``vs2 tokens`` prints
@@ -84,9 +87,18 @@ def test_model_forward_positions_equal_the_report(request, shared_media, capsys,
 
     tiny_model_dir = request.getfixturevalue(model)
     args = {
-        "model_name_or_path": str(tiny_model_dir), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "dataset": "unused", "template": "video_salmonn2", "output_dir": "/tmp/vs2-unused", "video_fps": 1.0,
-        "video_maxlen": 30, "video_max_pixels": 12544, "use_audio_in_video": True, "report_to": "none",
+        "model_name_or_path": str(tiny_model_dir),
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "dataset": "unused",
+        "template": "video_salmonn2",
+        "output_dir": "/tmp/vs2-unused",
+        "video_fps": 1.0,
+        "video_maxlen": 30,
+        "video_max_pixels": 12544,
+        "use_audio_in_video": True,
+        "report_to": "none",
         "use_cpu": True,
     }
     model_args, data_args, *_ = get_train_args(args)

@@ -10,8 +10,6 @@ import pytest
 
 from tests.support.media_factory import FFMPEG, make_audio, make_speech, make_video, requires_ffmpeg, truncate
 from vs2_plugin.data import media
-from vs2_plugin.errors import ConfigError, MediaError
-from vs2_plugin.modeling.interleave import audio_segment_count
 from vs2_plugin.data.media import (
     audio_sample_count,
     decode_count,
@@ -22,6 +20,8 @@ from vs2_plugin.data.media import (
     sample_frame_times,
     scaled_size,
 )
+from vs2_plugin.errors import ConfigError, MediaError
+from vs2_plugin.modeling.interleave import audio_segment_count
 
 # name -> (has_video, has_audio, fps, width, height, duration_s, audio rate, audio channels)
 SHARED_FILES = {
@@ -261,9 +261,30 @@ def test_cover_art_is_not_video(tmp_path):
     song = make_audio(tmp_path / "song.mp3", 2.0)
     with_cover = tmp_path / "cover.mp3"
     subprocess.run(
-        [FFMPEG, "-v", "error", "-i", str(song), "-f", "lavfi", "-i", "color=red:size=32x32:duration=1",
-         "-frames:v", "1", "-map", "0", "-map", "1", "-c:a", "copy", "-c:v", "mjpeg",
-         "-disposition:v", "attached_pic", str(with_cover)],
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(song),
+            "-f",
+            "lavfi",
+            "-i",
+            "color=red:size=32x32:duration=1",
+            "-frames:v",
+            "1",
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c:a",
+            "copy",
+            "-c:v",
+            "mjpeg",
+            "-disposition:v",
+            "attached_pic",
+            str(with_cover),
+        ],
         check=True,
     )
     info = probe(with_cover)

@@ -23,9 +23,17 @@ def _pipeline(model_dir, use_audio_in_video=True):
     from llamafactory.hparams import get_infer_args
     from llamafactory.model import load_tokenizer
 
-    model_args, data_args, _, _ = get_infer_args({
-        "model_name_or_path": str(model_dir), "template": "video_salmonn2", "video_fps": 1.0, "video_maxlen": 30,
-        "video_max_pixels": 12544, "use_audio_in_video": use_audio_in_video, "infer_backend": "huggingface"})
+    model_args, data_args, _, _ = get_infer_args(
+        {
+            "model_name_or_path": str(model_dir),
+            "template": "video_salmonn2",
+            "video_fps": 1.0,
+            "video_maxlen": 30,
+            "video_max_pixels": 12544,
+            "use_audio_in_video": use_audio_in_video,
+            "infer_backend": "huggingface",
+        }
+    )
     tok = load_tokenizer(model_args)
     template = get_template_and_fix_tokenizer(tok["tokenizer"], data_args)
     return template.mm_plugin, tok["processor"], tok["tokenizer"]
@@ -68,7 +76,9 @@ def test_unusable_inputs_are_named(pipeline):
     with pytest.raises(DataError, match="video inputs must be file paths, bytes or byte streams; got int"):
         plugin.process_messages([{"role": "user", "content": "<video>x"}], [], [7], [], processor)
     with pytest.raises(MediaError, match="not a readable media file"):
-        plugin.process_messages([{"role": "user", "content": "<video>x"}], [], [io.BytesIO(b"not a video")], [], processor)
+        plugin.process_messages(
+            [{"role": "user", "content": "<video>x"}], [], [io.BytesIO(b"not a video")], [], processor
+        )
 
 
 def test_audio_track_with_flag_off_is_refused_unless_opted_out(tiny_model_dir, monkeypatch):
@@ -121,7 +131,10 @@ def test_audio_settings_come_from_the_loaded_config_not_a_file(tiny_model_dir, t
         defaults = VideoSalmonn2Config()
         settings = mm_plugin.model_audio_settings(str(bare))
         assert (settings.window_s, settings.queries_per_window, settings.segment_s) == (
-            defaults.audio_window_s, defaults.audio_queries_per_window, defaults.segment_s)
+            defaults.audio_window_s,
+            defaults.audio_queries_per_window,
+            defaults.segment_s,
+        )
 
         with pytest.raises(DataError, match="cannot read the model config of 'someorg/absent'"):
             mm_plugin.model_audio_settings("someorg/absent")

@@ -23,10 +23,26 @@ def test_pipeline_part_counts_decodes_on_both_sides(shared_media, tiny_model_dir
     out = tmp_path / "data_path.json"
     out.write_text(json.dumps({"reader_speedup": 2.5}))  # results of other parts are kept
     clip = shared_media / "4_av.mp4"  # 5 s, 224x224, AAC stereo
-    code = bench.main([
-        "--parts", "pipeline", "--pairs", "2", "--llamafactory-pairs", "2", "--batch-pairs", "2",
-        "--clip", str(clip), "--model-dir", str(tiny_model_dir), "--work-dir", str(tmp_path / "work"), "--out", str(out),
-    ])
+    code = bench.main(
+        [
+            "--parts",
+            "pipeline",
+            "--pairs",
+            "2",
+            "--llamafactory-pairs",
+            "2",
+            "--batch-pairs",
+            "2",
+            "--clip",
+            str(clip),
+            "--model-dir",
+            str(tiny_model_dir),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["reader_speedup"] == 2.5

@@ -13,7 +13,10 @@ def test_sampling_benchmark_writes_its_ratio_and_both_sides_agree_when_greedy(ti
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
     out = tmp_path / "sampling.json"
-    assert bench.main(["--repeats", "2", "--max-new-tokens", "3", "--model-dir", str(tiny_model_dir), "--out", str(out)]) == 0
+    assert (
+        bench.main(["--repeats", "2", "--max-new-tokens", "3", "--model-dir", str(tiny_model_dir), "--out", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["captions"] == 16 and result["videos"] == 4 and result["prompts"] == 8
     assert len(result["chat_seconds"]["all"]) == len(result["batched_seconds"]["all"]) == 2

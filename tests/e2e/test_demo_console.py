@@ -38,7 +38,7 @@ def test_demo_console_is_short_and_ends_with_the_stage_table(demo_run):
     assert re.search(r"mrDPO · round 2/2 · sample samples\.jsonl  \[#+\]  \d+/\d+ caption", res.stderr)
     # the stage table is the last thing printed: header, separator, one row per stage
     stages = [r["stage"] for r in json.loads((out / "metrics.json").read_text())["stages"]]
-    table = res.stdout.rstrip().splitlines()[-(len(stages) + 2):]
+    table = res.stdout.rstrip().splitlines()[-(len(stages) + 2) :]
     assert table[0].startswith("| Stage |"), res.stdout
     assert [row.split("|")[1].strip() for row in table[2:]] == stages
     # the full logs: LLaMA-Factory's messages of the in-process sampling and of every training run

@@ -20,7 +20,11 @@ def test_seven_b_widths_of_the_smoke_model(repo_root):
     config = VideoSalmonn2Config(**smoke.model_overrides(seven_b=True, layers=2))
     text, vision, audio = config.text_config, config.vision_config, config.audio_config
     assert (text.hidden_size, text.intermediate_size, text.num_attention_heads, text.num_key_value_heads) == (
-        3584, 18944, 28, 4)
+        3584,
+        18944,
+        28,
+        4,
+    )
     assert text.num_hidden_layers == 2 and vision.depth == 2 and audio["n_audio_layer"] == 2
     head_dim = text.hidden_size // text.num_attention_heads
     assert sum(text.rope_parameters["mrope_section"]) * 2 == head_dim == 128
@@ -33,8 +37,9 @@ def test_seven_b_widths_of_the_smoke_model(repo_root):
 @pytest.mark.slow
 def test_cpu_smoke_runs_every_step_and_prints_json(repo_root):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
-    proc = subprocess.run(["bash", "scripts/gpu_smoke.sh", "--cpu"], cwd=repo_root, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_smoke.sh", "--cpu"], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [l for l in proc.stdout.splitlines() if l.startswith("VS2_SMOKE_JSON ")]
     result = json.loads(line.split(" ", 1)[1])

@@ -13,8 +13,12 @@ import pytest
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if res.returncode != 0 and "hatchling" in res.stderr and "No matching distribution" in res.stderr:
         pytest.skip("the build backend (hatchling) cannot be installed here")
     assert res.returncode == 0, res.stderr[-2000:]

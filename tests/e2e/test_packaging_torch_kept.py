@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
-OTHER_BUILD = {"torch": ("2.9.1+cu128", []), "torchvision": ("0.24.1+cu128", ["torch==2.9.1"]),
-               "torchaudio": ("2.9.1+cu128", ["torch==2.9.1"])}
+OTHER_BUILD = {
+    "torch": ("2.9.1+cu128", []),
+    "torchvision": ("0.24.1+cu128", ["torch==2.9.1"]),
+    "torchaudio": ("2.9.1+cu128", ["torch==2.9.1"]),
+}
 #: not copied: the package itself (what is being installed) and the new environment's own pip
 SKIP = {"torch", "torchvision", "torchaudio", "vs2_plugin", "pip"}
 
@@ -36,7 +39,12 @@ def _dist_name(dist_info: Path) -> str:
 def _fake_dist(site: Path, name: str, version: str, requires: list[str]) -> None:
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    lines = [
+        "Metadata-Version: 2.1",
+        f"Name: {name}",
+        f"Version: {version}",
+        *[f"Requires-Dist: {r}" for r in requires],
+    ]
     (info / "METADATA").write_text("\n".join(lines) + "\n")
     (info / "INSTALLER").write_text("pip\n")
     (info / "RECORD").write_text("")
@@ -45,8 +53,13 @@ def _fake_dist(site: Path, name: str, version: str, requires: list[str]) -> None
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory, repo_root) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
-                         capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if res.returncode != 0 and "hatchling" in res.stderr and "No matching distribution" in res.stderr:
         pytest.skip("the build backend (hatchling) cannot be installed here")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -59,8 +72,14 @@ def gpu_env(tmp_path_factory) -> Path:
     env = tmp_path_factory.mktemp("gpu-env")
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
     python = env / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     for info in Path(sysconfig.get_paths()["purelib"]).glob("*.dist-info"):
         name = _dist_name(info)
         if name and name not in SKIP and not (site / info.name).exists():
@@ -73,18 +92,26 @@ def gpu_env(tmp_path_factory) -> Path:
 def _dry_run(python: Path, *targets: str, tmp: Path) -> tuple[subprocess.CompletedProcess, dict]:
     report = tmp / "report.json"
     report.unlink(missing_ok=True)
-    res = subprocess.run([str(python), "-m", "pip", "install", "--dry-run", "--no-index", "--quiet", "--report", str(report),
-                          *targets], capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [str(python), "-m", "pip", "install", "--dry-run", "--no-index", "--quiet", "--report", str(report), *targets],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     return res, (json.loads(report.read_text()) if report.is_file() else {})
 
 
 def test_the_environments_torch_build_is_kept(gpu_env, wheel, tmp_path):
     res, report = _dry_run(gpu_env, str(wheel), tmp=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    installed = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"] for item in report["install"]}
+    installed = {
+        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"] for item in report["install"]
+    }
     assert installed == {"vs2-plugin": "0.1.0"}, installed  # nothing else: torch 2.9.1+cu128 stays
-    torch_version = subprocess.run([str(gpu_env), "-m", "pip", "show", "torch"], capture_output=True, text=True,
-                                   check=True).stdout
+    torch_version = subprocess.run(
+        [str(gpu_env), "-m", "pip", "show", "torch"], capture_output=True, text=True, check=True
+    ).stdout
     assert "Version: 2.9.1+cu128" in torch_version
 
 

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.llamafactory_args import parse_llamafactory
 from tests.support.paths import REPO
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml"))
 DRIVER = {"mrdpo.yaml"}  # configs of `vs2 mrdpo`, not of llamafactory-cli
-
-
-def _parse_llamafactory(args: dict) -> None:
-    from llamafactory.hparams.parser import _TRAIN_ARGS, HfArgumentParser
-
-    from vs2_plugin.gdpo.config import GDPOArguments
-    from vs2_plugin.integrations.llamafactory import STAGES, _apply_forced
-
-    args = dict(args)
-    stage = args.get("stage")
-    if stage in STAGES:
-        _apply_forced(STAGES[stage], args)
-        if stage == "gdpo":
-            GDPOArguments.pop_from(args)
-        args["stage"] = STAGES[stage].base
-    deepspeed = args.pop("deepspeed", None)  # parsing it would import deepspeed (an extra)
-    if deepspeed:
-        assert (REPO / deepspeed).is_file(), f"deepspeed config {deepspeed} not found"
-        json.loads((REPO / deepspeed).read_text())
-    import torch
-
-    if not torch.cuda.is_available():  # bf16 needs a GPU to validate; the keys and types are what we check
-        args.update({"bf16": False, "use_cpu": True})
-    HfArgumentParser(_TRAIN_ARGS).parse_dict(args, allow_extra_keys=False)
 
 
 def test_every_stage_has_a_full_and_a_tiny_recipe():
@@ -44,7 +20,9 @@ def test_every_stage_has_a_full_and_a_tiny_recipe():
     assert names <= {p.name for p in (REPO / "recipes" / "tiny").glob("*.yaml")}
     assert (REPO / "recipes" / "inference" / "video_salmonn2.yaml").is_file()
     assert (REPO / "recipes" / "tiny" / "inference" / "video_salmonn2.yaml").is_file()
-    assert (REPO / "recipes" / "deepspeed" / "ds_z2.json").is_file() and (REPO / "recipes" / "deepspeed" / "ds_z3.json").is_file()
+    assert (REPO / "recipes" / "deepspeed" / "ds_z2.json").is_file() and (
+        REPO / "recipes" / "deepspeed" / "ds_z3.json"
+    ).is_file()
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
@@ -64,12 +42,19 @@ def test_recipe_header_and_parse(path: Path):
         from vs2_plugin.pipeline.config import MrDPOConfig
 
         cfg = MrDPOConfig(**args)
-        train = {**cfg.train, "stage": "gdpo", "model_name_or_path": cfg.model_name_or_path, "dataset": "x", "output_dir": "o",
-                 "gt_dataset": "g", "do_train": True}
-        _parse_llamafactory(train)
+        train = {
+            **cfg.train,
+            "stage": "gdpo",
+            "model_name_or_path": cfg.model_name_or_path,
+            "dataset": "x",
+            "output_dir": "o",
+            "gt_dataset": "g",
+            "do_train": True,
+        }
+        parse_llamafactory(train)
     else:
         assert "### model" in text and "### method" in text and "### dataset" in text
-        _parse_llamafactory(args)
+        parse_llamafactory(args)
 
 
 def test_mrdpo_config_rejects_bad_values():

@@ -18,10 +18,18 @@ def _peft(modules_to_save=None, extra_trainable=None):
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
     )
-    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], modules_to_save=modules_to_save, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=2, lora_alpha=4, target_modules=["q_proj"], modules_to_save=modules_to_save, task_type="CAUSAL_LM"
+    )
     model = get_peft_model(Qwen2ForCausalLM(config), lora)
     for name, param in model.named_parameters():
         if extra_trainable and extra_trainable in name:

@@ -25,9 +25,18 @@ def test_tiny_recipe_with_val_size_trains_and_evaluates(tiny_model_dir, tmp_path
     args = yaml.safe_load((REPO / "recipes" / "tiny" / "gdpo_round.yaml").read_text())
     out = tmp_path / "gdpo"
     args.update(
-        model_name_or_path=str(tiny_model_dir), output_dir=str(out), dataset_dir=str(REPO / args["dataset_dir"]),
-        val_size=0.5, eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=2, do_eval=True,
-        max_steps=2, gradient_accumulation_steps=1, save_strategy="no", seed=1,
+        model_name_or_path=str(tiny_model_dir),
+        output_dir=str(out),
+        dataset_dir=str(REPO / args["dataset_dir"]),
+        val_size=0.5,
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=2,
+        do_eval=True,
+        max_steps=2,
+        gradient_accumulation_steps=1,
+        save_strategy="no",
+        seed=1,
     )
     assert args["gdpo_lambda"] > 0
     result = run_gdpo_from_dict(args)
@@ -59,13 +68,17 @@ def test_match_rate_counts_pairs_that_got_their_own_ground_truth():
     def row(prompt, answer):
         return {"input_ids": [*prompt, *answer], "labels": [-100] * len(prompt) + answer, "videos": ["v.mp4"]}
 
-    pairs = Dataset.from_list([
-        {"chosen_input_ids": [1, 2, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
-        {"chosen_input_ids": [3, 4, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
-        {"chosen_input_ids": [5, 6, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
-        {"chosen_input_ids": [1, 2, 8], "chosen_labels": [-100, -100, 8], "videos": ["v.mp4"]},
-    ])
-    gt = Dataset.from_list([{**row([1, 2], [9]), "attention_mask": [1] * 3}, {**row([3, 4], [9]), "attention_mask": [1] * 3}])
+    pairs = Dataset.from_list(
+        [
+            {"chosen_input_ids": [1, 2, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
+            {"chosen_input_ids": [3, 4, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
+            {"chosen_input_ids": [5, 6, 7], "chosen_labels": [-100, -100, 7], "videos": ["v.mp4"]},
+            {"chosen_input_ids": [1, 2, 8], "chosen_labels": [-100, -100, 8], "videos": ["v.mp4"]},
+        ]
+    )
+    gt = Dataset.from_list(
+        [{**row([1, 2], [9]), "attention_mask": [1] * 3}, {**row([3, 4], [9]), "attention_mask": [1] * 3}]
+    )
     out, stats = attach_gt_with_stats(pairs, gt, "match", seed=0)
     assert stats == {"gt_match_rate": 0.75, "pairs": 4}  # prompt [5, 6] has no ground truth of its own
     assert out["gt_input_ids"][0] == [1, 2, 9] and out["gt_input_ids"][1] == [3, 4, 9]
@@ -73,8 +86,9 @@ def test_match_rate_counts_pairs_that_got_their_own_ground_truth():
 
 # ----------------------------------------------------------------------------- round hook refusals
 def _args(tmp_path, deepspeed=None, quantization_bit=None, model=None):
-    model_args = SimpleNamespace(model_name_or_path=str(model or tmp_path), quantization_bit=quantization_bit,
-                                 use_unsloth=False, use_kt=False)
+    model_args = SimpleNamespace(
+        model_name_or_path=str(model or tmp_path), quantization_bit=quantization_bit, use_unsloth=False, use_kt=False
+    )
     return model_args, SimpleNamespace(deepspeed=deepspeed)
 
 

@@ -131,7 +131,9 @@ def test_pack_attention_without_a_usable_kernel_names_the_setting():
 
 
 @pytest.mark.slow
-def test_packed_forward_on_flex_equals_sdpa_audio_visual_model(tmp_path_factory, av_args, load_pieces, collator, perturb_lora):
+def test_packed_forward_on_flex_equals_sdpa_audio_visual_model(
+    tmp_path_factory, av_args, load_pieces, collator, perturb_lora
+):
     """The tiny video-SALMONN 2 (Qwen2.5-VL text model, mRoPE, video + audio tokens), no gradients."""
     import vs2_plugin.integrations.llamafactory as integration
     from vs2_plugin.gdpo.packing import FLEX_BLOCK, packed_forward, set_pack_attention

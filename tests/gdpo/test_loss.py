@@ -94,8 +94,13 @@ def _tiny_lm():
 
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
     )
     return Qwen2ForCausalLM(config).eval()
 
@@ -181,7 +186,13 @@ def test_config_pops_only_its_keys():
 
 
 def test_config_accepts_command_line_strings():
-    raw = {"gdpo_lambda": "0.25", "gt_dataset": "gt", "gdpo_rounds": "true", "gdpo_round": "3", "gdpo_pack_prompt": "false"}
+    raw = {
+        "gdpo_lambda": "0.25",
+        "gt_dataset": "gt",
+        "gdpo_rounds": "true",
+        "gdpo_round": "3",
+        "gdpo_pack_prompt": "false",
+    }
     args = GDPOArguments.pop_from(raw)
     assert (args.gdpo_lambda, args.gdpo_rounds, args.gdpo_round, args.gdpo_pack_prompt) == (0.25, True, 3, False)
     with pytest.raises(ConfigError, match="'maybe'"):

@@ -70,7 +70,8 @@ def _check_written_once(out: Path, rounds: int) -> list[dict]:
         assert [e["current_steps"] for e in log if "loss" in e] == [1, 2]  # one writer: no doubled lines
         # both ranks trained and checkpointed their RNG state; the adapter itself is saved once
         assert sorted(p.name for p in (folder / "checkpoint-2").glob("rng_state_*.pth")) == [
-            "rng_state_0.pth", "rng_state_1.pth"
+            "rng_state_0.pth",
+            "rng_state_1.pth",
         ]
         adapter = load_file(folder / "adapter_model.safetensors")
         assert adapter and all(torch.isfinite(t).all() for t in adapter.values())

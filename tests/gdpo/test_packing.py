@@ -77,7 +77,9 @@ def test_ground_truth_of_another_video_is_a_separate_batch(text_pieces):
     batch = collator(text_pieces, pack=True)(features)
     assert "gdpo_gt_batch" in batch and not (batch["gdpo_segments"] == SEG_GT).any()
     with torch.no_grad():
-        packed = packed_forward(text_pieces.model, {k: v for k, v in batch.items() if k in _PACKED_KEYS or not k.startswith("gdpo_")})
+        packed = packed_forward(
+            text_pieces.model, {k: v for k, v in batch.items() if k in _PACKED_KEYS or not k.startswith("gdpo_")}
+        )
         gt = dict(batch["gdpo_gt_batch"])
         gt_labels = gt.pop("labels")
         gt_logps, gt_tokens = sequence_logps(text_pieces.model(**gt).logits, shift_labels(gt_labels))
@@ -104,8 +106,15 @@ def test_trainer_loss_equals_llamafactory_dpo_when_lambda_is_zero(text_pieces):
 
     p = text_pieces
     features = _rows(p, [0, 1])
-    common = dict(model=p.model, ref_model=None, args=p.training_args, finetuning_args=p.finetuning_args,
-                  data_collator=None, train_dataset=p.pairs, **p.tokenizer_module)
+    common = dict(
+        model=p.model,
+        ref_model=None,
+        args=p.training_args,
+        finetuning_args=p.finetuning_args,
+        data_collator=None,
+        train_dataset=p.pairs,
+        **p.tokenizer_module,
+    )
     stock = CustomDPOTrainer(**common)
     stock_batch = collator(p, pack=False)(features)
     stock_batch = {k: v for k, v in stock_batch.items() if not k.startswith("gdpo_")}

@@ -18,14 +18,26 @@ def _tiny_peft(tmp_path, seed=0):
 
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
     )
     base = Qwen2ForCausalLM(config).eval()
     base_dir = tmp_path / "base"
     base.save_pretrained(base_dir)
-    lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"],
-                      lora_dropout=0.0, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=16,
+        target_modules=["q_proj", "v_proj"],
+        modules_to_save=["lm_head"],
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(base, lora)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -86,7 +98,8 @@ def test_export_hook_agrees_with_in_memory(tmp_path):
         before = model_a(ids).logits
     memory = InMemoryRoundHook()(model_a, seed=1)
     hook = ExportRoundHook(
-        work_dir=tmp_path / "export", backbone_path=str(base_dir),
+        work_dir=tmp_path / "export",
+        backbone_path=str(base_dir),
         load_fn=lambda path: Qwen2ForCausalLM.from_pretrained(path, dtype=torch.float32).eval(),
     )
     exported = hook(model_b, seed=1)

@@ -32,10 +32,18 @@ def _stock_dpo_loss(p, features) -> float:
     from llamafactory.data.collator import PairwiseDataCollatorWithPadding
     from llamafactory.train.dpo.trainer import CustomDPOTrainer
 
-    stock = CustomDPOTrainer(model=p.model, ref_model=None, args=p.training_args, finetuning_args=p.finetuning_args,
-                             data_collator=None, train_dataset=p.pairs, **p.tokenizer_module)
-    pairwise = PairwiseDataCollatorWithPadding(template=p.template, model=p.model, pad_to_multiple_of=8,
-                                               label_pad_token_id=-100, **p.tokenizer_module)
+    stock = CustomDPOTrainer(
+        model=p.model,
+        ref_model=None,
+        args=p.training_args,
+        finetuning_args=p.finetuning_args,
+        data_collator=None,
+        train_dataset=p.pairs,
+        **p.tokenizer_module,
+    )
+    pairwise = PairwiseDataCollatorWithPadding(
+        template=p.template, model=p.model, pad_to_multiple_of=8, label_pad_token_id=-100, **p.tokenizer_module
+    )
     rows = [{k: v for k, v in f.items() if not k.startswith("gt_") and k != "pair_index"} for f in features]
     with torch.no_grad():
         loss, _ = stock.get_batch_loss_metrics(p.model, pairwise(rows))
@@ -70,8 +78,16 @@ def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pac
     ce = _ground_truth_ce(p, features)
     assert dpo != pytest.approx(math.log(2), abs=1e-3) and ce > 0.5  # both terms are non-trivial
 
-    trainer = GDPOTrainer(model=p.model, ref_model=None, args=p.training_args, finetuning_args=p.finetuning_args,
-                          data_collator=None, train_dataset=p.pairs, gdpo_args=p.gdpo_args, **p.tokenizer_module)
+    trainer = GDPOTrainer(
+        model=p.model,
+        ref_model=None,
+        args=p.training_args,
+        finetuning_args=p.finetuning_args,
+        data_collator=None,
+        train_dataset=p.pairs,
+        gdpo_args=p.gdpo_args,
+        **p.tokenizer_module,
+    )
     batch = collator(p, pack=pack)(features)
     assert ("gdpo_gt_batch" in batch) != pack  # packed: the gt continues the shared prompt
     with torch.no_grad():

@@ -26,9 +26,7 @@ def model_dir(tmp_path_factory):
 
 
 def _round_args(model_dir, out, **overrides):
-    return text_args(
-        model_dir, out, gdpo_rounds=True, max_steps=4, save_strategy="steps", save_steps=1, **overrides
-    )
+    return text_args(model_dir, out, gdpo_rounds=True, max_steps=4, save_strategy="steps", save_steps=1, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +139,12 @@ def test_kill_9_mid_round_then_rerun_ends_in_the_same_state(memory_rounds, model
     args = _round_args(model_dir, out)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, json.dumps(args)], cwd=repo_root, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", KILLER, json.dumps(args)],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == -9, proc.stderr[-3000:]
     state = json.loads((out / "rounds.json").read_text())

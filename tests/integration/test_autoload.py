@@ -95,7 +95,9 @@ def test_plain_llamafactory_import_sees_template_and_stage():
 
 
 def test_opt_out_env_var_disables_autoload():
-    code = "import llamafactory\nfrom llamafactory.data.template import TEMPLATES\nprint('video_salmonn2' in TEMPLATES)\n"
+    code = (
+        "import llamafactory\nfrom llamafactory.data.template import TEMPLATES\nprint('video_salmonn2' in TEMPLATES)\n"
+    )
     out = _probe(code, LLAMAFACTORY_PLUGINS_DISABLE="1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"

@@ -45,11 +45,22 @@ def server(exported_model, tmp_path_factory, venv_bin):
     safe.mkdir()
     shutil.copy(CLIP, safe / CLIP.name)
     port = _free_port()
-    env = dict(os.environ, API_HOST="127.0.0.1", API_PORT=str(port), SAFE_MEDIA_PATH=str(safe), OMP_NUM_THREADS="1",
-               API_VERBOSE="0")
+    env = dict(
+        os.environ,
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        SAFE_MEDIA_PATH=str(safe),
+        OMP_NUM_THREADS="1",
+        API_VERBOSE="0",
+    )
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - the server writes to it until the fixture ends
-    proc = subprocess.Popen([str(venv_bin / "llamafactory-cli"), "api", str(RECIPE), f"model_name_or_path={model}"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(venv_bin / "llamafactory-cli"), "api", str(RECIPE), f"model_name_or_path={model}"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         import urllib.request
@@ -79,9 +90,18 @@ def _caption(server, url: str) -> str:
     from openai import OpenAI
 
     client = OpenAI(base_url=server["base_url"], api_key="unused", timeout=300, max_retries=0)
-    reply = client.chat.completions.create(model="vs2", messages=[{"role": "user", "content": [
-        {"type": "video_url", "video_url": {"url": url}},
-        {"type": "text", "text": DEFAULT_GLOBAL_PROMPT}]}])
+    reply = client.chat.completions.create(
+        model="vs2",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video_url", "video_url": {"url": url}},
+                    {"type": "text", "text": DEFAULT_GLOBAL_PROMPT},
+                ],
+            }
+        ],
+    )
     return reply.choices[0].message.content or ""
 
 
@@ -106,9 +126,16 @@ def test_path_outside_safe_media_is_refused(server):
 
 
 def test_llamafactory_cli_chat_loads_the_exported_model(exported_model, venv_bin):
-    proc = subprocess.run([str(venv_bin / "llamafactory-cli"), "chat", str(RECIPE), f"model_name_or_path={exported_model}"],
-                          cwd=REPO, input="Describe a video.\nexit\n", capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), check=False)
+    proc = subprocess.run(
+        [str(venv_bin / "llamafactory-cli"), "chat", str(RECIPE), f"model_name_or_path={exported_model}"],
+        cwd=REPO,
+        input="Describe a video.\nexit\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reply = proc.stdout.split("Assistant: ", 1)[1].split("\nUser:", 1)[0]
     assert reply.strip(), proc.stdout[-2000:]
@@ -119,12 +146,22 @@ def test_llamafactory_cli_webchat_loads_the_exported_model(exported_model, tmp_p
     import urllib.request
 
     port = _free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), OMP_NUM_THREADS="1",
-               BROWSER="true", GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(
+        os.environ,
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+        BROWSER="true",
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
     with open(tmp_path / "webchat.log", "w") as log:
-        proc = subprocess.Popen([str(venv_bin / "llamafactory-cli"), "webchat", str(RECIPE),
-                                 f"model_name_or_path={exported_model}"], cwd=tmp_path, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(venv_bin / "llamafactory-cli"), "webchat", str(RECIPE), f"model_name_or_path={exported_model}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 300
             while True:

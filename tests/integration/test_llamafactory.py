@@ -80,8 +80,14 @@ def test_registrations_are_idempotent():
 def test_vs2_plugins_lists_registrations():
     out = run_cli(["vs2", "plugins"])
     assert out.returncode == 0, out.stderr
-    for needle in ("template: video_salmonn2", "stage: gdpo, vs2_align", "mm_plugin: video_salmonn2",
-                   "composite_model: video_salmonn2", "vs2_plugin.judge.offline", "vs2_register_judges"):
+    for needle in (
+        "template: video_salmonn2",
+        "stage: gdpo, vs2_align",
+        "mm_plugin: video_salmonn2",
+        "composite_model: video_salmonn2",
+        "vs2_plugin.judge.offline",
+        "vs2_register_judges",
+    ):
         assert needle in out.stdout, out.stdout
     data = json.loads(run_cli(["vs2", "plugins", "--json"]).stdout)
     assert data["llamafactory_plugins"]["vs2_plugin=vs2_plugin.integrations.llamafactory:register"] == "ok"
@@ -94,8 +100,18 @@ def _cli_env() -> dict:
 @pytest.mark.slow
 def _train_tiny(recipe: str, model_dir: Path, out_dir: Path, **env: str):
     """``llamafactory-cli train recipes/tiny/RECIPE`` on ``model_dir`` for 2 steps into ``out_dir``."""
-    return run_cli(["llamafactory-cli", "train", f"recipes/tiny/{recipe}", f"model_name_or_path={model_dir}",
-                    f"output_dir={out_dir}", "max_steps=2"], cwd=REPO, env=_cli_env() | env)
+    return run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            f"recipes/tiny/{recipe}",
+            f"model_name_or_path={model_dir}",
+            f"output_dir={out_dir}",
+            "max_steps=2",
+        ],
+        cwd=REPO,
+        env=_cli_env() | env,
+    )
 
 
 def test_tiny_sft_via_llamafactory_cli_writes_an_adapter(tiny_model_dir, tmp_path):
@@ -156,7 +172,9 @@ def test_alignment_stage_changes_only_the_audio_aligner(tiny_model_dir, tmp_path
 @pytest.mark.slow
 def test_tiny_sft_under_two_rank_torchrun(tiny_model_dir, tmp_path):
     out_dir = tmp_path / "sft_ddp"
-    res = _train_tiny("av_sft.yaml", tiny_model_dir, out_dir, FORCE_TORCHRUN="1", NPROC_PER_NODE="2", MASTER_PORT="29533")
+    res = _train_tiny(
+        "av_sft.yaml", tiny_model_dir, out_dir, FORCE_TORCHRUN="1", NPROC_PER_NODE="2", MASTER_PORT="29533"
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out_dir / "adapter_model.safetensors").stat().st_size > 0
     log = [json.loads(line) for line in (out_dir / "trainer_log.jsonl").read_text().splitlines()]

@@ -43,8 +43,10 @@ def test_no_llamafactory_import_outside_integrations():
 
 def test_the_scan_finds_every_import_form(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("import os\nimport llamafactory\ndef g():\n    from llamafactory.data import x\n"
-                 "from vs2_plugin.integrations.llamafactory_api import load_model\n")
+    f.write_text(
+        "import os\nimport llamafactory\ndef g():\n    from llamafactory.data import x\n"
+        "from vs2_plugin.integrations.llamafactory_api import load_model\n"
+    )
     assert _llamafactory_imports(f) == [2, 4]
 
 

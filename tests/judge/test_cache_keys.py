@@ -11,7 +11,6 @@ from vs2_openai_judge.cache import AnswerCache
 from vs2_openai_judge.client import ChatRunner, Job
 from vs2_openai_judge.options import OpenAIOptions
 from vs2_openai_judge.prompts import extraction_messages, judging_messages
-
 from vs2_plugin.judge import metrics
 from vs2_plugin.judge.config import JudgeConfig
 
@@ -49,6 +48,7 @@ def test_repeated_ngram_precheck_never_hides_a_match():
     vocab = ["a", "A", "dog", "Dog", "runs", ",", ".", "the", "cat", "  ", "!", "no", "NO", "x_y", "it's", "\n"]
     matched = 0
     for _ in range(5000):
+
         def words(n):
             return " ".join(rng.choice(vocab) for _ in range(n))
 

@@ -14,12 +14,31 @@ def write_jsonl(path, rows):
 
 def test_eval_writes_report_and_markdown(tmp_path, capsys):
     rows = [
-        {"id": "full", "caption": "A brown dog runs across a park. A man sings a song. Rain falls on a city street.", "events": EVENTS},
+        {
+            "id": "full",
+            "caption": "A brown dog runs across a park. A man sings a song. Rain falls on a city street.",
+            "events": EVENTS,
+        },
         {"id": "half", "caption": "A brown dog runs across a park.", "events": EVENTS, "task": "local"},
-        {"id": "ref", "caption": "A brown dog runs across a park.", "reference": "A brown dog runs across a park. A man sings a song."},
+        {
+            "id": "ref",
+            "caption": "A brown dog runs across a park.",
+            "reference": "A brown dog runs across a park. A man sings a song.",
+        },
     ]
     out = tmp_path / "out" / "report.json"
-    code = vs2_main(["eval", "--input", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--judge", "offline", "--out", str(out), "--quiet"])
+    code = vs2_main(
+        [
+            "eval",
+            "--input",
+            str(write_jsonl(tmp_path / "in.jsonl", rows)),
+            "--judge",
+            "offline",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     items = {i["id"]: i for i in report["items"]}
@@ -47,13 +66,57 @@ def test_pairs_builds_pairwise_dataset(tmp_path):
     good = "A brown dog runs across a park. A man sings a song. Rain falls on a city street."
     bad = "A cat sleeps on a sofa."
     rows = [
-        {"video_id": "v1", "media": "media/v1.mp4", "prompt": "Describe the video in detail.", "task": "global", "caption": good, "events": EVENTS},
-        {"video_id": "v1", "media": "media/v1.mp4", "prompt": "Describe the video in detail.", "task": "global", "caption": bad, "events": EVENTS},
-        {"video_id": "v2", "media": ["media/v2.mp4"], "prompt": "Describe 0-10 s.", "task": "local", "caption": "x", "miss_rate": 0.5, "hall_rate": 0.1, "rep_rate": 0.0},
-        {"video_id": "v2", "media": ["media/v2.mp4"], "prompt": "Describe 0-10 s.", "task": "local", "caption": "y", "miss_rate": 0.55, "hall_rate": 0.1, "rep_rate": 0.0},
+        {
+            "video_id": "v1",
+            "media": "media/v1.mp4",
+            "prompt": "Describe the video in detail.",
+            "task": "global",
+            "caption": good,
+            "events": EVENTS,
+        },
+        {
+            "video_id": "v1",
+            "media": "media/v1.mp4",
+            "prompt": "Describe the video in detail.",
+            "task": "global",
+            "caption": bad,
+            "events": EVENTS,
+        },
+        {
+            "video_id": "v2",
+            "media": ["media/v2.mp4"],
+            "prompt": "Describe 0-10 s.",
+            "task": "local",
+            "caption": "x",
+            "miss_rate": 0.5,
+            "hall_rate": 0.1,
+            "rep_rate": 0.0,
+        },
+        {
+            "video_id": "v2",
+            "media": ["media/v2.mp4"],
+            "prompt": "Describe 0-10 s.",
+            "task": "local",
+            "caption": "y",
+            "miss_rate": 0.55,
+            "hall_rate": 0.1,
+            "rep_rate": 0.0,
+        },
     ]
-    code = vs2_main(["pairs", "--input", str(write_jsonl(tmp_path / "s.jsonl", rows)), "--dataset-dir", str(tmp_path / "data"),
-                     "--name", "round1", "--round", "2", "--quiet"])
+    code = vs2_main(
+        [
+            "pairs",
+            "--input",
+            str(write_jsonl(tmp_path / "s.jsonl", rows)),
+            "--dataset-dir",
+            str(tmp_path / "data"),
+            "--name",
+            "round1",
+            "--round",
+            "2",
+            "--quiet",
+        ]
+    )
     assert code == 0
     records = json.loads((tmp_path / "data" / "round1.json").read_text())
     assert len(records) == 1  # round 2: v1 gains >= 20 % error; v2 local gap (5 %) < 45 %

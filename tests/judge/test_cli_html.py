@@ -11,14 +11,32 @@ EVENTS = ["A brown dog runs across a park", "A man sings a song", "Rain falls on
 def test_eval_writes_a_self_contained_html_report(tmp_path, repo_root):
     clip = repo_root / "vs2_plugin" / "assets" / "demo_data" / "media" / "drawing.mp4"
     rows = [
-        {"id": "invented", "caption": "A brown dog runs across a park. A purple elephant juggles flaming torches "
-                                      "on a frozen lake.", "events": EVENTS, "video": str(clip)},
+        {
+            "id": "invented",
+            "caption": "A brown dog runs across a park. A purple elephant juggles flaming torches on a frozen lake.",
+            "events": EVENTS,
+            "video": str(clip),
+        },
         {"id": "half", "caption": "A man sings a song.", "events": EVENTS, "task": "local", "start": 0, "end": 2},
     ]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out" / "report.json"
-    assert vs2_main(["eval", "--input", str(tmp_path / "in.jsonl"), "--judge", "offline", "--out", str(out), "--quiet",
-                     "--no-cache"]) == 0
+    assert (
+        vs2_main(
+            [
+                "eval",
+                "--input",
+                str(tmp_path / "in.jsonl"),
+                "--judge",
+                "offline",
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     items = {i["id"]: i for i in json.loads(out.read_text())["items"]}
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<th>%Miss↓</th>" in page and "<td>global</td>" in page  # the Table-1 summary

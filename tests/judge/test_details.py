@@ -20,7 +20,9 @@ DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
 
 
 def judge_one(caption, events, reference=None, encoder="wordllama"):
-    return offline.judge([JudgeItem(id="x", caption=caption, events=events, reference=reference)], encoder_name=encoder)[0]
+    return offline.judge(
+        [JudgeItem(id="x", caption=caption, events=events, reference=reference)], encoder_name=encoder
+    )[0]
 
 
 def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
@@ -100,7 +102,13 @@ def test_unmeasured_counts_read_n_a_never_zero():
 def test_offline_judge_measures_incorrect_so_vs2_eval_shows_a_number(tmp_path):
     from vs2_plugin.cli import main as vs2_main
 
-    rows = [{"id": "a", "caption": "A woman in a blue shirt plays the guitar.", "events": ["A man in a red shirt plays the guitar"]}]
+    rows = [
+        {
+            "id": "a",
+            "caption": "A woman in a blue shirt plays the guitar.",
+            "events": ["A man in a red shirt plays the guitar"],
+        }
+    ]
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, cfg = tmp_path / "report.json", tmp_path / "judge.json"

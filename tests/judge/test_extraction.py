@@ -16,7 +16,12 @@ DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
 
 def test_quoted_speech_is_never_split():
     ref = 'A man walks in. He says, "Stop. Right now, please; I mean it." A dog barks, while a cat sleeps.'
-    assert extract_events(ref) == ["A man walks in.", 'He says, "Stop. Right now, please; I mean it."', "A dog barks", "while a cat sleeps."]
+    assert extract_events(ref) == [
+        "A man walks in.",
+        'He says, "Stop. Right now, please; I mean it."',
+        "A dog barks",
+        "while a cat sleeps.",
+    ]
 
 
 def test_matching_is_one_to_one():

@@ -14,11 +14,18 @@ from vs2_plugin.judge.encoders import get_encoder
 from vs2_plugin.judge.types import JudgeItem
 
 ITEMS = [
-    JudgeItem(id="a", caption="A xylophone player in a red shirt does not smile. Two dogs run; a cat sleeps on a sofa.",
-              events=["A xylophone player wears a red shirt", "Two dogs run", "A parrot sings"],
-              reference="A xylophone player in a red shirt does not smile. Two dogs run."),
-    JudgeItem(id="b", caption="Two dogs run. A woman waves.", events=["Two dogs run", "A man waves"],
-              reference="A xylophone player in a red shirt does not smile. Two dogs run."),
+    JudgeItem(
+        id="a",
+        caption="A xylophone player in a red shirt does not smile. Two dogs run; a cat sleeps on a sofa.",
+        events=["A xylophone player wears a red shirt", "Two dogs run", "A parrot sings"],
+        reference="A xylophone player in a red shirt does not smile. Two dogs run.",
+    ),
+    JudgeItem(
+        id="b",
+        caption="Two dogs run. A woman waves.",
+        events=["Two dogs run", "A man waves"],
+        reference="A xylophone player in a red shirt does not smile. Two dogs run.",
+    ),
     JudgeItem(id="c", caption="A pianist plays at night.", events=["A pianist plays", "It is daytime"]),
 ]
 
@@ -71,10 +78,16 @@ print(json.dumps([j.to_dict() for j in offline.judge(items, encoder_name=sys.arg
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
 def test_judgments_are_identical_in_fresh_processes(encoder, repo_root):
-    payload = json.dumps([{"id": i.id, "caption": i.caption, "events": i.events, "reference": i.reference} for i in ITEMS])
+    payload = json.dumps(
+        [{"id": i.id, "caption": i.caption, "events": i.events, "reference": i.reference} for i in ITEMS]
+    )
     env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
-    runs = [subprocess.run([sys.executable, "-c", _SCRIPT, payload, encoder], capture_output=True, text=True, env=env, check=True).stdout
-            for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _SCRIPT, payload, encoder], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
     here = [j.to_dict() for j in offline.judge(ITEMS, encoder_name=encoder)]
     assert json.loads(runs[0]) == json.loads(json.dumps(here))
@@ -89,7 +102,10 @@ def test_shipped_weights_are_the_ones_the_benchmark_fitted(repo_root):
         assert entry == bench[name]["weights"], name
         assert tuple(entry["features"]) == offline.FEATURES
         assert min(entry["coef"]) >= 0.0  # the fit keeps coefficients non-negative (monotone Miss)
-        assert bench[name]["auc_leave_one_captioner_out_mean"] > bench["wordllama"]["auc_leave_one_captioner_out_mean"] - 0.1
+        assert (
+            bench[name]["auc_leave_one_captioner_out_mean"]
+            > bench["wordllama"]["auc_leave_one_captioner_out_mean"] - 0.1
+        )
 
 
 def test_batched_features_equal_one_claim_at_a_time():

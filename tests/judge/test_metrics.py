@@ -80,8 +80,26 @@ def test_natural_captions_have_no_patterns(text):
 def test_unnatural_rate_and_summary_skip_failed_items():
     assert metrics.unnatural_rate(["fine caption.", "Video Description: bad"]) == 0.5
     rows = [
-        {"status": "ok", "miss_rate": 0.2, "hall_rate": 0.1, "total_rate": 0.3, "incorrect_rate": 0.0, "hallucination_rate": 0.1, "rep_rate": 0.0, "unnatural": []},
-        {"status": "ok", "miss_rate": 0.4, "hall_rate": 0.3, "total_rate": 0.7, "incorrect_rate": 0.1, "hallucination_rate": 0.2, "rep_rate": 0.1, "unnatural": ["header"]},
+        {
+            "status": "ok",
+            "miss_rate": 0.2,
+            "hall_rate": 0.1,
+            "total_rate": 0.3,
+            "incorrect_rate": 0.0,
+            "hallucination_rate": 0.1,
+            "rep_rate": 0.0,
+            "unnatural": [],
+        },
+        {
+            "status": "ok",
+            "miss_rate": 0.4,
+            "hall_rate": 0.3,
+            "total_rate": 0.7,
+            "incorrect_rate": 0.1,
+            "hallucination_rate": 0.2,
+            "rep_rate": 0.1,
+            "unnatural": ["header"],
+        },
         {"status": "failed", "error": "HTTP 500"},
     ]
     s = metrics.summarize(rows)

@@ -35,9 +35,18 @@ def miss(judgments):
 
 
 def test_own_reference_is_covered_and_another_videos_is_not(videos, config):
-    own = [{"id": v["id"], "caption": v["reference"], "events": v["events"], "reference": v["reference"]} for v in videos]
-    other = [{"id": v["id"], "caption": videos[(k + 1) % len(videos)]["reference"], "events": v["events"], "reference": v["reference"]}
-             for k, v in enumerate(videos)]
+    own = [
+        {"id": v["id"], "caption": v["reference"], "events": v["events"], "reference": v["reference"]} for v in videos
+    ]
+    other = [
+        {
+            "id": v["id"],
+            "caption": videos[(k + 1) % len(videos)]["reference"],
+            "events": v["events"],
+            "reference": v["reference"],
+        }
+        for k, v in enumerate(videos)
+    ]
     own_j, other_j = judge_items(own, config), judge_items(other, config)
     assert all(j.ok for j in own_j + other_j)
     assert np.mean(miss(own_j)) <= 0.05
@@ -52,7 +61,16 @@ def test_own_reference_is_covered_and_another_videos_is_not(videos, config):
 def test_truncating_the_reference_raises_miss_monotonically(videos, config):
     for v in videos[:3]:
         sentences = split_sentences(v["reference"])
-        cuts = sorted({len(sentences), max(1, 3 * len(sentences) // 4), max(1, len(sentences) // 2), max(1, len(sentences) // 4), 1}, reverse=True)
+        cuts = sorted(
+            {
+                len(sentences),
+                max(1, 3 * len(sentences) // 4),
+                max(1, len(sentences) // 2),
+                max(1, len(sentences) // 4),
+                1,
+            },
+            reverse=True,
+        )
         items = [{"id": f"{v['id']}@{k}", "caption": " ".join(sentences[:k]), "events": v["events"]} for k in cuts]
         rates = miss(judge_items(items, config))
         assert all(a <= b for a, b in zip(rates, rates[1:])), (v["id"], cuts, rates)
@@ -101,4 +119,8 @@ def test_wordllama_fallback_scores_related_above_unrelated():
 
 def test_split_clauses():
     assert offline.split_clauses("A man sings; a woman dances, while a dog barks. The end.") == [
-        "A man sings", "a woman dances", "while a dog barks.", "The end."]
+        "A man sings",
+        "a woman dances",
+        "while a dog barks.",
+        "The end.",
+    ]

@@ -7,10 +7,9 @@ import pytest
 
 pytest.importorskip("vs2_openai_judge")
 
+from tests.support.fake_openai_server import Action, serve_with_env  # noqa: E402
 from vs2_openai_judge import parsing  # noqa: E402
 from vs2_openai_judge.client import retry_after_seconds  # noqa: E402
-
-from tests.support.fake_openai_server import Action, serve_with_env  # noqa: E402
 from vs2_plugin.cli import main as vs2_main  # noqa: E402
 from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
 from vs2_plugin.judge.runner import judge_items  # noqa: E402
@@ -18,8 +17,16 @@ from vs2_plugin.judge.runner import judge_items  # noqa: E402
 PLANTED_KEY = "sk-test-PLANTED-4f9c2e71b8a3d5e6"
 
 ITEMS = [
-    {"id": "good", "caption": "A brown dog runs across the park. A man sings loudly.", "events": ["A brown dog runs", "A cat sleeps on a sofa", "A man sings"]},
-    {"id": "second", "caption": "Rain falls on a city street at night.", "events": ["Rain falls on a street", "It is night"]},
+    {
+        "id": "good",
+        "caption": "A brown dog runs across the park. A man sings loudly.",
+        "events": ["A brown dog runs", "A cat sleeps on a sofa", "A man sings"],
+    },
+    {
+        "id": "second",
+        "caption": "Rain falls on a city street at night.",
+        "events": ["Rain falls on a street", "It is night"],
+    },
 ]
 
 
@@ -29,7 +36,15 @@ def server(monkeypatch):
 
 
 def make_config(tmp_path, **kw):
-    options = dict(model="fake-judge", passes=3, timeout_s=0.5, backoff_base_s=0.01, backoff_max_s=0.05, max_retries=4, concurrency=4)
+    options = dict(
+        model="fake-judge",
+        passes=3,
+        timeout_s=0.5,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        max_retries=4,
+        concurrency=4,
+    )
     options.update(kw)
     return JudgeConfig(judge="openai", cache_path=str(tmp_path / "cache.sqlite"), show_progress=False, options=options)
 
@@ -54,7 +69,9 @@ def test_median_pass_is_reported(server, tmp_path):
 
 
 def test_retries_429_500_timeout_reset_and_malformed(server, tmp_path):
-    server.script.extend([Action.error(429, retry_after="0.05"), Action.error(500), Action.hang(1.5), Action.reset(), Action.malformed()])
+    server.script.extend(
+        [Action.error(429, retry_after="0.05"), Action.error(500), Action.hang(1.5), Action.reset(), Action.malformed()]
+    )
     judgments = judge_items(ITEMS[:1], make_config(tmp_path, passes=1, concurrency=1, max_retries=5))
     assert judgments[0].ok and judgments[0].missed == ["A cat sleeps on a sofa"]
     assert server.count == 6  # five scripted failures, then the answer
@@ -93,7 +110,9 @@ def test_bad_key_is_not_retried(server, tmp_path):
 
 def test_out_of_range_numbers_are_clamped_and_garbage_retried(server, tmp_path):
     server.script.append(Action.ok(json.dumps({"missed": "two", "incorrect": [], "hallucinated": []})))
-    server.responder = lambda body: json.dumps({"missed": [2, 2, 9, 0], "incorrect": [2, 3], "hallucinated": ["a"] * 10})
+    server.responder = lambda body: json.dumps(
+        {"missed": [2, 2, 9, 0], "incorrect": [2, 3], "hallucinated": ["a"] * 10}
+    )
     j = judge_items(ITEMS[:1], make_config(tmp_path, passes=1, concurrency=1))[0]
     assert server.count == 2
     assert j.missed == ["A cat sleeps on a sofa"] and j.incorrect == ["A man sings"]
@@ -119,7 +138,11 @@ def test_resume_asks_only_for_missing_passes(server, tmp_path):
 
 
 def test_events_extracted_from_reference(server, tmp_path):
-    item = {"id": "ref", "caption": "A brown dog runs. A man sings.", "reference": "A brown dog runs. A cat sleeps. A man sings."}
+    item = {
+        "id": "ref",
+        "caption": "A brown dog runs. A man sings.",
+        "reference": "A brown dog runs. A cat sleeps. A man sings.",
+    }
     j = judge_items([item], make_config(tmp_path, passes=1))[0]
     assert j.ok and j.n_events == 3 and j.missed == ["A cat sleeps."]
 
@@ -131,15 +154,33 @@ def test_planted_key_never_logged_or_written(server, tmp_path, caplog, capsys):
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
     out = tmp_path / "report.json"
-    code = vs2_main(["eval", "--input", str(data), "--judge", "openai", "--judge-model", "fake-judge", "--out", str(out),
-                     "--passes", "2", "--cache", str(tmp_path / "cache.sqlite"), "--quiet"])
+    code = vs2_main(
+        [
+            "eval",
+            "--input",
+            str(data),
+            "--judge",
+            "openai",
+            "--judge-model",
+            "fake-judge",
+            "--out",
+            str(out),
+            "--passes",
+            "2",
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+            "--quiet",
+        ]
+    )
     assert code == 1  # one item failed
     report = json.loads(out.read_text())
     assert [i["status"] for i in report["items"]] == ["ok", "failed"]
     assert report["summary"]["all"]["n_failed"] == 1
     assert all(h == f"Bearer {PLANTED_KEY}" for h in server.auth_headers)  # the key was really used
     captured = capsys.readouterr()
-    texts = [caplog.text, captured.out, captured.err] + [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
+    texts = [caplog.text, captured.out, captured.err] + [
+        p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()
+    ]
     for text in texts:
         assert PLANTED_KEY not in text
         assert PLANTED_KEY[8:] not in text

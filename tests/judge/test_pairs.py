@@ -10,8 +10,16 @@ from vs2_plugin.judge.types import ScoredSample
 
 
 def sample(video, error, rep, task="global", sid=None, media=("v.mp4",)):
-    return ScoredSample(video_id=video, task=task, prompt="Describe the video.", caption=f"caption {video} {sid or error}",
-                        error=error, rep=rep, sample_id=sid or f"{video}-{error}-{rep}", media=list(media))
+    return ScoredSample(
+        video_id=video,
+        task=task,
+        prompt="Describe the video.",
+        caption=f"caption {video} {sid or error}",
+        error=error,
+        rep=rep,
+        sample_id=sid or f"{video}-{error}-{rep}",
+        media=list(media),
+    )
 
 
 def test_table3_values():
@@ -61,17 +69,30 @@ def test_fully_negative_thresholds_pick_the_better_orientation():
 
 def test_one_pair_per_video_and_task_with_largest_error_margin():
     t = Schedule().for_round(1)
-    group = [sample("a", 0.2, 0.0, sid="s1"), sample("a", 0.5, 0.05, sid="s2"), sample("a", 0.9, 0.1, sid="s3"), sample("b", 0.1, 0.0), sample("b", 0.1, 0.0)]
+    group = [
+        sample("a", 0.2, 0.0, sid="s1"),
+        sample("a", 0.5, 0.05, sid="s2"),
+        sample("a", 0.9, 0.1, sid="s3"),
+        sample("b", 0.1, 0.0),
+        sample("b", 0.1, 0.0),
+    ]
     kept = choose_pairs(group, t)
     assert len(kept) == 1
     assert (kept[0].chosen.sample_id, kept[0].rejected.sample_id) == ("s1", "s3")
 
 
 def test_schedule_from_config_and_validation():
-    s = Schedule.from_config({1: {"e_g": 0.1, "r_g": -0.02, "e_t": 0.3, "r_t": 0.0}, 3: {"delta_e_global": 0.4, "delta_r_global": 0, "delta_e_local": 0.5, "delta_r_local": 0}})
+    s = Schedule.from_config(
+        {
+            1: {"e_g": 0.1, "r_g": -0.02, "e_t": 0.3, "r_t": 0.0},
+            3: {"delta_e_global": 0.4, "delta_r_global": 0, "delta_e_local": 0.5, "delta_r_local": 0},
+        }
+    )
     assert s.for_round(2).delta_e_global == pytest.approx(0.1)
     assert s.for_round(5).delta_e_global == pytest.approx(0.4)
-    assert Schedule.from_config([{"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}]).for_round(1).delta_e_local == pytest.approx(0.2)
+    assert Schedule.from_config([{"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}]).for_round(
+        1
+    ).delta_e_local == pytest.approx(0.2)
     with pytest.raises(ConfigError, match="delta_e_global"):
         RoundThresholds(5, 0, 0, 0)  # percentages instead of fractions
     with pytest.raises(ConfigError):
@@ -100,16 +121,23 @@ def test_write_pairwise_dataset(tmp_path):
     kept = choose_pairs([sample("a", 0.1, 0.0), sample("a", 0.9, 0.5)], Schedule().for_round(1))
     path = write_pairwise_dataset(kept, tmp_path, "vs2_round1")
     records = json.loads(path.read_text())
-    assert records == [{
-        "conversations": [{"from": "human", "value": "<video>Describe the video."}],
-        "chosen": {"from": "gpt", "value": kept[0].chosen.caption},
-        "rejected": {"from": "gpt", "value": kept[0].rejected.caption},
-        "videos": ["v.mp4"],
-    }]
+    assert records == [
+        {
+            "conversations": [{"from": "human", "value": "<video>Describe the video."}],
+            "chosen": {"from": "gpt", "value": kept[0].chosen.caption},
+            "rejected": {"from": "gpt", "value": kept[0].rejected.caption},
+            "videos": ["v.mp4"],
+        }
+    ]
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert "other" in info
     assert info["vs2_round1"]["ranking"] is True and info["vs2_round1"]["formatting"] == "sharegpt"
-    assert info["vs2_round1"]["columns"] == {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "videos": "videos"}
+    assert info["vs2_round1"]["columns"] == {
+        "messages": "conversations",
+        "chosen": "chosen",
+        "rejected": "rejected",
+        "videos": "videos",
+    }
 
 
 def test_dataset_info_entry_is_understood_by_llamafactory(tmp_path):
@@ -118,4 +146,9 @@ def test_dataset_info_entry_is_understood_by_llamafactory(tmp_path):
     write_pairwise_dataset(kept, tmp_path, "vs2_round1")
     attrs = parser.get_dataset_list(["vs2_round1"], str(tmp_path))
     assert attrs[0].ranking and attrs[0].formatting == "sharegpt"
-    assert (attrs[0].messages, attrs[0].chosen, attrs[0].rejected, attrs[0].videos) == ("conversations", "chosen", "rejected", "videos")
+    assert (attrs[0].messages, attrs[0].chosen, attrs[0].rejected, attrs[0].videos) == (
+        "conversations",
+        "chosen",
+        "rejected",
+        "videos",
+    )

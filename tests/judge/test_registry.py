@@ -11,13 +11,17 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from tests.support.paths import REPO
-
 from vs2_plugin import plugins
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.offline import OfflineOptions
 from vs2_plugin.judge.registry import Judge
-from vs2_plugin.judge.runner import extract_events, get_judge, judge_items, require_judge
+from vs2_plugin.judge.runner import (
+    extract_events,
+    get_judge,
+    judge_items,
+    require_judge,
+)
 
 ITEM = {"id": "v1", "caption": "A man waves at the camera.", "events": ["A man waves", "A dog barks"]}
 
@@ -67,7 +71,9 @@ def third_judge_pm(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(plugins.ALLOW_ENV, raising=False)
-    pm = plugins.build_plugin_manager(entry_points=[EntryPoint("length", "length_vs2_judge", plugins.ENTRY_POINT_GROUP)])
+    pm = plugins.build_plugin_manager(
+        entry_points=[EntryPoint("length", "length_vs2_judge", plugins.ENTRY_POINT_GROUP)]
+    )
     yield pm, sys.modules["length_vs2_judge"]
     sys.modules.pop("length_vs2_judge", None)
 
@@ -91,7 +97,11 @@ def test_third_judge_extracts_events_when_items_have_only_a_reference(third_judg
     pm, module = third_judge_pm
     config = JudgeConfig(judge="length", show_progress=False)
     assert extract_events(["A man waves. A dog barks."], config, pm=pm) == [["A man waves", "A dog barks"]]
-    [judgment] = judge_items([{"id": "r", "caption": "A man waves and a dog barks.", "reference": "A man waves. A dog barks."}], config, pm=pm)
+    [judgment] = judge_items(
+        [{"id": "r", "caption": "A man waves and a dog barks.", "reference": "A man waves. A dog barks."}],
+        config,
+        pm=pm,
+    )
     assert [c[0] for c in module.CALLS] == ["extract", "extract", "judge"]
     assert judgment.n_events == 2 and module.CALLS[-1][1].min_words == 3  # the dataclass default
 
@@ -100,14 +110,27 @@ def test_third_judge_option_is_validated_by_its_dataclass(third_judge_pm):
     pm, _ = third_judge_pm
     with pytest.raises(ConfigError, match=r"length judge: min_words must be an integer >= 1, got 0"):
         require_judge(JudgeConfig(judge="length", options={"min_words": 0}), pm=pm)
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['model'\] for judge 'length'; its options: \['min_words'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown option\(s\) \['model'\] for judge 'length'; its options: \['min_words'\]"
+    ):
         require_judge(JudgeConfig(judge="length", options={"model": "gpt-4.1"}), pm=pm)
 
 
 def test_judge_config_has_no_openai_specific_field():
     names = {f.name for f in dataclasses.fields(JudgeConfig)}
     assert names == {"judge", "show_progress", "cache_path", "options"}
-    openai_words = ("model", "base_url", "api_key", "price", "passes", "concurrency", "retries", "timeout", "temperature", "token")
+    openai_words = (
+        "model",
+        "base_url",
+        "api_key",
+        "price",
+        "passes",
+        "concurrency",
+        "retries",
+        "timeout",
+        "temperature",
+        "token",
+    )
     assert not [n for n in names for w in openai_words if w in n]
 
 
@@ -146,7 +169,9 @@ def test_old_flat_keys_still_work_with_a_deprecation_warning():
         config = JudgeConfig.from_dict({"judge": "offline", "offline_encoder": "wordllama", "miss_threshold": 0.4})
     assert config.options == {"encoder": "wordllama", "miss_threshold": 0.4}
     assert require_judge(config).options == OfflineOptions(encoder="wordllama", miss_threshold=0.4)
-    assert JudgeConfig.from_dict({"judge": "offline", "judge_options": {"encoder": "minilm"}}).options == {"encoder": "minilm"}
+    assert JudgeConfig.from_dict({"judge": "offline", "judge_options": {"encoder": "minilm"}}).options == {
+        "encoder": "minilm"
+    }
     with pytest.raises(ConfigError, match=r"unknown judge config key\(s\) \['colour'\]"):
         JudgeConfig.from_dict({"colour": "red"})
 
@@ -173,10 +198,29 @@ def test_vs2_eval_takes_judge_options_and_reports_them(tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEM) + "\n")
     out = tmp_path / "r.json"
-    assert vs2_main(["eval", "--input", str(data), "--out", str(out), "--quiet",
-                     "--judge-option", "encoder=wordllama", "--judge-option", "miss_threshold=0.25"]) == 0
+    assert (
+        vs2_main(
+            [
+                "eval",
+                "--input",
+                str(data),
+                "--out",
+                str(out),
+                "--quiet",
+                "--judge-option",
+                "encoder=wordllama",
+                "--judge-option",
+                "miss_threshold=0.25",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
-    assert report["judge"] == "offline" and report["judge_options"] == {"encoder": "wordllama", "miss_threshold": 0.25, "support_threshold": 0.5}
+    assert report["judge"] == "offline" and report["judge_options"] == {
+        "encoder": "wordllama",
+        "miss_threshold": 0.25,
+        "support_threshold": 0.5,
+    }
     assert report["passes"] == 1 and report["model"] is None
 
 
@@ -185,14 +229,17 @@ def test_vs2_eval_bad_option_is_a_clear_error(tmp_path, capsys):
 
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEM) + "\n")
-    assert vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "colour=red"]) == 2
+    assert (
+        vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "colour=red"]) == 2
+    )
     assert "unknown option(s) ['colour'] for judge 'offline'" in capsys.readouterr().err
-    assert vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "noequals"]) == 2
+    assert (
+        vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "noequals"]) == 2
+    )
     assert "--judge-option expects KEY=VALUE, got 'noequals'" in capsys.readouterr().err
 
 
 def test_mrdpo_config_checks_the_judge_and_moves_old_keys(tmp_path):
-    from pathlib import Path
 
     import yaml
 
@@ -212,7 +259,6 @@ def test_mrdpo_config_checks_the_judge_and_moves_old_keys(tmp_path):
 
 
 def test_shipped_recipes_use_the_options_shape():
-    from pathlib import Path
 
     import yaml
 

@@ -37,8 +37,11 @@ def composed_bf16(tmp_path_factory):
     weights = load_file(str(qwen / "model.safetensors"))
     from safetensors.torch import save_file
 
-    save_file({k: v.to(torch.bfloat16) for k, v in weights.items()}, str(qwen / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.to(torch.bfloat16) for k, v in weights.items()},
+        str(qwen / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     out = compose(qwen, build_tiny_whisper_checkpoint(root / "w.pt"), root / "vs2", progress=False)
     return weights, out
 
@@ -69,7 +72,9 @@ def test_build_initialises_the_audio_rows(composed_bf16):
 def test_recomposing_keeps_existing_audio_rows(composed_bf16, tmp_path):
     _, out = composed_bf16
     again = compose(out, build_tiny_whisper_checkpoint(tmp_path / "w.pt"), tmp_path / "again", seed=3, progress=False)
-    assert torch.equal(load_file(str(again / "model.safetensors"))[EMBED], load_file(str(out / "model.safetensors"))[EMBED])
+    assert torch.equal(
+        load_file(str(again / "model.safetensors"))[EMBED], load_file(str(out / "model.safetensors"))[EMBED]
+    )
 
 
 def _effective_embeddings(model_dir):
@@ -89,8 +94,19 @@ def test_alignment_step_moves_only_the_marker_rows(tiny_model_dir, tmp_path, ven
 
     out = tmp_path / "align"
     env = {"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
-    res = run_cli(["llamafactory-cli", "train", "recipes/tiny/audio_align.yaml", f"model_name_or_path={tiny_model_dir}",
-                   f"output_dir={out}", "max_steps=1", "weight_decay=0.1"], cwd=repo_root, env=env)
+    res = run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            "recipes/tiny/audio_align.yaml",
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={out}",
+            "max_steps=1",
+            "weight_decay=0.1",
+        ],
+        cwd=repo_root,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     base, trained = load_file(str(tiny_model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert torch.equal(base[EMBED], trained[EMBED].to(base[EMBED].dtype))  # the matrix itself is frozen

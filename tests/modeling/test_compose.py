@@ -31,8 +31,12 @@ def test_build_copies_weights_and_adds_audio_tokens(parts, tmp_path):
 
     qwen_dir, whisper_pt = parts
     out = tmp_path / "vs2"
-    assert cli_main(["build", "--visual-llm", str(qwen_dir), "--whisper", str(whisper_pt), "--out", str(out),
-                     "--window", "0.5"]) == 0
+    assert (
+        cli_main(
+            ["build", "--visual-llm", str(qwen_dir), "--whisper", str(whisper_pt), "--out", str(out), "--window", "0.5"]
+        )
+        == 0
+    )
     model, info = AutoModelForImageTextToText.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert model.config.model_type == "video_salmonn2" and model.config.audio_tokens_per_segment == 60
@@ -87,7 +91,9 @@ def test_resizes_embeddings_only_when_needed(parts, tmp_path):
     out = compose(small, whisper_pt, tmp_path / "resized", progress=False)
     composed = load_file(str(out / "model.safetensors"))
     assert composed["model.language_model.embed_tokens.weight"].shape[0] == 1024
-    assert torch.equal(composed["model.language_model.embed_tokens.weight"][:1008], weights["model.embed_tokens.weight"])
+    assert torch.equal(
+        composed["model.language_model.embed_tokens.weight"][:1008], weights["model.embed_tokens.weight"]
+    )
 
 
 def test_errors_name_the_problem(parts, tmp_path):

@@ -36,7 +36,9 @@ def hub(tmp_path_factory):
     tokenizer = hub_tokenizer()
     whisper_pt = build_tiny_whisper_checkpoint(root / "large-v3-tiny.pt", seed=1, n_mels=128)
     qwen_7b = write_hub_qwen25vl(root / "Qwen2.5-VL-7B-Instruct", tokenizer, vocab_size=152064)
-    qwen_3b = write_hub_qwen25vl(root / "Qwen2.5-VL-3B-Instruct", tokenizer, vocab_size=151936, tie_word_embeddings=True)
+    qwen_3b = write_hub_qwen25vl(
+        root / "Qwen2.5-VL-3B-Instruct", tokenizer, vocab_size=151936, tie_word_embeddings=True
+    )
     return {"whisper": whisper_pt, "7b": qwen_7b, "3b": qwen_3b, "root": root}
 
 
@@ -59,12 +61,17 @@ def test_flat_config_sharded_bf16_real_ids(hub, composed_7b):
     assert config.vision_config.tokens_per_second == 2 and config.vision_config.depth == 2
     assert config.audio_config["n_mels"] == 128 and config.dtype == torch.bfloat16
     tokenizer = AutoTokenizer.from_pretrained(out)
-    assert [tokenizer.convert_tokens_to_ids(t) for t in ("<|audio_start|>", "<|audio_pad|>", "<|audio_end|>")] == AUDIO_IDS
+    assert [
+        tokenizer.convert_tokens_to_ids(t) for t in ("<|audio_start|>", "<|audio_pad|>", "<|audio_end|>")
+    ] == AUDIO_IDS
     assert len(tokenizer) == 151668 <= text.vocab_size  # spare rows: no resize
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(out)  # the hub's processor files came along
-    assert type(processor).__name__ == "Qwen2_5_VLProcessor" and processor.image_processor.size["longest_edge"] == 28 * 28 * 16
+    assert (
+        type(processor).__name__ == "Qwen2_5_VLProcessor"
+        and processor.image_processor.size["longest_edge"] == 28 * 28 * 16
+    )
     assert processor.tokenizer.convert_tokens_to_ids("<|audio_pad|>") == AUDIO_IDS[1]
 
     source, ours = _read_sharded(hub["7b"]), _read_sharded(out)
@@ -84,17 +91,26 @@ def test_flat_config_sharded_bf16_real_ids(hub, composed_7b):
 def test_composed_7b_layout_loads_and_runs_audio_in_bf16(composed_7b):
     from transformers import AutoModelForImageTextToText
 
-    model, info = AutoModelForImageTextToText.from_pretrained(composed_7b, dtype=torch.bfloat16, output_loading_info=True)
+    model, info = AutoModelForImageTextToText.from_pretrained(
+        composed_7b, dtype=torch.bfloat16, output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     config = model.config
     tokens = config.audio_tokens_per_segment  # one 30 s segment of 128-mel features
-    ids = [IDS["<|im_start|>"], config.audio_start_token_id] + [config.audio_token_id] * tokens + [
-        config.audio_end_token_id, 40, 41]
+    ids = (
+        [IDS["<|im_start|>"], config.audio_start_token_id]
+        + [config.audio_token_id] * tokens
+        + [config.audio_end_token_id, 40, 41]
+    )
     mel = torch.randn(1, 128, 3000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), audio_features=mel.to(torch.bfloat16),
-                    audio_segment_counts=torch.tensor([1]), audio_token_counts=torch.tensor([tokens]))
+        out = model(
+            input_ids=torch.tensor([ids]),
+            audio_features=mel.to(torch.bfloat16),
+            audio_segment_counts=torch.tensor([1]),
+            audio_token_counts=torch.tensor([tokens]),
+        )
     assert out.logits.shape == (1, len(ids), 152064) and torch.isfinite(out.logits).all()
 
 

@@ -47,9 +47,13 @@ def test_validation_names_the_bad_value(kwargs, message):
 
 def test_save_load_round_trip(tmp_path):
     config = VideoSalmonn2Config(
-        audio_config=TINY_AUDIO, audio_window_s=0.5, segment_position="sinusoidal", max_audio_segments=8,
-        text_config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64),
+        audio_config=TINY_AUDIO,
+        audio_window_s=0.5,
+        segment_position="sinusoidal",
+        max_audio_segments=8,
+        text_config=dict(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64
+        ),
     )
     config.save_pretrained(tmp_path)
     loaded = VideoSalmonn2Config.from_pretrained(tmp_path)

@@ -21,6 +21,8 @@ def _numeric_constants(value: float) -> list[str]:
     and comments are text, so examples there do not count)."""
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] == "synth":
+            continue  # the synthetic-clip generator: event probabilities and timings, no audio geometry
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and type(node.value) is type(value) and node.value == value:
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
@@ -55,10 +57,10 @@ def _field_line(name: str) -> int:
 
 def test_defaults_flow_from_the_geometry():
     from vs2_plugin.data.model_audio import AudioSettings
+    from vs2_plugin.data.token_report import DEFAULTS
     from vs2_plugin.modeling.config import VideoSalmonn2Config
     from vs2_plugin.modeling.interleave import audio_token_count
     from vs2_plugin.modeling.rope import RopeTokens
-    from vs2_plugin.data.token_report import DEFAULTS
 
     config = VideoSalmonn2Config()
     assert (config.audio_window_s, config.audio_queries_per_window, config.segment_s) == (0.2, 1, 30.0)
@@ -69,8 +71,12 @@ def test_defaults_flow_from_the_geometry():
 
 
 def test_from_config_reads_dicts_and_objects():
-    raw = {"model_type": "video_salmonn2", "audio_window_s": 0.5, "audio_queries_per_window": 2,
-           "audio_config": {"n_mels": 80, "n_audio_ctx": 1500}}
+    raw = {
+        "model_type": "video_salmonn2",
+        "audio_window_s": 0.5,
+        "audio_queries_per_window": 2,
+        "audio_config": {"n_mels": 80, "n_audio_ctx": 1500},
+    }
     g = AudioGeometry.from_config(raw)
     assert (g.window_s, g.queries_per_window, g.n_mels, g.encoder_frames_per_second) == (0.5, 2, 80, 50)
     from vs2_plugin.modeling.config import VideoSalmonn2Config
@@ -79,10 +85,15 @@ def test_from_config_reads_dicts_and_objects():
     assert AudioGeometry.from_config({}) == AUDIO_DEFAULTS
 
 
-@pytest.mark.parametrize("bad, message", [({"audio_window_s": 0.33}, "whole number of encoder frames"),
-                                          ({"audio_window_s": 0.14}, "does not divide"),
-                                          ({"audio_queries_per_window": 0}, "queries_per_window"),
-                                          ({"audio_window_s": "x"}, "window_s")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"audio_window_s": 0.33}, "whole number of encoder frames"),
+        ({"audio_window_s": 0.14}, "does not divide"),
+        ({"audio_queries_per_window": 0}, "queries_per_window"),
+        ({"audio_window_s": "x"}, "window_s"),
+    ],
+)
 def test_bad_geometry_names_the_value(bad, message):
     with pytest.raises(ConfigError, match=message):
         AudioGeometry.from_config(bad)
@@ -124,8 +135,8 @@ def test_half_second_window_round_trip(tmp_path, shared_media, capsys):
 def test_video_sampling_and_llamafactory_caps_are_not_retyped():
     from llamafactory.hparams import ModelArguments
 
-    from vs2_plugin.data.token_report import DEFAULTS
     from vs2_plugin.data.mm_plugin import _pixel_caps, _sampling
+    from vs2_plugin.data.token_report import DEFAULTS
     from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
 
     assert (DEFAULTS["fps"], DEFAULTS["max_frames"]) == (VIDEO_DEFAULTS.fps, VIDEO_DEFAULTS.max_frames) == (1.0, 30)
@@ -137,7 +148,12 @@ def test_video_sampling_and_llamafactory_caps_are_not_retyped():
     fields = ModelArguments.__dataclass_fields__
     assert _pixel_caps(Bare()) == (fields["video_max_pixels"].default, fields["video_min_pixels"].default)
     configured = Bare()
-    configured.video_fps, configured.video_maxlen, configured.video_max_pixels, configured.video_min_pixels = 2.0, 8, 999, 9
+    configured.video_fps, configured.video_maxlen, configured.video_max_pixels, configured.video_min_pixels = (
+        2.0,
+        8,
+        999,
+        9,
+    )
     assert _sampling(configured) == (2.0, 8) and _pixel_caps(configured) == (999, 9)
     source = (PACKAGE / "data" / "mm_plugin.py").read_text()
     assert "256 * 256" not in source and "16 * 16" not in source

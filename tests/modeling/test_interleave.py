@@ -11,8 +11,8 @@ from fractions import Fraction
 
 import pytest
 
-from vs2_plugin.modeling import interleave
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.interleave import (
     audio_segment_count,
     audio_token_count,
@@ -186,7 +186,9 @@ WINDOWS = [0.02, 0.1, 0.2, 0.25, 0.5, 1.0, 1.5, 3.0]
 
 def _check(duration, frames, window, queries, group, audio_ratio):
     audio_duration = round(duration * audio_ratio, 3) or 0.001
-    plan = interleave_plan(duration, frames, window_s=window, queries_per_window=queries, group_size=group, audio_duration_s=audio_duration)
+    plan = interleave_plan(
+        duration, frames, window_s=window, queries_per_window=queries, group_size=group, audio_duration_s=audio_duration
+    )
     assert sum(plan.audio_tokens_per_frame) == sum(plan.audio_tokens_per_group) == plan.audio_tokens_total
     assert plan.audio_tokens_total == audio_token_count(audio_duration, window, queries)
     per_frame, groups, total = _brute_force(duration, frames, window, queries, group, audio_duration)

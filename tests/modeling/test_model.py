@@ -66,7 +66,9 @@ def test_registered_for_llamafactory_loader(model):
 def test_composite_model_names_exist(model):
     spec = composite_model_spec()
     names = [name for name, _ in model.named_modules()]
-    for key in spec["projector_keys"] + spec["vision_model_keys"] + spec["language_model_keys"] + spec["lora_conflict_keys"]:
+    for key in (
+        spec["projector_keys"] + spec["vision_model_keys"] + spec["language_model_keys"] + spec["lora_conflict_keys"]
+    ):
         assert any(key in name for name in names), key
     for key in spec["projector_keys"]:  # LLaMA-Factory resolves projectors by attribute walk
         module = model
@@ -134,7 +136,12 @@ def test_forward_backward_alignment_stage(model, tiny_model_dir):
     loss = trainee(**inputs, labels=inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)).loss
     loss.backward()
     aligner = trainee.model.audio_aligner
-    for name in ("projection.weight", "query_tokens", "segment_position.embedding.weight", "layers.0.cross_attn.key.weight"):
+    for name in (
+        "projection.weight",
+        "query_tokens",
+        "segment_position.embedding.weight",
+        "layers.0.cross_attn.key.weight",
+    ):
         grad = aligner.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     frozen = [p for n, p in trainee.named_parameters() if "audio_aligner" not in n]
@@ -184,12 +191,15 @@ def test_generate_matches_full_forward_left_padded(model):
     inputs = batch(config, [video_audio_sample(config), text_only], videos=1, audio_items=[5])
     prompt_len = inputs["input_ids"].shape[1]
     generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)
-    full = dict(inputs, input_ids=generated,
-                attention_mask=torch.cat([inputs["attention_mask"], torch.ones(2, 5, dtype=torch.long)], dim=1))
+    full = dict(
+        inputs,
+        input_ids=generated,
+        attention_mask=torch.cat([inputs["attention_mask"], torch.ones(2, 5, dtype=torch.long)], dim=1),
+    )
     with torch.no_grad():
         logits = model(**full).logits
     # decoding with the cache and rope_deltas predicts what one full forward predicts
-    assert torch.equal(logits[:, prompt_len - 1: -1].argmax(-1), generated[:, prompt_len:])
+    assert torch.equal(logits[:, prompt_len - 1 : -1].argmax(-1), generated[:, prompt_len:])
 
 
 def test_generate_audio_only_and_sampling_expansion(model):
@@ -237,8 +247,13 @@ def test_real_audio_through_the_model(model, shared_media):
     kept = math.ceil(duration / model.config.audio_window_s)  # windows that cover real audio
     config = model.config
     row = [5, config.audio_start_token_id] + [config.audio_token_id] * kept + [config.audio_end_token_id, 9]
-    inputs = dict(input_ids=torch.tensor([row]), attention_mask=torch.ones(1, len(row), dtype=torch.long),
-                  audio_features=mel, audio_segment_counts=torch.tensor([1]), audio_token_counts=torch.tensor([kept]))
+    inputs = dict(
+        input_ids=torch.tensor([row]),
+        attention_mask=torch.ones(1, len(row), dtype=torch.long),
+        audio_features=mel,
+        audio_segment_counts=torch.tensor([1]),
+        audio_token_counts=torch.tensor([kept]),
+    )
     out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
     assert out.shape == (1, len(row) + 2)
 
@@ -260,7 +275,9 @@ def test_expand_for_multiple_return_sequences_keeps_audio_with_its_sample(model)
     b = [5, config.audio_start_token_id] + [config.audio_token_id] * 3 + [config.audio_end_token_id] + [6, 7, 8]
     inputs = batch(config, [a, b], audio_items=[6, 3], segments=[1, 2])
     ids, expanded = model._expand_inputs_for_generation(
-        expand_size=2, input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+        expand_size=2,
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
         **{k: inputs[k] for k in ("audio_features", "audio_segment_counts", "audio_token_counts")},
     )
     assert ids.shape[0] == 4 and torch.equal(ids[0], ids[1]) and torch.equal(ids[2], inputs["input_ids"][1])

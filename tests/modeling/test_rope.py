@@ -12,7 +12,9 @@ from vs2_plugin.modeling.rope import RopeTokens, audio_time_offsets, interleaved
 
 IMG, VID, AUD = 90, 91, 92
 VS, VE, AS, AE = 80, 81, 82, 83
-TOKENS = RopeTokens(image_token_id=IMG, video_token_id=VID, audio_token_id=AUD, spatial_merge_size=2, tokens_per_second=2)
+TOKENS = RopeTokens(
+    image_token_id=IMG, video_token_id=VID, audio_token_id=AUD, spatial_merge_size=2, tokens_per_second=2
+)
 
 
 def rope(ids, **kwargs):
@@ -40,7 +42,17 @@ def test_interleaved_video_with_audio():
 def test_audio_time_offsets_hand_worked():
     # 0.2 s windows at 2 steps/s: 0.4 steps per window; exact decimals, so window 5 (1.0 s) is 2, not 1.
     assert audio_time_offsets(0, 11, window_s=0.2, queries_per_window=1, tokens_per_second=2) == [
-        0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4
+        0,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        4,
     ]
     # two tokens per window share its time; counting starts at the video's first audio token
     assert audio_time_offsets(4, 4, window_s=0.5, queries_per_window=2, tokens_per_second=3) == [3, 3, 4, 4]

@@ -34,7 +34,13 @@ def test_tiny_directory_has_tokenizer_processor_and_chat_template(tiny_model_dir
     assert type(processor).__name__ == "Qwen2_5_VLProcessor"
     tokenizer = processor.tokenizer
     assert type(tokenizer).__name__ == "Qwen2Tokenizer"
-    for name in ("audio_token_id", "audio_start_token_id", "audio_end_token_id", "video_token_id", "vision_start_token_id"):
+    for name in (
+        "audio_token_id",
+        "audio_start_token_id",
+        "audio_end_token_id",
+        "video_token_id",
+        "vision_start_token_id",
+    ):
         assert getattr(config, name) < config.text_config.vocab_size
     assert tokenizer.convert_tokens_to_ids("<|audio_pad|>") == config.audio_token_id
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
@@ -57,7 +63,9 @@ def test_text_only_model(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.model_type == "qwen2"
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True, return_tensors="pt")
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello"}], add_generation_prompt=True, return_tensors="pt"
+    )
     ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
     generated = model.generate(ids, max_new_tokens=3, do_sample=False)
     assert generated.shape[1] == ids.shape[1] + 3

@@ -52,8 +52,18 @@ def test_old_key_names_work_with_a_deprecation_warning(tmp_path, caplog):
 
 
 def test_key_value_overrides_are_typed_and_nested():
-    cfg = load_mrdpo_config(TINY, ["rounds=3", "run_dir=outputs/x", "sampling.top_p=0.8", "sampling.local=false",
-                                   "train.learning_rate=2e-4", "adapter_name_or_path=[a,b]", "report_to=none"])
+    cfg = load_mrdpo_config(
+        TINY,
+        [
+            "rounds=3",
+            "run_dir=outputs/x",
+            "sampling.top_p=0.8",
+            "sampling.local=false",
+            "train.learning_rate=2e-4",
+            "adapter_name_or_path=[a,b]",
+            "report_to=none",
+        ],
+    )
     assert cfg.rounds == 3 and cfg.run_dir == "outputs/x"
     assert cfg.sampling.top_p == 0.8 and cfg.sampling.local is False
     assert cfg.sampling.max_new_tokens == 48  # the rest of the nested mapping is kept
@@ -89,10 +99,21 @@ def test_round_metrics_reach_tensorboard(tmp_path):
     from tests.support.tensorboard import scalars
     from vs2_plugin.pipeline.tracking import report_round
 
-    report_round(["tensorboard"], tmp_path, 0, {"global": {"rep": 0.02, "miss": 0.6, "hall": 0.3, "total": 0.9,
-                                                          "unnatural": 0.0, "n": 3}})
-    report_round(["tensorboard"], tmp_path, 1, {"global": {"rep": 0.01, "miss": 0.5, "hall": 0.25, "total": 0.75,
-                                                          "unnatural": 0.1}, "local": {"miss": 0.7, "hall": None}})
+    report_round(
+        ["tensorboard"],
+        tmp_path,
+        0,
+        {"global": {"rep": 0.02, "miss": 0.6, "hall": 0.3, "total": 0.9, "unnatural": 0.0, "n": 3}},
+    )
+    report_round(
+        ["tensorboard"],
+        tmp_path,
+        1,
+        {
+            "global": {"rep": 0.01, "miss": 0.5, "hall": 0.25, "total": 0.75, "unnatural": 0.1},
+            "local": {"miss": 0.7, "hall": None},
+        },
+    )
     report_round(["none"], tmp_path / "off", 1, {"global": {"miss": 0.5}})
     got = scalars(tmp_path / "runs")
     assert got["heldout/global/miss"] == [(0, pytest.approx(0.6)), (1, pytest.approx(0.5))]
@@ -120,10 +141,25 @@ def test_cli_overrides_drive_a_real_round_and_its_metrics_reach_tensorboard(tmp_
     path.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     demo = REPO / "vs2_plugin" / "assets" / "demo_data"
-    args = [str(path), "rounds=1", f"run_dir={run}", f"model_name_or_path={tiny_model_dir}", "sampling.max_new_tokens=12",
-            "train.max_steps=1", f"train_videos={demo / 'vs2_demo_rl.jsonl'}", f"heldout_videos={demo / 'vs2_demo_heldout.jsonl'}"]
-    proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", *args, "--no-progress"], cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900, check=False)
+    args = [
+        str(path),
+        "rounds=1",
+        f"run_dir={run}",
+        f"model_name_or_path={tiny_model_dir}",
+        "sampling.max_new_tokens=12",
+        "train.max_steps=1",
+        f"train_videos={demo / 'vs2_demo_rl.jsonl'}",
+        f"heldout_videos={demo / 'vs2_demo_heldout.jsonl'}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "vs2_plugin.cli", "mrdpo", *args, "--no-progress"],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((run / "config.json").read_text())
     assert saved["rounds"] == 1 and saved["sampling"]["max_new_tokens"] == 12 and saved["train"]["max_steps"] == 1

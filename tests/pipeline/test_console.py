@@ -40,8 +40,9 @@ def noisy_library_output() -> None:
 
         os.write(1, b"LIB-FD1\n")
         os.write(2, b"LIB-FD2\n")
-        subprocess.run([sys.executable, "-c", "import sys; print('CHILD-OUT'); print('CHILD-ERR', file=sys.stderr)"],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('CHILD-OUT'); print('CHILD-ERR', file=sys.stderr)"], check=True
+        )
         warnings.warn("LIB-WARNING", UserWarning, stacklevel=1)
     finally:
         logger.removeHandler(handler)
@@ -62,7 +63,16 @@ def test_library_output_goes_to_the_log_and_steps_to_the_terminal(tmp_path, capf
     assert shown[2] == "warning: 2 videos skipped (see skipped_videos.jsonl)"
     assert len(shown) == 3
     text = log.read_text()
-    for marker in ("LIB-LOGGING", "LIB-PRINT", "LIB-STDERR", "LIB-FD1", "LIB-FD2", "CHILD-OUT", "CHILD-ERR", "LIB-WARNING"):
+    for marker in (
+        "LIB-LOGGING",
+        "LIB-PRINT",
+        "LIB-STDERR",
+        "LIB-FD1",
+        "LIB-FD2",
+        "CHILD-OUT",
+        "CHILD-ERR",
+        "LIB-WARNING",
+    ):
         assert marker in text, marker
     assert "[console] mrDPO · round 1/2 · train" in text  # the log has the steps too, in order
     out, err = capfd.readouterr()  # nothing escaped to the real descriptors
@@ -89,7 +99,9 @@ def test_a_failing_step_names_the_log_and_the_item_in_progress(tmp_path):
     keys = ["train/a/global/0", "train/b/global/0", "train/c/global/0"]
     with pytest.raises(RuntimeError, match="decoder crashed"):
         with RunConsole(tmp_path / "run.log", stream=term, command="vs2 test"):
-            with console.step("sample samples.jsonl", JsonlProgress([out], keys), unit="caption", log=tmp_path / "x.log"):
+            with console.step(
+                "sample samples.jsonl", JsonlProgress([out], keys), unit="caption", log=tmp_path / "x.log"
+            ):
                 raise RuntimeError("decoder crashed")
     shown = term.getvalue().splitlines()
     assert shown[1].startswith("FAILED sample samples.jsonl while on 'train/b/global/0'")

@@ -28,8 +28,11 @@ def generator(tiny_model_dir) -> CaptionGenerator:
 
 
 def _groups(samples: int) -> list[PromptGroup]:
-    return [PromptGroup(v, p, [f"{Path(v).stem}/{k}/{i}" for i in range(samples)])
-            for v in VIDEOS for k, p in enumerate(PROMPTS)]
+    return [
+        PromptGroup(v, p, [f"{Path(v).stem}/{k}/{i}" for i in range(samples)])
+        for v in VIDEOS
+        for k, p in enumerate(PROMPTS)
+    ]
 
 
 def test_greedy_batched_equals_unbatched_and_the_chat_engine(generator, tiny_model_dir):
@@ -43,10 +46,19 @@ def test_greedy_batched_equals_unbatched_and_the_chat_engine(generator, tiny_mod
     # same input construction as LLaMA-Factory's chat engine: its greedy answer is the same text
     from llamafactory.chat import ChatModel
 
-    chat = ChatModel({"model_name_or_path": str(tiny_model_dir), "template": "video_salmonn2", "infer_backend": "huggingface",
-                      "max_new_tokens": 12, **INFER})
+    chat = ChatModel(
+        {
+            "model_name_or_path": str(tiny_model_dir),
+            "template": "video_salmonn2",
+            "infer_backend": "huggingface",
+            "max_new_tokens": 12,
+            **INFER,
+        }
+    )
     for group, caption in list(zip(groups, batched))[:3]:
-        reply = chat.chat([{"role": "user", "content": "<video>" + group.prompt}], videos=[group.video], do_sample=False)
+        reply = chat.chat(
+            [{"role": "user", "content": "<video>" + group.prompt}], videos=[group.video], do_sample=False
+        )
         assert reply[0].response_text == caption.text, group
 
 
@@ -58,17 +70,27 @@ def test_samples_are_seeded_per_caption_not_per_batch(generator):
     assert all(batched[k] == text for k, text in alone.items())
     # the two samples of a prompt differ, and another run seed gives other captions
     assert all(batched[g.keys[0]] != batched[g.keys[1]] for g in groups)
-    other = {c.key: c.text for c in generator.generate(groups[:2], Decoding(greedy=False, temperature=0.8, top_p=0.9, seed=8))}
+    other = {
+        c.key: c.text
+        for c in generator.generate(groups[:2], Decoding(greedy=False, temperature=0.8, top_p=0.9, seed=8))
+    }
     assert any(other[k] != batched[k] for k in other)
 
 
 def test_an_unreadable_video_fails_alone(generator, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
-    groups = [PromptGroup(VIDEOS[0], PROMPTS[0], ["a"]), PromptGroup(str(bad), PROMPTS[0], ["bad"]),
-              PromptGroup(VIDEOS[2], PROMPTS[0], ["c"])]
+    groups = [
+        PromptGroup(VIDEOS[0], PROMPTS[0], ["a"]),
+        PromptGroup(str(bad), PROMPTS[0], ["bad"]),
+        PromptGroup(VIDEOS[2], PROMPTS[0], ["c"]),
+    ]
     got = {c.key: c for c in generator.generate(groups, Decoding(greedy=True), batch_size=3)}
-    assert got["bad"].finish_reason == "error" and got["bad"].text is None and "not a readable media file" in got["bad"].error
+    assert (
+        got["bad"].finish_reason == "error"
+        and got["bad"].text is None
+        and "not a readable media file" in got["bad"].error
+    )
     ref = {c.key: c.text for c in generator.generate([groups[0], groups[2]], Decoding(greedy=True), batch_size=1)}
     assert got["a"].text == ref["a"] and got["c"].text == ref["c"]
 
@@ -130,8 +152,26 @@ def test_parallel_workers_sample_what_one_process_samples(tiny_model_dir, tmp_pa
     one = SamplingConfig(max_new_tokens=6, batch_size=2, temperature=0.7)
     two = SamplingConfig(max_new_tokens=6, batch_size=3, temperature=0.7, workers=2)
     tasks = build_tasks(videos, one, 2)
-    a = sample(tasks, tmp_path / "one.jsonl", model=str(tiny_model_dir), adapters=[], infer=INFER, cfg=one, seed=5, progress=False)
-    b = sample(tasks, tmp_path / "two.jsonl", model=str(tiny_model_dir), adapters=[], infer=INFER, cfg=two, seed=5, progress=False)
+    a = sample(
+        tasks,
+        tmp_path / "one.jsonl",
+        model=str(tiny_model_dir),
+        adapters=[],
+        infer=INFER,
+        cfg=one,
+        seed=5,
+        progress=False,
+    )
+    b = sample(
+        tasks,
+        tmp_path / "two.jsonl",
+        model=str(tiny_model_dir),
+        adapters=[],
+        infer=INFER,
+        cfg=two,
+        seed=5,
+        progress=False,
+    )
     assert [r["key"] for r in b] == [t.key for t in tasks]
     assert [r["caption"] for r in b] == [r["caption"] for r in a]
     shards = [{r["video"] for r in _rows(tmp_path / f"two.shard{k}.jsonl")} for k in range(2)]

@@ -32,41 +32,80 @@ def test_locate_spans_verbatim_trimmed_case_and_punctuation():
 
 
 def test_highlighted_escapes_text_and_marks_spans():
-    assert highlighted("x < y & z", [(4, 5)], title='a"b') == 'x &lt; <mark class="hall" title="a&quot;b">y</mark> &amp; z'
+    assert (
+        highlighted("x < y & z", [(4, 5)], title='a"b') == 'x &lt; <mark class="hall" title="a&quot;b">y</mark> &amp; z'
+    )
     assert highlighted("plain", []) == "plain"
 
 
 def judged_row(video, vid, task, caption, judgment, start=None, end=None):
-    return {"key": f"heldout/{vid}/{task}/0", "video_id": vid, "task": task, "video": str(video), "caption": caption,
-            "start": start, "end": end, "judgment": judgment}
+    return {
+        "key": f"heldout/{vid}/{task}/0",
+        "video_id": vid,
+        "task": task,
+        "video": str(video),
+        "caption": caption,
+        "start": start,
+        "end": end,
+        "judgment": judgment,
+    }
 
 
 def judgment(missed=(), hallucinated=(), n_events=3):
     n_err = len(missed) + len(hallucinated)
-    return {"status": "ok", "n_events": n_events, "missed": list(missed), "incorrect": [],
-            "hallucinated": list(hallucinated), "unnatural": [], "miss_rate": len(missed) / n_events,
-            "hall_rate": len(hallucinated) / n_events, "total_rate": n_err / n_events, "rep_rate": 0.0}
+    return {
+        "status": "ok",
+        "n_events": n_events,
+        "missed": list(missed),
+        "incorrect": [],
+        "hallucinated": list(hallucinated),
+        "unnatural": [],
+        "miss_rate": len(missed) / n_events,
+        "hall_rate": len(hallucinated) / n_events,
+        "total_rate": n_err / n_events,
+        "rep_rate": 0.0,
+    }
 
 
 def test_page_from_an_mrdpo_run_dir(tmp_path):
     video = MEDIA / "bigbuckbunny.mp4"  # 5.3 s with a 6-channel audio track
     videos_jsonl = tmp_path / "heldout.jsonl"
-    videos_jsonl.write_text(json.dumps({
-        "id": "bunny", "video": str(video), "reference": "A big rabbit stands in a meadow. Birds sing.",
-        "local": [{"start": 0, "end": 2.5, "reference": "A rabbit yawns."}]}) + "\n")
+    videos_jsonl.write_text(
+        json.dumps(
+            {
+                "id": "bunny",
+                "video": str(video),
+                "reference": "A big rabbit stands in a meadow. Birds sing.",
+                "local": [{"start": 0, "end": 2.5, "reference": "A rabbit yawns."}],
+            }
+        )
+        + "\n"
+    )
     (tmp_path / "config.json").write_text(json.dumps({"heldout_videos": str(videos_jsonl)}))
     rounds = {
-        0: [judged_row(video, "bunny", "global", "A rabbit. A red car drives past the castle.",
-                       judgment(missed=["Birds sing."], hallucinated=["a red car drives past the castle"])),
-            judged_row(video, "bunny", "local", "The rabbit yawns.", judgment(), 0.0, 2.5)],
-        1: [judged_row(video, "bunny", "global", "A big rabbit stands in a meadow while birds sing.", judgment()),
-            {**judged_row(video, "bunny", "local", "x", {"status": "failed", "error": "HTTP 500"}, 0.0, 2.5)}],
+        0: [
+            judged_row(
+                video,
+                "bunny",
+                "global",
+                "A rabbit. A red car drives past the castle.",
+                judgment(missed=["Birds sing."], hallucinated=["a red car drives past the castle"]),
+            ),
+            judged_row(video, "bunny", "local", "The rabbit yawns.", judgment(), 0.0, 2.5),
+        ],
+        1: [
+            judged_row(video, "bunny", "global", "A big rabbit stands in a meadow while birds sing.", judgment()),
+            {**judged_row(video, "bunny", "local", "x", {"status": "failed", "error": "HTTP 500"}, 0.0, 2.5)},
+        ],
     }
     for index, rows in rounds.items():
         path = tmp_path / f"round-{index:03d}" / "heldout_judged.jsonl"
         path.parent.mkdir()
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    table_rows = [{"stage": "start", "global": {"total": 0.67}}, {"stage": "round 1", "global": {"total": 0.0}, "pairs": 2}]
+    table_rows = [
+        {"stage": "start", "global": {"total": 0.67}},
+        {"stage": "round 1", "global": {"total": 0.0}, "pairs": 2},
+    ]
     stages = mrdpo_stages(tmp_path, table_rows, ["SFT", "mrDPO round 1"])
     views = videos_from_judged(stages, load_videos(videos_jsonl))
     page = write_html(tmp_path, "test run", views, rows=table_rows, notes=["a note"]).read_text()
@@ -84,7 +123,10 @@ def test_page_from_an_mrdpo_run_dir(tmp_path):
     assert re.search(r'<svg class="wave"[^>]*aria-label="audio waveform, 5\.\d s"', page)
     # the reference, each stage's caption, the judge's errors
     assert "A big rabbit stands in a meadow. Birds sing." in page
-    assert '<mark class="hall" title="hallucinated: not supported by the reference">A red car drives past the castle</mark>' in page
+    assert (
+        '<mark class="hall" title="hallucinated: not supported by the reference">A red car drives past the castle</mark>'
+        in page
+    )
     assert page.count('<li class="missed">missed: Birds sing.</li>') == 1
     assert 'data-stage="SFT" data-missed="1" data-hallucinated="1"' in page
     assert 'data-stage="mrDPO round 1" data-missed="0" data-hallucinated="0"' in page
@@ -98,8 +140,13 @@ def test_a_video_without_audio_or_unreadable_still_gets_a_section(tmp_path):
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    page = render("t", [VideoView("silent", str(MEDIA / "living_room.mp4"), "ref", [CaptionView("SFT", "c", None)]),
-                        VideoView("broken", str(broken), None, [CaptionView("SFT", None, None)])])
+    page = render(
+        "t",
+        [
+            VideoView("silent", str(MEDIA / "living_room.mp4"), "ref", [CaptionView("SFT", "c", None)]),
+            VideoView("broken", str(broken), None, [CaptionView("SFT", None, None)]),
+        ],
+    )
     assert page.count('src="data:image/jpeg;base64,') == 8  # the silent clip's frames
     assert "no audio track" in page
     assert 'data-video="broken"' in page and "media not shown:" in page and "could not be read" in page
@@ -110,9 +157,18 @@ def test_rebirth_labels_report_says_what_was_kept_and_why_dropped(tmp_path):
     from vs2_plugin.pipeline.videos import VideoEntry
 
     clip = str(MEDIA / "drawing.mp4")
-    labels = [{"key": "rebirth/d/global/0", "video_id": "d", "task": "global", "video": clip, "caption": "A hand draws."},
-              {"key": "rebirth/d/local/0", "video_id": "d", "task": "local", "video": clip, "start": 0.0, "end": 2.0,
-               "caption": "draws draws draws draws"}]
+    labels = [
+        {"key": "rebirth/d/global/0", "video_id": "d", "task": "global", "video": clip, "caption": "A hand draws."},
+        {
+            "key": "rebirth/d/local/0",
+            "video_id": "d",
+            "task": "local",
+            "video": clip,
+            "start": 0.0,
+            "end": 2.0,
+            "caption": "draws draws draws draws",
+        },
+    ]
     dropped = [{**labels[1], "reasons": ["repeated n-gram 'draws draws'"]}]
     page = write_labels_report(tmp_path, labels, dropped, [VideoEntry("d", clip, "Someone draws a cat.")]).read_text()
     assert "kept for rebirth tuning" in page and "dropped: repeated n-gram &#x27;draws draws&#x27;" in page

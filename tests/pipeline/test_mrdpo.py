@@ -19,9 +19,13 @@ pytestmark = pytest.mark.slow
 
 def _config(tmp_path: Path, tiny_model_dir: Path, name: str) -> Path:
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
-    cfg.update(run_dir=str(tmp_path / name), model_name_or_path=str(tiny_model_dir), rounds=1,
-               train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
-               heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
+    cfg.update(
+        run_dir=str(tmp_path / name),
+        model_name_or_path=str(tiny_model_dir),
+        rounds=1,
+        train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
+        heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"),
+    )
     cfg["sampling"]["max_new_tokens"] = 16
     cfg["thresholds"] = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]
     path = tmp_path / f"{name}.yaml"
@@ -31,8 +35,14 @@ def _config(tmp_path: Path, tiny_model_dir: Path, name: str) -> Path:
 
 def _start(cfg: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(cfg), "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(cfg), "--no-progress"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(cfg: Path) -> None:
@@ -88,7 +98,9 @@ def test_killed_at_every_step_resumes_to_the_uninterrupted_result(tmp_path, tiny
     _kill_when(cfg, lambda: ckpt.is_dir() and "train" not in _steps(run, 1), "training", timeout=400)
     _finish(cfg)
 
-    assert [r["caption"] for r in _lines(samples)] == [r["caption"] for r in _lines(clean_run / "round-001" / "samples.jsonl")]
+    assert [r["caption"] for r in _lines(samples)] == [
+        r["caption"] for r in _lines(clean_run / "round-001" / "samples.jsonl")
+    ]
     assert len({r["key"] for r in _lines(samples)}) == len(_lines(samples))
     strip = lambda rows: [(r["key"], r["judgment"].get("total_rate")) for r in rows]
     assert strip(_lines(run / "round-001" / "judged.jsonl")) == strip(_lines(clean_run / "round-001" / "judged.jsonl"))

@@ -47,16 +47,26 @@ def test_driver_two_rounds_with_table3(tmp_path, tiny_model_dir, repo_root):
     cfg = yaml.safe_load((repo_root / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     cfg.pop("thresholds")  # the driver's default: Table 3
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=2,
-               train_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
-               heldout_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
+    cfg.update(
+        run_dir=str(run),
+        model_name_or_path=str(tiny_model_dir),
+        rounds=2,
+        train_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
+        heldout_videos=str(repo_root / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"),
+    )
     cfg["sampling"]["max_new_tokens"] = 16
     cfg["sampling"]["temperature"] = 1.5  # distinct captions, so the margins vary
     path = tmp_path / "mrdpo.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
-    proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"], cwd=repo_root,
-                          env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "config.json").read_text())["thresholds"] == "table3"
 
@@ -68,8 +78,16 @@ def test_driver_two_rounds_with_table3(tmp_path, tiny_model_dir, repo_root):
         judged = _lines(run / f"round-{t:03d}" / "judged.jsonl")
         assert judged
         written = json.loads((run / f"round-{t:03d}" / "pairs" / "pairs.json").read_text())
-        got = {("local" if "from" in r["conversations"][0]["value"] and "second" in r["conversations"][0]["value"]
-                else None, r["chosen"]["value"], r["rejected"]["value"]) for r in written}
+        got = {
+            (
+                "local"
+                if "from" in r["conversations"][0]["value"] and "second" in r["conversations"][0]["value"]
+                else None,
+                r["chosen"]["value"],
+                r["rejected"]["value"],
+            )
+            for r in written
+        }
         expected = _expected_pairs(judged, t)
         assert {(c, r) for _, c, r in got} == {(c, r) for _, c, r in expected}, t
         assert state[str(t)]["results"]["pairs"]["count"] == len(expected)

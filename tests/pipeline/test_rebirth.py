@@ -39,8 +39,17 @@ def setup(tmp_path, monkeypatch, repo_root):
 
     def fake_sample(tasks, out_path, *, model, adapters, **kwargs):
         calls["sample"].append({"model": model, "adapters": adapters, "n": len(tasks), "greedy": tasks[0].greedy})
-        return [{"key": t.key, "video_id": t.video_id, "video": t.video, "prompt": t.prompt,
-                 "caption": CAPTIONS[t.video_id][0], "finish_reason": CAPTIONS[t.video_id][1]} for t in tasks]
+        return [
+            {
+                "key": t.key,
+                "video_id": t.video_id,
+                "video": t.video,
+                "prompt": t.prompt,
+                "caption": CAPTIONS[t.video_id][0],
+                "finish_reason": CAPTIONS[t.video_id][1],
+            }
+            for t in tasks
+        ]
 
     def fake_train(args, yaml_path, log_path):
         calls["train"].append(args)
@@ -53,11 +62,13 @@ def setup(tmp_path, monkeypatch, repo_root):
 def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignment(setup, repo_root):
     cfg, videos, tmp_path, calls = setup
     out = tmp_path / "rebirth"
-    result = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
-                                 progress=False)
+    result = rebirth.run_rebirth(
+        cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out), progress=False
+    )
     # 1. labelled by the final mrDPO model (backbone + every merged LoRA proxy), greedily
-    assert calls["sample"] == [{"model": "/models/post-align", "adapters": ["/r/1", "/r/2"],
-                                "n": len(CAPTIONS), "greedy": True}]
+    assert calls["sample"] == [
+        {"model": "/models/post-align", "adapters": ["/r/1", "/r/2"], "n": len(CAPTIONS), "greedy": True}
+    ]
     # 2. unnatural, empty and cut-off captions dropped, with their reasons
     assert (result["labelled"], result["kept"], result["dropped"]) == (5, 1, 4)
     dropped = {json.loads(line)["video_id"]: json.loads(line)["reasons"] for line in (out / "dropped.jsonl").open()}
@@ -74,8 +85,9 @@ def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignm
     assert train["dataset"] == "vs2_rebirth" and train["dataset_dir"] == str(out / "data")
     assert "adapter_name_or_path" not in train and train.get("stage", "sft") == "sft"
     # a rerun finds every step done
-    again = rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out),
-                                progress=False)
+    again = rebirth.run_rebirth(
+        cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out), progress=False
+    )
     assert again["kept"] == 1 and len(calls["train"]) == 1
 
 
@@ -101,6 +113,11 @@ def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
     lines = [json.loads(line) for line in videos.read_text().splitlines() if "good" not in line]
     videos.write_text("".join(json.dumps(row) + "\n" for row in lines))
     with pytest.raises(Vs2Error, match="all 4 captions were dropped"):
-        rebirth.run_rebirth(cfg, str(videos), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
-                            str(tmp_path / "rb"), progress=False)
+        rebirth.run_rebirth(
+            cfg,
+            str(videos),
+            str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
+            str(tmp_path / "rb"),
+            progress=False,
+        )
     assert calls["train"] == []

@@ -48,8 +48,12 @@ def test_tasks_two_global_two_local_and_rotating_interval():
 
 def test_video_list_errors_name_the_line(tmp_path, shared_media):
     p = tmp_path / "v.jsonl"
-    p.write_text(json.dumps({"id": "a", "video": str(shared_media / "4_av.mp4"), "reference": "r"}) + "\n"
-                 + json.dumps({"id": "b", "video": "missing.mp4", "reference": "r"}) + "\n")
+    p.write_text(
+        json.dumps({"id": "a", "video": str(shared_media / "4_av.mp4"), "reference": "r"})
+        + "\n"
+        + json.dumps({"id": "b", "video": "missing.mp4", "reference": "r"})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"v.jsonl:2: video file not found: .*missing.mp4"):
         load_videos(p)
     p.write_text(json.dumps({"id": "a", "video": str(shared_media / "4_av.mp4")}) + "\n")

@@ -24,8 +24,13 @@ def _openai_cfg(url: str) -> SamplingConfig:
 def test_driver_refuses_openai_backend_without_a_reload_hook(tmp_path):
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
-    cfg = MrDPOConfig(run_dir=str(tmp_path / "run"), model_name_or_path="unused", train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
-                      rounds=2, sampling={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"})
+    cfg = MrDPOConfig(
+        run_dir=str(tmp_path / "run"),
+        model_name_or_path="unused",
+        train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
+        rounds=2,
+        sampling={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"},
+    )
     with pytest.raises(Vs2Error, match="vs2_reload_sampling_server"):
         run_mrdpo(cfg, progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything ran
@@ -34,7 +39,10 @@ def test_driver_refuses_openai_backend_without_a_reload_hook(tmp_path):
 
 def test_sampling_asks_the_hook_for_a_server_of_its_adapters(tmp_path):
     calls = []
-    with FakeOpenAIServer(responder=lambda body: "a caption") as stale, FakeOpenAIServer(responder=lambda body: "fresh") as fresh:
+    with (
+        FakeOpenAIServer(responder=lambda body: "a caption") as stale,
+        FakeOpenAIServer(responder=lambda body: "fresh") as fresh,
+    ):
 
         class Reloader:
             @hookimpl
@@ -50,10 +58,27 @@ def test_sampling_asks_the_hook_for_a_server_of_its_adapters(tmp_path):
             require_reload_hook(cfg)  # implemented now: no error
             video = str(DEMO / "media" / "drawing.mp4")
             tasks = [SampleTask(f"t/{i}", "drawing", "global", "Describe.", video, i) for i in range(2)]
-            rows = sample(tasks, tmp_path / "s.jsonl", model="base", adapters=["r1", "r2"], infer={}, cfg=cfg, seed=1,
-                          progress=False)
+            rows = sample(
+                tasks,
+                tmp_path / "s.jsonl",
+                model="base",
+                adapters=["r1", "r2"],
+                infer={},
+                cfg=cfg,
+                seed=1,
+                progress=False,
+            )
             # nothing left to sample: the server is not reloaded again
-            sample(tasks, tmp_path / "s.jsonl", model="base", adapters=["r1", "r2"], infer={}, cfg=cfg, seed=1, progress=False)
+            sample(
+                tasks,
+                tmp_path / "s.jsonl",
+                model="base",
+                adapters=["r1", "r2"],
+                infer={},
+                cfg=cfg,
+                seed=1,
+                progress=False,
+            )
         finally:
             pm.unregister(plugin)
         assert calls == [(stale.base_url, "base", ["r1", "r2"])]

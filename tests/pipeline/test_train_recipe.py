@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.support.paths import REPO
-from test_recipes import _parse_llamafactory
 
+from tests.support.llamafactory_args import parse_llamafactory
+from tests.support.paths import REPO
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.pipeline.config import DRIVER_SET_KEYS, MrDPOConfig, load_mrdpo_config
 from vs2_plugin.pipeline.mrdpo import round_train_args
@@ -23,8 +23,9 @@ def test_driver_train_is_the_round_recipe_plus_overrides(folder, monkeypatch):
     round_recipe = yaml.safe_load((REPO / folder / "gdpo_round.yaml").read_text())
     assert driver["train_recipe"] == f"{folder}/gdpo_round.yaml"
     assert "gdpo_lambda" not in driver  # written once, in the round recipe
-    assert not set(driver["train"]) & {k for k, v in round_recipe.items() if driver["train"].get(k) == v}, \
+    assert not set(driver["train"]) & {k for k, v in round_recipe.items() if driver["train"].get(k) == v}, (
         "the driver repeats a value of the round recipe"
+    )
     cfg = load_mrdpo_config(REPO / folder / "mrdpo.yaml")
     expected = {k: v for k, v in round_recipe.items() if k not in DRIVER_SET_KEYS} | driver["train"]
     assert cfg.train == expected
@@ -32,7 +33,7 @@ def test_driver_train_is_the_round_recipe_plus_overrides(folder, monkeypatch):
     args = round_train_args(cfg, "model", [], Path("r1"), 1)
     assert args["gdpo_lambda"] == round_recipe["gdpo_lambda"] and args["stage"] == "gdpo"
     assert args["lora_rank"] == round_recipe["lora_rank"] and args["dataset"] == "pairs"
-    _parse_llamafactory({k: v for k, v in args.items() if k != "adapter_name_or_path"})
+    parse_llamafactory({k: v for k, v in args.items() if k != "adapter_name_or_path"})
 
 
 def test_recipe_found_next_to_the_package_from_any_folder(tmp_path, monkeypatch):

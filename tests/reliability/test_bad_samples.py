@@ -13,8 +13,7 @@ import pytest
 from tests.support import bad_media
 from tests.support.media_factory import requires_ffmpeg
 from tests.support.paths import REPO, VENV_BIN
-from vs2_plugin.data import media
-from vs2_plugin.data import media_check, validate
+from vs2_plugin.data import media, media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError
 
@@ -149,8 +148,14 @@ def _write_dataset(folder: Path, rows: list, name: str = "mix", raw: bytes | Non
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(rows, ensure_ascii=False, indent=1).encode()
     (folder / f"{name}.json").write_bytes(text if raw is None else raw)
-    info = {name: {"file_name": f"{name}.json", "formatting": "sharegpt",
-                   "columns": {"messages": "messages", "videos": "videos"}, "tags": TAGS}}
+    info = {
+        name: {
+            "file_name": f"{name}.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "videos": "videos"},
+            "tags": TAGS,
+        }
+    }
     (folder / "dataset_info.json").write_text(json.dumps(info))
     return folder
 
@@ -177,8 +182,13 @@ def _mixed_rows(files) -> tuple[list, dict[int, str]]:
     add(_row([str(files["good"])], prompt="<video><video>Compare."), "2 <video> placeholder(s) but 1 videos given")
     add({"videos": [str(files["good"])]}, "missing column 'messages'")
     add(_row(files["six_channel"]))
-    add({"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": PROMPT}],
-         "videos": [str(files["good"])]}, "message roles out of order")
+    add(
+        {
+            "messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": PROMPT}],
+            "videos": [str(files["good"])],
+        },
+        "message roles out of order",
+    )
     add(_row(None), "missing column 'videos' (1 <video> placeholder(s) in the prompt)")
     add(_row(files["good"], caption="CAPTION_NOT_UTF8"), "message 1 (assistant) is not valid UTF-8 (byte 0xe9")
     add(_row(files["long"]))
@@ -218,19 +228,38 @@ def test_relative_media_paths_resolve_like_llamafactory(files, tmp_path):
 def test_audio_column_rows(files, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    rows = [{"messages": [{"role": "user", "content": "<audio>What do you hear?"}, {"role": "assistant", "content": "A tone."}],
-             "audios": [str(p)]} for p in (files["audio_only"], files["silent"], files["six_channel"])]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "<audio>What do you hear?"},
+                {"role": "assistant", "content": "A tone."},
+            ],
+            "audios": [str(p)],
+        }
+        for p in (files["audio_only"], files["silent"], files["six_channel"])
+    ]
     (folder / "aud.json").write_text(json.dumps(rows))
-    info = {"aud": {"file_name": "aud.json", "formatting": "sharegpt", "columns": {"messages": "messages", "audios": "audios"},
-                    "tags": TAGS}}
+    info = {
+        "aud": {
+            "file_name": "aud.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "audios": "audios"},
+            "tags": TAGS,
+        }
+    }
     (folder / "dataset_info.json").write_text(json.dumps(info))
     result = validate.check_dataset(validate.dataset_specs(["aud"], str(folder))[0], MediaLimits())
     assert [(b.index, b.reason) for b in result.bad] == [(1, "no audio stream, but it is given as an <audio>")]
 
 
 def test_arguments_parse_and_refuse_bad_values():
-    raw = {"vs2_bad_samples": "SKIP", "vs2_max_duration_s": "600", "vs2_require_audio": "true",
-           "vs2_check_decode": "yes", "lora_rank": 8}
+    raw = {
+        "vs2_bad_samples": "SKIP",
+        "vs2_max_duration_s": "600",
+        "vs2_require_audio": "true",
+        "vs2_check_decode": "yes",
+        "lora_rank": 8,
+    }
     args = DataCheckArguments.pop_from(raw)
     assert raw == {"lora_rank": 8}
     assert (args.vs2_bad_samples, args.vs2_max_duration_s, args.vs2_require_audio) == ("skip", 600.0, True)
@@ -255,9 +284,17 @@ def _fake_model(tmp_path: Path) -> Path:
 
 
 def _run_args(folder: Path, out: Path, model: Path, **extra) -> dict:
-    return {"stage": "sft", "template": "video_salmonn2", "dataset": "mix", "dataset_dir": str(folder),
-            "model_name_or_path": str(model), "output_dir": str(out), "use_audio_in_video": True,
-            "cutoff_len": 2048, **extra}
+    return {
+        "stage": "sft",
+        "template": "video_salmonn2",
+        "dataset": "mix",
+        "dataset_dir": str(folder),
+        "model_name_or_path": str(model),
+        "output_dir": str(out),
+        "use_audio_in_video": True,
+        "cutoff_len": 2048,
+        **extra,
+    }
 
 
 def test_fail_policy_stops_with_one_line_and_lists_all(files, tmp_path):
@@ -301,22 +338,46 @@ def test_skip_policy_in_a_gdpo_run_copies_pairs_and_ground_truth(files, tmp_path
     (folder / "clips").mkdir()
     os.symlink(files["good"], folder / "clips" / "good.mp4")
     reply = {"role": "assistant", "content": "A test pattern."}
-    pairs = [{"messages": [{"role": "user", "content": PROMPT}], "chosen": reply, "rejected": {**reply, "content": "Hmm."},
-              "videos": [v]} for v in ("clips/good.mp4", str(files["text"]), "clips/good.mp4")]
+    pairs = [
+        {
+            "messages": [{"role": "user", "content": PROMPT}],
+            "chosen": reply,
+            "rejected": {**reply, "content": "Hmm."},
+            "videos": [v],
+        }
+        for v in ("clips/good.mp4", str(files["text"]), "clips/good.mp4")
+    ]
     (folder / "pairs.json").write_text(json.dumps(pairs))
     (folder / "gt.json").write_text(json.dumps([_row("clips/good.mp4")]))
-    info = {"pairs": {"file_name": "pairs.json", "formatting": "sharegpt", "ranking": True, "tags": TAGS,
-                      "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "videos": "videos"}},
-            "gt": {"file_name": "gt.json", "formatting": "sharegpt", "tags": TAGS,
-                   "columns": {"messages": "messages", "videos": "videos"}},
-            "other": {"file_name": "other.json"}}
+    info = {
+        "pairs": {
+            "file_name": "pairs.json",
+            "formatting": "sharegpt",
+            "ranking": True,
+            "tags": TAGS,
+            "columns": {"messages": "messages", "chosen": "chosen", "rejected": "rejected", "videos": "videos"},
+        },
+        "gt": {
+            "file_name": "gt.json",
+            "formatting": "sharegpt",
+            "tags": TAGS,
+            "columns": {"messages": "messages", "videos": "videos"},
+        },
+        "other": {"file_name": "other.json"},
+    }
     (folder / "dataset_info.json").write_text(json.dumps(info))
     out = tmp_path / "run"
-    args = check_training_data(_run_args(folder, out, _fake_model(tmp_path), stage="gdpo", dataset="pairs",
-                                         gt_dataset="gt", vs2_bad_samples="skip"))
-    assert [(b["dataset"], b["index"]) for b in map(json.loads, (out / "skipped_samples.jsonl").read_text().splitlines())] == [
-        ("pairs", 1)]
-    assert args["dataset_dir"] == str(out / "vs2_data" / "train") and args["gt_dataset_dir"] == str(out / "vs2_data" / "gt")
+    args = check_training_data(
+        _run_args(
+            folder, out, _fake_model(tmp_path), stage="gdpo", dataset="pairs", gt_dataset="gt", vs2_bad_samples="skip"
+        )
+    )
+    assert [
+        (b["dataset"], b["index"]) for b in map(json.loads, (out / "skipped_samples.jsonl").read_text().splitlines())
+    ] == [("pairs", 1)]
+    assert args["dataset_dir"] == str(out / "vs2_data" / "train") and args["gt_dataset_dir"] == str(
+        out / "vs2_data" / "gt"
+    )
     assert args["media_dir"] == str(folder)  # datasets read from where they were still find their media
     kept = json.loads((out / "vs2_data" / "train" / "pairs.json").read_text())
     assert [r["videos"] for r in kept] == [[str(folder / "clips" / "good.mp4")]] * 2
@@ -370,9 +431,24 @@ def test_command_line_lists_keep_their_items(files, tmp_path):
 
     folder, _, _ = _mixed_dataset(tmp_path / "data", files)
     out = tmp_path / "run"
-    given = ["--stage", "sft", "--max_steps=2", "--do_train", "--vs2_bad_samples", "skip", "--dataset", "mix",
-             "--dataset_dir", str(folder), "--template", "video_salmonn2", "--output_dir", str(out),
-             "--model_name_or_path", str(_fake_model(tmp_path))]
+    given = [
+        "--stage",
+        "sft",
+        "--max_steps=2",
+        "--do_train",
+        "--vs2_bad_samples",
+        "skip",
+        "--dataset",
+        "mix",
+        "--dataset_dir",
+        str(folder),
+        "--template",
+        "video_salmonn2",
+        "--output_dir",
+        str(out),
+        "--model_name_or_path",
+        str(_fake_model(tmp_path)),
+    ]
     got = _as_arg_list(given, check_training_data(args_to_dict(given)))
     assert got[:4] == ["--stage", "sft", "--max_steps=2", "--do_train"]
     assert "--vs2_bad_samples" not in got and got[got.index("--dataset_dir") + 1] == str(out / "vs2_data" / "train")
@@ -406,7 +482,10 @@ def test_mrdpo_video_list_skips_and_lists_bad_videos(files, tmp_path):
     reasons = {r["id"]: r["reason"] for r in listed}
     assert reasons["gone"] == "file not found" and listed[0]["file"] == str(files["missing"])
     assert "needs a 'reference' caption" in reasons["noref"] and "too short" in reasons["short"]
-    with pytest.raises(DataError, match=r"bad video in .*videos.jsonl: dataset 'train' row 1 \(id 'gone'\): .*missing.mp4: file not found; 4 bad"):
+    with pytest.raises(
+        DataError,
+        match=r"bad video in .*videos.jsonl: dataset 'train' row 1 \(id 'gone'\): .*missing.mp4: file not found; 4 bad",
+    ):
         screen_videos(videos, tmp_path / "run2", policy="fail", tag="train")
 
 
@@ -433,9 +512,13 @@ def _cli_dataset(folder: Path, files, damaged: bool = False) -> tuple[Path, int,
     for row in demo:
         row["videos"] = [str(REPO / "vs2_plugin/assets/demo_data" / v) for v in row["videos"]]
     rows, bad = [demo[0]], {}
-    for name, reason in (("missing", "file not found"), ("text", "not a readable media file"),
-                         ("truncated", "video data ends early"), ("audio_only", "no video stream"),
-                         ("short", "too short")):
+    for name, reason in (
+        ("missing", "file not found"),
+        ("text", "not a readable media file"),
+        ("truncated", "video data ends early"),
+        ("audio_only", "no video stream"),
+        ("short", "too short"),
+    ):
         bad[len(rows)] = reason
         rows.append(_row(files[name]))
     rows.append(demo[1])
@@ -455,8 +538,20 @@ def _cli_dataset(folder: Path, files, damaged: bool = False) -> tuple[Path, int,
 def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, run_cli):
     folder, total, bad = _cli_dataset(tmp_path / "data", files)
     out = tmp_path / "sft_fail"
-    res = run_cli(["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
-                   f"output_dir={out}", "max_steps=2", "dataset=mix", f"dataset_dir={folder}"], cwd=REPO, env=_cli_env())
+    res = run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            "recipes/tiny/av_sft.yaml",
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={out}",
+            "max_steps=2",
+            "dataset=mix",
+            f"dataset_dir={folder}",
+        ],
+        cwd=REPO,
+        env=_cli_env(),
+    )
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert f"bad training sample: dataset 'mix' row 1: {files['missing']}: file not found" in last
@@ -468,9 +563,22 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, 
 def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model_dir, tmp_path, run_cli):
     folder, total, bad = _cli_dataset(tmp_path / "data", files, damaged=True)
     out = tmp_path / "sft_skip"
-    res = run_cli(["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}",
-                   f"output_dir={out}", "max_steps=2", "dataset=mix", f"dataset_dir={folder}",
-                   "vs2_bad_samples=skip", "vs2_check_decode=true"], cwd=REPO, env=_cli_env())
+    res = run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            "recipes/tiny/av_sft.yaml",
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={out}",
+            "max_steps=2",
+            "dataset=mix",
+            f"dataset_dir={folder}",
+            "vs2_bad_samples=skip",
+            "vs2_check_decode=true",
+        ],
+        cwd=REPO,
+        env=_cli_env(),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     skipped = [json.loads(line) for line in (out / "skipped_samples.jsonl").read_text().splitlines()]
@@ -490,14 +598,20 @@ def test_cli_skip_policy_trains_and_lists_exactly_the_bad_rows(files, tiny_model
 def test_sampling_failures_are_dropped_and_listed(tmp_path):
     from vs2_plugin.pipeline.screen import drop_failed
 
-    rows = [{"key": "a/global/0", "video_id": "a", "video": "/v/a.mp4", "caption": "x"},
-            {"key": "b/global/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"},
-            {"key": "b/local/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"}]
+    rows = [
+        {"key": "a/global/0", "video_id": "a", "video": "/v/a.mp4", "caption": "x"},
+        {"key": "b/global/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"},
+        {"key": "b/local/0", "video_id": "b", "video": "/v/b.mp4", "caption": None, "error": "decoding failed (x)"},
+    ]
     kept, failed = drop_failed(rows, tmp_path, "train sampling round-001")
     assert [r["key"] for r in kept] == ["a/global/0"] and failed == {"b"}
     listed = [json.loads(line) for line in (tmp_path / "skipped_videos.jsonl").read_text().splitlines()]
-    assert listed == [{"dataset": "train sampling round-001", "reason": "decoding failed (x)", "file": "/v/b.mp4", "id": "b"}]
-    with pytest.raises(DataError, match=r"bad video 'b' while sampling \(train sampling round-001\): /v/b.mp4: decoding failed"):
+    assert listed == [
+        {"dataset": "train sampling round-001", "reason": "decoding failed (x)", "file": "/v/b.mp4", "id": "b"}
+    ]
+    with pytest.raises(
+        DataError, match=r"bad video 'b' while sampling \(train sampling round-001\): /v/b.mp4: decoding failed"
+    ):
         drop_failed(rows, tmp_path, "train sampling round-001", "fail")
 
 
@@ -506,18 +620,41 @@ def test_sampling_records_an_unreadable_video_and_goes_on(files, tiny_model_dir,
     from vs2_plugin.pipeline.records import JsonlLog
     from vs2_plugin.pipeline.sampling import SampleTask, sample
 
-    tasks = [SampleTask("t/damaged/global/0", "damaged", "global", "Describe.", str(files["damaged"]), 0),
-             SampleTask("t/good/global/0", "good", "global", "Describe.", str(files["good"]), 0)]
-    infer = {"template": "video_salmonn2", "video_fps": 1.0, "video_maxlen": 30, "video_max_pixels": 12544,
-             "use_audio_in_video": True}
+    tasks = [
+        SampleTask("t/damaged/global/0", "damaged", "global", "Describe.", str(files["damaged"]), 0),
+        SampleTask("t/good/global/0", "good", "global", "Describe.", str(files["good"]), 0),
+    ]
+    infer = {
+        "template": "video_salmonn2",
+        "video_fps": 1.0,
+        "video_maxlen": 30,
+        "video_max_pixels": 12544,
+        "use_audio_in_video": True,
+    }
     out = tmp_path / "samples.jsonl"
-    rows = sample(tasks, out, model=str(tiny_model_dir), adapters=[], infer=infer,
-                  cfg=SamplingConfig(max_new_tokens=4), seed=1, progress=False)
+    rows = sample(
+        tasks,
+        out,
+        model=str(tiny_model_dir),
+        adapters=[],
+        infer=infer,
+        cfg=SamplingConfig(max_new_tokens=4),
+        seed=1,
+        progress=False,
+    )
     assert rows[0]["caption"] is None and rows[0]["error"].startswith("decoding failed")
     assert isinstance(rows[1]["caption"], str) and "error" not in rows[1]
     # a rerun retries the unreadable video only
-    sample(tasks, out, model=str(tiny_model_dir), adapters=[], infer=infer,
-           cfg=SamplingConfig(max_new_tokens=4), seed=1, progress=False)
+    sample(
+        tasks,
+        out,
+        model=str(tiny_model_dir),
+        adapters=[],
+        infer=infer,
+        cfg=SamplingConfig(max_new_tokens=4),
+        seed=1,
+        progress=False,
+    )
     assert [r["key"] for r in JsonlLog(out).rows()] == ["t/damaged/global/0", "t/good/global/0", "t/damaged/global/0"]
 
 
@@ -532,21 +669,36 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
         row["video"] = str(demo / row["video"])
     rows[2:] = []  # two good videos keep the round short
     for vid, path in (("gone", files["missing"]), ("text", files["text"]), ("damaged", files["damaged"])):
-        rows.append({"id": vid, "video": str(path), "reference": "A test pattern with a steady tone.",
-                     "local": [{"start": 0.0, "end": 2.0, "reference": "A test pattern."}]})
+        rows.append(
+            {
+                "id": vid,
+                "video": str(path),
+                "reference": "A test pattern with a steady tone.",
+                "local": [{"start": 0.0, "end": 2.0, "reference": "A test pattern."}],
+            }
+        )
     videos = tmp_path / "videos.jsonl"
     videos.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = yaml.safe_load((REPO / "recipes/tiny/mrdpo.yaml").read_text())
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1, train_videos=str(videos),
-               heldout_videos=str(videos))
+    cfg.update(
+        run_dir=str(run),
+        model_name_or_path=str(tiny_model_dir),
+        rounds=1,
+        train_videos=str(videos),
+        heldout_videos=str(videos),
+    )
     cfg["sampling"]["max_new_tokens"] = 8
     cfg["train"]["max_steps"] = 1
     cfg["thresholds"] = [{"delta_e_global": -1.0, "delta_r_global": -1.0, "delta_e_local": -1.0, "delta_r_local": -1.0}]
     path = tmp_path / "mrdpo.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    res = run_cli([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"], cwd=REPO,
-                  env=_cli_env(), timeout=900)
+    res = run_cli(
+        [sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"],
+        cwd=REPO,
+        env=_cli_env(),
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     listed = [json.loads(line) for line in (run / "skipped_videos.jsonl").read_text().splitlines()]
     by_step = {}

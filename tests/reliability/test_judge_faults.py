@@ -56,18 +56,42 @@ TIMEOUT_S = 1.0  # generous: only the "timeout" fault may time out, even on a bu
 FAULTS = {
     "timeout": (lambda: Action.hang(4 * TIMEOUT_S), f"timed out after {TIMEOUT_S:g}s", "backoff"),
     "429 Retry-After seconds": (lambda: Action.error(429, retry_after=str(RETRY_AFTER_S)), "HTTP 429", RETRY_AFTER_S),
-    "429 retry-after-ms": (lambda: Action.error(429, headers={"retry-after-ms": str(int(RETRY_AFTER_S * 1000))}), "HTTP 429", RETRY_AFTER_S),
+    "429 retry-after-ms": (
+        lambda: Action.error(429, headers={"retry-after-ms": str(int(RETRY_AFTER_S * 1000))}),
+        "HTTP 429",
+        RETRY_AFTER_S,
+    ),
     "429 without Retry-After": (lambda: Action.error(429), "HTTP 429", "backoff"),
     "500": (lambda: Action.error(500), "HTTP 500", "backoff"),
     "503 Retry-After": (lambda: Action.error(503, retry_after=str(RETRY_AFTER_S)), "HTTP 503", RETRY_AFTER_S),
-    "502 HTML page": (lambda: Action.raw("<html><body>502 Bad Gateway</body></html>", status=502, content_type="text/html"), "HTTP 502", "backoff"),
+    "502 HTML page": (
+        lambda: Action.raw("<html><body>502 Bad Gateway</body></html>", status=502, content_type="text/html"),
+        "HTTP 502",
+        "backoff",
+    ),
     "connection reset before the answer": (lambda: Action.reset(), "connection error", "backoff"),
     "socket closed mid-answer": (lambda: Action.cut(), "connection error", "backoff"),
-    "HTTP body not JSON": (lambda: Action.raw("<html>upstream error</html>", content_type="text/html"), "not a chat completion", "backoff"),
-    "HTTP body truncated JSON": (lambda: Action.raw('{"id": "chatcmpl-x", "choices": [{"index": 0, "mess'), "not a chat completion", "backoff"),
+    "HTTP body not JSON": (
+        lambda: Action.raw("<html>upstream error</html>", content_type="text/html"),
+        "not a chat completion",
+        "backoff",
+    ),
+    "HTTP body truncated JSON": (
+        lambda: Action.raw('{"id": "chatcmpl-x", "choices": [{"index": 0, "mess'),
+        "not a chat completion",
+        "backoff",
+    ),
     "answer not JSON": (lambda: Action.malformed(), "answer is not JSON", "backoff"),
-    "answer truncated JSON": (lambda: Action.ok('{"missed": [1], "incorrect": [], "hallucin'), "answer is not JSON", "backoff"),
-    "answer wrong schema": (lambda: Action.ok('{"missed": "two", "incorrect": [], "hallucinated": []}'), "list of event numbers", "backoff"),
+    "answer truncated JSON": (
+        lambda: Action.ok('{"missed": [1], "incorrect": [], "hallucin'),
+        "answer is not JSON",
+        "backoff",
+    ),
+    "answer wrong schema": (
+        lambda: Action.ok('{"missed": "two", "incorrect": [], "hallucinated": []}'),
+        "list of event numbers",
+        "backoff",
+    ),
     "answer empty": (lambda: Action.ok(""), "empty answer", "backoff"),
     "refusal as text": (lambda: Action.ok("I can't help with that."), "I can't help with that", "backoff"),
     "refusal field": (lambda: Action.refusal("I can't help with that."), "refused", "backoff"),
@@ -82,8 +106,15 @@ def server(monkeypatch):
 
 
 def config(tmp_path, **kw) -> JudgeConfig:
-    options = {"model": "fake-judge", "passes": PASSES, "timeout_s": TIMEOUT_S, "backoff_base_s": BACKOFF_BASE_S,
-               "backoff_max_s": BACKOFF_MAX_S, "max_retries": MAX_RETRIES, "concurrency": 4}
+    options = {
+        "model": "fake-judge",
+        "passes": PASSES,
+        "timeout_s": TIMEOUT_S,
+        "backoff_base_s": BACKOFF_BASE_S,
+        "backoff_max_s": BACKOFF_MAX_S,
+        "max_retries": MAX_RETRIES,
+        "concurrency": 4,
+    }
     options.update(kw)
     return JudgeConfig(judge="openai", cache_path=str(tmp_path / "cache.sqlite"), show_progress=False, options=options)
 
@@ -114,8 +145,16 @@ def judge_rows(tmp_path, **kw) -> list[dict]:
     """Judge ROWS like the mrDPO driver does: rows with the judgment's dict."""
     items = [{"id": r["key"], "caption": r["caption"], "events": EVENTS} for r in ROWS]
     judgments = judge_items(items, config(tmp_path, **kw))
-    return [{**r, "task": "global", "prompt": "Describe the video.", "video": f"{r['video_id']}.mp4", "judgment": j.to_dict()}
-            for r, j in zip(ROWS, judgments)]
+    return [
+        {
+            **r,
+            "task": "global",
+            "prompt": "Describe the video.",
+            "video": f"{r['video_id']}.mp4",
+            "judgment": j.to_dict(),
+        }
+        for r, j in zip(ROWS, judgments)
+    ]
 
 
 def pairs_of(judged: list[dict]) -> list[tuple[str, str]]:
@@ -302,6 +341,8 @@ def test_driver_tolerates_failures_within_the_limit(server, tmp_path):
 
     rows = [{**r, "task": "global", "prompt": "Describe the video.", "video": f"{r['video_id']}.mp4"} for r in ROWS]
     inject(server, lambda: Action.error(500), times=None)
-    judged = judge_samples(rows, {"v1": EVENTS, "v2": EVENTS}, config(tmp_path), tmp_path / "j.jsonl", max_failure_rate=0.5)
+    judged = judge_samples(
+        rows, {"v1": EVENTS, "v2": EVENTS}, config(tmp_path), tmp_path / "j.jsonl", max_failure_rate=0.5
+    )
     assert [r["judgment"]["status"] for r in judged] == ["ok", "failed", "failed", "ok"]
     assert pairs_of(judged) == []

@@ -29,17 +29,18 @@ from tests.support.paths import REPO
 KEY = "sk-planted-kill-0123456789abcdef"
 
 
-
-
 # ------------------------------------------------------------------------------ judging
 
 pytest.importorskip("vs2_openai_judge")
-from tests.support.fake_openai_server import FakeOpenAIServer, rule_based_answer
+from tests.support.fake_openai_server import FakeOpenAIServer, rule_based_answer  # noqa: E402
 
 N_ITEMS, PASSES = 10, 2
 ITEMS = [
-    {"id": f"clip{i}", "caption": f"A brown dog number {i} runs across the park while a man sings.",
-     "events": [f"A brown dog number {i} runs", "A man sings", f"A red car {i} drives past"]}
+    {
+        "id": f"clip{i}",
+        "caption": f"A brown dog number {i} runs across the park while a man sings.",
+        "events": [f"A brown dog number {i} runs", "A man sings", f"A red car {i} drives past"],
+    }
     for i in range(N_ITEMS)
 ]
 CAPTION_TO_ID = {item["caption"]: item["id"] for item in ITEMS}
@@ -73,10 +74,32 @@ def _eval(tmp_path: Path, server: FakeOpenAIServer, name: str, cache: Path) -> s
     data.write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENAI_API_KEY=KEY, OPENAI_BASE_URL=server.base_url)
     return subprocess.Popen(
-        [sys.executable, "-m", "vs2_plugin.cli", "eval", "--input", str(data), "--out", str(tmp_path / name / "report.json"),
-         "--judge", "openai", "--judge-model", "fake-judge", "--passes", str(PASSES), "--concurrency", "2",
-         "--cache", str(cache), "--quiet"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "vs2_plugin.cli",
+            "eval",
+            "--input",
+            str(data),
+            "--out",
+            str(tmp_path / name / "report.json"),
+            "--judge",
+            "openai",
+            "--judge-model",
+            "fake-judge",
+            "--passes",
+            str(PASSES),
+            "--concurrency",
+            "2",
+            "--cache",
+            str(cache),
+            "--quiet",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -152,8 +175,8 @@ def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_
     from safetensors.torch import load_file
 
     from tests.support.gdpo import text_args
-    from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
     from vs2_plugin.gdpo.rounds import export_merged
+    from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
 
     out = tmp_path / "rounds"
     args = text_args(text_model_dir, out, gdpo_rounds=True, gdpo_round_hook="export", max_steps=2)
@@ -161,8 +184,15 @@ def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_
     round2 = out / "round-002"
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", KILL_DURING_EXPORT, json.dumps(args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_EXPORT, json.dumps(args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     # killed after config.json and half of the weights were written ...
     partial = list(round2.glob(".reference.tmp-*"))
@@ -181,7 +211,10 @@ def test_kill_while_exporting_the_merged_reference_leaves_no_loadable_half(text_
     assert not list(round2.glob(".reference.tmp-*"))  # the stale half was removed
 
     fresh = export_merged(str(text_model_dir), [str(out / "round-001")], tmp_path / "uninterrupted", "qwen", "float32")
-    resumed, expected = load_file(str(round2 / "reference" / "model.safetensors")), load_file(str(fresh / "model.safetensors"))
+    resumed, expected = (
+        load_file(str(round2 / "reference" / "model.safetensors")),
+        load_file(str(fresh / "model.safetensors")),
+    )
     assert resumed.keys() == expected.keys()
     for name in expected:
         assert (resumed[name] == expected[name]).all(), name
@@ -212,8 +245,13 @@ def test_atomic_directory_replacement_survives_sigkill(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
     def write(version: str, die: bool) -> int:
-        return subprocess.run([sys.executable, "-c", ATOMIC_WRITER, str(final), version, "die" if die else "live"],
-                              env=env, capture_output=True, timeout=120, check=False).returncode
+        return subprocess.run(
+            [sys.executable, "-c", ATOMIC_WRITER, str(final), version, "die" if die else "live"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        ).returncode
 
     assert write("1", die=False) == 0
     assert write("2", die=True) == -signal.SIGKILL

@@ -34,7 +34,7 @@ pytest.importorskip("vs2_openai_judge")
 from tests.support.fake_openai_server import Action, FakeOpenAIServer, rule_based_answer, serve_with_env
 
 KEY = "sk-planted-" + "Zq7" * 4 + "-4f9c2e71b8a3d5e6"
-KEY_PIECES = [KEY, KEY[len("sk-planted-"):], KEY[-16:]]  # the key, its secret part, its tail
+KEY_PIECES = [KEY, KEY[len("sk-planted-") :], KEY[-16:]]  # the key, its secret part, its tail
 
 
 def assert_no_key(text: str, where: str) -> None:
@@ -74,12 +74,25 @@ def plausible_judge(body: dict) -> str:
 def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir):
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
     run = tmp_path / "run"
-    cfg.update(run_dir=str(run), model_name_or_path=str(tiny_model_dir), rounds=1,
-               train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
-               heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
+    cfg.update(
+        run_dir=str(run),
+        model_name_or_path=str(tiny_model_dir),
+        rounds=1,
+        train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
+        heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"),
+    )
     cfg["sampling"]["max_new_tokens"] = 16
-    cfg["judge"] = {"judge": "openai", "show_progress": False,
-                    "options": {"model": "fake-judge", "passes": 3, "timeout_s": 30.0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}}
+    cfg["judge"] = {
+        "judge": "openai",
+        "show_progress": False,
+        "options": {
+            "model": "fake-judge",
+            "passes": 3,
+            "timeout_s": 30.0,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": 0.2,
+        },
+    }
     cfg["max_judge_failure_rate"] = 1.0  # the one refused (401) judgment below must not stop this small run
     path = tmp_path / "mrdpo-openai.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -96,10 +109,23 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
             return None
 
         server.rule = one_401
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENAI_API_KEY=KEY, OPENAI_BASE_URL=server.base_url,
-                   OPENAI_LOG="debug", HTTPX_LOG_LEVEL="trace")
-        proc = subprocess.run([sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS="1",
+            OPENAI_API_KEY=KEY,
+            OPENAI_BASE_URL=server.base_url,
+            OPENAI_LOG="debug",
+            HTTPX_LOG_LEVEL="trace",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "vs2_plugin.cli", "mrdpo", str(path), "--no-progress"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         requests, auth = list(server.requests), list(server.auth_headers)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -121,10 +147,22 @@ def test_planted_key_is_nowhere_after_a_full_mrdpo_run(tmp_path, tiny_model_dir)
     assert "Sending HTTP Request" in (run / "logs" / "mrdpo.log").read_text()
     files = {p.relative_to(run).as_posix() for p in assert_no_key_under(run)}
     # among them the configs LLaMA-Factory and the driver saved, the cache and the logs
-    for expected in ("config.json", "judge_cache.sqlite", "round-001/train.yaml", "round-001/train.log",
-                     "round-001/judged.jsonl", "gdpo/round-001/adapter_config.json",
-                     "gdpo/round-001/training_args.bin", "gdpo/round-001/trainer_state.json", "gdpo/rounds.json",
-                     "round-001/pairs/pairs.json", "final_model.json", "report.md", "report.html", "logs/mrdpo.log"):
+    for expected in (
+        "config.json",
+        "judge_cache.sqlite",
+        "round-001/train.yaml",
+        "round-001/train.log",
+        "round-001/judged.jsonl",
+        "gdpo/round-001/adapter_config.json",
+        "gdpo/round-001/training_args.bin",
+        "gdpo/round-001/trainer_state.json",
+        "gdpo/rounds.json",
+        "round-001/pairs/pairs.json",
+        "final_model.json",
+        "report.md",
+        "report.html",
+        "logs/mrdpo.log",
+    ):
         assert expected in files, f"{expected} missing from the run folder: {sorted(files)}"
 
 
@@ -136,15 +174,32 @@ def server(monkeypatch):
     yield from serve_with_env(monkeypatch, KEY)
 
 
-ITEMS = [{"id": "a", "caption": "A dog runs.", "events": ["A dog runs", "A man sings"]},
-         {"id": "b", "caption": "Rain falls.", "events": ["Rain falls", "It is night"]}]
+ITEMS = [
+    {"id": "a", "caption": "A dog runs.", "events": ["A dog runs", "A man sings"]},
+    {"id": "b", "caption": "Rain falls.", "events": ["Rain falls", "It is night"]},
+]
 
 
 def _eval_args(tmp_path: Path, *extra: str) -> list[str]:
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
-    return ["eval", "--input", str(data), "--out", str(tmp_path / "out" / "report.json"), "--judge", "openai",
-            "--judge-model", "fake-judge", "--passes", "1", "--cache", str(tmp_path / "out" / "cache.sqlite"), "--quiet", *extra]
+    return [
+        "eval",
+        "--input",
+        str(data),
+        "--out",
+        str(tmp_path / "out" / "report.json"),
+        "--judge",
+        "openai",
+        "--judge-model",
+        "fake-judge",
+        "--passes",
+        "1",
+        "--cache",
+        str(tmp_path / "out" / "cache.sqlite"),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_401_that_echoes_the_key_does_not_show_it(server, tmp_path, caplog, capsys):
@@ -166,7 +221,6 @@ def test_401_that_echoes_the_key_does_not_show_it(server, tmp_path, caplog, caps
 def test_unexpected_exception_carrying_the_key_is_redacted(server, tmp_path, capsys, monkeypatch):
     """A bug deep in the judge whose message holds the key: traceback shown, key not."""
     from vs2_openai_judge import client
-
     from vs2_plugin.cli import main as vs2_main
 
     def broken(response):
@@ -224,7 +278,12 @@ def _calls(tree: ast.AST, module: str, names: set[str]):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            if isinstance(f, ast.Attribute) and f.attr in names and isinstance(f.value, ast.Name) and f.value.id == module:
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr in names
+                and isinstance(f.value, ast.Name)
+                and f.value.id == module
+            ):
                 yield node
 
 
@@ -248,14 +307,25 @@ def test_no_unsafe_deserializer_is_used():
     for path in _python_files():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         rel = path.relative_to(REPO)
-        for node in _calls(tree, "yaml", {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}):
-            loader = {k.arg: k.value for k in node.keywords}.get("Loader") or (node.args[1] if len(node.args) > 1 else None)
-            assert node.func.attr in ("load", "load_all") and isinstance(loader, ast.Attribute) and loader.attr in (
-                "SafeLoader", "CSafeLoader"), f"unsafe YAML loading at {rel}:{node.lineno}"
+        for node in _calls(
+            tree, "yaml", {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}
+        ):
+            loader = {k.arg: k.value for k in node.keywords}.get("Loader") or (
+                node.args[1] if len(node.args) > 1 else None
+            )
+            assert (
+                node.func.attr in ("load", "load_all")
+                and isinstance(loader, ast.Attribute)
+                and loader.attr in ("SafeLoader", "CSafeLoader")
+            ), f"unsafe YAML loading at {rel}:{node.lineno}"
         for node in _calls(tree, "pickle", {"load", "loads", "Unpickler"}):
             pytest.fail(f"pickle deserialisation at {rel}:{node.lineno}")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in ("eval", "exec") and isinstance(getattr(node, "ctx", None), ast.Load):
+            if (
+                isinstance(node, ast.Name)
+                and node.id in ("eval", "exec")
+                and isinstance(getattr(node, "ctx", None), ast.Load)
+            ):
                 pytest.fail(f"{node.id} at {rel}:{node.lineno}")
 
 
@@ -264,13 +334,20 @@ EVIL_YAML = "!!python/object/apply:os.system ['touch {marker}']"
 
 def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "vs2_plugin.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "vs2_plugin.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_python_tags_in_yaml_are_refused(tmp_path):
-    from vs2_plugin.errors import ConfigError
     from vs2_plugin.commands.judge_args import load_mapping
+    from vs2_plugin.errors import ConfigError
     from vs2_plugin.pipeline.config import load_mrdpo_config
 
     marker = tmp_path / "pwned"
@@ -283,10 +360,14 @@ def test_python_tags_in_yaml_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_mapping(judge)
     proc = _cli(["mrdpo", str(driver)], tmp_path)
-    assert proc.returncode == 2 and "could not determine a constructor" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and "could not determine a constructor" in proc.stderr and "Traceback" not in proc.stderr
+    )
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEMS[0]) + "\n")
-    proc = _cli(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-config", str(judge)], tmp_path)
+    proc = _cli(
+        ["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-config", str(judge)], tmp_path
+    )
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
 
@@ -297,22 +378,46 @@ def test_judges_load_only_from_installed_entry_points(tmp_path):
     plugins = tmp_path / "site"
     plugins.mkdir()
     (plugins / "evil_judge.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(plugins), str(REPO), str(REPO / "hooks" / "vs2_openai_judge")]), "VS2_PLUGINS": "openai,evil_judge",
-           "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(plugins), str(REPO), str(REPO / "hooks" / "vs2_openai_judge")]),
+        "VS2_PLUGINS": "openai,evil_judge",
+        "OPENAI_API_KEY": KEY,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+    }
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps(ITEMS[0]) + "\n")
 
-    proc = _cli(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge", "evil_judge"], tmp_path, env)
+    proc = _cli(
+        ["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge", "evil_judge"], tmp_path, env
+    )
     assert proc.returncode == 2 and "no judge named 'evil_judge' is registered" in proc.stderr
 
-    (tmp_path / "judge.yaml").write_text(yaml.safe_dump({"judge": {"judge": "evil_judge.plugin", "options": {"plugin": "evil_judge"}}}))
-    proc = _cli(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-config", str(tmp_path / "judge.yaml")], tmp_path, env)
+    (tmp_path / "judge.yaml").write_text(
+        yaml.safe_dump({"judge": {"judge": "evil_judge.plugin", "options": {"plugin": "evil_judge"}}})
+    )
+    proc = _cli(
+        [
+            "eval",
+            "--input",
+            str(data),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--judge-config",
+            str(tmp_path / "judge.yaml"),
+        ],
+        tmp_path,
+        env,
+    )
     assert proc.returncode == 2 and "no judge named 'evil_judge.plugin'" in proc.stderr
 
     cfg = yaml.safe_load((REPO / "recipes" / "tiny" / "mrdpo.yaml").read_text())
-    cfg.update(run_dir=str(tmp_path / "run"), model_name_or_path=str(tmp_path / "no-model"), judge={"judge": "evil_judge"},
-               train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
-               heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"))
+    cfg.update(
+        run_dir=str(tmp_path / "run"),
+        model_name_or_path=str(tmp_path / "no-model"),
+        judge={"judge": "evil_judge"},
+        train_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_rl.jsonl"),
+        heldout_videos=str(REPO / "vs2_plugin/assets/demo_data/vs2_demo_heldout.jsonl"),
+    )
     (tmp_path / "mrdpo.yaml").write_text(yaml.safe_dump(cfg))
     proc = _cli(["mrdpo", str(tmp_path / "mrdpo.yaml")], tmp_path, env)
     assert proc.returncode == 2 and "no judge named 'evil_judge' is registered" in proc.stderr

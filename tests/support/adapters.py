@@ -15,8 +15,9 @@ def random_adapter(base_dir: Path, out: Path, seed: int, aligner: bool) -> Path:
     from vs2_plugin.modeling.export import merged_model
 
     model = merged_model(base_dir, [])
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                        modules_to_save=["audio_aligner"] if aligner else None)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["audio_aligner"] if aligner else None
+    )
     peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

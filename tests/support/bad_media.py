@@ -17,10 +17,29 @@ def make_vfr_video(path: Path, duration: float = 6.0) -> Path:
     """
     source = f"color=c=black:s=96x64:r=25:d={duration},format=yuv420p,geq=lum='min(250,20+40*T)':cb=128:cr=128"
     subprocess.run(
-        [FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", source,
-         "-vf", "select='lt(t,2)+not(mod(n,3))'", "-fps_mode", "vfr",
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "12", str(path)],
-        check=True, capture_output=True,
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-vf",
+            "select='lt(t,2)+not(mod(n,3))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "12",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
     )
     return Path(path)
 

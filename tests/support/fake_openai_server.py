@@ -47,8 +47,9 @@ class Action:
         return cls("ok", content=content)
 
     @classmethod
-    def error(cls, status: int, retry_after: str | None = None, headers: dict[str, str] | None = None,
-              echo_auth: bool = False) -> "Action":
+    def error(
+        cls, status: int, retry_after: str | None = None, headers: dict[str, str] | None = None, echo_auth: bool = False
+    ) -> "Action":
         """An HTTP error answer (429, 500, ...), with ``Retry-After`` when given.
 
         ``echo_auth``: the error message quotes the request's ``Authorization`` header, as some
@@ -90,7 +91,9 @@ class Action:
 
 
 _WORD = re.compile(r"[a-z0-9']+")
-_STOP = set("a an the of in on at to and or is are was were be with by for from as that this it its their his her".split())
+_STOP = set(
+    "a an the of in on at to and or is are was were be with by for from as that this it its their his her".split()
+)
 
 
 def _content_words(text: str) -> list[str]:
@@ -116,8 +119,12 @@ def rule_based_answer(body: dict) -> str:
 
 
 class FakeOpenAIServer:
-    def __init__(self, responder: Callable[[dict], str] | None = None, latency_s: float = 0.0,
-                 rule: Callable[[dict], Action | None] | None = None):
+    def __init__(
+        self,
+        responder: Callable[[dict], str] | None = None,
+        latency_s: float = 0.0,
+        rule: Callable[[dict], Action | None] | None = None,
+    ):
         self.responder = responder or rule_based_answer
         self.rule = rule
         self.latency_s = latency_s
@@ -165,11 +172,19 @@ class FakeOpenAIServer:
                 if action.kind == "hang":
                     time.sleep(action.seconds)
                 if action.kind == "status":
-                    message = {401: "Incorrect API key provided", 429: "Rate limit reached", 500: "Internal server error",
-                               503: "Overloaded"}.get(action.status, "error")
+                    message = {
+                        401: "Incorrect API key provided",
+                        429: "Rate limit reached",
+                        500: "Internal server error",
+                        503: "Overloaded",
+                    }.get(action.status, "error")
                     if action.echo_auth:
                         message += f" (got {self.headers.get('Authorization', '')!r})"
-                    return self._send(action.status, {"error": {"message": message, "type": "server_error", "code": action.status}}, action.headers)
+                    return self._send(
+                        action.status,
+                        {"error": {"message": message, "type": "server_error", "code": action.status}},
+                        action.headers,
+                    )
                 if action.kind == "raw":
                     return self._send(action.status, action.content.encode(), action.headers)
                 words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
@@ -179,10 +194,16 @@ class FakeOpenAIServer:
                     content = action.content if action.content is not None else server.responder(body)
                     message = {"role": "assistant", "content": content}
                 payload = {
-                    "id": f"chatcmpl-fake{len(server.requests)}", "object": "chat.completion", "created": 0,
+                    "id": f"chatcmpl-fake{len(server.requests)}",
+                    "object": "chat.completion",
+                    "created": 0,
                     "model": body.get("model", "fake"),
                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": words, "completion_tokens": len(content.split()), "total_tokens": words + len(content.split())},
+                    "usage": {
+                        "prompt_tokens": words,
+                        "completion_tokens": len(content.split()),
+                        "total_tokens": words + len(content.split()),
+                    },
                 }
                 if action.kind == "cut":
                     data = json.dumps(payload).encode()

@@ -87,8 +87,15 @@ def load_pieces(args: dict) -> SimpleNamespace:
     pairs = attach_gt(pairs, gt, gdpo_args.gt_sampling, seed=0)
     model = load_model(tokenizer_module["tokenizer"], model_args, finetuning_args, is_trainable=True)
     return SimpleNamespace(
-        model_args=model_args, data_args=data_args, training_args=training_args, finetuning_args=finetuning_args,
-        gdpo_args=gdpo_args, tokenizer_module=tokenizer_module, template=template, pairs=pairs, model=model,
+        model_args=model_args,
+        data_args=data_args,
+        training_args=training_args,
+        finetuning_args=finetuning_args,
+        gdpo_args=gdpo_args,
+        tokenizer_module=tokenizer_module,
+        template=template,
+        pairs=pairs,
+        model=model,
     )
 
 
@@ -96,8 +103,12 @@ def collator(pieces, pack: bool):
     from vs2_plugin.gdpo.packing import GDPODataCollator
 
     return GDPODataCollator(
-        template=pieces.template, model=pieces.model, pad_to_multiple_of=8, label_pad_token_id=-100,
-        pack_prompt=pack, **pieces.tokenizer_module,
+        template=pieces.template,
+        model=pieces.model,
+        pad_to_multiple_of=8,
+        label_pad_token_id=-100,
+        pack_prompt=pack,
+        **pieces.tokenizer_module,
     )
 
 

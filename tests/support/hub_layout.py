@@ -18,10 +18,28 @@ from pathlib import Path
 import torch
 
 QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
-    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
 ]
 BPE_TOKENS = 151643
 IDS = {tok: BPE_TOKENS + i for i, tok in enumerate(QWEN_SPECIAL_TOKENS)}
@@ -34,8 +52,9 @@ def hub_tokenizer():
 
     vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     vocab.update({f"{n}x": len(vocab) + n for n in range(BPE_TOKENS - len(vocab))})
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, eos_token="<|endoftext|>",
-                               pad_token="<|endoftext|>", errors="replace")
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=[], unk_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>", errors="replace"
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS[1:]})
     tokenizer.eos_token = "<|im_end|>"
     assert len(tokenizer) == BPE_TOKENS + len(QWEN_SPECIAL_TOKENS)
@@ -74,9 +93,19 @@ def hub_config(vocab_size: int = 152064, tie_word_embeddings: bool = False) -> d
         "use_cache": True,
         "use_sliding_window": False,
         "vision_config": {
-            "depth": 2, "hidden_act": "silu", "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "in_chans": 3, "out_hidden_size": 64, "patch_size": 14, "spatial_merge_size": 2,
-            "spatial_patch_size": 14, "window_size": 56, "fullatt_block_indexes": [1], "tokens_per_second": 2,
+            "depth": 2,
+            "hidden_act": "silu",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_chans": 3,
+            "out_hidden_size": 64,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "spatial_patch_size": 14,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
             "temporal_patch_size": 2,
         },
         "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
@@ -87,14 +116,15 @@ def hub_config(vocab_size: int = 152064, tie_word_embeddings: bool = False) -> d
 def to_hub_key(key: str) -> str:
     """transformers-5 names -> the published checkpoint's names."""
     if key.startswith("model.visual."):
-        return key[len("model."):]
+        return key[len("model.") :]
     if key.startswith("model.language_model."):
-        return "model." + key[len("model.language_model."):]
+        return "model." + key[len("model.language_model.") :]
     return key
 
 
-def write_hub_qwen25vl(out, tokenizer, *, vocab_size: int = 152064, tie_word_embeddings: bool = False,
-                       shards: int = 3, seed: int = 0) -> Path:
+def write_hub_qwen25vl(
+    out, tokenizer, *, vocab_size: int = 152064, tie_word_embeddings: bool = False, shards: int = 3, seed: int = 0
+) -> Path:
     """Write the directory; returns its path. Weights are seeded random bf16."""
     from safetensors.torch import save_file
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -124,19 +154,36 @@ def write_hub_qwen25vl(out, tokenizer, *, vocab_size: int = 152064, tie_word_emb
         total += sum(v.numel() * v.element_size() for v in part.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    (out / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": IDS["<|endoftext|>"], "eos_token_id": [IDS["<|im_end|>"], IDS["<|endoftext|>"]],
-         "pad_token_id": IDS["<|endoftext|>"], "do_sample": True, "temperature": 0.1}
-    ))
+    (out / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token_id": IDS["<|endoftext|>"],
+                "eos_token_id": [IDS["<|im_end|>"], IDS["<|endoftext|>"]],
+                "pad_token_id": IDS["<|endoftext|>"],
+                "do_sample": True,
+                "temperature": 0.1,
+            }
+        )
+    )
     tokenizer.save_pretrained(out)
     # the published processor files: an image-processor config naming the processor class, and
     # the chat template in its own file (pixel limits tiny here; hub: 3136 .. 12845056)
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, "patch_size": 14, "temporal_patch_size": 2,
-        "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-    }, indent=2))
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "min_pixels": TINY_MIN_PIXELS,
+                "max_pixels": TINY_MAX_PIXELS,
+                "patch_size": 14,
+                "temporal_patch_size": 2,
+                "merge_size": 2,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "image_processor_type": "Qwen2VLImageProcessor",
+                "processor_class": "Qwen2_5_VLProcessor",
+            },
+            indent=2,
+        )
+    )
     (out / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
     assert json.loads((out / "config.json").read_text()) == config_dict
     return out

@@ -32,15 +32,21 @@ def _audio_source(kind: str, duration: float, rate: int, channels: int) -> list[
 
 def _beep_source(duration: float, rate: int, channels: int, beep_at: float) -> list[str]:
     layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
-    expr = (
-        f"aevalsrc='if(between(t,{beep_at},{beep_at + 0.2}),0.5*sin(2*PI*1000*t),0)'"
-        f":s={rate}:d={duration}"
-    )
+    expr = f"aevalsrc='if(between(t,{beep_at},{beep_at + 0.2}),0.5*sin(2*PI*1000*t),0)':s={rate}:d={duration}"
     return ["-f", "lavfi", "-i", f"{expr},aformat=channel_layouts={layout}"]
 
 
-AUDIO_CODEC = {".mp4": "aac", ".m4a": "aac", ".mkv": "aac", ".webm": "libopus", ".avi": "mp3",
-               ".mp3": "libmp3lame", ".wav": "pcm_s16le", ".flac": "flac", ".ogg": "libvorbis"}
+AUDIO_CODEC = {
+    ".mp4": "aac",
+    ".m4a": "aac",
+    ".mkv": "aac",
+    ".webm": "libopus",
+    ".avi": "mp3",
+    ".mp3": "libmp3lame",
+    ".wav": "pcm_s16le",
+    ".flac": "flac",
+    ".ogg": "libvorbis",
+}
 VIDEO_CODEC = {".mp4": "libx264", ".mkv": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
 
 
@@ -72,7 +78,11 @@ def make_video(
         video = f"testsrc2=size={size}:rate={fps}:duration={duration}"
     args = ["-f", "lavfi", "-i", video]
     if audio is not None or beep_at is not None:
-        args += _beep_source(duration, audio_rate, channels, beep_at) if beep_at is not None else _audio_source(audio, duration, audio_rate, channels)
+        args += (
+            _beep_source(duration, audio_rate, channels, beep_at)
+            if beep_at is not None
+            else _audio_source(audio, duration, audio_rate, channels)
+        )
         args += ["-c:a", AUDIO_CODEC[path.suffix]]
         if path.suffix == ".webm":
             args += ["-ar", "48000"]
@@ -85,10 +95,16 @@ def make_video(
     return path
 
 
-def make_audio(path: Path, duration: float = 3.0, *, rate: int = 44100, channels: int = 2, beep_at: float | None = None) -> Path:
+def make_audio(
+    path: Path, duration: float = 3.0, *, rate: int = 44100, channels: int = 2, beep_at: float | None = None
+) -> Path:
     """An audio-only file in the format named by ``path``'s suffix."""
     path = Path(path)
-    source = _beep_source(duration, rate, channels, beep_at) if beep_at is not None else _audio_source("sine", duration, rate, channels)
+    source = (
+        _beep_source(duration, rate, channels, beep_at)
+        if beep_at is not None
+        else _audio_source("sine", duration, rate, channels)
+    )
     _ffmpeg(*source, "-c:a", AUDIO_CODEC[path.suffix], str(path))
     return path
 

@@ -89,8 +89,7 @@ def load_plugins(entry_points=None) -> dict[str, str]:
         except Exception as exc:  # a broken plugin must not break LLaMA-Factory
             status = f"error: {type(exc).__name__}: {exc}"
             warnings.warn(
-                f"LLaMA-Factory plugin {ep.name!r} ({ep.value}) failed and was skipped: "
-                f"{type(exc).__name__}: {exc}",
+                f"LLaMA-Factory plugin {ep.name!r} ({ep.value}) failed and was skipped: {type(exc).__name__}: {exc}",
                 PluginLoadWarning,
                 stacklevel=2,
             )

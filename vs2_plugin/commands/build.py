@@ -26,23 +26,38 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     default = VideoSalmonn2Config.__dataclass_fields__  # flags left out take the model config's defaults
     parser.add_argument("--window", type=float, help=f"audio window in seconds (default {AUDIO_DEFAULTS.window_s:g})")
-    parser.add_argument("--queries", type=int, help=f"Q-Former queries per window (default {AUDIO_DEFAULTS.queries_per_window})")
+    parser.add_argument(
+        "--queries", type=int, help=f"Q-Former queries per window (default {AUDIO_DEFAULTS.queries_per_window})"
+    )
     parser.add_argument("--qformer-layers", type=int, help=f"default {default['qformer_layers'].default}")
     parser.add_argument("--qformer-hidden", type=int, help=f"default {default['qformer_hidden'].default}")
     parser.add_argument("--qformer-heads", type=int, help=f"default {default['qformer_heads'].default}")
-    parser.add_argument("--segment-position", choices=SEGMENT_POSITION_KINDS,
-                        help="segment position embedding: learned matrix (paper, default) or sinusoids (public code)")
-    parser.add_argument("--max-segments", type=int,
-                        help=f"longest audio in {AUDIO_DEFAULTS.segment_s:g} s segments (default {default['max_audio_segments'].default})")
+    parser.add_argument(
+        "--segment-position",
+        choices=SEGMENT_POSITION_KINDS,
+        help="segment position embedding: learned matrix (paper, default) or sinusoids (public code)",
+    )
+    parser.add_argument(
+        "--max-segments",
+        type=int,
+        help=f"longest audio in {AUDIO_DEFAULTS.segment_s:g} s segments (default {default['max_audio_segments'].default})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the aligner's random init")
 
 
 def run(args: argparse.Namespace) -> int:
     out = compose(
-        args.visual_llm, args.whisper, args.out,
-        audio_window_s=args.window, audio_queries_per_window=args.queries,
-        qformer_layers=args.qformer_layers, qformer_hidden=args.qformer_hidden, qformer_heads=args.qformer_heads,
-        segment_position=args.segment_position, max_audio_segments=args.max_segments, seed=args.seed,
+        args.visual_llm,
+        args.whisper,
+        args.out,
+        audio_window_s=args.window,
+        audio_queries_per_window=args.queries,
+        qformer_layers=args.qformer_layers,
+        qformer_hidden=args.qformer_hidden,
+        qformer_heads=args.qformer_heads,
+        segment_position=args.segment_position,
+        max_audio_segments=args.max_segments,
+        seed=args.seed,
     )
     print(out)
     return 0

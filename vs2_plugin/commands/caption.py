@@ -51,17 +51,29 @@ def configure_parser(parser) -> None:
     parser.add_argument("--videos", required=True, help="JSONL: id, video, optional reference and local intervals")
     parser.add_argument("--out", required=True, type=Path, help="predictions JSONL (appended; a rerun resumes)")
     parser.add_argument("--task", choices=("global", "local", "both"), default="global", help="default: global")
-    parser.add_argument("--batch-size", type=int, default=SamplingConfig.batch_size,
-                        help=f"prompts per generate call (default {SamplingConfig.batch_size})")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=SamplingConfig.batch_size,
+        help=f"prompts per generate call (default {SamplingConfig.batch_size})",
+    )
     dec = parser.add_mutually_exclusive_group()
     dec.add_argument("--greedy", action="store_true", help="greedy decoding (the default)")
     dec.add_argument("--temperature", type=float, help="sample at this temperature instead of greedy decoding")
     parser.add_argument("--top-p", type=float, default=SamplingConfig.top_p, help="top-p when sampling")
     parser.add_argument("--seed", type=int, default=42, help="run seed of the per-row sampling seeds (default 42)")
-    parser.add_argument("--max-new-tokens", type=int, help="default: the run's sampling.max_new_tokens, else "
-                        f"{SamplingConfig.max_new_tokens}")
-    parser.add_argument("--infer", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="LLaMA-Factory model/data arguments for loading (e.g. video_fps=1.0 video_maxlen=30)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"default: the run's sampling.max_new_tokens, else {SamplingConfig.max_new_tokens}",
+    )
+    parser.add_argument(
+        "--infer",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="LLaMA-Factory model/data arguments for loading (e.g. video_fps=1.0 video_maxlen=30)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     console.add_console_arguments(parser)
 
@@ -80,14 +92,28 @@ def run(args) -> int:
         settings.max_new_tokens = args.max_new_tokens
     # the library output of loading and generating goes to logs/caption.log beside the predictions
     with console.run_console(Path(args.out).resolve().parent / "logs" / "caption.log", args, "vs2 caption"):
-        result = caption_videos(settings, Path(args.videos), args.out, task=args.task, batch_size=args.batch_size,
-                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                                progress=not args.no_progress)
+        result = caption_videos(
+            settings,
+            Path(args.videos),
+            args.out,
+            task=args.task,
+            batch_size=args.batch_size,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
     for b in result["bad_videos"]:
         where = f"line {b['line']}, " if b.get("line") else ""
         print(f"vs2 caption: bad video ({where}id {b['id']!r}, {b['video']}): {b['error']}", file=sys.stderr)
-    print(f"{result['rows']} caption(s) in {result['out']} ({result['new']} new)"
-          + (f"; {len(result['bad_videos'])} bad video(s) listed in {result['bad_videos_file']}" if result["bad_videos"] else ""))
+    print(
+        f"{result['rows']} caption(s) in {result['out']} ({result['new']} new)"
+        + (
+            f"; {len(result['bad_videos'])} bad video(s) listed in {result['bad_videos_file']}"
+            if result["bad_videos"]
+            else ""
+        )
+    )
     if result["rows"] == 0 and result["bad_videos"]:
         raise Vs2Error(f"no video of {args.videos} could be captioned (see {result['bad_videos_file']})")
     return 0

@@ -28,6 +28,9 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     with console.run_console(Path(args.out) / "logs" / "demo.log", args, "vs2 demo"):
         result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
-    console.print_summary(result["report_md"], result["rows"],
-                  f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/")
+    console.print_summary(
+        result["report_md"],
+        result["rows"],
+        f"report: {result['out']}/report.md, report.html, metrics.json, rounds.png; logs: {result['out']}/logs/",
+    )
     return 0

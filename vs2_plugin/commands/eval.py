@@ -30,9 +30,18 @@ from vs2_plugin.secrets import redact
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--input", type=Path, required=True, help="JSONL with id, caption, events (or reference), optional task; or vs2 caption output (predict, label)")
-    parser.add_argument("--out", type=Path, required=True, help="report JSON path; the Markdown table goes next to it (.md)")
-    parser.add_argument("--name", default=None, help="name of the captioner for the table title (default: input file stem)")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="JSONL with id, caption, events (or reference), optional task; or vs2 caption output (predict, label)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="report JSON path; the Markdown table goes next to it (.md)"
+    )
+    parser.add_argument(
+        "--name", default=None, help="name of the captioner for the table title (default: input file stem)"
+    )
     add_judge_arguments(parser)
 
 
@@ -53,11 +62,21 @@ def run(args) -> int:
     atomic_write_text(md_path, markdown)
     from vs2_plugin.pipeline.html_report import write_eval_html
 
-    html_path = write_eval_html(args.out.with_suffix(".html"), args.name or args.input.stem, markdown, items, rows,
-                                read_jsonl(args.input), args.input)
+    html_path = write_eval_html(
+        args.out.with_suffix(".html"),
+        args.name or args.input.stem,
+        markdown,
+        items,
+        rows,
+        read_jsonl(args.input),
+        args.input,
+    )
     print(markdown)
     failed = summary["all"]["n_failed"]
     if failed:
-        print(f"vs2 eval: {failed} of {len(rows)} item(s) failed to be judged; see 'status'/'error' in {args.out}", file=sys.stderr)
+        print(
+            f"vs2 eval: {failed} of {len(rows)} item(s) failed to be judged; see 'status'/'error' in {args.out}",
+            file=sys.stderr,
+        )
     print(f"wrote {args.out}, {md_path} and {html_path}", file=sys.stderr)
     return 1 if failed else 0

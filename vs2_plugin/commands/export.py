@@ -31,9 +31,13 @@ def configure_parser(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="mrDPO run folder (final_model.json) or vs2 rebirth output folder")
     source.add_argument("--model", help="base checkpoint folder (e.g. the post-alignment checkpoint)")
-    parser.add_argument("--adapters", nargs="+", default=[], help="LoRA adapter folders, merged in this order (with --model)")
+    parser.add_argument(
+        "--adapters", nargs="+", default=[], help="LoRA adapter folders, merged in this order (with --model)"
+    )
     parser.add_argument("--out", required=True, help="output folder of the merged checkpoint")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="dtype of the saved weights (default: the base's)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="dtype of the saved weights (default: the base's)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 

@@ -20,21 +20,48 @@ from vs2_plugin.judge.files import load_mapping, read_jsonl, usage_totals  # noq
 
 def add_judge_arguments(parser) -> None:
     g = parser.add_argument_group("judge")
-    g.add_argument("--judge", default=None, help="registered judge name: offline (default), openai, ... (see `vs2 plugins`)")
-    g.add_argument("--judge-config", type=Path, default=None,
-                   help="YAML/JSON file with the judge settings: judge, show_progress, cache_path, options (a top-level 'judge:' mapping is also accepted)")
-    g.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="one option of the selected judge (repeatable; `vs2 plugins` lists the judges), e.g. model=gpt-4.1-mini, passes=7")
+    g.add_argument(
+        "--judge", default=None, help="registered judge name: offline (default), openai, ... (see `vs2 plugins`)"
+    )
+    g.add_argument(
+        "--judge-config",
+        type=Path,
+        default=None,
+        help="YAML/JSON file with the judge settings: judge, show_progress, cache_path, options (a top-level 'judge:' mapping is also accepted)",
+    )
+    g.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one option of the selected judge (repeatable; `vs2 plugins` lists the judges), e.g. model=gpt-4.1-mini, passes=7",
+    )
     for flag, key in LEGACY_FLAGS.items():
-        g.add_argument(flag, dest=f"legacy_{key}", metavar=key.upper(), default=None, type=int if key in ("passes", "concurrency") else str, help=f"deprecated: use --judge-option {key}=VALUE")
-    g.add_argument("--cache", default=None, help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)")
+        g.add_argument(
+            flag,
+            dest=f"legacy_{key}",
+            metavar=key.upper(),
+            default=None,
+            type=int if key in ("passes", "concurrency") else str,
+            help=f"deprecated: use --judge-option {key}=VALUE",
+        )
+    g.add_argument(
+        "--cache",
+        default=None,
+        help="SQLite answer cache path (default $VS2_CACHE_DIR/judge_cache.sqlite, else ~/.cache/vs2_plugin/judge_cache.sqlite)",
+    )
     g.add_argument("--no-cache", action="store_true", help="do not read or write the answer cache")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 #: Former OpenAI-only flags -> the option of the openai judge they set.
-LEGACY_FLAGS = {"--judge-model": "model", "--passes": "passes", "--concurrency": "concurrency",
-                "--base-url": "base_url", "--api-key-file": "api_key_file"}
+LEGACY_FLAGS = {
+    "--judge-model": "model",
+    "--passes": "passes",
+    "--concurrency": "concurrency",
+    "--base-url": "base_url",
+    "--api-key-file": "api_key_file",
+}
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -63,15 +90,25 @@ def config_from_args(args) -> JudgeConfig:
             data = data["judge"]
     config = JudgeConfig.from_dict(data)  # moves deprecated flat keys into options, with a warning
     options = dict(config.options)
-    legacy = {key: getattr(args, f"legacy_{key}") for key in LEGACY_FLAGS.values() if getattr(args, f"legacy_{key}") is not None}
+    legacy = {
+        key: getattr(args, f"legacy_{key}")
+        for key in LEGACY_FLAGS.values()
+        if getattr(args, f"legacy_{key}") is not None
+    }
     if legacy:
         flags = [flag for flag, key in LEGACY_FLAGS.items() if key in legacy]
-        warnings.warn(f"deprecated flag(s) {', '.join(flags)}: use --judge-option KEY=VALUE "
-                      f"({', '.join(f'{k}=...' for k in legacy)})", FutureWarning, stacklevel=2)
+        warnings.warn(
+            f"deprecated flag(s) {', '.join(flags)}: use --judge-option KEY=VALUE "
+            f"({', '.join(f'{k}=...' for k in legacy)})",
+            FutureWarning,
+            stacklevel=2,
+        )
         accepted = {f.name for f in dataclasses.fields(get_judge(args.judge or config.judge).options)}
         ignored = sorted(k for k in legacy if k not in accepted)
         if ignored:  # as before: a judge ignored the remote-judge flags it has no use for
-            warnings.warn(f"judge {args.judge or config.judge!r} has no option {ignored}; ignored", FutureWarning, stacklevel=2)
+            warnings.warn(
+                f"judge {args.judge or config.judge!r} has no option {ignored}; ignored", FutureWarning, stacklevel=2
+            )
         options.update({k: v for k, v in legacy.items() if k in accepted})
     options.update(parse_option(text) for text in args.judge_option)
     config = dataclasses.replace(config, options=options)

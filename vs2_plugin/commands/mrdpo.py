@@ -23,8 +23,12 @@ from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
 def configure_parser(parser) -> None:
     parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="override config keys as llamafactory-cli does, e.g. rounds=2 sampling.top_p=0.8")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override config keys as llamafactory-cli does, e.g. rounds=2 sampling.top_p=0.8",
+    )
     parser.add_argument("--run-dir", help="override run_dir")
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--no-progress", action="store_true")
@@ -35,6 +39,9 @@ def run(args) -> int:
     cfg = load_mrdpo_config(args.config, args.overrides, run_dir=args.run_dir, rounds=args.rounds)
     with console.run_console(Path(cfg.run_dir) / "logs" / "mrdpo.log", args, "vs2 mrdpo"), console.stage("mrDPO"):
         summary = run_mrdpo(cfg, progress=not args.no_progress)
-    console.print_summary(summary["report_md"], summary["rows"],
-                          f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/")
+    console.print_summary(
+        summary["report_md"],
+        summary["rows"],
+        f"report: {summary['run_dir']}/report.md, report.html, rounds.png; logs: {summary['run_dir']}/logs/",
+    )
     return 0

@@ -34,7 +34,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--dataset-dir", type=Path, required=True, help="LLaMA-Factory dataset_dir to write into")
     parser.add_argument("--name", required=True, help="dataset name (file stem and dataset_info.json key)")
     parser.add_argument("--round", type=int, default=1, help="1-based mrDPO round selecting the Table 3 thresholds")
-    parser.add_argument("--schedule", type=Path, default=None, help="YAML/JSON thresholds per round (default: paper Table 3)")
+    parser.add_argument(
+        "--schedule", type=Path, default=None, help="YAML/JSON thresholds per round (default: paper Table 3)"
+    )
     add_judge_arguments(parser)
 
 
@@ -53,8 +55,12 @@ def run(args) -> int:
     scores_path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in score_rows), encoding="utf-8")
     failed = sum(1 for s in score_rows if s["status"] == "failed")
     groups = len({(s.video_id, s.task) for s in samples})
-    print(f"round {args.round}: {len(pairs)} pair(s) from {len(samples)} judged sample(s) in {groups} video-task group(s); {failed} failed")
+    print(
+        f"round {args.round}: {len(pairs)} pair(s) from {len(samples)} judged sample(s) in {groups} video-task group(s); {failed} failed"
+    )
     print(f"wrote {data_path}, {args.dataset_dir / 'dataset_info.json'} and {scores_path}")
     if failed:
-        print(f"vs2 pairs: {failed} sample(s) could not be judged and were left out; see {scores_path}", file=sys.stderr)
+        print(
+            f"vs2 pairs: {failed} sample(s) could not be judged and were left out; see {scores_path}", file=sys.stderr
+        )
     return 0

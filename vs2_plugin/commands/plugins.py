@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 
 def configure_parser(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
-def _option_defaults(options_class) -> dict:
-    """Option name -> default (``None`` where it has none) of a judge's options dataclass."""
-    out = {}
-    for f in dataclasses.fields(options_class):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None
-    return out
 
 
 def collect() -> dict:
@@ -39,7 +25,7 @@ def collect() -> dict:
         "vs2_plugins": plugins,
         "vs2_plugin_failures": load_failures(),
         "judges": registered_judges(pm),
-        "judge_options": {name: _option_defaults(judge.options) for name, judge in judge_registry(pm).items()},
+        "judge_options": {name: judge.option_defaults() for name, judge in judge_registry(pm).items()},
         "llamafactory_plugins": autoload.loaded_plugins(),
         "llamafactory": lf_integration.describe(),
     }

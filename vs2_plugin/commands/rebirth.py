@@ -25,12 +25,16 @@ from vs2_plugin.pipeline.rebirth import run_rebirth
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--mrdpo-config", required=True, help="the mrDPO driver YAML (model_name_or_path = post-alignment checkpoint)")
+    parser.add_argument(
+        "--mrdpo-config", required=True, help="the mrDPO driver YAML (model_name_or_path = post-alignment checkpoint)"
+    )
     parser.add_argument("--mrdpo-run", help="run_dir of the finished mrDPO run (default: the config's run_dir)")
     parser.add_argument("--videos", required=True, help="JSONL of videos to label ({id, video}; reference optional)")
     parser.add_argument("--recipe", required=True, help="LLaMA-Factory SFT recipe (e.g. recipes/rebirth_sft.yaml)")
     parser.add_argument("--out", required=True, help="output folder (labels, dataset, trained adapter)")
-    parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=True, help="greedy labelling (default) or sampling")
+    parser.add_argument(
+        "--greedy", action=argparse.BooleanOptionalAction, default=True, help="greedy labelling (default) or sampling"
+    )
     parser.add_argument("--no-progress", action="store_true")
     console.add_console_arguments(parser)
 
@@ -38,7 +42,14 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     cfg = load_mrdpo_config(args.mrdpo_config)
     with console.run_console(Path(args.out) / "logs" / "rebirth.log", args, "vs2 rebirth"), console.stage("rebirth"):
-        result = run_rebirth(cfg, args.videos, args.recipe, args.out, mrdpo_run=args.mrdpo_run, greedy=args.greedy,
-                             progress=not args.no_progress)
+        result = run_rebirth(
+            cfg,
+            args.videos,
+            args.recipe,
+            args.out,
+            mrdpo_run=args.mrdpo_run,
+            greedy=args.greedy,
+            progress=not args.no_progress,
+        )
     print(json.dumps({k: v for k, v in result.items() if k != "labels"}, indent=2))
     return 0

@@ -38,16 +38,39 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="video or audio file")
     parser.add_argument("--model", metavar="DIR", help="model directory to read settings from")
     parser.add_argument("--fps", type=float, dest="fps", help=f"frames per second phi (default {VIDEO_DEFAULTS.fps:g})")
-    parser.add_argument("--max-frames", type=int, dest="max_frames", help=f"maximum frames m (default {VIDEO_DEFAULTS.max_frames})")
-    parser.add_argument("--window", type=float, dest="window_s",
-                        help=f"audio Q-Former window, seconds (default {AUDIO_DEFAULTS.window_s:g})")
-    parser.add_argument("--queries", type=int, dest="queries_per_window",
-                        help=f"audio tokens per window (default {AUDIO_DEFAULTS.queries_per_window})")
-    parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
-    parser.add_argument("--video-max-pixels", type=int, dest="video_max_pixels", help=f"LLaMA-Factory frame cap (default {LF_VIDEO_MAX_PIXELS})")
-    parser.add_argument("--video-min-pixels", type=int, dest="video_min_pixels", help=f"LLaMA-Factory frame floor (default {LF_VIDEO_MIN_PIXELS})")
     parser.add_argument(
-        "--min-duration", type=float, dest="min_duration_s", help="reject shorter clips, as read_media does (default 1 s)"
+        "--max-frames", type=int, dest="max_frames", help=f"maximum frames m (default {VIDEO_DEFAULTS.max_frames})"
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        dest="window_s",
+        help=f"audio Q-Former window, seconds (default {AUDIO_DEFAULTS.window_s:g})",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        dest="queries_per_window",
+        help=f"audio tokens per window (default {AUDIO_DEFAULTS.queries_per_window})",
+    )
+    parser.add_argument("--group-size", type=int, dest="group_size", help="frames per temporal group (default 2)")
+    parser.add_argument(
+        "--video-max-pixels",
+        type=int,
+        dest="video_max_pixels",
+        help=f"LLaMA-Factory frame cap (default {LF_VIDEO_MAX_PIXELS})",
+    )
+    parser.add_argument(
+        "--video-min-pixels",
+        type=int,
+        dest="video_min_pixels",
+        help=f"LLaMA-Factory frame floor (default {LF_VIDEO_MIN_PIXELS})",
+    )
+    parser.add_argument(
+        "--min-duration",
+        type=float,
+        dest="min_duration_s",
+        help="reject shorter clips, as read_media does (default 1 s)",
     )
     parser.add_argument(
         "--positions", action="store_true", help="add the M-RoPE [t, h, w] of every video and audio token"

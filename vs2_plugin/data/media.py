@@ -382,7 +382,9 @@ def read_media(
         frame_times = sample_frame_times(info.duration_s, fps_phi, max_frames_m, group_size) if want_video else []
         _note_decode(p)  # counted when decoding starts, so failed attempts count too
         try:
-            frames, pts, audio = _decode_pass(p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate)
+            frames, pts, audio = _decode_pass(
+                p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate
+            )
         except av.FFmpegError as exc:
             raise MediaError(p, f"decoding failed ({_reason(exc)})") from None
     return DecodedMedia(
@@ -439,7 +441,9 @@ class _FramePicker:
             target = self.targets[len(self.chosen)]
             if self.previous is None or target - self.previous[0] > slot / 2:
                 last = "no frame" if self.previous is None else f"last frame at {self.previous[0]:.2f} s"
-                raise MediaError(p, f"video data ends early ({last}, header says {info.duration_s:.2f} s); truncated or corrupt file")
+                raise MediaError(
+                    p, f"video data ends early ({last}, header says {info.duration_s:.2f} s); truncated or corrupt file"
+                )
             self._take(*self.previous)
 
 
@@ -565,7 +569,10 @@ def _align_audio(p: Path, samples: np.ndarray, start_s: float, duration_s: float
         samples = samples[-offset:]
     wanted = audio_sample_count(duration_s, rate)
     if len(samples) < wanted - AUDIO_SHORTFALL_TOLERANCE_S * rate:
-        raise MediaError(p, f"audio data ends early ({len(samples) / rate:.2f} s, header says {duration_s:.2f} s); truncated or corrupt file")
+        raise MediaError(
+            p,
+            f"audio data ends early ({len(samples) / rate:.2f} s, header says {duration_s:.2f} s); truncated or corrupt file",
+        )
     if len(samples) < wanted:
         samples = np.concatenate([samples, np.zeros(wanted - len(samples), np.float32)])
     return np.ascontiguousarray(samples[:wanted], dtype=np.float32)

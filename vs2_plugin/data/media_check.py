@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vs2_plugin.data import media
+from vs2_plugin.errors import MediaError
 from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
-from vs2_plugin.errors import MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
 #: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.

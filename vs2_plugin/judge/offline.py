@@ -236,7 +236,9 @@ def clause_spans(encoded: Encoded) -> list[tuple[int, int]]:
     return spans
 
 
-def detail_contradictions(claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]) -> list[Contradiction]:
+def detail_contradictions(
+    claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]
+) -> list[Contradiction]:
     """Wrong details of a claim: located by its anchor words in the text, then compared there.
 
     Anchors are the claim's content words (stems, matched verbatim); a swapped detail is one
@@ -249,12 +251,19 @@ def detail_contradictions(claim_words: list[str], text_words: list[str], text_st
         return []
     # a claim whose only other content word is one anchor ("a man waves") is located by that word
     plain = {stem(w) for w in claim_words if w not in STOPWORDS and w not in table}
-    span = locate(anchors, text_stems, len(text_words), width=max(8, 3 * len(claim_words) // 2),
-                  min_anchors=2 if len(plain) >= 2 else 1)
+    span = locate(
+        anchors,
+        text_stems,
+        len(text_words),
+        width=max(8, 3 * len(claim_words) // 2),
+        min_anchors=2 if len(plain) >= 2 else 1,
+    )
     if span is None:
         return []
     # the span starts at an anchor; a detail often comes just before it ("a white cat")
-    return contradictions(claim_words, text_words, range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN)))
+    return contradictions(
+        claim_words, text_words, range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN))
+    )
 
 
 def score_events(captions: list[str], events: list[list[str]], encoder_name: str = "auto") -> list[np.ndarray]:
@@ -287,7 +296,11 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
         ref = encoded_texts[support]
         ref_stems = _stem_positions(ref)
         hallucinated = []
-        spans = [(a, b) for a, b in clause_spans(cap) if sum(w not in STOPWORDS for w in cap.tokens[a:b]) >= MIN_CLAUSE_CONTENT_WORDS]
+        spans = [
+            (a, b)
+            for a, b in clause_spans(cap)
+            if sum(w not in STOPWORDS for w in cap.tokens[a:b]) >= MIN_CLAUSE_CONTENT_WORDS
+        ]
         clauses = [cap.span(a, b) for a, b in spans]
         clause_support = score_features(batch_features(clauses, ref), encoder.name) if clauses else np.zeros(0)
         for (start, _), clause, sup in zip(spans, clauses, clause_support):
@@ -299,14 +312,23 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
                 unsupported = bool(found) and not (own & claimed)
             if unsupported:
                 hallucinated.append(" ".join(clause.tokens))
-        out.append(Judgment(
-            id=item.id, judge=NAME, n_events=len(item.events), event_scores=[float(s) for s in scores],
-            missed=missed, incorrect=incorrect, hallucinated=hallucinated,
-        ))
+        out.append(
+            Judgment(
+                id=item.id,
+                judge=NAME,
+                n_events=len(item.events),
+                event_scores=[float(s) for s in scores],
+                missed=missed,
+                incorrect=incorrect,
+                hallucinated=hallucinated,
+            )
+        )
     return out
 
 
-def judge(items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto") -> list[Judgment]:
+def judge(
+    items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto"
+) -> list[Judgment]:
     """Judge items offline, :data:`CHUNK` at a time; items without events get a failed Judgment."""
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
@@ -341,7 +363,20 @@ def extract_events(reference: str) -> list[str]:
     events = []
     for clause in split_clauses(masked):
         if _content_word_count(clause) >= 2 or "QUOTE" in clause:
-            events.append(re.sub(r"QUOTE(\d+)X\.?", lambda m: quotes[int(m.group(1))] + (m.group(0)[-1] if m.group(0)[-1] == "." and not re.search(r"[.!?]\W*$", quotes[int(m.group(1))]) else ""), clause))
+            events.append(
+                re.sub(
+                    r"QUOTE(\d+)X\.?",
+                    lambda m: (
+                        quotes[int(m.group(1))]
+                        + (
+                            m.group(0)[-1]
+                            if m.group(0)[-1] == "." and not re.search(r"[.!?]\W*$", quotes[int(m.group(1))])
+                            else ""
+                        )
+                    ),
+                    clause,
+                )
+            )
     return events
 
 

@@ -128,11 +128,15 @@ def choose_pairs(samples: Iterable[ScoredSample], thresholds: RoundThresholds) -
                     best = (key, a, b)
         if best is not None:
             _, a, b = best
-            pairs.append(PreferencePair(video_id, task, a.prompt, a, b, error_margin=b.error - a.error, rep_margin=b.rep - a.rep))
+            pairs.append(
+                PreferencePair(video_id, task, a.prompt, a, b, error_margin=b.error - a.error, rep_margin=b.rep - a.rep)
+            )
     return pairs
 
 
-def select_pairs(samples: list[ScoredSample], round_index: int, schedule: Schedule | None = None, pm=None) -> list[PreferencePair]:
+def select_pairs(
+    samples: list[ScoredSample], round_index: int, schedule: Schedule | None = None, pm=None
+) -> list[PreferencePair]:
     """Pairs for ``round_index`` through the ``vs2_select_pairs`` hook (the built-in answers last)."""
     from vs2_plugin.plugins import get_plugin_manager
 
@@ -154,7 +158,9 @@ def vs2_select_pairs(samples, thresholds, round_index):
 
 def _prompt_with_placeholders(prompt: str, n_videos: int, n_audios: int) -> str:
     """Prefix ``<video>``/``<audio>`` placeholders the prompt lacks (one per media file)."""
-    prefix = "<video>" * max(n_videos - prompt.count("<video>"), 0) + "<audio>" * max(n_audios - prompt.count("<audio>"), 0)
+    prefix = "<video>" * max(n_videos - prompt.count("<video>"), 0) + "<audio>" * max(
+        n_audios - prompt.count("<audio>"), 0
+    )
     return prefix + prompt
 
 

@@ -55,6 +55,18 @@ class Judge:
         if not callable(self.judge_captions):
             raise ConfigError(f"judge {self.name!r}: judge_captions must be callable")
 
+    def option_defaults(self) -> dict[str, Any]:
+        """Option name -> default (``None`` where it has none), as ``vs2 plugins`` lists them."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self.options):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+            else:
+                out[f.name] = None
+        return out
+
     def parse_options(self, raw: Any) -> Any:
         """``raw`` (a mapping, ``None`` or already this judge's dataclass) as this judge's options."""
         if isinstance(raw, self.options):

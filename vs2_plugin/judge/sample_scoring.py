@@ -38,7 +38,9 @@ def load_samples(path: Path) -> list[dict]:
         if row.get("task", "global") not in ("global", "local"):
             raise DataError(f"{path}: row {n}: task must be 'global' or 'local', got {row.get('task')!r}")
         if _precomputed(row) is None and not row.get("events") and not row.get("reference"):
-            raise DataError(f"{path}: row {n} (video {row['video_id']!r}) has no events, reference or precomputed rates")
+            raise DataError(
+                f"{path}: row {n} (video {row['video_id']!r}) has no events, reference or precomputed rates"
+            )
         row.setdefault("sample_id", f"{row['video_id']}#{row.get('task', 'global')}#{n}")
     return rows
 
@@ -47,7 +49,13 @@ def items_to_judge(rows: list[dict]) -> list[JudgeItem]:
     """The rows without precomputed rates, as judge items keyed by ``sample_id``."""
     to_judge = [r for r in rows if _precomputed(r) is None]
     return [
-        JudgeItem(id=r["sample_id"], caption=r["caption"], events=list(r.get("events") or []), reference=r.get("reference"), task=r.get("task", "global"))
+        JudgeItem(
+            id=r["sample_id"],
+            caption=r["caption"],
+            events=list(r.get("events") or []),
+            reference=r.get("reference"),
+            task=r.get("task", "global"),
+        )
         for r in to_judge
     ]
 
@@ -75,8 +83,15 @@ def scored_samples(rows: list[dict], judged: dict[str, Judgment]) -> tuple[list[
         score_rows.append(entry)
         samples.append(
             ScoredSample(
-                video_id=str(r["video_id"]), task=r.get("task", "global"), prompt=r["prompt"], caption=r["caption"],
-                error=error, rep=rep, sample_id=r["sample_id"], media=_as_list(r.get("media")), audios=_as_list(r.get("audios")),
+                video_id=str(r["video_id"]),
+                task=r.get("task", "global"),
+                prompt=r["prompt"],
+                caption=r["caption"],
+                error=error,
+                rep=rep,
+                sample_id=r["sample_id"],
+                media=_as_list(r.get("media")),
+                audios=_as_list(r.get("audios")),
             )
         )
     return samples, score_rows

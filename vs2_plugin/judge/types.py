@@ -16,7 +16,10 @@ from vs2_plugin.errors import DataError
 TASKS = ("global", "local")
 #: Counts a judge may leave unmeasured, and the rates that then read n/a.
 UNMEASURABLE = ("incorrect", "hallucinated")
-_RATES_OF = {"incorrect": ("incorrect_rate", "hall_rate", "total_rate"), "hallucinated": ("hallucination_rate", "hall_rate", "total_rate")}
+_RATES_OF = {
+    "incorrect": ("incorrect_rate", "hall_rate", "total_rate"),
+    "hallucinated": ("hallucination_rate", "hall_rate", "total_rate"),
+}
 
 
 @dataclass
@@ -102,7 +105,9 @@ class Judgment:
             return None
         from vs2_plugin.judge.metrics import event_rates
 
-        out: dict[str, float | None] = dict(event_rates(self.n_events, len(self.missed), len(self.incorrect), len(self.hallucinated)))
+        out: dict[str, float | None] = dict(
+            event_rates(self.n_events, len(self.missed), len(self.incorrect), len(self.hallucinated))
+        )
         for count in self.unmeasured:
             for key in _RATES_OF[count]:
                 out[key] = None

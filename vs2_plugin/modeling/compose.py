@@ -37,7 +37,7 @@ def qwen_key_to_ours(key: str) -> str:
     if key.startswith("visual."):
         return "model." + key
     if key.startswith("model.") and not key.startswith(("model.language_model.", "model.visual.")):
-        return "model.language_model." + key[len("model."):]
+        return "model.language_model." + key[len("model.") :]
     return key
 
 
@@ -119,7 +119,9 @@ def init_new_token_rows(weight, real_rows: int, ids, seed: int = 0, noise: float
     if not ids:
         return weight
     if not 0 < real_rows <= weight.shape[0] or any(i < real_rows or i >= weight.shape[0] for i in ids):
-        raise ConfigError(f"new token rows {ids} must lie in [{real_rows}, {weight.shape[0]}) after {real_rows} real rows")
+        raise ConfigError(
+            f"new token rows {ids} must lie in [{real_rows}, {weight.shape[0]}) after {real_rows} real rows"
+        )
     real = weight[:real_rows].float()
     mean, std = real.mean(dim=0), real.std(dim=0)
     generator = torch.Generator().manual_seed(seed)
@@ -167,8 +169,15 @@ class _ShardWriter:
 
 #: the aligner settings ``vs2 build`` sets; one left ``None`` takes VideoSalmonn2Config's default
 #: (the audio geometry's from :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`)
-ALIGNER_SETTINGS = ("audio_window_s", "audio_queries_per_window", "qformer_layers", "qformer_hidden",
-                    "qformer_heads", "segment_position", "max_audio_segments")
+ALIGNER_SETTINGS = (
+    "audio_window_s",
+    "audio_queries_per_window",
+    "qformer_layers",
+    "qformer_hidden",
+    "qformer_heads",
+    "segment_position",
+    "max_audio_segments",
+)
 
 
 def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, **aligner_settings) -> Path:
@@ -208,7 +217,10 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
     vocab_size = old_vocab if needed <= old_vocab else -(-needed // 64) * 64  # resize only if needed
     new_ids = [token_ids[tok] for tok in AUDIO_TOKENS if tok not in known]  # re-composing keeps trained rows
     config = build_config(
-        visual_llm, audio_config, token_ids, vocab_size,
+        visual_llm,
+        audio_config,
+        token_ids,
+        vocab_size,
         **aligner_settings,
     )
 

@@ -21,8 +21,13 @@ from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 AUDIO_CONFIG_KEYS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 
 #: Whisper-large-v3's encoder (the paper's audio encoder).
-WHISPER_LARGE_V3_AUDIO = dict(n_mels=AUDIO_DEFAULTS.n_mels, n_audio_ctx=AUDIO_DEFAULTS.segment_frames, n_audio_state=1280,
-                              n_audio_head=20, n_audio_layer=32)
+WHISPER_LARGE_V3_AUDIO = dict(
+    n_mels=AUDIO_DEFAULTS.n_mels,
+    n_audio_ctx=AUDIO_DEFAULTS.segment_frames,
+    n_audio_state=1280,
+    n_audio_head=20,
+    n_audio_layer=32,
+)
 
 SEGMENT_POSITION_KINDS = ("learned", "sinusoidal")
 
@@ -89,15 +94,25 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
                 f"audio_config.n_audio_state={self.audio_config['n_audio_state']} is not divisible by "
                 f"n_audio_head={self.audio_config['n_audio_head']}"
             )
-        for key in ("audio_queries_per_window", "qformer_layers", "qformer_hidden", "qformer_heads",
-                    "qformer_intermediate", "max_audio_segments"):
+        for key in (
+            "audio_queries_per_window",
+            "qformer_layers",
+            "qformer_hidden",
+            "qformer_heads",
+            "qformer_intermediate",
+            "max_audio_segments",
+        ):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
         if self.qformer_hidden % self.qformer_heads:
-            raise ConfigError(f"qformer_hidden={self.qformer_hidden} is not divisible by qformer_heads={self.qformer_heads}")
+            raise ConfigError(
+                f"qformer_hidden={self.qformer_hidden} is not divisible by qformer_heads={self.qformer_heads}"
+            )
         if self.segment_position not in SEGMENT_POSITION_KINDS:
-            raise ConfigError(f"segment_position must be one of {SEGMENT_POSITION_KINDS}, got {self.segment_position!r}")
+            raise ConfigError(
+                f"segment_position must be one of {SEGMENT_POSITION_KINDS}, got {self.segment_position!r}"
+            )
         if not self.segment_s > 0:
             raise ConfigError(f"segment_s must be positive, got {self.segment_s!r}")
         mel_frames = self.segment_s * MEL_FRAMES_PER_SECOND

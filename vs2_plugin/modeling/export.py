@@ -54,7 +54,9 @@ def run_model(run_dir: Path) -> tuple[str, list[str]]:
         trained = StepState(run_dir).result(0, "train")
         if trained and trained.get("adapter") and trained.get("model"):  # a vs2 rebirth output folder
             return str(trained["model"]), [str(trained["adapter"])]
-    raise Vs2Error(f"{run_dir}: not a finished run (no final_model.json of vs2 mrdpo, no finished vs2 rebirth training)")
+    raise Vs2Error(
+        f"{run_dir}: not a finished run (no final_model.json of vs2 mrdpo, no finished vs2 rebirth training)"
+    )
 
 
 def _check_dir(path: str | Path, what: str, marker: str) -> Path:
@@ -79,8 +81,9 @@ def merged_model(model_dir: str | Path, adapters: list[str]):
     return model.eval()
 
 
-def export_merged(model_dir: str | Path, adapters: list[str], out: str | Path, dtype: str = "auto",
-                  overwrite: bool = False) -> Path:
+def export_merged(
+    model_dir: str | Path, adapters: list[str], out: str | Path, dtype: str = "auto", overwrite: bool = False
+) -> Path:
     """Write base + ``adapters`` as one checkpoint to ``out`` (atomically); returns ``out``."""
     import torch
     from transformers import AutoProcessor, AutoTokenizer
@@ -108,8 +111,11 @@ def export_merged(model_dir: str | Path, adapters: list[str], out: str | Path, d
         except (OSError, ValueError):  # a text-only checkpoint: the tokenizer is all there is
             pass
         _add_auto_map(tmp)
-        sources = {"model": str(base.resolve()), "adapters": [str(Path(a).resolve()) for a in adapters],
-                   "dtype": str(target).replace("torch.", "")}
+        sources = {
+            "model": str(base.resolve()),
+            "adapters": [str(Path(a).resolve()) for a in adapters],
+            "dtype": str(target).replace("torch.", ""),
+        }
         (tmp / "vs2_export.json").write_text(json.dumps(sources, indent=2) + "\n", encoding="utf-8")
     return out
 

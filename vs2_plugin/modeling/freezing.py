@@ -72,7 +72,7 @@ def lora_modules_to_save(stage: str) -> list[str]:
 def _strip_peft_prefix(name: str) -> str:
     # PeftModel names start with base_model.model.; match on the underlying model's names.
     prefix = "base_model.model."
-    return name[len(prefix):] if name.startswith(prefix) else name
+    return name[len(prefix) :] if name.startswith(prefix) else name
 
 
 def apply_freezing(model, stage: str) -> dict[str, int]:

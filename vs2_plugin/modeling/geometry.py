@@ -60,11 +60,15 @@ class AudioGeometry:
                 raise ConfigError(f"audio geometry: {name} must be a positive integer, got {value!r}")
         frames = self.window_s * self.encoder_frames_per_second
         if abs(frames - round(frames)) > 1e-6 or round(frames) < 1:
-            raise ConfigError(f"audio geometry: window_s={self.window_s} is not a whole number of encoder frames "
-                              f"({self.encoder_frames_per_second} per second)")
+            raise ConfigError(
+                f"audio geometry: window_s={self.window_s} is not a whole number of encoder frames "
+                f"({self.encoder_frames_per_second} per second)"
+            )
         if self.segment_frames % round(frames):
-            raise ConfigError(f"audio geometry: window_s={self.window_s} ({round(frames)} frames) does not divide the "
-                              f"{self.segment_frames} encoder frames of a {self.segment_s:g} s segment")
+            raise ConfigError(
+                f"audio geometry: window_s={self.window_s} ({round(frames)} frames) does not divide the "
+                f"{self.segment_frames} encoder frames of a {self.segment_s:g} s segment"
+            )
 
     @property
     def segment_frames(self) -> int:
@@ -98,8 +102,10 @@ class AudioGeometry:
         if audio.get("n_audio_ctx") is not None:
             per_second = audio["n_audio_ctx"] / segment_s
             if abs(per_second - round(per_second)) > 1e-6:
-                raise ConfigError(f"audio_config.n_audio_ctx={audio['n_audio_ctx']} is not a whole number of encoder "
-                                  f"frames per second over segment_s={segment_s}")
+                raise ConfigError(
+                    f"audio_config.n_audio_ctx={audio['n_audio_ctx']} is not a whole number of encoder "
+                    f"frames per second over segment_s={segment_s}"
+                )
             values["encoder_frames_per_second"] = round(per_second)
         for name in ("window_s", "segment_s"):
             if name in values and not isinstance(values[name], bool) and isinstance(values[name], (int, float)):

@@ -50,7 +50,6 @@ class VideoSalmonn2PreTrainedModel(Qwen2_5_VLPreTrainedModel):
             init.zeros_(module.delta)
 
 
-
 class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
     def __init__(self, config: VideoSalmonn2Config):
         Qwen2_5_VLModel.__init__(self, config)
@@ -214,7 +213,9 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
                     f"Audio features and audio tokens do not match, tokens: {int(audio_mask.sum())}, "
                     f"features: {audio_embeds.shape[0]}"
                 )
-            inputs_embeds = inputs_embeds.masked_scatter(audio_mask.unsqueeze(-1).expand_as(inputs_embeds), audio_embeds)
+            inputs_embeds = inputs_embeds.masked_scatter(
+                audio_mask.unsqueeze(-1).expand_as(inputs_embeds), audio_embeds
+            )
         elif self.training:
             inputs_embeds = self._touch_aligner(inputs_embeds)
         return super().forward(
@@ -291,8 +292,17 @@ class VideoSalmonn2ForConditionalGeneration(VideoSalmonn2PreTrainedModel, Qwen2_
             **kwargs,
         )
 
-    def prepare_inputs_for_generation(self, input_ids, *args, audio_features=None, audio_segment_counts=None,
-                                      audio_token_counts=None, is_first_iteration=False, use_cache=True, **kwargs):
+    def prepare_inputs_for_generation(
+        self,
+        input_ids,
+        *args,
+        audio_features=None,
+        audio_segment_counts=None,
+        audio_token_counts=None,
+        is_first_iteration=False,
+        use_cache=True,
+        **kwargs,
+    ):
         model_inputs = super().prepare_inputs_for_generation(
             input_ids, *args, is_first_iteration=is_first_iteration, use_cache=use_cache, **kwargs
         )
@@ -323,7 +333,9 @@ class VideoSalmonn2ForConditionalGeneration(VideoSalmonn2PreTrainedModel, Qwen2_
             )
         else:
             mm_positions = text_positions.unsqueeze(0).expand(3, -1, -1)
-            self.model.rope_deltas = torch.zeros(inputs_tensor.shape[0], 1, dtype=torch.long, device=inputs_tensor.device)
+            self.model.rope_deltas = torch.zeros(
+                inputs_tensor.shape[0], 1, dtype=torch.long, device=inputs_tensor.device
+            )
         return torch.cat([text_positions[None, ...], mm_positions], dim=0)
 
     def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
@@ -344,7 +356,7 @@ class VideoSalmonn2ForConditionalGeneration(VideoSalmonn2PreTrainedModel, Qwen2_
         for items in items_by_sample:
             for _ in range(expand_size):
                 for i in items:
-                    features.append(audio["audio_features"][segment_starts[i]: segment_starts[i] + segment_counts[i]])
+                    features.append(audio["audio_features"][segment_starts[i] : segment_starts[i] + segment_counts[i]])
                     seg_out.append(segment_counts[i])
                     tok_out.append(int(audio["audio_token_counts"][i]))
         input_ids, model_kwargs = super()._expand_inputs_for_generation(

@@ -116,7 +116,9 @@ class WindowQFormerAligner(nn.Module):
         hidden = config.qformer_hidden
         self.window_frames = config.audio_window_frames
         self.queries_per_window = config.audio_queries_per_window
-        self.segment_position = SegmentPositionEmbedding(config.max_audio_segments, audio_width, config.segment_position)
+        self.segment_position = SegmentPositionEmbedding(
+            config.max_audio_segments, audio_width, config.segment_position
+        )
         self.frame_norm = nn.LayerNorm(audio_width)
         self.query_tokens = nn.Parameter(torch.zeros(1, config.audio_queries_per_window, hidden))
         self.query_norm = nn.LayerNorm(hidden, eps=1e-12)

@@ -148,8 +148,11 @@ def sequence_rope_index(
             if video["done"] == 0 or video["done"] % video["per_group"]:
                 raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
             offsets = audio_time_offsets(
-                video["audio_done"], length, window_s=tokens.audio_window_s,
-                queries_per_window=tokens.audio_queries_per_window, tokens_per_second=tokens.tokens_per_second,
+                video["audio_done"],
+                length,
+                window_s=tokens.audio_window_s,
+                queries_per_window=tokens.audio_queries_per_window,
+                tokens_per_second=tokens.tokens_per_second,
             )
             _, grid_h, grid_w = (int(v) for v in video["grid"])
             t = torch.tensor(offsets, dtype=torch.long) + video["start"]
@@ -188,8 +191,16 @@ def sequence_rope_index(
                         raise ValueError("more videos in input_ids than rows in video_grid_thw")
                     per_group = int(grid[1]) * int(grid[2]) // merge**2
                     scale = float(next(video_seconds_per_grid)) * tokens.tokens_per_second
-                    video = dict(grid=grid, per_group=per_group, total=per_group * int(grid[0]), done=0,
-                                 start=next_pos, time_scale=scale, max=next_pos, audio_done=0)
+                    video = dict(
+                        grid=grid,
+                        per_group=per_group,
+                        total=per_group * int(grid[0]),
+                        done=0,
+                        start=next_pos,
+                        time_scale=scale,
+                        max=next_pos,
+                        audio_done=0,
+                    )
                 take = min(remaining, video["total"] - video["done"])
                 if video["done"] % video["per_group"] or take % video["per_group"]:
                     raise ValueError(

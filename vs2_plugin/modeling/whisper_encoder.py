@@ -31,9 +31,9 @@ class FloatLayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 and cast back (stable under bf16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(
-            x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps
-        ).to(x.dtype)
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).to(
+            x.dtype
+        )
 
 
 class WhisperSelfAttention(nn.Module):
@@ -97,7 +97,9 @@ class WhisperAudioEncoder(nn.Module):
 
     @classmethod
     def from_audio_config(cls, audio_config: dict) -> "WhisperAudioEncoder":
-        return cls(**{k: audio_config[k] for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")})
+        return cls(
+            **{k: audio_config[k] for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")}
+        )
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self.n_mels or mel.shape[2] != 2 * self.n_ctx:
@@ -132,7 +134,9 @@ def load_whisper_checkpoint(path) -> tuple[dict, dict]:
     if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
         raise MediaError(path, "expected an openai-whisper checkpoint with 'dims' and 'model_state_dict'")
     dims = dict(checkpoint["dims"])
-    audio_config = {k: int(dims[k]) for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")}
+    audio_config = {
+        k: int(dims[k]) for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
+    }
     return audio_config, load_whisper_encoder_state_dict(checkpoint["model_state_dict"])
 
 
@@ -142,7 +146,7 @@ def load_whisper_encoder_state_dict(state_dict: dict) -> dict:
     Accepts a whole-model state dict (``encoder.*`` / ``decoder.*``) or an encoder-only one.
     """
     if any(key.startswith("encoder.") for key in state_dict):
-        state_dict = {key[len("encoder."):]: value for key, value in state_dict.items() if key.startswith("encoder.")}
+        state_dict = {key[len("encoder.") :]: value for key, value in state_dict.items() if key.startswith("encoder.")}
     return {openai_key_to_ours(key): value for key, value in state_dict.items()}
 
 

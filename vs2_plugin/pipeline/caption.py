@@ -76,8 +76,10 @@ def run_settings(run_dir: Path) -> Settings:
     else:
         trained = StepState(run_dir).result(0, "train") if (run_dir / StepState.FILE).is_file() else None
         if not trained or not trained.get("adapter"):
-            raise ConfigError(f"--run {run_dir}: neither an mrDPO run (no final_model.json) nor a finished rebirth "
-                              f"output folder (no trained adapter in {StepState.FILE}); finish the run first")
+            raise ConfigError(
+                f"--run {run_dir}: neither an mrDPO run (no final_model.json) nor a finished rebirth "
+                f"output folder (no trained adapter in {StepState.FILE}); finish the run first"
+            )
         model, adapters = trained["model"], [trained["adapter"]]
     if isinstance(adapters, str):
         adapters = [a.strip() for a in adapters.split(",") if a.strip()]
@@ -141,8 +143,17 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
             video = str(file.resolve())
             found = []
             if task in ("global", "both"):
-                found.append(Job(f"{vid}/global", vid, video, "global", settings.global_prompt,
-                                 row.get("reference") or row.get("label"), line=n))
+                found.append(
+                    Job(
+                        f"{vid}/global",
+                        vid,
+                        video,
+                        "global",
+                        settings.global_prompt,
+                        row.get("reference") or row.get("label"),
+                        line=n,
+                    )
+                )
             if task in ("local", "both"):
                 for k, iv in enumerate(row.get("local") or []):
                     try:
@@ -151,9 +162,19 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
                         raise DataError(f"local[{k}] needs numeric 'start' and 'end'") from None
                     if not 0 <= start < end:
                         raise DataError(f"local[{k}] has start={start} end={end}")
-                    found.append(Job(f"{vid}/local/{start:g}-{end:g}", vid, video, "local",
-                                     settings.local_prompt.format(start=start, end=end),
-                                     iv.get("reference") or iv.get("label"), start, end, n))
+                    found.append(
+                        Job(
+                            f"{vid}/local/{start:g}-{end:g}",
+                            vid,
+                            video,
+                            "local",
+                            settings.local_prompt.format(start=start, end=end),
+                            iv.get("reference") or iv.get("label"),
+                            start,
+                            end,
+                            n,
+                        )
+                    )
             jobs.extend(found)
         except DataError as exc:
             bad.append({"line": n, "id": vid or None, "video": video, "error": str(exc)})
@@ -163,8 +184,14 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
 
 
 def output_row(job: Job, caption) -> dict[str, Any]:
-    row = {"key": job.key, "id": job.id, "video": job.video, "task": job.task, "prompt": "<video>" + job.prompt,
-           "predict": caption.text}
+    row = {
+        "key": job.key,
+        "id": job.id,
+        "video": job.video,
+        "task": job.task,
+        "prompt": "<video>" + job.prompt,
+        "predict": caption.text,
+    }
     if job.label:
         row["label"] = job.label
     if job.task == "local":
@@ -173,9 +200,18 @@ def output_row(job: Job, caption) -> dict[str, Any]:
     return row
 
 
-def caption_videos(settings: Settings, videos: Path, out: Path, *, task: str = "global", batch_size: int = 4,
-                   temperature: float | None = None, top_p: float = 0.9, seed: int = 42,
-                   progress: bool = True) -> dict[str, Any]:
+def caption_videos(
+    settings: Settings,
+    videos: Path,
+    out: Path,
+    *,
+    task: str = "global",
+    batch_size: int = 4,
+    temperature: float | None = None,
+    top_p: float = 0.9,
+    seed: int = 42,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Caption every job of ``videos`` missing from ``out``; returns counts and the bad videos."""
     from tqdm import tqdm
 
@@ -216,5 +252,10 @@ def caption_videos(settings: Settings, videos: Path, out: Path, *, task: str = "
     elif bad_path.is_file():
         bad_path.unlink()  # every video of this list is captioned now
     rows = log.by_key()
-    return {"rows": sum(1 for j in jobs if j.key in rows), "new": len(todo) - sum(1 for j in todo if j.key not in rows),
-            "bad_videos": bad, "bad_videos_file": str(bad_path) if bad else None, "out": str(out)}
+    return {
+        "rows": sum(1 for j in jobs if j.key in rows),
+        "new": len(todo) - sum(1 for j in todo if j.key not in rows),
+        "bad_videos": bad,
+        "bad_videos_file": str(bad_path) if bad else None,
+        "out": str(out),
+    }

@@ -169,10 +169,23 @@ class MrDPOConfig:
 
 
 #: keys of a round recipe the driver sets itself for every round (the recipe's values are dropped)
-DRIVER_SET_KEYS = frozenset({
-    "stage", "do_train", "model_name_or_path", "adapter_name_or_path", "dataset", "dataset_dir", "gt_dataset",
-    "gt_dataset_dir", "output_dir", "gdpo_rounds", "gdpo_round", "seed", "gdpo_lambda",
-})
+DRIVER_SET_KEYS = frozenset(
+    {
+        "stage",
+        "do_train",
+        "model_name_or_path",
+        "adapter_name_or_path",
+        "dataset",
+        "dataset_dir",
+        "gt_dataset",
+        "gt_dataset_dir",
+        "output_dir",
+        "gdpo_rounds",
+        "gdpo_round",
+        "seed",
+        "gdpo_lambda",
+    }
+)
 
 
 def resolve_recipe(path: str | Path) -> Path:

@@ -138,8 +138,15 @@ class RunConsole:
     :param stream: where console lines go (default: the terminal's stderr, saved before redirecting).
     """
 
-    def __init__(self, log_path: str | Path, *, verbose: bool = False, progress: bool = True,
-                 stream: TextIO | None = None, command: str = "vs2"):
+    def __init__(
+        self,
+        log_path: str | Path,
+        *,
+        verbose: bool = False,
+        progress: bool = True,
+        stream: TextIO | None = None,
+        command: str = "vs2",
+    ):
         self.log_path = Path(log_path).resolve()
         self.verbose, self.progress, self.command = verbose, progress, command
         self._stream = stream
@@ -162,8 +169,9 @@ class RunConsole:
         self._own_stream = False
         if self._stream is None:
             try:
-                self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8",
-                                         errors="replace", closefd=True)
+                self._stream = os.fdopen(
+                    os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace", closefd=True
+                )
                 self._own_stream = True
             except (OSError, ValueError, AttributeError):  # no real descriptor (a notebook): nothing to redirect
                 self._stream, self.verbose = sys.stderr, True
@@ -264,8 +272,14 @@ class RunConsole:
             self._round = f"round {index}" + (f"/{total}" if total else "")
 
     @contextmanager
-    def step(self, what: str, progress: Progress | None = None, total: int | None = None,
-             unit: str = "it", log: str | Path | None = None) -> Iterator[None]:
+    def step(
+        self,
+        what: str,
+        progress: Progress | None = None,
+        total: int | None = None,
+        unit: str = "it",
+        log: str | Path | None = None,
+    ) -> Iterator[None]:
         label = self.label(what)
         start = time.monotonic()
         state = {"done": 0, "total": total, "current": None}
@@ -302,8 +316,7 @@ class RunConsole:
             poll()
             where = f" while on {state['current']!r}" if state["current"] else ""
             logs = f"; log: {log}" if log else ""
-            self.line(f"FAILED {label}{where} after {_fmt_s(time.monotonic() - start)}{logs} "
-                      f"({type(exc).__name__})")
+            self.line(f"FAILED {label}{where} after {_fmt_s(time.monotonic() - start)}{logs} ({type(exc).__name__})")
             raise
         stop.set()
         thread.join()
@@ -326,8 +339,13 @@ def active() -> RunConsole | None:
 
 
 @contextmanager
-def step(what: str, progress: Progress | None = None, total: int | None = None, unit: str = "it",
-         log: str | Path | None = None) -> Iterator[None]:
+def step(
+    what: str,
+    progress: Progress | None = None,
+    total: int | None = None,
+    unit: str = "it",
+    log: str | Path | None = None,
+) -> Iterator[None]:
     """Mark a step of the running command (no-op without an active console)."""
     console = _ACTIVE
     if console is None:
@@ -368,15 +386,22 @@ def warn(message: str) -> None:
 
 
 def add_console_arguments(parser) -> None:
-    parser.add_argument("--verbose", action="store_true",
-                        help="show every LLaMA-Factory / transformers message on the terminal "
-                             "(default: they go to the run's logs/ folder)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every LLaMA-Factory / transformers message on the terminal "
+        "(default: they go to the run's logs/ folder)",
+    )
 
 
 def run_console(log_path: str | Path, args: Any, command: str) -> RunConsole:
     """The console a subcommand's ``run(args)`` opens (``--verbose`` / ``--no-progress`` read from ``args``)."""
-    return RunConsole(log_path, verbose=bool(getattr(args, "verbose", False)),
-                      progress=not getattr(args, "no_progress", False), command=command)
+    return RunConsole(
+        log_path,
+        verbose=bool(getattr(args, "verbose", False)),
+        progress=not getattr(args, "no_progress", False),
+        command=command,
+    )
 
 
 def print_summary(report_md: str, rows: list[dict[str, Any]], where: str) -> None:

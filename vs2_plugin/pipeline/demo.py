@@ -19,12 +19,12 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.gdpo.rounds import atomic_write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
 DEMO_DATA = PACKAGE / "assets" / "demo_data"
@@ -81,8 +81,15 @@ def weight_changes(stages: list[tuple[str, str, list[str]]]) -> list[dict[str, A
             changed = [k for k in current if k in previous[1] and not bool((current[k] == previous[1][k]).all())]
             max_diff = max((float((current[k] - previous[1][k]).abs().max()) for k in changed), default=0.0)
             groups = sorted({k.split(".")[1] if k.startswith("model.") else k.split(".")[0] for k in changed})
-            out.append({"stage": name, "vs": previous[0], "changed_tensors": len(changed), "max_abs_change": max_diff,
-                        "changed_modules": groups})
+            out.append(
+                {
+                    "stage": name,
+                    "vs": previous[0],
+                    "changed_tensors": len(changed),
+                    "max_abs_change": max_diff,
+                    "changed_modules": groups,
+                }
+            )
         previous = (name, current)
     return out
 
@@ -97,6 +104,7 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     tiny = out / "tiny-model"
+
     def build() -> None:
         with console.step("build tiny model"):
             build_tiny_model(tiny, seed=0)
@@ -105,19 +113,41 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     data = str(DEMO_DATA)
 
     align = out / "align"
-    timings["align"] = _stage(out, "align", "model.safetensors", lambda: run_training(
-        _recipe("audio_align.yaml", model_name_or_path=str(tiny), dataset_dir=data, output_dir=str(align), max_steps=6),
-        out / "logs" / "align.yaml", out / "logs" / "align.log"))
+    timings["align"] = _stage(
+        out,
+        "align",
+        "model.safetensors",
+        lambda: run_training(
+            _recipe(
+                "audio_align.yaml", model_name_or_path=str(tiny), dataset_dir=data, output_dir=str(align), max_steps=6
+            ),
+            out / "logs" / "align.yaml",
+            out / "logs" / "align.log",
+        ),
+    )
 
     sft = out / "sft"
-    timings["sft"] = _stage(out, "sft", "adapter_model.safetensors", lambda: run_training(
-        _recipe("av_sft.yaml", model_name_or_path=str(align), dataset_dir=data, output_dir=str(sft), **TINY_SFT),
-        out / "logs" / "sft.yaml", out / "logs" / "sft.log"))
+    timings["sft"] = _stage(
+        out,
+        "sft",
+        "adapter_model.safetensors",
+        lambda: run_training(
+            _recipe("av_sft.yaml", model_name_or_path=str(align), dataset_dir=data, output_dir=str(sft), **TINY_SFT),
+            out / "logs" / "sft.yaml",
+            out / "logs" / "sft.log",
+        ),
+    )
 
     mrdpo_yaml = recipes_dir() / "mrdpo.yaml"
-    cfg = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo"), model_name_or_path=str(align), adapter_name_or_path=[str(sft)],
-                            rounds=rounds, train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
-                            heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
+    cfg = load_mrdpo_config(
+        mrdpo_yaml,
+        run_dir=str(out / "mrdpo"),
+        model_name_or_path=str(align),
+        adapter_name_or_path=[str(sft)],
+        rounds=rounds,
+        train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
+        heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"),
+    )
     start = time.time()
     with console.stage("mrDPO"):
         first = run_mrdpo(cfg, progress=progress)
@@ -125,14 +155,25 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
 
     start = time.time()
     with console.stage("rebirth"):
-        reborn = run_rebirth(cfg, str(DEMO_DATA / "vs2_demo_rl.jsonl"), str(recipes_dir() / "rebirth_sft.yaml"),
-                             str(out / "rebirth"), progress=progress, overrides=TINY_SFT)
+        reborn = run_rebirth(
+            cfg,
+            str(DEMO_DATA / "vs2_demo_rl.jsonl"),
+            str(recipes_dir() / "rebirth_sft.yaml"),
+            str(out / "rebirth"),
+            progress=progress,
+            overrides=TINY_SFT,
+        )
     timings["rebirth"] = round(time.time() - start, 1)
 
-    cfg2 = load_mrdpo_config(mrdpo_yaml, run_dir=str(out / "mrdpo_after_rebirth"), model_name_or_path=str(align),
-                             adapter_name_or_path=[reborn["adapter"]], rounds=1,
-                             train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
-                             heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"))
+    cfg2 = load_mrdpo_config(
+        mrdpo_yaml,
+        run_dir=str(out / "mrdpo_after_rebirth"),
+        model_name_or_path=str(align),
+        adapter_name_or_path=[reborn["adapter"]],
+        rounds=1,
+        train_videos=str(DEMO_DATA / "vs2_demo_rl.jsonl"),
+        heldout_videos=str(DEMO_DATA / "vs2_demo_heldout.jsonl"),
+    )
     start = time.time()
     with console.stage("gDPO after rebirth"):
         second = run_mrdpo(cfg2, progress=progress)
@@ -152,20 +193,38 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     with console.step(f"compare the weights of {len(stages)} stages"):
         changes = weight_changes(stages)
     unchanged = [c["stage"] for c in changes if c["changed_tensors"] == 0]
-    notes = [f"{c['stage']}: {c['changed_tensors']} tensors changed vs {c['vs']} (max |diff| {c['max_abs_change']:.2e}; "
-             f"modules: {', '.join(c['changed_modules'])})" for c in changes]
-    notes.append(f"rebirth: {reborn['kept']} of {reborn['labelled']} captions kept, {reborn['dropped']} dropped as unnatural; "
-                 f"trained from the post-alignment checkpoint {reborn['post_alignment_model']}")
+    notes = [
+        f"{c['stage']}: {c['changed_tensors']} tensors changed vs {c['vs']} (max |diff| {c['max_abs_change']:.2e}; "
+        f"modules: {', '.join(c['changed_modules'])})"
+        for c in changes
+    ]
+    notes.append(
+        f"rebirth: {reborn['kept']} of {reborn['labelled']} captions kept, {reborn['dropped']} dropped as unnatural; "
+        f"trained from the post-alignment checkpoint {reborn['post_alignment_model']}"
+    )
     notes.append("stage seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    md = write_report(out, rows, "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
-                      {"weight_changes": changes, "timings_s": timings, "rebirth": reborn,
-                       "stages_ran": [s[0] for s in stages]}, notes)
+    md = write_report(
+        out,
+        rows,
+        "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
+        {"weight_changes": changes, "timings_s": timings, "rebirth": reborn, "stages_ran": [s[0] for s in stages]},
+        notes,
+    )
     html_stages = mrdpo_stages(out / "mrdpo", first["rows"], [r["stage"] for r in rows[: len(first["rows"])]])
-    html_stages += mrdpo_stages(out / "mrdpo_after_rebirth", second["rows"], [r["stage"] for r in rows[len(first["rows"]):]])
+    html_stages += mrdpo_stages(
+        out / "mrdpo_after_rebirth", second["rows"], [r["stage"] for r in rows[len(first["rows"]) :]]
+    )
     with console.step("write report.html"):
-        write_html(out, "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
-                   videos_from_judged(html_stages, load_videos(DEMO_DATA / "vs2_demo_heldout.jsonl")), rows=rows, notes=notes)
+        write_html(
+            out,
+            "video-SALMONN 2 demo pipeline (tiny model, offline judge)",
+            videos_from_judged(html_stages, load_videos(DEMO_DATA / "vs2_demo_heldout.jsonl")),
+            rows=rows,
+            notes=notes,
+        )
     if unchanged:
-        raise Vs2Error(f"demo: these stages did not change the weights: {', '.join(unchanged)} (see {out / 'report.md'})")
+        raise Vs2Error(
+            f"demo: these stages did not change the weights: {', '.join(unchanged)} (see {out / 'report.md'})"
+        )
     atomic_write_text(out / "DONE", json.dumps(timings))
     return {"out": str(out), "report_md": md, "weight_changes": changes, "rows": rows}

@@ -106,8 +106,13 @@ class _SeededSampler(LogitsProcessor):
 class CaptionGenerator:
     """The model (base + LoRA adapters) loaded once, generating captions in batches."""
 
-    def __init__(self, model: str, adapters: list[str] | None = None, infer: dict[str, Any] | None = None,
-                 max_new_tokens: int = 1024):
+    def __init__(
+        self,
+        model: str,
+        adapters: list[str] | None = None,
+        infer: dict[str, Any] | None = None,
+        max_new_tokens: int = 1024,
+    ):
         from vs2_plugin.integrations.llamafactory_api import (
             get_infer_args,
             get_template_and_fix_tokenizer,
@@ -115,8 +120,13 @@ class CaptionGenerator:
             load_tokenizer,
         )
 
-        args = {"template": "video_salmonn2", **(infer or {}), "model_name_or_path": model,
-                "infer_backend": "huggingface", "max_new_tokens": max_new_tokens}
+        args = {
+            "template": "video_salmonn2",
+            **(infer or {}),
+            "model_name_or_path": model,
+            "infer_backend": "huggingface",
+            "max_new_tokens": max_new_tokens,
+        }
         if adapters:
             args["adapter_name_or_path"] = ",".join(adapters)
         model_args, data_args, finetuning_args, generating_args = get_infer_args(args)
@@ -137,8 +147,9 @@ class CaptionGenerator:
     def prompt_ids(self, video: str, prompt: str) -> list[int]:
         """Token ids of one user turn ``<video>`` + ``prompt``, as the chat engine builds them."""
         plugin = self.template.mm_plugin
-        messages = plugin.process_messages([{"role": "user", "content": VIDEO_PLACEHOLDER + prompt}], [], [video], [],
-                                           self.processor)
+        messages = plugin.process_messages(
+            [{"role": "user", "content": VIDEO_PLACEHOLDER + prompt}], [], [video], [], self.processor
+        )
         ids, _ = self.template.encode_oneturn(self.tokenizer, messages + [{"role": "assistant", "content": ""}])
         ids, _ = plugin.process_token_ids(ids, None, [], [video], [], self.tokenizer, self.processor)
         return ids
@@ -150,8 +161,16 @@ class CaptionGenerator:
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
         videos = [g.video for g in groups]
         n = len(groups)
-        mm = self.template.mm_plugin.get_mm_inputs(images=[], videos=videos, audios=[], imglens=[0] * n, vidlens=[1] * n,
-                                                   audlens=[0] * n, batch_ids=ids, processor=self.processor)
+        mm = self.template.mm_plugin.get_mm_inputs(
+            images=[],
+            videos=videos,
+            audios=[],
+            imglens=[0] * n,
+            vidlens=[1] * n,
+            audlens=[0] * n,
+            batch_ids=ids,
+            processor=self.processor,
+        )
         device, dtype = self.model.device, self.model.dtype
         out: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
         for key, value in mm.items():
@@ -182,8 +201,11 @@ class CaptionGenerator:
             deltas = getattr(module, "rope_deltas", None)
             if isinstance(deltas, torch.Tensor) and deltas.shape[0] == ids.shape[0]:
                 module.rope_deltas = deltas.repeat_interleave(n, dim=0)
-        return {"input_ids": ids.repeat_interleave(n, dim=0), "attention_mask": mask.repeat_interleave(n, dim=0),
-                "past_key_values": cache}
+        return {
+            "input_ids": ids.repeat_interleave(n, dim=0),
+            "attention_mask": mask.repeat_interleave(n, dim=0),
+            "past_key_values": cache,
+        }
 
     @torch.inference_mode()
     def generate_batch(self, groups: list[PromptGroup], decoding: Decoding) -> list[Caption]:
@@ -198,8 +220,13 @@ class CaptionGenerator:
             raise ValueError("greedy decoding gives one caption per prompt; ask for one key per group")
         inputs = self._batch_inputs(groups)
         gen = {k: v for k, v in self.generating_args.items() if k not in ("temperature", "top_p", "top_k")}
-        gen.update(do_sample=False, num_beams=1, num_return_sequences=n_samples, eos_token_id=sorted(self.stop_ids),
-                   pad_token_id=self.pad_id)
+        gen.update(
+            do_sample=False,
+            num_beams=1,
+            num_return_sequences=n_samples,
+            eos_token_id=sorted(self.stop_ids),
+            pad_token_id=self.pad_id,
+        )
         if not decoding.greedy:
             # transformers' own sampling step, with its warpers switched off, draws the one token
             # _SeededSampler left possible (num_return_sequences > 1 requires do_sample)
@@ -207,9 +234,16 @@ class CaptionGenerator:
         keys = [k for g in groups for k in g.keys]  # the row order of num_return_sequences
         processors = None
         if not decoding.greedy:
-            processors = LogitsProcessorList([_SeededSampler([seed_for(decoding.seed, k) for k in keys],
-                                                             decoding.temperature, decoding.top_p,
-                                                             self.generating_args.get("top_k", 0))])
+            processors = LogitsProcessorList(
+                [
+                    _SeededSampler(
+                        [seed_for(decoding.seed, k) for k in keys],
+                        decoding.temperature,
+                        decoding.top_p,
+                        self.generating_args.get("top_k", 0),
+                    )
+                ]
+            )
         width = inputs["input_ids"].shape[1]
         if n_samples > 1 and self.share_prefill:
             inputs = self._prefill_once(inputs, n_samples)
@@ -219,13 +253,19 @@ class CaptionGenerator:
         results = []
         for key, ids in zip(keys, responses):
             stop = next((i for i, t in enumerate(ids) if t in self.stop_ids), None)
-            text = self.tokenizer.decode(ids if stop is None else ids[:stop], skip_special_tokens=True,
-                                         clean_up_tokenization_spaces=True)
+            text = self.tokenizer.decode(
+                ids if stop is None else ids[:stop], skip_special_tokens=True, clean_up_tokenization_spaces=True
+            )
             results.append(Caption(key, text, "length" if stop is None else "stop"))
         return results
 
-    def generate(self, groups: Iterable[PromptGroup], decoding: Decoding, batch_size: int = 4,
-                 on_batch: Callable[[list[Caption]], None] | None = None) -> list[Caption]:
+    def generate(
+        self,
+        groups: Iterable[PromptGroup],
+        decoding: Decoding,
+        batch_size: int = 4,
+        on_batch: Callable[[list[Caption]], None] | None = None,
+    ) -> list[Caption]:
         """Every group, ``batch_size`` prompts per ``generate`` call (consecutive groups with the
         same number of keys); ``on_batch`` gets each batch's captions as soon as they exist."""
         results: list[Caption] = []

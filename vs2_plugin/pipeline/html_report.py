@@ -142,13 +142,19 @@ def media_strip(video: str) -> tuple[str, list[tuple[float, str]]]:
     read), and the thumbnails as ``(time, data URI)`` for the local intervals' strips."""
     from PIL import Image
 
-    from vs2_plugin.errors import MediaError
     from vs2_plugin.data.media import probe, read_media
+    from vs2_plugin.errors import MediaError
 
     try:
         info = probe(video)
-        decoded = read_media(video, fps_phi=max(THUMBNAILS / info.duration_s, 0.01), max_frames_m=THUMBNAILS,
-                             max_pixels=THUMB_PIXELS, group_size=1, min_duration_s=0.0)
+        decoded = read_media(
+            video,
+            fps_phi=max(THUMBNAILS / info.duration_s, 0.01),
+            max_frames_m=THUMBNAILS,
+            max_pixels=THUMB_PIXELS,
+            group_size=1,
+            min_duration_s=0.0,
+        )
     except (MediaError, OSError) as exc:
         return f'<p class="note">media not shown: {html.escape(str(exc))}</p>', []
     thumbs = []
@@ -161,9 +167,15 @@ def media_strip(video: str) -> tuple[str, list[tuple[float, str]]]:
 
 
 def thumb_strip(thumbs: list[tuple[float, str]], css_class: str = "thumb") -> str:
-    return '<div class="strip">' + "".join(
-        f'<figure class="{css_class}" data-time="{t:.2f}"><img alt="frame at {t:.1f} s" src="{uri}">'
-        f"<figcaption>{t:.1f} s</figcaption></figure>" for t, uri in thumbs) + "</div>"
+    return (
+        '<div class="strip">'
+        + "".join(
+            f'<figure class="{css_class}" data-time="{t:.2f}"><img alt="frame at {t:.1f} s" src="{uri}">'
+            f"<figcaption>{t:.1f} s</figcaption></figure>"
+            for t, uri in thumbs
+        )
+        + "</div>"
+    )
 
 
 def waveform_svg(audio, sample_rate: int, duration_s: float, columns: int = WAVE_COLUMNS) -> str:
@@ -179,11 +191,15 @@ def waveform_svg(audio, sample_rate: int, duration_s: float, columns: int = WAVE
         if len(chunk):
             lo, hi = float(chunk.min()) / peak, float(chunk.max()) / peak
             bars.append(f"M{x} {30 - 28 * hi:.1f}V{30 - 28 * lo + 0.5:.1f}")
-    ticks = "".join(f'<line x1="{columns * s / duration_s:.1f}" y1="0" x2="{columns * s / duration_s:.1f}" y2="4" '
-                    f'stroke="#888"/>' for s in range(int(duration_s) + 1))
-    return (f'<svg class="wave" viewBox="0 0 {columns} 60" preserveAspectRatio="none" role="img" '
-            f'aria-label="audio waveform, {len(audio) / sample_rate:.1f} s">{ticks}'
-            f'<path d="{"".join(bars)}" stroke="#2a5db0" stroke-width="1"/></svg>')
+    ticks = "".join(
+        f'<line x1="{columns * s / duration_s:.1f}" y1="0" x2="{columns * s / duration_s:.1f}" y2="4" stroke="#888"/>'
+        for s in range(int(duration_s) + 1)
+    )
+    return (
+        f'<svg class="wave" viewBox="0 0 {columns} 60" preserveAspectRatio="none" role="img" '
+        f'aria-label="audio waveform, {len(audio) / sample_rate:.1f} s">{ticks}'
+        f'<path d="{"".join(bars)}" stroke="#2a5db0" stroke-width="1"/></svg>'
+    )
 
 
 # ------------------------------------------------------------------------------ render
@@ -195,14 +211,21 @@ def stage_table(rows: list[dict[str, Any]]) -> str:
     """The per-stage table of ``report.md`` (:func:`vs2_plugin.pipeline.report.markdown_table`) as HTML."""
     from vs2_plugin.pipeline.report import COLUMNS
 
-    head = ("<tr><th>Stage</th>" + "".join(f"<th>G {n}</th>" for _, n in COLUMNS)
-            + "".join(f"<th>L {n}</th>" for _, n in COLUMNS[1:4]) + "<th>pairs</th></tr>")
+    head = (
+        "<tr><th>Stage</th>"
+        + "".join(f"<th>G {n}</th>" for _, n in COLUMNS)
+        + "".join(f"<th>L {n}</th>" for _, n in COLUMNS[1:4])
+        + "<th>pairs</th></tr>"
+    )
     body = []
     for row in rows:
         g, loc = row.get("global") or {}, row.get("local") or {}
         cells = [_pct(g.get(k)) for k, _ in COLUMNS] + [_pct(loc.get(k)) for k, _ in COLUMNS[1:4]]
-        body.append(f"<tr><td>{html.escape(str(row['stage']))}</td>" + "".join(f"<td>{c}</td>" for c in cells)
-                    + f"<td>{html.escape(str(row.get('pairs', '-')))}</td></tr>")
+        body.append(
+            f"<tr><td>{html.escape(str(row['stage']))}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + f"<td>{html.escape(str(row.get('pairs', '-')))}</td></tr>"
+        )
     return f'<table class="stages">{head}{"".join(body)}</table>'
 
 
@@ -217,9 +240,13 @@ def markdown_table_html(markdown: str) -> str:
     def flush() -> None:
         if rows:
             head, *body = rows
-            out.append('<table class="stages"><tr>' + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</table>")
+            out.append(
+                '<table class="stages"><tr>'
+                + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</table>"
+            )
             rows.clear()
 
     for line in markdown.splitlines():
@@ -256,18 +283,27 @@ def caption_row(view: CaptionView) -> str:
     errors += [f'<li class="note">{html.escape(n)}</li>' for n in view.notes]
     rates = ""
     if j.get("status") == "ok":
-        rates = (f'<div class="rates">miss {_pct(j.get("miss_rate"))}% · hall {_pct(j.get("hall_rate"))}% · '
-                 f'total {_pct(j.get("total_rate"))}% · events {j.get("n_events", "?")}</div>')
-    counts = (f' data-missed="{len(j.get("missed") or [])}" data-hallucinated="{len(j.get("hallucinated") or [])}"'
-              if j else "")
-    return (f'<tr class="stage-caption" data-stage="{html.escape(view.stage)}"{counts}>'
-            f'<th>{html.escape(view.stage)}{rates}</th><td class="caption">{text}</td>'
-            f'<td><ul>{"".join(errors)}</ul></td></tr>')
+        rates = (
+            f'<div class="rates">miss {_pct(j.get("miss_rate"))}% · hall {_pct(j.get("hall_rate"))}% · '
+            f"total {_pct(j.get('total_rate'))}% · events {j.get('n_events', '?')}</div>"
+        )
+    counts = (
+        f' data-missed="{len(j.get("missed") or [])}" data-hallucinated="{len(j.get("hallucinated") or [])}"'
+        if j
+        else ""
+    )
+    return (
+        f'<tr class="stage-caption" data-stage="{html.escape(view.stage)}"{counts}>'
+        f'<th>{html.escape(view.stage)}{rates}</th><td class="caption">{text}</td>'
+        f"<td><ul>{''.join(errors)}</ul></td></tr>"
+    )
 
 
 def video_section(v: VideoView, with_media: bool = True) -> str:
-    parts = [f'<section class="video" id="video-{html.escape(v.id)}" data-video="{html.escape(v.id)}">',
-             f"<h2>{html.escape(v.id)}</h2>"]
+    parts = [
+        f'<section class="video" id="video-{html.escape(v.id)}" data-video="{html.escape(v.id)}">',
+        f"<h2>{html.escape(v.id)}</h2>",
+    ]
     thumbs: list[tuple[float, str]] = []
     if v.video:
         parts.append(f'<div class="path note">{html.escape(v.video)}</div>')
@@ -279,38 +315,55 @@ def video_section(v: VideoView, with_media: bool = True) -> str:
     if v.captions:
         parts.append('<table class="captions">' + "".join(caption_row(c) for c in v.captions) + "</table>")
     for iv in v.intervals:
-        parts.append(f'<h3 class="interval" data-start="{iv.start:g}" data-end="{iv.end:g}">'
-                     f"Local caption, {iv.start:g}–{iv.end:g} s</h3>")
+        parts.append(
+            f'<h3 class="interval" data-start="{iv.start:g}" data-end="{iv.end:g}">'
+            f"Local caption, {iv.start:g}–{iv.end:g} s</h3>"
+        )
         inside = [(t, uri) for t, uri in thumbs if iv.start <= t < iv.end]
         if inside:
             parts.append(thumb_strip(inside, "thumb in-interval"))
         if iv.reference:
-            parts.append(f'<div class="reference"><b>Reference ({iv.start:g}–{iv.end:g} s):</b> '
-                         f"{html.escape(iv.reference)}</div>")
+            parts.append(
+                f'<div class="reference"><b>Reference ({iv.start:g}–{iv.end:g} s):</b> '
+                f"{html.escape(iv.reference)}</div>"
+            )
         parts.append('<table class="captions local">' + "".join(caption_row(c) for c in iv.captions) + "</table>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def render(title: str, videos: list[VideoView], *, table_html: str = "", rounds_png: Path | None = None,
-           notes: list[str] | None = None, with_media: bool = True) -> str:
+def render(
+    title: str,
+    videos: list[VideoView],
+    *,
+    table_html: str = "",
+    rounds_png: Path | None = None,
+    notes: list[str] | None = None,
+    with_media: bool = True,
+) -> str:
     """The whole page as one string."""
     top = [f"<h1>{html.escape(title)}</h1>", table_html]
     if rounds_png is not None and rounds_png.is_file():
-        top.append(f'<img id="rounds" alt="rounds" style="max-width:100%" src="{_png_data_uri(rounds_png.read_bytes())}">')
+        top.append(
+            f'<img id="rounds" alt="rounds" style="max-width:100%" src="{_png_data_uri(rounds_png.read_bytes())}">'
+        )
     if notes:
         top.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    legend = ('<p><mark class="hall">highlighted</mark> = hallucinated or incorrect statement (not supported by the '
-              'reference); <span style="color:#8a5a00">missed</span> = reference event the caption does not cover. '
-              "Rates in % of the reference events.</p>")
+    legend = (
+        '<p><mark class="hall">highlighted</mark> = hallucinated or incorrect statement (not supported by the '
+        'reference); <span style="color:#8a5a00">missed</span> = reference event the caption does not cover. '
+        "Rates in % of the reference events.</p>"
+    )
     index = "".join(f'<li><a href="#video-{html.escape(v.id)}">{html.escape(v.id)}</a></li>' for v in videos)
     body = "".join(video_section(v, with_media and k < MAX_MEDIA_VIDEOS) for k, v in enumerate(videos))
     if with_media and len(videos) > MAX_MEDIA_VIDEOS:
         legend += f'<p class="note">frames and audio shown for the first {MAX_MEDIA_VIDEOS} of {len(videos)} videos</p>'
 
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>{''.join(top)}{legend}<h2>Videos</h2><ul>{index}</ul>{body}"
-            "</body></html>\n")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{''.join(top)}{legend}<h2>Videos</h2><ul>{index}</ul>{body}"
+        "</body></html>\n"
+    )
 
 
 # ------------------------------------------------------------------------------ sources
@@ -331,8 +384,12 @@ def videos_from_judged(stages: list[tuple[str, Path]], entries: list | None = No
         for row in JsonlLog(path).rows():
             vid = str(row.get("video_id"))
             view = by_id.setdefault(vid, VideoView(vid, row.get("video")))
-            caption = CaptionView(stage, row.get("caption"), row.get("judgment"),
-                                  [f"sampling error: {row['error']}"] if row.get("error") else [])
+            caption = CaptionView(
+                stage,
+                row.get("caption"),
+                row.get("judgment"),
+                [f"sampling error: {row['error']}"] if row.get("error") else [],
+            )
             if row.get("task") == "local" and row.get("start") is not None:
                 start, end = float(row["start"]), float(row["end"])
                 iv = next((i for i in view.intervals if abs(i.start - start) < 1e-6 and abs(i.end - end) < 1e-6), None)
@@ -369,11 +426,24 @@ def mrdpo_stages(run_dir: Path, rows: list[dict[str, Any]], labels: list[str] | 
     return out
 
 
-def write_html(out_dir: Path, title: str, videos: list[VideoView], *, rows: list[dict[str, Any]] | None = None,
-               table_html: str = "", notes: list[str] | None = None, name: str = "report.html") -> Path:
+def write_html(
+    out_dir: Path,
+    title: str,
+    videos: list[VideoView],
+    *,
+    rows: list[dict[str, Any]] | None = None,
+    table_html: str = "",
+    notes: list[str] | None = None,
+    name: str = "report.html",
+) -> Path:
     """Write ``out_dir/name`` (``rounds.png`` of ``out_dir`` embedded when present)."""
-    page = render(title, videos, table_html=table_html or (stage_table(rows) if rows else ""),
-                  rounds_png=out_dir / "rounds.png", notes=notes)
+    page = render(
+        title,
+        videos,
+        table_html=table_html or (stage_table(rows) if rows else ""),
+        rounds_png=out_dir / "rounds.png",
+        notes=notes,
+    )
     path = out_dir / name
     atomic_write_text(path, page)
     return path
@@ -385,8 +455,15 @@ def write_run_html(run_dir: Path, rows: list[dict[str, Any]], title: str, notes:
     return write_html(run_dir, title, videos, rows=rows, notes=notes)
 
 
-def write_eval_html(path: Path, title: str, summary_md: str, items: list, judged: list[dict[str, Any]],
-                    inputs: list[dict[str, Any]], input_path: Path) -> Path:
+def write_eval_html(
+    path: Path,
+    title: str,
+    summary_md: str,
+    items: list,
+    judged: list[dict[str, Any]],
+    inputs: list[dict[str, Any]],
+    input_path: Path,
+) -> Path:
     """``report.html`` of ``vs2 eval``: one section per item (frames when its row names a ``video``)."""
     views = []
     for item, row, raw in zip(items, judged, inputs):
@@ -397,16 +474,22 @@ def write_eval_html(path: Path, title: str, summary_md: str, items: list, judged
         caption = CaptionView(f"{title} ({item.task})", item.caption, row)
         view = VideoView(item.id, video, reference, [caption])
         if item.task == "local" and raw.get("start") is not None and raw.get("end") is not None:
-            view = VideoView(item.id, video, None, [], [IntervalView(float(raw["start"]), float(raw["end"]), reference,
-                                                                       [caption])])
+            view = VideoView(
+                item.id, video, None, [], [IntervalView(float(raw["start"]), float(raw["end"]), reference, [caption])]
+            )
         views.append(view)
     page = render(title, views, table_html=markdown_table_html(summary_md))
     atomic_write_text(path, page)
     return path
 
 
-def write_labels_report(out_dir: Path, labels: list[dict[str, Any]], dropped: list[dict[str, Any]],
-                        entries: list, title: str = "rebirth labels") -> Path:
+def write_labels_report(
+    out_dir: Path,
+    labels: list[dict[str, Any]],
+    dropped: list[dict[str, Any]],
+    entries: list,
+    title: str = "rebirth labels",
+) -> Path:
     """``report.md`` and ``report.html`` of a rebirth run: each labelled video's caption, kept or
     dropped (with the unnatural patterns found), against its reference when it has one."""
     reasons = {d["key"]: d.get("reasons") or [] for d in dropped}
@@ -414,8 +497,9 @@ def write_labels_report(out_dir: Path, labels: list[dict[str, Any]], dropped: li
     views: dict[str, VideoView] = {}
     for row in labels:
         entry = by_id.get(row["video_id"])
-        view = views.setdefault(row["video_id"], VideoView(row["video_id"], row.get("video"),
-                                                           entry.reference if entry else None))
+        view = views.setdefault(
+            row["video_id"], VideoView(row["video_id"], row.get("video"), entry.reference if entry else None)
+        )
         why = reasons.get(row["key"])
         note = "dropped: " + "; ".join(why) if why else "kept for rebirth tuning"
         caption = CaptionView("label", row.get("caption"), None, [note])
@@ -424,7 +508,15 @@ def write_labels_report(out_dir: Path, labels: list[dict[str, Any]], dropped: li
         else:
             view.captions.append(caption)
     kept = len(labels) - len(dropped)
-    md = "\n".join([f"# {title}", "", f"{len(labels)} captions labelled, {kept} kept, {len(dropped)} dropped.", "",
-                    *[f"- dropped {d['key']}: {'; '.join(d.get('reasons') or [])}" for d in dropped], ""])
+    md = "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"{len(labels)} captions labelled, {kept} kept, {len(dropped)} dropped.",
+            "",
+            *[f"- dropped {d['key']}: {'; '.join(d.get('reasons') or [])}" for d in dropped],
+            "",
+        ]
+    )
     atomic_write_text(out_dir / "report.md", md)
     return write_html(out_dir, title, list(views.values()), table_html=markdown_table_html(md))

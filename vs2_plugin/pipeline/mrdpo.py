@@ -19,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import Vs2Error
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.config import MrDPOConfig
+from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.records import JsonlLog, StepState
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.tracking import report_round
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
-from vs2_plugin.gdpo.rounds import atomic_write_text
 
 GT_DATASET = "vs2_gt"
-
 
 
 def judge_config(cfg: MrDPOConfig, run_dir: Path):
@@ -61,9 +60,11 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
         atomic_write_text(cache_path, json.dumps(cache, indent=1))  # keep what succeeded for the rerun
         if failed:
             shown = ", ".join(repr(k) for k in failed[:5]) + (" ..." if len(failed) > 5 else "")
-            raise Vs2Error(f"judge {jcfg.judge!r} could not extract atomic events from the reference of {len(failed)} "
-                           f"item(s): {shown}; the judge's warnings above give the reason (e.g. an HTTP error); "
-                           f"give these videos an 'events' list or rerun (extracted events are kept)")
+            raise Vs2Error(
+                f"judge {jcfg.judge!r} could not extract atomic events from the reference of {len(failed)} "
+                f"item(s): {shown}; the judge's warnings above give the reason (e.g. an HTTP error); "
+                f"give these videos an 'events' list or rerun (extracted events are kept)"
+            )
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
 
 
@@ -72,8 +73,10 @@ def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], 
     ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
     from vs2_plugin.data.validate import MediaLimits
 
-    limits = MediaLimits(min_duration_s=float(cfg.min_duration_s),
-                         max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s))
+    limits = MediaLimits(
+        min_duration_s=float(cfg.min_duration_s),
+        max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s),
+    )
     train, _ = screen_videos(cfg.train_videos, run_dir, policy=cfg.bad_samples, limits=limits, tag="train")
     if not cfg.heldout_videos:
         return train, train
@@ -85,8 +88,9 @@ def interval_key(video_id: str, start: float, end: float) -> str:
     return f"{video_id}@{start:g}-{end:g}"
 
 
-def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path,
-                  max_failure_rate: float = 1.0) -> list[dict[str, Any]]:
+def judge_samples(
+    rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path, max_failure_rate: float = 1.0
+) -> list[dict[str, Any]]:
     """Judge sampled captions (kept per item in ``out_path``); returns rows with metrics.
 
     A judgment that failed (after the judge's own retries) is kept as failed -- left out of pairs
@@ -117,9 +121,11 @@ def judge_samples(rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg
                 log.append(row)
         if too_many:
             first = failed[0]["judgment"].get("error", "unknown error")
-            raise Vs2Error(f"{len(failed)} of {len(rows)} captions could not be judged ({out_path.name}; first error: "
-                           f"{first}), more than max_judge_failure_rate {max_failure_rate:.0%}; the {len(rows) - len(failed)} "
-                           f"judged ones are kept, rerun to judge the rest")
+            raise Vs2Error(
+                f"{len(failed)} of {len(rows)} captions could not be judged ({out_path.name}; first error: "
+                f"{first}), more than max_judge_failure_rate {max_failure_rate:.0%}; the {len(rows) - len(failed)} "
+                f"judged ones are kept, rerun to judge the rest"
+            )
     done = log.by_key()
     return [done[r["key"]] for r in rows]
 
@@ -132,9 +138,20 @@ def scored_samples(judged: list[dict[str, Any]]):
         j = r["judgment"]
         if j.get("status") != "ok":  # a failed judgment never yields a pair
             continue
-        out.append(ScoredSample(video_id=r["video_id"], task=r["task"], prompt="<video>" + r["prompt"], caption=r["caption"],
-                                error=j["total_rate"], rep=j.get("rep_rate") or 0.0, sample_id=r["key"], media=[r["video"]],
-                                miss=j.get("miss_rate"), hall=j.get("hall_rate")))
+        out.append(
+            ScoredSample(
+                video_id=r["video_id"],
+                task=r["task"],
+                prompt="<video>" + r["prompt"],
+                caption=r["caption"],
+                error=j["total_rate"],
+                rep=j.get("rep_rate") or 0.0,
+                sample_id=r["key"],
+                media=[r["video"]],
+                miss=j.get("miss_rate"),
+                hall=j.get("hall_rate"),
+            )
+        )
     return out
 
 
@@ -160,8 +177,12 @@ def summarize_judged(judged: list[dict[str, Any]]) -> dict[str, Any]:
             return sum(j[key] for j in ok) / len(ok) if ok else None
 
         out[task] = {
-            "n": len(rows), "failed": len(rows) - len(ok),
-            "rep": mean("rep_rate"), "miss": mean("miss_rate"), "hall": mean("hall_rate"), "total": mean("total_rate"),
+            "n": len(rows),
+            "failed": len(rows) - len(ok),
+            "rep": mean("rep_rate"),
+            "miss": mean("miss_rate"),
+            "hall": mean("hall_rate"),
+            "total": mean("total_rate"),
             "unnatural": sum(is_unnatural(r["caption"]) for r in rows) / len(rows),
         }
     return out
@@ -172,29 +193,64 @@ def write_gt_dataset(videos: list[VideoEntry], cfg: MrDPOConfig, data_dir: Path)
     rows = []
     for v in videos:
         if v.reference:
-            rows.append({"messages": [{"role": "user", "content": "<video>" + cfg.sampling.global_prompt},
-                                      {"role": "assistant", "content": v.reference}], "videos": [v.video]})
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": "<video>" + cfg.sampling.global_prompt},
+                        {"role": "assistant", "content": v.reference},
+                    ],
+                    "videos": [v.video],
+                }
+            )
         for iv in v.local:
             if iv.reference:
                 prompt = cfg.sampling.local_prompt.format(start=iv.start, end=iv.end)
-                rows.append({"messages": [{"role": "user", "content": "<video>" + prompt},
-                                          {"role": "assistant", "content": iv.reference}], "videos": [v.video]})
+                rows.append(
+                    {
+                        "messages": [
+                            {"role": "user", "content": "<video>" + prompt},
+                            {"role": "assistant", "content": iv.reference},
+                        ],
+                        "videos": [v.video],
+                    }
+                )
     if not rows:
         raise Vs2Error("no reference captions for the ground-truth term of gDPO; give 'reference' in the video list")
     data_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(data_dir / f"{GT_DATASET}.json", json.dumps(rows, ensure_ascii=False, indent=1))
-    info = {GT_DATASET: {"file_name": f"{GT_DATASET}.json", "formatting": "sharegpt",
-                         "columns": {"messages": "messages", "videos": "videos"},
-                         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}
+    info = {
+        GT_DATASET: {
+            "file_name": f"{GT_DATASET}.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "videos": "videos"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        }
+    }
     atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
 
 
-def evaluate(videos: list[VideoEntry], events, cfg: MrDPOConfig, jcfg, adapters: list[str], out_dir: Path, tag: str,
-             progress: bool) -> dict[str, Any]:
+def evaluate(
+    videos: list[VideoEntry],
+    events,
+    cfg: MrDPOConfig,
+    jcfg,
+    adapters: list[str],
+    out_dir: Path,
+    tag: str,
+    progress: bool,
+) -> dict[str, Any]:
     """Greedy captions of the held-out videos, judged: the round's metrics."""
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag)
-    rows = sample(tasks, out_dir / f"{tag}_captions.jsonl", model=cfg.model_name_or_path, adapters=adapters, infer=cfg.infer,
-                  cfg=cfg.sampling, seed=cfg.seed, progress=progress)
+    rows = sample(
+        tasks,
+        out_dir / f"{tag}_captions.jsonl",
+        model=cfg.model_name_or_path,
+        adapters=adapters,
+        infer=cfg.infer,
+        cfg=cfg.sampling,
+        seed=cfg.seed,
+        progress=progress,
+    )
     rows, _ = drop_failed(rows, out_dir.parent, f"{tag} sampling {out_dir.name}", cfg.bad_samples)
     judged = judge_samples(rows, events, jcfg, out_dir / f"{tag}_judged.jsonl", cfg.max_judge_failure_rate)
     return summarize_judged(judged)
@@ -207,10 +263,21 @@ def round_train_args(cfg: MrDPOConfig, model: str, init: list[str], rdir: Path, 
     """The ``llamafactory-cli train`` arguments of gDPO round ``gdpo_round`` (its pairs in ``rdir/pairs``):
     the config's train arguments (its train_recipe's, then ``train``) plus what the driver sets."""
     run_dir = Path(cfg.run_dir).resolve()
-    args = {**cfg.train, "stage": "gdpo", "do_train": True, "model_name_or_path": model,
-            "dataset": "pairs", "dataset_dir": str(rdir / "pairs"), "gt_dataset": GT_DATASET,
-            "gt_dataset_dir": str(run_dir / "data"), "gdpo_lambda": cfg.gdpo_lambda, "gdpo_rounds": True,
-            "gdpo_round": gdpo_round, "output_dir": str(run_dir / "gdpo"), "seed": cfg.seed}
+    args = {
+        **cfg.train,
+        "stage": "gdpo",
+        "do_train": True,
+        "model_name_or_path": model,
+        "dataset": "pairs",
+        "dataset_dir": str(rdir / "pairs"),
+        "gt_dataset": GT_DATASET,
+        "gt_dataset_dir": str(run_dir / "data"),
+        "gdpo_lambda": cfg.gdpo_lambda,
+        "gdpo_rounds": True,
+        "gdpo_round": gdpo_round,
+        "output_dir": str(run_dir / "gdpo"),
+        "seed": cfg.seed,
+    }
     args.setdefault("template", cfg.template)
     if init:
         args["adapter_name_or_path"] = ",".join(init)
@@ -229,11 +296,15 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     atomic_write_text(run_dir / "config.json", json.dumps(asdict(cfg), indent=2, default=str))
     train_videos, held_videos = screened_videos(cfg, run_dir)
     jcfg = judge_config(cfg, run_dir)
-    events = video_events(train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json")
+    events = video_events(
+        train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json"
+    )
     write_gt_dataset(train_videos, cfg, run_dir / "data")
     dropped: set[str] = set()
     schedule = Schedule() if cfg.thresholds in (None, "table3") else Schedule.from_config(cfg.thresholds)
-    model = str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
+    model = (
+        str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
+    )
     init = [str(Path(a).resolve()) for a in cfg.adapter_name_or_path]
 
     def adapters_after(t: int) -> list[str]:
@@ -242,7 +313,9 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
 
     console.set_round(0)
     if not state.done(0, "eval"):
-        state.mark(0, "eval", evaluate(held_videos, events, cfg, jcfg, init, run_dir / "round-000", "heldout", progress))
+        state.mark(
+            0, "eval", evaluate(held_videos, events, cfg, jcfg, init, run_dir / "round-000", "heldout", progress)
+        )
     if not state.done(0, "report"):
         report_round(cfg.reporters, run_dir, 0, state.result(0, "eval"))
         state.mark(0, "report")
@@ -254,13 +327,22 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
         rdir = run_dir / f"round-{t:03d}"
         if not state.done(t, "sample"):
             tasks = build_tasks(train_videos, cfg.sampling, t)
-            sample(tasks, rdir / "samples.jsonl", model=model, adapters=adapters_after(t - 1), infer=cfg.infer,
-                   cfg=cfg.sampling, seed=cfg.seed + t, progress=progress)
+            sample(
+                tasks,
+                rdir / "samples.jsonl",
+                model=model,
+                adapters=adapters_after(t - 1),
+                infer=cfg.infer,
+                cfg=cfg.sampling,
+                seed=cfg.seed + t,
+                progress=progress,
+            )
         # videos the model could not read while sampling: out of the judging, pairs, ground
         # truth and later rounds (listed in skipped_videos.jsonl); bad_samples: fail stops here,
         # before the sampling step counts as done
-        rows, failed = drop_failed(JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}",
-                                   cfg.bad_samples)
+        rows, failed = drop_failed(
+            JsonlLog(rdir / "samples.jsonl").rows(), run_dir, f"train sampling {rdir.name}", cfg.bad_samples
+        )
         if not state.done(t, "sample"):
             state.mark(t, "sample")
         if failed - dropped:
@@ -284,10 +366,20 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                 args = round_train_args(cfg, model, init, rdir, gdpo_round)
                 run_training(args, rdir / "train.yaml", rdir / "train.log")
                 adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
-                state.mark(t, "train", {"gdpo_round": gdpo_round, "adapter": str(adapter), "pairs": n_pairs,
-                                        "gt_match_rate": gdpo_round_record(run_dir / "gdpo", gdpo_round).get("gt_match_rate")})
+                state.mark(
+                    t,
+                    "train",
+                    {
+                        "gdpo_round": gdpo_round,
+                        "adapter": str(adapter),
+                        "pairs": n_pairs,
+                        "gt_match_rate": gdpo_round_record(run_dir / "gdpo", gdpo_round).get("gt_match_rate"),
+                    },
+                )
         if not state.done(t, "eval"):
-            state.mark(t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress))
+            state.mark(
+                t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress)
+            )
         metrics = state.result(t, "eval")
         if not state.done(t, "report"):  # once per round: a resumed run sends no duplicate points
             report_round(cfg.reporters, run_dir, t, metrics)
@@ -297,12 +389,21 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             state.mark(t, "hook")
         unnatural = max((m.get("unnatural") or 0.0) for m in metrics.values()) if metrics else 0.0
         if unnatural > cfg.stop_unnatural_rate and not state.stopped:
-            state.stop(t, f"held-out unnatural-pattern rate {unnatural:.1%} > stop_unnatural_rate {cfg.stop_unnatural_rate:.1%}")
+            state.stop(
+                t,
+                f"held-out unnatural-pattern rate {unnatural:.1%} > stop_unnatural_rate {cfg.stop_unnatural_rate:.1%}",
+            )
 
     rows = [{"stage": "start", **(state.result(0, "eval") or {})}]
     for t in range(1, cfg.rounds + 1):
         if state.done(t, "eval"):
-            rows.append({"stage": f"round {t}", **state.result(t, "eval"), "pairs": (state.result(t, "pairs") or {}).get("count")})
+            rows.append(
+                {
+                    "stage": f"round {t}",
+                    **state.result(t, "eval"),
+                    "pairs": (state.result(t, "pairs") or {}).get("count"),
+                }
+            )
     notes = [f"stopped early after round {state.stopped['round']}: {state.stopped['reason']}"] if state.stopped else []
     final = adapters_after(cfg.rounds)
     md = write_report(run_dir, rows, "mrDPO rounds", {"final_adapters": final, "stopped": state.stopped}, notes)

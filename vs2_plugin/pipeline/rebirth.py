@@ -22,13 +22,13 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_labels_report
 from vs2_plugin.pipeline.records import StepState, read_jsonl
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-from vs2_plugin.gdpo.rounds import atomic_write_text
 
 REBIRTH_DATASET = "vs2_rebirth"
 
@@ -52,25 +52,50 @@ def sft_args(recipe: str | Path, post_alignment: str, dataset_dir: Path, output_
             f"{path}: rebirth tuning trains from the post-alignment checkpoint; remove adapter_name_or_path "
             f"({args['adapter_name_or_path']!r})"
         )
-    args.update({"model_name_or_path": post_alignment, "dataset": REBIRTH_DATASET, "dataset_dir": str(dataset_dir),
-                 "output_dir": str(output_dir)})
+    args.update(
+        {
+            "model_name_or_path": post_alignment,
+            "dataset": REBIRTH_DATASET,
+            "dataset_dir": str(dataset_dir),
+            "output_dir": str(output_dir),
+        }
+    )
     return args
 
 
-def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mrdpo_run: str | None = None,
-                greedy: bool = True, progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_rebirth(
+    cfg: MrDPOConfig,
+    videos_path: str,
+    recipe: str,
+    out: str,
+    *,
+    mrdpo_run: str | None = None,
+    greedy: bool = True,
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from vs2_plugin.judge.metrics import unnatural_patterns
 
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(out_dir)
     final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
-    post_alignment = str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
+    post_alignment = (
+        str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
+    )
     videos = load_videos(videos_path, require_reference=False)
 
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth")
-    rows = sample(tasks, out_dir / "labels.jsonl", model=final["model"], adapters=final["adapters"], infer=cfg.infer,
-                  cfg=cfg.sampling, seed=cfg.seed, progress=progress)
+    rows = sample(
+        tasks,
+        out_dir / "labels.jsonl",
+        model=final["model"],
+        adapters=final["adapters"],
+        infer=cfg.infer,
+        cfg=cfg.sampling,
+        seed=cfg.seed,
+        progress=progress,
+    )
 
     if not state.done(0, "filter"):
         kept, dropped = [], []
@@ -81,15 +106,32 @@ def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mr
             elif r.get("finish_reason") == "length":
                 reasons = reasons + ["cut off at max_new_tokens"]
             (dropped if reasons else kept).append({**r, "reasons": reasons})
-        data = [{"messages": [{"role": "user", "content": "<video>" + r["prompt"]},
-                              {"role": "assistant", "content": r["caption"]}], "videos": [r["video"]]} for r in kept]
+        data = [
+            {
+                "messages": [
+                    {"role": "user", "content": "<video>" + r["prompt"]},
+                    {"role": "assistant", "content": r["caption"]},
+                ],
+                "videos": [r["video"]],
+            }
+            for r in kept
+        ]
         data_dir = out_dir / "data"
         data_dir.mkdir(exist_ok=True)
         atomic_write_text(data_dir / f"{REBIRTH_DATASET}.json", json.dumps(data, ensure_ascii=False, indent=1))
-        info = {REBIRTH_DATASET: {"file_name": f"{REBIRTH_DATASET}.json", "formatting": "sharegpt",
-                                  "columns": {"messages": "messages", "videos": "videos"},
-                                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                                           "assistant_tag": "assistant"}}}
+        info = {
+            REBIRTH_DATASET: {
+                "file_name": f"{REBIRTH_DATASET}.json",
+                "formatting": "sharegpt",
+                "columns": {"messages": "messages", "videos": "videos"},
+                "tags": {
+                    "role_tag": "role",
+                    "content_tag": "content",
+                    "user_tag": "user",
+                    "assistant_tag": "assistant",
+                },
+            }
+        }
         atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
         atomic_write_text(out_dir / "dropped.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
         state.mark(0, "filter", {"labelled": len(rows), "kept": len(kept), "dropped": len(dropped)})
@@ -97,7 +139,9 @@ def run_rebirth(cfg: MrDPOConfig, videos_path: str, recipe: str, out: str, *, mr
         write_labels_report(out_dir, rows, read_jsonl(out_dir / "dropped.jsonl"), videos)
     counts = state.result(0, "filter")
     if counts["kept"] == 0:
-        raise Vs2Error(f"rebirth: all {counts['labelled']} captions were dropped as unnatural (see {out_dir / 'dropped.jsonl'})")
+        raise Vs2Error(
+            f"rebirth: all {counts['labelled']} captions were dropped as unnatural (see {out_dir / 'dropped.jsonl'})"
+        )
 
     if not state.done(0, "train"):
         args = {**sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft"), **(overrides or {})}

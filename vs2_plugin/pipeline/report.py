@@ -17,8 +17,13 @@ def _pct(value: Any) -> str:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Rows: {"stage": ..., "global": {rep, miss, hall, total, unnatural}, "local": {...}}."""
-    head = "| Stage | " + " | ".join(f"G {name}" for _, name in COLUMNS) + " | " + " | ".join(
-        f"L {name}" for _, name in COLUMNS[1:4]) + " | pairs |"
+    head = (
+        "| Stage | "
+        + " | ".join(f"G {name}" for _, name in COLUMNS)
+        + " | "
+        + " | ".join(f"L {name}" for _, name in COLUMNS[1:4])
+        + " | pairs |"
+    )
     sep = "|" + "---|" * (2 + len(COLUMNS) + 3)
     lines = [head, sep]
     for row in rows:
@@ -56,14 +61,31 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_report(out_dir: Path, rows: list[dict[str, Any]], title: str, extra: dict[str, Any] | None = None,
-                 notes: list[str] | None = None) -> str:
+def write_report(
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    title: str,
+    extra: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> str:
     """Write the three files into ``out_dir``; return the Markdown text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"title": title, "stages": rows, **(extra or {})}
     atomic_write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
     plot_rounds(rows, out_dir / "rounds.png")
-    text = "\n".join([f"# {title}", "", "Rates in % (G = global captions, L = local captions; Total = Miss + Hall).", "",
-                      markdown_table(rows), "", *[f"- {n}" for n in (notes or [])], "", "![rounds](rounds.png)", ""])
+    text = "\n".join(
+        [
+            f"# {title}",
+            "",
+            "Rates in % (G = global captions, L = local captions; Total = Miss + Hall).",
+            "",
+            markdown_table(rows),
+            "",
+            *[f"- {n}" for n in (notes or [])],
+            "",
+            "![rounds](rounds.png)",
+            "",
+        ]
+    )
     atomic_write_text(out_dir / "report.md", text)
     return text

@@ -58,8 +58,15 @@ class SampleTask:
     greedy: bool = False
 
 
-def build_tasks(videos: list[VideoEntry], cfg: SamplingConfig, round_index: int, *, samples: int | None = None,
-                greedy: bool = False, tag: str = "train") -> list[SampleTask]:
+def build_tasks(
+    videos: list[VideoEntry],
+    cfg: SamplingConfig,
+    round_index: int,
+    *,
+    samples: int | None = None,
+    greedy: bool = False,
+    tag: str = "train",
+) -> list[SampleTask]:
     """``samples`` captions per video for the global prompt, and for one local interval.
 
     The local interval of a video rotates with the round so that every interval is used.
@@ -68,12 +75,16 @@ def build_tasks(videos: list[VideoEntry], cfg: SamplingConfig, round_index: int,
     tasks = []
     for v in videos:
         for i in range(n):
-            tasks.append(SampleTask(f"{tag}/{v.id}/global/{i}", v.id, "global", cfg.global_prompt, v.video, i, greedy=greedy))
+            tasks.append(
+                SampleTask(f"{tag}/{v.id}/global/{i}", v.id, "global", cfg.global_prompt, v.video, i, greedy=greedy)
+            )
         if cfg.local and v.local:
             iv = v.local[(round_index - 1) % len(v.local)]
             prompt = cfg.local_prompt.format(start=iv.start, end=iv.end)
             for i in range(n):
-                tasks.append(SampleTask(f"{tag}/{v.id}/local/{i}", v.id, "local", prompt, v.video, i, iv.start, iv.end, greedy))
+                tasks.append(
+                    SampleTask(f"{tag}/{v.id}/local/{i}", v.id, "local", prompt, v.video, i, iv.start, iv.end, greedy)
+                )
     return tasks
 
 
@@ -94,8 +105,17 @@ def prompt_groups(tasks: list[SampleTask]) -> list[tuple[bool, PromptGroup]]:
     return [(greedy, g) for (_, _, greedy), g in groups.items()]
 
 
-def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
-                      infer: dict[str, Any], cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+def sample_in_process(
+    tasks: list[SampleTask],
+    out_path: Path,
+    *,
+    model: str,
+    adapters: list[str],
+    infer: dict[str, Any],
+    cfg: SamplingConfig,
+    seed: int,
+    progress: bool = True,
+) -> None:
     """Batched generation (:mod:`vs2_plugin.pipeline.generation`): ``cfg.batch_size`` prompts per
     batch, the samples of one prompt from one prompt row; each caption appended as its batch ends."""
     from tqdm import tqdm
@@ -128,15 +148,34 @@ def sample_in_process(tasks: list[SampleTask], out_path: Path, *, model: str, ad
     bar.close()
 
 
-def sample_parallel(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str],
-                    infer: dict[str, Any], cfg: SamplingConfig, seed: int, progress: bool = True) -> None:
+def sample_parallel(
+    tasks: list[SampleTask],
+    out_path: Path,
+    *,
+    model: str,
+    adapters: list[str],
+    infer: dict[str, Any],
+    cfg: SamplingConfig,
+    seed: int,
+    progress: bool = True,
+) -> None:
     """Shard ``tasks`` over ``cfg.workers`` processes, then merge their logs into ``out_path``."""
     done = JsonlLog(out_path).by_key()
     todo = [t for t in tasks if t.key not in done]
     if todo:
         spec = out_path.with_suffix(".spec.json")
-        spec.write_text(json.dumps({"tasks": [asdict(t) for t in todo], "model": model, "adapters": adapters,
-                                    "infer": infer, "cfg": asdict(cfg), "seed": seed}))
+        spec.write_text(
+            json.dumps(
+                {
+                    "tasks": [asdict(t) for t in todo],
+                    "model": model,
+                    "adapters": adapters,
+                    "infer": infer,
+                    "cfg": asdict(cfg),
+                    "seed": seed,
+                }
+            )
+        )
         gpus = _cuda_count()
         procs = []
         for shard in range(cfg.workers):
@@ -147,7 +186,9 @@ def sample_parallel(tasks: list[SampleTask], out_path: Path, *, model: str, adap
             procs.append(subprocess.Popen(cmd, env=env))
         codes = [p.wait() for p in procs]
         if any(codes):
-            raise Vs2Error(f"sampling workers failed with exit codes {codes}; rerun to resume (finished captions are kept)")
+            raise Vs2Error(
+                f"sampling workers failed with exit codes {codes}; rerun to resume (finished captions are kept)"
+            )
     merged = JsonlLog(out_path).by_key()
     for shard in range(cfg.workers):
         merged.update(JsonlLog(_shard_path(out_path, shard)).by_key())
@@ -181,20 +222,29 @@ def require_reload_hook(cfg: SamplingConfig, pm=None) -> None:
             "sampling.backend: openai samples every round and evaluation from the server at "
             f"{cfg.base_url}, but the model changes after each round and no plugin implements the "
             "vs2_reload_sampling_server hook that makes the server serve the new adapters (see "
-            "vs2_plugin/hookspecs.py); implement it, or use sampling.backend: local")
+            "vs2_plugin/hookspecs.py); implement it, or use sampling.backend: local"
+        )
 
 
 def serving_url(cfg: SamplingConfig, model: str, adapters: list[str], pm=None) -> str:
     """The URL of a server serving ``model`` + ``adapters``: the hook's answer, else ``cfg.base_url``."""
     from vs2_plugin.plugins import get_plugin_manager
 
-    answer = (pm or get_plugin_manager()).hook.vs2_reload_sampling_server(base_url=cfg.base_url, model=model,
-                                                                          adapters=list(adapters))
+    answer = (pm or get_plugin_manager()).hook.vs2_reload_sampling_server(
+        base_url=cfg.base_url, model=model, adapters=list(adapters)
+    )
     return str(answer) if answer else str(cfg.base_url)
 
 
-def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfig, seed: int, progress: bool = True,
-                  base_url: str | None = None) -> None:
+def sample_openai(
+    tasks: list[SampleTask],
+    out_path: Path,
+    *,
+    cfg: SamplingConfig,
+    seed: int,
+    progress: bool = True,
+    base_url: str | None = None,
+) -> None:
     """Sample through an OpenAI-compatible server (video passed as a server-side path)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -207,36 +257,68 @@ def sample_openai(tasks: list[SampleTask], out_path: Path, *, cfg: SamplingConfi
     if not todo:
         return
     # a local ``llamafactory-cli api`` needs no key (unless started with API_KEY): do not demand one
-    client = OpenAI(base_url=base_url or cfg.base_url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
-                    timeout=cfg.timeout_s, max_retries=5)
+    client = OpenAI(
+        base_url=base_url or cfg.base_url,
+        api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
+        timeout=cfg.timeout_s,
+        max_retries=5,
+    )
 
     def one(task: SampleTask) -> None:
         content = [{"type": "video_url", "video_url": {"url": task.video}}, {"type": "text", "text": task.prompt}]
         extra = {"temperature": 0.0} if task.greedy else {"temperature": cfg.temperature, "top_p": cfg.top_p}
-        reply = client.chat.completions.create(model=cfg.model or "default", messages=[{"role": "user", "content": content}],
-                                               max_tokens=cfg.max_new_tokens, seed=task_seed(seed, task.key), **extra)
+        reply = client.chat.completions.create(
+            model=cfg.model or "default",
+            messages=[{"role": "user", "content": content}],
+            max_tokens=cfg.max_new_tokens,
+            seed=task_seed(seed, task.key),
+            **extra,
+        )
         choice = reply.choices[0]
-        log.append({**asdict(task), "caption": choice.message.content or "", "finish_reason": choice.finish_reason,
-                    "time": time.time()})
+        log.append(
+            {
+                **asdict(task),
+                "caption": choice.message.content or "",
+                "finish_reason": choice.finish_reason,
+                "time": time.time(),
+            }
+        )
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         list(tqdm(pool.map(one, todo), total=len(todo), desc=f"sampling {out_path.name}", disable=not progress))
 
 
-def sample(tasks: list[SampleTask], out_path: Path, *, model: str, adapters: list[str], infer: dict[str, Any],
-           cfg: SamplingConfig, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+def sample(
+    tasks: list[SampleTask],
+    out_path: Path,
+    *,
+    model: str,
+    adapters: list[str],
+    infer: dict[str, Any],
+    cfg: SamplingConfig,
+    seed: int,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Sample every task (skipping those already in ``out_path``); returns rows in task order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    watched = console.JsonlProgress([out_path, *(_shard_path(out_path, k) for k in range(cfg.workers))], [t.key for t in tasks])
+    watched = console.JsonlProgress(
+        [out_path, *(_shard_path(out_path, k) for k in range(cfg.workers))], [t.key for t in tasks]
+    )
     with console.step(f"sample {out_path.name}", watched, unit="caption"):
         if cfg.backend == "openai":
             done = JsonlLog(out_path).by_key()
-            url = serving_url(cfg, model, adapters) if any(t.key not in done for t in tasks) else cfg.base_url  # reload only when there is work
+            url = (
+                serving_url(cfg, model, adapters) if any(t.key not in done for t in tasks) else cfg.base_url
+            )  # reload only when there is work
             sample_openai(tasks, out_path, cfg=cfg, seed=seed, progress=progress, base_url=url)
         elif cfg.workers > 1:
-            sample_parallel(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+            sample_parallel(
+                tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress
+            )
         else:
-            sample_in_process(tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress)
+            sample_in_process(
+                tasks, out_path, model=model, adapters=adapters, infer=infer, cfg=cfg, seed=seed, progress=progress
+            )
     rows = JsonlLog(out_path).by_key()
     missing = [t.key for t in tasks if t.key not in rows]
     if missing:
@@ -251,8 +333,16 @@ def _worker(spec_path: str, shard: int, num_shards: int) -> int:
     tasks = [t for t in tasks if order[t.video] % num_shards == shard]  # by video: its samples share a prefill
     cfg = SamplingConfig(**spec["cfg"])
     out = _shard_path(Path(spec_path).with_suffix("").with_suffix(".jsonl"), shard)
-    sample_in_process(tasks, out, model=spec["model"], adapters=spec["adapters"], infer=spec["infer"], cfg=cfg,
-                      seed=spec["seed"], progress=shard == 0)
+    sample_in_process(
+        tasks,
+        out,
+        model=spec["model"],
+        adapters=spec["adapters"],
+        infer=spec["infer"],
+        cfg=cfg,
+        seed=spec["seed"],
+        progress=shard == 0,
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ SKIPPED_VIDEOS_FILE = "skipped_videos.jsonl"
 def _row_entry(row: dict, list_path: Path, require_reference: bool) -> VideoEntry:
     """The row by :func:`parse_video_row`'s rules, after a check that its text is valid UTF-8."""
     for key, value in row.items():
-        for text in (value if isinstance(value, list) else [value]):
+        for text in value if isinstance(value, list) else [value]:
             bad = text_problem(text) if isinstance(text, str) else None
             if bad:
                 raise DataError(f"{key!r} is {bad}")
@@ -86,8 +86,10 @@ def screen_videos(
             bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
     if bad and policy == "fail":
         first = bad[0]
-        raise DataError(f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
-                        "set bad_samples: skip to leave them out")
+        raise DataError(
+            f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
+            "set bad_samples: skip to leave them out"
+        )
     listing = record_skipped(run_dir, tag, bad)
     if not good:
         raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
@@ -116,8 +118,10 @@ def drop_failed(rows: list[dict], run_dir: str | Path, tag: str, policy: str = "
         return rows, set()
     if check_policy("bad_samples", policy) == "fail":
         r = next(iter(failed.values()))
-        raise DataError(f"bad video {r['video_id']!r} while sampling ({tag}): {r['video']}: {r['error']}; "
-                        "set bad_samples: skip to leave it out")
+        raise DataError(
+            f"bad video {r['video_id']!r} while sampling ({tag}): {r['video']}: {r['error']}; "
+            "set bad_samples: skip to leave it out"
+        )
     bad = [BadSample(tag, None, r["error"], r["video"], vid) for vid, r in failed.items()]
     record_skipped(run_dir, tag, bad)
     return [r for r in rows if r["video_id"] not in failed], set(failed)

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import Vs2Error
-from vs2_plugin.pipeline import console
 from vs2_plugin.gdpo.rounds import atomic_write_text
+from vs2_plugin.pipeline import console
 from vs2_plugin.secrets import SECRET_ENV_VARS
 
 
@@ -28,7 +28,9 @@ def llamafactory_cli() -> str:
     return str(here) if here.exists() else (shutil.which("llamafactory-cli") or "llamafactory-cli")
 
 
-def run_training(args: dict[str, Any], yaml_path: str | Path, log_path: str | Path, env: dict[str, str] | None = None) -> None:
+def run_training(
+    args: dict[str, Any], yaml_path: str | Path, log_path: str | Path, env: dict[str, str] | None = None
+) -> None:
     """Write ``args`` to ``yaml_path`` and train; raise :class:`Vs2Error` with the log tail on failure."""
     yaml_path, log_path = Path(yaml_path), Path(log_path)
     atomic_write_text(yaml_path, yaml.safe_dump(args, sort_keys=False))
@@ -45,11 +47,14 @@ def run_training(args: dict[str, Any], yaml_path: str | Path, log_path: str | Pa
         if console.active() is None:
             code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         else:  # also into the command's own log (or onto the terminal with --verbose)
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True,
-                                    errors="replace")
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True, errors="replace"
+            )
             console.tee_lines(proc.stdout, [log, sys.stdout])
             code = proc.wait()
         if code != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-25:]
-            raise Vs2Error(f"training failed (exit {code}); command: llamafactory-cli train {yaml_path}; log {log_path}:\n"
-                           + "\n".join(tail))
+            raise Vs2Error(
+                f"training failed (exit {code}); command: llamafactory-cli train {yaml_path}; log {log_path}:\n"
+                + "\n".join(tail)
+            )

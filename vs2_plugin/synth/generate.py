@@ -62,11 +62,22 @@ MAX_VISIBLE = 3
 #: the shape was and where it went, never a shape half-way
 MOVE_SECONDS = 0.4
 TONE_HZ = {"low": 262.0, "medium": 523.0, "high": 1047.0}
-COLOUR_RGB = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 90, 240), "yellow": (240, 220, 40),
-              "purple": (160, 60, 200), "white": (240, 240, 240)}
+COLOUR_RGB = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 90, 240),
+    "yellow": (240, 220, 40),
+    "purple": (160, 60, 200),
+    "white": (240, 240, 240),
+}
 BACKGROUND = (25, 25, 25)
-POSITION_XY = {"top left": (0.25, 0.25), "top right": (0.75, 0.25), "bottom left": (0.25, 0.75),
-               "bottom right": (0.75, 0.75), "centre": (0.5, 0.5)}
+POSITION_XY = {
+    "top left": (0.25, 0.25),
+    "top right": (0.75, 0.25),
+    "bottom left": (0.25, 0.75),
+    "bottom right": (0.75, 0.75),
+    "centre": (0.5, 0.5),
+}
 SHARE_GPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
@@ -103,8 +114,10 @@ class SynthConfig:
                 raise ConfigError(f"{name} must be a number of seconds in [3, 60], got {value!r}")
         self.min_seconds, self.max_seconds = float(self.min_seconds), float(self.max_seconds)
         if not even_durations(self.min_seconds, self.max_seconds):
-            raise ConfigError(f"min_seconds={self.min_seconds:g} .. max_seconds={self.max_seconds:g} holds no even "
-                              f"whole number of seconds (clip durations are even, see vs2_plugin.synth.generate)")
+            raise ConfigError(
+                f"min_seconds={self.min_seconds:g} .. max_seconds={self.max_seconds:g} holds no even "
+                f"whole number of seconds (clip durations are even, see vs2_plugin.synth.generate)"
+            )
 
 
 def even_durations(min_seconds: float, max_seconds: float) -> list[int]:
@@ -267,7 +280,7 @@ def _speech(word: str, cache: Path) -> np.ndarray:
         rate = f.getframerate()
         x = np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float64) / 32768.0
     loud = np.flatnonzero(np.abs(x) > 0.02)
-    x = x[loud[0]: loud[-1] + 1] if len(loud) else x
+    x = x[loud[0] : loud[-1] + 1] if len(loud) else x
     n = round(len(x) * SAMPLE_RATE / rate)
     x = np.interp(np.arange(n) * rate / SAMPLE_RATE, np.arange(len(x)), x)
     x = x[: int(0.9 * SAMPLE_RATE)]
@@ -291,9 +304,9 @@ def render_audio(clip: Clip, seed: int, cache: Path) -> np.ndarray:
         fade = min(160, len(sound) // 2)  # 10 ms ramps: no clicks
         ramp = np.linspace(0.0, 1.0, fade)
         sound[:fade] *= ramp
-        sound[len(sound) - fade:] *= ramp[::-1]
+        sound[len(sound) - fade :] *= ramp[::-1]
         start = int(e.time * SAMPLE_RATE)
-        audio[start: start + len(sound)] += sound[: len(audio) - start]
+        audio[start : start + len(sound)] += sound[: len(audio) - start]
     return np.clip(audio, -1.0, 1.0)
 
 
@@ -310,13 +323,60 @@ def encode_mp4(path: Path, frames: np.ndarray, wav: Path, fps: int) -> None:
     if shutil.which("ffmpeg") is None:
         raise Vs2Error("ffmpeg is needed to write the clips of vs2 synth (Debian: apt-get install ffmpeg)")
     _, h, w, _ = frames.shape
-    cmd = ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-threads", "1",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
-           "-i", str(wav), "-map", "0:v", "-map", "1:a",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-threads", "1",
-           "-x264-params", "threads=1", "-c:a", "aac", "-b:a", "48k", "-ar", str(SAMPLE_RATE), "-ac", "1",
-           "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-           str(path)]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-threads",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "pipe:0",
+        "-i",
+        str(wav),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        "-threads",
+        "1",
+        "-x264-params",
+        "threads=1",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "48k",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-ac",
+        "1",
+        "-map_metadata",
+        "-1",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        str(path),
+    ]
     proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, check=False)
     if proc.returncode:
         raise Vs2Error(f"ffmpeg could not write {path}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
@@ -327,14 +387,23 @@ def encode_mp4(path: Path, frames: np.ndarray, wav: Path, fps: int) -> None:
 
 def clip_record(clip: Clip, seed: int, vary_wording: bool) -> dict:
     """The clip's captions and events as one JSON-able row (paths relative to the output folder)."""
-    rng = np.random.default_rng([seed, SPLITS.index(clip.split), int(clip.id.rsplit("_", 1)[1]), 2]) if vary_wording else None
+    rng = (
+        np.random.default_rng([seed, SPLITS.index(clip.split), int(clip.id.rsplit("_", 1)[1]), 2])
+        if vary_wording
+        else None
+    )
     audio_events = [e for e in clip.events if e.modality == "audio"]
     local = []
     for start, end in clip.local:
         inside = [e for e in clip.events if start <= e.time < end]
-        local.append({"start": start, "end": end, "reference": tell_events(inside, rng), "events": atomic_events(inside)})
+        local.append(
+            {"start": start, "end": end, "reference": tell_events(inside, rng), "events": atomic_events(inside)}
+        )
     return {
-        "id": clip.id, "split": clip.split, "video": f"media/{clip.id}.mp4", "audio": f"media/{clip.id}.wav",
+        "id": clip.id,
+        "split": clip.split,
+        "video": f"media/{clip.id}.mp4",
+        "audio": f"media/{clip.id}.wav",
         "duration": float(clip.duration),
         "reference": tell_events(clip.events, rng, intro=INTRO),
         "events": atomic_events(clip.events),
@@ -346,7 +415,10 @@ def clip_record(clip: Clip, seed: int, vary_wording: bool) -> dict:
 
 
 def _sharegpt(prompt: str, answer: str, media_key: str, media: str) -> dict:
-    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], media_key: [media]}
+    return {
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+        media_key: [media],
+    }
 
 
 def align_rows(records: list[dict]) -> list[dict]:
@@ -356,7 +428,11 @@ def align_rows(records: list[dict]) -> list[dict]:
         rows.append(_sharegpt("<audio>" + ALIGN_PROMPT, r["audio_caption"], "audios", r["audio"]))
         words = [e["word"] for e in r["timeline"] if e["kind"] == "speech"]
         if words:
-            rows.append(_sharegpt("<audio>" + TRANSCRIBE_PROMPT, " ".join(w.capitalize() + "." for w in words), "audios", r["audio"]))
+            rows.append(
+                _sharegpt(
+                    "<audio>" + TRANSCRIBE_PROMPT, " ".join(w.capitalize() + "." for w in words), "audios", r["audio"]
+                )
+            )
     return rows
 
 
@@ -375,13 +451,24 @@ def sft_rows(records: list[dict]) -> list[dict]:
 
 def video_list_row(r: dict) -> dict:
     """A row of the mrDPO driver's video lists (``train_videos`` / ``heldout_videos``)."""
-    return {"id": r["id"], "video": r["video"], "reference": r["reference"], "events": r["events"],
-            "local": [{k: iv[k] for k in ("start", "end", "reference", "events")} for iv in r["local"]]}
+    return {
+        "id": r["id"],
+        "video": r["video"],
+        "reference": r["reference"],
+        "events": r["events"],
+        "local": [{k: iv[k] for k in ("start", "end", "reference", "events")} for iv in r["local"]],
+    }
 
 
 def _dataset_info(name: str, file_name: str, media_key: str) -> dict:
-    return {name: {"file_name": file_name, "formatting": "sharegpt",
-                   "columns": {"messages": "messages", media_key: media_key}, "tags": dict(SHARE_GPT_TAGS)}}
+    return {
+        name: {
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", media_key: media_key},
+            "tags": dict(SHARE_GPT_TAGS),
+        }
+    }
 
 
 def _dump(path: Path, data, jsonl: bool = False) -> None:
@@ -415,15 +502,21 @@ def generate(config: SynthConfig, progress=None) -> dict:
     _dump(out / "train.jsonl", [video_list_row(r) for r in train], jsonl=True)
     _dump(out / "heldout.jsonl", [video_list_row(r) for r in held], jsonl=True)
     info = {}
-    for name, rows, key in (("synth_align", align_rows(train), "audios"), ("synth_sft", sft_rows(train), "videos"),
-                            ("synth_sft_heldout", sft_rows(held), "videos")):
+    for name, rows, key in (
+        ("synth_align", align_rows(train), "audios"),
+        ("synth_sft", sft_rows(train), "videos"),
+        ("synth_sft_heldout", sft_rows(held), "videos"),
+    ):
         if rows:
             _dump(out / f"{name}.json", rows)
             info.update(_dataset_info(name, f"{name}.json", key))
     _dump(out / "dataset_info.json", info)
-    manifest = {"generator": "vs2 synth", "config": {k: v for k, v in asdict(config).items() if k != "out"},
-                "clips": {"train": len(train), "heldout": len(held)},
-                "events": {"train": sum(len(r["events"]) for r in train), "heldout": sum(len(r["events"]) for r in held)},
-                "datasets": sorted(info)}
+    manifest = {
+        "generator": "vs2 synth",
+        "config": {k: v for k, v in asdict(config).items() if k != "out"},
+        "clips": {"train": len(train), "heldout": len(held)},
+        "events": {"train": sum(len(r["events"]) for r in train), "heldout": sum(len(r["events"]) for r in held)},
+        "datasets": sorted(info),
+    }
     _dump(out / "manifest.json", manifest)
     return manifest

@@ -90,7 +90,9 @@ _POSITION_PATTERNS = {
     "centre": r"\b(?:centre|center|middle)\b",
 }
 _SAME_TIME = re.compile(r"^(?:at the same time|simultaneously|meanwhile|as this happens|at that moment|while|as)\b")
-_CONNECTOR = re.compile(r"^(?:then|next|after that|afterwards|later|first|at the start|in the beginning|finally|and)\b[\s,]*")
+_CONNECTOR = re.compile(
+    r"^(?:then|next|after that|afterwards|later|first|at the start|in the beginning|finally|and)\b[\s,]*"
+)
 # clause boundaries: sentence ends, semicolons, and "and"/"while"/"then" joining two statements
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _JOIN = re.compile(r",?\s+(?=(?:and then|and|while|then|as)\s+(?:a|an|the|someone|at the same time)\b)", re.IGNORECASE)
@@ -229,8 +231,9 @@ def _word_pattern(options: tuple[str, ...]) -> str:
 
 
 _COLOUR_PATTERNS = {c: _word_pattern((c,) + (("violet",) if c == "purple" else ())) for c in COLOURS}
-_SHAPE_PATTERNS = {s: _word_pattern(SYNONYMS[s] + ({"circle": ("disk", "dot"), "square": ("box",)}.get(s, ())))
-                   for s in SHAPES}
+_SHAPE_PATTERNS = {
+    s: _word_pattern(SYNONYMS[s] + ({"circle": ("disk", "dot"), "square": ("box",)}.get(s, ()))) for s in SHAPES
+}
 _PITCH_PATTERNS = {"low": r"\b(?:low|deep)\b", "medium": r"\b(?:medium|mid)\b", "high": r"\b(?:high|shrill)\b"}
 
 
@@ -243,11 +246,11 @@ def parse_clause(clause: str) -> tuple[Event | None, bool]:
         m = _SAME_TIME.match(text)
         if m:
             same = True
-            text = text[m.end():].lstrip(" ,")
+            text = text[m.end() :].lstrip(" ,")
             continue
         m = _CONNECTOR.match(text)
         if m and m.end() > 0:
-            text = text[m.end():]
+            text = text[m.end() :]
             continue
         break
     kind = None
@@ -276,8 +279,9 @@ def parse_clause(clause: str) -> tuple[Event | None, bool]:
         position = after[0] if after else (positions[-1][1] if positions else None)
     elif kind == "appear" and positions:
         position = positions[0][1]
-    return Event(kind, colour=colours[0][1] if colours else None, shape=shapes[0][1] if shapes else None,
-                 position=position), same
+    return Event(
+        kind, colour=colours[0][1] if colours else None, shape=shapes[0][1] if shapes else None, position=position
+    ), same
 
 
 def parse_caption(text: str) -> ParsedCaption:

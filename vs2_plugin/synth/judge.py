@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vs2_plugin import hookimpl
+from vs2_plugin.judge.registry import Judge
 from vs2_plugin.synth.grammar import (
     Event,
     ParsedEvent,
@@ -111,7 +112,9 @@ def longest_ordered(pairs: list[tuple[int, int]]) -> set[int]:
     return keep
 
 
-def judge_events(reference: list[ParsedEvent], told: list[ParsedEvent], unparsed: list[str] | None = None) -> ExactResult:
+def judge_events(
+    reference: list[ParsedEvent], told: list[ParsedEvent], unparsed: list[str] | None = None
+) -> ExactResult:
     """Compare the events a caption tells with the reference events (rules in the module doc)."""
     from scipy.optimize import linear_sum_assignment
 
@@ -156,8 +159,20 @@ def judge_caption(events: list[str], caption: str) -> ExactResult:
 def extract_events(reference: str) -> list[str]:
     """The canonical atomic events a reference caption tells (its time steps kept)."""
     parsed = parse_caption(reference)
-    return atomic_events([Event(p.event.kind, p.event.colour, p.event.shape, p.event.position, p.event.pitch,
-                                p.event.word, float(p.rank)) for p in parsed.events])
+    return atomic_events(
+        [
+            Event(
+                p.event.kind,
+                p.event.colour,
+                p.event.shape,
+                p.event.position,
+                p.event.pitch,
+                p.event.word,
+                float(p.rank),
+            )
+            for p in parsed.events
+        ]
+    )
 
 
 def judge(items) -> list:
@@ -176,34 +191,49 @@ def judge(items) -> list:
             out.append(Judgment.failed(item.id, NAME, f"item {item.id!r}: {exc}"))
             continue
         scores = [0.0 if i in res.missed else (0.5 if i in res.incorrect else 1.0) for i in range(res.n_events)]
-        details = {"incorrect": [{"event": item.events[i], "wrong": w} for i, w in sorted(res.incorrect.items())],
-                   "unparsed": res.unparsed}
-        out.append(Judgment(
-            id=item.id, judge=NAME, n_events=res.n_events, event_scores=scores,
-            missed=[item.events[i] for i in res.missed],
-            incorrect=[item.events[i] for i in sorted(res.incorrect)],
-            hallucinated=res.hallucinated, passes=[details],
-        ))
+        details = {
+            "incorrect": [{"event": item.events[i], "wrong": w} for i, w in sorted(res.incorrect.items())],
+            "unparsed": res.unparsed,
+        }
+        out.append(
+            Judgment(
+                id=item.id,
+                judge=NAME,
+                n_events=res.n_events,
+                event_scores=scores,
+                missed=[item.events[i] for i in res.missed],
+                incorrect=[item.events[i] for i in sorted(res.incorrect)],
+                hallucinated=res.hallucinated,
+                passes=[details],
+            )
+        )
     return out
 
 
 # ------------------------------------------------------------------------------ hooks
 
 
-@hookimpl
-def vs2_register_judges(register):
-    register(NAME, "exact judge of vs2 synth clips: reads captions back with the generator's grammar")
+@dataclass
+class SynthExactOptions:
+    """The exact judge has no settings: the generator's grammar is the whole answer key."""
 
 
-@hookimpl
-def vs2_extract_events(references, config):
-    if config.judge != NAME:
-        return None
+def _judge_captions(items, options, config):
+    return judge(items)
+
+
+def _extract_events(references, options, config):
     return [extract_events(r or "") or None for r in references]
 
 
 @hookimpl
-def vs2_judge_captions(items, config):
-    if config.judge != NAME:
-        return None
-    return judge(items)
+def vs2_register_judges(register):
+    register(
+        Judge(
+            NAME,
+            "exact judge of vs2 synth clips: reads captions back with the generator's grammar",
+            SynthExactOptions,
+            _judge_captions,
+            _extract_events,
+        )
+    )

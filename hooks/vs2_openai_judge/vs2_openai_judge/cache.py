@@ -44,7 +44,9 @@ class AnswerCache:
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
         """All cached answers and their usage among ``keys`` in a few queries."""
-        return {key: (answer, json.loads(usage or "{}")) for key, answer, usage in self._select(keys, "key, answer, usage")}
+        return {
+            key: (answer, json.loads(usage or "{}")) for key, answer, usage in self._select(keys, "key, answer, usage")
+        }
 
     def answers(self, keys: list[str]) -> dict[str, str]:
         """``key -> answer text`` for the cached ones among ``keys`` (a rerun's lookups stay cheap)."""

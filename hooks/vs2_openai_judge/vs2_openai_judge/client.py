@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vs2_plugin.errors import ConfigError
-from vs2_plugin.secrets import RedactingFilter, read_api_key, redact
-
 from vs2_openai_judge.cache import AnswerCache, request_key
 from vs2_openai_judge.parsing import MalformedAnswer, snippet
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.secrets import RedactingFilter, read_api_key, redact
 
 logger = logging.getLogger("vs2_openai_judge")
 logger.addFilter(RedactingFilter())
@@ -136,7 +135,9 @@ class ChatRunner:
         self.show_progress = config.show_progress
         self.api_key = read_api_key("OPENAI_API_KEY", options.api_key_file)
         if not self.api_key:
-            raise ConfigError("the openai judge needs an API key: set OPENAI_API_KEY or the api_key_file option of the judge")
+            raise ConfigError(
+                "the openai judge needs an API key: set OPENAI_API_KEY or the api_key_file option of the judge"
+            )
         self.base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.cache = AnswerCache(config.cache_path)
         self.tally = Tally()
@@ -213,7 +214,9 @@ class ChatRunner:
             # the rest of the payload depends on the job only through these fields
             fields = (job.kind, type(job.temperature), job.temperature, type(job.seed), job.seed)
             if fields not in frames:
-                frames[fields] = json.dumps(self._payload(job, _MESSAGES_SLOT), sort_keys=True, ensure_ascii=False).split(slot)
+                frames[fields] = json.dumps(
+                    self._payload(job, _MESSAGES_SLOT), sort_keys=True, ensure_ascii=False
+                ).split(slot)
             head, tail = frames[fields]
             hasher = heads.get((head, ident))
             if hasher is None:
@@ -227,7 +230,9 @@ class ChatRunner:
         from openai import AsyncOpenAI
         from tqdm import tqdm
 
-        client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, timeout=self.options.timeout_s, max_retries=0)
+        client = AsyncOpenAI(
+            api_key=self.api_key, base_url=self.base_url, timeout=self.options.timeout_s, max_retries=0
+        )
         semaphore = asyncio.Semaphore(self.options.concurrency)
         bar = tqdm(total=len(todo), desc=desc, unit="req", disable=not self.show_progress, leave=False)
         try:
@@ -250,15 +255,20 @@ class ChatRunner:
                 try:
                     self.tally.requests += 1
                     kwargs = dict(
-                        model=self.options.model, messages=job.messages, temperature=job.temperature,
-                        max_tokens=self.options.max_tokens, seed=job.seed,
+                        model=self.options.model,
+                        messages=job.messages,
+                        temperature=job.temperature,
+                        max_tokens=self.options.max_tokens,
+                        seed=job.seed,
                     )
                     if self.json_mode:
                         kwargs["response_format"] = {"type": "json_object"}
                     try:
                         response = await client.chat.completions.create(**kwargs)
                     except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
-                        raise MalformedResponse(f"the HTTP body is not a chat completion ({type(exc).__name__})") from None
+                        raise MalformedResponse(
+                            f"the HTTP body is not a chat completion ({type(exc).__name__})"
+                        ) from None
                     usage = _usage(response)
                     self.tally.prompt_tokens += usage.get("prompt_tokens", 0)
                     self.tally.completion_tokens += usage.get("completion_tokens", 0)
@@ -294,11 +304,17 @@ class ChatRunner:
                     break
                 if attempt < self.options.max_retries:
                     self.tally.retries += 1
-                    logger.info("%s request retry %d/%d in %.2fs: %s", job.kind, attempt + 1, self.options.max_retries, delay, redact(last_error))
+                    logger.info(
+                        "%s request retry %d/%d in %.2fs: %s",
+                        job.kind,
+                        attempt + 1,
+                        self.options.max_retries,
+                        delay,
+                        redact(last_error),
+                    )
                     await asyncio.sleep(delay)
         self.tally.failures += 1
         bar.update(1)
         message = redact(f"{last_error} (after {attempt + 1} attempt(s))")
         logger.warning("%s request failed: %s", job.kind, message)
         return Outcome(False, error=message)
-

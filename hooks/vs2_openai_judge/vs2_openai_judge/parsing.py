@@ -54,7 +54,9 @@ class PassVerdict:
     hallucinated: tuple[str, ...]
 
     def total(self, n_events: int) -> float:
-        return (len(self.missed) + len(self.incorrect) + min(len(self.hallucinated), n_events - len(self.incorrect))) / n_events
+        return (
+            len(self.missed) + len(self.incorrect) + min(len(self.hallucinated), n_events - len(self.incorrect))
+        ) / n_events
 
 
 def _indices(value, key: str, n_events: int) -> list[int]:

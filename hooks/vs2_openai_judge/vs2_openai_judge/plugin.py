@@ -10,15 +10,14 @@ passes that are not in the cache. ``event_scores`` are per-event coverage over t
 
 from __future__ import annotations
 
-from vs2_plugin import hookimpl
-from vs2_plugin.judge.metrics import median_pass_index
-from vs2_plugin.judge.registry import Judge
-from vs2_plugin.judge.types import Judgment
-
 from vs2_openai_judge.client import ChatRunner, Job
 from vs2_openai_judge.options import OpenAIOptions
 from vs2_openai_judge.parsing import parse_events, parse_verdict
 from vs2_openai_judge.prompts import extraction_messages, judging_messages
+from vs2_plugin import hookimpl
+from vs2_plugin.judge.metrics import median_pass_index
+from vs2_plugin.judge.registry import Judge
+from vs2_plugin.judge.types import Judgment
 
 NAME = "openai"
 
@@ -49,7 +48,11 @@ def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
         n = len(item.events)
         messages = judging_messages(item.events, item.caption)
         for p in range(passes):
-            jobs.append(Job("judge", messages, lambda text, n=n: parse_verdict(text, n), temperature=options.temperature, seed=p))
+            jobs.append(
+                Job(
+                    "judge", messages, lambda text, n=n: parse_verdict(text, n), temperature=options.temperature, seed=p
+                )
+            )
             owners.append(k)
     outcomes = runner.run(jobs, desc=f"judge x{passes}")
     per_item: dict[int, list] = {}
@@ -67,9 +70,15 @@ def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
             "completion_tokens": sum(o.usage.get("completion_tokens", 0) for o in got),
             "requests_cached": sum(o.cached for o in got),
         }
-        usage["cost_usd"] = (usage["prompt_tokens"] * options.price_in_per_mtok + usage["completion_tokens"] * options.price_out_per_mtok) / 1e6
+        usage["cost_usd"] = (
+            usage["prompt_tokens"] * options.price_in_per_mtok + usage["completion_tokens"] * options.price_out_per_mtok
+        ) / 1e6
         if failed:
-            results.append(Judgment.failed(item.id, NAME, f"{len(failed)} of {passes} judging passes failed: {failed[0].error}", usage=usage))
+            results.append(
+                Judgment.failed(
+                    item.id, NAME, f"{len(failed)} of {passes} judging passes failed: {failed[0].error}", usage=usage
+                )
+            )
             continue
         n = len(item.events)
         verdicts = [o.value for o in got]
@@ -88,7 +97,15 @@ def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
                 missed=[item.events[i] for i in chosen.missed],
                 incorrect=[item.events[i] for i in chosen.incorrect],
                 hallucinated=list(chosen.hallucinated),
-                passes=[{"missed": len(v.missed), "incorrect": len(v.incorrect), "hallucinated": len(v.hallucinated), "total_rate": t} for v, t in zip(verdicts, totals)],
+                passes=[
+                    {
+                        "missed": len(v.missed),
+                        "incorrect": len(v.incorrect),
+                        "hallucinated": len(v.hallucinated),
+                        "total_rate": t,
+                    }
+                    for v, t in zip(verdicts, totals)
+                ],
                 usage=usage,
             )
         )

@@ -40,7 +40,14 @@ def test_canonical_sentences_and_atomic_events():
     ]
     # the tone shares the square's time: its atomic event says so, the others do not
     assert atomic_events(EVENTS)[1] == "At the same time, a high tone sounds."
-    assert [a.startswith("At the same time") for a in atomic_events(EVENTS)] == [False, True, False, False, False, False]
+    assert [a.startswith("At the same time") for a in atomic_events(EVENTS)] == [
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_canonical_caption_reads_back_to_the_same_events_and_steps():
@@ -58,19 +65,26 @@ def test_every_varied_wording_reads_back(seed):
     assert [p.rank for p in parsed.events] == [0, 0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("clause, event, same", [
-    ("the RED SQUARE pops up in the Upper-Left corner!", Event("appear", "red", "square", "top left"), False),
-    ("At the top right, a green disc shows up", Event("appear", "green", "circle", "top right"), False),
-    ("Then the blue rhombus slides from the centre to the lower right", Event("move", "blue", "diamond", "bottom right"), False),
-    ("Meanwhile, the white triangle vanishes.", Event("disappear", "white", "triangle"), True),
-    ("and then a deep beep is heard", Event("tone", pitch="low"), False),
-    ("Simultaneously, a mid-pitched tone plays.", Event("tone", pitch="medium"), True),
-    ("a tone sounds", Event("tone"), False),
-    ("A crackle of static is heard.", Event("noise"), False),
-    ("Someone says \u201cTiger\u201d.", Event("speech", word="tiger"), False),
-    ("a voice speaks the word window", Event("speech", word="window"), False),
-    ("while a violet box appears in the middle", Event("appear", "purple", "square", "centre"), True),
-])
+@pytest.mark.parametrize(
+    "clause, event, same",
+    [
+        ("the RED SQUARE pops up in the Upper-Left corner!", Event("appear", "red", "square", "top left"), False),
+        ("At the top right, a green disc shows up", Event("appear", "green", "circle", "top right"), False),
+        (
+            "Then the blue rhombus slides from the centre to the lower right",
+            Event("move", "blue", "diamond", "bottom right"),
+            False,
+        ),
+        ("Meanwhile, the white triangle vanishes.", Event("disappear", "white", "triangle"), True),
+        ("and then a deep beep is heard", Event("tone", pitch="low"), False),
+        ("Simultaneously, a mid-pitched tone plays.", Event("tone", pitch="medium"), True),
+        ("a tone sounds", Event("tone"), False),
+        ("A crackle of static is heard.", Event("noise"), False),
+        ("Someone says \u201cTiger\u201d.", Event("speech", word="tiger"), False),
+        ("a voice speaks the word window", Event("speech", word="window"), False),
+        ("while a violet box appears in the middle", Event("appear", "purple", "square", "centre"), True),
+    ],
+)
 def test_tolerant_clause_reading(clause, event, same):
     assert parse_clause(clause) == (event, same)
 
@@ -82,8 +96,13 @@ def test_clauses_without_an_event_are_not_events():
 
 def test_joined_statements_are_split():
     assert split_clauses('A red square appears at the top left and a high tone sounds. Then someone says "seven".') == [
-        "A red square appears at the top left", "and a high tone sounds.", 'Then someone says "seven".']
-    parsed = parse_caption("A blue circle appears at the centre while a low tone sounds, and then the blue circle disappears.")
+        "A red square appears at the top left",
+        "and a high tone sounds.",
+        'Then someone says "seven".',
+    ]
+    parsed = parse_caption(
+        "A blue circle appears at the centre while a low tone sounds, and then the blue circle disappears."
+    )
     assert [(p.event.kind, p.rank) for p in parsed.events] == [("appear", 0), ("tone", 0), ("disappear", 1)]
 
 

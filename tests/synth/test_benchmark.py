@@ -8,8 +8,8 @@ import json
 import sys
 
 import numpy as np
-from conftest import REPO
 
+from tests.support.paths import REPO
 from vs2_plugin.synth.grammar import Event
 
 
@@ -32,8 +32,11 @@ def test_swap_never_makes_another_event_of_the_clip():
 
 def test_variants_carry_their_truth():
     bench = _load()
-    events = [Event("appear", "red", "square", "top left", time=1.0), Event("speech", word="apple", time=2.0),
-              Event("disappear", "red", "square", time=3.0)]
+    events = [
+        Event("appear", "red", "square", "top left", time=1.0),
+        Event("speech", word="apple", time=2.0),
+        Event("disappear", "red", "square", time=3.0),
+    ]
     out = bench.variants(events, 2, np.random.default_rng(1), None)
     assert out["dropped"][1]["missed"] == 2 and out["swapped"][1]["incorrect"] == 2
     assert out["dropped"][0].count(".") == 1  # one event left told

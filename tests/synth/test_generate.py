@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
 
+from tests.support.paths import REPO
+from tests.support.processes import run_cli
 from vs2_plugin import cli
+from vs2_plugin.data.media import read_media
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.media import read_media
 from vs2_plugin.pipeline.config import DEFAULT_GLOBAL_PROMPT, DEFAULT_LOCAL_PROMPT
 from vs2_plugin.pipeline.videos import load_videos
 from vs2_plugin.synth.generate import (
@@ -59,7 +60,9 @@ def _visible_at(timeline: list[dict], t: float) -> dict[tuple[str, str], str]:
 
 def test_plans_are_pure_consistent_and_split_independent():
     config = SynthConfig(out=".", **SMALL)
-    assert plan_clip(7, "heldout", 1, config) == plan_clip(7, "heldout", 1, SynthConfig(out=".", **{**SMALL, "n_train": 40}))
+    assert plan_clip(7, "heldout", 1, config) == plan_clip(
+        7, "heldout", 1, SynthConfig(out=".", **{**SMALL, "n_train": 40})
+    )
     assert plan_clip(7, "train", 0, config) != plan_clip(8, "train", 0, config)
     for index in range(40):
         clip = plan_clip(3, "train", index, SynthConfig(out=".", seed=3))
@@ -90,12 +93,19 @@ def test_plans_are_pure_consistent_and_split_independent():
         assert all(any(a <= e.time < b for e in clip.events) for a, b in clip.local)
 
 
-@pytest.mark.parametrize("kwargs, bad", [
-    ({"seed": -1}, "seed"), ({"n_train": 0, "n_heldout": 0}, r"n_train \+ n_heldout must be >= 1, got 0 \+ 0"),
-    ({"min_seconds": 2}, "min_seconds"), ({"max_seconds": 99}, "max_seconds"),
-    ({"min_seconds": 5.2, "max_seconds": 5.8}, "holds no even whole number of seconds"), ({"size": 63}, "63"),
-    ({"fps": 0}, "fps"), ({"n_train": "4"}, "'4'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, bad",
+    [
+        ({"seed": -1}, "seed"),
+        ({"n_train": 0, "n_heldout": 0}, r"n_train \+ n_heldout must be >= 1, got 0 \+ 0"),
+        ({"min_seconds": 2}, "min_seconds"),
+        ({"max_seconds": 99}, "max_seconds"),
+        ({"min_seconds": 5.2, "max_seconds": 5.8}, "holds no even whole number of seconds"),
+        ({"size": 63}, "63"),
+        ({"fps": 0}, "fps"),
+        ({"n_train": "4"}, "'4'"),
+    ],
+)
 def test_bad_settings_name_the_value(kwargs, bad):
     with pytest.raises(ConfigError, match=bad):
         SynthConfig(out=".", **kwargs)
@@ -112,9 +122,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_same_seed_same_files_and_frames(synth_dir, tmp_path):
     again = tmp_path / "again"
-    assert cli.main(["synth", "--out", str(again), "--quiet", *[f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]]) == 0
-    for name in ("clips.jsonl", "train.jsonl", "heldout.jsonl", "synth_align.json", "synth_sft.json",
-                 "synth_sft_heldout.json", "dataset_info.json", "manifest.json"):
+    assert (
+        cli.main(["synth", "--out", str(again), "--quiet", *[f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]])
+        == 0
+    )
+    for name in (
+        "clips.jsonl",
+        "train.jsonl",
+        "heldout.jsonl",
+        "synth_align.json",
+        "synth_sft.json",
+        "synth_sft_heldout.json",
+        "dataset_info.json",
+        "manifest.json",
+    ):
         assert (again / name).read_bytes() == (synth_dir / name).read_bytes(), name
     for r in _records(synth_dir):
         a, b = read_media(synth_dir / r["video"]), read_media(again / r["video"])
@@ -130,7 +151,11 @@ def test_clips_show_and_sound_their_events(synth_dir):
     for r in _records(synth_dir):
         media = read_media(synth_dir / r["video"])  # the model's sampler: 1 fps
         assert media.frame_times_s == [k + 0.5 for k in range(int(r["duration"]))]
-        assert media.info.has_video and media.info.has_audio and media.info.duration_s == pytest.approx(r["duration"], abs=0.1)
+        assert (
+            media.info.has_video
+            and media.info.has_audio
+            and media.info.duration_s == pytest.approx(r["duration"], abs=0.1)
+        )
         size = media.frames.shape[1]
         for t, frame in zip(media.frame_times_s, media.frames.astype(int)):
             on = _visible_at(r["timeline"], t)
@@ -144,15 +169,15 @@ def test_clips_show_and_sound_their_events(synth_dir):
         sounding = {int(e["time"]) for e in r["timeline"] if e["kind"] in ("tone", "noise", "speech")}
         for e in r["timeline"]:
             if e["kind"] == "tone":
-                seg = audio[int(e["time"] * SAMPLE_RATE) + 800: int(e["time"] * SAMPLE_RATE) + 8800]
+                seg = audio[int(e["time"] * SAMPLE_RATE) + 800 : int(e["time"] * SAMPLE_RATE) + 8800]
                 peak = np.fft.rfftfreq(len(seg), 1 / SAMPLE_RATE)[np.argmax(np.abs(np.fft.rfft(seg)))]
                 assert peak == pytest.approx(TONE_HZ[e["pitch"]], abs=5)
             elif e["kind"] in ("noise", "speech"):
-                seg = audio[int(e["time"] * SAMPLE_RATE): int((e["time"] + 0.5) * SAMPLE_RATE)]
-                assert np.sqrt(np.mean(seg ** 2)) > 0.02
+                seg = audio[int(e["time"] * SAMPLE_RATE) : int((e["time"] + 0.5) * SAMPLE_RATE)]
+                assert np.sqrt(np.mean(seg**2)) > 0.02
         for second in range(1, int(r["duration"]) - 1):
             if second not in sounding:
-                seg = audio[int((second + 0.1) * SAMPLE_RATE): int((second + 0.9) * SAMPLE_RATE)]
+                seg = audio[int((second + 0.1) * SAMPLE_RATE) : int((second + 0.9) * SAMPLE_RATE)]
                 assert np.abs(seg).max() < 0.02, (r["id"], second)
 
 
@@ -183,7 +208,9 @@ def test_datasets_and_video_lists(synth_dir):
     assert [v.id for v in held] == ["synth_heldout_0000", "synth_heldout_0001"]
     for v in train + held:
         assert v.events == records[v.id]["events"] and v.reference == records[v.id]["reference"]
-        assert [(iv.start, iv.end, iv.events) for iv in v.local] == [(iv["start"], iv["end"], iv["events"]) for iv in records[v.id]["local"]]
+        assert [(iv.start, iv.end, iv.events) for iv in v.local] == [
+            (iv["start"], iv["end"], iv["events"]) for iv in records[v.id]["local"]
+        ]
     sft = json.loads((synth_dir / "synth_sft.json").read_text())
     assert len(sft) == sum(1 + len(records[v.id]["local"]) for v in train)
     prompts = [row["messages"][0]["content"] for row in sft]
@@ -194,7 +221,10 @@ def test_datasets_and_video_lists(synth_dir):
     held_ids = {f"media/{v.id}.mp4" for v in held}
     assert not held_ids & {row["videos"][0] for row in sft}
     align = json.loads((synth_dir / "synth_align.json").read_text())
-    assert {row["messages"][0]["content"] for row in align} <= {"<audio>Describe the audio in order.", "<audio>Transcribe the speech."}
+    assert {row["messages"][0]["content"] for row in align} <= {
+        "<audio>Describe the audio in order.",
+        "<audio>Transcribe the speech.",
+    }
     assert all(set(row) == {"messages", "audios"} and (synth_dir / row["audios"][0]).is_file() for row in align)
     audio_only = [row for row in align if "in order" in row["messages"][0]["content"]]
     assert [row["messages"][1]["content"] for row in audio_only] == [records[v.id]["audio_caption"] for v in train]
@@ -204,8 +234,18 @@ def test_datasets_and_video_lists(synth_dir):
 def test_llamafactory_trains_on_the_synthetic_datasets(synth_dir, tiny_model_dir, tmp_path):
     """Alignment and SFT read the generated datasets through `llamafactory-cli train` (1 step each)."""
     for recipe, dataset in (("audio_align", "synth_align"), ("av_sft", "synth_sft")):
-        proc = run_cli(["llamafactory-cli", "train", f"recipes/tiny/{recipe}.yaml", f"model_name_or_path={tiny_model_dir}",
-                        f"dataset={dataset}", f"dataset_dir={synth_dir}", "max_steps=1",
-                        f"output_dir={tmp_path / recipe}"], cwd=REPO)
+        proc = run_cli(
+            [
+                "llamafactory-cli",
+                "train",
+                f"recipes/tiny/{recipe}.yaml",
+                f"model_name_or_path={tiny_model_dir}",
+                f"dataset={dataset}",
+                f"dataset_dir={synth_dir}",
+                "max_steps=1",
+                f"output_dir={tmp_path / recipe}",
+            ],
+            cwd=REPO,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "train_loss" in proc.stdout + proc.stderr

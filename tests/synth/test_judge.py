@@ -6,8 +6,8 @@ from importlib import import_module, metadata
 
 import pytest
 import tomllib
-from conftest import REPO
 
+from tests.support.paths import REPO
 from vs2_plugin import plugins
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.runner import extract_events, judge_items
@@ -23,9 +23,11 @@ EVENTS = [  # the atomic events of one clip, in time order (the tone is at the s
     "A burst of noise is heard.",
     "The red square disappears.",
 ]
-REFERENCE = ('The video shows coloured shapes on a dark background. A red square pops up at the upper left. '
-             'Meanwhile, a high beep is heard. Then someone says "apple". Next, the red square glides to the middle. '
-             'A short hiss is heard. After that, the red square vanishes.')
+REFERENCE = (
+    "The video shows coloured shapes on a dark background. A red square pops up at the upper left. "
+    'Meanwhile, a high beep is heard. Then someone says "apple". Next, the red square glides to the middle. '
+    "A short hiss is heard. After that, the red square vanishes."
+)
 
 
 def _verdict(caption: str, events=EVENTS):
@@ -38,49 +40,64 @@ def test_reference_caption_is_perfect():
 
 
 def test_dropped_events_are_missed():
-    caption = ('A red square appears at the top left. Then someone says "apple". '
-               'Then the red square moves to the centre.')
+    caption = (
+        'A red square appears at the top left. Then someone says "apple". Then the red square moves to the centre.'
+    )
     assert _verdict(caption) == ([1, 4, 5], {}, [])
 
 
 def test_one_wrong_attribute_is_incorrect_not_missed():
-    caption = ('A blue square appears at the top left. At the same time, a low tone sounds. A voice says "tiger". '
-               'The red square moves to the bottom right. A burst of noise is heard. The red square disappears.')
+    caption = (
+        'A blue square appears at the top left. At the same time, a low tone sounds. A voice says "tiger". '
+        "The red square moves to the bottom right. A burst of noise is heard. The red square disappears."
+    )
     assert _verdict(caption) == ([], {0: ["colour"], 1: ["pitch"], 2: ["word"], 3: ["position"]}, [])
 
 
 def test_unstated_attribute_counts_as_wrong():
-    caption = ('A red square appears at the top left. At the same time, a tone sounds. A voice says "apple". '
-               'The red square moves to the centre. A burst of noise is heard. The square disappears.')
+    caption = (
+        'A red square appears at the top left. At the same time, a tone sounds. A voice says "apple". '
+        "The red square moves to the centre. A burst of noise is heard. The square disappears."
+    )
     assert _verdict(caption) == ([], {1: ["pitch"], 5: ["colour"]}, [])
 
 
 def test_two_wrong_attributes_is_another_event():
     # a blue circle at the top left is not the red square: the square is missed, the circle made up
-    caption = ('A blue circle appears at the top left. At the same time, a high tone sounds. A voice says "apple". '
-               'The red square moves to the centre. A burst of noise is heard. The red square disappears.')
+    caption = (
+        'A blue circle appears at the top left. At the same time, a high tone sounds. A voice says "apple". '
+        "The red square moves to the centre. A burst of noise is heard. The red square disappears."
+    )
     assert _verdict(caption) == ([0], {}, ["A blue circle appears at the top left."])
 
 
 def test_told_out_of_order_is_incorrect():
     # hand-worked: caption steps speech 0, appear 1, tone 1, move 2, noise 3, disappear 4;
     # reference steps appear 0, tone 0, speech 1, ...: keeping speech would break five other matches
-    caption = ('A voice says "apple". Then a red square appears at the top left. At the same time, a high tone '
-               'sounds. Then the red square moves to the centre. A burst of noise is heard. The red square disappears.')
+    caption = (
+        'A voice says "apple". Then a red square appears at the top left. At the same time, a high tone '
+        "sounds. Then the red square moves to the centre. A burst of noise is heard. The red square disappears."
+    )
     assert _verdict(caption) == ([], {2: ["order"]}, [])
 
 
 def test_same_time_events_may_be_told_in_either_order():
-    caption = ('A high tone sounds. At the same time, a red square appears at the top left. A voice says "apple". '
-               'The red square moves to the centre. A burst of noise is heard. The red square disappears.')
+    caption = (
+        'A high tone sounds. At the same time, a red square appears at the top left. A voice says "apple". '
+        "The red square moves to the centre. A burst of noise is heard. The red square disappears."
+    )
     assert _verdict(caption) == ([], {}, [])
 
 
 def test_hallucinated_statements_are_reported_as_told():
-    caption = REFERENCE + " A green circle appears at the bottom right. Someone says \"rocket\". A low tone sounds."
+    caption = REFERENCE + ' A green circle appears at the bottom right. Someone says "rocket". A low tone sounds.'
     missed, incorrect, hallucinated = _verdict(caption)
     assert (missed, incorrect) == ([], {})
-    assert hallucinated == ["A green circle appears at the bottom right.", 'Someone says "rocket".', "A low tone sounds."]
+    assert hallucinated == [
+        "A green circle appears at the bottom right.",
+        'Someone says "rocket".',
+        "A low tone sounds.",
+    ]
 
 
 def test_duplicate_events_match_in_order():
@@ -120,9 +137,11 @@ def test_registered_and_judged_through_the_hooks(pm):
     assert "synth_exact" in plugins.registered_judges(pm)
     config = JudgeConfig(judge="synth_exact", cache_path=None, show_progress=False)
     dropped = "A red square appears at the top left. A green circle appears at the centre."
-    items = [{"id": "ref", "caption": REFERENCE, "events": EVENTS},
-             {"id": "dropped", "caption": dropped, "events": EVENTS, "task": "local"},
-             {"id": "bad", "caption": "x", "events": ["The sky is blue."]}]
+    items = [
+        {"id": "ref", "caption": REFERENCE, "events": EVENTS},
+        {"id": "dropped", "caption": dropped, "events": EVENTS, "task": "local"},
+        {"id": "bad", "caption": "x", "events": ["The sky is blue."]},
+    ]
     ref, drop, bad = judge_items(items, config, pm=pm)
     assert ref.rates()["total_rate"] == 0.0 and ref.judge == "synth_exact"
     assert drop.missed == EVENTS[1:] and drop.hallucinated == ["A green circle appears at the centre."]
