@@ -1,27 +1,7 @@
 """``vs2 tokens FILE``: how a media file is fed to the model, as JSON, from metadata alone.
 
-Nothing is decoded: :func:`vs2_plugin.data.media.probe` reads the container header and the rest is
-the arithmetic of :mod:`vs2_plugin.modeling.interleave` (paper sec. 3.1, eq. 2 and 6-8).
-
-Settings come from, in order of precedence: command-line flags, the ``--model`` directory,
-defaults (paper sec. 4.1 and LLaMA-Factory's). From a model directory:
-
-* ``config.json``: ``audio_window_s``, ``audio_queries_per_window``, ``segment_s`` (top level,
-  as :class:`vs2_plugin.modeling.config.VideoSalmonn2Config` writes them),
-  ``vision_config.temporal_patch_size`` / ``patch_size`` / ``spatial_merge_size`` /
-  ``tokens_per_second``, and the
-  optional sampling keys ``video_fps``, ``video_maxlen``, ``video_max_pixels``,
-  ``video_min_pixels`` (top level or inside a ``video_salmonn2`` object);
-* the video processor: ``video_preprocessor_config.json``, else the ``video_processor``
-  object of ``processor_config.json``, else ``preprocessor_config.json``: ``patch_size``,
-  ``merge_size``, ``temporal_patch_size``, and ``size.shortest_edge`` / ``size.longest_edge``
-  (or ``min_pixels`` / ``max_pixels``).
-
-``--positions`` adds ``video_positions`` and ``audio_positions``: the M-RoPE ``[t, h, w]`` of
-every video and audio token in input order, computed by the model's own index function
-(:func:`vs2_plugin.modeling.rope.sequence_rope_index`) and counted from the position of the
-item's first token (in a prompt, add the position that token gets there).
-The arithmetic is :func:`vs2_plugin.data.token_report.token_report`.
+Which settings apply (flags, then the ``--model`` directory, then the defaults) and what
+``--positions`` adds are described with the arithmetic, :mod:`vs2_plugin.data.token_report`.
 """
 
 from __future__ import annotations

@@ -1,21 +1,5 @@
-"""Library of ``vs2 export``: merge a checkpoint and its LoRA adapters into one standalone checkpoint (:mod:`vs2_plugin.commands.export`).
-
-Sources: ``--run RUN_DIR`` (an mrDPO run: its ``final_model.json``; or a ``vs2 rebirth`` output
-folder: the post-alignment checkpoint + the rebirth SFT adapter) or ``--model DIR --adapters A
-[A ...]``. The adapters are merged in the order given, each into the result of the previous
-ones (what LLaMA-Factory does with ``adapter_name_or_path: a,b``); weights an adapter trains
-outside LoRA (``modules_to_save``, e.g. the audio aligner) replace the base's copy.
-
-The output folder holds config, weights (safetensors), generation config, tokenizer, processor
-and ``vs2_export.json`` (the sources). The audio branch (Whisper encoder, Q-Former aligner) is
-part of the weights. ``config.json`` carries an ``auto_map`` to two small modules written next
-to it, so transformers' Auto classes load the checkpoint with ``trust_remote_code=True`` where
-only the package is installed; LLaMA-Factory (``llamafactory-cli chat|webchat|api|train``) uses
-the registered classes of the plugin and needs no flag.
-
-Merging runs in float32; the weights are saved in ``--dtype`` (default: the dtype the base
-checkpoint was saved in). The folder is written to a temporary sibling and renamed when
-complete: an interrupted export leaves no partial ``--out``.
+"""Library of ``vs2 export``: merge a checkpoint and its LoRA adapters into one standalone
+checkpoint. Sources and outputs are described on the command, :mod:`vs2_plugin.commands.export`.
 """
 
 from __future__ import annotations

@@ -1,34 +1,6 @@
-"""Library of ``vs2 caption``: caption videos with a trained model, in batches (:mod:`vs2_plugin.commands.caption`).
-
-The model is ``--model DIR`` (+ ``--adapters A B ...``, merged in that order) or ``--run
-RUN_DIR``: an mrDPO run (its ``final_model.json``: base + every adapter; prompts, media and
-length settings from its ``config.json``) or a rebirth output folder (the post-alignment
-model + the rebirth adapter).
-
-Input ``--videos LIST.jsonl``, one video per line (the driver's video lists work as they are)::
-
-    {"id": "v1", "video": "clips/v1.mp4", "reference": "...",
-     "local": [{"start": 0, "end": 3, "reference": "..."}]}
-
-``video`` is resolved against the list's folder; ``reference`` (or ``label``) is optional.
-``--task global`` captions the whole video with the project's global prompt, ``local``
-captions each ``local`` interval with the local prompt, ``both`` does both.
-
-Output ``--out predictions.jsonl``: one row per video and task (per interval for ``local``)
-in LLaMA-Factory's ``generated_predictions.jsonl`` shape plus identifiers::
-
-    {"key": "v1/global", "id": "v1", "video": "/abs/clips/v1.mp4", "task": "global",
-     "prompt": "<video>Provide a comprehensive ...", "predict": "...", "label": "...",
-     "finish_reason": "stop"}
-
-(``label`` only when the list has a reference; ``start`` / ``end`` on local rows). ``vs2 eval
---input predictions.jsonl`` judges it directly. Each row is appended and fsynced as soon as its
-batch ends, so a rerun resumes with the missing rows. Videos that cannot be used (missing,
-unreadable, malformed row) never stop the run: they are printed and listed in
-``<out>.bad_videos.jsonl``, and a rerun tries them again.
-
-Decoding is greedy by default; ``--temperature T`` samples (top-p ``--top-p``), seeded per row
-from ``--seed`` and the row's key.
+"""Library of ``vs2 caption``: caption a video list with a model (+ adapters) or a finished run, in
+batches, appending one row per video and task. Inputs, outputs and resumption are described on
+the command, :mod:`vs2_plugin.commands.caption`.
 """
 
 from __future__ import annotations
