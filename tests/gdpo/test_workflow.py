@@ -162,3 +162,35 @@ def test_kill_9_mid_round_then_rerun_ends_in_the_same_state(memory_rounds, model
     resumed, uninterrupted = _adapter(out / "round-001"), _adapter(reference_run / "round-001")
     for key in uninterrupted:
         assert torch.allclose(resumed[key], uninterrupted[key], atol=1e-6), key
+
+
+def test_single_lora_mode_continues_one_lora_against_the_fixed_reference(model_dir, tmp_path):
+    """The ablation without LoRA proxies: round 2 resumes round 1's LoRA (with learning rate 0 it
+    ends exactly as round 1 left it) and keeps round 1's reference (nothing merged)."""
+    from vs2_plugin.gdpo.workflow import run_gdpo_from_dict
+
+    run = tmp_path / "single"
+    run_gdpo_from_dict(_round_args(model_dir, run, gdpo_lora_mode="single"))
+    run_gdpo_from_dict(_round_args(model_dir, run, gdpo_lora_mode="single", learning_rate=0.0))
+    state = json.loads((run / "rounds.json").read_text())
+    assert [r["merged_adapters"] for r in state["rounds"]] == [[], []]
+    ref1, ref2 = _ref_cache(run, 1), _ref_cache(run, 2)
+    assert torch.allclose(ref1["chosen"], ref2["chosen"], atol=1e-5)
+    a1, a2 = _adapter(run / "round-001"), _adapter(run / "round-002")
+    assert a1.keys() == a2.keys() and all(torch.equal(a1[k], a2[k]) for k in a1)
+    # proxies, the same learning rate 0: round 2 is a fresh LoRA, not round 1's
+    proxy = tmp_path / "proxy"
+    run_gdpo_from_dict(_round_args(model_dir, proxy))
+    run_gdpo_from_dict(_round_args(model_dir, proxy, learning_rate=0.0))
+    p1, p2 = _adapter(proxy / "round-001"), _adapter(proxy / "round-002")
+    assert any(not torch.equal(p1[k], p2[k]) for k in p1)
+
+
+def test_single_lora_mode_needs_the_memory_hook():
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.gdpo.config import GDPOArguments
+
+    with pytest.raises(ConfigError, match="gdpo_lora_mode: single .* got 'export'"):
+        GDPOArguments(gdpo_lambda=0.0, gdpo_lora_mode="single", gdpo_round_hook="export")
+    with pytest.raises(ConfigError, match="gdpo_lora_mode must be one of proxy, single; got 'one'"):
+        GDPOArguments(gdpo_lambda=0.0, gdpo_lora_mode="one")

@@ -15,6 +15,7 @@ from vs2_plugin.errors import ConfigError
 REF_CACHE_MODES = ("disk", "memory", "off")
 GT_SAMPLING_MODES = ("match", "random")
 ROUND_HOOK_MODES = ("memory", "export")
+LORA_MODES = ("proxy", "single")
 ALIGNER_POLICIES = ("adapter", "freeze")
 PACK_ATTENTION_MODES = ("auto", "flex", "sdpa", "eager")
 
@@ -90,6 +91,15 @@ class GDPOArguments:
             "'export' (llamafactory export_model to a merged checkpoint, then load it; for ZeRO-3 / quantized)."
         },
     )
+    gdpo_lora_mode: str = field(
+        default="proxy",
+        metadata={
+            "help": "Multi-round mode: 'proxy' (paper sec. 3.3, eq. 10) = each round merges the previous rounds' "
+            "LoRAs into the base, which becomes the frozen reference, and trains a fresh LoRA; 'single' = the "
+            "ablation without proxies: one LoRA continues from round to round against the fixed starting "
+            "reference (the initial model with its initial adapters). 'single' needs gdpo_round_hook: memory."
+        },
+    )
     gdpo_aligner_policy: str = field(
         default="adapter",
         metadata={
@@ -116,12 +126,18 @@ class GDPOArguments:
             ("gt_sampling", GT_SAMPLING_MODES),
             ("gdpo_ref_cache", REF_CACHE_MODES),
             ("gdpo_round_hook", ROUND_HOOK_MODES),
+            ("gdpo_lora_mode", LORA_MODES),
             ("gdpo_aligner_policy", ALIGNER_POLICIES),
             ("gdpo_pack_attention", PACK_ATTENTION_MODES),
         ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.gdpo_lora_mode == "single" and self.gdpo_round_hook != "memory":
+            raise ConfigError(
+                f"gdpo_lora_mode: single keeps one LoRA in memory across rounds; it needs gdpo_round_hook: memory, "
+                f"got {self.gdpo_round_hook!r}"
+            )
         if self.gdpo_round is not None:
             if not isinstance(self.gdpo_round, int) or isinstance(self.gdpo_round, bool) or self.gdpo_round < 1:
                 raise ConfigError(f"gdpo_round must be an integer >= 1, got {self.gdpo_round!r}")

@@ -353,13 +353,20 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
         return GDPOResult(output_dir=str(round_dir), round=index, skipped=True)
 
     merged = state.adapters_before(index)
-    if gdpo_args.gdpo_round_hook == "memory":
+    previous = state.record(index - 1)
+    if gdpo_args.gdpo_lora_mode == "single" and previous is not None:
+        # the ablation without LoRA proxies: the initial adapters stay merged (the fixed reference)
+        # and round index-1's LoRA is resumed, LLaMA-Factory's "continue the last adapter"
+        reference_model = state.base_model
+        merged = list(state.initial_adapters)
+        model_args.adapter_name_or_path = [*merged, str(root / previous.adapter)]
+        finetuning_args.create_new_adapter = False
+    elif gdpo_args.gdpo_round_hook == "memory":
         reference_model = state.base_model
         model_args.adapter_name_or_path = merged or None
         finetuning_args.create_new_adapter = True
     else:
         # export: round t's reference checkpoint = round t-1's reference + round t-1's adapter
-        previous = state.record(index - 1)
         backbone = state.base_model if previous is None else previous.reference_model
         new_adapters = state.initial_adapters if previous is None else [str(root / previous.adapter)]
         reference_model = backbone

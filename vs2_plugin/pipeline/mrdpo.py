@@ -284,6 +284,13 @@ def round_train_args(cfg: MrDPOConfig, model: str, init: list[str], rdir: Path, 
     return args
 
 
+def lora_mode(cfg: MrDPOConfig) -> str:
+    """``gdpo_lora_mode`` of the rounds: the config's ``train`` (or its train recipe) or GDPOArguments' default."""
+    from vs2_plugin.gdpo.config import GDPOArguments
+
+    return cfg.train.get("gdpo_lora_mode", GDPOArguments.__dataclass_fields__["gdpo_lora_mode"].default)
+
+
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
@@ -307,9 +314,13 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     )
     init = [str(Path(a).resolve()) for a in cfg.adapter_name_or_path]
 
+    single_lora = lora_mode(cfg) == "single"
+
     def adapters_after(t: int) -> list[str]:
         trained = [state.result(k, "train") for k in range(1, t + 1)]
-        return init + [r["adapter"] for r in trained if r and r.get("adapter")]
+        adapters = [r["adapter"] for r in trained if r and r.get("adapter")]
+        # proxies: every round's LoRA stacks on the ones before; single: the last one holds them all
+        return init + (adapters[-1:] if single_lora else adapters)
 
     console.set_round(0)
     if not state.done(0, "eval"):
