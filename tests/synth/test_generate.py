@@ -249,3 +249,58 @@ def test_llamafactory_trains_on_the_synthetic_datasets(synth_dir, tiny_model_dir
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "train_loss" in proc.stdout + proc.stderr
+
+
+def test_text_corpus_holds_captions_of_clips_never_rendered(tmp_path):
+    out = tmp_path / "text"
+    manifest = generate(
+        SynthConfig(out=str(out), seed=3, n_train=1, n_heldout=1, n_text=4, min_seconds=4, max_seconds=6)
+    )
+    assert manifest["clips"] == {"train": 1, "heldout": 1, "text": 4}
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["synth_text"] == {"file_name": "synth_text.json", "columns": {"prompt": "text"}}
+    rows = json.loads((out / "synth_text.json").read_text())
+    expected = []
+    for i in range(4):  # each text clip: its global, local and audio-only captions, in that order
+        plan = plan_clip(3, "text", i, SynthConfig(out=str(out), seed=3, min_seconds=4, max_seconds=6))
+        assert plan.id == f"synth_text_{i:04d}"
+        expected += [1 + len(plan.local) + 1]
+    assert len(rows) == sum(expected) and all(set(r) == {"text"} and r["text"] for r in rows)
+    assert rows[0]["text"].startswith("The video shows coloured shapes")
+    # nothing of the text clips is rendered, and they are not the training or held-out clips
+    assert sorted(p.name for p in (out / "media").iterdir()) == [
+        "synth_heldout_0000.mp4",
+        "synth_heldout_0000.wav",
+        "synth_train_0000.mp4",
+        "synth_train_0000.wav",
+    ]
+    train_ref = json.loads((out / "train.jsonl").read_text().splitlines()[0])["reference"]
+    assert train_ref not in {r["text"] for r in rows}
+
+
+@pytest.mark.slow
+def test_language_pretraining_recipe_trains_every_language_weight(tmp_path, tiny_model_dir):
+    """recipes/tiny/pretrain_text.yaml: stage pt, full fine-tuning on synth_text; the language
+    model moves and the audio / visual branches do not."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data"
+    generate(SynthConfig(out=str(data), n_train=0, n_heldout=1, n_text=20, min_seconds=4, max_seconds=6))
+    out = tmp_path / "pt"
+    proc = run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            "recipes/tiny/pretrain_text.yaml",
+            f"model_name_or_path={tiny_model_dir}",
+            f"dataset_dir={data}",
+            "max_steps=3",
+            f"output_dir={out}",
+        ],
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = load_file(Path(tiny_model_dir) / "model.safetensors"), load_file(out / "model.safetensors")
+    changed = {k for k in before if not bool((before[k] == after[k]).all())}
+    assert any(".language_model." in k for k in changed) and "lm_head.weight" in changed
+    assert not [k for k in changed if ".visual." in k or "audio" in k]

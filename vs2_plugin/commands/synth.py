@@ -33,6 +33,12 @@ def configure_parser(parser) -> None:
         "--n-heldout", type=int, default=_DEFAULTS.n_heldout, help=f"held-out clips (default {_DEFAULTS.n_heldout})"
     )
     parser.add_argument(
+        "--n-text",
+        type=int,
+        default=_DEFAULTS.n_text,
+        help=f"captions of this many more clips, never rendered, as the text corpus synth_text (default {_DEFAULTS.n_text})",
+    )
+    parser.add_argument(
         "--min-seconds",
         type=float,
         default=_DEFAULTS.min_seconds,
@@ -64,6 +70,7 @@ def run(args) -> int:
         seed=args.seed,
         n_train=args.n_train,
         n_heldout=args.n_heldout,
+        n_text=args.n_text,
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
         fps=args.fps,

@@ -52,7 +52,9 @@ from vs2_plugin.synth.grammar import (
     tell_events,
 )
 
-SPLITS = ("train", "heldout")
+#: "text": clips that are planned but never rendered; only their captions are written (the
+#: text corpus of ``synth_text``, for language pretraining of a model built from scratch)
+SPLITS = ("train", "heldout", "text")
 SAMPLE_RATE = 16000
 INTRO = "The video shows coloured shapes on a dark background."
 ALIGN_PROMPT = "Describe the audio in order."
@@ -93,6 +95,8 @@ class SynthConfig:
     seed: int = 0
     n_train: int = 48
     n_heldout: int = 16
+    #: captions of this many more clips (never rendered) as the text-only corpus ``synth_text``
+    n_text: int = 0
     min_seconds: float = 4.0
     max_seconds: float = 12.0
     fps: int = 4
@@ -100,7 +104,7 @@ class SynthConfig:
     vary_wording: bool = True
 
     def __post_init__(self) -> None:
-        for name, minimum in (("seed", 0), ("n_train", 0), ("n_heldout", 0), ("fps", 1), ("size", 32)):
+        for name, minimum in (("seed", 0), ("n_train", 0), ("n_heldout", 0), ("n_text", 0), ("fps", 1), ("size", 32)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -449,6 +453,17 @@ def sft_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+def text_rows(records: list[dict]) -> list[dict]:
+    """Text-only corpus (LLaMA-Factory ``stage: pt``, column ``text``): every caption of the clips
+    (global, local, audio-only), without media -- the language, not the grounding."""
+    rows = []
+    for r in records:
+        rows.append({"text": r["reference"]})
+        rows += [{"text": iv["reference"]} for iv in r["local"]]
+        rows.append({"text": r["audio_caption"]})
+    return rows
+
+
 def video_list_row(r: dict) -> dict:
     """A row of the mrDPO driver's video lists (``train_videos`` / ``heldout_videos``)."""
     return {
@@ -510,11 +525,18 @@ def generate(config: SynthConfig, progress=None) -> dict:
         if rows:
             _dump(out / f"{name}.json", rows)
             info.update(_dataset_info(name, f"{name}.json", key))
+    if config.n_text:
+        texts = [
+            clip_record(plan_clip(config.seed, "text", i, config), config.seed, config.vary_wording)
+            for i in range(config.n_text)
+        ]
+        _dump(out / "synth_text.json", text_rows(texts))
+        info["synth_text"] = {"file_name": "synth_text.json", "columns": {"prompt": "text"}}
     _dump(out / "dataset_info.json", info)
     manifest = {
         "generator": "vs2 synth",
         "config": {k: v for k, v in asdict(config).items() if k != "out"},
-        "clips": {"train": len(train), "heldout": len(held)},
+        "clips": {"train": len(train), "heldout": len(held), "text": config.n_text},
         "events": {"train": sum(len(r["events"]) for r in train), "heldout": sum(len(r["events"]) for r in held)},
         "datasets": sorted(info),
     }
