@@ -3,19 +3,13 @@ through LLaMA-Factory's pairwise processor + collator and reports what it counte
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
-from tests.support.paths import REPO
+from tests.support.scripts import load_script
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_data_path", REPO / "benchmarks" / "data_path.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/data_path.py")
 
 
 def test_pipeline_part_counts_decodes_on_both_sides(shared_media, tiny_model_dir, tmp_path):

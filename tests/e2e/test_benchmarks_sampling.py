@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+
+from tests.support.scripts import load_script
 
 
 def test_sampling_benchmark_writes_its_ratio_and_both_sides_agree_when_greedy(tiny_model_dir, tmp_path, repo_root):
-    spec = importlib.util.spec_from_file_location("bench_sampling", repo_root / "benchmarks" / "sampling.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/sampling.py")
     out = tmp_path / "sampling.json"
     assert (
         bench.main(["--repeats", "2", "--max-new-tokens", "3", "--model-dir", str(tiny_model_dir), "--out", str(out)])

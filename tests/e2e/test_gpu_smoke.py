@@ -9,14 +9,11 @@ import subprocess
 import pytest
 
 
-def test_seven_b_widths_of_the_smoke_model(repo_root):
-    import importlib.util
-
+def test_seven_b_widths_of_the_smoke_model():
+    from tests.support.scripts import load_script
     from vs2_plugin.modeling.config import VideoSalmonn2Config
 
-    spec = importlib.util.spec_from_file_location("gpu_smoke", repo_root / "scripts" / "gpu_smoke.py")
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
+    smoke = load_script("scripts/gpu_smoke.py")
     config = VideoSalmonn2Config(**smoke.model_overrides(seven_b=True, layers=2))
     text, vision, audio = config.text_config, config.vision_config, config.audio_config
     assert (text.hidden_size, text.intermediate_size, text.num_attention_heads, text.num_key_value_heads) == (

@@ -3,22 +3,16 @@ and both judges' numbers are reported beside it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 
-from tests.support.paths import REPO
+from tests.support.scripts import load_script
 from vs2_plugin.synth.grammar import Event
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_synth_judges", REPO / "benchmarks" / "synth_judges.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/synth_judges.py")
 
 
 def test_swap_never_makes_another_event_of_the_clip():
