@@ -134,7 +134,7 @@ def test_demo_report_renders_in_the_browser(browser, demo_run, tmp_path):
     assert shown["stageTable"] == stages
     from vs2_plugin.pipeline.videos import load_videos
 
-    heldout = load_videos(REPO / "vs2_plugin" / "assets" / "demo_data" / "vs2_demo_heldout.jsonl")
+    heldout = load_videos(out / "data" / "heldout.jsonl")
     assert [v["id"] for v in shown["videos"]] == [v.id for v in heldout]
     for video in shown["videos"]:
         assert video["thumbs"] >= 4 and video["visibleThumbs"] == video["thumbs"], video

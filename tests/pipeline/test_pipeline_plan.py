@@ -1,0 +1,35 @@
+"""PipelinePlan (the settings of vs2 demo and benchmarks/learning.py): validation and the mrDPO config it makes."""
+
+from __future__ import annotations
+
+import pytest
+
+from vs2_plugin.errors import ConfigError
+from vs2_plugin.pipeline.demo import DEMO_PLAN, PipelinePlan, mrdpo_config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_train": 0}, "PipelinePlan.n_train must be an integer >= 1, got 0"),
+        ({"pretrain_steps": 2.5}, "PipelinePlan.pretrain_steps must be an integer >= 1, got 2.5"),
+        ({"rounds": True}, "PipelinePlan.rounds must be an integer >= 1, got True"),
+        ({"rounds_after_rebirth": -1}, "PipelinePlan.rounds_after_rebirth must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_plans_name_the_value(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        PipelinePlan(**kwargs)
+
+
+def test_mrdpo_config_of_a_plan_merges_its_overrides(tmp_path):
+    plan = PipelinePlan(
+        mrdpo={**DEMO_PLAN.mrdpo, "gdpo_lambda": 0.0, "train": {"max_steps": 2, "gdpo_lora_mode": "single"}}
+    )
+    cfg = mrdpo_config(tmp_path, plan, tmp_path / "run", tmp_path / "align", [str(tmp_path / "sft")], 3)
+    assert cfg.gdpo_lambda == 0.0 and cfg.rounds == 3 and cfg.judge["judge"] == "synth_exact"
+    assert cfg.train["max_steps"] == 2 and cfg.train["gdpo_lora_mode"] == "single"
+    assert cfg.infer["repetition_penalty"] == 1.2 and cfg.infer["use_audio_in_video"] is True  # merged, not replaced
+    assert cfg.train_videos == str(tmp_path / "data" / "train.jsonl")
+    assert cfg.heldout_videos == str(tmp_path / "data" / "heldout.jsonl")
+    assert cfg.adapter_name_or_path == [str(tmp_path / "sft")]
