@@ -37,7 +37,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
 
     result = run_pipeline(out, plan, progress=False, title="video-SALMONN 2 learning benchmark")
-    metrics = json.loads((out / "metrics.json").read_text())
     from vs2_plugin.pipeline.videos import load_videos
 
     videos = {v.id: v for v in load_videos(out / "data" / "heldout.jsonl")}
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     sft_row = result["rows"][0]
     payload = {
         "what": "exact-judge metrics on held-out synthetic clips; fractions of events (see benchmarks/learning.py)",
-        "plan": {k: v for k, v in plan.__dict__.items()},
+        "plan": asdict(plan),
         "base_global_miss": round(base["global"]["miss"], 4),
         "sft_global_miss": round(sft_row["global"]["miss"], 4),
         "audio_events_miss_gap": round(off_miss.get("audio", 0.0) - on_miss.get("audio", 0.0), 4),
@@ -289,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: {payload[key]}  (target {payload['targets'][key]})")
     print(f"stages: {[(s['stage'], round(s['global']['miss'], 3)) for s in stages]}")
     print(f"wrote {results / 'learning.json'} in {payload['seconds']} s")
-    del metrics
     return 0
 
 
