@@ -50,12 +50,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 #: the benchmark's size: about 25 minutes on 2 CPU cores
 FULL_PLAN = PipelinePlan(
-    n_train=96,
+    n_train=400,
     n_heldout=24,
+    n_rl=96,
+    encoder_steps=2000,
     n_text=1200,
     pretrain_steps=300,
     align_steps=30,
-    sft={"max_steps": 400, "learning_rate": 5.0e-3, "lora_rank": 16, "lora_alpha": 32},
+    sft={"max_steps": 1500, "learning_rate": 5.0e-3, "lora_rank": 16, "lora_alpha": 32},
+    rebirth={"max_steps": 400, "learning_rate": 5.0e-3, "lora_rank": 16, "lora_alpha": 32},
     rounds=2,
     rounds_after_rebirth=1,
     mrdpo={

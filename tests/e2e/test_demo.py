@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow
 
 STAGES = [
     "tiny model",
+    "encoder pretraining",
     "language pretraining",
     "alignment",
     "SFT",
@@ -30,9 +31,12 @@ def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path, run
     changes = {c["stage"]: c for c in metrics["weight_changes"]}
     assert list(changes) == STAGES[1:]
     assert changes["alignment"]["changed_modules"] == ["audio_aligner"]  # only the aligner trains in alignment
+    # encoder pretraining changes the encoders only (the model still cannot caption after it)
+    assert changes["encoder pretraining"]["changed_modules"] == ["audio_encoder", "visual"]
+    assert metrics["encoder_pretraining"]["steps"] > 0
     # text-only pretraining teaches the language model, never the visual or audio branch
     assert set(changes["language pretraining"]["changed_modules"]) <= {"language_model", "lm_head"}
-    for stage in STAGES[2:]:
+    for stage in STAGES[1:]:
         assert changes[stage]["changed_tensors"] > 0 and changes[stage]["max_abs_change"] > 0, stage
     assert changes["rebirth"]["vs"] == "mrDPO round 2"
     rows = [r["stage"] for r in metrics["stages"]]

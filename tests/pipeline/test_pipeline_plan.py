@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vs2_plugin.errors import ConfigError
@@ -15,10 +17,12 @@ from vs2_plugin.pipeline.demo import DEMO_PLAN, PipelinePlan, mrdpo_config
         ({"pretrain_steps": 2.5}, "PipelinePlan.pretrain_steps must be an integer >= 1, got 2.5"),
         ({"rounds": True}, "PipelinePlan.rounds must be an integer >= 1, got True"),
         ({"rounds_after_rebirth": -1}, "PipelinePlan.rounds_after_rebirth must be an integer >= 0, got -1"),
+        ({"encoder_steps": 0}, "PipelinePlan.encoder_steps must be an integer >= 1, got 0"),
+        ({"n_train": 4, "n_rl": 5}, "PipelinePlan.n_rl must be None or an integer in [1, n_train=4], got 5"),
     ],
 )
 def test_bad_plans_name_the_value(kwargs, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         PipelinePlan(**kwargs)
 
 
@@ -33,3 +37,12 @@ def test_mrdpo_config_of_a_plan_merges_its_overrides(tmp_path):
     assert cfg.train_videos == str(tmp_path / "data" / "train.jsonl")
     assert cfg.heldout_videos == str(tmp_path / "data" / "heldout.jsonl")
     assert cfg.adapter_name_or_path == [str(tmp_path / "sft")]
+
+
+def test_mrdpo_samples_the_first_n_rl_train_clips(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(f'{{"id": "v{i}"}}\n' for i in range(5)))
+    cfg = mrdpo_config(tmp_path, PipelinePlan(n_train=5, n_rl=2), tmp_path / "run", tmp_path / "align", [], 1)
+    assert cfg.train_videos == str(data / "train_rl2.jsonl")
+    assert (data / "train_rl2.jsonl").read_text().splitlines() == ['{"id": "v0"}', '{"id": "v1"}']

@@ -249,26 +249,33 @@ def _shape_mask(shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float
     return np.abs(dx) + np.abs(dy) <= r * 1.1  # diamond
 
 
-def render_frames(clip: Clip, fps: int, size: int) -> np.ndarray:
-    """uint8 frames ``(duration * fps, size, size, 3)``: each object drawn where it is at that time."""
+def visible_objects(clip: Clip, t: float, size: int) -> list[tuple[str, str, str, np.ndarray]]:
+    """``(colour, shape, position, mask)`` of every object on screen at ``t`` seconds, ``mask`` a
+    ``(size, size)`` bool array of its pixels (``position``: where it appeared or last moved to)."""
     tracks: dict[tuple[str, str], list[Event]] = {}
     for e in clip.events:
         if e.modality == "visual":
             tracks.setdefault((e.colour, e.shape), []).append(e)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    out = []
+    for (colour, shape), track in tracks.items():
+        if t < track[0].time or any(e.kind == "disappear" and t >= e.time for e in track):
+            continue
+        pos, named = np.array(POSITION_XY[track[0].position]), track[0].position
+        for e in track[1:]:
+            if e.kind == "move" and t >= e.time:
+                frac = min(1.0, (t - e.time) / MOVE_SECONDS)
+                pos, named = pos + frac * (np.array(POSITION_XY[e.position]) - pos), e.position
+        out.append((colour, shape, named, _shape_mask(shape, xx, yy, pos[0] * size, pos[1] * size, size * 0.14)))
+    return out
+
+
+def render_frames(clip: Clip, fps: int, size: int) -> np.ndarray:
+    """uint8 frames ``(duration * fps, size, size, 3)``: each object drawn where it is at that time."""
     frames = np.empty((clip.duration * fps, size, size, 3), np.uint8)
     frames[:] = BACKGROUND
     for i in range(len(frames)):
-        t = i / fps
-        for (colour, shape), track in tracks.items():
-            if t < track[0].time or any(e.kind == "disappear" and t >= e.time for e in track):
-                continue
-            pos = np.array(POSITION_XY[track[0].position])
-            for e in track[1:]:
-                if e.kind == "move" and t >= e.time:
-                    frac = min(1.0, (t - e.time) / MOVE_SECONDS)
-                    pos = pos + frac * (np.array(POSITION_XY[e.position]) - pos)
-            mask = _shape_mask(shape, xx, yy, pos[0] * size, pos[1] * size, size * 0.14)
+        for colour, _shape, _position, mask in visible_objects(clip, i / fps, size):
             frames[i][mask] = COLOUR_RGB[colour]
     return frames
 
