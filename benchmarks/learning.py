@@ -44,7 +44,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin.pipeline.demo import DEMO_PLAN, PipelinePlan, mrdpo_config, run_pipeline  # noqa: E402
+from vs2_plugin.pipeline.demo import (  # noqa: E402
+    DEMO_PLAN,
+    FULL_SFT,
+    PipelinePlan,
+    mrdpo_config,
+    run_pipeline,
+    sft_model,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -57,8 +64,8 @@ FULL_PLAN = PipelinePlan(
     n_text=1200,
     pretrain_steps=300,
     align_steps=30,
-    sft={"max_steps": 1500, "learning_rate": 5.0e-3, "lora_rank": 16, "lora_alpha": 32},
-    rebirth={"max_steps": 400, "learning_rate": 5.0e-3, "lora_rank": 16, "lora_alpha": 32},
+    sft={**FULL_SFT, "max_steps": 2500},
+    rebirth={**FULL_SFT, "max_steps": 600},
     rounds=2,
     rounds_after_rebirth=1,
     mrdpo={
@@ -141,16 +148,22 @@ def read_judged(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate(
-    out: Path, plan: PipelinePlan, tag: str, adapters: list[str], heldout: Path | None = None, **infer: Any
+    out: Path,
+    plan: PipelinePlan,
+    tag: str,
+    model: str,
+    adapters: list[str],
+    heldout: Path | None = None,
+    **infer: Any,
 ) -> tuple[dict, list]:
-    """Greedy held-out captions (of ``heldout``, default the plan's) of the post-alignment model
-    + ``adapters``, judged exactly."""
+    """Greedy held-out captions (of ``heldout``, default the plan's) of ``model`` + ``adapters``,
+    judged exactly."""
     from vs2_plugin.pipeline.mrdpo import evaluate as run_eval
     from vs2_plugin.pipeline.mrdpo import judge_config, screened_videos, video_events
 
     run_dir = out / "eval" / tag
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = mrdpo_config(out, plan, run_dir, out / "align", adapters, 1)
+    cfg = mrdpo_config(out, plan, run_dir, model, adapters, 1)
     cfg.infer = {**cfg.infer, **infer}
     if heldout is not None:
         cfg.heldout_videos = str(heldout)
@@ -207,39 +220,39 @@ def main(argv: list[str] | None = None) -> int:
 
     videos = {v.id: v for v in load_videos(out / "data" / "heldout.jsonl")}
 
-    base, _ = evaluate(out, plan, "base", [])
+    base, _ = evaluate(out, plan, "base", str(out / "align"), [])
     stages = [{"stage": "base (post-alignment, before SFT)", **base}] + [
         {k: r[k] for k in ("stage", "global", "local") if k in r} for r in result["rows"]
     ]
     sft_judged = read_judged(out / "mrdpo" / "round-000" / "heldout_judged.jsonl")
 
     # (a) the audio branch off: the same SFT model, the audio of each clip dropped
-    sft_adapter = [str(out / "sft")]
+    sft_base, sft_adapters = sft_model(out, plan)
     os.environ["VS2_IGNORE_VIDEO_AUDIO"] = "1"
     try:
-        _, off_judged = evaluate(out, plan, "sft_audio_off", sft_adapter, use_audio_in_video=False)
+        _, off_judged = evaluate(out, plan, "sft_audio_off", sft_base, sft_adapters, use_audio_in_video=False)
     finally:
         del os.environ["VS2_IGNORE_VIDEO_AUDIO"]
     on_miss, off_miss = miss_by_modality(sft_judged, videos), miss_by_modality(off_judged, videos)
 
     # (b) time alignment broken: the same SFT model on clips whose sound is at another time
     rotated = rotated_audio_copies(out / "data", out / "eval" / "rotated_media")
-    broken, _ = evaluate(out, plan, "sft_audio_rotated", sft_adapter, heldout=rotated)
+    broken, _ = evaluate(out, plan, "sft_audio_rotated", sft_base, sft_adapters, heldout=rotated)
     intact = result["rows"][0]
 
     # (c) gDPO lambda = 0 (pure DPO) over the same rounds from the same SFT model
     plan_c = replace(plan, mrdpo={**plan.mrdpo, "gdpo_lambda": 0.0})
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
-    cfg_c = mrdpo_config(out, plan_c, out / "ablation_lambda0", out / "align", sft_adapter, plan.rounds)
-    lam = mrdpo_config(out, plan, out / "mrdpo", out / "align", sft_adapter, plan.rounds).gdpo_lambda
+    cfg_c = mrdpo_config(out, plan_c, out / "ablation_lambda0", sft_base, sft_adapters, plan.rounds)
+    lam = mrdpo_config(out, plan, out / "mrdpo", sft_base, sft_adapters, plan.rounds).gdpo_lambda
     rows_c = run_mrdpo(cfg_c, progress=False)["rows"]
     mrdpo_rows = [r for r in result["rows"] if r["stage"].startswith("mrDPO")]
 
     # (d) one LoRA kept across rounds (no proxies) over the same rounds from the same SFT model
     train_d = {**plan.mrdpo.get("train", {}), "gdpo_lora_mode": "single"}
     plan_d = replace(plan, mrdpo={**plan.mrdpo, "train": train_d})
-    cfg_d = mrdpo_config(out, plan_d, out / "ablation_single_lora", out / "align", sft_adapter, plan.rounds)
+    cfg_d = mrdpo_config(out, plan_d, out / "ablation_single_lora", sft_base, sft_adapters, plan.rounds)
     rows_d = run_mrdpo(cfg_d, progress=False)["rows"]
 
     sft_row = result["rows"][0]

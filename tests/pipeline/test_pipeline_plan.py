@@ -7,7 +7,7 @@ import re
 import pytest
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.pipeline.demo import DEMO_PLAN, PipelinePlan, mrdpo_config
+from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, PipelinePlan, mrdpo_config, sft_model
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,9 @@ def test_mrdpo_samples_the_first_n_rl_train_clips(tmp_path):
     cfg = mrdpo_config(tmp_path, PipelinePlan(n_train=5, n_rl=2), tmp_path / "run", tmp_path / "align", [], 1)
     assert cfg.train_videos == str(data / "train_rl2.jsonl")
     assert (data / "train_rl2.jsonl").read_text().splitlines() == ['{"id": "v0"}', '{"id": "v1"}']
+
+
+def test_the_sft_model_is_its_own_checkpoint_after_full_fine_tuning_else_alignment_plus_lora(tmp_path):
+    assert sft_model(tmp_path, PipelinePlan(sft={**FULL_SFT, "max_steps": 2})) == (str(tmp_path / "sft"), [])
+    lora = PipelinePlan(sft={"finetuning_type": "lora", "max_steps": 2})
+    assert sft_model(tmp_path, lora) == (str(tmp_path / "align"), [str(tmp_path / "sft")])

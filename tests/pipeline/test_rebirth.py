@@ -91,6 +91,24 @@ def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignm
     assert again["kept"] == 1 and len(calls["train"]) == 1
 
 
+def test_rebirth_trains_from_the_post_alignment_checkpoint_it_is_given(setup, repo_root):
+    """After full-fine-tuning SFT the mrDPO base is the SFT model, not the post-alignment one:
+    the caller names the post-alignment checkpoint and rebirth trains from it."""
+    cfg, videos, tmp_path, calls = setup
+    aligned = tmp_path / "aligned"
+    aligned.mkdir()
+    result = rebirth.run_rebirth(
+        cfg,
+        str(videos),
+        str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
+        str(tmp_path / "rebirth-given"),
+        progress=False,
+        post_alignment=str(aligned),
+    )
+    (train,) = calls["train"]
+    assert train["model_name_or_path"] == str(aligned.resolve()) == result["post_alignment_model"]
+
+
 def test_rebirth_refuses_a_recipe_that_would_not_start_from_post_alignment(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"stage": "sft", "adapter_name_or_path": "saves/dpo"}))

@@ -73,6 +73,7 @@ def run_rebirth(
     greedy: bool = True,
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
+    post_alignment: str | None = None,
 ) -> dict[str, Any]:
     from vs2_plugin.judge.metrics import unnatural_patterns
 
@@ -80,9 +81,9 @@ def run_rebirth(
     out_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(out_dir)
     final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
-    post_alignment = (
-        str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
-    )
+    # the post-alignment checkpoint: the mrDPO base unless SFT was full fine-tuning (then given)
+    post_alignment = post_alignment or cfg.model_name_or_path
+    post_alignment = str(Path(post_alignment).resolve()) if Path(post_alignment).exists() else post_alignment
     videos = load_videos(videos_path, require_reference=False)
 
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth")
