@@ -2,8 +2,10 @@
 answers are known exactly, judged on held-out clips by the exact judge (``synth_exact``).
 
 One run of :func:`vs2_plugin.pipeline.demo.run_pipeline` at a larger size than ``vs2 demo``:
-synthetic clips -> tiny model built from scratch -> language pretraining (text only) -> audio
-alignment -> audio-visual SFT -> mrDPO rounds (Table-3 thresholds, LoRA proxies) -> rebirth ->
+synthetic clips -> tiny model built from scratch -> encoder pretraining (the tiny ViT and
+Whisper encoder learn the train clips' labels, :mod:`vs2_plugin.synth.encoders`) -> language
+pretraining (text only) -> audio alignment -> audio-visual SFT (full fine-tuning of the LLM and
+the audio aligner, :data:`vs2_plugin.pipeline.demo.FULL_SFT`) -> mrDPO rounds (Table-3 thresholds, LoRA proxies) -> rebirth ->
 one gDPO round, every training through ``llamafactory-cli train`` recipes and the ``vs2 mrdpo``
 / ``vs2 rebirth`` code paths. Then the ablations:
 
@@ -55,7 +57,8 @@ from vs2_plugin.pipeline.demo import (  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: the benchmark's size: about 25 minutes on 2 CPU cores
+#: the benchmark's size (about 35 minutes on 2 CPU cores): 400 clips for SFT, the first 96 of them
+#: sampled by the mrDPO rounds and rebirth, 24 held out
 FULL_PLAN = PipelinePlan(
     n_train=400,
     n_heldout=24,
@@ -64,14 +67,14 @@ FULL_PLAN = PipelinePlan(
     n_text=1200,
     pretrain_steps=300,
     align_steps=30,
-    sft={**FULL_SFT, "max_steps": 2500},
+    sft={**FULL_SFT, "max_steps": 4000},
     rebirth={**FULL_SFT, "max_steps": 600},
     rounds=2,
     rounds_after_rebirth=1,
     mrdpo={
         "sampling": {"max_new_tokens": 128},
         "judge": {"judge": "synth_exact"},
-        "train": {"max_steps": 16},
+        "train": {"max_steps": 60},
         "infer": {"repetition_penalty": 1.2},
     },
 )
