@@ -2,8 +2,9 @@
 runs it, ``benchmarks/learning.py`` runs it at a larger size with ablations.
 
 synthetic clips (``vs2 synth``) -> build-tiny -> encoder pretraining -> language pretraining
-(text only) -> audio alignment -> audio-visual SFT -> mrDPO rounds
-(the exact judge of the synthetic clips, Table-3 thresholds) -> rebirth tuning -> 1 more gDPO
+(text only) -> audio alignment -> audio-visual SFT -> mrDPO rounds (the exact judge of the
+synthetic clips; pairs by the thresholds of ``recipes/tiny/mrdpo.yaml``, any error difference, in
+the demo, by the paper's Table 3 in ``benchmarks/learning.py``) -> rebirth tuning -> 1 more gDPO
 round -> report (``report.md``, ``report.html``, ``metrics.json``, ``rounds.png``).
 
 Why synthetic clips: their events are known exactly, so the table measures what each stage
