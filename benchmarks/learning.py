@@ -5,9 +5,9 @@ One run of :func:`vs2_plugin.pipeline.demo.run_pipeline` at a larger size than `
 synthetic clips -> tiny model built from scratch -> encoder pretraining (the tiny ViT and
 Whisper encoder learn the train clips' labels, :mod:`vs2_plugin.synth.encoders`) -> language
 pretraining (text only) -> audio alignment -> audio-visual SFT (full fine-tuning of the LLM and
-the audio aligner, :data:`vs2_plugin.pipeline.demo.FULL_SFT`) -> mrDPO rounds (Table-3 thresholds, LoRA proxies) -> rebirth ->
-one gDPO round, every training through ``llamafactory-cli train`` recipes and the ``vs2 mrdpo``
-/ ``vs2 rebirth`` code paths. Then the ablations:
+the audio aligner, :data:`vs2_plugin.pipeline.demo.FULL_SFT`) -> mrDPO rounds (Table-3
+thresholds, LoRA proxies) -> rebirth -> one gDPO round, every training through
+``llamafactory-cli train`` recipes and the ``vs2 mrdpo`` / ``vs2 rebirth`` code paths. Then the ablations:
 
   (a) audio branch off   the SFT model captions the held-out clips with the audio dropped
                          (``use_audio_in_video: false``); Miss on audio events, off minus on

@@ -15,8 +15,9 @@ first learns the caption language from text alone (``recipes/tiny/pretrain_text.
 of clips that are never rendered: nothing about seeing or hearing). Why encoder pretraining:
 a real run starts from a pretrained ViT and Whisper encoder; the tiny encoders are random and
 hide what is on screen or heard, so they are first pretrained on the train clips' exact labels
-(:mod:`vs2_plugin.synth.encoders`; only the encoders change, the model still cannot caption). The bundled real clips (``vs2_plugin/assets/demo_data``) stay the data of
-the tiny recipes run alone. The terminal shows one line per step and the stage table; every library
+(:mod:`vs2_plugin.synth.encoders`; only the encoders change, the model still cannot caption).
+The bundled real clips (``vs2_plugin/assets/demo_data``) stay the data of the tiny recipes run
+alone. The terminal shows one line per step and the stage table; every library
 message goes to ``logs/demo.log`` (``--verbose`` shows them).
 CPU only, no network, a few minutes. Each stage is skipped when its output already exists, so
 an interrupted demo resumes. The report also checks that every stage changed the weights:
@@ -236,21 +237,26 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 ENCODERS_DONE = "encoder_pretraining.json"
 
 
-def trained_model(out: Path, plan: PipelinePlan, stage_dir: Path, overrides: dict[str, Any]) -> tuple[str, list[str]]:
+def _full(overrides: dict[str, Any]) -> bool:
+    """Whether a stage's recipe overrides make it full fine-tuning (else LoRA, the recipes' own)."""
+    return overrides.get("finetuning_type") == "full"
+
+
+def trained_model(out: Path, stage_dir: Path, overrides: dict[str, Any]) -> tuple[str, list[str]]:
     """(model, adapters) of a supervised stage of :func:`run_pipeline` written to ``stage_dir``:
     the stage's own weights after full fine-tuning, else the post-alignment model + its LoRA."""
-    if overrides.get("finetuning_type") == "full":
+    if _full(overrides):
         return str(stage_dir), []
     return str(out / "align"), [str(stage_dir)]
 
 
 def sft_model(out: Path, plan: PipelinePlan) -> tuple[str, list[str]]:
     """(model, adapters) of the plan's SFT stage in ``out``."""
-    return trained_model(out, plan, out / "sft", plan.sft)
+    return trained_model(out, out / "sft", plan.sft)
 
 
 def _marker(overrides: dict[str, Any]) -> str:
-    return "model.safetensors" if overrides.get("finetuning_type") == "full" else "adapter_model.safetensors"
+    return "model.safetensors" if _full(overrides) else "adapter_model.safetensors"
 
 
 def _pretrain_encoders(tiny: Path, encoders: Path, data: Path, plan: PipelinePlan) -> None:
@@ -382,7 +388,7 @@ def run_pipeline(
             greedy=plan.rebirth_greedy,
             post_alignment=str(align),
         )
-    reborn_base, reborn_adapters = trained_model(out, plan, Path(reborn["adapter"]), rebirth_overrides)
+    reborn_base, reborn_adapters = trained_model(out, Path(reborn["adapter"]), rebirth_overrides)
     timings["rebirth"] = round(time.time() - start, 1)
 
     second = None

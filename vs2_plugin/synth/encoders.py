@@ -32,13 +32,12 @@ from typing import Any
 import numpy as np
 
 from vs2_plugin.errors import ConfigError, Vs2Error
-from vs2_plugin.synth.generate import Clip, visible_objects
-from vs2_plugin.synth.grammar import COLOURS, POSITIONS, SHAPES, Event
+from vs2_plugin.synth.generate import SOUND_SECONDS, Clip, SynthConfig, visible_objects
+from vs2_plugin.synth.grammar import COLOURS, PITCHES, POSITIONS, SHAPES, Event
 
-PITCHES = ("low", "medium", "high")
-#: how long each kind of sound is labelled as sounding (render_audio: tones 0.6 s, noise 0.5 s,
-#: words trimmed to <= 0.9 s and most under 0.6 s)
-SOUND_SECONDS = {"tone": 0.6, "noise": 0.5, "speech": 0.6}
+#: how long each kind of sound is labelled as sounding: tones and noise bursts as rendered; a
+#: spoken word is at most WORD_MAX_SECONDS long and most are under 0.6 s
+LABEL_SECONDS = {**SOUND_SECONDS, "speech": 0.6}
 #: a visual token is labelled with an object covering at least this share of its region
 MIN_COVER = 0.15
 VISUAL_LABELS = ("object", *COLOURS, *SHAPES, *POSITIONS)
@@ -91,7 +90,8 @@ def visual_targets(clip: Clip, grid_thw: tuple[int, int, int], merge: int, tempo
     t_groups, h, w = grid_thw
     rows, cols = h // merge, w // merge
     n_frames = t_groups * temporal
-    size = 112  # labels are computed on a fixed canvas; only the shares of each region matter
+    # labels are computed on the generator's default canvas; only the shares of each region matter
+    size = SynthConfig.__dataclass_fields__["size"].default
     out = np.zeros((t_groups, rows, cols, len(VISUAL_LABELS)), np.float32)
     index = {name: i for i, name in enumerate(VISUAL_LABELS)}
     edges_r = np.linspace(0, size, rows + 1).round().astype(int)
@@ -117,7 +117,7 @@ def audio_targets(clip: Clip, n_states: int, seconds_per_state: float, words: tu
     for e in clip.events:
         if e.modality != "audio":
             continue
-        on = (times >= e.time) & (times < e.time + SOUND_SECONDS[e.kind])
+        on = (times >= e.time) & (times < e.time + LABEL_SECONDS[e.kind])
         label = {"tone": f"tone:{e.pitch}", "noise": "noise", "speech": f"word:{e.word}"}[e.kind]
         out[on, index["sound"]] = 1.0
         out[on, index[label]] = 1.0
@@ -142,7 +142,6 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
     gen = CaptionGenerator(config.model, infer=config.infer)
     model = gen.model.float()
     vcfg = model.config.vision_config
-    audio_per_state = None
 
     def inputs(record: dict):
         video = str(data / record["video"])

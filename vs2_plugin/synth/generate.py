@@ -35,6 +35,7 @@ import subprocess
 import tempfile
 import wave
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from itertools import combinations, pairwise
 from pathlib import Path
 
@@ -64,6 +65,9 @@ MAX_VISIBLE = 3
 #: the shape was and where it went, never a shape half-way
 MOVE_SECONDS = 0.4
 TONE_HZ = {"low": 262.0, "medium": 523.0, "high": 1047.0}
+#: how long a tone and a noise burst sound; spoken words are trimmed to WORD_MAX_SECONDS
+SOUND_SECONDS = {"tone": 0.6, "noise": 0.5}
+WORD_MAX_SECONDS = 0.9
 COLOUR_RGB = {
     "red": (230, 40, 40),
     "green": (40, 200, 60),
@@ -249,6 +253,14 @@ def _shape_mask(shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float
     return np.abs(dx) + np.abs(dy) <= r * 1.1  # diamond
 
 
+@lru_cache(maxsize=4)
+def _pixel_grid(size: int) -> np.ndarray:
+    """Row and column coordinates of a ``size x size`` canvas (computed once per size, read-only)."""
+    grid = np.mgrid[0:size, 0:size].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
 def visible_objects(clip: Clip, t: float, size: int) -> list[tuple[str, str, str, np.ndarray]]:
     """``(colour, shape, position, mask)`` of every object on screen at ``t`` seconds, ``mask`` a
     ``(size, size)`` bool array of its pixels (``position``: where it appeared or last moved to)."""
@@ -256,7 +268,7 @@ def visible_objects(clip: Clip, t: float, size: int) -> list[tuple[str, str, str
     for e in clip.events:
         if e.modality == "visual":
             tracks.setdefault((e.colour, e.shape), []).append(e)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = _pixel_grid(size)
     out = []
     for (colour, shape), track in tracks.items():
         if t < track[0].time or any(e.kind == "disappear" and t >= e.time for e in track):
@@ -294,7 +306,7 @@ def _speech(word: str, cache: Path) -> np.ndarray:
     x = x[loud[0] : loud[-1] + 1] if len(loud) else x
     n = round(len(x) * SAMPLE_RATE / rate)
     x = np.interp(np.arange(n) * rate / SAMPLE_RATE, np.arange(len(x)), x)
-    x = x[: int(0.9 * SAMPLE_RATE)]
+    x = x[: int(WORD_MAX_SECONDS * SAMPLE_RATE)]
     return 0.6 * x / max(np.abs(x).max(), 1e-9)
 
 
@@ -304,10 +316,10 @@ def render_audio(clip: Clip, seed: int, cache: Path) -> np.ndarray:
     rng = np.random.default_rng([seed, SPLITS.index(clip.split), int(clip.id.rsplit("_", 1)[1]), 1])
     for e in clip.events:
         if e.kind == "tone":
-            n = int(0.6 * SAMPLE_RATE)
+            n = int(SOUND_SECONDS["tone"] * SAMPLE_RATE)
             sound = 0.35 * np.sin(2 * np.pi * TONE_HZ[e.pitch] * np.arange(n) / SAMPLE_RATE)
         elif e.kind == "noise":
-            sound = np.clip(rng.normal(0.0, 0.15, int(0.5 * SAMPLE_RATE)), -0.5, 0.5)
+            sound = np.clip(rng.normal(0.0, 0.15, int(SOUND_SECONDS["noise"] * SAMPLE_RATE)), -0.5, 0.5)
         elif e.kind == "speech":
             sound = _speech(e.word, cache)
         else:
