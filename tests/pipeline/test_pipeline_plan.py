@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -52,3 +53,23 @@ def test_the_sft_model_is_its_own_checkpoint_after_full_fine_tuning_else_alignme
     assert sft_model(tmp_path, PipelinePlan(sft={**FULL_SFT, "max_steps": 2})) == (str(tmp_path / "sft"), [])
     lora = PipelinePlan(sft={"finetuning_type": "lora", "max_steps": 2})
     assert sft_model(tmp_path, lora) == (str(tmp_path / "align"), [str(tmp_path / "sft")])
+
+
+def test_the_caption_budget_must_hold_the_longest_reference(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from vs2_plugin.pipeline.demo import check_caption_budget
+
+    long = 'A red circle appears at the top left. Then a voice says "apple". ' * 6
+    rows = [
+        {"id": "short", "video": "a.mp4", "reference": "A low tone sounds."},
+        {"id": "long", "video": "b.mp4", "reference": long},
+    ]
+    listing = tmp_path / "clips.jsonl"
+    for row in rows:
+        (tmp_path / row["video"]).touch()
+    listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n = len(AutoTokenizer.from_pretrained(str(tiny_model_dir))(long, add_special_tokens=False)["input_ids"])
+    assert check_caption_budget(tiny_model_dir, [listing], n + 1) == n
+    with pytest.raises(ConfigError, match=rf"max_new_tokens={n} cannot hold .*\({n} tokens \+ EOS, clip long of "):
+        check_caption_budget(tiny_model_dir, [listing], n)

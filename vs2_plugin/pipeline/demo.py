@@ -87,7 +87,9 @@ class PipelinePlan:
     rounds_after_rebirth: int = 1
     mrdpo: dict[str, Any] = field(
         default_factory=lambda: {
-            "sampling": {"max_new_tokens": 128},
+            # the longest caption of a 4-6 s clip is about 240 tokens: room for all of it, or the
+            # rounds and rebirth would learn from captions cut off before their last events
+            "sampling": {"max_new_tokens": 256},
             "judge": {"judge": "synth_exact"},
             "train": {"max_steps": 6},
             # a tiny model decoding greedily loops ("Then a voice says ..." again and again)
@@ -237,6 +239,31 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 ENCODERS_DONE = "encoder_pretraining.json"
 
 
+def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_tokens: int) -> int:
+    """The token count of the longest reference caption in ``listings`` (video lists); raises
+    ConfigError, naming the clip, when it does not fit in ``max_new_tokens`` (its EOS included).
+
+    Every caption the pipeline samples or evaluates stops at ``sampling.max_new_tokens``: a budget
+    shorter than the clips' captions cuts every long caption off (its last events counted missed,
+    rebirth dropping it as cut off), and the preference rounds then learn from truncated captions.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    longest, where = 0, ""
+    for listing in listings:
+        for video in load_videos(listing):
+            n = len(tokenizer(video.reference or "", add_special_tokens=False)["input_ids"])
+            if n > longest:
+                longest, where = n, f"{video.id} of {listing}"
+    if longest + 1 > max_new_tokens:
+        raise ConfigError(
+            f"sampling.max_new_tokens={max_new_tokens} cannot hold the longest reference caption "
+            f"({longest} tokens + EOS, clip {where}): captions would be cut off; raise it to at least {longest + 1}"
+        )
+    return longest
+
+
 def _full(overrides: dict[str, Any]) -> bool:
     """Whether a stage's recipe overrides make it full fine-tuning (else LoRA, the recipes' own)."""
     return overrides.get("finetuning_type") == "full"
@@ -370,6 +397,7 @@ def run_pipeline(
 
     sft_base, sft_adapters = sft_model(out, plan)
     cfg = mrdpo_config(out, plan, out / "mrdpo", sft_base, sft_adapters, plan.rounds)
+    check_caption_budget(tiny, [data / "train.jsonl", data / "heldout.jsonl"], cfg.sampling.max_new_tokens)
     start = time.time()
     with console.stage("mrDPO"):
         first = run_mrdpo(cfg, progress=progress)
