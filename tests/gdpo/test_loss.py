@@ -11,7 +11,14 @@ import torch
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.config import GDPOArguments
 from vs2_plugin.gdpo.gtdata import assign_gt_rows
-from vs2_plugin.gdpo.loss import gdpo_loss, sequence_logps, shift_labels, sigmoid_dpo_loss, token_mean_nll
+from vs2_plugin.gdpo.loss import (
+    gdpo_loss,
+    ground_truth_nll,
+    sequence_logps,
+    shift_labels,
+    sigmoid_dpo_loss,
+    token_mean_nll,
+)
 from vs2_plugin.gdpo.packing import block_attention_mask, prompt_length
 
 
@@ -25,7 +32,7 @@ def test_sigmoid_dpo_hand_worked():
 
 
 def test_gdpo_hand_worked_total():
-    # DPO part 0.6931 (h = 0) + 0.1 * NLL, NLL = (2 + 4) / (2 + 4) tokens = 1.0
+    # DPO part 0.6931 (h = 0) + 0.1 * NLL, NLL = (2 + 4) / 2 captions = 3.0 (the paper's reading)
     out = gdpo_loss(
         torch.tensor([-3.0]),
         torch.tensor([-5.0]),
@@ -37,8 +44,8 @@ def test_gdpo_hand_worked_total():
         gdpo_lambda=0.1,
     )
     assert out.dpo_loss.item() == pytest.approx(math.log(2), abs=1e-7)
-    assert out.nll_loss.item() == pytest.approx(1.0)
-    assert out.loss.item() == pytest.approx(math.log(2) + 0.1, abs=1e-7)
+    assert out.nll_loss.item() == pytest.approx(3.0)
+    assert out.loss.item() == pytest.approx(math.log(2) + 0.3, abs=1e-7)
 
 
 def _random_logps(seed=0, n=5):
@@ -121,7 +128,9 @@ def test_lambda_term_gradient_is_the_nll_gradient():
         model.zero_grad()
         logps, _ = sequence_logps(model(pair_ids).logits, shift_labels(pair_labels))
         gt_logps, gt_tokens = sequence_logps(model(gt_ids).logits, shift_labels(gt_labels))
-        out = gdpo_loss(logps[:2], logps[2:], *ref, gt_logps, gt_tokens, beta=0.1, gdpo_lambda=lam)
+        out = gdpo_loss(
+            logps[:2], logps[2:], *ref, gt_logps, gt_tokens, beta=0.1, gdpo_lambda=lam, nll_reduction="token_mean"
+        )
         out.loss.backward()
         return out, [p.grad.clone() for p in model.parameters()]
 
@@ -169,6 +178,10 @@ def test_prompt_length_and_gt_assignment():
         ({"gdpo_lambda": 0.0, "gdpo_round_hook": "zero3"}, "'zero3'"),
         ({"gdpo_lambda": 0.0, "gdpo_aligner_policy": "train"}, "'train'"),
         ({"gdpo_lambda": 0.0, "gt_sampling": "nearest"}, "'nearest'"),
+        (
+            {"gdpo_lambda": 0.0, "gdpo_nll_reduction": "sum"},
+            "gdpo_nll_reduction must be one of sequence, token_mean; got 'sum'",
+        ),
         ({"gdpo_lambda": 0.0, "gdpo_rounds": True, "gdpo_round": 0}, "0"),
         ({"gdpo_lambda": 0.0, "gdpo_round": 2}, "gdpo_rounds"),
     ],
@@ -197,3 +210,22 @@ def test_config_accepts_command_line_strings():
     assert (args.gdpo_lambda, args.gdpo_rounds, args.gdpo_round, args.gdpo_pack_prompt) == (0.25, True, 3, False)
     with pytest.raises(ConfigError, match="'maybe'"):
         GDPOArguments.pop_from({"gdpo_lambda": "0", "gdpo_rounds": "maybe"})
+
+
+def test_sequence_nll_is_the_mean_caption_log_probability_by_hand():
+    # two captions: log-probs -1 (1 token) and -9 (9 tokens): per caption 5.0, per token 1.0
+    logps, tokens = torch.tensor([-1.0, -9.0]), torch.tensor([1, 9])
+    assert ground_truth_nll(logps, tokens, "sequence").item() == pytest.approx(5.0)
+    assert ground_truth_nll(logps, tokens, "token_mean").item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="nll_reduction must be 'sequence' or 'token_mean', got 'sum'"):
+        ground_truth_nll(logps, tokens, "sum")
+
+
+@pytest.mark.parametrize("reduction, nll", [("sequence", 5.0), ("token_mean", 1.0)])
+def test_gdpo_loss_adds_lambda_times_the_chosen_reduction(reduction, nll):
+    zero = torch.zeros(2)
+    out = gdpo_loss(
+        zero, zero, zero, zero, torch.tensor([-1.0, -9.0]), torch.tensor([1, 9]), 0.1, 0.1, nll_reduction=reduction
+    )
+    assert out.nll_loss.item() == pytest.approx(nll)
+    assert out.loss.item() == pytest.approx(math.log(2) + 0.1 * nll)

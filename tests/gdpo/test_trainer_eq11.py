@@ -50,8 +50,9 @@ def _stock_dpo_loss(p, features) -> float:
     return loss.item()
 
 
-def _ground_truth_ce(p, features) -> float:
-    """The ordinary token-averaged cross-entropy of the pairs' ground-truth rows (transformers' loss)."""
+def _ground_truth_ce(p, features) -> tuple[float, int]:
+    """The ordinary token-averaged cross-entropy of the pairs' ground-truth rows (transformers' loss)
+    and the number of tokens it averages over."""
     tokenizer = p.tokenizer_module["tokenizer"]
     width = max(len(f["gt_input_ids"]) for f in features)
     ids = torch.full((len(features), width), tokenizer.pad_token_id)
@@ -63,20 +64,25 @@ def _ground_truth_ce(p, features) -> float:
         mask[i, :n] = 1
         labels[i, :n] = torch.tensor(f["gt_labels"])
     with torch.no_grad():
-        return p.model(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+        ce = p.model(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+    return ce, int((labels[:, 1:] != -100).sum())
 
 
+@pytest.mark.parametrize("reduction", ["sequence", "token_mean"])
 @pytest.mark.parametrize("pack", [True, False], ids=["packed", "unpacked"])
-def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pack, collator):
+def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pack, collator, reduction, monkeypatch):
     from vs2_plugin.gdpo.trainer import GDPOTrainer
 
     p = pieces
     features = [dict(p.pairs[i]) for i in (0, 3)]
     lam = p.gdpo_args.gdpo_lambda
-    assert lam == pytest.approx(0.1)
+    assert lam == pytest.approx(0.1) and p.gdpo_args.gdpo_nll_reduction == "sequence"  # the default
+    monkeypatch.setattr(p.gdpo_args, "gdpo_nll_reduction", reduction)
     dpo = _stock_dpo_loss(p, features)
-    ce = _ground_truth_ce(p, features)
+    ce, n_tokens = _ground_truth_ce(p, features)
     assert dpo != pytest.approx(math.log(2), abs=1e-3) and ce > 0.5  # both terms are non-trivial
+    # per caption: the summed NLL of the rows over their number; per token: the CE itself
+    nll = ce * n_tokens / len(features) if reduction == "sequence" else ce
 
     trainer = GDPOTrainer(
         model=p.model,
@@ -92,9 +98,9 @@ def test_trainer_loss_is_stock_dpo_plus_lambda_times_ground_truth_ce(pieces, pac
     assert ("gdpo_gt_batch" in batch) != pack  # packed: the gt continues the shared prompt
     with torch.no_grad():
         loss, metrics = trainer.get_batch_loss_metrics(p.model, batch)
-    assert loss.item() == pytest.approx(dpo + lam * ce, abs=2e-5)
+    assert loss.item() == pytest.approx(dpo + lam * nll, abs=1e-4)
     assert metrics["gdpo/dpo_loss"] == pytest.approx(dpo, abs=2e-5)
-    assert metrics["gdpo/nll_loss"] == pytest.approx(ce, abs=2e-5)
+    assert metrics["gdpo/nll_loss"] == pytest.approx(nll, abs=1e-4)
 
 
 @pytest.mark.parametrize("hook", ["memory", "export"])

@@ -18,19 +18,30 @@ ROUND_HOOK_MODES = ("memory", "export")
 LORA_MODES = ("proxy", "single")
 ALIGNER_POLICIES = ("adapter", "freeze")
 PACK_ATTENTION_MODES = ("auto", "flex", "sdpa", "eager")
+NLL_REDUCTIONS = ("sequence", "token_mean")
 
 
 @dataclass
 class GDPOArguments:
     """What the gDPO stage adds to LLaMA-Factory's DPO stage.
 
-    Loss (eq. 11): ``L = L_DPO + gdpo_lambda * NLL(ground truth)``; ``pref_beta`` is DPO's beta.
+    Loss (eq. 11): ``L = L_DPO + gdpo_lambda * NLL(ground truth)``; ``pref_beta`` is DPO's beta;
+    ``gdpo_nll_reduction`` says whether NLL is per caption (the paper) or per token (the public code).
     """
 
     # --- loss ---------------------------------------------------------------------------------
     gdpo_lambda: float = field(
         default=0.1,
         metadata={"help": "Weight of the ground-truth NLL term of eq. 11 (paper: 0.1). 0 gives plain sigmoid DPO."},
+    )
+    gdpo_nll_reduction: str = field(
+        default="sequence",
+        metadata={
+            "help": "How the ground-truth term is reduced: 'sequence' = eq. 11 as printed, -log pi(y_gt | x) of each "
+            "caption (summed over its tokens, on the scale of DPO's summed log-probs) averaged over the rows; "
+            "'token_mean' = the public video-SALMONN 2 code, cross-entropy averaged over the tokens (about "
+            "caption-length times weaker at the same gdpo_lambda)."
+        },
     )
     gt_dataset: str | None = field(
         default=None,
@@ -129,6 +140,7 @@ class GDPOArguments:
             ("gdpo_lora_mode", LORA_MODES),
             ("gdpo_aligner_policy", ALIGNER_POLICIES),
             ("gdpo_pack_attention", PACK_ATTENTION_MODES),
+            ("gdpo_nll_reduction", NLL_REDUCTIONS),
         ):
             value = getattr(self, name)
             if value not in allowed:

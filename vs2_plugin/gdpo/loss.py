@@ -6,12 +6,19 @@ so the term that is *minimised* is the negative log-likelihood (the printed sign
 
     L_gDPO = mean_i -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x))
                                          - (log pi(y_l|x) - log ref(y_l|x))])
-             + lambda * ( - sum_{gt tokens} log pi(token | x, prefix) / #gt tokens )
+             + lambda * NLL(ground-truth batch)
 
 * DPO part: sigmoid DPO on **summed** sequence log-probs (as LLaMA-Factory / TRL do for
   ``pref_loss: sigmoid``), averaged over the pairs of the batch.
-* NLL part: **token-averaged** over the ground-truth batch drawn with the pairs (the same
-  number an ordinary ``model(..., labels=...).loss`` gives for that batch).
+* NLL part, two readings (``gdpo_nll_reduction``):
+
+  - ``"sequence"`` (default, the paper): eq. 11's ``log pi(y_gt | x)`` is a caption's
+    log-probability, written exactly like the DPO terms, i.e. summed over its tokens; averaged
+    over the ground-truth rows (the expectation). At beta = lambda = 0.1 its gradient is on the
+    scale of DPO's.
+  - ``"token_mean"`` (the public code): cross-entropy averaged over all ground-truth tokens of
+    the batch (what an ordinary ``model(..., labels=...).loss`` gives), about a caption's
+    length times weaker at the same lambda.
 """
 
 from __future__ import annotations
@@ -88,6 +95,21 @@ def token_mean_nll(gt_logps: torch.Tensor, gt_tokens: torch.Tensor) -> torch.Ten
     return -gt_logps.sum() / gt_tokens.sum().clamp(min=1).to(gt_logps.dtype)
 
 
+def sequence_nll(gt_logps: torch.Tensor) -> torch.Tensor:
+    """Negative log-probability of each ground-truth caption (summed over its tokens), averaged
+    over the rows: ``-mean(logps)``."""
+    return -gt_logps.mean()
+
+
+def ground_truth_nll(gt_logps: torch.Tensor, gt_tokens: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The NLL term of eq. 11 by ``reduction`` (``"sequence"`` or ``"token_mean"``, module docstring)."""
+    if reduction == "sequence":
+        return sequence_nll(gt_logps)
+    if reduction == "token_mean":
+        return token_mean_nll(gt_logps, gt_tokens)
+    raise ValueError(f"nll_reduction must be 'sequence' or 'token_mean', got {reduction!r}")
+
+
 @dataclass
 class GDPOLoss:
     """Result of :func:`gdpo_loss`; ``loss`` is what is back-propagated."""
@@ -109,10 +131,11 @@ def gdpo_loss(
     beta: float,
     gdpo_lambda: float,
     label_smoothing: float = 0.0,
+    nll_reduction: str = "sequence",
 ) -> GDPOLoss:
-    """The gDPO loss, eq. 11 (sign as explained in the module docstring)::
+    """The gDPO loss, eq. 11 (sign and ``nll_reduction`` as explained in the module docstring)::
 
-        L = mean_i DPO_i(beta) + lambda * (-sum_gt log pi(y_gt | x) / #gt tokens)
+        L = mean_i DPO_i(beta) + lambda * NLL(ground truth)
 
     :param policy_chosen_logps, policy_rejected_logps: summed log-probs under the policy, ``(B,)``.
     :param reference_chosen_logps, reference_rejected_logps: the same under the frozen reference.
@@ -132,9 +155,9 @@ def gdpo_loss(
     if gdpo_lambda > 0:
         if gt_logps is None or gt_tokens is None:
             raise ValueError(f"gdpo_lambda={gdpo_lambda} needs the ground-truth log-probs")
-        nll = token_mean_nll(gt_logps, gt_tokens)
+        nll = ground_truth_nll(gt_logps, gt_tokens, nll_reduction)
         total = dpo + gdpo_lambda * nll
     else:
-        nll = dpo.new_zeros(()) if gt_logps is None else token_mean_nll(gt_logps, gt_tokens).detach()
+        nll = dpo.new_zeros(()) if gt_logps is None else ground_truth_nll(gt_logps, gt_tokens, nll_reduction).detach()
         total = dpo
     return GDPOLoss(total, dpo, nll, chosen_rewards, rejected_rewards)

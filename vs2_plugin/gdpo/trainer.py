@@ -102,6 +102,7 @@ class GDPOTrainer(CustomDPOTrainer):
             beta=self.beta,
             gdpo_lambda=lam,
             label_smoothing=self.label_smoothing,
+            nll_reduction=self.gdpo_args.gdpo_nll_reduction,
         )
         prefix = "eval_" if train_eval == "eval" else ""
         chosen_r, rejected_r = result.chosen_rewards, result.rejected_rewards
