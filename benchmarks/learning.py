@@ -57,7 +57,7 @@ from vs2_plugin.pipeline.demo import (  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: the benchmark's size (about 38 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
+#: the benchmark's size (38-41 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
 #: sampled by the mrDPO rounds and rebirth, 24 held out; SFT anneals its learning rate (cosine)
 FULL_PLAN = PipelinePlan(
     n_train=600,
