@@ -18,6 +18,7 @@ ROUND_HOOK_MODES = ("memory", "export")
 LORA_MODES = ("proxy", "single")
 ALIGNER_POLICIES = ("adapter", "freeze")
 PACK_ATTENTION_MODES = ("auto", "flex", "sdpa", "eager")
+#: readings of eq. 11's ground-truth term (vs2_plugin.gdpo.loss); the first is the default
 NLL_REDUCTIONS = ("sequence", "token_mean")
 
 
@@ -35,7 +36,7 @@ class GDPOArguments:
         metadata={"help": "Weight of the ground-truth NLL term of eq. 11 (paper: 0.1). 0 gives plain sigmoid DPO."},
     )
     gdpo_nll_reduction: str = field(
-        default="sequence",
+        default=NLL_REDUCTIONS[0],
         metadata={
             "help": "How the ground-truth term is reduced: 'sequence' = eq. 11 as printed, -log pi(y_gt | x) of each "
             "caption (summed over its tokens, on the scale of DPO's summed log-probs) averaged over the rows; "

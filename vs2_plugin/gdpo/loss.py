@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vs2_plugin.gdpo.config import NLL_REDUCTIONS
+
 IGNORE_INDEX = -100
 
 
@@ -131,7 +133,7 @@ def gdpo_loss(
     beta: float,
     gdpo_lambda: float,
     label_smoothing: float = 0.0,
-    nll_reduction: str = "sequence",
+    nll_reduction: str = NLL_REDUCTIONS[0],
 ) -> GDPOLoss:
     """The gDPO loss, eq. 11 (sign and ``nll_reduction`` as explained in the module docstring)::
 

@@ -335,6 +335,9 @@ def run_pipeline(
             build_tiny_model(tiny, seed=plan.seed, **plan.model)
 
     timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", build)
+    # before any training: a budget that cuts the clips' captions off would spoil every later stage
+    budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
+    check_caption_budget(tiny, [data / "train.jsonl", data / "heldout.jsonl"], budget)
 
     encoders = out / "encoders"
     timings["encoders"] = _stage(out, "encoders", ENCODERS_DONE, lambda: _pretrain_encoders(tiny, encoders, data, plan))
@@ -397,7 +400,6 @@ def run_pipeline(
 
     sft_base, sft_adapters = sft_model(out, plan)
     cfg = mrdpo_config(out, plan, out / "mrdpo", sft_base, sft_adapters, plan.rounds)
-    check_caption_budget(tiny, [data / "train.jsonl", data / "heldout.jsonl"], cfg.sampling.max_new_tokens)
     start = time.time()
     with console.stage("mrDPO"):
         first = run_mrdpo(cfg, progress=progress)
