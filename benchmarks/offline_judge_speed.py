@@ -77,6 +77,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]  # a busy machine slows every setting; the JSON says how busy
     runs: dict[str, list[float]] = {}
     shape = {}
     for _ in range(args.repeats):  # alternated so that a busy spell on the machine hits every setting
@@ -98,7 +99,9 @@ def main() -> int:
         "spread_events_per_s": {k: [min(v), max(v)] for k, v in runs.items()},
         "repeats": args.repeats,
         "item_shape": shape,
-        "note": "fresh process per measurement, model load not timed, no text cached; CPU shared with other jobs",
+        "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+        "note": "fresh process per measurement, model load not timed, no text cached",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
