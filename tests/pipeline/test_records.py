@@ -46,6 +46,15 @@ def test_tasks_two_global_two_local_and_rotating_interval():
     assert task_seed(1, "k") == task_seed(1, "k") != task_seed(2, "k")
 
 
+def test_heldout_tasks_cover_every_local_interval():
+    v = VideoEntry("v", "/x.mp4", "ref", local=[Interval(0, 2, "a"), Interval(2, 4.5, "b")])
+    tasks = build_tasks([v], SamplingConfig(), 1, samples=1, greedy=True, tag="heldout", all_intervals=True)
+    assert [(t.task, t.start, t.end) for t in tasks] == [("global", None, None), ("local", 0, 2), ("local", 2, 4.5)]
+    assert "between 2 and 4.5 seconds" in tasks[2].prompt
+    assert [t.key for t in tasks] == ["heldout/v/global/0", "heldout/v/local/0-2/0", "heldout/v/local/2-4.5/0"]
+    assert all(t.greedy for t in tasks)
+
+
 def test_video_list_errors_name_the_line(tmp_path, shared_media):
     p = tmp_path / "v.jsonl"
     p.write_text(

@@ -50,3 +50,25 @@ def test_missed_events_are_pooled_per_modality_by_hand():
 def test_total_is_the_mean_of_global_and_local():
     bench = _load()
     assert abs(bench.total({"global": {"total": 0.8}, "local": {"total": 0.4}}) - 0.6) < 1e-12
+
+
+def test_ablation_process_reports_a_failed_child_and_reads_a_finished_one(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pytest
+
+    bench = _load()
+    proc = bench.AblationProcess(tmp_path, quick=True)
+    with pytest.raises(RuntimeError, match="never started"):
+        proc.result()
+    proc.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(RuntimeError, match=r"exit 3\); see .*ablation_rounds.log"):
+        proc.result()
+    rows = {"lambda_0": [{"stage": "round 0"}], "one_lora": [{"stage": "round 0"}]}
+    writer = (
+        f"import json, pathlib; pathlib.Path({str(tmp_path / bench.ABLATIONS_JSON)!r}).write_text({json.dumps(rows)!r})"
+    )
+    proc.proc = subprocess.Popen([sys.executable, "-c", writer])
+    assert proc.result() == rows

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,9 +315,18 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
 
 
 def run_pipeline(
-    out: Path, plan: PipelinePlan, progress: bool = True, title: str = "video-SALMONN 2 demo pipeline"
+    out: Path,
+    plan: PipelinePlan,
+    progress: bool = True,
+    title: str = "video-SALMONN 2 demo pipeline",
+    after_sft: Callable[[str, list[str]], None] | None = None,
 ) -> dict[str, Any]:
-    """Every stage of the method on ``plan`` in ``out`` (resumable: finished stages are skipped)."""
+    """Every stage of the method on ``plan`` in ``out`` (resumable: finished stages are skipped).
+
+    ``after_sft(model, adapters)``, when given, is called once the SFT model exists (trained
+    now or earlier), before the mrDPO rounds: a caller can start work that needs only the SFT
+    model (the learning benchmark's ablations) beside the rest of the pipeline.
+    """
     from vs2_plugin.modeling.tiny import build_tiny_model
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
     from vs2_plugin.pipeline.rebirth import run_rebirth
@@ -399,6 +409,8 @@ def run_pipeline(
     )
 
     sft_base, sft_adapters = sft_model(out, plan)
+    if after_sft is not None:
+        after_sft(sft_base, sft_adapters)
     cfg = mrdpo_config(out, plan, out / "mrdpo", sft_base, sft_adapters, plan.rounds)
     start = time.time()
     with console.stage("mrDPO"):

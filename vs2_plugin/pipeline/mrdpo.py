@@ -239,8 +239,9 @@ def evaluate(
     tag: str,
     progress: bool,
 ) -> dict[str, Any]:
-    """Greedy captions of the held-out videos, judged: the round's metrics."""
-    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag)
+    """Greedy captions of the held-out videos (global, and every local interval), judged: the
+    round's metrics."""
+    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=True, tag=tag, all_intervals=True)
     rows = sample(
         tasks,
         out_dir / f"{tag}_captions.jsonl",

@@ -66,10 +66,14 @@ def build_tasks(
     samples: int | None = None,
     greedy: bool = False,
     tag: str = "train",
+    all_intervals: bool = False,
 ) -> list[SampleTask]:
-    """``samples`` captions per video for the global prompt, and for one local interval.
+    """``samples`` captions per video for the global prompt, and for its local intervals.
 
-    The local interval of a video rotates with the round so that every interval is used.
+    Training (the default) takes one local interval per video, rotating with the round so
+    that every interval is used over the rounds. ``all_intervals`` (held-out evaluation)
+    takes every interval: a held-out table that read only each clip's first interval would
+    judge half the local events of two-interval clips, always the same half.
     """
     n = samples or cfg.samples_per_video
     tasks = []
@@ -78,13 +82,16 @@ def build_tasks(
             tasks.append(
                 SampleTask(f"{tag}/{v.id}/global/{i}", v.id, "global", cfg.global_prompt, v.video, i, greedy=greedy)
             )
-        if cfg.local and v.local:
-            iv = v.local[(round_index - 1) % len(v.local)]
+        if not (cfg.local and v.local):
+            continue
+        if all_intervals:
+            intervals = [(iv, f"{tag}/{v.id}/local/{iv.start:g}-{iv.end:g}") for iv in v.local]
+        else:
+            intervals = [(v.local[(round_index - 1) % len(v.local)], f"{tag}/{v.id}/local")]
+        for iv, key in intervals:
             prompt = cfg.local_prompt.format(start=iv.start, end=iv.end)
             for i in range(n):
-                tasks.append(
-                    SampleTask(f"{tag}/{v.id}/local/{i}", v.id, "local", prompt, v.video, i, iv.start, iv.end, greedy)
-                )
+                tasks.append(SampleTask(f"{key}/{i}", v.id, "local", prompt, v.video, i, iv.start, iv.end, greedy))
     return tasks
 
 
