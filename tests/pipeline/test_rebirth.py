@@ -91,6 +91,20 @@ def test_rebirth_labels_with_the_final_model_filters_and_trains_from_post_alignm
     assert again["kept"] == 1 and len(calls["train"]) == 1
 
 
+def test_rebirth_labels_every_local_interval_of_a_video(setup, repo_root):
+    cfg, _, tmp_path, calls = setup
+    listing = tmp_path / "with_local.jsonl"
+    local = [{"start": 0, "end": 2.5, "reference": "a"}, {"start": 2.5, "end": 5, "reference": "b"}]
+    listing.write_text(json.dumps({"id": "good", "video": "good.mp4", "local": local}) + "\n")
+    out = tmp_path / "rebirth-local"
+    result = rebirth.run_rebirth(
+        cfg, str(listing), str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"), str(out), progress=False
+    )
+    assert calls["sample"][0]["n"] == 3 and result["kept"] == 3
+    prompts = [d["messages"][0]["content"] for d in json.loads((out / "data" / "vs2_rebirth.json").read_text())]
+    assert "between 0 and 2.5 seconds" in prompts[1] and "between 2.5 and 5 seconds" in prompts[2]
+
+
 def test_rebirth_trains_from_the_post_alignment_checkpoint_it_is_given(setup, repo_root):
     """After full-fine-tuning SFT the mrDPO base is the SFT model, not the post-alignment one:
     the caller names the post-alignment checkpoint and rebirth trains from it."""

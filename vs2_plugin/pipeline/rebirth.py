@@ -1,6 +1,8 @@
 """Rebirth tuning (paper sec. 3.4); ``vs2 rebirth`` (:mod:`vs2_plugin.commands.rebirth`) runs it.
 
-1. Label a (large) video set with the final mrDPO model (backbone + all merged LoRA proxies).
+1. Label a (large) video set with the final mrDPO model (backbone + all merged LoRA proxies):
+   a global caption per video and a local caption per interval it lists (every interval, so
+   the reborn model is taught local captions of every part of a clip, not only of its first).
 2. Drop captions with unnatural patterns (and empty or truncated ones).
 3. Write the kept captions as a LLaMA-Factory SFT dataset.
 4. Train the SFT recipe from the **post-alignment** checkpoint — not from the DPO model — so
@@ -86,7 +88,7 @@ def run_rebirth(
     post_alignment = str(Path(post_alignment).resolve()) if Path(post_alignment).exists() else post_alignment
     videos = load_videos(videos_path, require_reference=False)
 
-    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth")
+    tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth", all_intervals=True)
     rows = sample(
         tasks,
         out_dir / "labels.jsonl",
