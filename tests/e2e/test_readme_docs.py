@@ -102,6 +102,8 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_leave_one_captioner_out_mean'):.3f}**",
         f"**{_result('offline_judge_auc', 'baseline_word_overlap_auc'):.3f}**",
         f"**{_result('sampling', 'batched_vs_chat_speedup'):.2f}×**",
+        f"**{_result('offline_judge_speed', 'events_per_s_1thread'):,.0f}**",
+        f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
         f"**{_result('learning', 'sft_global_miss'):.3f}**",
         f"**{_result('learning', 'mrdpo_total_ratio'):.3f}**",
     }
