@@ -71,9 +71,9 @@ def build_tasks(
     """``samples`` captions per video for the global prompt, and for its local intervals.
 
     Training (the default) takes one local interval per video, rotating with the round so
-    that every interval is used over the rounds. ``all_intervals`` (held-out evaluation)
-    takes every interval: a held-out table that read only each clip's first interval would
-    judge half the local events of two-interval clips, always the same half.
+    that every interval is used over the rounds. ``all_intervals`` (held-out evaluation,
+    rebirth labelling) takes every interval: a held-out table that read only each clip's first
+    interval would judge half the local events of two-interval clips, always the same half.
     """
     n = samples or cfg.samples_per_video
     tasks = []
