@@ -22,8 +22,7 @@ thresholds, LoRA proxies) -> rebirth -> one gDPO round, every training through
                          single``) beside the LoRA proxies
 
 Held-out tables judge every clip's global caption and one caption per local interval. (c) and
-(d) need only the SFT model: they run in a second process, started when SFT ends, beside the
-main chain (each step runs on one thread, so the two chains share 2 cores without contention).
+(d) run in a second process beside the main chain (:class:`AblationProcess`).
 
 Writes ``benchmarks/results/learning.json`` (keys below, fractions of held-out events) and
 ``benchmarks/results/learning.png`` (Total per stage). Targets of the method, not tuned for:
@@ -248,7 +247,9 @@ class AblationProcess:
         self.out, self.quick, self.proc = out, quick, None
         self.log = out / "logs" / "ablation_rounds.log"
 
-    def start(self, model: str, adapters: list[str]) -> None:
+    def start(self, _model: str, _adapters: list[str]) -> None:
+        """``run_pipeline``'s ``after_sft`` callback; the child finds the SFT model in ``out`` itself
+        (:func:`ablation_rounds`), so the arguments are not passed on."""
         import subprocess
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
