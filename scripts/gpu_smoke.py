@@ -12,7 +12,7 @@ per step the seconds, peak memory (CUDA max_memory_allocated, or peak RSS on CPU
 ``--cpu`` runs the same steps with the tiny widths (hidden 64; Whisper with 128 mel bins) in about
 a minute on a CPU, so the script is exercised by the test suite.
 
-Run:  bash scripts/gpu_smoke.sh [--layers 2] [--out DIR]      (one GPU, <= 10 minutes)
+Run:  bash scripts/gpu_smoke.sh [--layers 2] [--out DIR] [--json FILE]   (one GPU, <= 10 minutes)
       bash scripts/gpu_smoke.sh --cpu
 """
 
@@ -271,11 +271,23 @@ def generate_with_audio(model: str, adapter: str, cuda: bool) -> dict:
     return {"new_tokens": response.response_length, "prompt_tokens": response.prompt_length, "video": Path(video).name}
 
 
+def library_versions() -> dict:
+    """Python and the versions of the libraries the steps ran on (a GPU image brings its own torch)."""
+    import importlib.metadata as md
+
+    import torch
+
+    names = ("torch", "transformers", "peft", "trl", "accelerate", "llamafactory", "av")
+    versions = {"python": sys.version.split()[0], "cuda": torch.version.cuda}
+    return versions | {name: md.version(name) for name in names}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="tiny widths on the CPU (for CI)")
     parser.add_argument("--layers", type=int, default=2, help="layers per tower (LLM, ViT, Whisper)")
     parser.add_argument("--out", help="work folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--json", help="also write the result, with the library versions, to this file")
     opts = parser.parse_args(argv)
     if opts.cpu:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -286,6 +298,8 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="vs2-smoke-") as tmp:
             result = run_smoke(Path(tmp), opts.cpu, opts.layers)
     print("VS2_SMOKE_JSON " + json.dumps(result))
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({**result, "versions": library_versions()}, indent=1) + "\n")
     return 0 if result["ok"] else 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from typing import Any
 
 from tests.support.paths import REPO, VENV_BIN
 
@@ -82,7 +83,7 @@ def test_every_recipe_has_a_row_in_the_readme_table():
     assert files == rows, f"recipes without a row: {sorted(files - rows)}; rows without a file: {sorted(rows - files)}"
 
 
-def _result(name: str, *keys: str) -> float:
+def _result(name: str, *keys: str) -> Any:
     value = json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
     for key in keys:
         value = value[key]
@@ -106,6 +107,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
         f"**{_result('learning', 'sft_global_miss'):.3f}**",
         f"**{_result('learning', 'mrdpo_total_ratio'):.3f}**",
+        *(f"**{run['steps']['gdpo_packed']['peak_mb']:,.0f} MiB**" for run in _result("gpu_smoke", "runs")),
     }
     stale = sorted(q for q in quoted if q not in page)
     assert not stale, f"docs/benchmarks.md does not quote these results of benchmarks/results/: {stale}"
