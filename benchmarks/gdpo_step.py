@@ -23,7 +23,13 @@ Writes benchmarks/results/gdpo_step.json (medians over --repeats, spread = min /
                            starting a fresh LoRA; 'export' = export_model to a merged checkpoint +
                            load_model of it with a fresh LoRA. Ratio export / memory
 
+``--widths 7b`` (one GPU) runs the same comparison on a random Qwen2 with the layer widths and depth
+of Qwen2.5-VL-7B's language model (28 layers, hidden 3584, 152,064 vocabulary rows), built on the
+GPU and both sides trained in bf16 (LLaMA-Factory's defaults: gradient checkpointing, SDPA; gDPO's
+packed prompt on FlexAttention); the round hooks are skipped there (``--hook-repeats 0``).
+
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gdpo_step.py [--scale 0.25 --pairs 12 --repeats 5]
+      python benchmarks/gdpo_step.py --widths 7b --scale 1 --pairs 8 --repeats 3 --hook-repeats 0 --out FILE
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue as queue_module
 import random
 import statistics
 import sys
@@ -100,7 +107,51 @@ def write_dataset(folder: Path, model_dir: Path, pairs: int, prompt_tokens: int,
     (folder / "dataset_info.json").write_text(json.dumps(info))
 
 
-def base_args(model_dir: Path, data_dir: Path, out: Path, pairs: int) -> dict:
+#: Qwen2.5-VL-7B's language model: the widths and depth of the LLM that gDPO trains
+QWEN25_7B_TEXT = dict(
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    vocab_size=152064,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+)
+
+
+def build_7b_text_model(out: Path, tiny_dir: Path) -> Path:
+    """A random Qwen2 at the 7B widths, built in bf16 on the GPU, with the tiny tokenizer of ``tiny_dir``."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    if not torch.cuda.is_available():
+        raise SystemExit("gdpo_step: --widths 7b needs a CUDA device")
+    tiny = Qwen2Config.from_pretrained(tiny_dir)
+    config = Qwen2Config(
+        **QWEN25_7B_TEXT,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=tiny.bos_token_id,
+        eos_token_id=tiny.eos_token_id,
+        pad_token_id=tiny.pad_token_id,
+    )
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda"):
+            model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(out)
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def base_args(model_dir: Path, data_dir: Path, out: Path, pairs: int, cuda: bool = False) -> dict:
     return dict(
         model_name_or_path=str(model_dir),
         do_train=True,
@@ -124,8 +175,8 @@ def base_args(model_dir: Path, data_dir: Path, out: Path, pairs: int) -> dict:
         logging_steps=1000,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
-        bf16=False,
+        use_cpu=not cuda,
+        bf16=cuda,
         preprocessing_num_workers=1,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -200,6 +251,7 @@ def _train_variant(kind: str, args: dict, queue) -> None:
     queue.put(
         {
             "kind": kind,
+            "device": torch.cuda.get_device_name() if cuda else "cpu",
             "wall_s": wall,
             "train_wall_s": probe.train_wall,
             "step_times": probe.times,
@@ -213,14 +265,45 @@ def _train_variant(kind: str, args: dict, queue) -> None:
     )
 
 
+#: how the measured runs start: "fork" on a CPU (same imports, fresh heap: the peak memory of one
+#: run only); "spawn" where CUDA is used, since LLaMA-Factory's import initialises CUDA in the parent
+#: and a forked child cannot use it. Set by main (--start-method).
+_start_method = "fork"
+
+
+def _context():
+    return mp.get_context(_start_method)
+
+
+def _child_result(proc, queue, what: str):
+    """The child's one queued result; a clear error instead of a hang when the child dies first."""
+    while True:
+        try:
+            result = queue.get(timeout=2)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"gdpo_step: {what} failed (exit status {proc.exitcode}); its traceback is above")
+    proc.join()
+    return result
+
+
+def _in_child(function, *args):
+    """``function(*args)`` in a child process (its memory, GPU context included, goes with it)."""
+    proc = _context().Process(target=function, args=args)
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"gdpo_step: {function.__name__} failed (exit status {proc.exitcode})")
+    return args[0]
+
+
 def run_variant(kind: str, args: dict) -> dict:
-    ctx = mp.get_context("fork")  # same imports, fresh heap: peak memory of one run only
+    ctx = _context()
     queue = ctx.Queue()
     proc = ctx.Process(target=_train_variant, args=(kind, args, queue))
     proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return _child_result(proc, queue, f"the {kind} run")
 
 
 def _make_adapter(model_dir: Path, out: Path) -> Path:
@@ -285,7 +368,7 @@ def _hook_child(kind: str, model_dir: str, adapter: str, work: str, queue) -> No
 def time_round_hooks(model_dir: Path, work: Path, repeats: int) -> dict:
     """The two round hooks of gdpo_rounds, alternated, each in a fresh process."""
     adapter = _make_adapter(model_dir, work / "round-001")
-    ctx = mp.get_context("fork")
+    ctx = _context()
     times: dict[str, list[float]] = {"memory": [], "export": []}
     for i in range(repeats):
         for kind in ("memory", "export") if i % 2 == 0 else ("export", "memory"):
@@ -294,8 +377,7 @@ def time_round_hooks(model_dir: Path, work: Path, repeats: int) -> dict:
                 target=_hook_child, args=(kind, str(model_dir), str(adapter), str(work / f"{kind}-{i}"), queue)
             )
             proc.start()
-            times[kind].append(queue.get())
-            proc.join()
+            times[kind].append(_child_result(proc, queue, f"the {kind} round hook"))
     return times
 
 
@@ -325,10 +407,16 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=12, help="pairs = training steps (one epoch, batch 1)")
     parser.add_argument("--repeats", type=int, default=5, help="alternated runs of each side")
     parser.add_argument("--hook-repeats", type=int, default=5, help="alternated runs of each round hook")
+    parser.add_argument("--widths", choices=("tiny", "7b"), default="tiny", help="tiny on CPU, 7b on one GPU")
+    parser.add_argument("--start-method", choices=("fork", "spawn"), help="default: fork on a CPU, spawn with CUDA")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gdpo_step.json"))
     opts = parser.parse_args(argv)
+    global _start_method
+    _start_method = opts.start_method or ("spawn" if opts.widths == "7b" else "fork")
 
     from vs2_plugin.modeling.tiny import build_tiny_text_model
+
+    cuda = opts.widths == "7b"  # CUDA is only touched in child processes: a forked CUDA context breaks
 
     prompt_tokens = int(PROMPT_TOKENS_60S * opts.scale)
     caption_tokens = int(CAPTION_TOKENS * opts.scale)
@@ -336,6 +424,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gdpo-bench-") as tmp:
         tmp = Path(tmp)
         model_dir = build_tiny_text_model(tmp / "model", seed=0)
+        if cuda:
+            model_dir = _in_child(build_7b_text_model, tmp / "model-7b", model_dir)
         data_dir = tmp / "data"
         data_dir.mkdir()
         write_dataset(data_dir, model_dir, opts.pairs, prompt_tokens, caption_tokens)
@@ -343,12 +433,12 @@ def main(argv=None) -> int:
 
         for i in range(opts.repeats):
             for kind in ("dpo", "gdpo") if i % 2 == 0 else ("gdpo", "dpo"):
-                args = base_args(model_dir, data_dir, tmp / f"{kind}-{i}", opts.pairs)
+                args = base_args(model_dir, data_dir, tmp / f"{kind}-{i}", opts.pairs, cuda)
                 if kind == "gdpo":
                     args.update(gdpo_lambda=0.1, gt_dataset="bench_gt", gdpo_ref_cache="disk")
                 runs[kind].append(run_variant(kind, args))
-                print(f"repeat {i + 1}/{opts.repeats} {kind}: {runs[kind][-1]['wall_s']:.2f} s", flush=True)
-        hooks = time_round_hooks(model_dir, tmp / "hooks", opts.hook_repeats)
+                print(f"repeat {i + 1}/{opts.repeats} {kind}: {json.dumps(runs[kind][-1])}", flush=True)
+        hooks = time_round_hooks(model_dir, tmp / "hooks", opts.hook_repeats) if opts.hook_repeats else None
 
     def series(kind, key):
         return [r[key] for r in runs[kind]]
@@ -360,14 +450,17 @@ def main(argv=None) -> int:
     train = _ratio_stats(series("gdpo", "train_wall_s"), series("dpo", "train_wall_s"))
     steps = _ratio_stats([median_step(r) for r in runs["gdpo"]], [median_step(r) for r in runs["dpo"]])
     memory = _ratio_stats(series("gdpo", "peak_mb"), series("dpo", "peak_mb"))
-    hook = _ratio_stats(hooks["export"], hooks["memory"])
+    hook = _ratio_stats(hooks["export"], hooks["memory"]) if hooks else None
     results = {
         "gdpo_vs_dpo_epoch_ratio": epoch["median_ratio"],
         "gdpo_vs_dpo_train_ratio": train["median_ratio"],
         "gdpo_vs_dpo_step_ratio": steps["median_ratio"],
         "peak_mem_ratio": memory["median_ratio"],
-        "round_hook_export_vs_memory": hook["median_ratio"],
+        "round_hook_export_vs_memory": hook["median_ratio"] if hook else None,
         "repeats": opts.repeats,
+        "widths": opts.widths,
+        "device": runs["gdpo"][0]["device"],
+        "dtype": "bfloat16" if cuda else "float32",
         "spread": {
             "epoch_ratio": epoch,
             "train_ratio": train,
@@ -388,8 +481,8 @@ def main(argv=None) -> int:
             "dpo": runs["dpo"][0]["optimizer_state_mb"],
             "gdpo": runs["gdpo"][0]["optimizer_state_mb"],
         },
-        "round_hook_memory_s": _stats(hooks["memory"]),
-        "round_hook_export_s": _stats(hooks["export"]),
+        "round_hook_memory_s": _stats(hooks["memory"]) if hooks else None,
+        "round_hook_export_s": _stats(hooks["export"]) if hooks else None,
         "prompt_tokens": prompt_tokens,
         "caption_tokens": caption_tokens,
         "pairs": opts.pairs,
@@ -405,7 +498,8 @@ def main(argv=None) -> int:
         "peak_mem_ratio",
         "round_hook_export_vs_memory",
     ):
-        print(f"{key}: {results[key]:.3f}")
+        if results[key] is not None:
+            print(f"{key}: {results[key]:.3f}")
     return 0
 
 
