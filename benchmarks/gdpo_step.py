@@ -107,29 +107,19 @@ def write_dataset(folder: Path, model_dir: Path, pairs: int, prompt_tokens: int,
     (folder / "dataset_info.json").write_text(json.dumps(info))
 
 
-#: Qwen2.5-VL-7B's language model: the widths and depth of the LLM that gDPO trains
-QWEN25_7B_TEXT = dict(
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    vocab_size=152064,
-    max_position_embeddings=32768,
-    rope_theta=1000000.0,
-)
-
-
 def build_7b_text_model(out: Path, tiny_dir: Path) -> Path:
     """A random Qwen2 at the 7B widths, built in bf16 on the GPU, with the tiny tokenizer of ``tiny_dir``."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
+    from vs2_plugin.modeling.config import QWEN25VL_7B_ROPE, QWEN25VL_7B_TEXT
+
     if not torch.cuda.is_available():
         raise SystemExit("gdpo_step: --widths 7b needs a CUDA device")
     tiny = Qwen2Config.from_pretrained(tiny_dir)
     config = Qwen2Config(
-        **QWEN25_7B_TEXT,
+        **QWEN25VL_7B_TEXT,
+        rope_parameters={"rope_type": "default", "rope_theta": QWEN25VL_7B_ROPE["rope_theta"]},
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
         bos_token_id=tiny.bos_token_id,

@@ -31,37 +31,29 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "vs2_plugin" / "assets" / "demo_data"
 RECIPES = REPO / "recipes" / "tiny"
 
-#: Qwen2.5-VL-7B-Instruct's text and vision widths, Whisper large-v3's encoder widths
-QWEN25VL_7B_TEXT = dict(
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    vocab_size=152064,
-    max_position_embeddings=128000,
-)
-QWEN25VL_7B_MROPE = [16, 24, 24]  # head_dim 128 -> 64 rotary frequencies over (t, h, w)
-QWEN25VL_7B_VISION = dict(hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584, window_size=112)
-WHISPER_LARGE_V3 = dict(n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20)
-
 
 def model_overrides(seven_b: bool, layers: int) -> dict:
     """VideoSalmonn2Config overrides: the 7B widths (or the tiny ones) with ``layers`` layers, 128 mels."""
+    from vs2_plugin.modeling.config import (
+        QWEN25VL_7B_ROPE,
+        QWEN25VL_7B_TEXT,
+        QWEN25VL_7B_VISION,
+        WHISPER_LARGE_V3_AUDIO,
+    )
     from vs2_plugin.modeling.tiny import tiny_audio_config_dict, tiny_qwen25vl_config_dict
     from vs2_plugin.modeling.tokenizer import special_token_ids, train_tiny_tokenizer
 
     base = tiny_qwen25vl_config_dict(special_token_ids(train_tiny_tokenizer()))
     text, vision, audio = dict(base["text_config"]), dict(base["vision_config"]), tiny_audio_config_dict()
     audio["n_mels"] = 128
+    if seven_b:
+        text.update(QWEN25VL_7B_TEXT, rope_parameters=dict(QWEN25VL_7B_ROPE))
+        vision.update(QWEN25VL_7B_VISION)
+        audio.update(WHISPER_LARGE_V3_AUDIO)
     text["num_hidden_layers"] = layers
     vision["depth"] = layers
     vision["fullatt_block_indexes"] = [layers - 1]
     audio["n_audio_layer"] = layers
-    if seven_b:
-        text.update(QWEN25VL_7B_TEXT)
-        text["rope_parameters"] = {**text["rope_parameters"], "mrope_section": QWEN25VL_7B_MROPE}
-        vision.update(QWEN25VL_7B_VISION)
-        audio.update(WHISPER_LARGE_V3)
     overrides = {"text_config": text, "vision_config": vision, "audio_config": audio}
     if not seven_b:
         overrides.update(qformer_hidden=32, qformer_heads=2)

@@ -17,9 +17,10 @@ def test_the_7b_variant_is_qwen25_7b_language_model():
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    bench = load_script("benchmarks/gdpo_step.py")
+    from vs2_plugin.modeling.config import QWEN25VL_7B_TEXT
+
     with torch.device("meta"):
-        model = Qwen2ForCausalLM(Qwen2Config(**bench.QWEN25_7B_TEXT, tie_word_embeddings=False))
+        model = Qwen2ForCausalLM(Qwen2Config(**QWEN25VL_7B_TEXT, tie_word_embeddings=False))
     assert sum(p.numel() for p in model.parameters()) == 7_615_616_512  # Qwen2.5-7B's count
 
 

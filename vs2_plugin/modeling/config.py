@@ -29,6 +29,24 @@ WHISPER_LARGE_V3_AUDIO = dict(
     n_audio_layer=32,
 )
 
+#: Qwen2.5-VL-7B-Instruct's language model (its public config.json): the shapes the GPU smoke test
+#: (scripts/gpu_smoke.py) and the 7B variant of benchmarks/gdpo_step.py build random models of.
+QWEN25VL_7B_TEXT = dict(
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    vocab_size=152064,
+    max_position_embeddings=128000,
+)
+#: its rotary embedding: head_dim 128 -> 64 frequencies split over (time, height, width)
+QWEN25VL_7B_ROPE = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}
+#: its vision tower
+QWEN25VL_7B_VISION = dict(
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584, window_size=112
+)
+
 SEGMENT_POSITION_KINDS = ("learned", "sinusoidal")
 
 #: Whisper's log-mel hop is 10 ms and its encoder halves the frame rate: 3000 mel frames per 30 s.
