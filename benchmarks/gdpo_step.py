@@ -278,14 +278,13 @@ def _child_result(proc, queue, what: str):
     return result
 
 
-def _in_child(function, *args):
+def _in_child(function, *args) -> None:
     """``function(*args)`` in a child process (its memory, GPU context included, goes with it)."""
     proc = _context().Process(target=function, args=args)
     proc.start()
     proc.join()
     if proc.exitcode != 0:
         raise SystemExit(f"gdpo_step: {function.__name__} failed (exit status {proc.exitcode})")
-    return args[0]
 
 
 def run_variant(kind: str, args: dict) -> dict:
@@ -401,12 +400,11 @@ def main(argv=None) -> int:
     parser.add_argument("--start-method", choices=("fork", "spawn"), help="default: fork on a CPU, spawn with CUDA")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gdpo_step.json"))
     opts = parser.parse_args(argv)
+    cuda = opts.widths == "7b"
     global _start_method
-    _start_method = opts.start_method or ("spawn" if opts.widths == "7b" else "fork")
+    _start_method = opts.start_method or ("spawn" if cuda else "fork")
 
     from vs2_plugin.modeling.tiny import build_tiny_text_model
-
-    cuda = opts.widths == "7b"  # CUDA is only touched in child processes: a forked CUDA context breaks
 
     prompt_tokens = int(PROMPT_TOKENS_60S * opts.scale)
     caption_tokens = int(CAPTION_TOKENS * opts.scale)
@@ -415,7 +413,8 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         model_dir = build_tiny_text_model(tmp / "model", seed=0)
         if cuda:
-            model_dir = _in_child(build_7b_text_model, tmp / "model-7b", model_dir)
+            _in_child(build_7b_text_model, tmp / "model-7b", model_dir)
+            model_dir = tmp / "model-7b"
         data_dir = tmp / "data"
         data_dir.mkdir()
         write_dataset(data_dir, model_dir, opts.pairs, prompt_tokens, caption_tokens)
