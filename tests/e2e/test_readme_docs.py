@@ -101,6 +101,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('judge_throughput', 'cached_speedup'):.0f}×**",
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_in_sample'):.3f}**",
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_leave_one_captioner_out_mean'):.3f}**",
+        f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_held_out_events_mean'):.3f}**",
         f"**{_result('offline_judge_auc', 'baseline_word_overlap_auc'):.3f}**",
         f"**{_result('sampling', 'batched_vs_chat_speedup'):.2f}×**",
         f"**{_result('offline_judge_speed', 'events_per_s_1thread'):,.0f}**",
