@@ -72,3 +72,45 @@ def test_ablation_process_reports_a_failed_child_and_reads_a_finished_one(tmp_pa
     )
     proc.proc = subprocess.Popen([sys.executable, "-c", writer])
     assert proc.result() == rows
+
+
+def _judged(clip, task, rate, status="ok"):
+    return {"video_id": clip, "task": task, "judgment": {"status": status, "total_rate": rate, "miss_rate": rate}}
+
+
+def test_total_ratio_by_clip_by_hand():
+    bench = _load()
+    before = bench.rates_by_clip(
+        [
+            _judged("a", "global", 1.0),
+            _judged("a", "local", 1.0),
+            _judged("a", "local", 0.5),
+            _judged("b", "global", 9.0, "failed"),
+        ],
+        "total_rate",
+    )
+    after = bench.rates_by_clip(
+        [_judged("a", "global", 0.5), _judged("a", "local", 0.5), _judged("a", "local", 0.5)], "total_rate"
+    )
+    assert before == {"a": {"global": [1.0], "local": [1.0, 0.5]}}  # the failed judgment counts nowhere
+    # before: (1.0 + 0.75) / 2 = 0.875; after: (0.5 + 0.5) / 2 = 0.5
+    assert abs(bench.total_ratio(before, after, ["a"]) - 0.5 / 0.875) < 1e-12
+    assert abs(bench.local_gap(before, after, ["a"]) - (0.5 - 0.75)) < 1e-12
+
+
+def test_paired_clip_interval_is_exact_when_every_clip_moves_alike_and_spreads_when_not():
+    bench = _load()
+    clips = [f"c{i}" for i in range(12)]
+    before = {c: {"global": [0.5 + 0.05 * i], "local": [0.4 + 0.05 * i]} for i, c in enumerate(clips)}
+    scaled = {c: {t: [0.9 * v for v in vs] for t, vs in d.items()} for c, d in before.items()}
+    # every caption's rate times 0.9: the ratio is 0.9 whatever clips are drawn
+    assert bench.paired_clip_interval(before, scaled, bench.total_ratio) == [0.9, 0.9]
+    # half the clips improve, half do not: the interval holds the point estimate and has width
+    mixed = {c: (scaled[c] if i % 2 else before[c]) for i, c in enumerate(clips)}
+    point = bench.total_ratio(before, mixed, clips)
+    low, high = bench.paired_clip_interval(before, mixed, bench.total_ratio)
+    assert low < point < high and 0.9 <= low and high <= 1.0
+    # the same seed gives the same interval; a clip judged in one condition only is not drawn
+    assert bench.paired_clip_interval(
+        before, {**mixed, "extra": {"global": [5.0], "local": [5.0]}}, bench.total_ratio
+    ) == [low, high]
