@@ -13,6 +13,8 @@ Reports, per encoder (wordllama and minilm):
                                       event is captioned by both captioners, so a model that can
                                       learn per-event word priors looks better left-one-captioner-
                                       out than it is; this split cannot leak that way,
+  *_ci95                              95 % interval of each AUC, bootstrap over events
+                                      (both captioners' triples of an event drawn together),
   pairwise_agreement_*                how often the judge orders two captioners' captions of the
                                       same event as the labels do (in sample / left out / on the
                                       held-out events, where one model scores both captions),
@@ -143,6 +145,32 @@ def event_halves(rows: list[dict]) -> np.ndarray:
     return np.array([int(re.sub(r"\D", "", str(r["id"]).split("/")[-1]) or 0) % 2 for r in rows])
 
 
+def event_ids(rows: list[dict]) -> list[str]:
+    """The event of each triple (``captioner/event_N`` -> ``event_N``): both captioners share it."""
+    return [str(r["id"]).split("/")[-1] for r in rows]
+
+
+def auc_interval(
+    labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000, seed: int = 0
+) -> list[float]:
+    """95 % interval of the ROC AUC under a bootstrap over events: each draw takes as many events
+    as there are, with replacement, with all their triples (both captioners' captions of an event
+    stay together). A dev set of a few hundred events leaves an AUC a spread of a few points."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    index: dict[str, list[int]] = {}
+    for k, g in enumerate(groups):
+        index.setdefault(g, []).append(k)
+    members = list(index.values())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if labels[rows].min() != labels[rows].max():  # a draw with one class has no AUC
+            draws.append(roc_auc(labels[rows], scores[rows]))
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def pairwise_agreement(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
     """How often the judge orders two captioners' captions of one video's event as the labels do.
 
@@ -189,7 +217,8 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
 
     # leave one captioner out: fit + calibrate on the others, score the held-out captioner
-    cross, miss_gap, loco_scores = {}, {}, np.zeros(len(rows))
+    cross, cross_ci, miss_gap, loco_scores = {}, {}, {}, np.zeros(len(rows))
+    events = event_ids(rows)
     for held_out in sorted(set(captioners)):
         train = captioners != held_out
         if train.sum() == 0:
@@ -198,6 +227,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         z = apply_logistic(model, feats[~train])
         loco_scores[~train] = z
         cross[held_out] = roc_auc(labels[~train], z)
+        cross_ci[held_out] = auc_interval(labels[~train], z, [g for g, t in zip(events, train) if not t])
         miss_gap[held_out] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
 
     # out-of-sample calibration over videos' events: fit + threshold on half the events (both
@@ -206,13 +236,14 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     # (each dev event comes from its own video and both captioners captioned it, so these halves
     # hold out events and videos, not only a captioner: the same model scores both captioners'
     # captions of a held-out event, which makes its pairwise agreement the out-of-sample decision)
-    halves, half_auc, half_scores = {}, {}, np.zeros(len(rows))
+    halves, half_auc, half_ci, half_scores = {}, {}, {}, np.zeros(len(rows))
     for h in (0, 1):
         train = half != h
         model = calibrate(fit_logistic(feats[train], labels[train]), feats[train], labels[train])
         z = apply_logistic(model, feats[~train])
         halves[f"half_{h}"] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
         half_auc[f"half_{h}"] = roc_auc(labels[~train], z)
+        half_ci[f"half_{h}"] = auc_interval(labels[~train], z, [g for g, t in zip(events, train) if not t])
         half_scores[~train] = z
 
     if fit:
@@ -228,10 +259,12 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     return {
         "auc_in_sample": roc_auc(labels, scores),
         "auc_leave_one_captioner_out": cross,
+        "auc_leave_one_captioner_out_ci95": cross_ci,
         "auc_leave_one_captioner_out_mean": float(np.mean(list(cross.values()))) if cross else None,
         "pairwise_agreement_in_sample": pairwise_agreement(rows, labels, scores),
         "pairwise_agreement_leave_one_captioner_out": pairwise_agreement(rows, labels, loco_scores),
         "auc_held_out_events": half_auc,
+        "auc_held_out_events_ci95": half_ci,
         "auc_held_out_events_mean": float(np.mean(list(half_auc.values()))),
         "pairwise_agreement_held_out_events": pairwise_agreement(rows, labels, half_scores),
         "miss_calibration_leave_one_captioner_out": miss_gap,

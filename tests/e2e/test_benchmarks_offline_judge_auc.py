@@ -19,6 +19,19 @@ def test_both_captioners_of_an_event_land_in_one_half():
     assert bench.event_halves(rows).tolist() == [1, 1, 0, 0]
 
 
+def test_auc_interval_by_hand():
+    bench = _load()
+    labels = [1, 0, 1, 0, 1, 0]
+    groups = ["e1", "e1", "e2", "e2", "e3", "e3"]
+    # scores that order every positive above every negative: AUC 1 in every draw
+    assert bench.auc_interval(labels, [0.9, 0.1, 0.8, 0.2, 0.7, 0.3], groups) == [1.0, 1.0]
+    # e3 is ordered wrong (0.15 < 0.18) but above e1's negative: AUC 7/9; draws spread around it
+    scores = [0.9, 0.1, 0.8, 0.2, 0.15, 0.18]
+    assert abs(bench.roc_auc(labels, scores) - 7 / 9) < 1e-12
+    low, high = bench.auc_interval(labels, scores, groups)
+    assert low < 7 / 9 < high and high == 1.0
+
+
 def test_reports_held_out_events_beside_leave_one_captioner_out(shared_dir):
     data = shared_dir / "data" / "captions" / "capability_event_labels_dev.jsonl"
     if not data.exists():
@@ -30,5 +43,13 @@ def test_reports_held_out_events_beside_leave_one_captioner_out(shared_dir):
     assert set(out["auc_held_out_events"]) == {"half_0", "half_1"}
     assert 0.6 < out["auc_held_out_events_mean"] <= 1.0  # real signal on events never fitted
     assert set(out["auc_leave_one_captioner_out"]) == {"gpt-4o-0806", "qwen2vl_7b"}
+    for point, (low, high) in [
+        *((out["auc_held_out_events"][h], out["auc_held_out_events_ci95"][h]) for h in ("half_0", "half_1")),
+        *(
+            (out["auc_leave_one_captioner_out"][c], out["auc_leave_one_captioner_out_ci95"][c])
+            for c in ("gpt-4o-0806", "qwen2vl_7b")
+        ),
+    ]:
+        assert low < point < high  # each AUC with the spread of its 75-150 events
     agreement = out["pairwise_agreement_held_out_events"]
     assert agreement["n_pairs"] > 0 and 0.5 < agreement["agreement"] <= 1.0
