@@ -13,7 +13,8 @@ Reports, per encoder (wordllama and minilm):
                                       event is captioned by both captioners, so a model that can
                                       learn per-event word priors looks better left-one-captioner-
                                       out than it is; this split cannot leak that way,
-  *_ci95                              95 % interval of each AUC, bootstrap over events
+  *_ci95                              95 % interval of each AUC and Miss gap (judge minus
+                                      labels, points), bootstrap over events
                                       (both captioners' triples of an event drawn together),
   pairwise_agreement_*                how often the judge orders two captioners' captions of the
                                       same event as the labels do (in sample / left out / on the
@@ -150,13 +151,12 @@ def event_ids(rows: list[dict]) -> list[str]:
     return [str(r["id"]).split("/")[-1] for r in rows]
 
 
-def auc_interval(
-    labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000, seed: int = 0
-) -> list[float]:
-    """95 % interval of the ROC AUC under a bootstrap over events: each draw takes as many events
-    as there are, with replacement, with all their triples (both captioners' captions of an event
-    stay together). A dev set of a few hundred events leaves an AUC a spread of a few points."""
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+def event_interval(groups: list[str], statistic, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """95 % interval of ``statistic(rows)`` under a bootstrap over events: each draw takes as many
+    events as there are, with replacement, with all their triples (both captioners' captions of an
+    event stay together); ``statistic`` gets the drawn row indices and may answer None (no value
+    for that draw). The fit behind the scores is not redone: this is the spread that the choice of
+    a few hundred dev events leaves on a figure."""
     index: dict[str, list[int]] = {}
     for k, g in enumerate(groups):
         index.setdefault(g, []).append(k)
@@ -164,11 +164,27 @@ def auc_interval(
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if labels[rows].min() != labels[rows].max():  # a draw with one class has no AUC
-            draws.append(roc_auc(labels[rows], scores[rows]))
+        value = statistic(np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))]))
+        if value is not None:
+            draws.append(value)
     low, high = np.quantile(draws, [0.025, 0.975])
     return [round(float(low), 4), round(float(high), 4)]
+
+
+def auc_interval(labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000) -> list[float]:
+    """:func:`event_interval` of the ROC AUC (a draw with one class only has no AUC)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    return event_interval(
+        groups,
+        lambda rows: roc_auc(labels[rows], scores[rows]) if labels[rows].min() != labels[rows].max() else None,
+        n_boot,
+    )
+
+
+def miss_gap_interval(labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000) -> list[float]:
+    """:func:`event_interval` of judge Miss minus labelled Miss, in points (score < 0: missed)."""
+    gap = 100.0 * ((np.asarray(scores) < 0).astype(float) - (np.asarray(labels) == 0))
+    return event_interval(groups, lambda rows: float(gap[rows].mean()), n_boot)
 
 
 def pairwise_agreement(rows: list[dict], labels: np.ndarray, scores: np.ndarray) -> dict:
@@ -217,7 +233,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
 
     # leave one captioner out: fit + calibrate on the others, score the held-out captioner
-    cross, cross_ci, miss_gap, loco_scores = {}, {}, {}, np.zeros(len(rows))
+    cross, cross_ci, gap_ci, miss_gap, loco_scores = {}, {}, {}, {}, np.zeros(len(rows))
     events = event_ids(rows)
     for held_out in sorted(set(captioners)):
         train = captioners != held_out
@@ -227,7 +243,9 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         z = apply_logistic(model, feats[~train])
         loco_scores[~train] = z
         cross[held_out] = roc_auc(labels[~train], z)
-        cross_ci[held_out] = auc_interval(labels[~train], z, [g for g, t in zip(events, train) if not t])
+        held_events = [g for g, t in zip(events, train) if not t]
+        cross_ci[held_out] = auc_interval(labels[~train], z, held_events)
+        gap_ci[held_out] = miss_gap_interval(labels[~train], z, held_events)
         miss_gap[held_out] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
 
     # out-of-sample calibration over videos' events: fit + threshold on half the events (both
@@ -236,14 +254,16 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     # (each dev event comes from its own video and both captioners captioned it, so these halves
     # hold out events and videos, not only a captioner: the same model scores both captioners'
     # captions of a held-out event, which makes its pairwise agreement the out-of-sample decision)
-    halves, half_auc, half_ci, half_scores = {}, {}, {}, np.zeros(len(rows))
+    halves, half_auc, half_ci, half_gap_ci, half_scores = {}, {}, {}, {}, np.zeros(len(rows))
     for h in (0, 1):
         train = half != h
         model = calibrate(fit_logistic(feats[train], labels[train]), feats[train], labels[train])
         z = apply_logistic(model, feats[~train])
         halves[f"half_{h}"] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
         half_auc[f"half_{h}"] = roc_auc(labels[~train], z)
-        half_ci[f"half_{h}"] = auc_interval(labels[~train], z, [g for g, t in zip(events, train) if not t])
+        held_events = [g for g, t in zip(events, train) if not t]
+        half_ci[f"half_{h}"] = auc_interval(labels[~train], z, held_events)
+        half_gap_ci[f"half_{h}"] = miss_gap_interval(labels[~train], z, held_events)
         half_scores[~train] = z
 
     if fit:
@@ -271,8 +291,10 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         "miss_gap_points_leave_one_captioner_out_max": max(
             100 * abs(g["judge_miss"] - g["label_miss"]) for g in miss_gap.values()
         ),
+        "miss_gap_points_leave_one_captioner_out_ci95": gap_ci,
         "miss_calibration_held_out_half": halves,
         "miss_gap_points_held_out_half_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in halves.values()),
+        "miss_gap_points_held_out_half_ci95": half_gap_ci,
         "miss_in_sample": {"judge_miss": float(np.mean(scores < 0.5)), "label_miss": float(np.mean(labels == 0))},
         "feature_auc": feature_auc,
         "weights": offline._weights(encoder.name),

@@ -32,6 +32,16 @@ def test_auc_interval_by_hand():
     assert low < 7 / 9 < high and high == 1.0
 
 
+def test_miss_gap_interval_by_hand():
+    bench = _load()
+    groups = ["e1", "e1", "e2", "e2"]
+    # the judge misses exactly what the labels miss (label 0 <-> score < 0): gap 0 in every draw
+    assert bench.miss_gap_interval([0, 1, 0, 1], [-1.0, 1.0, -2.0, 2.0], groups) == [0.0, 0.0]
+    # event e1: the judge misses both triples, the labels one -> +50 points; e2 agrees -> 0
+    low, high = bench.miss_gap_interval([0, 1, 0, 1], [-1.0, -1.0, -2.0, 2.0], groups)
+    assert (low, high) == (0.0, 50.0)
+
+
 def test_reports_held_out_events_beside_leave_one_captioner_out(shared_dir):
     data = shared_dir / "data" / "captions" / "capability_event_labels_dev.jsonl"
     if not data.exists():
@@ -51,5 +61,9 @@ def test_reports_held_out_events_beside_leave_one_captioner_out(shared_dir):
         ),
     ]:
         assert low < point < high  # each AUC with the spread of its 75-150 events
+    for fold, key in (("gpt-4o-0806", "leave_one_captioner_out"), ("half_0", "held_out_half")):
+        gap = out[f"miss_calibration_{key}"][fold]
+        low, high = out[f"miss_gap_points_{key}_ci95"][fold]
+        assert low <= 100 * (gap["judge_miss"] - gap["label_miss"]) <= high
     agreement = out["pairwise_agreement_held_out_events"]
     assert agreement["n_pairs"] > 0 and 0.5 < agreement["agreement"] <= 1.0
