@@ -395,6 +395,8 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
     mrdpo_rows = [r for r in result["rows"] if r["stage"].startswith("mrDPO")]
 
     sft_row = result["rows"][0]
+    # the last round that ran (the driver may stop early on its unnatural-pattern rule)
+    last_round_judged = read_judged(out / "mrdpo" / f"round-{len(mrdpo_rows):03d}" / "heldout_judged.jsonl")
     payload = {
         "what": "exact-judge metrics on held-out synthetic clips; fractions of events (see benchmarks/learning.py)",
         "plan": asdict(plan),
@@ -409,11 +411,7 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
             rates_by_clip(sft_judged, "miss_rate"), rates_by_clip(broken_judged, "miss_rate"), local_gap
         ),
         "mrdpo_total_ratio_ci95": paired_clip_interval(
-            rates_by_clip(sft_judged, "total_rate"),
-            rates_by_clip(
-                read_judged(out / "mrdpo" / f"round-{plan.rounds:03d}" / "heldout_judged.jsonl"), "total_rate"
-            ),
-            total_ratio,
+            rates_by_clip(sft_judged, "total_rate"), rates_by_clip(last_round_judged, "total_rate"), total_ratio
         ),
         "stages": stages,
         "ablations": {
