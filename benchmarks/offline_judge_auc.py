@@ -151,7 +151,7 @@ def event_ids(rows: list[dict]) -> list[str]:
     return [str(r["id"]).split("/")[-1] for r in rows]
 
 
-def event_interval(groups: list[str], statistic, n_boot: int = 1000, seed: int = 0) -> list[float]:
+def event_interval(groups, statistic, n_boot: int = 1000, seed: int = 0) -> list[float]:
     """95 % interval of ``statistic(rows)`` under a bootstrap over events: each draw takes as many
     events as there are, with replacement, with all their triples (both captioners' captions of an
     event stay together); ``statistic`` gets the drawn row indices and may answer None (no value
@@ -171,7 +171,7 @@ def event_interval(groups: list[str], statistic, n_boot: int = 1000, seed: int =
     return [round(float(low), 4), round(float(high), 4)]
 
 
-def auc_interval(labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000) -> list[float]:
+def auc_interval(labels: np.ndarray, scores: np.ndarray, groups, n_boot: int = 1000) -> list[float]:
     """:func:`event_interval` of the ROC AUC (a draw with one class only has no AUC)."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     return event_interval(
@@ -181,7 +181,7 @@ def auc_interval(labels: np.ndarray, scores: np.ndarray, groups: list[str], n_bo
     )
 
 
-def miss_gap_interval(labels: np.ndarray, scores: np.ndarray, groups: list[str], n_boot: int = 1000) -> list[float]:
+def miss_gap_interval(labels: np.ndarray, scores: np.ndarray, groups, n_boot: int = 1000) -> list[float]:
     """:func:`event_interval` of judge Miss minus labelled Miss, in points (score < 0: missed)."""
     gap = 100.0 * ((np.asarray(scores) < 0).astype(float) - (np.asarray(labels) == 0))
     return event_interval(groups, lambda rows: float(gap[rows].mean()), n_boot)
@@ -234,7 +234,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
 
     # leave one captioner out: fit + calibrate on the others, score the held-out captioner
     cross, cross_ci, gap_ci, miss_gap, loco_scores = {}, {}, {}, {}, np.zeros(len(rows))
-    events = event_ids(rows)
+    events = np.asarray(event_ids(rows))
     for held_out in sorted(set(captioners)):
         train = captioners != held_out
         if train.sum() == 0:
@@ -243,9 +243,8 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         z = apply_logistic(model, feats[~train])
         loco_scores[~train] = z
         cross[held_out] = roc_auc(labels[~train], z)
-        held_events = [g for g, t in zip(events, train) if not t]
-        cross_ci[held_out] = auc_interval(labels[~train], z, held_events)
-        gap_ci[held_out] = miss_gap_interval(labels[~train], z, held_events)
+        cross_ci[held_out] = auc_interval(labels[~train], z, events[~train])
+        gap_ci[held_out] = miss_gap_interval(labels[~train], z, events[~train])
         miss_gap[held_out] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
 
     # out-of-sample calibration over videos' events: fit + threshold on half the events (both
@@ -261,9 +260,8 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         z = apply_logistic(model, feats[~train])
         halves[f"half_{h}"] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
         half_auc[f"half_{h}"] = roc_auc(labels[~train], z)
-        held_events = [g for g, t in zip(events, train) if not t]
-        half_ci[f"half_{h}"] = auc_interval(labels[~train], z, held_events)
-        half_gap_ci[f"half_{h}"] = miss_gap_interval(labels[~train], z, held_events)
+        half_ci[f"half_{h}"] = auc_interval(labels[~train], z, events[~train])
+        half_gap_ci[f"half_{h}"] = miss_gap_interval(labels[~train], z, events[~train])
         half_scores[~train] = z
 
     if fit:
