@@ -76,7 +76,6 @@ FULL_PLAN = PipelinePlan(
     # rebirth relearns reading the media from the post-alignment checkpoint, like SFT: annealed and
     # long enough to (600 constant steps left it at 63 % global Miss), on greedy labels (the paper)
     rebirth={**FULL_SFT, "max_steps": 2400, "lr_scheduler_type": "cosine"},
-    rebirth_greedy=True,
     rounds=2,
     rounds_after_rebirth=1,
     mrdpo={
