@@ -127,3 +127,17 @@ def test_pairs_builds_pairwise_dataset(tmp_path):
     assert info["round1"]["ranking"] is True
     scores = [json.loads(line) for line in (tmp_path / "data" / "round1.scores.jsonl").read_text().splitlines()]
     assert len(scores) == 4 and all(s["status"] == "ok" for s in scores)
+
+
+def test_quiet_eval_prints_only_its_report(tmp_path, run_cli):
+    """``--quiet`` in a fresh process: the MiniLM load adds no log line or "Loading weights" bar."""
+    rows = [{"id": "a", "caption": "A brown dog runs across a park.", "events": EVENTS}]
+    out = tmp_path / "report.json"
+    res = run_cli(
+        ["vs2", "eval", "--input", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--judge", "offline"]
+        + ["--judge-option", "encoder=minilm", "--out", str(out), "--quiet"],
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(out.read_text())["items"][0]["status"] == "ok"
+    assert "Loading weights" not in res.stdout + res.stderr and "| global |" in res.stdout

