@@ -33,7 +33,9 @@ leave them a spread of several points.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning.py [--out outputs/learning] [--quick]
 
-``--quick`` runs every step at the demo's size (minutes; what the test runs). A rerun with the
+``--quick`` runs every step at the demo's size (minutes; a smoke run). The offline judge is
+also run on every stage's held-out captions, beside the exact judge
+(``offline_judge_beside_exact``, :mod:`offline_beside_exact`). A rerun with the
 same ``--out`` resumes: finished stages and evaluations are kept.
 """
 
@@ -61,6 +63,9 @@ from vs2_plugin.pipeline.demo import (  # noqa: E402
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from offline_beside_exact import judge_stages, stage_files  # noqa: E402
 
 #: the benchmark's size (about 36 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
 #: sampled by the mrDPO rounds and rebirth, 24 held out; SFT anneals its learning rate (cosine)
@@ -413,6 +418,8 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
             rates_by_clip(sft_judged, "total_rate"), rates_by_clip(last_round_judged, "total_rate"), total_ratio
         ),
         "stages": stages,
+        # a check of the embedded judge on model captions whose errors are known exactly
+        "offline_judge_beside_exact": judge_stages(stage_files(out), videos),
         "ablations": {
             "audio_off": {
                 "miss_by_modality_audio_on": on_miss,
