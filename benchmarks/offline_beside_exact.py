@@ -38,16 +38,17 @@ RATES = ("miss_rate", "hall_rate", "total_rate")
 
 def stage_files(out: Path) -> list[tuple[str, Path]]:
     """``(stage, heldout_judged.jsonl)`` of every stage a learning run (or ``vs2 demo``) judged,
-    in pipeline order; stages that did not run are left out."""
-    found = [("base (post-alignment, before SFT)", out / "eval" / "base")]
-    for folder, first, later in (("mrdpo", "SFT", "mrDPO round {k}"), ("mrdpo_after_rebirth", "rebirth", None)):
-        for k in itertools.count():
-            name = first if k == 0 else (later or "gDPO after rebirth (round {k})").format(k=k)
-            path = out / folder / f"round-{k:03d}"
-            if not (path / "heldout_judged.jsonl").is_file():
-                break
-            found.append((name, path))
-    return [(name, path / "heldout_judged.jsonl") for name, path in found if (path / "heldout_judged.jsonl").is_file()]
+    in pipeline order (the stage names of its report); stages that did not run are left out."""
+    found = [("base (post-alignment, before SFT)", out / "eval" / "base" / "heldout_judged.jsonl")]
+    for folder, first, later in (
+        ("mrdpo", "SFT", "mrDPO round {k}"),
+        ("mrdpo_after_rebirth", "rebirth", "gDPO after rebirth (round {k})"),
+    ):
+        k = 0
+        while (out / folder / f"round-{k:03d}" / "heldout_judged.jsonl").is_file():
+            found.append((later.format(k=k) if k else first, out / folder / f"round-{k:03d}" / "heldout_judged.jsonl"))
+            k += 1
+    return [(name, path) for name, path in found if path.is_file()]
 
 
 def average_ranks(values) -> np.ndarray:
@@ -78,13 +79,16 @@ def same_order_share(pairs) -> tuple[float, int]:
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
-def _events_and_support(row: dict[str, Any], video) -> tuple[list[str], str | None]:
-    if row["task"] == "global":
-        return video.events, video.reference
-    for iv in video.local:
-        if abs(iv.start - row["start"]) < 1e-6 and abs(iv.end - row["end"]) < 1e-6:
-            return iv.events, iv.reference
-    raise ValueError(f"{row['video_id']}: no local interval {row['start']}-{row['end']} in the held-out list")
+def _events_and_support(videos: dict[str, Any]) -> dict[str, tuple[list[str], str | None]]:
+    """``(events, reference)`` per held-out clip (its id) and per local interval (the mrDPO
+    driver's :func:`~vs2_plugin.pipeline.mrdpo.interval_key`)."""
+    from vs2_plugin.pipeline.mrdpo import interval_key
+
+    out = {}
+    for v in videos.values():
+        out[v.id] = (v.events, v.reference)
+        out.update({interval_key(v.id, iv.start, iv.end): (iv.events, iv.reference) for iv in v.local})
+    return out
 
 
 def _means(values: list[dict[str, float]]) -> dict[str, float]:
@@ -97,13 +101,21 @@ def judge_stages(stages: list[tuple[str, Path]], videos: dict[str, Any], encoder
     from vs2_plugin.judge import offline
     from vs2_plugin.judge.encoders import resolve_encoder_name
     from vs2_plugin.judge.types import JudgeItem
+    from vs2_plugin.pipeline.mrdpo import interval_key
+    from vs2_plugin.pipeline.records import read_jsonl
 
+    truth = _events_and_support(videos)
     rows, items = [], []
     for stage, path in stages:
-        for row in map(json.loads, filter(str.strip, path.read_text().splitlines())):
+        for row in read_jsonl(path):
             if row["judgment"].get("status") != "ok":
                 continue  # as in the stage tables: a failed judgment counts nowhere
-            events, support = _events_and_support(row, videos[row["video_id"]])
+            key = (
+                row["video_id"] if row["task"] == "global" else interval_key(row["video_id"], row["start"], row["end"])
+            )
+            if key not in truth:
+                raise ValueError(f"{path}: caption {row['key']!r} is of {key!r}, which the held-out list does not hold")
+            events, support = truth[key]
             items.append(
                 JudgeItem(id=f"{stage}|{row['key']}", caption=row["caption"], events=events, reference=support)
             )
