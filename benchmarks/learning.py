@@ -31,7 +31,11 @@ Writes ``benchmarks/results/learning.json`` (keys below, fractions of held-out e
 a 95 % interval from a paired bootstrap over the held-out clips (``..._ci95``), since 24 clips
 leave them a spread of several points.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning.py [--out outputs/learning] [--quick]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning.py [--out outputs/learning] [--quick] [--seed N]
+
+``--seed`` draws another benchmark: other clips (train and held-out), another encoder pretraining
+and other initial weights (default 0, the recorded run); a folder is resumed only with the clips
+it was made with (:func:`vs2_plugin.pipeline.demo.synth_data` refuses another seed or size).
 
 ``--quick`` runs every step at the demo's size (minutes; a smoke run). The offline judge is
 also run on every stage's held-out captions, beside the exact judge
@@ -300,8 +304,8 @@ class AblationProcess:
     rounds, rebirth, gDPO) instead of after it: the same work, about 10 minutes sooner.
     """
 
-    def __init__(self, out: Path, quick: bool):
-        self.out, self.quick, self.proc = out, quick, None
+    def __init__(self, out: Path, quick: bool, seed: int):
+        self.out, self.quick, self.seed, self.proc = out, quick, seed, None
         self.log = out / "logs" / "ablation_rounds.log"
 
     def start(self, _model: str, _adapters: list[str]) -> None:
@@ -311,6 +315,7 @@ class AblationProcess:
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(self.out), "--ablation-rounds"]
+        cmd += ["--seed", str(self.seed)]
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(cmd + (["--quick"] if self.quick else []), stdout=log, stderr=log)
 
@@ -332,10 +337,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/learning", help="work folder (default outputs/learning)")
     parser.add_argument("--quick", action="store_true", help="the demo's size (minutes), for a smoke run")
     parser.add_argument("--results", default=str(RESULTS), help="folder of learning.json / learning.png")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the clips, the encoder pretraining and the model's initial weights "
+        f"(default {FULL_PLAN.seed}, the recorded run's); another seed is another draw of the whole benchmark",
+    )
     parser.add_argument("--ablation-rounds", action="store_true", help=argparse.SUPPRESS)  # the second process
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     plan = DEMO_PLAN if args.quick else FULL_PLAN
+    if args.seed is not None:
+        plan = replace(plan, seed=args.seed)
     out = Path(args.out).resolve()
     if args.ablation_rounds:
         from vs2_plugin.gdpo.rounds import atomic_write_text
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
 
-    ablations = AblationProcess(out, args.quick)
+    ablations = AblationProcess(out, args.quick, plan.seed)
     try:
         result = run_pipeline(
             out, plan, progress=False, title="video-SALMONN 2 learning benchmark", after_sft=ablations.start

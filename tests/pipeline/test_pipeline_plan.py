@@ -73,3 +73,22 @@ def test_the_caption_budget_must_hold_the_longest_reference(tiny_model_dir, tmp_
     assert check_caption_budget(tiny_model_dir, [listing], n + 1) == n
     with pytest.raises(ConfigError, match=rf"max_new_tokens={n} cannot hold .*\({n} tokens \+ EOS, clip long of "):
         check_caption_budget(tiny_model_dir, [listing], n)
+
+
+def test_a_resumed_folder_must_hold_the_plans_clips(tmp_path):
+    from dataclasses import asdict, replace
+
+    from vs2_plugin.pipeline.demo import synth_data
+    from vs2_plugin.synth.generate import SynthConfig
+
+    plan = PipelinePlan(n_train=3, n_heldout=2)
+    made = SynthConfig(out="elsewhere", seed=0, n_train=3, n_heldout=2, min_seconds=4.0, max_seconds=6.0)
+    made = replace(made, vary_wording=plan.vary_wording, n_text=plan.n_text)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"config": asdict(made)}))
+    assert synth_data(tmp_path, plan) == tmp_path / "data"  # the same clips: kept, nothing generated
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["manifest.json"]
+    with pytest.raises(ConfigError, match=re.escape("(seed: 0 there, 7 now)")):
+        synth_data(tmp_path, replace(plan, seed=7))
+    with pytest.raises(ConfigError, match=re.escape("n_train: 3 there, 4 now")):
+        synth_data(tmp_path, replace(plan, n_train=4))

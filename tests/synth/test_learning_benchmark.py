@@ -60,7 +60,7 @@ def test_ablation_process_reports_a_failed_child_and_reads_a_finished_one(tmp_pa
     import pytest
 
     bench = _load()
-    proc = bench.AblationProcess(tmp_path, quick=True)
+    proc = bench.AblationProcess(tmp_path, quick=True, seed=0)
     with pytest.raises(RuntimeError, match="never started"):
         proc.result()
     proc.proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
@@ -72,6 +72,17 @@ def test_ablation_process_reports_a_failed_child_and_reads_a_finished_one(tmp_pa
     )
     proc.proc = subprocess.Popen([sys.executable, "-c", writer])
     assert proc.result() == rows
+
+
+def test_the_ablation_child_draws_the_same_benchmark_seed(tmp_path, monkeypatch):
+    import subprocess
+
+    bench = _load()
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **_: started.append(cmd))
+    bench.AblationProcess(tmp_path, quick=False, seed=3).start("model", [])
+    (cmd,) = started
+    assert cmd[cmd.index("--seed") + 1] == "3" and "--ablation-rounds" in cmd and "--quick" not in cmd
 
 
 def _judged(clip, task, rate, status="ok"):

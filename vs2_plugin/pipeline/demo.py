@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,21 +195,34 @@ def synth_data(out: Path, plan: PipelinePlan) -> Path:
     from vs2_plugin.synth.generate import SynthConfig, generate
 
     data = out / "data"
-    if not (data / "manifest.json").exists():
+    config = SynthConfig(
+        out=str(data),
+        seed=plan.seed,
+        n_train=plan.n_train,
+        n_heldout=plan.n_heldout,
+        min_seconds=plan.min_seconds,
+        max_seconds=plan.max_seconds,
+        vary_wording=plan.vary_wording,
+        n_text=plan.n_text,
+    )
+    manifest = data / "manifest.json"
+    if not manifest.exists():
         with console.step(f"generate {plan.n_train} + {plan.n_heldout} synthetic clips"):
-            generate(
-                SynthConfig(
-                    out=str(data),
-                    seed=plan.seed,
-                    n_train=plan.n_train,
-                    n_heldout=plan.n_heldout,
-                    min_seconds=plan.min_seconds,
-                    max_seconds=plan.max_seconds,
-                    vary_wording=plan.vary_wording,
-                    n_text=plan.n_text,
-                )
-            )
+            generate(config)
     else:
+        # a resumed folder must hold this plan's clips: every later stage (and the tiny model's
+        # initial weights, from the same seed) was made from them
+        made = json.loads(manifest.read_text(encoding="utf-8")).get("config", {})
+        differ = [
+            f"{k}: {made.get(k)!r} there, {v!r} now"
+            for k, v in asdict(config).items()
+            if k != "out" and made.get(k) != v
+        ]
+        if differ:
+            raise ConfigError(
+                f"{out} was made with other synthetic clips ({'; '.join(differ)}); resume it with the plan it "
+                "was made with, or give another output folder"
+            )
         console.step_done_earlier("synthetic clips")
     return data
 
