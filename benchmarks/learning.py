@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vs2_plugin.pipeline.demo import (  # noqa: E402
+    CAPTION_BUDGET,
     DEMO_PLAN,
     FULL_SFT,
     PipelinePlan,
@@ -418,6 +419,8 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
     payload = {
         "what": "exact-judge metrics on held-out synthetic clips; fractions of events (see benchmarks/learning.py)",
         "plan": asdict(plan),
+        # what the plan's "auto" caption budget resolved to on these clips
+        "caption_budget": json.loads((out / CAPTION_BUDGET).read_text()),
         "base_global_miss": round(base["global"]["miss"], 4),
         "sft_global_miss": round(sft_row["global"]["miss"], 4),
         "audio_events_miss_gap": round(off_miss.get("audio", 0.0) - on_miss.get("audio", 0.0), 4),

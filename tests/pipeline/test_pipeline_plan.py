@@ -8,7 +8,16 @@ import re
 import pytest
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, PipelinePlan, mrdpo_config, sft_model
+from vs2_plugin.pipeline.demo import (
+    CAPTION_BUDGET,
+    DEMO_PLAN,
+    FULL_SFT,
+    PipelinePlan,
+    auto_budget,
+    caption_budget,
+    mrdpo_config,
+    sft_model,
+)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +40,9 @@ def test_mrdpo_config_of_a_plan_merges_its_overrides(tmp_path):
     plan = PipelinePlan(
         mrdpo={**DEMO_PLAN.mrdpo, "gdpo_lambda": 0.0, "train": {"max_steps": 2, "gdpo_lora_mode": "single"}}
     )
+    (tmp_path / CAPTION_BUDGET).write_text(json.dumps({"max_new_tokens": 288}))
     cfg = mrdpo_config(tmp_path, plan, tmp_path / "run", tmp_path / "align", [str(tmp_path / "sft")], 3)
+    assert cfg.sampling.max_new_tokens == 288  # the plan's "auto": the run folder's recorded budget
     assert cfg.gdpo_lambda == 0.0 and cfg.rounds == 3 and cfg.judge["judge"] == "synth_exact"
     assert cfg.train["max_steps"] == 2 and cfg.train["gdpo_lora_mode"] == "single"
     assert cfg.infer["repetition_penalty"] == 1.2 and cfg.infer["use_audio_in_video"] is True  # merged, not replaced
@@ -44,6 +55,7 @@ def test_mrdpo_samples_the_first_n_rl_train_clips(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.jsonl").write_text("".join(f'{{"id": "v{i}"}}\n' for i in range(5)))
+    (tmp_path / CAPTION_BUDGET).write_text(json.dumps({"max_new_tokens": 256}))
     cfg = mrdpo_config(tmp_path, PipelinePlan(n_train=5, n_rl=2), tmp_path / "run", tmp_path / "align", [], 1)
     assert cfg.train_videos == str(data / "train_rl2.jsonl")
     assert (data / "train_rl2.jsonl").read_text().splitlines() == ['{"id": "v0"}', '{"id": "v1"}']
@@ -92,3 +104,16 @@ def test_a_resumed_folder_must_hold_the_plans_clips(tmp_path):
         synth_data(tmp_path, replace(plan, seed=7))
     with pytest.raises(ConfigError, match=re.escape("n_train: 3 there, 4 now")):
         synth_data(tmp_path, replace(plan, n_train=4))
+
+
+def test_the_auto_caption_budget_holds_the_longest_reference_and_its_eos():
+    # 243 tokens + EOS -> 256; 255 + EOS = 256 still fits; one more token needs the next step
+    assert [auto_budget(n) for n in (243, 255, 256, 257)] == [256, 256, 288, 288]
+    assert auto_budget(10, step=8) == 16
+
+
+def test_an_auto_budget_without_its_record_is_an_error_that_says_where(tmp_path):
+    from vs2_plugin.errors import Vs2Error
+
+    with pytest.raises(Vs2Error, match=re.escape(f"{tmp_path / CAPTION_BUDGET} is missing")):
+        caption_budget(tmp_path)

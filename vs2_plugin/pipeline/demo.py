@@ -53,6 +53,12 @@ PACKAGE = Path(__file__).resolve().parents[1]
 FULL_SFT: dict[str, Any] = {"finetuning_type": "full", "learning_rate": 1.0e-3, "freeze_multi_modal_projector": True}
 
 
+#: ``sampling.max_new_tokens`` of a plan: room for the longest reference caption of its clips
+AUTO_BUDGET = "auto"
+#: where :func:`run_pipeline` records that budget (a run folder's file)
+CAPTION_BUDGET = "caption_budget.json"
+
+
 @dataclass(frozen=True)
 class PipelinePlan:
     """What :func:`run_pipeline` trains on and how long each stage runs (the defaults are the demo's).
@@ -90,9 +96,9 @@ class PipelinePlan:
     rounds_after_rebirth: int = 1
     mrdpo: dict[str, Any] = field(
         default_factory=lambda: {
-            # the longest caption of a 4-6 s clip is about 240 tokens: room for all of it, or the
-            # rounds and rebirth would learn from captions cut off before their last events
-            "sampling": {"max_new_tokens": 256},
+            # room for the longest reference caption of the plan's clips (:func:`caption_budget`), or
+            # the rounds and rebirth would learn from captions cut off before their last events
+            "sampling": {"max_new_tokens": AUTO_BUDGET},
             "judge": {"judge": "synth_exact"},
             "train": {"max_steps": 6},
             # a tiny model decoding greedily loops ("Then a voice says ..." again and again)
@@ -238,8 +244,11 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
         train = data / f"train_rl{plan.n_rl}.jsonl"
         if not train.exists():
             atomic_write_text(train, "\n".join(lines) + "\n")
+    settings = plan.mrdpo
+    if settings.get("sampling", {}).get("max_new_tokens") == AUTO_BUDGET:
+        settings = merge_overrides(settings, {"sampling": {"max_new_tokens": caption_budget(out)}})
     overrides = merge_overrides(
-        plan.mrdpo,
+        settings,
         {
             "run_dir": str(run_dir),
             "model_name_or_path": str(model),
@@ -255,14 +264,8 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 ENCODERS_DONE = "encoder_pretraining.json"
 
 
-def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_tokens: int) -> int:
-    """The token count of the longest reference caption in ``listings`` (video lists); raises
-    ConfigError, naming the clip, when it does not fit in ``max_new_tokens`` (its EOS included).
-
-    Every caption the pipeline samples or evaluates stops at ``sampling.max_new_tokens``: a budget
-    shorter than the clips' captions cuts every long caption off (its last events counted missed,
-    rebirth dropping it as cut off), and the preference rounds then learn from truncated captions.
-    """
+def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str]:
+    """(token count, "clip of listing") of the longest reference caption in ``listings``."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -272,6 +275,36 @@ def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_toke
             n = len(tokenizer(video.reference or "", add_special_tokens=False)["input_ids"])
             if n > longest:
                 longest, where = n, f"{video.id} of {listing}"
+    return longest, where
+
+
+def auto_budget(longest: int, step: int = 32) -> int:
+    """``max_new_tokens`` for references of at most ``longest`` tokens: room for the longest and
+    its EOS, rounded up to a multiple of ``step`` (a caption a little longer than every reference
+    is not cut off). 243 -> 256 (seed 0 of the learning benchmark), 257 -> 288."""
+    return -(-(longest + 1) // step) * step
+
+
+def caption_budget(out: Path) -> int:
+    """The ``auto`` caption budget of the run folder ``out`` (written by :func:`run_pipeline`)."""
+    path = out / CAPTION_BUDGET
+    if not path.exists():
+        raise Vs2Error(
+            f"{path} is missing: run_pipeline writes the caption budget (sampling.max_new_tokens: "
+            f"{AUTO_BUDGET!r}) once the clips and the tokenizer exist"
+        )
+    return int(json.loads(path.read_text(encoding="utf-8"))["max_new_tokens"])
+
+
+def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_tokens: int) -> int:
+    """The token count of the longest reference caption in ``listings`` (video lists); raises
+    ConfigError, naming the clip, when it does not fit in ``max_new_tokens`` (its EOS included).
+
+    Every caption the pipeline samples or evaluates stops at ``sampling.max_new_tokens``: a budget
+    shorter than the clips' captions cuts every long caption off (its last events counted missed,
+    rebirth dropping it as cut off), and the preference rounds then learn from truncated captions.
+    """
+    longest, where = longest_reference(tokenizer_dir, listings)
     if longest + 1 > max_new_tokens:
         raise ConfigError(
             f"sampling.max_new_tokens={max_new_tokens} cannot hold the longest reference caption "
@@ -361,8 +394,13 @@ def run_pipeline(
 
     timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", build)
     # before any training: a budget that cuts the clips' captions off would spoil every later stage
+    listings = [data / "train.jsonl", data / "heldout.jsonl"]
+    if not (out / CAPTION_BUDGET).exists():
+        longest, where = longest_reference(tiny, listings)
+        record = {"longest_reference_tokens": longest, "clip": where, "max_new_tokens": auto_budget(longest)}
+        atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
     budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
-    check_caption_budget(tiny, [data / "train.jsonl", data / "heldout.jsonl"], budget)
+    check_caption_budget(tiny, listings, budget)
 
     encoders = out / "encoders"
     timings["encoders"] = _stage(out, "encoders", ENCODERS_DONE, lambda: _pretrain_encoders(tiny, encoders, data, plan))
