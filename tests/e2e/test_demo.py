@@ -26,6 +26,10 @@ def test_demo_runs_every_stage_and_every_stage_changes_the_weights(tmp_path, run
     res = run_cli(["vs2", "demo", "--out", str(out), "--no-progress"], cwd=repo_root, timeout=1500)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "DONE").is_file()
+    # the auto caption budget: room for the longest reference of the demo's clips (236 tokens + EOS)
+    budget = json.loads((out / "caption_budget.json").read_text())
+    assert budget["max_new_tokens"] == 256 and budget["longest_reference_tokens"] + 1 <= 256
+    assert budget["clip"].endswith(" of data/train.jsonl") or budget["clip"].endswith(" of data/heldout.jsonl")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages_ran"] == STAGES
     changes = {c["stage"]: c for c in metrics["weight_changes"]}

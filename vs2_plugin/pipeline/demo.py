@@ -397,6 +397,7 @@ def run_pipeline(
     listings = [data / "train.jsonl", data / "heldout.jsonl"]
     if not (out / CAPTION_BUDGET).exists():
         longest, where = longest_reference(tiny, listings)
+        where = where.replace(f"{out}/", "")  # relative to the run folder: the record travels with it
         record = {"longest_reference_tokens": longest, "clip": where, "max_new_tokens": auto_budget(longest)}
         atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
     budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
