@@ -245,7 +245,7 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
         if not train.exists():
             atomic_write_text(train, "\n".join(lines) + "\n")
     settings = plan.mrdpo
-    if settings.get("sampling", {}).get("max_new_tokens") == AUTO_BUDGET:
+    if _budget_is_auto(plan):
         settings = merge_overrides(settings, {"sampling": {"max_new_tokens": caption_budget(out)}})
     overrides = merge_overrides(
         settings,
@@ -264,18 +264,22 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 ENCODERS_DONE = "encoder_pretraining.json"
 
 
-def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str]:
-    """(token count, "clip of listing") of the longest reference caption in ``listings``."""
+def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str, Path | None]:
+    """(token count, clip id, its listing) of the longest reference caption in ``listings``."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    longest, where = 0, ""
+    longest, clip, where = 0, "", None
     for listing in listings:
         for video in load_videos(listing):
             n = len(tokenizer(video.reference or "", add_special_tokens=False)["input_ids"])
             if n > longest:
-                longest, where = n, f"{video.id} of {listing}"
-    return longest, where
+                longest, clip, where = n, video.id, listing
+    return longest, clip, where
+
+
+def _budget_is_auto(plan: PipelinePlan) -> bool:
+    return plan.mrdpo.get("sampling", {}).get("max_new_tokens") == AUTO_BUDGET
 
 
 def auto_budget(longest: int, step: int = 32) -> int:
@@ -304,7 +308,8 @@ def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_toke
     shorter than the clips' captions cuts every long caption off (its last events counted missed,
     rebirth dropping it as cut off), and the preference rounds then learn from truncated captions.
     """
-    longest, where = longest_reference(tokenizer_dir, listings)
+    longest, clip, listing = longest_reference(tokenizer_dir, listings)
+    where = f"{clip} of {listing}"
     if longest + 1 > max_new_tokens:
         raise ConfigError(
             f"sampling.max_new_tokens={max_new_tokens} cannot hold the longest reference caption "
@@ -393,15 +398,20 @@ def run_pipeline(
             build_tiny_model(tiny, seed=plan.seed, **plan.model)
 
     timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", build)
-    # before any training: a budget that cuts the clips' captions off would spoil every later stage
+    # before any training: a budget that cuts the clips' captions off would spoil every later stage;
+    # the auto budget holds every reference by construction, an explicit one is checked
     listings = [data / "train.jsonl", data / "heldout.jsonl"]
-    if not (out / CAPTION_BUDGET).exists():
-        longest, where = longest_reference(tiny, listings)
-        where = where.replace(f"{out}/", "")  # relative to the run folder: the record travels with it
-        record = {"longest_reference_tokens": longest, "clip": where, "max_new_tokens": auto_budget(longest)}
+    if not _budget_is_auto(plan):
+        budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
+        check_caption_budget(tiny, listings, budget)
+    elif not (out / CAPTION_BUDGET).exists():
+        longest, clip, listing = longest_reference(tiny, listings)
+        record = {
+            "longest_reference_tokens": longest,
+            "clip": f"{clip} of {listing.relative_to(out)}",  # relative: the record travels with the folder
+            "max_new_tokens": auto_budget(longest),
+        }
         atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
-    budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
-    check_caption_budget(tiny, listings, budget)
 
     encoders = out / "encoders"
     timings["encoders"] = _stage(out, "encoders", ENCODERS_DONE, lambda: _pretrain_encoders(tiny, encoders, data, plan))
