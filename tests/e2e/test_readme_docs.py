@@ -90,6 +90,9 @@ def _result(name: str, *keys: str) -> Any:
     return value
 
 
+ROBUST = ("encoders", "minilm")
+
+
 def test_benchmark_figures_are_those_of_the_results():
     page = _text(REPO / "docs" / "benchmarks.md")
     quoted = {
@@ -103,6 +106,10 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_leave_one_captioner_out_mean'):.3f}**",
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_held_out_events_mean'):.3f}**",
         f"**{_result('offline_judge_auc', 'baseline_word_overlap_auc'):.3f}**",
+        f"**{100 * _result('offline_judge_robustness', *ROBUST, 'swapped_details', 'hall_rises_share'):.1f} %**",
+        f"**{100 * _result('offline_judge_robustness', *ROBUST, 'most_similar_other_video', 'miss_ge_90_share'):.1f} %**",
+        f"**{_result('offline_event_extraction', 'offline', 'count_ratio_median'):.2f}**",
+        f"**{_result('offline_event_extraction', 'offline', 'f1'):.3f}**",
         f"**{_result('sampling', 'batched_vs_chat_speedup'):.2f}×**",
         f"**{_result('offline_judge_speed', 'events_per_s_1thread'):,.0f}**",
         f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
