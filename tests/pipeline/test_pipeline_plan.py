@@ -117,3 +117,13 @@ def test_an_auto_budget_without_its_record_is_an_error_that_says_where(tmp_path)
 
     with pytest.raises(Vs2Error, match=re.escape(f"{tmp_path / CAPTION_BUDGET} is missing")):
         caption_budget(tmp_path)
+
+
+def test_clips_without_reference_captions_are_refused_naming_the_listing(tiny_model_dir, tmp_path):
+    from vs2_plugin.pipeline.demo import longest_reference
+
+    listing = tmp_path / "clips.jsonl"
+    (tmp_path / "a.mp4").touch()
+    listing.write_text(json.dumps({"id": "a", "video": "a.mp4", "events": ["A low tone sounds."]}) + "\n")
+    with pytest.raises(ConfigError, match=rf"no clip of {re.escape(str(listing))} has a reference caption"):
+        longest_reference(tiny_model_dir, [listing])

@@ -264,8 +264,9 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 ENCODERS_DONE = "encoder_pretraining.json"
 
 
-def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str, Path | None]:
-    """(token count, clip id, its listing) of the longest reference caption in ``listings``."""
+def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str, Path]:
+    """(token count, clip id, its listing) of the longest reference caption in ``listings``;
+    ConfigError when no clip has one (the pipeline's stages train and judge on references)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -275,6 +276,11 @@ def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, s
             n = len(tokenizer(video.reference or "", add_special_tokens=False)["input_ids"])
             if n > longest:
                 longest, clip, where = n, video.id, listing
+    if where is None:
+        raise ConfigError(
+            f"no clip of {', '.join(map(str, listings))} has a reference caption: the pipeline trains and "
+            "judges on references, and sets its caption budget from the longest"
+        )
     return longest, clip, where
 
 
