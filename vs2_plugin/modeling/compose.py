@@ -176,6 +176,7 @@ ALIGNER_SETTINGS = (
     "qformer_hidden",
     "qformer_heads",
     "segment_position",
+    "audio_window_position",
     "max_audio_segments",
 )
 
