@@ -21,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visual-llm", required=True, help="Qwen2.5-VL model directory (safetensors)")
     parser.add_argument("--whisper", required=True, help="openai-whisper checkpoint (.pt), e.g. large-v3.pt")
     parser.add_argument("--out", required=True, help="new model directory (must not exist or be empty)")
-    from vs2_plugin.modeling.config import SEGMENT_POSITION_KINDS, WINDOW_POSITION_KINDS, VideoSalmonn2Config
+    from vs2_plugin.modeling.config import SEGMENT_POSITION_KINDS, VideoSalmonn2Config
     from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
     default = VideoSalmonn2Config.__dataclass_fields__  # flags left out take the model config's defaults
@@ -36,11 +36,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--segment-position",
         choices=SEGMENT_POSITION_KINDS,
         help="segment position embedding: learned matrix (paper, default) or sinusoids (public code)",
-    )
-    parser.add_argument(
-        "--window-position",
-        choices=WINDOW_POSITION_KINDS,
-        help="a learned vector per audio window added to its tokens (not in the paper; default none)",
     )
     parser.add_argument(
         "--max-segments",
@@ -61,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
         qformer_hidden=args.qformer_hidden,
         qformer_heads=args.qformer_heads,
         segment_position=args.segment_position,
-        audio_window_position=args.window_position,
         max_audio_segments=args.max_segments,
         seed=args.seed,
     )

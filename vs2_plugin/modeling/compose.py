@@ -176,7 +176,6 @@ ALIGNER_SETTINGS = (
     "qformer_hidden",
     "qformer_heads",
     "segment_position",
-    "audio_window_position",
     "max_audio_segments",
 )
 

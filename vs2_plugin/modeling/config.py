@@ -48,7 +48,6 @@ QWEN25VL_7B_VISION = dict(
 )
 
 SEGMENT_POSITION_KINDS = ("learned", "sinusoidal")
-WINDOW_POSITION_KINDS = ("none", "learned")
 
 #: Whisper's log-mel hop is 10 ms and its encoder halves the frame rate: 3000 mel frames per 30 s.
 MEL_FRAMES_PER_SECOND = 100
@@ -70,10 +69,6 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
     segment_position (`str`, "learned"): "learned" = an embedding matrix indexed by the segment
         number (the paper's Z^Pos); "sinusoidal" = fixed sinusoids of the segment number (the
         public video-SALMONN 2 code). Both are added to every encoder frame of the segment.
-    audio_window_position (`str`, "none"): "none" = the paper (an audio token's time within its
-        30 s segment reaches the LLM only through its M-RoPE position); "learned" = a zero-initialised
-        vector per window of a segment added to that window's audio tokens, so the time of a sound
-        is also in the token itself (see :class:`vs2_plugin.modeling.qformer.WindowPositionOffsets`).
     audio_token_id / audio_start_token_id / audio_end_token_id: ids of ``<|audio_pad|>``,
         ``<|audio_start|>``, ``<|audio_end|>``.
     """
@@ -90,7 +85,6 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
     segment_s: float = AUDIO_DEFAULTS.segment_s
     max_audio_segments: int = 64
     segment_position: str = "learned"
-    audio_window_position: str = "none"
     audio_token_id: int = 151666
     audio_start_token_id: int = 151665
     audio_end_token_id: int = 151667
@@ -136,10 +130,6 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
         if self.segment_position not in SEGMENT_POSITION_KINDS:
             raise ConfigError(
                 f"segment_position must be one of {SEGMENT_POSITION_KINDS}, got {self.segment_position!r}"
-            )
-        if self.audio_window_position not in WINDOW_POSITION_KINDS:
-            raise ConfigError(
-                f"audio_window_position must be one of {WINDOW_POSITION_KINDS}, got {self.audio_window_position!r}"
             )
         if not self.segment_s > 0:
             raise ConfigError(f"segment_s must be positive, got {self.segment_s!r}")

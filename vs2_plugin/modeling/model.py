@@ -26,12 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 
 from vs2_plugin.modeling.config import VideoSalmonn2Config
-from vs2_plugin.modeling.qformer import (
-    AudioMarkerOffsets,
-    SegmentPositionEmbedding,
-    WindowPositionOffsets,
-    WindowQFormerAligner,
-)
+from vs2_plugin.modeling.qformer import AudioMarkerOffsets, SegmentPositionEmbedding, WindowQFormerAligner
 from vs2_plugin.modeling.rope import RopeTokens, interleaved_rope_index
 from vs2_plugin.modeling.whisper_encoder import WhisperAudioEncoder, whisper_sinusoids
 
@@ -53,8 +48,6 @@ class VideoSalmonn2PreTrainedModel(Qwen2_5_VLPreTrainedModel):
             init.normal_(module.query_tokens, mean=0.0, std=0.02)
         elif isinstance(module, AudioMarkerOffsets):
             init.zeros_(module.delta)
-        elif isinstance(module, WindowPositionOffsets):
-            init.zeros_(module.table)
 
 
 class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):

@@ -107,28 +107,6 @@ class AudioMarkerOffsets(nn.Module):
         return embeds
 
 
-class WindowPositionOffsets(nn.Module):
-    """Optional (``audio_window_position: learned``): a vector per window of a segment, added to the
-    audio tokens of that window after the projection.
-
-    Not in the paper, whose audio tokens carry their time only through M-RoPE (and Z^Pos per 30 s
-    segment). Rotary positions are relative: to tell what sounds "between 2.5 and 6 seconds" from
-    tokens generated after the video, the LLM must work out its own distance to the video's start.
-    A small LLM trained from scratch does not (see docs/synth.md, learning benchmark); with this
-    table the window's time is in the token's content, where an instruction's numbers can be matched
-    against it. Zero at init, so adding it to a trained aligner changes nothing until it trains.
-    """
-
-    def __init__(self, windows: int, hidden: int):
-        super().__init__()
-        self.table = nn.Parameter(torch.zeros(windows, hidden))
-
-    def forward(self, tokens: torch.Tensor, queries_per_window: int) -> torch.Tensor:
-        windows = tokens.shape[1] // queries_per_window
-        offsets = self.table[:windows].to(tokens.dtype).repeat_interleave(queries_per_window, dim=0)
-        return tokens + offsets
-
-
 class WindowQFormerAligner(nn.Module):
     """Aligner_Audio: (S, n_ctx, d_audio) encoder states of S segments -> (S, T, llm_hidden)."""
 
@@ -150,11 +128,6 @@ class WindowQFormerAligner(nn.Module):
         )
         self.projection = nn.Linear(hidden, config.text_config.hidden_size)
         self.markers = AudioMarkerOffsets(config.text_config.hidden_size)
-        self.window_position = None
-        if config.audio_window_position == "learned":
-            self.window_position = WindowPositionOffsets(
-                config.audio_windows_per_segment, config.text_config.hidden_size
-            )
 
     def forward(self, encoder_states: torch.Tensor, segment_index: torch.Tensor) -> torch.Tensor:
         """``segment_index[s]`` = number of segment s within its audio item (0, 1, ...)."""
@@ -168,7 +141,5 @@ class WindowQFormerAligner(nn.Module):
         queries = self.query_norm(self.query_tokens.to(states.dtype)).expand(segments * windows, -1, -1)
         for layer in self.layers:
             queries = layer(queries, states)
-        tokens = self.projection(queries.reshape(segments, windows * self.queries_per_window, -1))
-        if self.window_position is not None:
-            tokens = self.window_position(tokens, self.queries_per_window)
-        return tokens
+        tokens = queries.reshape(segments, windows * self.queries_per_window, -1)
+        return self.projection(tokens)
