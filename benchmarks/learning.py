@@ -133,6 +133,33 @@ def miss_by_modality(judged: list[dict[str, Any]], videos: dict[str, Any], task:
     return {k: round(m / t, 4) for k, (t, m) in sorted(counts.items())}
 
 
+def interval_selectivity(judged: list[dict[str, Any]], videos: dict[str, Any]) -> dict[str, float | int]:
+    """Whether local captions depend on the interval asked about: each local caption of a clip
+    with two or more intervals is judged (``synth_exact``) against the events of its own interval
+    and, one by one, of the clip's other intervals; the fractions of events missed, pooled.
+
+    A model that tells what happens in the interval it is asked about misses few events of its own
+    interval and most of the others'; equal fractions mean the caption is the same whatever the
+    interval -- and then moving the sounds to another time (ablation b) cannot change its Miss.
+    """
+    from vs2_plugin.synth.judge import judge_caption
+
+    counts = {"own": [0, 0], "other": [0, 0]}
+    captions = 0
+    for row in judged:
+        video = videos[row["video_id"]]
+        if row["task"] != "local" or len(video.local) < 2 or row["judgment"].get("status") != "ok":
+            continue
+        captions += 1
+        for iv in video.local:
+            which = "own" if abs(iv.start - row["start"]) < 1e-6 and abs(iv.end - row["end"]) < 1e-6 else "other"
+            result = judge_caption(list(iv.events), row["caption"])
+            counts[which][0] += len(result.missed)
+            counts[which][1] += result.n_events
+    miss = {k: round(m / n, 4) if n else None for k, (m, n) in counts.items()}
+    return {"captions": captions, "own_interval_miss": miss["own"], "other_interval_miss": miss["other"]}
+
+
 def rotated_audio_copies(data: Path, out: Path) -> Path:
     """The held-out video list with each clip's audio track rotated by half its length (frames
     untouched): the audio tokens still follow the frames of their slots, but carry the sound of
@@ -446,6 +473,9 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
                 "how": "held-out clips with the audio track rotated by half the clip, same SFT model",
                 "intact": {k: intact[k] for k in ("global", "local")},
                 "broken": {k: broken[k] for k in ("global", "local")},
+                # why the gap is what it is: how much the SFT model's local captions depend on the interval
+                "interval_selectivity_intact": interval_selectivity(sft_judged, videos),
+                "interval_selectivity_broken": interval_selectivity(broken_judged, videos),
             },
             "gdpo_lambda": {
                 f"lambda_{lam:g}": [{k: r[k] for k in ("stage", "global", "local")} for r in [sft_row, *mrdpo_rows]],

@@ -125,3 +125,43 @@ def test_paired_clip_interval_is_exact_when_every_clip_moves_alike_and_spreads_w
     assert bench.paired_clip_interval(
         before, {**mixed, "extra": {"global": [5.0], "local": [5.0]}}, bench.total_ratio
     ) == [low, high]
+
+
+def test_interval_selectivity_by_hand():
+    bench = _load()
+    first, second = ["A red square appears at the top left.", 'A voice says "apple".'], ["A high tone sounds."]
+    videos = {
+        "v": VideoEntry(
+            id="v",
+            video="v.mp4",
+            events=first + second,
+            local=[
+                Interval(start=0.0, end=2.5, events=first, reference=None),
+                Interval(start=2.5, end=5.0, events=second, reference=None),
+            ],
+        )
+    }
+
+    def local(start, end, caption):
+        return {
+            "video_id": "v",
+            "task": "local",
+            "start": start,
+            "end": end,
+            "caption": caption,
+            "judgment": {"status": "ok"},
+        }
+
+    # the first interval's caption tells its own two events and not the tone; the second interval's
+    # caption is the whole clip: its own tone is told, and so are both events of the other interval
+    judged = [
+        local(0.0, 2.5, 'A red square appears at the top left. Then a voice says "apple".'),
+        local(2.5, 5.0, 'A red square appears at the top left. Then a voice says "apple". Then a high tone sounds.'),
+        {**local(0.0, 2.5, ""), "judgment": {"status": "failed"}},  # a failed judgment counts nowhere
+    ]
+    # own: 0 of 2 + 0 of 1 missed; other: 1 of 1 (tone) + 0 of 2 missed
+    assert bench.interval_selectivity(judged, videos) == {
+        "captions": 2,
+        "own_interval_miss": 0.0,
+        "other_interval_miss": round(1 / 3, 4),
+    }
