@@ -165,3 +165,19 @@ def test_interval_selectivity_by_hand():
         "own_interval_miss": 0.0,
         "other_interval_miss": round(1 / 3, 4),
     }
+
+
+def test_interval_probe_summary_by_hand():
+    from tests.support.scripts import load_script
+
+    probe = load_script("benchmarks/interval_probe.py")
+    losses = [
+        {"own": 0.1, "other_interval": 0.3, "other_clip": 0.5, "sound_moved": 0.1},
+        {"own": 0.3, "other_interval": 0.2, "other_clip": 0.6, "sound_moved": 0.4},
+    ]
+    assert probe.summarise(losses) == {
+        "references": 2,
+        "mean_loss": {"own": 0.2, "other_interval": 0.25, "other_clip": 0.55, "sound_moved": 0.25},
+        # equal is not higher: the first reference's loss with the sound moved stays 0.1
+        "share_higher_than_own": {"other_interval": 0.5, "other_clip": 1.0, "sound_moved": 0.5},
+    }
