@@ -14,7 +14,9 @@ thresholds, LoRA proxies) -> rebirth -> one gDPO round, every training through
   (b) time alignment     the SFT model captions copies of the held-out clips whose audio track
       broken             is rotated by half the clip (every sound lands at another time, so
                          each audio token follows a frame it does not belong to); local Miss,
-                         broken minus intact
+                         broken minus intact, and how much the local captions depend on the
+                         interval asked about (:func:`interval_selectivity`; the teacher-forced
+                         view of the same question: ``benchmarks/interval_probe.py``)
   (c) gDPO lambda        the same mrDPO rounds from the same SFT model with lambda = 0 (pure
                          DPO) beside the run's lambda (0.1, eq. 11)
   (d) one LoRA kept      the same mrDPO rounds from the same SFT model with one LoRA resumed
