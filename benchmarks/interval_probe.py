@@ -14,7 +14,7 @@ A model that reads the interval from the instruction has ``own`` below ``other_i
 uses the media, below ``other_clip``; one that knows when each sound is, below ``sound_moved``.
 Reported: the mean losses and, for each other input, the share of references whose loss is higher
 than with ``own``. On a finished run folder (it reads the SFT model and inference settings from
-its ``mrdpo/config.json``):
+its ``mrdpo/config.json``, with the run's local instruction):
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/interval_probe.py --out outputs/learning
 """
@@ -47,7 +47,6 @@ def summarise(losses: list[dict[str, float]]) -> dict[str, Any]:
 def probe(out: Path) -> dict[str, Any]:
     import torch
 
-    from vs2_plugin.pipeline.config import DEFAULT_LOCAL_PROMPT
     from vs2_plugin.pipeline.generation import CaptionGenerator, PromptGroup
     from vs2_plugin.pipeline.videos import load_videos
 
@@ -57,12 +56,13 @@ def probe(out: Path) -> dict[str, Any]:
     config = json.loads((out / "mrdpo" / "config.json").read_text())
     generator = CaptionGenerator(config["model_name_or_path"], config["adapter_name_or_path"], config["infer"])
     end = generator.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    local_prompt = config["sampling"]["local_prompt"]  # the instruction the run's captions were asked with
     moved = {v.id: v.video for v in load_videos(rotated_audio_copies(out / "data", out / "eval" / "rotated_media"))}
 
     @torch.inference_mode()
     def loss(video: str, start: float, stop: float, answer: str) -> float:
-        prompt = DEFAULT_LOCAL_PROMPT.format(start=start, end=stop)
-        inputs = generator._batch_inputs([PromptGroup(video, prompt, ["probe"])])
+        prompt = local_prompt.format(start=start, end=stop)
+        inputs = generator.batch_inputs([PromptGroup(video, prompt, ["probe"])])
         target = generator.tokenizer(answer, add_special_tokens=False)["input_ids"] + [end]
         ids = torch.cat([inputs["input_ids"], torch.tensor([target], device=inputs["input_ids"].device)], dim=1)
         inputs.update(input_ids=ids, attention_mask=torch.ones_like(ids))

@@ -168,8 +168,6 @@ def test_interval_selectivity_by_hand():
 
 
 def test_interval_probe_summary_by_hand():
-    from tests.support.scripts import load_script
-
     probe = load_script("benchmarks/interval_probe.py")
     losses = [
         {"own": 0.1, "other_interval": 0.3, "other_clip": 0.5, "sound_moved": 0.1},

@@ -154,7 +154,8 @@ class CaptionGenerator:
         ids, _ = plugin.process_token_ids(ids, None, [], [video], [], self.tokenizer, self.processor)
         return ids
 
-    def _batch_inputs(self, groups: list[PromptGroup]) -> dict[str, Any]:
+    def batch_inputs(self, groups: list[PromptGroup]) -> dict[str, Any]:
+        """Model inputs of the groups' prompts (left-padded ids, mask, media), on the model's device."""
         ids = [self.prompt_ids(g.video, g.prompt) for g in groups]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], dtype=torch.long)
@@ -218,7 +219,7 @@ class CaptionGenerator:
         n_samples = n.pop()
         if decoding.greedy and n_samples > 1:
             raise ValueError("greedy decoding gives one caption per prompt; ask for one key per group")
-        inputs = self._batch_inputs(groups)
+        inputs = self.batch_inputs(groups)
         gen = {k: v for k, v in self.generating_args.items() if k not in ("temperature", "top_p", "top_k")}
         gen.update(
             do_sample=False,
