@@ -40,7 +40,7 @@ def vs2_select_pairs(samples, thresholds, round_index):
     """Choose DPO preference pairs from judged samples (paper App. F, Table 3).
 
     :param samples: list of :class:`vs2_plugin.judge.types.ScoredSample` (several per video
-        and task, each with its metrics).
+        and task, each with its metrics; never a blank caption, which cannot be trained on).
     :param thresholds: :class:`vs2_plugin.judge.pairs.RoundThresholds` for this round.
     :param round_index: 1-based mrDPO round.
     :returns: list of :class:`vs2_plugin.judge.types.PreferencePair`, or ``None`` to defer to

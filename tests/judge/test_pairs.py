@@ -116,6 +116,36 @@ def test_select_pairs_goes_through_the_hook_and_a_plugin_can_override():
     assert select_pairs(samples, 1, pm=pm) == []
 
 
+def test_a_blank_caption_is_never_paired_whatever_rule_answers():
+    """Silence (Miss 100 %, Hall 0, error 1.0) beats a caption with error 1.6 by the rates alone;
+    the pair would be untrainable (LLaMA-Factory refuses an empty reply) and teach silence."""
+    from dataclasses import replace
+
+    from vs2_plugin import hookimpl
+    from vs2_plugin.plugins import build_plugin_manager
+
+    pm = build_plugin_manager(entry_points=[])
+    talker = sample("a", 1.6, 0.05, sid="talks")
+    blank = replace(sample("a", 1.0, 0.0, sid="blank"), caption=" \n")
+    assert [p.chosen.sample_id for p in choose_pairs([blank, talker], Schedule().for_round(1))] == ["blank"]
+    assert select_pairs([blank, talker], 1, pm=pm) == []
+    # with a third caption, the pair is made of the two that have text
+    good = sample("a", 0.5, 0.0, sid="good")
+    pairs = select_pairs([blank, talker, good], 1, pm=pm)
+    assert [(p.chosen.sample_id, p.rejected.sample_id) for p in pairs] == [("good", "talks")]
+
+    seen = []
+
+    class Spy:
+        @hookimpl
+        def vs2_select_pairs(self, samples, thresholds, round_index):
+            seen.extend(s.sample_id for s in samples)
+
+    pm.register(Spy(), name="spy")
+    select_pairs([blank, talker, good], 1, pm=pm)
+    assert sorted(seen) == ["good", "talks"]  # a plugin never sees it either
+
+
 def test_write_pairwise_dataset(tmp_path):
     (tmp_path / "dataset_info.json").write_text(json.dumps({"other": {"file_name": "other.json"}}))
     kept = choose_pairs([sample("a", 0.1, 0.0), sample("a", 0.9, 0.5)], Schedule().for_round(1))

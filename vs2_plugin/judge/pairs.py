@@ -11,6 +11,11 @@ ones. A negative threshold lets the chosen sample be worse by up to that much on
 With more than two samples per video and task, the qualifying pair with the largest error
 margin is kept (then the largest repetition margin, then the earliest samples), so each
 video-task gives at most one pair, as with the paper's two samples per video.
+
+A blank caption (no text, e.g. a model that ends at once) is never offered for a pair, by
+:func:`select_pairs`, whichever rule answers the hook: LLaMA-Factory cannot train on an empty
+reply, and by the error rates alone silence (Miss 100 %, Hall 0) would be *chosen* over any
+caption that tells more wrong events than right ones, teaching the model to say nothing.
 """
 
 from __future__ import annotations
@@ -142,7 +147,8 @@ def select_pairs(
 
     thresholds = (schedule or Schedule()).for_round(round_index)
     pm = pm or get_plugin_manager()
-    result = pm.hook.vs2_select_pairs(samples=list(samples), thresholds=thresholds, round_index=round_index)
+    samples = [s for s in samples if s.caption.strip()]  # a blank caption is never paired (module doc)
+    result = pm.hook.vs2_select_pairs(samples=samples, thresholds=thresholds, round_index=round_index)
     if result is None:
         raise ConfigError("no vs2_select_pairs implementation answered (is vs2_plugin.judge.pairs registered?)")
     return list(result)
