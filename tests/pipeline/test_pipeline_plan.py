@@ -15,6 +15,7 @@ from vs2_plugin.pipeline.demo import (
     PipelinePlan,
     auto_budget,
     caption_budget,
+    media_recipe,
     mrdpo_config,
     sft_model,
 )
@@ -29,6 +30,7 @@ from vs2_plugin.pipeline.demo import (
         ({"rounds_after_rebirth": -1}, "PipelinePlan.rounds_after_rebirth must be an integer >= 0, got -1"),
         ({"encoder_steps": 0}, "PipelinePlan.encoder_steps must be an integer >= 1, got 0"),
         ({"n_train": 4, "n_rl": 5}, "PipelinePlan.n_rl must be None or an integer in [1, n_train=4], got 5"),
+        ({"media": {"video_fps": 2.0, "max_steps": 3}}, "PipelinePlan.media must map LLaMA-Factory media arguments"),
     ],
 )
 def test_bad_plans_name_the_value(kwargs, message):
@@ -49,6 +51,19 @@ def test_mrdpo_config_of_a_plan_merges_its_overrides(tmp_path):
     assert cfg.train_videos == str(tmp_path / "data" / "train.jsonl")
     assert cfg.heldout_videos == str(tmp_path / "data" / "heldout.jsonl")
     assert cfg.adapter_name_or_path == [str(tmp_path / "sft")]
+
+
+def test_the_plans_media_arguments_reach_every_stage_that_reads_media(tmp_path):
+    plan = PipelinePlan(media={"video_fps": 2.0})
+    (tmp_path / CAPTION_BUDGET).write_text(json.dumps({"max_new_tokens": 256}))
+    cfg = mrdpo_config(tmp_path, plan, tmp_path / "run", tmp_path / "align", [], 1)
+    assert cfg.train["video_fps"] == 2.0 and cfg.infer["video_fps"] == 2.0  # the rounds' training and sampling
+    assert cfg.infer["video_maxlen"] == 30  # the recipe's other media arguments kept
+    sft = media_recipe("av_sft.yaml", plan, video_fps=1.0, max_steps=7)  # the plan's media win over overrides
+    assert (sft["video_fps"], sft["max_steps"], sft["stage"]) == (2.0, 7, "sft")
+    assert media_recipe("av_sft.yaml", PipelinePlan())["video_fps"] == 1.0  # no media: the recipe's own
+    default = mrdpo_config(tmp_path, PipelinePlan(), tmp_path / "run", tmp_path / "align", [], 1)
+    assert default.infer["video_fps"] == 1.0
 
 
 def test_mrdpo_samples_the_first_n_rl_train_clips(tmp_path):

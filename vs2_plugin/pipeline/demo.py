@@ -106,8 +106,19 @@ class PipelinePlan:
         }
     )
     model: dict[str, Any] = field(default_factory=dict)
+    #: LLaMA-Factory media arguments (``video_fps``, ``video_maxlen``, ...) over every stage that
+    #: reads media: encoder pretraining, SFT, the rounds' sampling, training and evaluation, rebirth;
+    #: empty: the tiny recipes' own (``video_fps: 1.0``, the paper's phi)
+    media: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from vs2_plugin.synth.encoders import media_arguments
+
+        if not isinstance(self.media, dict) or media_arguments(self.media) != self.media:
+            raise ConfigError(
+                "PipelinePlan.media must map LLaMA-Factory media arguments (video_*, audio_*, use_audio_*) "
+                f"to values, got {self.media!r}"
+            )
         minimum = {"rounds_after_rebirth": 0}
         for name in (
             "n_train",
@@ -142,6 +153,11 @@ def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
     args = yaml.safe_load((recipes_dir() / name).read_text(encoding="utf-8"))
     args.update(overrides)
     return args
+
+
+def media_recipe(name: str, plan: "PipelinePlan", **overrides: Any) -> dict[str, Any]:
+    """A tiny recipe that reads media, with ``overrides`` and then the plan's media arguments."""
+    return _recipe(name, **{**overrides, **plan.media})
 
 
 def _stage(out: Path, name: str, marker: str, fn) -> float:
@@ -245,6 +261,8 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
         if not train.exists():
             atomic_write_text(train, "\n".join(lines) + "\n")
     settings = plan.mrdpo
+    if plan.media:
+        settings = merge_overrides(settings, {"train": plan.media, "infer": plan.media})
     if _budget_is_auto(plan):
         settings = merge_overrides(settings, {"sampling": {"max_new_tokens": caption_budget(out)}})
     overrides = merge_overrides(
@@ -356,7 +374,7 @@ def _pretrain_encoders(tiny: Path, encoders: Path, data: Path, plan: PipelinePla
     if encoders.exists():
         shutil.rmtree(encoders)  # an interrupted earlier attempt
     shutil.copytree(tiny, encoders)
-    infer = media_arguments(_recipe("av_sft.yaml"))
+    infer = media_arguments(media_recipe("av_sft.yaml", plan))
     with console.step(f"pretrain the encoders ({plan.encoder_steps} steps)"):
         result = pretrain_encoders(
             EncoderPretrainConfig(
@@ -465,8 +483,9 @@ def run_pipeline(
         "sft",
         _marker(plan.sft),
         lambda: run_training(
-            _recipe(
+            media_recipe(
                 "av_sft.yaml",
+                plan,
                 model_name_or_path=str(align),
                 dataset="synth_sft",
                 dataset_dir=str(data),
@@ -496,7 +515,7 @@ def run_pipeline(
             str(recipes_dir() / "rebirth_sft.yaml"),
             str(out / "rebirth"),
             progress=progress,
-            overrides=rebirth_overrides,
+            overrides={**rebirth_overrides, **plan.media},
             greedy=plan.rebirth_greedy,
             post_alignment=str(align),
         )
