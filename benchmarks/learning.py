@@ -34,10 +34,13 @@ a 95 % interval from a paired bootstrap over the held-out clips (``..._ci95``), 
 leave them a spread of several points.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning.py [--out outputs/learning] [--quick] [--seed N]
+        [--video-fps F]
 
 ``--seed`` draws another benchmark: other clips (train and held-out), another encoder pretraining
 and other initial weights (default 0, the recorded run); a folder is resumed only with the clips
 it was made with (:func:`vs2_plugin.pipeline.demo.synth_data` refuses another seed or size).
+``--video-fps`` samples frames at another rate in every stage (default the tiny recipes' 1.0; a
+folder keeps the rate it was made with, :func:`check_media`; 2.0 is measured in docs/synth.md).
 
 ``--quick`` runs every step at the demo's size (minutes; a smoke run). The offline judge is
 also run on every stage's held-out captions, beside the exact judge
@@ -326,6 +329,25 @@ def ablation_rounds(out: Path, plan: PipelinePlan) -> dict[str, list[dict[str, A
 ABLATIONS_JSON = "ablation_rounds.json"
 
 
+def check_media(out: Path, media: dict[str, Any]) -> None:
+    """Record the run's media arguments in ``out/media.json``, or refuse a folder made with others
+    (its finished stages would be resumed and mixed with stages at another frame rate)."""
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.gdpo.rounds import atomic_write_text
+
+    path = out / "media.json"
+    if path.exists():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != media:
+            raise ConfigError(
+                f"{out} was made with media arguments {recorded} (no arguments: the recipes' own), "
+                f"not {media}; give another --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(media))
+
+
 class AblationProcess:
     """Ablations (c) and (d) in a second process, started as soon as the SFT model exists.
 
@@ -334,8 +356,8 @@ class AblationProcess:
     rounds, rebirth, gDPO) instead of after it: the same work, about 10 minutes sooner.
     """
 
-    def __init__(self, out: Path, quick: bool, seed: int):
-        self.out, self.quick, self.seed, self.proc = out, quick, seed, None
+    def __init__(self, out: Path, quick: bool, seed: int, video_fps: float | None = None):
+        self.out, self.quick, self.seed, self.video_fps, self.proc = out, quick, seed, video_fps, None
         self.log = out / "logs" / "ablation_rounds.log"
 
     def start(self, _model: str, _adapters: list[str]) -> None:
@@ -345,7 +367,7 @@ class AblationProcess:
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(self.out), "--ablation-rounds"]
-        cmd += ["--seed", str(self.seed)]
+        cmd += ["--seed", str(self.seed)] + ([] if self.video_fps is None else ["--video-fps", str(self.video_fps)])
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(cmd + (["--quick"] if self.quick else []), stdout=log, stderr=log)
 
@@ -374,13 +396,23 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of the clips, the encoder pretraining and the model's initial weights "
         f"(default {FULL_PLAN.seed}, the recorded run's); another seed is another draw of the whole benchmark",
     )
+    parser.add_argument(
+        "--video-fps",
+        type=float,
+        default=None,
+        help="frames per second of every stage (default: the tiny recipes' 1.0, the paper's phi); "
+        "2.0 gives one temporal token group per second",
+    )
     parser.add_argument("--ablation-rounds", action="store_true", help=argparse.SUPPRESS)  # the second process
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     plan = DEMO_PLAN if args.quick else FULL_PLAN
     if args.seed is not None:
         plan = replace(plan, seed=args.seed)
+    if args.video_fps is not None:
+        plan = replace(plan, media={**plan.media, "video_fps": args.video_fps})
     out = Path(args.out).resolve()
+    check_media(out, plan.media)
     if args.ablation_rounds:
         from vs2_plugin.gdpo.rounds import atomic_write_text
 
@@ -388,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.time()
 
-    ablations = AblationProcess(out, args.quick, plan.seed)
+    ablations = AblationProcess(out, args.quick, plan.seed, args.video_fps)
     try:
         result = run_pipeline(
             out, plan, progress=False, title="video-SALMONN 2 learning benchmark", after_sft=ablations.start

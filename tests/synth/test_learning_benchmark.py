@@ -83,6 +83,26 @@ def test_the_ablation_child_draws_the_same_benchmark_seed(tmp_path, monkeypatch)
     bench.AblationProcess(tmp_path, quick=False, seed=3).start("model", [])
     (cmd,) = started
     assert cmd[cmd.index("--seed") + 1] == "3" and "--ablation-rounds" in cmd and "--quick" not in cmd
+    assert "--video-fps" not in cmd  # the recipes' own frame rate
+    bench.AblationProcess(tmp_path, quick=False, seed=3, video_fps=2.0).start("model", [])
+    assert started[1][started[1].index("--video-fps") + 1] == "2.0"  # the child samples as the chain did
+
+
+def test_a_run_folder_keeps_the_media_arguments_it_was_made_with(tmp_path):
+    import json
+
+    import pytest
+
+    from vs2_plugin.errors import ConfigError
+
+    bench = _load()
+    bench.check_media(tmp_path / "run", {"video_fps": 2.0})
+    assert json.loads((tmp_path / "run" / "media.json").read_text()) == {"video_fps": 2.0}
+    bench.check_media(tmp_path / "run", {"video_fps": 2.0})  # a resume with the same ones
+    with pytest.raises(
+        ConfigError, match=r"made with media arguments \{'video_fps': 2.0\}.*not \{\}; give another --out"
+    ):
+        bench.check_media(tmp_path / "run", {})
 
 
 def _judged(clip, task, rate, status="ok"):
