@@ -368,7 +368,10 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             judged = JsonlLog(rdir / "judged.jsonl").rows()
             pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
             write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
-            state.mark(t, "pairs", {"count": len(pairs)})
+            blank = sum(1 for r in judged if not r["caption"].strip())
+            if blank:  # never paired (select_pairs); many of them is a model falling silent
+                console.warn(f"round {t}: {blank} of {len(judged)} sampled captions are blank and were not paired")
+            state.mark(t, "pairs", {"count": len(pairs), "blank_samples": blank})
         if not state.done(t, "train"):
             n_pairs = state.result(t, "pairs")["count"]
             if n_pairs == 0:
