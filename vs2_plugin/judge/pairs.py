@@ -111,6 +111,11 @@ class Schedule:
         return cls(rounds)
 
 
+def is_blank(caption: str) -> bool:
+    """A caption with no text: never paired (module doc)."""
+    return not caption.strip()
+
+
 def _qualifies(chosen: ScoredSample, rejected: ScoredSample, delta_e: float, delta_r: float) -> bool:
     return (rejected.error - chosen.error) >= delta_e - EPS and (rejected.rep - chosen.rep) >= delta_r - EPS
 
@@ -147,7 +152,7 @@ def select_pairs(
 
     thresholds = (schedule or Schedule()).for_round(round_index)
     pm = pm or get_plugin_manager()
-    samples = [s for s in samples if s.caption.strip()]  # a blank caption is never paired (module doc)
+    samples = [s for s in samples if not is_blank(s.caption)]
     result = pm.hook.vs2_select_pairs(samples=samples, thresholds=thresholds, round_index=round_index)
     if result is None:
         raise ConfigError("no vs2_select_pairs implementation answered (is vs2_plugin.judge.pairs registered?)")

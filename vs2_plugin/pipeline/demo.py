@@ -112,9 +112,7 @@ class PipelinePlan:
     media: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vs2_plugin.synth.encoders import media_arguments
-
-        if not isinstance(self.media, dict) or media_arguments(self.media) != self.media:
+        if not isinstance(self.media, dict) or self.media and not _only_media_arguments(self.media):
             raise ConfigError(
                 "PipelinePlan.media must map LLaMA-Factory media arguments (video_*, audio_*, use_audio_*) "
                 f"to values, got {self.media!r}"
@@ -153,6 +151,13 @@ def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
     args = yaml.safe_load((recipes_dir() / name).read_text(encoding="utf-8"))
     args.update(overrides)
     return args
+
+
+def _only_media_arguments(args: dict[str, Any]) -> bool:
+    # imported here, not at module level: the plans of this module are built at import time
+    from vs2_plugin.synth.encoders import media_arguments
+
+    return media_arguments(args) == args
 
 
 def media_recipe(name: str, plan: "PipelinePlan", **overrides: Any) -> dict[str, Any]:

@@ -293,7 +293,7 @@ def lora_mode(cfg: MrDPOConfig) -> str:
 
 
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
-    from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
+    from vs2_plugin.judge.pairs import Schedule, is_blank, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
     from vs2_plugin.plugins import get_plugin_manager
 
@@ -368,8 +368,8 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             judged = JsonlLog(rdir / "judged.jsonl").rows()
             pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
             write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
-            blank = sum(1 for r in judged if not r["caption"].strip())
-            if blank:  # never paired (select_pairs); many of them is a model falling silent
+            blank = sum(1 for r in judged if is_blank(r["caption"]))
+            if blank:  # many of them is a model falling silent
                 console.warn(f"round {t}: {blank} of {len(judged)} sampled captions are blank and were not paired")
             state.mark(t, "pairs", {"count": len(pairs), "blank_samples": blank})
         if not state.done(t, "train"):
