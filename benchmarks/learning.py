@@ -165,6 +165,40 @@ def interval_selectivity(judged: list[dict[str, Any]], videos: dict[str, Any]) -
     return {"captions": captions, "own_interval_miss": miss["own"], "other_interval_miss": miss["other"]}
 
 
+def exact_captions_time_gap(records: list[dict[str, Any]]) -> float | None:
+    """The time-alignment gap a captioner that binds every sound to its time would show: for each
+    local interval, the exact caption of what the *rotated* clip (ablation b: sound moved by half
+    the clip, frames kept) holds there, judged against the intact interval's events; the mean of
+    the captions' Miss (the intact clip's own exact caption misses nothing, so this is the gap).
+
+    ``records`` are the generator's clip rows (``clips.jsonl``: ``duration``, ``timeline``,
+    ``local``). The bound says how far ``local_miss_gap_time_alignment`` can rise on these clips:
+    a sound moved into an interval that already has one of its kind is *incorrect*, not missed.
+    """
+    from vs2_plugin.synth.grammar import Event, atomic_events, tell_events
+    from vs2_plugin.synth.judge import judge_caption
+
+    misses = []
+    for record in records:
+        duration = float(record["duration"])
+        events = [Event.from_dict(e) for e in record["timeline"]]
+        moved = [replace(e, time=(e.time + duration / 2) % duration) if e.modality == "audio" else e for e in events]
+        moved.sort(key=lambda e: e.time)  # stable: the generator's order among events at one time
+        for iv in record["local"]:
+            own = atomic_events([e for e in events if iv["start"] <= e.time < iv["end"]])
+            told = tell_events([e for e in moved if iv["start"] <= e.time < iv["end"]])
+            result = judge_caption(own, told)
+            if result.n_events:
+                misses.append(len(result.missed) / result.n_events)
+    return round(sum(misses) / len(misses), 4) if misses else None
+
+
+def heldout_records(data: Path) -> list[dict[str, Any]]:
+    """The generator's rows (``clips.jsonl``) of the held-out clips."""
+    rows = [json.loads(line) for line in (data / "clips.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["split"] == "heldout"]
+
+
 def rotated_audio_copies(data: Path, out: Path) -> Path:
     """The held-out video list with each clip's audio track rotated by half its length (frames
     untouched): the audio tokens still follow the frames of their slots, but carry the sound of
@@ -510,6 +544,8 @@ def measure(out: Path, plan: PipelinePlan, result: dict[str, Any], ablations: Ab
                 # why the gap is what it is: how much the SFT model's local captions depend on the interval
                 "interval_selectivity_intact": interval_selectivity(sft_judged, videos),
                 "interval_selectivity_broken": interval_selectivity(broken_judged, videos),
+                # the gap a model that places every sound in time would show on these clips
+                "gap_of_exact_captions": exact_captions_time_gap(heldout_records(out / "data")),
             },
             "gdpo_lambda": {
                 f"lambda_{lam:g}": [{k: r[k] for k in ("stage", "global", "local")} for r in [sft_row, *mrdpo_rows]],

@@ -199,3 +199,26 @@ def test_interval_probe_summary_by_hand():
         # equal is not higher: the first reference's loss with the sound moved stays 0.1
         "share_higher_than_own": {"other_interval": 0.5, "other_clip": 1.0, "sound_moved": 0.5},
     }
+
+
+def test_exact_captions_time_gap_by_hand():
+    bench = _load()
+    square = {"kind": "appear", "time": 0.0, "colour": "red", "shape": "square", "position": "top left"}
+    tone = {"kind": "tone", "time": 1.0, "pitch": "high"}
+    voice = {"kind": "speech", "time": 3.0, "word": "apple"}
+    clip = {
+        "duration": 4.0,
+        "timeline": [square, tone, voice],
+        "local": [{"start": 0.0, "end": 2.0}, {"start": 2.0, "end": 4.0}],
+    }
+    # rotated by half the clip (2 s): the tone moves to 3 s, the voice to 1 s, the square stays.
+    # [0, 2): square told, the voice in place of the tone: the tone is missed (1 of 2);
+    # [2, 4): the tone in place of the voice: the voice is missed (1 of 1). Mean Miss 0.75.
+    assert bench.exact_captions_time_gap([clip]) == 0.75
+    # two sounds of one kind and pitch swapping places: told exactly in both intervals, no gap
+    same = {**clip, "timeline": [square, tone, {**tone, "time": 3.0}]}
+    assert bench.exact_captions_time_gap([same]) == 0.0
+    # another pitch of the same kind is an incorrect detail, not a missed event
+    other_pitch = {**clip, "timeline": [square, tone, {**tone, "time": 3.0, "pitch": "low"}]}
+    assert bench.exact_captions_time_gap([other_pitch]) == 0.0
+    assert bench.exact_captions_time_gap([]) is None
