@@ -142,3 +142,31 @@ def test_clips_without_reference_captions_are_refused_naming_the_listing(tiny_mo
     listing.write_text(json.dumps({"id": "a", "video": "a.mp4", "events": ["A low tone sounds."]}) + "\n")
     with pytest.raises(ConfigError, match=rf"no clip of {re.escape(str(listing))} has a reference caption"):
         longest_reference(tiny_model_dir, [listing])
+
+
+def test_a_finished_training_stage_is_kept_only_with_the_recipe_it_was_trained_with(tmp_path, monkeypatch):
+    import yaml
+
+    from vs2_plugin.errors import Vs2Error
+    from vs2_plugin.pipeline import demo
+
+    trained = []
+    monkeypatch.setattr(demo, "run_training", lambda recipe, record, log: trained.append(recipe))
+    out = tmp_path / "run"
+    recipe = media_recipe("av_sft.yaml", DEMO_PLAN, output_dir=str(out / "sft"), **DEMO_PLAN.sft)
+    (out / "sft").mkdir(parents=True)
+    (out / "sft" / "model.safetensors").write_bytes(b"")
+    (out / "logs").mkdir()
+    recorded = {**recipe, "output_dir": "/elsewhere/run/sft"}  # the folder was moved: places do not count
+    (out / "logs" / "sft.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+
+    assert demo._trained_stage(out, "sft", "model.safetensors", recipe) == 0.0 and trained == []
+    longer = {**recipe, "max_steps": recipe["max_steps"] * 2}
+    message = f"max_steps: {recipe['max_steps']} -> {2 * recipe['max_steps']}"
+    with pytest.raises(Vs2Error, match=re.escape(message)) as refused:
+        demo._trained_stage(out, "sft", "model.safetensors", longer)
+    assert str(out / "sft") in str(refused.value) and trained == []
+    # a stage that is not finished trains, whatever an earlier attempt recorded
+    (out / "sft" / "model.safetensors").unlink()
+    demo._trained_stage(out, "sft", "model.safetensors", longer)
+    assert trained == [longer]

@@ -175,6 +175,31 @@ def _stage(out: Path, name: str, marker: str, fn) -> float:
     return round(time.time() - start, 1)
 
 
+#: recipe keys that say where things are, not how they are trained: a moved run folder is the same run
+_PLACE_KEYS = frozenset({"model_name_or_path", "dataset_dir", "output_dir"})
+
+
+def _trained_stage(out: Path, name: str, marker: str, recipe: dict[str, Any]) -> float:
+    """:func:`_stage` for a ``llamafactory-cli train`` run recorded in ``out/logs/<name>.yaml``.
+
+    A finished stage is kept only if it was trained with this recipe (places aside): one trained
+    with other settings (an older plan's ``max_steps``, say) would pass its weights off as this
+    plan's, and every later stage would build on them; it is refused, naming what differs.
+    """
+    record = out / "logs" / f"{name}.yaml"
+    if (out / name / marker).exists() and record.exists():
+        before = yaml.safe_load(record.read_text(encoding="utf-8")) or {}
+        now = yaml.safe_load(yaml.safe_dump(recipe))  # the recorded form: tuples as lists, floats as read back
+        changed = sorted(k for k in before.keys() | now.keys() if k not in _PLACE_KEYS and before.get(k) != now.get(k))
+        if changed:
+            what = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            raise Vs2Error(
+                f"{out / name} was trained with another recipe than this run's ({what}; {record}); "
+                f"delete {out / name} and the stages after it, or use another --out"
+            )
+    return _stage(out, name, marker, lambda: run_training(recipe, record, out / "logs" / f"{name}.log"))
+
+
 def merged_state(model_dir: str, adapters: list[str]) -> dict[str, Any]:
     """The merged weights of a stage (tiny models only: everything fits in memory)."""
     import torch
@@ -446,59 +471,47 @@ def run_pipeline(
     timings["encoders"] = _stage(out, "encoders", ENCODERS_DONE, lambda: _pretrain_encoders(tiny, encoders, data, plan))
 
     pretrained = out / "pretrain"
-    timings["pretrain"] = _stage(
+    timings["pretrain"] = _trained_stage(
         out,
         "pretrain",
         "model.safetensors",
-        lambda: run_training(
-            _recipe(
-                "pretrain_text.yaml",
-                model_name_or_path=str(encoders),
-                dataset_dir=str(data),
-                output_dir=str(pretrained),
-                max_steps=plan.pretrain_steps,
-            ),
-            out / "logs" / "pretrain.yaml",
-            out / "logs" / "pretrain.log",
+        _recipe(
+            "pretrain_text.yaml",
+            model_name_or_path=str(encoders),
+            dataset_dir=str(data),
+            output_dir=str(pretrained),
+            max_steps=plan.pretrain_steps,
         ),
     )
 
     align = out / "align"
-    timings["align"] = _stage(
+    timings["align"] = _trained_stage(
         out,
         "align",
         "model.safetensors",
-        lambda: run_training(
-            _recipe(
-                "audio_align.yaml",
-                model_name_or_path=str(pretrained),
-                dataset="synth_align",
-                dataset_dir=str(data),
-                output_dir=str(align),
-                max_steps=plan.align_steps,
-            ),
-            out / "logs" / "align.yaml",
-            out / "logs" / "align.log",
+        _recipe(
+            "audio_align.yaml",
+            model_name_or_path=str(pretrained),
+            dataset="synth_align",
+            dataset_dir=str(data),
+            output_dir=str(align),
+            max_steps=plan.align_steps,
         ),
     )
 
     sft = out / "sft"
-    timings["sft"] = _stage(
+    timings["sft"] = _trained_stage(
         out,
         "sft",
         _marker(plan.sft),
-        lambda: run_training(
-            media_recipe(
-                "av_sft.yaml",
-                plan,
-                model_name_or_path=str(align),
-                dataset="synth_sft",
-                dataset_dir=str(data),
-                output_dir=str(sft),
-                **plan.sft,
-            ),
-            out / "logs" / "sft.yaml",
-            out / "logs" / "sft.log",
+        media_recipe(
+            "av_sft.yaml",
+            plan,
+            model_name_or_path=str(align),
+            dataset="synth_sft",
+            dataset_dir=str(data),
+            output_dir=str(sft),
+            **plan.sft,
         ),
     )
 
