@@ -170,3 +170,17 @@ def test_a_finished_training_stage_is_kept_only_with_the_recipe_it_was_trained_w
     (out / "sft" / "model.safetensors").unlink()
     demo._trained_stage(out, "sft", "model.safetensors", longer)
     assert trained == [longer]
+
+
+def test_finished_encoder_pretraining_of_another_length_is_refused(tmp_path):
+    from vs2_plugin.errors import Vs2Error
+    from vs2_plugin.pipeline.demo import ENCODERS_DONE, check_encoder_steps
+
+    encoders = tmp_path / "encoders"
+    check_encoder_steps(encoders, DEMO_PLAN)  # not pretrained yet: nothing to check
+    encoders.mkdir()
+    (encoders / ENCODERS_DONE).write_text(json.dumps({"steps": DEMO_PLAN.encoder_steps}))
+    check_encoder_steps(encoders, DEMO_PLAN)
+    longer = PipelinePlan(encoder_steps=DEMO_PLAN.encoder_steps + 1)
+    with pytest.raises(Vs2Error, match=f"pretrained for {DEMO_PLAN.encoder_steps} steps.*asks {longer.encoder_steps}"):
+        check_encoder_steps(encoders, longer)

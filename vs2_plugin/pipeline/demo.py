@@ -414,6 +414,18 @@ def _pretrain_encoders(tiny: Path, encoders: Path, data: Path, plan: PipelinePla
     atomic_write_text(encoders / ENCODERS_DONE, json.dumps(result, indent=1))
 
 
+def check_encoder_steps(encoders: Path, plan: PipelinePlan) -> None:
+    """Refuse finished encoder pretraining of another length than the plan's (as :func:`_trained_stage`)."""
+    done = encoders / ENCODERS_DONE
+    if done.exists():
+        steps = json.loads(done.read_text(encoding="utf-8")).get("steps")
+        if steps != plan.encoder_steps:
+            raise Vs2Error(
+                f"{encoders} was pretrained for {steps} steps, this run's plan asks {plan.encoder_steps}; "
+                f"delete {encoders} and the stages after it, or use another --out"
+            )
+
+
 def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any]:
     """``vs2 demo``: :func:`run_pipeline` with :data:`DEMO_PLAN` (``rounds`` mrDPO rounds before rebirth)."""
     from dataclasses import replace
@@ -468,6 +480,7 @@ def run_pipeline(
         atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
 
     encoders = out / "encoders"
+    check_encoder_steps(encoders, plan)
     timings["encoders"] = _stage(out, "encoders", ENCODERS_DONE, lambda: _pretrain_encoders(tiny, encoders, data, plan))
 
     pretrained = out / "pretrain"
