@@ -77,7 +77,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from offline_beside_exact import judge_stages, stage_files  # noqa: E402
 
-#: the benchmark's size (about 36 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
+#: the benchmark's size (about 30 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
 #: sampled by the mrDPO rounds and rebirth, 24 held out; SFT anneals its learning rate (cosine)
 FULL_PLAN = PipelinePlan(
     n_train=600,

@@ -115,6 +115,8 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
         f"**{_result('learning', 'sft_global_miss'):.3f}**",
         f"**{_result('learning', 'mrdpo_total_ratio'):.3f}**",
+        f"**{_result('learning', 'local_miss_gap_time_alignment'):.3f}**",
+        f"**{_result('learning', 'ablations', 'time_alignment_broken', 'gap_of_exact_captions'):.3f}**",
         f"**{100 * _result('learning_interval_probe', 'share_higher_than_own', 'other_interval'):.1f} %**",
         f"**{100 * _result('learning_interval_probe', 'share_higher_than_own', 'sound_moved'):.1f} %**",
         *(
