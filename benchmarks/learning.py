@@ -87,9 +87,9 @@ FULL_PLAN = PipelinePlan(
     n_text=1200,
     pretrain_steps=300,
     align_steps=30,
-    # 12,000 steps (13 passes over the 1,800 captions of 600 clips): at 6,000 the model already told which sounds a clip has,
-    # but not when (moving every sound by half the clip raised local Miss by 0.04); only the longer
-    # run learns to place them in time (docs/synth.md, time-alignment analysis)
+    # 12,000 steps (13 passes over the 1,800 captions of 600 clips): at 6,000 the recorded draw's
+    # model told which sounds a clip has but not when (moving every sound by half the clip raised
+    # local Miss by 0.04); at 12,000 it places them in time (docs/synth.md, learning benchmark)
     sft={**FULL_SFT, "max_steps": 12000, "lr_scheduler_type": "cosine"},
     # rebirth relearns reading the media from the post-alignment checkpoint, like SFT: annealed and
     # long enough to (600 constant steps left it at 63 % global Miss), on greedy labels (the paper)
