@@ -178,13 +178,14 @@ def exact_captions_time_gap(records: list[dict[str, Any]]) -> float | None:
     ``local``). The bound says how far ``local_miss_gap_time_alignment`` can rise on these clips:
     a sound moved into an interval that already has one of its kind is *incorrect*, not missed.
     """
-    from vs2_plugin.synth.grammar import Event, atomic_events, tell_events
+    from vs2_plugin.synth.encoders import clip_from_record
+    from vs2_plugin.synth.grammar import atomic_events, tell_events
     from vs2_plugin.synth.judge import judge_caption
 
     misses = []
     for record in records:
-        duration = float(record["duration"])
-        events = [Event.from_dict(e) for e in record["timeline"]]
+        clip = clip_from_record(record)
+        events, duration = clip.events, clip.duration
         moved = [replace(e, time=(e.time + duration / 2) % duration) if e.modality == "audio" else e for e in events]
         moved.sort(key=lambda e: e.time)  # stable: the generator's order among events at one time
         for iv in record["local"]:

@@ -207,6 +207,8 @@ def test_exact_captions_time_gap_by_hand():
     tone = {"kind": "tone", "time": 1.0, "pitch": "high"}
     voice = {"kind": "speech", "time": 3.0, "word": "apple"}
     clip = {
+        "id": "synth_heldout_0000",
+        "split": "heldout",
         "duration": 4.0,
         "timeline": [square, tone, voice],
         "local": [{"start": 0.0, "end": 2.0}, {"start": 2.0, "end": 4.0}],
