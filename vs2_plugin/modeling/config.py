@@ -71,6 +71,9 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
         public video-SALMONN 2 code). Both are added to every encoder frame of the segment.
     audio_token_id / audio_start_token_id / audio_end_token_id: ids of ``<|audio_pad|>``,
         ``<|audio_start|>``, ``<|audio_end|>``.
+    audio_encoder_cache_mb (`int`, 0): megabytes of frozen Whisper encoder states kept per process,
+        keyed by the segment's content (:mod:`vs2_plugin.modeling.frozen_cache`); 0 = off. Results
+        do not change; a run that sees its clips again (epochs, sampling rounds) skips re-encoding.
     """
 
     model_type = "video_salmonn2"
@@ -88,6 +91,7 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
     audio_token_id: int = 151666
     audio_start_token_id: int = 151665
     audio_end_token_id: int = 151667
+    audio_encoder_cache_mb: int = 0
 
     def __post_init__(self, **kwargs):
         audio = dict(WHISPER_LARGE_V3_AUDIO)
@@ -123,6 +127,9 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        cache_mb = self.audio_encoder_cache_mb
+        if not isinstance(cache_mb, int) or isinstance(cache_mb, bool) or cache_mb < 0:
+            raise ConfigError(f"audio_encoder_cache_mb must be a non-negative integer, got {cache_mb!r}")
         if self.qformer_hidden % self.qformer_heads:
             raise ConfigError(
                 f"qformer_hidden={self.qformer_hidden} is not divisible by qformer_heads={self.qformer_heads}"

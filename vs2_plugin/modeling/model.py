@@ -26,6 +26,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 
 from vs2_plugin.modeling.config import VideoSalmonn2Config
+from vs2_plugin.modeling.frozen_cache import FrozenOutputCache
 from vs2_plugin.modeling.qformer import AudioMarkerOffsets, SegmentPositionEmbedding, WindowQFormerAligner
 from vs2_plugin.modeling.rope import RopeTokens, interleaved_rope_index
 from vs2_plugin.modeling.whisper_encoder import WhisperAudioEncoder, whisper_sinusoids
@@ -55,6 +56,9 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
         Qwen2_5_VLModel.__init__(self, config)
         self.audio_encoder = WhisperAudioEncoder.from_audio_config(config.audio_config)
         self.audio_aligner = WindowQFormerAligner(config)
+        # not a module: no weights, nothing saved; states of the frozen encoder by segment content
+        mb = config.audio_encoder_cache_mb
+        self.audio_encoder_cache = FrozenOutputCache(mb * 2**20) if mb else None
         self.post_init()
 
     # ----- audio branch -------------------------------------------------------------------
@@ -86,8 +90,11 @@ class VideoSalmonn2Model(VideoSalmonn2PreTrainedModel, Qwen2_5_VLModel):
         # Eq. (2): the encoder sees each 30 s segment separately. It is frozen in every stage,
         # so skip building its graph unless someone made it trainable.
         encoder_trainable = any(p.requires_grad for p in self.audio_encoder.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trainable):
-            states = self.audio_encoder(audio_features)
+        if self.audio_encoder_cache is not None and not encoder_trainable:
+            states = self.audio_encoder_cache(self.audio_encoder, audio_features)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and encoder_trainable):
+                states = self.audio_encoder(audio_features)
         segment_index = torch.cat([torch.arange(c) for c in segment_counts]).to(states.device)
         tokens = self.audio_aligner(states, segment_index)  # eq. (3-5): (S, per_segment, hidden)
         items = torch.split(tokens, segment_counts)

@@ -120,6 +120,8 @@ def build_tiny_model(out_dir, seed: int = 0, audio_window_s: float | None = None
         audio_start_token_id=token_ids["<|audio_start|>"],
         audio_token_id=token_ids["<|audio_pad|>"],
         audio_end_token_id=token_ids["<|audio_end|>"],
+        # a tiny model's frozen encoder states take 192 KB a segment: every clip of a run fits
+        audio_encoder_cache_mb=512,
     )
     if audio_window_s is not None:  # None: the paper's window (VideoSalmonn2Config's default)
         kwargs["audio_window_s"] = audio_window_s
