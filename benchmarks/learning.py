@@ -77,7 +77,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from offline_beside_exact import judge_stages, stage_files  # noqa: E402
 
-#: the benchmark's size (about 30 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
+#: the benchmark's size (about 28 minutes on 2 CPU cores): 600 clips for SFT, the first 288 of them
 #: sampled by the mrDPO rounds and rebirth, 24 held out; SFT anneals its learning rate (cosine)
 FULL_PLAN = PipelinePlan(
     n_train=600,
@@ -88,8 +88,8 @@ FULL_PLAN = PipelinePlan(
     pretrain_steps=300,
     align_steps=30,
     # 18,000 steps (20 passes over the 1,800 captions of 600 clips): at 6,000 the model told which
-    # sounds a clip has but not when; 12,000 placed them in time on seed 0 but not on seed 1, whose
-    # model did at 18,000 (docs/synth.md, learning benchmark). The data loader decodes the next batch
+    # sounds a clip has but not when; 12,000 placed them in time on seed 0 but not on seed 1;
+    # 18,000 on both (docs/synth.md, learning benchmark). The data loader decodes the next batch
     # on the second core, idle until SFT ends (the ablation process starts after it).
     sft={**FULL_SFT, "max_steps": 18000, "lr_scheduler_type": "cosine", "dataloader_num_workers": 1},
     # rebirth relearns reading the media from the post-alignment checkpoint, like SFT: annealed and

@@ -111,6 +111,8 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_event_extraction', 'offline', 'count_ratio_median'):.2f}**",
         f"**{_result('offline_event_extraction', 'offline', 'f1'):.3f}**",
         f"**{_result('sampling', 'batched_vs_chat_speedup'):.2f}×**",
+        f"**{_result('encoder_cache', 'cache_speedup'):.2f}×**",
+        f"**{_result('encoder_cache', 'cache_loader_speedup'):.2f}×**",
         f"**{_result('offline_judge_speed', 'events_per_s_1thread'):,.0f}**",
         f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
         f"**{_result('learning', 'sft_global_miss'):.3f}**",
