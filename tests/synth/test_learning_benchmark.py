@@ -224,3 +224,17 @@ def test_exact_captions_time_gap_by_hand():
     other_pitch = {**clip, "timeline": [square, tone, {**tone, "time": 3.0, "pitch": "low"}]}
     assert bench.exact_captions_time_gap([other_pitch]) == 0.0
     assert bench.exact_captions_time_gap([]) is None
+
+
+def test_recorded_results_come_from_the_plan_in_the_code(repo_root):
+    """learning.json / learning_seed1.json are the runs of the benchmark as it ships (a changed
+    plan without a new run leaves the results of another benchmark behind)."""
+    import json
+    from dataclasses import asdict, replace
+
+    bench = _load()
+    for name, seed in (("learning.json", 0), ("learning_seed1.json", 1)):
+        recorded = json.loads((repo_root / "benchmarks" / "results" / name).read_text())
+        assert recorded["quick"] is False
+        assert recorded["plan"] == asdict(replace(bench.FULL_PLAN, seed=seed)), name
+        assert recorded["seconds"] <= 2400, name
