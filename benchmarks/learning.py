@@ -177,8 +177,9 @@ def exact_captions_time_gap(records: list[dict[str, Any]]) -> float | None:
     the captions' Miss (the intact clip's own exact caption misses nothing, so this is the gap).
 
     ``records`` are the generator's clip rows (``clips.jsonl``: ``duration``, ``timeline``,
-    ``local``). The bound says how far ``local_miss_gap_time_alignment`` can rise on these clips:
-    a sound moved into an interval that already has one of its kind is *incorrect*, not missed.
+    ``local``). A scale for ``local_miss_gap_time_alignment``, not a ceiling: a sound moved into an
+    interval that already has one of its kind is *incorrect*, not missed, for the exact captioner,
+    while a model that leaves such a sound out misses it (the recorded run's gap is above this).
     """
     from vs2_plugin.synth.encoders import clip_from_record
     from vs2_plugin.synth.grammar import atomic_events, tell_events
