@@ -1,10 +1,11 @@
 """Outputs of a frozen encoder kept by input content, so a clip seen again is not encoded again.
 
 Whisper's encoder is frozen in every training stage (paper sec. 4.1) and always reads a full
-30 s segment, so on a small model it is most of a training step, and every epoch encodes the
-same segments again. :class:`FrozenOutputCache` keeps each segment's encoder states, keyed by a
-digest of the segment's log-mel and by the encoder's weights (their storage and in-place version
-counters: loading other weights, casting or an optimizer step on them makes new keys), in
+30 s segment, so on a small model it is a large part of a training step (a quarter of a tiny
+model's), and every epoch encodes the same segments again. :class:`FrozenOutputCache` keeps each
+segment's encoder states, keyed by a digest of the segment's log-mel and by the encoder's
+weights (their storage and in-place version counters: loading other weights, casting or an
+optimizer step on them makes new keys), in
 least-recently-used order within a byte budget. The states a hit returns are the ones the same
 encoder computed for the same input (in another batch, so equal up to float rounding), so results
 do not change; only time does.
@@ -82,7 +83,7 @@ class FrozenOutputCache:
         size = value.numel() * value.element_size()
         if size > self.max_bytes:
             return
-        self.entries[key] = value.detach()
+        self.entries[key] = value.detach().clone()  # a row of the batch output: keep only the row
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, old = self.entries.popitem(last=False)
