@@ -87,6 +87,9 @@ def test_a_row_twice_in_one_batch_is_stored_once():
     out = cache(encoder, torch.cat([x, x]))
     assert torch.equal(out[0], out[1])
     assert len(cache.entries) == 1 and cache.bytes == 3 * 4 * 4
+    cache(encoder, rows(2, seed=9))  # two new rows encoded in one call
+    for stored in cache.entries.values():
+        assert stored.untyped_storage().nbytes() == 3 * 4 * 4, "a row of its own, not a view of the batch output"
 
 
 def test_zero_budget_keeps_nothing_and_bad_budgets_are_refused():
