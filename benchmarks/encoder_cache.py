@@ -64,19 +64,10 @@ def prepare(out: Path, clips: int) -> tuple[Path, dict[str, Path]]:
 
 
 def train_args(side: str, model: Path, data: Path, out: Path, steps: int) -> dict:
-    from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, media_recipe
+    from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, sft_recipe
 
-    return media_recipe(
-        "av_sft.yaml",
-        DEMO_PLAN,
-        model_name_or_path=str(model),
-        dataset="synth_sft",
-        dataset_dir=str(data),
-        output_dir=str(out),
-        **FULL_SFT,
-        max_steps=steps,
-        dataloader_num_workers=1 if side == "cache_loader" else 0,
-    )
+    loader = 1 if side == "cache_loader" else 0
+    return sft_recipe(DEMO_PLAN, model, data, out, **FULL_SFT, max_steps=steps, dataloader_num_workers=loader)
 
 
 def run_side(side: str, model: Path, data: Path, work: Path, steps: int) -> dict:

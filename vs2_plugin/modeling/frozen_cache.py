@@ -88,7 +88,3 @@ class FrozenOutputCache:
         while self.bytes > self.max_bytes:
             _, old = self.entries.popitem(last=False)
             self.bytes -= old.numel() * old.element_size()
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.bytes = 0

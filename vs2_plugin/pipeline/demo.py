@@ -165,6 +165,20 @@ def media_recipe(name: str, plan: "PipelinePlan", **overrides: Any) -> dict[str,
     return _recipe(name, **{**overrides, **plan.media})
 
 
+def sft_recipe(plan: "PipelinePlan", model: Path, data: Path, output_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """The pipeline's SFT run: the tiny SFT recipe on ``data``'s ``synth_sft`` captions from
+    ``model``, with ``overrides`` (the plan's ``sft``, say) and the plan's media arguments."""
+    return media_recipe(
+        "av_sft.yaml",
+        plan,
+        model_name_or_path=str(model),
+        dataset="synth_sft",
+        dataset_dir=str(data),
+        output_dir=str(output_dir),
+        **overrides,
+    )
+
+
 def _stage(out: Path, name: str, marker: str, fn) -> float:
     """Run ``fn`` unless ``out/name/marker`` exists; returns seconds spent."""
     if (out / name / marker).exists():
@@ -517,15 +531,7 @@ def run_pipeline(
         out,
         "sft",
         _marker(plan.sft),
-        media_recipe(
-            "av_sft.yaml",
-            plan,
-            model_name_or_path=str(align),
-            dataset="synth_sft",
-            dataset_dir=str(data),
-            output_dir=str(sft),
-            **plan.sft,
-        ),
+        sft_recipe(plan, align, data, sft, **plan.sft),
     )
 
     sft_base, sft_adapters = sft_model(out, plan)
