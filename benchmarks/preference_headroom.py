@@ -1,0 +1,172 @@
+"""Where the preference rounds of the learning benchmark learn: headroom and movement, in sample.
+
+``learning.py`` judges the mrDPO rounds on held-out clips; this reads what each round saw on its
+own training clips. For every round of a finished run folder (``<out>/mrdpo/round-NNN``), from the
+captions the round sampled (``judged.jsonl``, the exact judge's verdicts) and the pairs it trained
+on (``pairs/pairs.json``), global captions only (a round draws its local intervals anew, so only
+the global prompts are the same from round to round):
+
+* ``sample_total``: mean Total (Miss + Hall, the benchmark's tables) of the sampled captions, per
+  clip the mean of its samples, then over clips;
+* ``best_of_samples_total``: per clip the lowest Total among its samples, then over clips: the
+  Total of a policy that always wrote the better of its own samples, which is where the pairs drawn
+  from them point. ``best_of_samples_ratio`` = that / ``sample_total``;
+* ``paired_clips``, ``chosen_total``, ``rejected_total``: the clips with a global pair in the
+  round, and the mean Total of the pairs' two sides;
+* for a round followed by another (whose samples come from the policy this round trained), the
+  next round's ``sample_total`` on the same clips, apart for the clips with a pair and those
+  without, with the change and its 95 % interval (bootstrap over the clips). A round that moves the
+  policy towards its chosen captions lowers Total on its paired clips; one whose lesson carries to
+  other clips lowers it on the unpaired ones too.
+
+On a finished run folder:
+
+    .venv/bin/python benchmarks/preference_headroom.py --out outputs/learning \
+        --results benchmarks/results/learning_preference_headroom.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TASK = "global"
+
+
+def global_samples(judged: Path) -> dict[tuple[str, str], tuple[str, float]]:
+    """(video path, caption) -> (clip id, Total) of every judged global sample of a round."""
+    out: dict[tuple[str, str], tuple[str, float]] = {}
+    with judged.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{judged}:{n}: not a JSON line ({e})") from None
+            verdict = row.get("judgment") or {}
+            if row.get("task") == TASK and verdict.get("status") == "ok":
+                out[(row["video"], row["caption"])] = (row["video_id"], float(verdict["total_rate"]))
+    return out
+
+
+def totals_per_clip(samples: dict[tuple[str, str], tuple[str, float]]) -> dict[str, list[float]]:
+    """clip id -> the Totals of its samples (identical samples of a clip count once)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for clip, total in samples.values():
+        out[clip].append(total)
+    return dict(out)
+
+
+def _text(side: Any) -> str:
+    return side["value"] if isinstance(side, dict) else str(side)
+
+
+def global_pairs(pairs_json: Path, samples: dict[tuple[str, str], tuple[str, float]]) -> dict[str, tuple[float, float]]:
+    """clip id -> (chosen Total, rejected Total) of the round's global pairs (a pair is global when
+    both its captions are global samples of the round)."""
+    out: dict[str, tuple[float, float]] = {}
+    for pair in json.loads(pairs_json.read_text(encoding="utf-8")):
+        video = pair["videos"][0]
+        chosen, rejected = samples.get((video, _text(pair["chosen"]))), samples.get((video, _text(pair["rejected"])))
+        if chosen is not None and rejected is not None:
+            out[chosen[0]] = (chosen[1], rejected[1])
+    return out
+
+
+def _mean_over(clips: list[str], per_clip: dict[str, list[float]]) -> float:
+    return statistics.mean(statistics.mean(per_clip[c]) for c in clips)
+
+
+def change_interval(before: dict[str, list[float]], after: dict[str, list[float]], clips: list[str]) -> list[float]:
+    """95 % interval of the mean change of Total on ``clips`` (bootstrap over the clips, both rounds
+    scored on each draw)."""
+    from benchmarks.learning import paired_clip_interval
+
+    b = {c: statistics.mean(before[c]) for c in clips}
+    a = {c: statistics.mean(after[c]) for c in clips}
+
+    def change(b, a, draw):
+        return statistics.mean(a[c] - b[c] for c in draw)
+
+    return paired_clip_interval(b, a, change)
+
+
+def round_summary(round_dir: Path, next_round_dir: Path | None) -> dict[str, Any]:
+    """The numbers of the module docstring for one round."""
+    samples = global_samples(round_dir / "judged.jsonl")
+    totals = totals_per_clip(samples)
+    clips = sorted(totals)
+    if not clips:
+        raise SystemExit(f"{round_dir / 'judged.jsonl'}: no judged global sample")
+    pairs = global_pairs(round_dir / "pairs" / "pairs.json", samples)
+    sample_total = _mean_over(clips, totals)
+    best = statistics.mean(min(totals[c]) for c in clips)
+    out: dict[str, Any] = {
+        "round": round_dir.name,
+        "clips": len(clips),
+        "distinct_samples_per_clip": round(statistics.mean(len(totals[c]) for c in clips), 2),
+        "sample_total": round(sample_total, 4),
+        "best_of_samples_total": round(best, 4),
+        "best_of_samples_ratio": round(best / sample_total, 4) if sample_total else None,
+        "paired_clips": len(pairs),
+        "chosen_total": round(statistics.mean(c for c, _ in pairs.values()), 4) if pairs else None,
+        "rejected_total": round(statistics.mean(r for _, r in pairs.values()), 4) if pairs else None,
+    }
+    if next_round_dir is not None:
+        after = totals_per_clip(global_samples(next_round_dir / "judged.jsonl"))
+        for name, group in (
+            ("paired", [c for c in clips if c in pairs and c in after]),
+            ("unpaired", [c for c in clips if c not in pairs and c in after]),
+        ):
+            if not group:
+                out[f"after_round_{name}"] = None
+                continue
+            before_total, after_total = _mean_over(group, totals), _mean_over(group, after)
+            out[f"after_round_{name}"] = {
+                "clips": len(group),
+                "sample_total_before": round(before_total, 4),
+                "sample_total_after": round(after_total, 4),
+                "change": round(after_total - before_total, 4),
+                "change_ci95": change_interval(totals, after, group),
+            }
+    return out
+
+
+def summarise(mrdpo_dir: Path) -> dict[str, Any]:
+    """:func:`round_summary` of every trained round of an mrDPO run folder."""
+    rounds = sorted(p for p in mrdpo_dir.glob("round-*") if p.name != "round-000" and (p / "judged.jsonl").exists())
+    if not rounds:
+        raise SystemExit(f"{mrdpo_dir}: no round with judged samples (round-001 onwards)")
+    summaries = []
+    for i, round_dir in enumerate(rounds):
+        nxt = rounds[i + 1] if i + 1 < len(rounds) else None
+        summaries.append(round_summary(round_dir, nxt))
+    return {"what": __doc__.split("\n\n")[0], "task": TASK, "rounds": summaries}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="a finished learning-benchmark (or demo) run folder")
+    parser.add_argument("--results", default=None, help="write the summary here as JSON")
+    args = parser.parse_args(argv)
+    payload = summarise(Path(args.out) / "mrdpo")
+    payload["run_folder"] = Path(args.out).name
+    text = json.dumps(payload, indent=2) + "\n"
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""benchmarks/preference_headroom.py: hand-worked on a made-up mrDPO folder, then on the demo's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.scripts import load_script
+
+GLOBAL, LOCAL = "global", "local"
+
+
+def _row(clip: str, task: str, caption: str, total: float, status: str = "ok") -> dict:
+    return {
+        "video_id": clip,
+        "video": f"/media/{clip}.mp4",
+        "task": task,
+        "caption": caption,
+        "judgment": {"status": status, "total_rate": total},
+    }
+
+
+def _write_round(folder, rows, pairs=()):
+    folder.mkdir(parents=True)
+    (folder / "judged.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "pairs").mkdir()
+    (folder / "pairs" / "pairs.json").write_text(
+        json.dumps(
+            [
+                {
+                    "chosen": {"from": "gpt", "value": c},
+                    "rejected": {"from": "gpt", "value": r},
+                    "videos": [f"/media/{v}.mp4"],
+                }
+                for v, c, r in pairs
+            ]
+        )
+    )
+
+
+def test_hand_worked_rounds(tmp_path):
+    mrdpo = tmp_path / "mrdpo"
+    (mrdpo / "round-000").mkdir(parents=True)  # the starting model's held-out evaluation: no samples
+    _write_round(
+        mrdpo / "round-001",
+        [
+            _row("A", GLOBAL, "a good", 0.2),
+            _row("A", GLOBAL, "a bad", 0.6),
+            _row("B", GLOBAL, "b same", 0.5),
+            _row("B", GLOBAL, "b same", 0.5),  # the same caption twice: one distinct sample
+            _row("C", GLOBAL, "c worse", 1.0),
+            _row("C", GLOBAL, "c better", 0.4),
+            _row("C", GLOBAL, "c failed", 0.0, status="failed"),  # not judged: left out
+            _row("A", LOCAL, "a local good", 0.0),
+            _row("A", LOCAL, "a local bad", 1.0),
+        ],
+        pairs=[("A", "a good", "a bad"), ("A", "a local good", "a local bad")],
+    )
+    _write_round(
+        mrdpo / "round-002",
+        [
+            _row("A", GLOBAL, "a one", 0.3),
+            _row("A", GLOBAL, "a two", 0.3),
+            _row("B", GLOBAL, "b", 0.7),
+            _row("C", GLOBAL, "c one", 0.4),
+            _row("C", GLOBAL, "c two", 0.6),
+        ],
+    )
+    first, second = load_script("benchmarks/preference_headroom.py").summarise(mrdpo)["rounds"]
+    # per clip mean of its distinct samples: A 0.4, B 0.5, C 0.7; best: A 0.2, B 0.5, C 0.4
+    assert first["clips"] == 3 and first["distinct_samples_per_clip"] == pytest.approx(5 / 3, abs=0.01)
+    assert first["sample_total"] == pytest.approx(1.6 / 3, abs=1e-4)
+    assert first["best_of_samples_total"] == pytest.approx(1.1 / 3, abs=1e-4)
+    assert first["best_of_samples_ratio"] == pytest.approx(1.1 / 1.6, abs=1e-4)
+    # only A's global pair counts; its local pair is another prompt
+    assert (first["paired_clips"], first["chosen_total"], first["rejected_total"]) == (1, 0.2, 0.6)
+    paired, unpaired = first["after_round_paired"], first["after_round_unpaired"]
+    assert (paired["clips"], paired["sample_total_before"], paired["sample_total_after"]) == (1, 0.4, 0.3)
+    assert paired["change"] == pytest.approx(-0.1)
+    assert paired["change_ci95"] == pytest.approx([-0.1, -0.1])  # one clip: every draw is that clip
+    # B 0.5 -> 0.7, C 0.7 -> 0.5: no change on average
+    assert (unpaired["clips"], unpaired["sample_total_before"], unpaired["sample_total_after"]) == (2, 0.6, 0.6)
+    assert unpaired["change"] == pytest.approx(0.0)
+    assert unpaired["change_ci95"] == pytest.approx([-0.2, 0.2])  # draws of B twice / C twice
+    # the last round has no next round's samples to show where it moved the policy
+    assert second["sample_total"] == pytest.approx(0.5) and second["paired_clips"] == 0
+    assert "after_round_paired" not in second
+
+
+def test_a_folder_without_rounds_is_refused(tmp_path):
+    (tmp_path / "mrdpo" / "round-000").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no round with judged samples"):
+        load_script("benchmarks/preference_headroom.py").summarise(tmp_path / "mrdpo")
+
+
+@pytest.mark.slow
+def test_on_the_demo_folder(demo_run, tmp_path):
+    results = tmp_path / "headroom.json"
+    assert (
+        load_script("benchmarks/preference_headroom.py").main(["--out", str(demo_run[0]), "--results", str(results)])
+        == 0
+    )
+    rounds = json.loads(results.read_text())["rounds"]
+    assert [r["round"] for r in rounds] == ["round-001", "round-002"]  # the demo trains two rounds
+    for r in rounds:
+        assert r["clips"] > 0 and 0 <= r["paired_clips"] <= r["clips"]
+        assert r["best_of_samples_total"] <= r["sample_total"]
+        if r["paired_clips"]:
+            assert r["chosen_total"] < r["rejected_total"]  # the demo's rule: any strictly lower Total
+    assert (
+        rounds[0]["after_round_paired"] is None or rounds[0]["after_round_paired"]["clips"] == rounds[0]["paired_clips"]
+    )
