@@ -15,14 +15,19 @@ the global prompts are the same from round to round):
   round, and the mean Total of the pairs' two sides;
 * for a round followed by another (whose samples come from the policy this round trained), the
   next round's ``sample_total`` on the same clips, apart for the clips with a pair and those
-  without, with the change and its 95 % interval (bootstrap over the clips). A round that moves the
-  policy towards its chosen captions lowers Total on its paired clips; one whose lesson carries to
-  other clips lowers it on the unpaired ones too.
+  without, with the change and its 95 % interval (bootstrap over the clips). That change is not
+  the round's effect alone: a clip has a pair when its two samples differ much, so its own samples
+  were unusually far apart and fresh ones regress towards its mean whatever the training (and the
+  clips without a pair the other way). ``--control`` removes that: fresh samples of the round's
+  starting model on the same clips (another seed), and ``change_vs_control`` = the trained
+  policy's Total minus theirs, on fresh samples both, per group. A round whose lesson is learnt
+  lowers it on the clips it had pairs for; one whose lesson carries, on the other clips too.
 
 On a finished run folder:
 
+    vs2 mrdpo outputs/learning/mrdpo/config.json rounds=1 seed=43 run_dir=outputs/learning/control
     .venv/bin/python benchmarks/preference_headroom.py --out outputs/learning \
-        --results benchmarks/results/learning_preference_headroom.json
+        --control outputs/learning/control --results benchmarks/results/learning_preference_headroom.json
 """
 
 from __future__ import annotations
@@ -100,8 +105,30 @@ def change_interval(before: dict[str, list[float]], after: dict[str, list[float]
     return paired_clip_interval(b, a, change)
 
 
-def round_summary(round_dir: Path, next_round_dir: Path | None) -> dict[str, Any]:
-    """The numbers of the module docstring for one round."""
+def _group(before, after, control, group: list[str]) -> dict[str, Any]:
+    """Total of the next round's samples on ``group`` against this round's, and against fresh
+    samples of this round's starting model (``control``) when there are some."""
+    before_total, after_total = _mean_over(group, before), _mean_over(group, after)
+    out = {
+        "clips": len(group),
+        "sample_total_before": round(before_total, 4),
+        "sample_total_after": round(after_total, 4),
+        "change": round(after_total - before_total, 4),
+        "change_ci95": change_interval(before, after, group),
+    }
+    if control is not None:
+        control_total = _mean_over(group, control)
+        out["control_sample_total"] = round(control_total, 4)
+        out["change_vs_control"] = round(after_total - control_total, 4)
+        out["change_vs_control_ci95"] = change_interval(control, after, group)
+    return out
+
+
+def round_summary(
+    round_dir: Path, next_round_dir: Path | None, control_round_dir: Path | None = None
+) -> dict[str, Any]:
+    """The numbers of the module docstring for one round; ``control_round_dir``: a round that
+    sampled the same clips from this round's starting model with another seed."""
     samples = global_samples(round_dir / "judged.jsonl")
     totals = totals_per_clip(samples)
     clips = sorted(totals)
@@ -123,43 +150,59 @@ def round_summary(round_dir: Path, next_round_dir: Path | None) -> dict[str, Any
     }
     if next_round_dir is not None:
         after = totals_per_clip(global_samples(next_round_dir / "judged.jsonl"))
+        control = (
+            None if control_round_dir is None else totals_per_clip(global_samples(control_round_dir / "judged.jsonl"))
+        )
         for name, group in (
-            ("paired", [c for c in clips if c in pairs and c in after]),
-            ("unpaired", [c for c in clips if c not in pairs and c in after]),
+            ("paired", [c for c in clips if c in pairs]),
+            ("unpaired", [c for c in clips if c not in pairs]),
         ):
-            if not group:
-                out[f"after_round_{name}"] = None
-                continue
-            before_total, after_total = _mean_over(group, totals), _mean_over(group, after)
-            out[f"after_round_{name}"] = {
-                "clips": len(group),
-                "sample_total_before": round(before_total, 4),
-                "sample_total_after": round(after_total, 4),
-                "change": round(after_total - before_total, 4),
-                "change_ci95": change_interval(totals, after, group),
-            }
+            group = [c for c in group if c in after and (control is None or c in control)]
+            out[f"after_round_{name}"] = _group(totals, after, control, group) if group else None
     return out
 
 
-def summarise(mrdpo_dir: Path) -> dict[str, Any]:
-    """:func:`round_summary` of every trained round of an mrDPO run folder."""
-    rounds = sorted(p for p in mrdpo_dir.glob("round-*") if p.name != "round-000" and (p / "judged.jsonl").exists())
-    if not rounds:
-        raise SystemExit(f"{mrdpo_dir}: no round with judged samples (round-001 onwards)")
+def summarise(mrdpo_dir: Path, control_dir: Path | None = None) -> dict[str, Any]:
+    """:func:`round_summary` of every trained round of an mrDPO run folder; ``control_dir``: an
+    mrDPO run_dir whose first round sampled the same clips from the same starting model with
+    another seed (the control of the first round)."""
+    rounds = _rounds(mrdpo_dir)
+    control = _rounds(control_dir)[0] if control_dir is not None else None
     summaries = []
     for i, round_dir in enumerate(rounds):
         nxt = rounds[i + 1] if i + 1 < len(rounds) else None
-        summaries.append(round_summary(round_dir, nxt))
+        summaries.append(round_summary(round_dir, nxt, control if i == 0 else None))
     return {"what": __doc__.split("\n\n")[0], "task": TASK, "rounds": summaries}
+
+
+def _rounds(mrdpo_dir: Path) -> list[Path]:
+    rounds = sorted(p for p in mrdpo_dir.glob("round-*") if p.name != "round-000" and (p / "judged.jsonl").exists())
+    if not rounds:
+        raise SystemExit(f"{mrdpo_dir}: no round with judged samples (round-001 onwards)")
+    return rounds
+
+
+def _mrdpo_dir(path: Path) -> Path:
+    return path / "mrdpo" if (path / "mrdpo").is_dir() else path  # a run folder or a `vs2 mrdpo` run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="a finished learning-benchmark (or demo) run folder")
+    parser.add_argument(
+        "--out", required=True, help="a finished learning-benchmark (or demo) run folder, or a `vs2 mrdpo` run_dir"
+    )
+    parser.add_argument(
+        "--control",
+        default=None,
+        help="an mrDPO run_dir whose first round sampled the same clips from the same starting model with "
+        "another seed (e.g. `vs2 mrdpo ... rounds=1 seed=43`): what the first round's clips show without training",
+    )
     parser.add_argument("--results", default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
-    payload = summarise(Path(args.out) / "mrdpo")
+    control = _mrdpo_dir(Path(args.control)) if args.control else None
+    payload = summarise(_mrdpo_dir(Path(args.out)), control)
     payload["run_folder"] = Path(args.out).name
+    payload["control"] = Path(args.control).name if args.control else None
     text = json.dumps(payload, indent=2) + "\n"
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,14 @@ def test_hand_worked_rounds(tmp_path):
             _row("C", GLOBAL, "c two", 0.6),
         ],
     )
-    first, second = load_script("benchmarks/preference_headroom.py").summarise(mrdpo)["rounds"]
+    control = tmp_path / "control"  # fresh samples of round 1's starting model, another seed
+    _write_round(
+        control / "round-001",
+        [_row("A", GLOBAL, "a fresh", 0.5), _row("B", GLOBAL, "b fresh", 0.6), _row("C", GLOBAL, "c fresh", 0.6)],
+    )
+    script = load_script("benchmarks/preference_headroom.py")
+    first, second = script.summarise(mrdpo)["rounds"]
+    with_control = script.summarise(mrdpo, control)["rounds"]
     # per clip mean of its distinct samples: A 0.4, B 0.5, C 0.7; best: A 0.2, B 0.5, C 0.4
     assert first["clips"] == 3 and first["distinct_samples_per_clip"] == pytest.approx(5 / 3, abs=0.01)
     assert first["sample_total"] == pytest.approx(1.6 / 3, abs=1e-4)
@@ -83,6 +90,12 @@ def test_hand_worked_rounds(tmp_path):
     assert (unpaired["clips"], unpaired["sample_total_before"], unpaired["sample_total_after"]) == (2, 0.6, 0.6)
     assert unpaired["change"] == pytest.approx(0.0)
     assert unpaired["change_ci95"] == pytest.approx([-0.2, 0.2])  # draws of B twice / C twice
+    # against fresh samples of the starting model: A 0.3 - 0.5; B and C 0.6 - 0.6
+    paired, unpaired = with_control[0]["after_round_paired"], with_control[0]["after_round_unpaired"]
+    assert (paired["control_sample_total"], unpaired["control_sample_total"]) == (0.5, 0.6)
+    assert paired["change_vs_control"] == pytest.approx(-0.2) and unpaired["change_vs_control"] == pytest.approx(0.0)
+    assert "control_sample_total" not in first["after_round_paired"]  # no control given
+    assert "control_sample_total" not in str(with_control[1])  # the control is the first round's only
     # the last round has no next round's samples to show where it moved the policy
     assert second["sample_total"] == pytest.approx(0.5) and second["paired_clips"] == 0
     assert "after_round_paired" not in second

@@ -122,8 +122,10 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{100 * _result('learning_interval_probe', 'share_higher_than_own', 'other_interval'):.1f} %**",
         f"**{100 * _result('learning_interval_probe', 'share_higher_than_own', 'sound_moved'):.1f} %**",
         f"**{_result('learning_preference_headroom', 'rounds')[0]['best_of_samples_ratio']:.3f}**",
-        f"**{-_result('learning_preference_headroom', 'rounds')[0]['after_round_paired']['change']:.3f}**",
-        f"**{_result('learning_preference_headroom', 'rounds')[0]['after_round_unpaired']['change']:.3f}**",
+        *(
+            f"**{-_result('learning_preference_headroom', 'rounds')[0][f'after_round_{group}']['change_vs_control']:.3f}**"
+            for group in ("paired", "unpaired")
+        ),
         *(
             f"**{100 * _result('learning', 'ablations', 'time_alignment_broken', 'interval_selectivity_intact', k):.1f} %**"
             for k in ("own_interval_miss", "other_interval_miss")
