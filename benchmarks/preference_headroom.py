@@ -48,18 +48,13 @@ TASK = "global"
 
 def global_samples(judged: Path) -> dict[tuple[str, str], tuple[str, float]]:
     """(video path, caption) -> (clip id, Total) of every judged global sample of a round."""
+    from vs2_plugin.judge.files import read_jsonl
+
     out: dict[tuple[str, str], tuple[str, float]] = {}
-    with judged.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"{judged}:{n}: not a JSON line ({e})") from None
-            verdict = row.get("judgment") or {}
-            if row.get("task") == TASK and verdict.get("status") == "ok":
-                out[(row["video"], row["caption"])] = (row["video_id"], float(verdict["total_rate"]))
+    for row in read_jsonl(judged):
+        verdict = row.get("judgment") or {}
+        if row.get("task") == TASK and verdict.get("status") == "ok":
+            out[(row["video"], row["caption"])] = (row["video_id"], float(verdict["total_rate"]))
     return out
 
 
