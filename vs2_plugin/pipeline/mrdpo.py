@@ -292,6 +292,19 @@ def lora_mode(cfg: MrDPOConfig) -> str:
     return cfg.train.get("gdpo_lora_mode", GDPOArguments.__dataclass_fields__["gdpo_lora_mode"].default)
 
 
+def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], single_lora: bool) -> list[str]:
+    """The adapters of the model after round ``t``: ``init``, then the LoRA of each trained round.
+
+    A round's LoRA is read from *this* run folder (``gdpo/round-NNN`` by its gDPO round number),
+    not from the path recorded when it was trained: a run folder moved or copied elsewhere resumes
+    on its own adapters, never on those left at the old place.
+    """
+    trained = [state.result(k, "train") for k in range(1, t + 1)]
+    adapters = [str(run_dir / "gdpo" / f"round-{r['gdpo_round']:03d}") for r in trained if r and r.get("adapter")]
+    # proxies: every round's LoRA stacks on the ones before; single: the last one holds them all
+    return init + (adapters[-1:] if single_lora else adapters)
+
+
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.judge.pairs import Schedule, is_blank, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
@@ -318,10 +331,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     single_lora = lora_mode(cfg) == "single"
 
     def adapters_after(t: int) -> list[str]:
-        trained = [state.result(k, "train") for k in range(1, t + 1)]
-        adapters = [r["adapter"] for r in trained if r and r.get("adapter")]
-        # proxies: every round's LoRA stacks on the ones before; single: the last one holds them all
-        return init + (adapters[-1:] if single_lora else adapters)
+        return round_adapters(state, run_dir, t, init, single_lora)
 
     console.set_round(0)
     if not state.done(0, "eval"):
