@@ -69,3 +69,51 @@ def test_video_list_errors_name_the_line(tmp_path, shared_media):
     with pytest.raises(DataError, match="needs a 'reference'"):
         load_videos(p)
     assert load_videos(p, require_reference=False)[0].id == "a"
+
+
+def test_a_moved_run_folder_names_its_own_adapters(tmp_path):
+    import shutil
+
+    from vs2_plugin.pipeline.records import finished_model, write_final_model
+
+    old = tmp_path / "scratch" / "mrdpo"
+    old.mkdir(parents=True)
+    sft = str(tmp_path / "models" / "sft-lora")  # outside the run folder: stays where it is
+    write_final_model(old, "/models/base", [sft, str(old / "gdpo" / "round-001"), str(old / "gdpo" / "round-002")])
+    assert finished_model(old) == (
+        "/models/base",
+        [sft, str(old / "gdpo" / "round-001"), str(old / "gdpo" / "round-002")],
+    )
+    new = tmp_path / "project" / "mrdpo"
+    shutil.move(str(old), str(new))
+    assert finished_model(new) == (
+        "/models/base",
+        [sft, str(new / "gdpo" / "round-001"), str(new / "gdpo" / "round-002")],
+    )
+    # a vs2 rebirth output folder, moved
+    reborn = tmp_path / "scratch" / "rebirth"
+    StepState(reborn).mark(
+        0, "train", {"adapter": str(reborn / "sft"), "model": "/models/aligned", "run_dir": str(reborn)}
+    )
+    shutil.move(str(reborn), str(tmp_path / "rebirth"))
+    assert finished_model(tmp_path / "rebirth") == ("/models/aligned", [str(tmp_path / "rebirth" / "sft")])
+
+
+def test_finished_model_of_older_and_broken_records(tmp_path):
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.pipeline.records import finished_model
+
+    older = tmp_path / "older"  # written before run_dir was recorded: paths as they are
+    older.mkdir()
+    (older / "final_model.json").write_text(json.dumps({"model": "/m", "adapter_name_or_path": "/a1, /a2"}))
+    assert finished_model(older) == ("/m", ["/a1", "/a2"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "final_model.json").write_text("{")
+    with pytest.raises(DataError, match="final_model.json: not valid JSON"):
+        finished_model(broken)
+    (broken / "final_model.json").write_text(json.dumps({"adapters": []}))
+    with pytest.raises(ConfigError, match="no model path"):
+        finished_model(broken)
+    with pytest.raises(ConfigError, match="not a finished run"):
+        finished_model(tmp_path)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.rounds import atomic_directory
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -28,19 +28,9 @@ AUTO_MAP = {
 
 def run_model(run_dir: Path) -> tuple[str, list[str]]:
     """(base, adapters) of a finished run: an mrDPO run's ``final_model.json`` or a rebirth output folder."""
-    final = run_dir / "final_model.json"
-    if final.is_file():
-        data = json.loads(final.read_text(encoding="utf-8"))
-        return str(data["model"]), [str(a) for a in data.get("adapters", [])]
-    from vs2_plugin.pipeline.records import StepState
+    from vs2_plugin.pipeline.records import finished_model
 
-    if (run_dir / StepState.FILE).is_file():
-        trained = StepState(run_dir).result(0, "train")
-        if trained and trained.get("adapter") and trained.get("model"):  # a vs2 rebirth output folder
-            return str(trained["model"]), [str(trained["adapter"])]
-    raise Vs2Error(
-        f"{run_dir}: not a finished run (no final_model.json of vs2 mrdpo, no finished vs2 rebirth training)"
-    )
+    return finished_model(run_dir)
 
 
 def _check_dir(path: str | Path, what: str, marker: str) -> Path:

@@ -17,7 +17,7 @@ from vs2_plugin.pipeline.config import (
     DEFAULT_LOCAL_PROMPT,
     SamplingConfig,
 )
-from vs2_plugin.pipeline.records import JsonlLog, write_jsonl_atomic
+from vs2_plugin.pipeline.records import JsonlLog, finished_model, write_jsonl_atomic
 
 #: model loading defaults when neither a run's config nor --infer says otherwise: the audio
 #: track is part of the input of this model, so it is never dropped by default
@@ -36,28 +36,10 @@ class Settings:
 
 def run_settings(run_dir: Path) -> Settings:
     """Model, adapters and sampling settings of a finished mrDPO run or rebirth output folder."""
-    from vs2_plugin.pipeline.records import StepState
-
     if not run_dir.is_dir():
         raise ConfigError(f"--run {run_dir}: not a directory")
-    final = run_dir / "final_model.json"
-    if final.is_file():
-        data = json.loads(final.read_text(encoding="utf-8"))
-        model = data.get("model_name_or_path") or data.get("model")
-        adapters = data.get("adapter_name_or_path", data.get("adapters")) or []
-    else:
-        trained = StepState(run_dir).result(0, "train") if (run_dir / StepState.FILE).is_file() else None
-        if not trained or not trained.get("adapter"):
-            raise ConfigError(
-                f"--run {run_dir}: neither an mrDPO run (no final_model.json) nor a finished rebirth "
-                f"output folder (no trained adapter in {StepState.FILE}); finish the run first"
-            )
-        model, adapters = trained["model"], [trained["adapter"]]
-    if isinstance(adapters, str):
-        adapters = [a.strip() for a in adapters.split(",") if a.strip()]
-    if not model:
-        raise ConfigError(f"{final}: no model path")
-    settings = Settings(str(model), [str(a) for a in adapters], dict(DEFAULT_INFER))
+    model, adapters = finished_model(run_dir)
+    settings = Settings(model, adapters, dict(DEFAULT_INFER))
     config = run_dir / "config.json"  # the mrDPO driver's resolved config: same prompts and media settings
     if config.is_file():
         cfg = json.loads(config.read_text(encoding="utf-8"))

@@ -23,7 +23,7 @@ from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_run_html
-from vs2_plugin.pipeline.records import JsonlLog, StepState
+from vs2_plugin.pipeline.records import JsonlLog, StepState, write_final_model
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
 from vs2_plugin.pipeline.screen import drop_failed, screen_videos
 from vs2_plugin.pipeline.tracking import report_round
@@ -433,5 +433,5 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     final = adapters_after(cfg.rounds)
     md = write_report(run_dir, rows, "mrDPO rounds", {"final_adapters": final, "stopped": state.stopped}, notes)
     write_run_html(run_dir, rows, "mrDPO rounds", notes)
-    atomic_write_text(run_dir / "final_model.json", json.dumps({"model": model, "adapters": final}, indent=2))
+    write_final_model(run_dir, model, final)
     return {"rows": rows, "final_adapters": final, "report_md": md, "run_dir": str(run_dir)}

@@ -27,7 +27,7 @@ from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_labels_report
-from vs2_plugin.pipeline.records import StepState, read_jsonl
+from vs2_plugin.pipeline.records import FINAL_MODEL, StepState, finished_model, read_jsonl
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
@@ -36,10 +36,11 @@ REBIRTH_DATASET = "vs2_rebirth"
 
 
 def final_model(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "final_model.json"
-    if not path.is_file():
-        raise Vs2Error(f"{path} not found: finish the mrDPO run first (vs2 mrdpo ...)")
-    return json.loads(path.read_text())
+    """Base and adapters of the finished mrDPO run whose model labels the rebirth data."""
+    if not (run_dir / FINAL_MODEL).is_file():
+        raise Vs2Error(f"{run_dir / FINAL_MODEL} not found: finish the mrDPO run first (vs2 mrdpo ...)")
+    model, adapters = finished_model(run_dir)
+    return {"model": model, "adapters": adapters}
 
 
 def sft_args(recipe: str | Path, post_alignment: str, dataset_dir: Path, output_dir: Path) -> dict[str, Any]:
@@ -149,5 +150,5 @@ def run_rebirth(
     if not state.done(0, "train"):
         args = {**sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft"), **(overrides or {})}
         run_training(args, out_dir / "train.yaml", out_dir / "train.log")
-        state.mark(0, "train", {"adapter": str(out_dir / "sft"), "model": post_alignment})
+        state.mark(0, "train", {"adapter": str(out_dir / "sft"), "model": post_alignment, "run_dir": str(out_dir)})
     return {**counts, "adapter": str(out_dir / "sft"), "post_alignment_model": post_alignment, "out": str(out_dir)}

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import DataError
+from vs2_plugin.errors import ConfigError, DataError
 from vs2_plugin.gdpo.rounds import atomic_write_text, utc_now
 
 
@@ -122,3 +122,52 @@ class StepState:
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- finished runs
+
+FINAL_MODEL = "final_model.json"
+
+
+def write_final_model(run_dir: Path, model: str, adapters: list[str]) -> None:
+    """``<run_dir>/final_model.json`` of a finished mrDPO run: its base and adapters, and the folder
+    it was written in (``run_dir``), so that adapters inside that folder are found where it is now."""
+    payload = {"model": model, "adapters": adapters, "run_dir": str(run_dir)}
+    atomic_write_text(Path(run_dir) / FINAL_MODEL, json.dumps(payload, indent=2))
+
+
+def relocated(path: str, recorded_dir: str | None, run_dir: Path) -> str:
+    """``path``, recorded while its run folder was ``recorded_dir``, read from where the folder is now
+    (``run_dir``): a path inside the folder moves with it; any other path is as recorded."""
+    if recorded_dir:
+        try:
+            return str(Path(run_dir) / Path(path).relative_to(recorded_dir))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def finished_model(run_dir: Path) -> tuple[str, list[str]]:
+    """(base, adapters) of a finished run folder: an mrDPO run's ``final_model.json`` or a
+    ``vs2 rebirth`` output folder's trained adapter; ConfigError naming the folder otherwise."""
+    run_dir = Path(run_dir)
+    final = run_dir / FINAL_MODEL
+    if final.is_file():
+        try:
+            data = json.loads(final.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{final}: not valid JSON ({exc.msg})") from None
+        model = data.get("model_name_or_path") or data.get("model")
+        adapters = data.get("adapter_name_or_path", data.get("adapters")) or []
+        if isinstance(adapters, str):
+            adapters = [a.strip() for a in adapters.split(",") if a.strip()]
+        if not model:
+            raise ConfigError(f"{final}: no model path")
+        return str(model), [relocated(str(a), data.get("run_dir"), run_dir) for a in adapters]
+    trained = StepState(run_dir).result(0, "train") if (run_dir / StepState.FILE).is_file() else None
+    if trained and trained.get("adapter") and trained.get("model"):
+        return str(trained["model"]), [relocated(str(trained["adapter"]), trained.get("run_dir"), run_dir)]
+    raise ConfigError(
+        f"{run_dir}: not a finished run: neither an mrDPO run (no {FINAL_MODEL}) nor a finished rebirth "
+        f"output folder (no trained adapter in {StepState.FILE}); finish the run first"
+    )
