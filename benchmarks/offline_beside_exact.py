@@ -16,7 +16,12 @@ support = its reference caption, as ``vs2 eval`` does with a reference), and rep
 
 ``learning.py`` writes this under ``offline_judge_beside_exact``; on a finished run folder:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_beside_exact.py --out outputs/learning
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_beside_exact.py --out outputs/learning \
+        [--results benchmarks/results/offline_beside_exact.json]
+
+(the offline judge has changed since a recorded ``learning.json`` was run when the two differ:
+``offline_beside_exact.json`` / ``_seed1.json`` are the recorded runs' captions judged by the
+offline judge as it is now).
 """
 
 from __future__ import annotations
@@ -180,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder of a finished benchmarks/learning.py (or vs2 demo) run")
     parser.add_argument("--encoder", default="auto", choices=["auto", "minilm", "wordllama"])
+    parser.add_argument("--results", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     from vs2_plugin.pipeline.videos import load_videos
 
     out = Path(args.out)
     videos = {v.id: v for v in load_videos(out / "data" / "heldout.jsonl")}
-    print(json.dumps(judge_stages(stage_files(out), videos, args.encoder), indent=2))
+    text = json.dumps({"run_folder": out.name, **judge_stages(stage_files(out), videos, args.encoder)}, indent=2) + "\n"
+    if args.results:
+        Path(args.results).write_text(text)
+    print(text, end="")
     return 0
 
 

@@ -134,3 +134,16 @@ def test_benchmark_figures_are_those_of_the_results():
     }
     stale = sorted(q for q in quoted if q not in page)
     assert not stale, f"docs/benchmarks.md does not quote these results of benchmarks/results/: {stale}"
+
+
+def test_offline_beside_exact_figures_are_those_of_the_results():
+    """docs/synth.md quotes the offline judge beside the exact one as the judge is now."""
+    page = _text(REPO / "docs" / "synth.md")
+    result = _result("offline_beside_exact")
+    stage = result["stage_order_agreement"]
+    quoted = {
+        f"**{round(stage['share'] * stage['pairs'])}** of {stage['pairs']} pairs",
+        *(f"**{100 * result['same_order_share'][task]['share']:.0f} %**" for task in ("global", "local")),
+    }
+    stale = sorted(q for q in quoted if q not in page)
+    assert not stale, f"docs/synth.md does not quote these results of offline_beside_exact.json: {stale}"

@@ -124,3 +124,32 @@ def test_split_clauses():
         "while a dog barks.",
         "The end.",
     ]
+
+
+def test_quote_share_hand_worked():
+    caption_stems = frozenset(offline.stem(w) for w in "she asks where he got the vacuum".split())
+    assert offline.quote_share("A man waves.", caption_stems) == 1.0  # quotes nothing
+    # quoted content words ("did" and "a" are stopwords)
+    assert offline.quoted_words("He asks, 'Where did you get a vacuum?'") == ["where", "you", "get", "vacuum"]
+    # where and vacuum are in the caption (get / got are different words): 2 of 4
+    assert offline.quote_share("He asks, 'Where did you get a vacuum?'", caption_stems) == 0.5
+    assert offline.quote_share('Text on screen: "SUMMER SALE"', caption_stems) == 0.0
+
+
+@pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
+def test_speech_told_with_other_words_is_incorrect(encoder):
+    """A caption that tells the event with other quoted words gets it wrong (App. E incorrect),
+    however close the rest of the wording; with the same words it is covered, and a caption
+    without it misses it."""
+    event = 'A voice says "banana".'
+    judged = offline.judge(
+        [
+            offline.JudgeItem(id="right", caption='A voice says "banana".', events=[event], reference=event),
+            offline.JudgeItem(id="wrong", caption='A voice says "garden".', events=[event], reference=event),
+            offline.JudgeItem(id="none", caption="A red square slides left.", events=[event], reference=event),
+        ],
+        encoder_name=encoder,
+    )
+    assert (judged[0].missed, judged[0].incorrect) == ([], [])
+    assert (judged[1].missed, judged[1].incorrect) == ([], [event])
+    assert judged[2].missed == [event]

