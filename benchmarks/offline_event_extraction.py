@@ -19,7 +19,6 @@ Writes benchmarks/results/offline_event_extraction.json.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -63,7 +62,7 @@ def baseline_extract(reference: str) -> list[str]:
     return [c for c in offline.split_clauses(reference) if sum(w not in offline.STOPWORDS for w in words_of(c)) >= 2]
 
 
-_QUOTE = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])")
+_QUOTE = offline._QUOTE  # quotes as the judge reads them
 
 
 def score(rows: list[dict], extract) -> dict:

@@ -24,6 +24,12 @@ def test_quoted_speech_is_never_split():
     ]
 
 
+def test_a_single_quoted_utterance_may_hold_apostrophes():
+    # the apostrophes of don't / what's do not end the quote; one after a letter does not open one
+    ref = "She says, 'I don't know. What's that?' The dog's bowl is empty."
+    assert extract_events(ref) == ["She says, 'I don't know. What's that?'", "The dog's bowl is empty."]
+
+
 def test_matching_is_one_to_one():
     assert matched(["A dog barks loudly", "A dog barks"], ["The dog barks loudly"]) == 1
     assert matched(["A red car drives"], ["A pianist plays"]) == 0

@@ -76,7 +76,11 @@ _CLAUSE_SPLIT = re.compile(
     r"although|though|creating|showing|indicating|suggesting|adding)\b)",
     re.IGNORECASE,
 )
-_QUOTE = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'[^'\n]*'(?![A-Za-z])")
+# Quotes: "...", “...” and '...' (an apostrophe between letters inside it, as in 'I don't know', is
+# not its end; one after a letter cannot open it: the dog's bowl)
+_QUOTE = re.compile(
+    r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'(?:[^'\n]|(?<=[A-Za-z])'(?=[A-Za-z]))*'(?![A-Za-z])"
+)
 
 
 @lru_cache(maxsize=1)
