@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from vs2_plugin.judge import offline  # noqa: E402
 from vs2_plugin.judge.encoders import words_of  # noqa: E402
+from vs2_plugin.judge.metrics import QUOTE  # noqa: E402  (quotes as the judge reads them)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "captions" / "vs2_testset_dev.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "offline_event_extraction.json"
@@ -62,9 +63,6 @@ def baseline_extract(reference: str) -> list[str]:
     return [c for c in offline.split_clauses(reference) if sum(w not in offline.STOPWORDS for w in words_of(c)) >= 2]
 
 
-_QUOTE = offline._QUOTE  # quotes as the judge reads them
-
-
 def score(rows: list[dict], extract) -> dict:
     ratios, n_ext, n_hum, n_match, quote_splits = [], 0, 0, 0, 0
     for r in rows:
@@ -73,7 +71,7 @@ def score(rows: list[dict], extract) -> dict:
         n_ext += len(ev)
         n_hum += len(r["events"])
         n_match += matched(ev, r["events"])
-        for q in _QUOTE.findall(r["reference"]):
+        for q in QUOTE.findall(r["reference"]):
             if len(q) > 20 and not any(q in e for e in ev):
                 quote_splits += 1
                 break

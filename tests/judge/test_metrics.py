@@ -70,6 +70,7 @@ def test_unnatural_patterns_found(text, pattern):
         "A man in a red shirt walks along the beach while waves crash on the shore.",
         'The woman says "你好" to the camera and smiles.',  # quoted foreign speech is legitimate
         'The crowd chants "no, no, no, no, no" as the referee points.',  # quoted repetition too
+        "He shouts 'No, no, no, no, I don't care!' and leaves.",  # an apostrophe inside the quote
         "The audio: a man speaks softly about the weather.",  # not at line start
     ],
 )

@@ -49,6 +49,7 @@ from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.metrics import QUOTE
 from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
@@ -75,11 +76,6 @@ _CLAUSE_SPLIT = re.compile(
     r"\s*[;:]\s+|,\s+(?=(?:and|while|as|but|then|before|after|which|where|when|followed|with|whereas|"
     r"although|though|creating|showing|indicating|suggesting|adding)\b)",
     re.IGNORECASE,
-)
-# Quotes: "...", “...” and '...' (an apostrophe between letters inside it, as in 'I don't know', is
-# not its end; one after a letter cannot open it: the dog's bowl)
-_QUOTE = re.compile(
-    r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d|(?<![A-Za-z])'(?:[^'\n]|(?<=[A-Za-z])'(?=[A-Za-z]))*'(?![A-Za-z])"
 )
 
 
@@ -149,7 +145,7 @@ def _quantile25(x: np.ndarray) -> float:
 
 def quoted_words(text: str) -> list[str]:
     """Content words inside the quotes of ``text`` (quoted speech, on-screen text)."""
-    return [w for quote in _QUOTE.findall(text) for w in words_of(quote) if w not in STOPWORDS]
+    return [w for quote in QUOTE.findall(text) for w in words_of(quote) if w not in STOPWORDS]
 
 
 def quote_share(event: str, caption_stems: frozenset[str]) -> float:
@@ -388,7 +384,7 @@ def extract_events(reference: str) -> list[str]:
         # a quote that ends its sentence ('... it."') still ends it once parked
         return f"QUOTE{len(quotes) - 1}X" + ("." if re.search(r"[.!?]\W*$", m.group(0)) else "")
 
-    masked = _QUOTE.sub(park, reference or "")
+    masked = QUOTE.sub(park, reference or "")
     events = []
     for clause in split_clauses(masked):
         if _content_word_count(clause) >= 2 or "QUOTE" in clause:
