@@ -103,11 +103,11 @@ def _means(values: list[dict[str, float]]) -> dict[str, float]:
 def judge_stages(stages: list[tuple[str, Path]], videos: dict[str, Any], encoder: str = "auto") -> dict[str, Any]:
     """The report described in the module docstring for ``stages`` (from :func:`stage_files`) of
     the held-out clips ``videos`` (``{id: VideoEntry}``)."""
+    from vs2_plugin.files import read_jsonl
     from vs2_plugin.judge import offline
     from vs2_plugin.judge.encoders import resolve_encoder_name
     from vs2_plugin.judge.types import JudgeItem
     from vs2_plugin.pipeline.mrdpo import interval_key
-    from vs2_plugin.pipeline.records import read_jsonl
 
     truth = _events_and_support(videos)
     rows, items = [], []

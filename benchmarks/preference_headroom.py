@@ -48,7 +48,7 @@ TASK = "global"
 
 def global_samples(judged: Path) -> dict[tuple[str, str], tuple[str, float]]:
     """(video path, caption) -> (clip id, Total) of every judged global sample of a round."""
-    from vs2_plugin.judge.files import read_jsonl
+    from vs2_plugin.files import read_jsonl
 
     out: dict[tuple[str, str], tuple[str, float]] = {}
     for row in read_jsonl(judged):

@@ -346,8 +346,8 @@ def _cli(args: list[str], cwd: Path, env_extra: dict | None = None) -> subproces
 
 
 def test_python_tags_in_yaml_are_refused(tmp_path):
-    from vs2_plugin.commands.judge_args import load_mapping
     from vs2_plugin.errors import ConfigError
+    from vs2_plugin.files import load_mapping
     from vs2_plugin.pipeline.config import load_mrdpo_config
 
     marker = tmp_path / "pwned"

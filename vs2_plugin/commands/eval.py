@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
+from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.judge.evaluation import build_report, load_items
-from vs2_plugin.judge.files import read_jsonl
 from vs2_plugin.judge.report import table1_markdown
 from vs2_plugin.secrets import redact
 

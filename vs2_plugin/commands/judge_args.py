@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.files import load_mapping
 from vs2_plugin.judge.config import JudgeConfig
-from vs2_plugin.judge.files import load_mapping, read_jsonl, usage_totals  # noqa: F401  (used by the judge commands)
 
 
 def add_judge_arguments(parser) -> None:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
-from vs2_plugin.judge.files import load_mapping
+from vs2_plugin.files import load_mapping
 from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
 from vs2_plugin.judge.sample_scoring import items_to_judge, load_samples, scored_samples
 

@@ -6,10 +6,19 @@ import dataclasses
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.judge.files import read_jsonl, usage_totals
+from vs2_plugin.files import read_jsonl
 from vs2_plugin.judge.report import summarize_by_task
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.secrets import redact
+
+
+def usage_totals(judgments) -> dict[str, float]:
+    """Sum of each usage counter (tokens, requests, cost) over the judgments that report it."""
+    totals: dict[str, float] = {}
+    for j in judgments:
+        for key, value in (j.usage or {}).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
 
 
 def from_prediction(row: dict, n: int) -> dict:

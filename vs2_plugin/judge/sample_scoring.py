@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
+from vs2_plugin.files import read_jsonl
 from vs2_plugin.judge import metrics
-from vs2_plugin.judge.files import read_jsonl
 from vs2_plugin.judge.types import JudgeItem, Judgment, ScoredSample
 from vs2_plugin.secrets import redact
 

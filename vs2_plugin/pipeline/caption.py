@@ -78,7 +78,7 @@ class Job:
 
 def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], list[dict[str, Any]]]:
     """Caption jobs of the video list, and its bad rows (``{line, id, video, error}``)."""
-    from vs2_plugin.pipeline.records import read_jsonl
+    from vs2_plugin.files import read_jsonl
 
     if not path.is_file():
         raise DataError(f"--videos {path}: file not found")

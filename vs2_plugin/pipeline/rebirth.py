@@ -24,10 +24,11 @@ from typing import Any
 import yaml
 
 from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_labels_report
-from vs2_plugin.pipeline.records import FINAL_MODEL, StepState, finished_model, read_jsonl
+from vs2_plugin.pipeline.records import FINAL_MODEL, StepState, finished_model
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
@@ -140,7 +141,7 @@ def run_rebirth(
         atomic_write_text(out_dir / "dropped.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
         state.mark(0, "filter", {"labelled": len(rows), "kept": len(kept), "dropped": len(dropped)})
     if not (out_dir / "report.html").is_file():
-        write_labels_report(out_dir, rows, read_jsonl(out_dir / "dropped.jsonl"), videos)
+        write_labels_report(out_dir, rows, read_jsonl(out_dir / "dropped.jsonl", allow_empty=True), videos)
     counts = state.result(0, "filter")
     if counts["kept"] == 0:
         raise Vs2Error(

@@ -72,19 +72,6 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None
     atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    p = Path(path)
-    rows = []
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{p}:{n}: not valid JSON ({exc.msg})") from None
-    return rows
-
-
 class StepState:
     """``<run_dir>/pipeline_state.json``: which steps of which round are done, and their results."""
 

@@ -23,8 +23,8 @@ from vs2_plugin.data.validate import (
     write_jsonl,
 )
 from vs2_plugin.errors import DataError
+from vs2_plugin.files import read_jsonl
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.records import read_jsonl
 from vs2_plugin.pipeline.videos import VideoEntry, load_videos, parse_video_row
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.jsonl"
@@ -99,7 +99,7 @@ def screen_videos(
 def record_skipped(run_dir: str | Path, tag: str, bad: list[BadSample]) -> Path:
     """Write ``bad`` as the ``tag`` entries of ``run_dir/skipped_videos.jsonl`` (replacing earlier ones)."""
     listing = Path(run_dir) / SKIPPED_VIDEOS_FILE
-    earlier = [r for r in read_jsonl(listing) if r.get("dataset") != tag] if listing.is_file() else []
+    earlier = [r for r in read_jsonl(listing, allow_empty=True) if r.get("dataset") != tag] if listing.is_file() else []
     write_jsonl(listing, earlier + [b.to_dict() for b in bad])
     if bad:  # a warning that matters: on the terminal even when the console is quiet
         console.warn(f"{tag}: {len(bad)} bad video(s) left out (first: {bad[0].message()}); listed in {listing}")

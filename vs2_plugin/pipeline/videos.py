@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.pipeline.records import read_jsonl
+from vs2_plugin.files import read_jsonl
 
 
 @dataclass
@@ -60,7 +60,7 @@ def load_videos(path: str | Path, require_reference: bool = True) -> list[VideoE
     """Rows of ``path``; ``require_reference=False`` for videos that are only to be labelled."""
     p = Path(path)
     out, seen = [], set()
-    for n, row in enumerate(read_jsonl(p), 1):
+    for n, row in enumerate(read_jsonl(p, allow_empty=True), 1):
         try:
             entry = parse_video_row(row, p.parent, require_reference)
             if entry.id in seen:

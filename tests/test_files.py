@@ -1,0 +1,55 @@
+"""vs2_plugin.files: the one JSONL reader and the one YAML/JSON mapping reader."""
+
+from __future__ import annotations
+
+import pytest
+
+from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.files import load_mapping, read_jsonl
+
+
+def test_read_jsonl_rows_skip_blank_lines(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": 1}\n\n  \n{"id": 2, "caption": "a dog"}\n', encoding="utf-8")
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2, "caption": "a dog"}]
+    assert read_jsonl(str(path)) == read_jsonl(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"id": 1}\n{"id": 2\n', r"rows.jsonl:2: not valid JSON"),
+        ('{"id": 1}\n[1, 2]\n', r"rows.jsonl:2: each line must be a JSON object"),
+        ("\n\n", r"rows.jsonl: no rows"),
+    ],
+)
+def test_read_jsonl_names_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_jsonl(path)
+
+
+def test_read_jsonl_empty_allowed_missing_and_binary_refused(tmp_path):
+    empty = tmp_path / "dropped.jsonl"
+    empty.write_text("", encoding="utf-8")
+    assert read_jsonl(empty, allow_empty=True) == []
+    with pytest.raises(DataError, match="missing.jsonl: cannot read"):
+        read_jsonl(tmp_path / "missing.jsonl", allow_empty=True)
+    binary = tmp_path / "latin1.jsonl"
+    binary.write_bytes('{"caption": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.jsonl: not UTF-8 text"):
+        read_jsonl(binary)
+
+
+def test_load_mapping_yaml_json_and_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("judge: offline\noptions:\n  encoder: minilm\n", encoding="utf-8")
+    assert load_mapping(tmp_path / "a.yaml") == {"judge": "offline", "options": {"encoder": "minilm"}}
+    (tmp_path / "b.json").write_text('{"judge": "openai"}', encoding="utf-8")
+    assert load_mapping(tmp_path / "b.json") == {"judge": "openai"}
+    (tmp_path / "c.json").write_text('{"judge": ', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c.json: not valid JSON"):
+        load_mapping(tmp_path / "c.json")
+    (tmp_path / "d.yaml").write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"d.yaml: expected a mapping"):
+        load_mapping(tmp_path / "d.yaml")

@@ -1,0 +1,62 @@
+"""Reading the files users and runs hand us: JSONL rows and YAML/JSON mappings.
+
+One reader for each, so that every command names the file (and the line) of bad input the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vs2_plugin.errors import ConfigError, DataError
+
+
+def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSONL file (blank lines skipped). An unreadable file, a line that is not valid
+    JSON or not a JSON object, and (unless ``allow_empty``) a file without rows are a DataError
+    naming the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: each line must be a JSON object")
+        rows.append(row)
+    if not rows and not allow_empty:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def load_mapping(path: Path) -> dict[str, Any]:
+    """A YAML or JSON (by suffix) file whose top level is a mapping; anything else is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)  # safe_load: tags such as !!python/object are refused
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
