@@ -23,11 +23,20 @@ the global prompts are the same from round to round):
   policy's Total minus theirs, on fresh samples both, per group. A round whose lesson is learnt
   lowers it on the clips it had pairs for; one whose lesson carries, on the other clips too.
 
+``--greedy-headroom N`` sets this beside what the benchmark measures, greedy captions: it
+captions the round-1 clips (global) with round 1's starting model, greedily and N times sampled
+(the rounds' temperature, top-p, prompts and media settings; seeds 1..N), into
+``<mrdpo run_dir>/headroom/`` (a rerun resumes), and reports under ``greedy``: the greedy captions'
+Total, each sample file's mean Total, and the mean over clips of the lowest Total among the first
+n sample files (``best_of``), each also divided by the greedy Total: how much better than the
+greedy caption the chosen side of a best-against-worst pair of n samples is, in sample.
+
 On a finished run folder:
 
     vs2 mrdpo outputs/learning/mrdpo/config.json rounds=1 seed=43 run_dir=outputs/learning/control
     .venv/bin/python benchmarks/preference_headroom.py --out outputs/learning \
-        --control outputs/learning/control --results benchmarks/results/learning_preference_headroom.json
+        --control outputs/learning/control --greedy-headroom 6 \
+        --results benchmarks/results/learning_preference_headroom.json
 """
 
 from __future__ import annotations
@@ -170,6 +179,84 @@ def summarise(mrdpo_dir: Path, control_dir: Path | None = None) -> dict[str, Any
     return {"what": __doc__.split("\n\n")[0], "task": TASK, "rounds": summaries}
 
 
+def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) -> tuple[Path, list[Path]]:
+    """Global captions of round 1's clips by round 1's starting model: greedy, and ``n_samples``
+    times sampled as the rounds sample (``<mrdpo_dir>/headroom/``; finished files are kept)."""
+    from vs2_plugin.pipeline.caption import DEFAULT_INFER, Settings, caption_videos
+
+    cfg = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
+    sampling = cfg["sampling"]
+    settings = Settings(
+        cfg["model_name_or_path"],
+        list(cfg.get("adapter_name_or_path") or []),
+        {**DEFAULT_INFER, **(cfg.get("infer") or {})},
+        global_prompt=sampling["global_prompt"],
+        local_prompt=sampling["local_prompt"],
+        max_new_tokens=int(sampling["max_new_tokens"]),
+    )
+    folder = mrdpo_dir / "headroom"
+    videos = Path(cfg["train_videos"])
+    greedy = folder / "greedy.jsonl"
+    caption_videos(settings, videos, greedy, progress=progress)
+    samples = []
+    for seed in range(1, n_samples + 1):
+        path = folder / f"sample_seed{seed}.jsonl"
+        caption_videos(
+            settings,
+            videos,
+            path,
+            temperature=float(sampling["temperature"]),
+            top_p=float(sampling["top_p"]),
+            seed=seed,
+            progress=progress,
+        )
+        samples.append(path)
+    return greedy, samples
+
+
+def prediction_totals(path: Path, events: dict[str, list[str]]) -> dict[str, float]:
+    """clip id -> Total (exact judge) of each global caption of a ``vs2 caption`` predictions file."""
+    from vs2_plugin.files import read_jsonl
+    from vs2_plugin.judge.types import JudgeItem
+    from vs2_plugin.synth.judge import judge
+
+    rows = [r for r in read_jsonl(path) if r.get("task", TASK) == TASK]
+    unknown = sorted({r["id"] for r in rows} - set(events))
+    if unknown:
+        raise SystemExit(f"{path}: clips not in the run's RL clip list: {unknown[:3]}")
+    verdicts = judge([JudgeItem(id=r["id"], caption=r["predict"], events=events[r["id"]]) for r in rows])
+    return {v.id: v.rates()["total_rate"] for v in verdicts if v.status == "ok"}
+
+
+def greedy_headroom(greedy: dict[str, float], samples: list[dict[str, float]]) -> dict[str, Any]:
+    """Greedy Total, each sample file's mean Total and the best of the first n files, on the clips
+    all of them judged (``--greedy-headroom`` in the module docstring)."""
+    clips = sorted(set(greedy).intersection(*samples))
+    if not clips:
+        raise SystemExit("greedy headroom: no clip judged in every caption file")
+    greedy_total = statistics.mean(greedy[c] for c in clips)
+
+    def ratio(x: float) -> float | None:
+        return round(x / greedy_total, 4) if greedy_total else None
+
+    best = {n: statistics.mean(min(s[c] for s in samples[:n]) for c in clips) for n in range(1, len(samples) + 1)}
+    return {
+        "clips": len(clips),
+        "greedy_total": round(greedy_total, 4),
+        "sample_totals": [round(statistics.mean(s[c] for c in clips), 4) for s in samples],
+        "best_of": {str(n): round(b, 4) for n, b in best.items()},
+        "best_of_ratio_to_greedy": {str(n): ratio(b) for n, b in best.items()},
+    }
+
+
+def rl_clip_events(mrdpo_dir: Path) -> dict[str, list[str]]:
+    """clip id -> atomic events of the RL clips (the run's ``train_videos``)."""
+    from vs2_plugin.files import read_jsonl
+
+    config = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
+    return {str(r["id"]): list(r.get("events") or []) for r in read_jsonl(config["train_videos"])}
+
+
 def _rounds(mrdpo_dir: Path) -> list[Path]:
     rounds = sorted(p for p in mrdpo_dir.glob("round-*") if p.name != "round-000" and (p / "judged.jsonl").exists())
     if not rounds:
@@ -192,12 +279,27 @@ def main(argv: list[str] | None = None) -> int:
         help="an mrDPO run_dir whose first round sampled the same clips from the same starting model with "
         "another seed (e.g. `vs2 mrdpo ... rounds=1 seed=43`): what the first round's clips show without training",
     )
+    parser.add_argument(
+        "--greedy-headroom",
+        type=int,
+        default=0,
+        metavar="N",
+        help="caption round 1's clips with its starting model greedily and N times sampled, and report the "
+        "best of n samples against the greedy captions",
+    )
     parser.add_argument("--results", default=None, help="write the summary here as JSON")
     args = parser.parse_args(argv)
     control = _mrdpo_dir(Path(args.control)) if args.control else None
-    payload = summarise(_mrdpo_dir(Path(args.out)), control)
+    mrdpo_dir = _mrdpo_dir(Path(args.out))
+    payload = summarise(mrdpo_dir, control)
     payload["run_folder"] = Path(args.out).name
     payload["control"] = Path(args.control).name if args.control else None
+    if args.greedy_headroom:
+        events = rl_clip_events(mrdpo_dir)
+        greedy, samples = caption_rl_clips(mrdpo_dir, args.greedy_headroom)
+        payload["greedy"] = greedy_headroom(
+            prediction_totals(greedy, events), [prediction_totals(f, events) for f in samples]
+        )
     text = json.dumps(payload, indent=2) + "\n"
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -101,6 +102,31 @@ def test_hand_worked_rounds(tmp_path):
     assert "after_round_paired" not in second
 
 
+def test_greedy_headroom_hand_worked(tmp_path):
+    script = load_script("benchmarks/preference_headroom.py")
+    events = {"A": ['A voice says "apple".', "A high tone sounds."], "B": ["A high tone sounds."]}
+
+    def predictions(name, a_caption, b_caption):
+        path = tmp_path / name
+        rows = [{"id": "A", "task": GLOBAL, "predict": a_caption}, {"id": "B", "task": GLOBAL, "predict": b_caption}]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return script.prediction_totals(path, events)
+
+    # the exact judge: the voice told with another word is incorrect (Hall 1/2), the voice left out
+    # is missed (Miss 1/2), the tone of another pitch incorrect (Hall 1/1)
+    greedy = predictions("greedy.jsonl", 'A voice says "river". Then a high tone sounds.', "A high tone sounds.")
+    first = predictions("s1.jsonl", "A high tone sounds.", "A low tone sounds.")
+    second = predictions("s2.jsonl", 'A voice says "apple". Then a high tone sounds.', "A low tone sounds.")
+    assert (greedy, first, second) == ({"A": 0.5, "B": 0.0}, {"A": 0.5, "B": 1.0}, {"A": 0.0, "B": 1.0})
+    out = script.greedy_headroom(greedy, [first, second])
+    assert (out["clips"], out["greedy_total"], out["sample_totals"]) == (2, 0.25, [0.75, 0.5])
+    # best of 1: (0.5 + 1.0) / 2; best of 2: (0.0 + 1.0) / 2
+    assert out["best_of"] == {"1": 0.75, "2": 0.5}
+    assert out["best_of_ratio_to_greedy"] == {"1": 3.0, "2": 2.0}
+    with pytest.raises(SystemExit, match="not in the run's RL clip list"):
+        script.prediction_totals(tmp_path / "greedy.jsonl", {"A": events["A"]})  # B is not an RL clip
+
+
 def test_a_folder_without_rounds_is_refused(tmp_path):
     (tmp_path / "mrdpo" / "round-000").mkdir(parents=True)
     with pytest.raises(SystemExit, match="no round with judged samples"):
@@ -109,12 +135,23 @@ def test_a_folder_without_rounds_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_on_the_demo_folder(demo_run, tmp_path):
+    mrdpo = tmp_path / "mrdpo"  # the demo's rounds, and room for the greedy captions outside its folder
+    mrdpo.mkdir()
+    for item in (demo_run[0] / "mrdpo").iterdir():
+        if item.name.startswith("round-"):
+            (mrdpo / item.name).symlink_to(item)
+    shutil.copy(demo_run[0] / "mrdpo" / "config.json", mrdpo / "config.json")
     results = tmp_path / "headroom.json"
-    assert (
-        load_script("benchmarks/preference_headroom.py").main(["--out", str(demo_run[0]), "--results", str(results)])
-        == 0
-    )
-    rounds = json.loads(results.read_text())["rounds"]
+    script = load_script("benchmarks/preference_headroom.py")
+    assert script.main(["--out", str(mrdpo), "--greedy-headroom", "2", "--results", str(results)]) == 0
+    payload = json.loads(results.read_text())
+    greedy = payload["greedy"]
+    clips = len(script.rl_clip_events(mrdpo))
+    assert greedy["clips"] == clips and len(greedy["sample_totals"]) == 2
+    for name in ("greedy.jsonl", "sample_seed1.jsonl", "sample_seed2.jsonl"):
+        assert len((mrdpo / "headroom" / name).read_text().splitlines()) == clips
+    assert greedy["best_of"]["2"] <= greedy["best_of"]["1"] == greedy["sample_totals"][0]
+    rounds = payload["rounds"]
     assert [r["round"] for r in rounds] == ["round-001", "round-002"]  # the demo trains two rounds
     for r in rounds:
         assert r["clips"] > 0 and 0 <= r["paired_clips"] <= r["clips"]
