@@ -29,7 +29,11 @@ captions the round-1 clips (global) with round 1's starting model, greedily and 
 ``<mrdpo run_dir>/headroom/`` (a rerun resumes), and reports under ``greedy``: the greedy captions'
 Total, each sample file's mean Total, and the mean over clips of the lowest Total among the first
 n sample files (``best_of``), each also divided by the greedy Total: how much better than the
-greedy caption the chosen side of a best-against-worst pair of n samples is, in sample.
+greedy caption the chosen side of a best-against-worst pair of n samples is, in sample. It also
+captions those clips greedily with the policy round 1 trained (``after_round_1``): the change of
+the greedy Total on the clips round 1 had a global pair for and on the others, with 95 % intervals
+(bootstrap over the clips) — whether the round moved the greedy captions on its own training clips,
+to set beside the held-out tables.
 
 On a finished run folder:
 
@@ -179,10 +183,15 @@ def summarise(mrdpo_dir: Path, control_dir: Path | None = None) -> dict[str, Any
     return {"what": __doc__.split("\n\n")[0], "task": TASK, "rounds": summaries}
 
 
-def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) -> tuple[Path, list[Path]]:
+def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) -> tuple[Path, list[Path], Path]:
     """Global captions of round 1's clips by round 1's starting model: greedy, and ``n_samples``
-    times sampled as the rounds sample (``<mrdpo_dir>/headroom/``; finished files are kept)."""
+    times sampled as the rounds sample; and greedy by the policy round 1 trained
+    (``<mrdpo_dir>/headroom/``; finished files are kept)."""
+    from dataclasses import replace
+
     from vs2_plugin.pipeline.caption import DEFAULT_INFER, Settings, caption_videos
+    from vs2_plugin.pipeline.mrdpo import round_adapters
+    from vs2_plugin.pipeline.records import StepState
 
     cfg = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
     sampling = cfg["sampling"]
@@ -211,7 +220,13 @@ def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) ->
             progress=progress,
         )
         samples.append(path)
-    return greedy, samples
+    single_lora = (cfg.get("train") or {}).get("gdpo_lora_mode") == "single"
+    trained = round_adapters(StepState(mrdpo_dir), mrdpo_dir, 1, settings.adapters, single_lora)
+    if trained == settings.adapters:
+        raise SystemExit(f"{mrdpo_dir}: round 1 trained no adapter")
+    after = folder / "greedy_after_round1.jsonl"
+    caption_videos(replace(settings, adapters=trained), videos, after, progress=progress)
+    return greedy, samples, after
 
 
 def prediction_totals(path: Path, events: dict[str, list[str]]) -> dict[str, float]:
@@ -247,6 +262,27 @@ def greedy_headroom(greedy: dict[str, float], samples: list[dict[str, float]]) -
         "best_of": {str(n): round(b, 4) for n, b in best.items()},
         "best_of_ratio_to_greedy": {str(n): ratio(b) for n, b in best.items()},
     }
+
+
+def greedy_change(before: dict[str, float], after: dict[str, float], paired: set[str]) -> dict[str, Any]:
+    """Greedy Total before and after round 1 on the clips with a global pair and on the others."""
+    out: dict[str, Any] = {}
+    for name, group in (
+        ("paired", sorted(c for c in before if c in after and c in paired)),
+        ("unpaired", sorted(c for c in before if c in after and c not in paired)),
+    ):
+        if not group:
+            out[name] = None
+            continue
+        b, a = _mean_over(group, {c: [before[c]] for c in group}), _mean_over(group, {c: [after[c]] for c in group})
+        out[name] = {
+            "clips": len(group),
+            "greedy_total_before": round(b, 4),
+            "greedy_total_after": round(a, 4),
+            "change": round(a - b, 4),
+            "change_ci95": change_interval({c: [before[c]] for c in group}, {c: [after[c]] for c in group}, group),
+        }
+    return out
 
 
 def rl_clip_events(mrdpo_dir: Path) -> dict[str, list[str]]:
@@ -296,10 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     payload["control"] = Path(args.control).name if args.control else None
     if args.greedy_headroom:
         events = rl_clip_events(mrdpo_dir)
-        greedy, samples = caption_rl_clips(mrdpo_dir, args.greedy_headroom)
-        payload["greedy"] = greedy_headroom(
-            prediction_totals(greedy, events), [prediction_totals(f, events) for f in samples]
-        )
+        greedy, samples, after = caption_rl_clips(mrdpo_dir, args.greedy_headroom)
+        before = prediction_totals(greedy, events)
+        payload["greedy"] = greedy_headroom(before, [prediction_totals(f, events) for f in samples])
+        first = _rounds(mrdpo_dir)[0]
+        paired = set(global_pairs(first / "pairs" / "pairs.json", global_samples(first / "judged.jsonl")))
+        payload["greedy"]["after_round_1"] = greedy_change(before, prediction_totals(after, events), paired)
     text = json.dumps(payload, indent=2) + "\n"
     if args.results:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)

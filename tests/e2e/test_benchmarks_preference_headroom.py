@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -123,6 +122,17 @@ def test_greedy_headroom_hand_worked(tmp_path):
     # best of 1: (0.5 + 1.0) / 2; best of 2: (0.0 + 1.0) / 2
     assert out["best_of"] == {"1": 0.75, "2": 0.5}
     assert out["best_of_ratio_to_greedy"] == {"1": 3.0, "2": 2.0}
+    # round 1's policy, greedy: A (paired) 0.5 -> 0.0, B (unpaired) 0.0 -> 0.5
+    change = script.greedy_change(greedy, {"A": 0.0, "B": 0.5}, paired={"A"})
+    assert change["paired"] == {
+        "clips": 1,
+        "greedy_total_before": 0.5,
+        "greedy_total_after": 0.0,
+        "change": -0.5,
+        "change_ci95": [-0.5, -0.5],
+    }
+    assert (change["unpaired"]["clips"], change["unpaired"]["change"]) == (1, 0.5)
+    assert script.greedy_change(greedy, {"A": 0.0, "B": 0.5}, paired=set())["paired"] is None
     with pytest.raises(SystemExit, match="not in the run's RL clip list"):
         script.prediction_totals(tmp_path / "greedy.jsonl", {"A": events["A"]})  # B is not an RL clip
 
@@ -138,9 +148,7 @@ def test_on_the_demo_folder(demo_run, tmp_path):
     mrdpo = tmp_path / "mrdpo"  # the demo's rounds, and room for the greedy captions outside its folder
     mrdpo.mkdir()
     for item in (demo_run[0] / "mrdpo").iterdir():
-        if item.name.startswith("round-"):
-            (mrdpo / item.name).symlink_to(item)
-    shutil.copy(demo_run[0] / "mrdpo" / "config.json", mrdpo / "config.json")
+        (mrdpo / item.name).symlink_to(item)
     results = tmp_path / "headroom.json"
     script = load_script("benchmarks/preference_headroom.py")
     assert script.main(["--out", str(mrdpo), "--greedy-headroom", "2", "--results", str(results)]) == 0
@@ -148,9 +156,12 @@ def test_on_the_demo_folder(demo_run, tmp_path):
     greedy = payload["greedy"]
     clips = len(script.rl_clip_events(mrdpo))
     assert greedy["clips"] == clips and len(greedy["sample_totals"]) == 2
-    for name in ("greedy.jsonl", "sample_seed1.jsonl", "sample_seed2.jsonl"):
+    for name in ("greedy.jsonl", "sample_seed1.jsonl", "sample_seed2.jsonl", "greedy_after_round1.jsonl"):
         assert len((mrdpo / "headroom" / name).read_text().splitlines()) == clips
     assert greedy["best_of"]["2"] <= greedy["best_of"]["1"] == greedy["sample_totals"][0]
+    moved = greedy["after_round_1"]  # the demo's round 1 trains on the pairs of some of its clips
+    assert sum(moved[g]["clips"] for g in ("paired", "unpaired") if moved[g]) == clips
+    assert moved["paired"]["clips"] == payload["rounds"][0]["paired_clips"]
     rounds = payload["rounds"]
     assert [r["round"] for r in rounds] == ["round-001", "round-002"]  # the demo trains two rounds
     for r in rounds:
