@@ -274,13 +274,14 @@ def greedy_change(before: dict[str, float], after: dict[str, float], paired: set
         if not group:
             out[name] = None
             continue
-        b, a = _mean_over(group, {c: [before[c]] for c in group}), _mean_over(group, {c: [after[c]] for c in group})
+        per_clip_before, per_clip_after = {c: [before[c]] for c in group}, {c: [after[c]] for c in group}
+        b, a = _mean_over(group, per_clip_before), _mean_over(group, per_clip_after)
         out[name] = {
             "clips": len(group),
             "greedy_total_before": round(b, 4),
             "greedy_total_after": round(a, 4),
             "change": round(a - b, 4),
-            "change_ci95": change_interval({c: [before[c]] for c in group}, {c: [after[c]] for c in group}, group),
+            "change_ci95": change_interval(per_clip_before, per_clip_after, group),
         }
     return out
 
