@@ -183,19 +183,14 @@ def summarise(mrdpo_dir: Path, control_dir: Path | None = None) -> dict[str, Any
     return {"what": __doc__.split("\n\n")[0], "task": TASK, "rounds": summaries}
 
 
-def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) -> tuple[Path, list[Path], Path]:
-    """Global captions of round 1's clips by round 1's starting model: greedy, and ``n_samples``
-    times sampled as the rounds sample; and greedy by the policy round 1 trained
-    (``<mrdpo_dir>/headroom/``; finished files are kept)."""
-    from dataclasses import replace
-
-    from vs2_plugin.pipeline.caption import DEFAULT_INFER, Settings, caption_videos
-    from vs2_plugin.pipeline.mrdpo import round_adapters
-    from vs2_plugin.pipeline.records import StepState
+def starting_settings(mrdpo_dir: Path):
+    """Captioning settings of round 1's starting model: the run's model, adapters, media settings,
+    prompts and new-token budget (``vs2_plugin.pipeline.caption.Settings``)."""
+    from vs2_plugin.pipeline.caption import DEFAULT_INFER, Settings
 
     cfg = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
     sampling = cfg["sampling"]
-    settings = Settings(
+    return Settings(
         cfg["model_name_or_path"],
         list(cfg.get("adapter_name_or_path") or []),
         {**DEFAULT_INFER, **(cfg.get("infer") or {})},
@@ -203,10 +198,35 @@ def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) ->
         local_prompt=sampling["local_prompt"],
         max_new_tokens=int(sampling["max_new_tokens"]),
     )
+
+
+def caption_rl_greedy(mrdpo_dir: Path, progress: bool = False) -> Path:
+    """Greedy global captions of round 1's clips by round 1's starting model,
+    ``<mrdpo_dir>/headroom/greedy.jsonl`` (a finished file is kept)."""
+    from vs2_plugin.pipeline.caption import caption_videos
+
+    cfg = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
+    greedy = mrdpo_dir / "headroom" / "greedy.jsonl"
+    caption_videos(starting_settings(mrdpo_dir), Path(cfg["train_videos"]), greedy, progress=progress)
+    return greedy
+
+
+def caption_rl_clips(mrdpo_dir: Path, n_samples: int, progress: bool = False) -> tuple[Path, list[Path], Path]:
+    """Global captions of round 1's clips by round 1's starting model: greedy, and ``n_samples``
+    times sampled as the rounds sample; and greedy by the policy round 1 trained
+    (``<mrdpo_dir>/headroom/``; finished files are kept)."""
+    from dataclasses import replace
+
+    from vs2_plugin.pipeline.caption import caption_videos
+    from vs2_plugin.pipeline.mrdpo import round_adapters
+    from vs2_plugin.pipeline.records import StepState
+
+    cfg = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
+    sampling = cfg["sampling"]
+    settings = starting_settings(mrdpo_dir)
     folder = mrdpo_dir / "headroom"
     videos = Path(cfg["train_videos"])
-    greedy = folder / "greedy.jsonl"
-    caption_videos(settings, videos, greedy, progress=progress)
+    greedy = caption_rl_greedy(mrdpo_dir, progress)
     samples = []
     for seed in range(1, n_samples + 1):
         path = folder / f"sample_seed{seed}.jsonl"
