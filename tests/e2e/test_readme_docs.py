@@ -123,6 +123,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{100 * _result('learning_interval_probe', 'share_higher_than_own', 'sound_moved'):.1f} %**",
         f"**{_result('learning_preference_headroom', 'rounds')[0]['best_of_samples_ratio']:.3f}**",
         f"**{_result('learning_preference_headroom', 'greedy', 'best_of_ratio_to_greedy', '2'):.3f}**",
+        f"**{_result('learning_abstention_headroom', 'heldout', 'ratio'):.3f}**",
         *(
             f"**{-_result('learning_preference_headroom', 'rounds')[0][f'after_round_{group}']['change_vs_control']:.3f}**"
             for group in ("paired", "unpaired")
