@@ -33,7 +33,7 @@ not to be told in reverse order). This is not a decoding option of the package: 
 of the target a round could reach by teaching abstention alone. On a finished run folder:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/abstention_headroom.py --out outputs/learning \\
-        --results benchmarks/results/learning_abstention_headroom.json
+        [--results benchmarks/results/learning_abstention_headroom.json]
 """
 
 from __future__ import annotations
@@ -370,15 +370,16 @@ def measure(mrdpo_dir: Path, progress: bool = False) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="outputs/learning", help="a finished learning-benchmark (or demo) run folder")
-    parser.add_argument("--results", default=None, help="write the summary here as JSON")
+    parser.add_argument(
+        "--results",
+        default=str(ROOT / "benchmarks" / "results" / "learning_abstention_headroom.json"),
+        help="where the summary goes (JSON)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     mrdpo_dir = out / "mrdpo" if (out / "mrdpo").is_dir() else out
-    payload = {**measure(mrdpo_dir), "run_folder": out.name}
-    text = json.dumps(payload, indent=2) + "\n"
-    if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.results).write_text(text)
+    text = json.dumps({**measure(mrdpo_dir), "run_folder": out.name}, indent=2) + "\n"
+    Path(args.results).write_text(text)
     print(text, end="")
     return 0
 

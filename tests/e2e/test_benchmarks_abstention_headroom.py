@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from tests.support.paths import linked_folder
 from tests.support.scripts import load_script
 
 EVENTS = ['A voice says "apple".', "A high tone sounds."]
@@ -146,10 +147,8 @@ def test_a_caption_without_events_is_refused():
 
 @pytest.mark.slow
 def test_on_the_demo_folder(demo_run, tmp_path):
-    mrdpo = tmp_path / "mrdpo"  # the demo's rounds, and room for the greedy captions outside its folder
-    mrdpo.mkdir()
-    for item in (demo_run[0] / "mrdpo").iterdir():
-        (mrdpo / item.name).symlink_to(item)
+    # the demo's rounds, and room for the greedy captions outside its folder
+    mrdpo = linked_folder(demo_run[0] / "mrdpo", tmp_path / "mrdpo")
     results = tmp_path / "abstention.json"
     script = load_script("benchmarks/abstention_headroom.py")
     assert script.main(["--out", str(mrdpo), "--results", str(results)]) == 0

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.support.paths import linked_folder
 from tests.support.scripts import load_script
 
 GLOBAL, LOCAL = "global", "local"
@@ -145,10 +146,8 @@ def test_a_folder_without_rounds_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_on_the_demo_folder(demo_run, tmp_path):
-    mrdpo = tmp_path / "mrdpo"  # the demo's rounds, and room for the greedy captions outside its folder
-    mrdpo.mkdir()
-    for item in (demo_run[0] / "mrdpo").iterdir():
-        (mrdpo / item.name).symlink_to(item)
+    # the demo's rounds, and room for the greedy captions outside its folder
+    mrdpo = linked_folder(demo_run[0] / "mrdpo", tmp_path / "mrdpo")
     results = tmp_path / "headroom.json"
     script = load_script("benchmarks/preference_headroom.py")
     assert script.main(["--out", str(mrdpo), "--greedy-headroom", "2", "--results", str(results)]) == 0
