@@ -378,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     mrdpo_dir = out / "mrdpo" if (out / "mrdpo").is_dir() else out
+    if not (mrdpo_dir / "config.json").is_file() or not (mrdpo_dir / "round-000").is_dir():
+        raise SystemExit(
+            f"{args.out}: not a finished learning-benchmark or mrDPO run folder (no mrDPO config or round-000)"
+        )
     text = json.dumps({**measure(mrdpo_dir), "run_folder": out.name}, indent=2) + "\n"
     Path(args.results).write_text(text)
     print(text, end="")

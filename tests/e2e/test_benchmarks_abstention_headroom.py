@@ -145,6 +145,15 @@ def test_a_caption_without_events_is_refused():
     ]
 
 
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path / "mrdpo").mkdir()
+    with pytest.raises(SystemExit, match="not a finished learning-benchmark or mrDPO run folder"):
+        load_script("benchmarks/abstention_headroom.py").main(
+            ["--out", str(tmp_path), "--results", str(tmp_path / "x")]
+        )
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_on_the_demo_folder(demo_run, tmp_path):
     # the demo's rounds, and room for the greedy captions outside its folder
