@@ -349,7 +349,7 @@ def caption_rl_clips(mrdpo_dir: Path, progress: bool = False) -> list[Path]:
     config = json.loads((mrdpo_dir / "config.json").read_text(encoding="utf-8"))
     local = mrdpo_dir / "headroom" / "greedy_local.jsonl"
     caption_videos(starting_settings(mrdpo_dir), Path(config["train_videos"]), local, task="local", progress=progress)
-    return [caption_rl_greedy(mrdpo_dir, progress), local]
+    return [caption_rl_greedy(mrdpo_dir, progress)] + ([local] if local.is_file() else [])  # clips may have no interval
 
 
 def measure(mrdpo_dir: Path, progress: bool = False) -> dict[str, Any]:
