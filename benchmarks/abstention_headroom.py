@@ -334,7 +334,8 @@ def add_confidence(rows: list[dict[str, Any]], settings, progress: bool = False)
             ids = torch.cat([inputs["input_ids"], torch.tensor([target], device=inputs["input_ids"].device)], dim=1)
             inputs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
             logits = generator.model(**inputs).logits[0, -len(target) - 1 : -2].float()
-            logprobs = torch.log_softmax(logits, -1).gather(1, torch.tensor(target[:-1])[:, None])[:, 0]
+            index = torch.tensor(target[:-1], device=logits.device)[:, None]  # the caption's tokens
+            logprobs = torch.log_softmax(logits, -1).gather(1, index)[:, 0]
             ends = [int(b) for _, b in encoded["offset_mapping"]]
             row["confidence"] = sentence_confidence(ends, logprobs.tolist(), row["spans"])
 
