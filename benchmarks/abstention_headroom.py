@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -56,7 +55,6 @@ TASKS = ("global", "local")
 STATISTICS = ("min", "mean")
 #: thresholds tried: these percentiles of the fitting sentences' confidences, and keeping everything
 PERCENTILES = tuple(range(0, 101, 2))
-_SENTENCE_GAP = re.compile(r"(?<=[.!?;])\s+|\n+")  # where the exact judge's grammar splits sentences
 
 
 def sentence_spans(caption: str) -> list[tuple[int, int]]:
@@ -65,8 +63,10 @@ def sentence_spans(caption: str) -> list[tuple[int, int]]:
     >>> sentence_spans('A tone sounds. Then a voice says "hi".')
     [(0, 14), (15, 38)]
     """
+    from vs2_plugin.synth.grammar import SENTENCE_BREAK  # the exact judge's sentences
+
     bounds, start = [], 0
-    for gap in _SENTENCE_GAP.finditer(caption):
+    for gap in SENTENCE_BREAK.finditer(caption):
         bounds.append((start, gap.start()))
         start = gap.end()
     bounds.append((start, len(caption)))
@@ -99,10 +99,11 @@ def without_sentences(caption: str, spans: list[tuple[int, int]], keep: list[boo
 
 def auc(positive: list[float], negative: list[float]) -> float | None:
     """Probability that a positive scores above a negative (ties count half); None if a side is empty."""
+    from offline_judge_auc import roc_auc
+
     if not positive or not negative:
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
-    return wins / (len(positive) * len(negative))
+    return roc_auc([1] * len(positive) + [0] * len(negative), list(positive) + list(negative))
 
 
 def totals(items: list[tuple[str, list[str], str]]) -> dict[str, float]:
@@ -168,9 +169,10 @@ def best_rule(rows: list[dict[str, Any]]) -> tuple[str, float, float]:
     return best
 
 
-def removal_effects(rows: list[dict[str, Any]]) -> list[list[float]]:
-    """Per caption, per sentence: Total without that sentence minus Total of the whole caption."""
-    whole = whole_totals(rows)
+def removal_effects(rows: list[dict[str, Any]], whole: dict[str, float] | None = None) -> list[list[float]]:
+    """Per caption, per sentence: Total without that sentence minus Total of the whole caption
+    (``whole``: the captions' :func:`whole_totals`, judged here when not given)."""
+    whole = whole_totals(rows) if whole is None else whole
     items = []
     for r in rows:
         for k in range(len(r["spans"])):
@@ -224,7 +226,7 @@ def summarise(fit: list[dict[str, Any]], heldout: list[dict[str, Any]]) -> dict[
     before, after = whole_totals(heldout), abstained_totals(heldout, statistic, threshold)
     held_before, held_after = stage_total(heldout, before), stage_total(heldout, after)
     in_sample = best_rule(heldout)
-    effects = removal_effects(heldout)
+    effects = removal_effects(heldout, before)
     oracle = stage_total(heldout, oracle_totals(heldout, effects))
     return {
         "rule": {"statistic": statistic, "threshold": _threshold(threshold)},
@@ -292,25 +294,19 @@ def caption_rows(predictions: list[dict[str, Any]], events_of) -> list[dict[str,
 
 def video_events(path: str | Path):
     """``events_of`` for :func:`caption_rows`: a row's events from a clip list (global: the clip's;
-    local: its interval's, matched by start and end)."""
+    local: its interval's, as ``learning.events_of`` matches them)."""
+    from learning import events_of as learning_events_of
+
     from vs2_plugin.pipeline.videos import load_videos
 
     videos = {v.id: v for v in load_videos(Path(path))}
 
     def events_of(row: dict[str, Any]) -> list[str] | None:
-        video = videos.get(str(row.get("id") or row.get("video_id")))
-        if video is None:
+        keyed = {**row, "video_id": str(row.get("id") or row.get("video_id")), "task": row.get("task", TASK)}
+        try:
+            return learning_events_of(keyed, videos)
+        except (KeyError, StopIteration):  # a clip or an interval the list does not have
             return None
-        if row.get("task", TASK) == TASK:
-            return video.events
-        return next(
-            (
-                iv.events
-                for iv in video.local
-                if abs(iv.start - row["start"]) < 1e-6 and abs(iv.end - row["end"]) < 1e-6
-            ),
-            None,
-        )
 
     return events_of
 

@@ -94,7 +94,8 @@ _CONNECTOR = re.compile(
     r"^(?:then|next|after that|afterwards|later|first|at the start|in the beginning|finally|and)\b[\s,]*"
 )
 # clause boundaries: sentence ends, semicolons, and "and"/"while"/"then" joining two statements
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+#: where a caption splits into sentences (after . ! ? ; and at line breaks)
+SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+")
 _JOIN = re.compile(r",?\s+(?=(?:and then|and|while|then|as)\s+(?:a|an|the|someone|at the same time)\b)", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"\u201c\u201d']([A-Za-z]+)[\"\u201c\u201d']")
 
@@ -211,7 +212,7 @@ def atomic_events(events: list[Event]) -> list[str]:
 def split_clauses(text: str) -> list[str]:
     """Sentences, then statements joined by "and" / "while" / "then" inside a sentence."""
     out = []
-    for sentence in _SENTENCE.split(text or ""):
+    for sentence in SENTENCE_BREAK.split(text or ""):
         for clause in _JOIN.split(sentence):
             clause = clause.strip(" ,")
             if clause:
