@@ -140,3 +140,62 @@ def swap_details(text: str, n_swaps: int, rng: random.Random) -> tuple[str, list
         last = m.end()
     out.append(text[last:])
     return "".join(out), swaps
+
+
+#: an auxiliary a statement can be denied after ("is standing" -> "is not standing")
+_AUXILIARY = re.compile(r"\b(?:is|are|was|were|can|will|does|do|did|has|have)\s+(?!not\b|never\b|no\b)(?=[A-Za-z])")
+
+
+_QUOTED = re.compile(r'"[^"]*"|\u201c[^\u201d]*\u201d')
+
+
+def negate_statements(text: str, n_negations: int, rng: random.Random) -> tuple[str, list[str]]:
+    """``text`` with ``n_negations`` statements denied by a "not" after their auxiliary (fewer if it
+    has fewer, none inside double quotes), and the auxiliaries denied; at most one per 40
+    characters, as :func:`swap_details`.
+    The probe of polarity: "The man is wearing a hat" -> "The man is not wearing a hat".
+    """
+    quotes = [m.span() for m in _QUOTED.finditer(text)]
+    # what someone says is not a statement about the video: deny only outside quotes
+    candidates = [m for m in _AUXILIARY.finditer(text) if not any(a <= m.start() < b for a, b in quotes)]
+    rng.shuffle(candidates)
+    chosen = []
+    for m in candidates:
+        if all(abs(m.start() - c.start()) > 40 for c in chosen):
+            chosen.append(m)
+        if len(chosen) == n_negations:
+            break
+    out, denied, last = [], [], 0
+    for m in sorted(chosen, key=lambda m: m.start()):
+        out.append(text[last : m.end()] + "not ")
+        denied.append(m.group(0).strip())
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), denied
+
+
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+# "X, then Y" / "X and then Y" (not "the scene then shifts to Y", where "then" joins no two statements)
+_THEN = re.compile(
+    r"^(?P<lead>\s*)(?P<x>[^\"'\u201c\u2018]+?)(?:, and|,| and) then (?P<y>[^\"'\u201c\u2018]+?)(?P<end>[.!?]*)$"
+)
+
+
+def _lower_first(text: str) -> str:
+    return text[0].lower() + text[1:] if len(text) > 1 and not text[1].isupper() else text
+
+
+def reorder_statements(text: str, n_reorders: int, rng: random.Random) -> tuple[str, list[str]]:
+    """``text`` with ``n_reorders`` sentences "X, then Y." told the other way round ("Y, then x.";
+    fewer if it has fewer, none with quotes), and the sentences changed. The probe of order.
+    """
+    sentences = [m.group(0) for m in _SENTENCE.finditer(text)]
+    candidates = [k for k, sentence in enumerate(sentences) if _THEN.match(sentence)]
+    rng.shuffle(candidates)
+    changed = []
+    for k in sorted(candidates[:n_reorders]):
+        m = _THEN.match(sentences[k])
+        y = m.group("y")
+        sentences[k] = f"{m.group('lead')}{y[0].upper()}{y[1:]}, then {_lower_first(m.group('x'))}{m.group('end')}"
+        changed.append(sentences[k].strip())
+    return "".join(sentences), changed

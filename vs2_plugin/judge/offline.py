@@ -20,15 +20,19 @@ scoring below ``options.miss_threshold`` is missed.
 
 Incorrect (App. E): an event that the caption tells (located by the event's non-detail
 words) with a contradicting detail there (another colour, count, gender, position, posture,
-object... see :mod:`vs2_plugin.judge.details`) is ``incorrect`` rather than missed or covered; so
-is a told event of speech or on-screen text whose quoted words the caption mostly lacks
-(:func:`quote_share`: "says 'banana'" told as "says 'garden'").
+object... see :mod:`vs2_plugin.judge.details`), with the opposite polarity ("the man does not
+smile" for "the man smiles"; quoted words carry none, :func:`polarity_of`), or, for an event that
+tells two things in an order ("opens the door, then sits down"), in the other order, is
+``incorrect`` rather than missed or covered; so is a told event of speech or on-screen text whose
+quoted words the caption mostly lacks (:func:`quote_share`: "says 'banana'" told as "says 'garden'").
 
 Hallucination: the caption is cut into clauses (statements); each clause with at least three
 content words is scored like an event against the reference caption (or, without one, the
 joined event list). A clause is hallucinated when its support is below
-``options.support_threshold`` or when it contradicts the reference on a detail that no
-incorrect event already accounts for. One unsupported clause counts once, so Hall =
+``options.support_threshold`` or when it contradicts the reference on a detail or a polarity
+that no incorrect event already accounts for; a statement that tells two things in the other
+order than the reference ("Y, then X"; "Y. Then X.", :func:`clause_order_parts`) is one more,
+short ones included. One unsupported clause counts once, so Hall =
 (incorrect + hallucinated) / events is capped at 1 by :func:`metrics.event_rates`.
 
 Memory is bounded: items are judged in chunks of :data:`CHUNK`; every text of a chunk is
@@ -47,7 +51,18 @@ import numpy as np
 
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
+from vs2_plugin.judge.details import (
+    FORWARD,
+    Contradiction,
+    contradictions,
+    is_negation,
+    lexicon,
+    locate,
+    order_contradiction,
+    order_parts,
+    polarity,
+    polarity_contradictions,
+)
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.metrics import QUOTE
 from vs2_plugin.judge.registry import Judge
@@ -107,6 +122,13 @@ def stem(word: str) -> str:
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
+
+
+def loose_stem(word: str) -> str:
+    """:func:`stem` without a final "e", so that smile/smiles/smiling meet: what counts as the same word
+    when a claim's words are compared with where the text tells them (polarity, order). :func:`stem`
+    itself stays as the coverage features were fitted with."""
+    return stem(word).rstrip("e") or word
 
 
 def content_positions(words: list[str]) -> list[int]:
@@ -259,19 +281,15 @@ def clause_spans(encoded: Encoded) -> list[tuple[int, int]]:
     return spans
 
 
-def detail_contradictions(
-    claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]
-) -> list[Contradiction]:
-    """Wrong details of a claim: located by its anchor words in the text, then compared there.
+def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]) -> range | None:
+    """Where in the text a claim is told, located by its anchor words; ``None``: nowhere in particular.
 
     Anchors are the claim's content words (stems, matched verbatim); a swapped detail is one
     anchor that does not match, so the span is still found when at least half of them meet.
     The span is a bit wider than the claim, which lets word order change.
     """
     table = lexicon()
-    anchors = [stem(w) for w in claim_words if w not in STOPWORDS]
-    if not any(w in table for w in claim_words):
-        return []
+    anchors = [stem(w) for i, w in enumerate(claim_words) if w not in STOPWORDS and not is_negation(claim_words, i)]
     # a claim whose only other content word is one anchor ("a man waves") is located by that word
     plain = {stem(w) for w in claim_words if w not in STOPWORDS and w not in table}
     span = locate(
@@ -282,11 +300,91 @@ def detail_contradictions(
         min_anchors=2 if len(plain) >= 2 else 1,
     )
     if span is None:
-        return []
+        return None
     # the span starts at an anchor; a detail often comes just before it ("a white cat")
-    return contradictions(
-        claim_words, text_words, range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN))
+    return range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN))
+
+
+def detail_contradictions(
+    claim_words: list[str],
+    text_words: list[str],
+    text_stems: dict[str, np.ndarray],
+    text_polarity: list[int],
+    claim_polarity: list[int],
+) -> list[Contradiction]:
+    """Wrong details of a claim where the text tells it (:func:`claim_region`). Two kinds: another
+    value of a detail (:func:`details.contradictions`) and the opposite polarity
+    (:func:`details.polarity_contradictions`; the polarities are :func:`polarity_of` of each
+    side, computed once per text).
+    """
+    has_detail = any(w in lexicon() for w in claim_words)
+    if not has_detail and min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
+        return []
+    region = claim_region(claim_words, text_words, text_stems)
+    if region is None:
+        return []
+    found = contradictions(claim_words, text_words, region) if has_detail else []
+    return found + polarity_contradictions(
+        claim_words, text_words, region, STOPWORDS, loose_stem, text_polarity, claim_polarity
     )
+
+
+def quoted_mask(text: str) -> list[bool]:
+    """For each word of ``text`` (:func:`words_of`), whether it stands inside quotes (:data:`QUOTE`)."""
+    mask, pos = [], 0
+    for m in QUOTE.finditer(text):
+        mask += [False] * len(words_of(text[pos : m.start()])) + [True] * len(words_of(m.group(0)))
+        pos = m.end()
+    return mask + [False] * len(words_of(text[pos:]))
+
+
+def polarity_of(text: str, encoded: Encoded) -> list[int]:
+    """:func:`details.polarity` of an encoded text, with its sentences and its quoted words."""
+    quoted = quoted_mask(text)
+    if len(quoted) != len(encoded.tokens):  # the encoder cut the words otherwise: read no quotes
+        quoted = [False] * len(encoded.tokens)
+    return polarity(encoded.tokens, encoded.sent, quoted)
+
+
+def order_contradictions(
+    first: list[str], then: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]
+) -> list[Contradiction]:
+    """A claim telling ``first`` then ``then``, which the text tells (:func:`claim_region`) the other way
+    round. The order is read over the whole text, not only where the claim was located: a claim
+    told word for word in one place and partly in another must not be read from the other."""
+    if claim_region(first + then, text_words, text_stems) is None:
+        return []
+    found = order_contradiction(first, then, text_words, range(len(text_words)), STOPWORDS, loose_stem)
+    return [found] if found else []
+
+
+def _lead_length(words: list[str]) -> int:
+    """How many words of a clause open it with an order word ("then", "and then", "followed by")."""
+    i = 1 if words[:1] == ["and"] else 0
+    if i >= len(words) or words[i] not in FORWARD or words[i] == "before":
+        return 0
+    return i + 2 if words[i] == "followed" and words[i + 1 : i + 2] == ["by"] else i + 1
+
+
+def clause_order_parts(
+    tokens: list[str], spans: list[tuple[int, int]], k: int
+) -> tuple[list[str], list[str], int] | None:
+    """What caption clause ``k`` tells in order: its own "X, then Y", or, when it opens with an order
+    word ("Then Y", "followed by Y"), the clause before it and itself; with the caption position
+    where that claim starts. ``None`` when it tells no order."""
+    a, b = spans[k]
+    words = tokens[a:b]
+    lead = _lead_length(words)
+    if not lead:
+        parts = order_parts(words, STOPWORDS)
+        return (*parts, a) if parts else None
+    if k == 0:
+        return None
+    pa, pb = spans[k - 1]
+    before = tokens[pa:pb]
+    before = before[_lead_length(before) :]
+    parts = order_parts([*before, "then", *words[lead:]], STOPWORDS)
+    return (*parts, pa) if parts else None
 
 
 def score_events(captions: list[str], events: list[list[str]], encoder_name: str = "auto") -> list[np.ndarray]:
@@ -306,11 +404,16 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
     for item, support in zip(items, supports):
         cap = encoded_texts[item.caption]
         cap_stems = _stem_positions(cap)
+        cap_polarity = polarity_of(item.caption, cap)
         scores = score_features(batch_features([encoded_events[e] for e in item.events], cap), encoder.name)
         missed, incorrect, claimed = [], [], set()
         for e, s in zip(item.events, scores):
             # told with a wrong detail: incorrect, whatever the coverage score (it is told)
-            found = detail_contradictions(encoded_events[e].tokens, cap.tokens, cap_stems)
+            event = encoded_events[e]
+            found = detail_contradictions(event.tokens, cap.tokens, cap_stems, cap_polarity, polarity_of(e, event))
+            parts = None if found or QUOTE.search(e) else order_parts(event.tokens, STOPWORDS)
+            if parts:  # an event that tells two things in an order (quoted speech is not read)
+                found = order_contradictions(*parts, cap.tokens, cap_stems)
             if found:
                 incorrect.append(e)
                 claimed.update(c.found_index for c in found)
@@ -320,23 +423,36 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
                 incorrect.append(e)  # told, with other words quoted: a wrong detail
         ref = encoded_texts[support]
         ref_stems = _stem_positions(ref)
+        ref_polarity = polarity_of(support, ref)
         hallucinated = []
+        all_spans = clause_spans(cap)
         spans = [
-            (a, b)
-            for a, b in clause_spans(cap)
+            (k, a, b)
+            for k, (a, b) in enumerate(all_spans)
             if sum(w not in STOPWORDS for w in cap.tokens[a:b]) >= MIN_CLAUSE_CONTENT_WORDS
         ]
-        clauses = [cap.span(a, b) for a, b in spans]
+        clauses = [cap.span(a, b) for _, a, b in spans]
         clause_support = score_features(batch_features(clauses, ref), encoder.name) if clauses else np.zeros(0)
-        for (start, _), clause, sup in zip(spans, clauses, clause_support):
+        told_wrong = set()
+        for (k, start, stop), clause, sup in zip(spans, clauses, clause_support):
             unsupported = sup < support_threshold
             if not unsupported:
-                found = detail_contradictions(clause.tokens, ref.tokens, ref_stems)
+                found = detail_contradictions(
+                    clause.tokens, ref.tokens, ref_stems, ref_polarity, cap_polarity[start:stop]
+                )
                 # the clause word that contradicts is where an incorrect event already points
-                own = {start + k for k, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
+                own = {start + i for i, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
                 unsupported = bool(found) and not (own & claimed)
             if unsupported:
                 hallucinated.append(" ".join(clause.tokens))
+                told_wrong.add(k)
+        # statements told in the other order than the reference, short ones too ("then she leaves"):
+        # one each, unless counted above or an incorrect event already points there
+        for k, (_, stop) in enumerate(all_spans):
+            order = None if k in told_wrong else clause_order_parts(cap.tokens, all_spans, k)
+            if order and not claimed & set(range(order[2], stop)):
+                if order_contradictions(order[0], order[1], ref.tokens, ref_stems):
+                    hallucinated.append(" ".join(cap.tokens[order[2] : stop]))
         out.append(
             Judgment(
                 id=item.id,
