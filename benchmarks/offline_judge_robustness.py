@@ -6,6 +6,10 @@ hallucination), as ``vs2 eval --judge offline`` does:
 
   own          the reference itself                         -> Miss ~ 0, Hall ~ 0
   swapped      the reference with 2-3 detail words swapped  -> Hall rises (benchmarks/detail_swaps.py)
+  negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
+               standing"; detail_swaps.negate_statements)
+  reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
+               told as "Y, then X"                             items with at least one such sentence)
   truncated    the first 1/4, 1/2, 3/4 of its sentences     -> Miss rises monotonically
   appended     + 3 sentences of another video's reference   -> Hall rises
   similar      the most similar OTHER video's reference     -> Miss >= 90 %
@@ -34,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from detail_swaps import swap_details  # noqa: E402
+from detail_swaps import negate_statements, reorder_statements, swap_details  # noqa: E402
 
 from vs2_plugin.judge import offline  # noqa: E402
 from vs2_plugin.judge.details import lexicon  # noqa: E402
@@ -96,6 +100,16 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         if all(a.lower() not in judge_lexicon and b.lower() not in judge_lexicon for a, b in swaps[k])
     ]
 
+    # a generator of its own, so that adding this probe left the draws of the others as they were
+    neg_rng = random.Random(SEED)
+    negated, denials = zip(*(negate_statements(r, neg_rng.choice([2, 3]), neg_rng) for r in refs))
+    neg_rates = judge(list(negated))
+    with_negations = [k for k, d in enumerate(denials) if len(d) >= 2]
+    order_rng = random.Random(SEED)
+    reordered, reorders = zip(*(reorder_statements(r, order_rng.choice([1, 2]), order_rng) for r in refs))
+    order_rates = judge(list(reordered))
+    with_reorders = [k for k, d in enumerate(reorders) if d]
+
     appended = []
     for k, r in enumerate(refs):
         other = split_sentences(refs[(k + 1 + rng.randrange(len(refs) - 1)) % len(refs)])
@@ -130,6 +144,22 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
             if unknown
             else None,
             "n_items_swaps_outside_judge_lexicon": len(unknown),
+        },
+        "negated_statements": {
+            "hall_rises_share": float(
+                np.mean([neg_rates[k]["hall_rate"] > own[k]["hall_rate"] for k in with_negations])
+            ),
+            "n_items": len(with_negations),
+            "hall_mean": float(np.mean([neg_rates[k]["hall_rate"] for k in with_negations])),
+            "incorrect_mean": float(np.mean([neg_rates[k]["incorrect_rate"] for k in with_negations])),
+        },
+        "reordered_statements": {
+            "hall_rises_share": float(
+                np.mean([order_rates[k]["hall_rate"] > own[k]["hall_rate"] for k in with_reorders])
+            ),
+            "n_items": len(with_reorders),
+            "hall_mean": float(np.mean([order_rates[k]["hall_rate"] for k in with_reorders])),
+            "miss_mean": float(np.mean([order_rates[k]["miss_rate"] for k in with_reorders])),
         },
         "appended_foreign_sentences": {
             "hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))

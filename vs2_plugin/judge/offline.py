@@ -51,21 +51,18 @@ import numpy as np
 
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge.details import (
+from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
+from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.metrics import QUOTE
+from vs2_plugin.judge.registry import Judge
+from vs2_plugin.judge.statements import (
     FORWARD,
-    Contradiction,
-    contradictions,
     is_negation,
-    lexicon,
-    locate,
     order_contradiction,
     order_parts,
     polarity,
     polarity_contradictions,
 )
-from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
-from vs2_plugin.judge.metrics import QUOTE
-from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.types import JudgeItem, Judgment
 
 NAME = "offline"
@@ -314,7 +311,7 @@ def detail_contradictions(
 ) -> list[Contradiction]:
     """Wrong details of a claim where the text tells it (:func:`claim_region`). Two kinds: another
     value of a detail (:func:`details.contradictions`) and the opposite polarity
-    (:func:`details.polarity_contradictions`; the polarities are :func:`polarity_of` of each
+    (:func:`statements.polarity_contradictions`; the polarities are :func:`polarity_of` of each
     side, computed once per text).
     """
     has_detail = any(w in lexicon() for w in claim_words)
@@ -339,7 +336,7 @@ def quoted_mask(text: str) -> list[bool]:
 
 
 def polarity_of(text: str, encoded: Encoded) -> list[int]:
-    """:func:`details.polarity` of an encoded text, with its sentences and its quoted words."""
+    """:func:`statements.polarity` of an encoded text, with its sentences and its quoted words."""
     quoted = quoted_mask(text)
     if len(quoted) != len(encoded.tokens):  # the encoder cut the words otherwise: read no quotes
         quoted = [False] * len(encoded.tokens)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.support.paths import REPO, SHARED
-from vs2_plugin.judge import details, offline
-from vs2_plugin.judge.details import negated, order_contradiction, order_parts, polarity_contradictions
+from vs2_plugin.judge import offline, statements
 from vs2_plugin.judge.offline import STOPWORDS, loose_stem
+from vs2_plugin.judge.statements import negated, order_contradiction, order_parts, polarity_contradictions
 from vs2_plugin.judge.types import JudgeItem
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -31,7 +31,7 @@ def words(text):
 
 
 def test_doctests():
-    assert doctest.testmod(details).failed == 0
+    assert doctest.testmod(statements).failed == 0
 
 
 def denied(text, sentence=None):
