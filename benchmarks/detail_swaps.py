@@ -117,6 +117,19 @@ def _match_case(template: str, word: str) -> str:
     return word[0].upper() + word[1:] if template[0].isupper() else word
 
 
+def _spaced(matches: list[re.Match], n: int, rng: random.Random) -> list[re.Match]:
+    """``n`` of ``matches`` drawn at random (fewer if there are fewer), at most one per 40 characters
+    so that they land on different statements; in text order."""
+    rng.shuffle(matches)
+    chosen: list[re.Match] = []
+    for m in matches:
+        if all(abs(m.start() - c.start()) > 40 for c in chosen):
+            chosen.append(m)
+        if len(chosen) == n:
+            break
+    return sorted(chosen, key=lambda m: m.start())
+
+
 def swap_details(text: str, n_swaps: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
     """``text`` with ``n_swaps`` detail words replaced (fewer if it has fewer), and the swaps made.
 
@@ -124,15 +137,8 @@ def swap_details(text: str, n_swaps: int, rng: random.Random) -> tuple[str, list
     stretch of 40 characters, so the swaps land on different statements.
     """
     candidates = [m for m in _WORD.finditer(text) if m.group(0).lower() in ALTERNATIVES]
-    rng.shuffle(candidates)
-    chosen = []
-    for m in candidates:
-        if all(abs(m.start() - c.start()) > 40 for c in chosen):
-            chosen.append(m)
-        if len(chosen) == n_swaps:
-            break
     out, swaps, last = [], [], 0
-    for m in sorted(chosen, key=lambda m: m.start()):
+    for m in _spaced(candidates, n_swaps, rng):
         old = m.group(0)
         new = _match_case(old, rng.choice(ALTERNATIVES[old.lower()]))
         out.append(text[last : m.start()] + new)
@@ -158,15 +164,8 @@ def negate_statements(text: str, n_negations: int, rng: random.Random) -> tuple[
     quotes = [m.span() for m in _QUOTED.finditer(text)]
     # what someone says is not a statement about the video: deny only outside quotes
     candidates = [m for m in _AUXILIARY.finditer(text) if not any(a <= m.start() < b for a, b in quotes)]
-    rng.shuffle(candidates)
-    chosen = []
-    for m in candidates:
-        if all(abs(m.start() - c.start()) > 40 for c in chosen):
-            chosen.append(m)
-        if len(chosen) == n_negations:
-            break
     out, denied, last = [], [], 0
-    for m in sorted(chosen, key=lambda m: m.start()):
+    for m in _spaced(candidates, n_negations, rng):
         out.append(text[last : m.end()] + "not ")
         denied.append(m.group(0).strip())
         last = m.end()

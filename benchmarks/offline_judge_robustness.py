@@ -66,6 +66,15 @@ def most_similar_other(references: list[str]) -> list[int]:
     return sim.argmax(axis=1).tolist()
 
 
+def probe_result(changed: list[dict], own: list[dict], items: list[int], *means: str) -> dict:
+    """Share of ``items`` whose Hall rose above their own reference's, and the mean of each rate named."""
+    return {
+        "hall_rises_share": float(np.mean([changed[k]["hall_rate"] > own[k]["hall_rate"] for k in items])),
+        "n_items": len(items),
+        **{f"{m.removesuffix('_rate')}_mean": float(np.mean([changed[k][m] for k in items])) for m in means},
+    }
+
+
 def rates(judgments) -> list[dict]:
     return [j.rates() for j in judgments]
 
@@ -145,22 +154,8 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
             else None,
             "n_items_swaps_outside_judge_lexicon": len(unknown),
         },
-        "negated_statements": {
-            "hall_rises_share": float(
-                np.mean([neg_rates[k]["hall_rate"] > own[k]["hall_rate"] for k in with_negations])
-            ),
-            "n_items": len(with_negations),
-            "hall_mean": float(np.mean([neg_rates[k]["hall_rate"] for k in with_negations])),
-            "incorrect_mean": float(np.mean([neg_rates[k]["incorrect_rate"] for k in with_negations])),
-        },
-        "reordered_statements": {
-            "hall_rises_share": float(
-                np.mean([order_rates[k]["hall_rate"] > own[k]["hall_rate"] for k in with_reorders])
-            ),
-            "n_items": len(with_reorders),
-            "hall_mean": float(np.mean([order_rates[k]["hall_rate"] for k in with_reorders])),
-            "miss_mean": float(np.mean([order_rates[k]["miss_rate"] for k in with_reorders])),
-        },
+        "negated_statements": probe_result(neg_rates, own, with_negations, "hall_rate", "incorrect_rate"),
+        "reordered_statements": probe_result(order_rates, own, with_reorders, "hall_rate", "miss_rate"),
         "appended_foreign_sentences": {
             "hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))
         },

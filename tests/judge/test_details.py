@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.support.offline_judging import judge_one
 from tests.support.paths import REPO, SHARED
 from vs2_plugin.judge import offline
 from vs2_plugin.judge.details import contradictions, lexicon, locate
@@ -17,12 +18,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from detail_swaps import ALTERNATIVES, swap_details  # noqa: E402
 
 DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
-
-
-def judge_one(caption, events, reference=None, encoder="wordllama"):
-    return offline.judge(
-        [JudgeItem(id="x", caption=caption, events=events, reference=reference)], encoder_name=encoder
-    )[0]
 
 
 def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.support.offline_judging import judge_one
 from tests.support.paths import REPO, SHARED
 from vs2_plugin.judge import offline, statements
 from vs2_plugin.judge.offline import STOPWORDS, loose_stem
@@ -18,12 +19,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from detail_swaps import negate_statements, reorder_statements  # noqa: E402
 
 DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
-
-
-def judge_one(caption, events, reference=None, encoder="wordllama"):
-    return offline.judge(
-        [JudgeItem(id="x", caption=caption, events=events, reference=reference)], encoder_name=encoder
-    )[0]
 
 
 def words(text):
