@@ -121,6 +121,7 @@ def stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=1 << 16)  # order is read over the whole text for each claim: the same words again and again
 def loose_stem(word: str) -> str:
     """:func:`stem` without a final "e", so that smile/smiles/smiling meet: what counts as the same word
     when a claim's words are compared with where the text tells them (polarity, order). :func:`stem`
