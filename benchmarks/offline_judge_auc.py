@@ -21,6 +21,9 @@ Reports, per encoder (wordllama and minilm):
                                       held-out events, where one model scores both captions),
   miss_calibration_*                  mean Miss vs labelled Miss with the threshold fitted out of
                                       sample (other captioner; other half of the events),
+  miss_adjusted_*                     the same mean Miss corrected for the judge's error rates
+                                      measured where it was fitted (adjusted classify-and-count,
+                                      :func:`adjusted_miss`): tried for calibration, not shipped,
   feature_auc                         each feature alone (no fitting at all),
   weights                             the shipped weights (tests pin them to these).
 
@@ -124,6 +127,29 @@ def calibrate(model: dict, x: np.ndarray, y: np.ndarray) -> dict:
     out["intercept"] = float(model["intercept"] - t)
     out["calibration_logit_shift"] = -t
     return out
+
+
+def adjusted_miss(scores: np.ndarray, fit_scores: np.ndarray, fit_labels: np.ndarray) -> float:
+    """Mean Miss corrected for the judge's own errors (adjusted classify-and-count).
+
+    With ``tpr`` = P(told | mentioned) and ``fpr`` = P(told | not mentioned) measured on the
+    fitting data, an observed told rate ``q`` estimates the mentioned share as
+    ``(q - fpr) / (tpr - fpr)`` (clipped to [0, 1]); Miss is one minus that. It is unbiased when
+    the judge's error rates carry over to the new data, whatever its share of mentioned events.
+
+    A judge that tells 4 of 5 mentioned events and 1 of 5 others (tpr 0.8, fpr 0.2), telling 1 of 5
+    on new data: Miss 0.8 counted, 1.0 adjusted (what it told is its false-positive rate).
+
+    >>> fit_labels = np.array([1] * 5 + [0] * 5)
+    >>> fit_scores = np.array([1.0, 1, 1, 1, -1] + [1.0, -1, -1, -1, -1])
+    >>> adjusted_miss(np.array([1.0, -1, -1, -1, -1]), fit_scores, fit_labels)
+    1.0
+    >>> round(adjusted_miss(np.array([1.0, 1, 1, -1, -1]), fit_scores, fit_labels), 6)  # told 0.6: (0.6 - 0.2) / 0.6
+    0.333333
+    """
+    tpr, fpr = float(np.mean(fit_scores[fit_labels == 1] >= 0)), float(np.mean(fit_scores[fit_labels == 0] >= 0))
+    told = float(np.mean(np.asarray(scores) >= 0))
+    return 1.0 - float(np.clip((told - fpr) / (tpr - fpr), 0.0, 1.0)) if tpr > fpr else 1.0 - told
 
 
 def word_overlap(event: str, caption: str) -> float:
@@ -233,7 +259,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
 
     # leave one captioner out: fit + calibrate on the others, score the held-out captioner
-    cross, cross_ci, gap_ci, miss_gap, loco_scores = {}, {}, {}, {}, np.zeros(len(rows))
+    cross, cross_ci, gap_ci, miss_gap, loco_scores, adjusted = {}, {}, {}, {}, np.zeros(len(rows)), {}
     events = np.asarray(event_ids(rows))
     for held_out in sorted(set(captioners)):
         train = captioners != held_out
@@ -246,6 +272,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         cross_ci[held_out] = auc_interval(labels[~train], z, events[~train])
         gap_ci[held_out] = miss_gap_interval(labels[~train], z, events[~train])
         miss_gap[held_out] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
+        adjusted[held_out] = adjusted_miss(z, apply_logistic(model, feats[train]), labels[train])
 
     # out-of-sample calibration over videos' events: fit + threshold on half the events (both
     # captioners), mean Miss on the other half; halves by the parity of the event number
@@ -259,6 +286,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         model = calibrate(fit_logistic(feats[train], labels[train]), feats[train], labels[train])
         z = apply_logistic(model, feats[~train])
         halves[f"half_{h}"] = {"judge_miss": float(np.mean(z < 0)), "label_miss": float(np.mean(labels[~train] == 0))}
+        adjusted[f"half_{h}"] = adjusted_miss(z, apply_logistic(model, feats[train]), labels[train])
         half_auc[f"half_{h}"] = roc_auc(labels[~train], z)
         half_ci[f"half_{h}"] = auc_interval(labels[~train], z, events[~train])
         half_gap_ci[f"half_{h}"] = miss_gap_interval(labels[~train], z, events[~train])
@@ -293,6 +321,9 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         "miss_calibration_held_out_half": halves,
         "miss_gap_points_held_out_half_max": max(100 * abs(g["judge_miss"] - g["label_miss"]) for g in halves.values()),
         "miss_gap_points_held_out_half_ci95": half_gap_ci,
+        "miss_adjusted_gap_points": {
+            k: round(100 * (v - (miss_gap.get(k) or halves[k])["label_miss"]), 2) for k, v in adjusted.items()
+        },
         "miss_in_sample": {"judge_miss": float(np.mean(scores < 0.5)), "label_miss": float(np.mean(labels == 0))},
         "feature_auc": feature_auc,
         "weights": offline._weights(encoder.name),
