@@ -6,15 +6,11 @@ import json
 
 import pytest
 
-from tests.support.scripts import load_script
+from tests.support.scripts import run_timed_sft_benchmark
 
 
 def test_encoder_cache_benchmark_runs_every_side_to_the_same_loss(tmp_path):
-    bench = load_script("benchmarks/encoder_cache.py")
-    out = tmp_path / "encoder_cache.json"
-    argv = ["--out", str(tmp_path / "work"), "--clips", "2", "--steps", "6", "--repeats", "1", "--results", str(out)]
-    assert bench.main(argv) == 0
-    result = json.loads(out.read_text())
+    result = run_timed_sft_benchmark("encoder_cache", tmp_path, clips=2, steps=6)
     config = json.loads((tmp_path / "work" / "model_off" / "config.json").read_text())
     assert config["audio_encoder_cache_mb"] == 0
     assert json.loads((tmp_path / "work" / "model_cache" / "config.json").read_text())["audio_encoder_cache_mb"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from tests.support.paths import REPO
@@ -17,3 +18,13 @@ def load_script(relative_path: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses of the script resolve their module
     spec.loader.exec_module(module)
     return module
+
+
+def run_timed_sft_benchmark(name: str, work: Path, clips: int, steps: int) -> dict:
+    """Run ``benchmarks/<name>.py`` (a timed tiny-SFT comparison) once, small, in ``work``; its JSON."""
+    import json
+
+    out = work / f"{name}.json"
+    argv = ["--out", str(work / "work"), "--clips", str(clips), "--steps", str(steps), "--repeats", "1"]
+    assert load_script(f"benchmarks/{name}.py").main([*argv, "--results", str(out)]) == 0
+    return json.loads(out.read_text())
