@@ -6,6 +6,10 @@ hallucination), as ``vs2 eval --judge offline`` does:
 
   own          the reference itself                         -> Miss ~ 0, Hall ~ 0
   swapped      the reference with 2-3 detail words swapped  -> Hall rises (benchmarks/detail_swaps.py)
+  swapped,     the same with two lists of details the judge's -> Hall rises
+  held out /   lexicon lacks (objects, body parts, actions,
+  fresh        materials, places, sounds...; the fresh one
+               never used to change the judge)
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -38,7 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from detail_swaps import negate_statements, reorder_statements, swap_details  # noqa: E402
+from detail_swaps import (  # noqa: E402
+    FRESH_ALTERNATIVES,
+    HELD_OUT_ALTERNATIVES,
+    negate_statements,
+    reorder_statements,
+    swap_details,
+)
 
 from vs2_plugin.judge import offline  # noqa: E402
 from vs2_plugin.judge.details import lexicon  # noqa: E402
@@ -109,6 +119,16 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         if all(a.lower() not in judge_lexicon and b.lower() not in judge_lexicon for a, b in swaps[k])
     ]
 
+    # swaps of details outside the lexicon; generators of their own, as below
+    outside = {}
+    for name, alternatives in (("held_out", HELD_OUT_ALTERNATIVES), ("fresh", FRESH_ALTERNATIVES)):
+        list_rng = random.Random(SEED)
+        texts, made = zip(*(swap_details(r, list_rng.choice([2, 3]), list_rng, alternatives) for r in refs))
+        list_rates = judge(list(texts))
+        outside[f"swapped_details_{name}_list"] = probe_result(
+            list_rates, own, [k for k, m in enumerate(made) if len(m) >= 2], "hall_rate", "incorrect_rate", "miss_rate"
+        )
+
     # a generator of its own, so that adding this probe left the draws of the others as they were
     neg_rng = random.Random(SEED)
     negated, denials = zip(*(negate_statements(r, neg_rng.choice([2, 3]), neg_rng) for r in refs))
@@ -154,6 +174,7 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
             else None,
             "n_items_swaps_outside_judge_lexicon": len(unknown),
         },
+        **outside,
         "negated_statements": probe_result(neg_rates, own, with_negations, "hall_rate", "incorrect_rate"),
         "reordered_statements": probe_result(order_rates, own, with_reorders, "hall_rate", "miss_rate"),
         "appended_foreign_sentences": {

@@ -20,7 +20,8 @@ scoring below ``options.miss_threshold`` is missed.
 
 Incorrect (App. E): an event that the caption tells (located by the event's non-detail
 words) with a contradicting detail there (another colour, count, gender, position, posture,
-object... see :mod:`vs2_plugin.judge.details`), with the opposite polarity ("the man does not
+object... see :mod:`vs2_plugin.judge.details`; or, for a word that lexicon lacks, another thing of
+its kind by WordNet, "his foot" for "his hand", :mod:`vs2_plugin.judge.kinds`), with the opposite polarity ("the man does not
 smile" for "the man smiles"; quoted words carry none, :func:`polarity_of`), or, for an event that
 tells two things in an order ("opens the door, then sits down"), in the other order, is
 ``incorrect`` rather than missed or covered; so is a told event of speech or on-screen text whose
@@ -53,10 +54,12 @@ from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE
 from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.statements import (
     FORWARD,
+    NEGATIONS,
     is_negation,
     order_contradiction,
     order_parts,
@@ -303,6 +306,13 @@ def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict
     return range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN))
 
 
+@lru_cache(maxsize=1)
+def _not_read_by_kind() -> frozenset[str]:
+    """Words :func:`kinds.kind_contradictions` skips: stopwords, negations (polarity's) and the words
+    the detail lexicon reads (read once, by it)."""
+    return STOPWORDS | NEGATIONS | frozenset(lexicon())
+
+
 def detail_contradictions(
     claim_words: list[str],
     text_words: list[str],
@@ -310,18 +320,20 @@ def detail_contradictions(
     text_polarity: list[int],
     claim_polarity: list[int],
 ) -> list[Contradiction]:
-    """Wrong details of a claim where the text tells it (:func:`claim_region`). Two kinds: another
-    value of a detail (:func:`details.contradictions`) and the opposite polarity
+    """Wrong details of a claim where the text tells it (:func:`claim_region`). Three kinds: another
+    value of a detail of the lexicon (:func:`details.contradictions`), another thing of the kind of a
+    word the lexicon lacks (:func:`kinds.kind_contradictions`) and the opposite polarity
     (:func:`statements.polarity_contradictions`; the polarities are :func:`polarity_of` of each
     side, computed once per text).
     """
-    has_detail = any(w in lexicon() for w in claim_words)
-    if not has_detail and min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
-        return []
+    table = lexicon()
     region = claim_region(claim_words, text_words, text_stems)
     if region is None:
         return []
-    found = contradictions(claim_words, text_words, region) if has_detail else []
+    found = contradictions(claim_words, text_words, region) if any(w in table for w in claim_words) else []
+    found += kind_contradictions(claim_words, text_words, region, stem, _not_read_by_kind())
+    if min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
+        return found
     return found + polarity_contradictions(
         claim_words, text_words, region, STOPWORDS, loose_stem, text_polarity, claim_polarity
     )
