@@ -6,10 +6,12 @@ hallucination), as ``vs2 eval --judge offline`` does:
 
   own          the reference itself                         -> Miss ~ 0, Hall ~ 0
   swapped      the reference with 2-3 detail words swapped  -> Hall rises (benchmarks/detail_swaps.py)
-  swapped,     the same with two lists of details the judge's -> Hall rises
+  swapped,     the same with three lists of details the judge's -> Hall rises
   held out /   lexicon lacks (objects, body parts, actions,
-  fresh        materials, places, sounds...; the fresh one
-               never used to change the judge)
+  fresh /      materials, places, sounds...); the first two
+  unseen       were measured while the judge's word kinds
+               were built, the unseen one only once they
+               were final (detail_swaps.py says how)
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from detail_swaps import (  # noqa: E402
     FRESH_ALTERNATIVES,
     HELD_OUT_ALTERNATIVES,
+    UNSEEN_ALTERNATIVES,
     negate_statements,
     reorder_statements,
     swap_details,
@@ -121,7 +124,8 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
 
     # swaps of details outside the lexicon; generators of their own, as below
     outside = {}
-    for name, alternatives in (("held_out", HELD_OUT_ALTERNATIVES), ("fresh", FRESH_ALTERNATIVES)):
+    lists = (("held_out", HELD_OUT_ALTERNATIVES), ("fresh", FRESH_ALTERNATIVES), ("unseen", UNSEEN_ALTERNATIVES))
+    for name, alternatives in lists:
         list_rng = random.Random(SEED)
         texts, made = zip(*(swap_details(r, list_rng.choice([2, 3]), list_rng, alternatives) for r in refs))
         list_rates = judge(list(texts))

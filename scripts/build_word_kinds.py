@@ -243,17 +243,21 @@ def build(folder: Path, vocabulary: list[str]) -> dict:
                 kinds.update(sid(h) for h in ancestors(k, MAX_STEPS) if size[h] <= MAX_KIND_SIZE)
             above = {sid(h) for k in keys[:TOP_SENSES] for h in ancestors(k, None) if size[h] <= MAX_KIND_SIZE}
             entry[pos] = {"k": sorted(kinds), "s": sorted(sid(k) for k in keys), "a": sorted(above)}
-        entry = {pos: e for pos, e in entry.items() if e["k"]}
-        # a word is read as its most frequent part of speech only ("figure" the noun, "looks" the verb):
-        # without a tagger, its other parts of speech are where wrong kinds come from
-        usage = {pos: max((tagged[pos].get(b, 0) for b in lemma_candidates(word, pos)), default=0) for pos in entry}
-        if entry and max(usage.values()) > 0:
-            top = max(usage, key=lambda pos: usage[pos])
-            entry = {top: entry[top]}
-        elif len(entry) > 1:
-            entry = {}  # never tagged and of several parts of speech: no way to tell which
-        if entry:
-            words[word] = entry
+        # a word is read as its most used part of speech only ("figure" the noun, "looks" the verb; by the
+        # counts of WordNet's sense-tagged corpus), and
+        # not at all when that one is not concrete: without a tagger, its other parts of speech are where
+        # wrong kinds come from. Every word of a concrete sense is listed, with or without a kind: one it
+        # is told in place of word for word (:func:`vs2_plugin.judge.kinds.substitutes`) needs its senses only.
+        usage = {
+            pos: max((tagged[pos].get(b, -1) for b in lemma_candidates(word, pos) if b in senses[pos]), default=-2)
+            for pos in ("n", "v", "a")
+        }
+        best = max(usage.values())
+        # a tie goes to a concrete reading, the noun's first, then the adjective's ("wet", "dry": tagged
+        # once or twice as adjectives and as verbs)
+        top = next((pos for pos in ("n", "a", "v") if usage[pos] == best and pos in entry), None)
+        if top:
+            words[word] = {top: entry[top]}
     return {
         "source": "WordNet 3.0, Princeton University (licence: word_kinds.LICENSE.txt)",
         "params": {"top_senses": TOP_SENSES, "max_steps": MAX_STEPS, "max_kind_size": MAX_KIND_SIZE},

@@ -40,11 +40,14 @@ def stem(w):
     return w.rstrip("s")
 
 
+FUNCTION_WORDS = {"a", "the", "his", "to", "it", "and", "over"}
+
+
 def test_kind_contradictions_need_the_claim_word_absent_and_a_free_word_of_its_kind_in_the_region():
     claim = ["man", "raises", "hand"]
     assert [
         (c.claim_word, c.found_word, c.found_index)
-        for c in kind_contradictions(claim, ["the", "man", "raises", "his", "foot"], range(5), stem)
+        for c in kind_contradictions(claim, ["the", "man", "raises", "his", "foot"], range(5), stem, (), FUNCTION_WORDS)
     ] == [("hand", "foot", 4)]
     # told as it is, even with another body part near it; the other thing outside the region
     assert kind_contradictions(claim, ["man", "raises", "hand", "to", "foot"], range(5), stem) == []
@@ -52,6 +55,18 @@ def test_kind_contradictions_need_the_claim_word_absent_and_a_free_word_of_its_k
     # a word the claim itself names is no substitute; skipped words are not read
     assert kind_contradictions(["hand", "and", "foot", "move"], ["foot", "moves"], range(2), stem) == []
     assert kind_contradictions(claim, ["man", "raises", "foot"], range(3), stem, skip={"hand"}) == []
+
+
+def test_a_concrete_word_told_in_anothers_place_between_the_same_words_is_a_substitute():
+    claim = ["she", "holds", "a", "knife", "over", "the", "bowl"]
+    # knife and spoon share no narrow kind: only the same words around them make one the other's substitute
+    found = kind_contradictions(claim, ["she", "holds", "a", "spoon", "over", "the", "bowl"], range(7), stem)
+    assert [(c.category, c.claim_word, c.found_word) for c in found] == [("substitute:n", "knife", "spoon")]
+    assert kind_contradictions(claim, ["she", "holds", "a", "shiny", "spoon", "the", "bowl"], range(7), stem) == []
+    # a synonym or a more general word in the same place is no substitute, nor is a verb of speech
+    assert kind_contradictions(claim, ["she", "holds", "a", "tool", "over", "the", "bowl"], range(7), stem) == []
+    speech = ["man", "explains", "the", "recipe"]
+    assert kind_contradictions(speech, ["man", "describes", "the", "recipe"], range(4), stem) == []
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
@@ -95,7 +110,7 @@ def test_swaps_outside_the_lexicon_raise_hall_and_the_references_themselves_stay
         swapped = [swap_details(v["reference"], 3, rng, alternatives) for v in videos]
         rates = judge([text for text, _ in swapped])
         rises = [r["hall_rate"] > o["hall_rate"] for r, o, (_, s) in zip(rates, own, swapped) if s]
-        assert np.mean(rises) >= 0.2, rises
+        assert np.mean(rises) >= 0.45, rises  # 0.83 and 0.56 here; none without the kinds
     assert np.mean([o["hall_rate"] for o in own]) < 0.02
 
 

@@ -331,7 +331,7 @@ def detail_contradictions(
     if region is None:
         return []
     found = contradictions(claim_words, text_words, region) if any(w in table for w in claim_words) else []
-    found += kind_contradictions(claim_words, text_words, region, stem, _not_read_by_kind())
+    found += kind_contradictions(claim_words, text_words, region, stem, _not_read_by_kind(), STOPWORDS)
     if min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
         return found
     return found + polarity_contradictions(
