@@ -12,7 +12,7 @@ from tests.support.offline_judging import judge_one
 from tests.support.paths import REPO, SHARED
 from tests.support.scripts import load_script
 from vs2_plugin.judge import offline
-from vs2_plugin.judge.kinds import TABLE, kind_contradictions, other_kind
+from vs2_plugin.judge.kinds import TABLE, kind_contradictions, other_kind, table_header
 from vs2_plugin.judge.types import JudgeItem
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -189,11 +189,33 @@ def test_build_helpers_hand_worked(mini_wordnet):
 
 
 def test_shipped_table_was_built_with_the_scripts_parameters():
-    with gzip.open(TABLE, "rt", encoding="utf-8") as f:
-        table = json.load(f)
-    assert table["params"] == {
+    header = table_header()
+    assert header["params"] == {
         "top_senses": build.TOP_SENSES,
         "max_steps": build.MAX_STEPS,
         "max_kind_size": build.MAX_KIND_SIZE,
     }
-    assert len(table["words"]) > 10_000 and (TABLE.parent / "word_kinds.LICENSE.txt").read_text().startswith("WordNet")
+    assert header["source"].startswith("WordNet 3.0")
+    assert (TABLE.parent / "word_kinds.LICENSE.txt").read_text().startswith("WordNet")
+
+
+def test_table_text_round_trips_through_the_reader(mini_wordnet, tmp_path, monkeypatch):
+    from vs2_plugin.judge import kinds
+
+    table = build.build(mini_wordnet, ["hand", "foot", "manus", "wet", "dry"])
+    path = tmp_path / "kinds.tsv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(build.table_text(table))
+    monkeypatch.setattr(kinds, "TABLE", path)
+    kinds._lines.cache_clear()
+    kinds._entry.cache_clear()
+    try:
+        for word, entry in table["words"].items():
+            assert kinds._entry(word) == {p: {k: frozenset(v) for k, v in e.items()} for p, e in entry.items()}
+        assert kinds.table_header()["params"] == table["params"] and kinds._entry("zorblax") is None
+    finally:
+        kinds._lines.cache_clear()
+        kinds._entry.cache_clear()
+        kinds.other_kind.cache_clear()
+        kinds.different_things.cache_clear()
+        kinds.related.cache_clear()

@@ -1,20 +1,25 @@
-"""Wrong details outside the hand-written lexicon: two words that name different things of one kind.
+"""Wrong details outside the hand-written lexicon: words that name different things.
 
 :mod:`vs2_plugin.judge.details` knows colours, counts, genders, positions and a few dozen objects
-and actions by hand. A caption gets many more details wrong: "holds a keyboard" for "holds a
-microphone", "his foot" for "his hand", "a metal table" for "a wooden table", "the floor is wet"
-for "the floor is dry". This module reads such pairs from a table built from WordNet 3.0
-(``data/word_kinds.json.gz``, built by ``scripts/build_word_kinds.py``, which says how):
+and actions by hand. A caption gets many more details wrong: "his foot" for "his hand", "a fox"
+for "a wolf", "the floor is dry" for "the floor is wet", "a spoon" for "a knife". This module reads
+such pairs from a table built from WordNet 3.0 (``data/word_kinds.tsv.gz``, built by
+``scripts/build_word_kinds.py``, which says how and how its parameters were chosen):
 
-* two nouns or verbs are of one kind when a hypernym of one of their most frequent senses is
-  at most two steps above both, and deep enough in its hierarchy not to be a generic class
-  ("entity", "object", "act"); two adjectives when their head adjectives are antonyms;
-* they are *different* things of that kind unless they share a sense (synonyms: "mic" /
-  "microphone") or one is a kind of the other ("dog" / "poodle", "cut" / "chop"): telling an
-  event in more general or more specific words is not a wrong detail.
+* two nouns or verbs are of one kind (:func:`other_kind`) when a narrow hypernym (a class with
+  few synsets below it: "extremity", not "device") lies a few steps above the most frequent sense
+  of each; two adjectives when their head adjectives are antonyms;
+* two words are different things (:func:`different_things`, weaker) when both are concrete words
+  of one part of speech;
+* never when they share a sense (synonyms: "mic" / "microphone") or one is a kind of the other
+  ("dog" / "poodle", "cut" / "chop", :func:`related`): telling an event in other, more general or
+  more specific words is not a wrong detail. Only words whose most used part of speech has a
+  concrete most frequent sense are in the table: verbs of speech and thought are paraphrased too
+  freely to read.
 
-:func:`kind_contradictions` is the entry point: a claim word that the text does not have where the
-claim is told, and a word there that is another thing of its kind and that no claim word explains.
+:func:`kind_contradictions` is the entry point: a claim word that the text does not tell where the
+claim is told, and there another thing of its kind next to the claim's words, or another concrete
+thing in its very place between the same words.
 """
 
 from __future__ import annotations
@@ -27,16 +32,34 @@ from pathlib import Path
 
 from vs2_plugin.judge.details import Contradiction
 
-TABLE = Path(__file__).resolve().parent / "data" / "word_kinds.json.gz"
+TABLE = Path(__file__).resolve().parent / "data" / "word_kinds.tsv.gz"
 CONTEXT = 2  # words on each side that must be the same for a word told in another's place to count
 NEAR = 1  # another thing of the kind counts next to a content word of the claim only
 
 
 @lru_cache(maxsize=1)
-def _table() -> dict[str, dict[str, dict[str, frozenset[int]]]]:
+def _lines() -> dict[str, str]:
+    """word -> its table line, unparsed (``word<TAB>pos<TAB>kinds<TAB>senses<TAB>above``)."""
     with gzip.open(TABLE, "rt", encoding="utf-8") as f:
-        raw = json.load(f)["words"]
-    return {w: {pos: {k: frozenset(v) for k, v in e.items()} for pos, e in entry.items()} for w, entry in raw.items()}
+        lines = f.read().split("\n")[1:]  # after the header
+    return {line[: line.index("\t")]: line for line in lines}
+
+
+@lru_cache(maxsize=1 << 16)
+def _entry(word: str) -> dict[str, dict[str, frozenset[int]]] | None:
+    """A word's table entry as sets (``{pos: {"k", "s", "a"}}``), parsed when first asked for: a judge
+    reads a few hundred words, the table holds 17,560."""
+    line = _lines().get(word)
+    if line is None:
+        return None
+    _, pos, *fields = line.split("\t")
+    return {pos: {key: frozenset(int(i) for i in f.split(",") if i) for key, f in zip(("k", "s", "a"), fields)}}
+
+
+def table_header() -> dict:
+    """The table's ``source`` and the ``params`` it was built with (``scripts/build_word_kinds.py``)."""
+    with gzip.open(TABLE, "rt", encoding="utf-8") as f:
+        return json.loads(f.readline()[2:])
 
 
 def _related(a: dict, b: dict) -> bool:
@@ -60,8 +83,7 @@ def other_kind(claim_word: str, text_word: str) -> str | None:
     """
     if claim_word == text_word:
         return None
-    table = _table()
-    a, b = table.get(claim_word), table.get(text_word)
+    a, b = _entry(claim_word), _entry(text_word)
     if not a or not b or _related(a, b):
         return None
     for pos in a:
@@ -90,8 +112,7 @@ def different_things(claim_word: str, text_word: str) -> str | None:
     >>> different_things("sofa", "couch"), different_things("candle", "lamp"), different_things("explains", "says")
     (None, None, None)
     """
-    table = _table()
-    a, b = table.get(claim_word), table.get(text_word)
+    a, b = _entry(claim_word), _entry(text_word)
     if claim_word == text_word or not a or not b or _related(a, b):
         return None
     return next((pos for pos in a if pos in b), None)
@@ -108,11 +129,11 @@ def _same_context(claim_words: Sequence[str], i: int, text_words: Sequence[str],
     ) == list(right)
 
 
+@lru_cache(maxsize=1 << 16)
 def related(a: str, b: str) -> bool:
     """Whether two words of the table share a sense or one is the other's kind ("centre" / "center",
     "animal" / "dog"): the one told in the other's words."""
-    table = _table()
-    x, y = table.get(a), table.get(b)
+    x, y = _entry(a), _entry(b)
     return bool(x and y and _related(x, y))
 
 
