@@ -72,13 +72,16 @@ def test_a_concrete_word_told_in_anothers_place_between_the_same_words_is_a_subs
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
 def test_an_object_or_body_part_told_as_another_is_incorrect(encoder):
     events = ["A man raises his hand", "A wolf runs across the field"]
-    right = judge_one("A man raises his hand. A wolf runs across the field.", events, encoder=encoder)
-    wrong = judge_one("A man raises his foot. A fox runs across the field.", events, encoder=encoder)
-    assert right.incorrect == [] and right.rates()["hall_rate"] == 0.0
-    assert wrong.incorrect == events and wrong.missed == []
-    # a paraphrase with a synonym or a more general word stays covered
-    loose = judge_one("A man lifts his hand. An animal runs across the field.", events, encoder=encoder)
-    assert loose.incorrect == []
+    incorrect_when_told_as = {
+        "A man raises his hand. A wolf runs across the field.": [],
+        "A man raises his foot. A fox runs across the field.": events,
+        # a synonym or a more general word stays covered
+        "A man lifts his hand. An animal runs across the field.": [],
+    }
+    for caption, incorrect in incorrect_when_told_as.items():
+        judgment = judge_one(caption, events, encoder=encoder)
+        assert judgment.incorrect == incorrect and judgment.missed == [], caption
+    assert judge_one("A man raises his hand.", events[:1], encoder=encoder).rates()["hall_rate"] == 0.0
 
 
 def test_a_clause_with_another_thing_of_a_kind_is_a_hallucination():
