@@ -214,43 +214,42 @@ def build(folder: Path, vocabulary: list[str]) -> dict:
     def sid(key: str) -> int:
         return ids.setdefault(key, len(ids))
 
+    def entry_of(word: str, pos: str) -> dict | None:
+        """The word's entry in one part of speech, or ``None`` when WordNet has no concrete reading of it."""
+        # the base form used most in WordNet's tagged corpus first ("hands" -> "hand", not the plural-only
+        # "hands" of "in good hands"), then the others' senses
+        lemmas = sorted(
+            (b for b in dict.fromkeys(lemma_candidates(word, pos)) if b in senses[pos]),
+            key=lambda b: -tagged[pos].get(b, 0),
+        )
+        keys: list[str] = []
+        for lemma in lemmas:
+            keys += [k for k in senses[pos][lemma] if k not in keys]
+        if not keys or synsets[keys[0]]["lex"] not in CONCRETE_FILES:
+            return None  # unknown, or its most frequent sense is not a detail of what a video shows
+        kinds: set[int] = set()
+        if pos == "a":
+            for k in keys[:TOP_SENSES]:
+                h = head(k)
+                for other in synsets[h]["anto"]:
+                    pair = tuple(sorted((h, other)))
+                    kinds.add(sid("pair:" + "/".join(pair)) * 2 + (h == pair[1]))
+            # synonyms: a shared sense, or the same head adjective for a frequent sense ("big", "huge")
+            related = {sid(k) for k in keys} | {sid(head(k)) for k in keys[:TOP_SENSES]}
+            return {"k": sorted(kinds), "s": sorted(related), "a": []}
+        for k in keys[:TOP_SENSES]:
+            kinds.update(sid(h) for h in ancestors(k, MAX_STEPS) if size[h] <= MAX_KIND_SIZE)
+        above = {sid(h) for k in keys[:TOP_SENSES] for h in ancestors(k, None) if size[h] <= MAX_KIND_SIZE}
+        return {"k": sorted(kinds), "s": sorted(sid(k) for k in keys), "a": sorted(above)}
+
     words: dict[str, dict] = {}
     for word in vocabulary:
-        entry: dict[str, dict] = {}
-        for pos in ("n", "v", "a"):
-            # the base form used most in WordNet's tagged corpus first ("hands" -> "hand", not the plural-only
-            # "hands" of "in good hands"), then the others' senses
-            lemmas = sorted(
-                (b for b in dict.fromkeys(lemma_candidates(word, pos)) if b in senses[pos]),
-                key=lambda b: -tagged[pos].get(b, 0),
-            )
-            keys: list[str] = []
-            for lemma in lemmas:
-                keys += [k for k in senses[pos][lemma] if k not in keys]
-            if not keys:
-                continue
-            kinds: set[int] = set()
-            if synsets[keys[0]]["lex"] not in CONCRETE_FILES:
-                continue  # its most frequent sense is not a detail of what a video shows
-            if pos == "a":
-                for k in keys[:TOP_SENSES]:
-                    h = head(k)
-                    for other in synsets[h]["anto"]:
-                        pair = tuple(sorted((h, other)))
-                        kinds.add(sid("pair:" + "/".join(pair)) * 2 + (h == pair[1]))
-                # synonyms: a shared sense, or the same head adjective for a frequent sense ("big", "huge")
-                related = {sid(k) for k in keys} | {sid(head(k)) for k in keys[:TOP_SENSES]}
-                entry[pos] = {"k": sorted(kinds), "s": sorted(related), "a": []}
-                continue
-            for k in keys[:TOP_SENSES]:
-                kinds.update(sid(h) for h in ancestors(k, MAX_STEPS) if size[h] <= MAX_KIND_SIZE)
-            above = {sid(h) for k in keys[:TOP_SENSES] for h in ancestors(k, None) if size[h] <= MAX_KIND_SIZE}
-            entry[pos] = {"k": sorted(kinds), "s": sorted(sid(k) for k in keys), "a": sorted(above)}
-        # a word is read as its most used part of speech only ("figure" the noun, "looks" the verb; by the
-        # counts of WordNet's sense-tagged corpus), and
-        # not at all when that one is not concrete: without a tagger, its other parts of speech are where
-        # wrong kinds come from. Every word of a concrete sense is listed, with or without a kind: one it
-        # is told in place of word for word (:func:`vs2_plugin.judge.kinds.substitutes`) needs its senses only.
+        entry = {pos: e for pos in ("n", "v", "a") if (e := entry_of(word, pos)) is not None}
+        # A word is read as its most used part of speech only ("figure" the noun, "looks" the verb; by the
+        # counts of WordNet's sense-tagged corpus), and not at all when that one is not concrete: without a
+        # tagger, its other parts of speech are where wrong kinds come from. Every word of a concrete sense
+        # is listed, with or without a kind: one told in its place word for word
+        # (:func:`vs2_plugin.judge.kinds.different_things`) needs its senses only.
         usage = {
             pos: max((tagged[pos].get(b, -1) for b in lemma_candidates(word, pos) if b in senses[pos]), default=-2)
             for pos in ("n", "v", "a")
