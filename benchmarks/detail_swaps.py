@@ -331,6 +331,225 @@ UNSEEN_SWAP_CATEGORIES: dict[str, list[str]] = {
 }
 
 
+#: a fifth list, written once the fourth had been measured and before the kinds table read a word's part of
+#: speech from how often WordNet's tagged corpus uses each (it had read how many of its senses were tagged):
+#: its figures before and after that correction are the clean ones of that change. Pairs whose words are in
+#: the judge's lexicon or in a list above were dropped as written, before any measurement.
+TAGGED_POS_SWAP_CATEGORIES: dict[str, list[str]] = {
+    "object": [
+        "knob/button",
+        "spatula/ladle",
+        "saucepan/skillet",
+        "teapot/pitcher",
+        "mattress/rug",
+        "broom/mop",
+        "cable/cord",
+        "screwdriver/pliers",
+        "bolt/screw",
+        "clock/compass",
+        "flag/banner",
+        "scooter/skateboard",
+        "canoe/raft",
+        "toothbrush/razor",
+        "soap/shampoo",
+        "needle/thread",
+        "apron/vest",
+        "belt/strap",
+        "cushion/mat",
+        "jug/flask",
+        "grill/microwave",
+        "fridge/freezer",
+        "cucumber/zucchini",
+        "garlic/ginger",
+        "mushroom/pepper",
+        "peanut/almond",
+        "strawberry/cherry",
+        "grape/plum",
+        "salad/sandwich",
+        "donut/bagel",
+        "candy/chocolate",
+        "honey/syrup",
+        "flour/sugar",
+        "vinegar/oil",
+    ],
+    "body": [
+        "lap/waist",
+        "toe/heel",
+        "skin/fur",
+        "tongue/lip",
+        "nail/knuckle",
+        "calf/thigh",
+        "eyelid/brow",
+    ],
+    "animal": [
+        "hamster/gerbil",
+        "turkey/peacock",
+        "camel/donkey",
+        "octopus/squid",
+        "giraffe/zebra",
+        "mosquito/fly",
+        "beetle/cockroach",
+        "swan/crane",
+        "hawk/crow",
+    ],
+    "person": [
+        "officer/guard",
+        "reporter/photographer",
+        "audience/team",
+        "priest/monk",
+        "judge/lawyer",
+        "mechanic/plumber",
+        "athlete/wrestler",
+        "boxer/fighter",
+        "cowboy/knight",
+        "tourist/hiker",
+        "vendor/shopper",
+        "pirate/wizard",
+        "clown/magician",
+    ],
+    "action": [
+        "washes/dries",
+        "bends/stretches",
+        "rides/drives",
+        "fills/empties",
+        "wipes/scrubs",
+        "ties/unties",
+        "shaking/nodding",
+        "turning/flipping",
+        "sliding/rolling",
+        "sneezes/yawns",
+        "sips/gulps",
+        "chews/swallows",
+        "licks/bites",
+        "grips/squeezes",
+        "shoves/tugs",
+        "leans/slouches",
+        "paddles/rows",
+        "scoops/spreads",
+        "dips/soaks",
+        "juggles/dribbles",
+        "stacks/sorts",
+        "rinses/soaks",
+    ],
+    "quality": [
+        "heavy/light",
+        "fluffy/flat",
+        "sticky/slippery",
+        "crispy/soggy",
+        "spicy/bland",
+        "hollow/solid",
+        "glossy/matte",
+        "faded/vivid",
+        "rusty/polished",
+        "foggy/clear",
+    ],
+    "scene": [
+        "alley/highway",
+        "library/museum",
+        "cafe/bar",
+        "castle/palace",
+        "vineyard/orchard",
+        "attic/cellar",
+        "lobby/elevator",
+        "pier/dock",
+        "waterfall/stream",
+        "barn/shed",
+    ],
+    "sound": [
+        "clapping/cheering",
+        "ringing/beeping",
+        "chime/gong",
+        "hiss/rumble",
+        "sizzling/bubbling",
+        "giggling/sobbing",
+        "screaming/shouting",
+        "purring/growling",
+        "drumming/strumming",
+        "banjo/harp",
+        "cello/trombone",
+    ],
+    "material": [
+        "marble/granite",
+        "cardboard/foam",
+        "velvet/satin",
+        "steel/copper",
+        "concrete/clay",
+        "nylon/linen",
+        "bamboo/oak",
+    ],
+}
+
+
+#: a sixth list, written before a change to the kinds' reading of a word's place was tried (another thing
+#: told in the word's very place read also where the word is told elsewhere in its region): the change
+#: left this list's figure where it was, and was not kept (docs/judge.md). Pairs with a word of the
+#: lexicon or of a list above dropped as written; "can" / "bin" dropped after a first measurement, for
+#: "can" is mostly the modal verb ("you can see"): no detail to swap.
+WORD_PLACE_SWAP_CATEGORIES: dict[str, list[str]] = {
+    "object": [
+        "clipboard/folder",
+        "paddle/racket",
+        "net/hoop",
+        "bat/club",
+        "stick/cane",
+        "nozzle/valve",
+        "lantern/torch",
+        "crate/barrel",
+        "sack/pouch",
+        "anchor/hook",
+        "lever/handle",
+        "battery/charger",
+        "speaker/radio",
+        "monitor/projector",
+        "easel/canvas",
+        "crayon/marker",
+        "ink/paint",
+        "glue/tape",
+        "ruler/tape",
+        "coin/bill",
+        "ticket/receipt",
+        "badge/pin",
+        "glove/mitten",
+        "sock/stocking",
+    ],
+    "food": [
+        "bacon/ham",
+        "shrimp/salmon",
+        "lettuce/spinach",
+        "broccoli/cauliflower",
+        "pea/bean",
+        "corn/wheat",
+        "melon/pumpkin",
+        "biscuit/cracker",
+        "pancake/waffle",
+        "cereal/oatmeal",
+        "yogurt/cream",
+    ],
+    "animal": [
+        "bull/ox",
+        "seagull/pelican",
+        "snail/slug",
+        "worm/caterpillar",
+        "salmon/trout",
+    ],
+    "action": [
+        "kneads/rolls",
+        "sews/knits",
+        "glues/tapes",
+        "crawls/slides",
+        "tiptoes/stomps",
+        "hops/skips",
+    ],
+    "scene": [
+        "hotel/motel",
+    ],
+    "quality": [
+        "bald/hairy",
+        "bearded/shaven",
+    ],
+}
+
+
 def _alternatives(categories: dict[str, list[str]]) -> dict[str, list[str]]:
     """word -> the words it may be swapped for (the other members of its pair, or of its list)."""
     alt: dict[str, list[str]] = {}
@@ -350,6 +569,8 @@ ALTERNATIVES = _alternatives(SWAP_CATEGORIES)
 HELD_OUT_ALTERNATIVES = _alternatives(HELD_OUT_SWAP_CATEGORIES)
 FRESH_ALTERNATIVES = _alternatives(FRESH_SWAP_CATEGORIES)
 UNSEEN_ALTERNATIVES = _alternatives(UNSEEN_SWAP_CATEGORIES)
+TAGGED_POS_ALTERNATIVES = _alternatives(TAGGED_POS_SWAP_CATEGORIES)
+WORD_PLACE_ALTERNATIVES = _alternatives(WORD_PLACE_SWAP_CATEGORIES)
 _WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
 

@@ -6,12 +6,14 @@ hallucination), as ``vs2 eval --judge offline`` does:
 
   own          the reference itself                         -> Miss ~ 0, Hall ~ 0
   swapped      the reference with 2-3 detail words swapped  -> Hall rises (benchmarks/detail_swaps.py)
-  swapped,     the same with three lists of details the judge's -> Hall rises
+  swapped,     the same with five lists of details the judge's -> Hall rises
   held out /   lexicon lacks (objects, body parts, actions,
   fresh /      materials, places, sounds...); the first two
-  unseen       were measured while the judge's word kinds
-               were built, the unseen one only once they
-               were final (detail_swaps.py says how)
+  unseen /     were measured while the judge's word kinds
+  tagged pos / were built, the unseen one only once they
+  word place   were first final, the last two before and
+               after one change each, the second not kept
+               (detail_swaps.py says which)
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -47,7 +49,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from detail_swaps import (  # noqa: E402
     FRESH_ALTERNATIVES,
     HELD_OUT_ALTERNATIVES,
+    TAGGED_POS_ALTERNATIVES,
     UNSEEN_ALTERNATIVES,
+    WORD_PLACE_ALTERNATIVES,
     negate_statements,
     reorder_statements,
     swap_details,
@@ -124,7 +128,13 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
 
     # swaps of details outside the lexicon; generators of their own, as below
     outside = {}
-    lists = (("held_out", HELD_OUT_ALTERNATIVES), ("fresh", FRESH_ALTERNATIVES), ("unseen", UNSEEN_ALTERNATIVES))
+    lists = (
+        ("held_out", HELD_OUT_ALTERNATIVES),
+        ("fresh", FRESH_ALTERNATIVES),
+        ("unseen", UNSEEN_ALTERNATIVES),
+        ("tagged_pos", TAGGED_POS_ALTERNATIVES),
+        ("word_place", WORD_PLACE_ALTERNATIVES),
+    )
     for name, alternatives in lists:
         list_rng = random.Random(SEED)
         texts, made = zip(*(swap_details(r, list_rng.choice([2, 3]), list_rng, alternatives) for r in refs))
