@@ -298,7 +298,7 @@ def build(folder: Path, vocabulary: list[str]) -> dict:
 def table_text(table: dict) -> str:
     r"""The table as text: a header line ``# {"source": ..., "params": ...}``, then one line per word,
     ``word<TAB>pos<TAB>k<TAB>s<TAB>a`` with comma-separated ids (read a line at a time, when a word is
-    first asked for: parsing all 17,560 words at once would cost more than a judge's whole run).
+    first asked for: parsing all 17,620 words at once would cost more than a judge's whole run).
 
     >>> table_text({"source": "x", "params": {}, "words": {"hand": {"n": {"k": [1, 2], "s": [3], "a": []}}}}).split("\n")
     ['# {"params": {}, "source": "x"}', 'hand\tn\t1,2\t3\t']
