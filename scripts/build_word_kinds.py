@@ -136,7 +136,7 @@ def read_tag_counts(folder: Path) -> dict[str, dict[str, int]]:
     """pos -> lemma -> how often its senses were tagged in WordNet's sense-tagged corpus: the sum of the
     ``tag_cnt`` of ``index.sense`` (``lemma%type:...  offset  sense_number  tag_cnt``). Not the index
     files' ``tagsense_cnt``, which counts the senses that were tagged at all: "shoulder" has 2 of its
-    3 verb senses tagged and 2 of its 5 noun senses, but 4 verb tags against 65 noun ones."""
+    3 verb senses tagged and 1 of its 5 noun senses, but 4 verb tags against 65 noun ones."""
     counts: dict[str, dict[str, int]] = {pos: {} for pos in INDEX_FILES}
     for line in (folder / "index.sense").read_text(encoding="latin-1").splitlines():
         key, _offset, _number, tag_count = line.split()
