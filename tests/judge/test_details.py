@@ -25,9 +25,13 @@ def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
     assert table["woman"][0] == table["man"][0] == "gender" and table["woman"][1] != table["man"][1]
     assert table["red"] != table["blue"] and table["women"] == table["girl"]
     assert contradictions(["two", "dogs"], ["one", "dog"], range(2))[0].found_word == "one"
-    # synonyms of the claimed value are no contradiction; nor is a claim naming two values
+    # synonyms of the claimed value are no contradiction; nor is one of a claim's two values told alone
     assert contradictions(["woman", "sings"], ["lady", "sings"], range(2)) == []
     assert contradictions(["man", "and", "woman"], ["woman", "alone"], range(2)) == []
+    # a claim naming two values is contradicted by a third told where one of them is missing
+    found = contradictions(["blue", "and", "silver", "armor"], ["white", "and", "silver", "armor"], range(4))
+    assert [(c.claim_word, c.found_word) for c in found] == [("blue", "white")]
+    assert contradictions(["man", "and", "woman"], ["woman", "and", "man", "and", "boy"], range(5)) == []
     assert locate(["guitar", "stage"], {"dog": np.array([1])}, 3, 4) is None
 
 

@@ -219,13 +219,18 @@ def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region
     """Details of the claim contradicted inside ``region`` (indices into ``text_words``).
 
     For each claim word with a lexicon value: if the region holds no word of that value but a
-    word of another value of the same category, that is a contradiction. A category that the
-    claim names with two values ("a man and a woman") is skipped: the claim is not about one
-    value.
+    word of another value of the same category, one the claim does not name, that is a
+    contradiction. A claim that names two values of a category ("a man and a woman", "blue and
+    silver armor") is contradicted where one of them is missing and a third is told ("white and
+    silver armor"), not where the region tells both.
 
     >>> [c.found_word for c in contradictions(["man", "in", "red", "shirt"], ["woman", "in", "blue", "shirt"], range(4))]
     ['woman', 'blue']
     >>> contradictions(["man", "in", "red"], ["man", "in", "red", "and", "a", "blue", "car"], range(7))
+    []
+    >>> [c.found_word for c in contradictions(["blue", "and", "silver"], ["white", "and", "silver"], range(3))]
+    ['white']
+    >>> contradictions(["blue", "and", "silver"], ["silver", "and", "blue"], range(3))
     []
     """
     table = lexicon()
@@ -248,9 +253,12 @@ def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region
         if w not in table:
             continue
         cat, val = table[w]
-        if cat in seen or len(claim_values[cat]) != 1 or cat not in region_values or val in region_values[cat]:
+        if cat in seen or cat not in region_values or val in region_values[cat]:
+            continue
+        others = [i for v, i in region_values[cat].items() if v not in claim_values[cat]]
+        if not others:
             continue
         seen.add(cat)
-        j = min(region_values[cat].values())
+        j = min(others)
         out.append(Contradiction(cat, w, text_words[j], j))
     return out
