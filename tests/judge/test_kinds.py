@@ -90,6 +90,23 @@ def test_an_object_or_body_part_told_as_another_is_incorrect(encoder):
     assert judge_one("A man raises his hand.", events[:1], encoder=encoder).rates()["hall_rate"] == 0.0
 
 
+@pytest.mark.parametrize(
+    "caption, incorrect",
+    [
+        ("A man walks his dog in the park.", False),
+        # a word of the detail lexicon told as a thing of another of its categories is read by kinds
+        ("A man walks his piano in the park.", True),
+        # one of the same category is the lexicon's to read: "dog" does not tell "cat", "lady" tells "girl"
+        # (to WordNet they are two kinds of woman)
+        ("A man walks his cat in the park.", True),
+        ("A lady walks her dog in the park.", False),
+    ],
+)
+def test_a_lexicon_word_told_as_a_thing_of_another_category(caption, incorrect):
+    event = "A girl walks her dog in the park" if "lady" in caption else "A man walks his dog in the park"
+    assert bool(judge_one(caption, [event]).incorrect) is incorrect
+
+
 def test_a_clause_with_another_thing_of_a_kind_is_a_hallucination():
     reference = "A woman stirs soup in a pot. A cat sleeps on the carpet."
     j = judge_one(

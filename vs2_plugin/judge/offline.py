@@ -307,10 +307,21 @@ def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict
 
 
 @lru_cache(maxsize=1)
-def _not_read_by_kind() -> frozenset[str]:
-    """Words :func:`kinds.kind_contradictions` skips: stopwords, negations (polarity's) and the words
-    the detail lexicon reads (read once, by it)."""
-    return STOPWORDS | NEGATIONS | frozenset(lexicon())
+def _never_read_by_kind() -> frozenset[str]:
+    return STOPWORDS | NEGATIONS
+
+
+def _not_read_by_kind(claim_words: list[str], text_words: list[str], region: range) -> frozenset[str]:
+    """Words :func:`kinds.kind_contradictions` skips: stopwords, negations (polarity's) and the claim's
+    words of a detail category of the lexicon that the region names too (the lexicon, which knows
+    that "lady" tells "girl", reads those). A lexicon word whose category the region does not name
+    is read by kinds: "a piano" for "a dog" is no value of a category of the dog's."""
+    table = lexicon()
+    if not any(w in table for w in claim_words):
+        return _never_read_by_kind()
+    named = {table[text_words[i]][0] for i in region if text_words[i] in table}
+    decided = {w for w in claim_words if w in table and table[w][0] in named}
+    return _never_read_by_kind() | decided if decided else _never_read_by_kind()
 
 
 def detail_contradictions(
@@ -331,7 +342,8 @@ def detail_contradictions(
     if region is None:
         return []
     found = contradictions(claim_words, text_words, region) if any(w in table for w in claim_words) else []
-    found += kind_contradictions(claim_words, text_words, region, stem, _not_read_by_kind(), STOPWORDS)
+    skip = _not_read_by_kind(claim_words, text_words, region)
+    found += kind_contradictions(claim_words, text_words, region, stem, skip, STOPWORDS)
     if min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
         return found
     return found + polarity_contradictions(
