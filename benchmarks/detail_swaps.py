@@ -566,6 +566,7 @@ def _alternatives(categories: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 ALTERNATIVES = _alternatives(SWAP_CATEGORIES)
+OBJECT_ALTERNATIVES = _alternatives({"object": SWAP_CATEGORIES["object"]})
 HELD_OUT_ALTERNATIVES = _alternatives(HELD_OUT_SWAP_CATEGORIES)
 FRESH_ALTERNATIVES = _alternatives(FRESH_SWAP_CATEGORIES)
 UNSEEN_ALTERNATIVES = _alternatives(UNSEEN_SWAP_CATEGORIES)

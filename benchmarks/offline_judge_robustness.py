@@ -6,6 +6,9 @@ hallucination), as ``vs2 eval --judge offline`` does:
 
   own          the reference itself                         -> Miss ~ 0, Hall ~ 0
   swapped      the reference with 2-3 detail words swapped  -> Hall rises (benchmarks/detail_swaps.py)
+  objects      the same with objects only (a dog, a piano, a cup: -> Hall rises
+               words of the lexicon, mostly of two of its
+               categories)
   swapped,     the same with five lists of details the judge's -> Hall rises
   held out /   lexicon lacks (objects, body parts, actions,
   fresh /      materials, places, sounds...); the first two
@@ -49,6 +52,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from detail_swaps import (  # noqa: E402
     FRESH_ALTERNATIVES,
     HELD_OUT_ALTERNATIVES,
+    OBJECT_ALTERNATIVES,
     TAGGED_POS_ALTERNATIVES,
     UNSEEN_ALTERNATIVES,
     WORD_PLACE_ALTERNATIVES,
@@ -135,6 +139,8 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         ("tagged_pos", TAGGED_POS_ALTERNATIVES),
         ("word_place", WORD_PLACE_ALTERNATIVES),
     )
+    # objects only (dog, piano, cup, jacket...): pairs of the judge's lexicon, mostly of two of its categories
+    lists += (("objects", OBJECT_ALTERNATIVES),)
     for name, alternatives in lists:
         list_rng = random.Random(SEED)
         texts, made = zip(*(swap_details(r, list_rng.choice([2, 3]), list_rng, alternatives) for r in refs))
