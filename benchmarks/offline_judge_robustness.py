@@ -130,7 +130,7 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         if all(a.lower() not in judge_lexicon and b.lower() not in judge_lexicon for a, b in swaps[k])
     ]
 
-    # swaps of details outside the lexicon; generators of their own, as below
+    # swaps from the other lists (outside the lexicon, and objects); generators of their own, as below
     outside = {}
     lists = (
         ("held_out", HELD_OUT_ALTERNATIVES),
@@ -138,9 +138,9 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         ("unseen", UNSEEN_ALTERNATIVES),
         ("tagged_pos", TAGGED_POS_ALTERNATIVES),
         ("word_place", WORD_PLACE_ALTERNATIVES),
+        # objects only (dog, piano, cup, jacket...): words of the lexicon, mostly of two of its categories
+        ("objects", OBJECT_ALTERNATIVES),
     )
-    # objects only (dog, piano, cup, jacket...): pairs of the judge's lexicon, mostly of two of its categories
-    lists += (("objects", OBJECT_ALTERNATIVES),)
     for name, alternatives in lists:
         list_rng = random.Random(SEED)
         texts, made = zip(*(swap_details(r, list_rng.choice([2, 3]), list_rng, alternatives) for r in refs))

@@ -308,20 +308,17 @@ def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict
 
 @lru_cache(maxsize=1)
 def _never_read_by_kind() -> frozenset[str]:
+    """Words :func:`kinds.kind_contradictions` never reads: stopwords and negations (polarity's)."""
     return STOPWORDS | NEGATIONS
 
 
-def _not_read_by_kind(claim_words: list[str], text_words: list[str], region: range) -> frozenset[str]:
-    """Words :func:`kinds.kind_contradictions` skips: stopwords, negations (polarity's) and the claim's
-    words of a detail category of the lexicon that the region names too (the lexicon, which knows
-    that "lady" tells "girl", reads those). A lexicon word whose category the region does not name
-    is read by kinds: "a piano" for "a dog" is no value of a category of the dog's."""
+def _lexicon_words_decided(claim_words: list[str], text_words: list[str], region: range) -> set[str]:
+    """The claim's lexicon words whose detail category the region names too: the lexicon reads those
+    (it knows that "lady" tells "girl"), not the word kinds. A lexicon word whose category the region
+    does not name is left to the kinds: "a piano" for "a dog" is no value of a category of the dog's."""
     table = lexicon()
-    if not any(w in table for w in claim_words):
-        return _never_read_by_kind()
     named = {table[text_words[i]][0] for i in region if text_words[i] in table}
-    decided = {w for w in claim_words if w in table and table[w][0] in named}
-    return _never_read_by_kind() | decided if decided else _never_read_by_kind()
+    return {w for w in claim_words if w in table and table[w][0] in named}
 
 
 def detail_contradictions(
@@ -341,8 +338,12 @@ def detail_contradictions(
     region = claim_region(claim_words, text_words, text_stems)
     if region is None:
         return []
-    found = contradictions(claim_words, text_words, region) if any(w in table for w in claim_words) else []
-    skip = _not_read_by_kind(claim_words, text_words, region)
+    skip = _never_read_by_kind()
+    found = []
+    if any(w in table for w in claim_words):
+        found = contradictions(claim_words, text_words, region)
+        if decided := _lexicon_words_decided(claim_words, text_words, region):
+            skip = skip | decided
     found += kind_contradictions(claim_words, text_words, region, stem, skip, STOPWORDS)
     if min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
         return found
