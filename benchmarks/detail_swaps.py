@@ -550,6 +550,13 @@ WORD_PLACE_SWAP_CATEGORIES: dict[str, list[str]] = {
 }
 
 
+#: a seventh list, written before the judge read pronouns: a person's gender told by a pronoun ("she
+#: picks up the cup" for "he picks up the cup"). Its swaps land inside quotes too, where a pronoun names
+#: no one in the video, and beside a word that names the person ("the man ... her hand"), which the
+#: judge reads rather than the pronoun: not every swap here is a wrong detail it can see.
+PRONOUN_SWAP_CATEGORIES: dict[str, list[str]] = {"gender": ["he/she", "his/her", "him/her", "himself/herself"]}
+
+
 def _alternatives(categories: dict[str, list[str]]) -> dict[str, list[str]]:
     """word -> the words it may be swapped for (the other members of its pair, or of its list)."""
     alt: dict[str, list[str]] = {}
@@ -572,6 +579,7 @@ FRESH_ALTERNATIVES = _alternatives(FRESH_SWAP_CATEGORIES)
 UNSEEN_ALTERNATIVES = _alternatives(UNSEEN_SWAP_CATEGORIES)
 TAGGED_POS_ALTERNATIVES = _alternatives(TAGGED_POS_SWAP_CATEGORIES)
 WORD_PLACE_ALTERNATIVES = _alternatives(WORD_PLACE_SWAP_CATEGORIES)
+PRONOUN_ALTERNATIVES = _alternatives(PRONOUN_SWAP_CATEGORIES)
 _WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
 

@@ -17,6 +17,9 @@ hallucination), as ``vs2 eval --judge offline`` does:
   word place   were first final, the last two before and
                after one change each, the second not kept
                (detail_swaps.py says which)
+  pronouns     the same with he/she, his/her, him/her   -> Hall rises
+               swapped (written before the judge read
+               pronouns)
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -53,6 +56,7 @@ from detail_swaps import (  # noqa: E402
     FRESH_ALTERNATIVES,
     HELD_OUT_ALTERNATIVES,
     OBJECT_ALTERNATIVES,
+    PRONOUN_ALTERNATIVES,
     TAGGED_POS_ALTERNATIVES,
     UNSEEN_ALTERNATIVES,
     WORD_PLACE_ALTERNATIVES,
@@ -140,6 +144,8 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         ("word_place", WORD_PLACE_ALTERNATIVES),
         # objects only (dog, piano, cup, jacket...): words of the lexicon, mostly of two of its categories
         ("objects", OBJECT_ALTERNATIVES),
+        # a person's gender told by a pronoun ("she" for "he")
+        ("pronouns", PRONOUN_ALTERNATIVES),
     )
     for name, alternatives in lists:
         list_rng = random.Random(SEED)

@@ -107,6 +107,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('offline_judge_auc', 'encoders', 'minilm', 'auc_held_out_events_mean'):.3f}**",
         f"**{_result('offline_judge_auc', 'baseline_word_overlap_auc'):.3f}**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'swapped_details', 'hall_rises_share'):.1f} %**",
+        f"**{100 * _result('offline_judge_robustness', *ROBUST, 'swapped_details_pronouns_list', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'negated_statements', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'reordered_statements', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'most_similar_other_video', 'miss_ge_90_share'):.1f} %**",

@@ -154,16 +154,62 @@ _LEXICON: dict[str, list[str]] = {
     "weather": ["rain raining rainy", "snow snowing snowy", "sunny sunshine"],
 }
 
+# Words that name a value of a category only where no word of the lexicon names one, values in the
+# lexicon's order. A pronoun tells a person's gender ("she picks up the cup" for "a man picks up the
+# cup"), but a text that names "the woman" and says "he" of someone else is about a woman, and so is a
+# caption that calls the one who "raises his hand" a woman.
+_PRONOUNS: dict[str, list[str]] = {"gender": ["she her hers herself", "he him his himself"]}
 
-@lru_cache(maxsize=1)
-def lexicon() -> dict[str, tuple[str, int]]:
-    """word -> (category, value index). Built once; a word belongs to one value of one category."""
+
+def _word_table(categories: dict[str, list[str]]) -> dict[str, tuple[str, int]]:
     table: dict[str, tuple[str, int]] = {}
-    for category, values in _LEXICON.items():
+    for category, values in categories.items():
         for k, value in enumerate(values):
             for word in value.split():
                 table.setdefault(word, (category, k))
     return table
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> dict[str, tuple[str, int]]:
+    """word -> (category, value index). Built once; a word belongs to one value of one category."""
+    return _word_table(_LEXICON)
+
+
+@lru_cache(maxsize=1)
+def pronouns() -> dict[str, tuple[str, int]]:
+    """pronoun -> (category, value index) of the lexicon: read where no lexicon word names the category."""
+    return _word_table(_PRONOUNS)
+
+
+@lru_cache(maxsize=1)
+def _words_and_pronouns() -> dict[str, tuple[str, int, bool]]:
+    """word -> (category, value index, whether a pronoun): one lookup per word of a text."""
+    return {w: (*v, False) for w, v in lexicon().items()} | {w: (*v, True) for w, v in pronouns().items()}
+
+
+def named_values(
+    words: Sequence[str], indices: Sequence[int], polarity: Sequence[int] | None = None
+) -> tuple[dict[str, dict[int, int]], dict[str, dict[int, int]]]:
+    """The values that ``words[i]``, i in ``indices``, name, as category -> {value index: first
+    position}: those named by lexicon words, and those named by pronouns. A pronoun of polarity 0
+    (quoted, :func:`vs2_plugin.judge.statements.polarity`) is not read: what someone says names no one
+    in the video.
+
+    >>> named_values(["she", "waves", "a", "red", "flag"], range(5))
+    ({'colour': {0: 3}}, {'gender': {0: 0}})
+    """
+    by_word: dict[str, dict[int, int]] = {}
+    by_pronoun: dict[str, dict[int, int]] = {}
+    table = _words_and_pronouns()
+    for i in indices:
+        if (entry := table.get(words[i])) is not None:
+            category, value, is_pronoun = entry
+            if not is_pronoun:
+                by_word.setdefault(category, {}).setdefault(value, i)
+            elif polarity is None or polarity[i] != 0:
+                by_pronoun.setdefault(category, {}).setdefault(value, i)
+    return by_word, by_pronoun
 
 
 @dataclass(frozen=True)
@@ -215,7 +261,13 @@ def locate(
     return start, start + width
 
 
-def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region: Sequence[int]) -> list[Contradiction]:
+def contradictions(
+    claim_words: Sequence[str],
+    text_words: Sequence[str],
+    region: Sequence[int],
+    claim_polarity: Sequence[int] | None = None,
+    text_polarity: Sequence[int] | None = None,
+) -> list[Contradiction]:
     """Details of the claim contradicted inside ``region`` (indices into ``text_words``).
 
     For each claim word with a lexicon value: if the region holds no word of that value but a
@@ -232,33 +284,30 @@ def contradictions(claim_words: Sequence[str], text_words: Sequence[str], region
     ['white']
     >>> contradictions(["blue", "and", "silver"], ["silver", "and", "blue"], range(3))
     []
+
+    Pronouns count where no lexicon word names a gender, quoted ones not at all (:func:`named_values`;
+    the polarities are :func:`vs2_plugin.judge.statements.polarity`'s, 0 for a quoted word):
+
+    >>> [c.found_word for c in contradictions(["woman", "picks", "up", "cup"], ["he", "picks", "up", "cup"], range(4))]
+    ['he']
+    >>> contradictions(["woman", "picks", "up", "cup"], ["woman", "picks", "up", "his", "cup"], range(5))
+    []
     """
-    table = lexicon()
-    claim_values: dict[str, set[int]] = {}
-    for w in claim_words:
-        if w in table:
-            cat, val = table[w]
-            claim_values.setdefault(cat, set()).add(val)
-    if not claim_values:
+    claim_words_values, claim_pronoun_values = named_values(claim_words, range(len(claim_words)), claim_polarity)
+    if not claim_words_values and not claim_pronoun_values:
         return []
-    region_values: dict[str, dict[int, int]] = {}
-    for i in region:
-        w = text_words[i]
-        if w in table:
-            cat, val = table[w]
-            if cat in claim_values:
-                region_values.setdefault(cat, {}).setdefault(val, i)
-    out, seen = [], set()
-    for w in claim_words:
-        if w not in table:
-            continue
-        cat, val = table[w]
-        if cat in seen or cat not in region_values or val in region_values[cat]:
-            continue
-        others = [i for v, i in region_values[cat].items() if v not in claim_values[cat]]
-        if not others:
-            continue
-        seen.add(cat)
-        j = min(others)
-        out.append(Contradiction(cat, w, text_words[j], j))
-    return out
+    region_words_values, region_pronoun_values = named_values(text_words, region, text_polarity)
+    found = []  # (claim position, contradiction)
+    for category in claim_words_values.keys() | claim_pronoun_values.keys():
+        if category in claim_words_values:  # the region's pronouns count where it names the category by no word
+            values = claim_words_values[category]
+            told = region_words_values.get(category) or region_pronoun_values.get(category, {})
+        else:  # a claim told in pronouns: the region's pronouns count beside its words
+            values = claim_pronoun_values[category]
+            told = region_pronoun_values.get(category, {}) | region_words_values.get(category, {})
+        missing = [position for value, position in values.items() if value not in told]
+        others = [i for value, i in told.items() if value not in values]
+        if missing and others:
+            k, j = min(missing), min(others)
+            found.append((k, Contradiction(category, claim_words[k], text_words[j], j)))
+    return [c for _, c in sorted(found, key=lambda f: f[0])]
