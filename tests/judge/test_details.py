@@ -66,6 +66,14 @@ def test_quoted_pronouns_name_no_one():
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
+def test_a_shot_told_in_another_framing_is_incorrect(encoder):
+    events = ["Close-up of the man's hands on the guitar strings"]
+    right = judge_one("A close-up of the man's hands on the guitar strings.", events, encoder=encoder)
+    wrong = judge_one("An aerial view of the man's hands on the guitar strings.", events, encoder=encoder)
+    assert right.incorrect == [] and wrong.incorrect == events
+
+
+@pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
 def test_an_event_told_of_someone_of_the_other_gender_is_incorrect(encoder):
     events = ["A woman pours coffee into a mug", "A dog sleeps on the sofa"]
     reference = "A woman pours coffee into a mug. A dog sleeps on the sofa."

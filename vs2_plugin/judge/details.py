@@ -2,7 +2,7 @@
 
 Embeddings rate "red"/"blue" or "man"/"woman" as near neighbours, so an alignment score cannot
 tell a wrong detail from a right one. This module holds a lexicon of detail categories
-(gender, colour, count, position, size, age, light, speed, posture/action, objects...);
+(gender, colour, count, position, camera framing, size, age, light, speed, posture/action, objects...);
 each category lists VALUES, and each value is a set of interchangeable words. A claim
 contradicts a text region when the claim names a value, the region names no word of that
 value, and the region names another value of the same category (paper App. E: an event
@@ -70,6 +70,8 @@ _LEXICON: dict[str, list[str]] = {
         "young younger youthful child children kid kids baby babies toddler teenage teenager",
         "old older elderly aged senior",
     ],
+    # the camera's framing ("wide" is left out: "a wide smile" is no wide shot)
+    "shot": ["close-up close-ups closeup", "wide-angle aerial panoramic"],
     "light": ["day daytime daylight sunny", "night nighttime nocturnal"],
     "brightness": ["bright brightly", "dark dim dimly"],
     "speed": ["slow slowly", "fast quickly quick rapidly rapid swiftly"],
