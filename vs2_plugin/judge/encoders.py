@@ -224,7 +224,9 @@ class WordLlamaEncoder(_Encoder):
     def _encode_sentences(self, sentences):
         # Static vectors: a word's vector is the mean of its pieces' rows whatever its sentence,
         # so each distinct word of the call is tokenised and pooled once.
-        per_sentence = [[m.group(0) for m in WORD.finditer(s)] for s in sentences]
+        # WordLlama's pieces are cased ("HAND" is not "hand"): words are read whatever their case, as
+        # MiniLM (uncased) reads them
+        per_sentence = [[m.group(0).lower() for m in WORD.finditer(s)] for s in sentences]
         vocab = list(dict.fromkeys(w for ws in per_sentence for w in ws))
         index = {w: k for k, w in enumerate(vocab)}
         sums = np.zeros((len(vocab), self.dim), np.float32)
@@ -244,7 +246,7 @@ class WordLlamaEncoder(_Encoder):
             if not ks:
                 out.append(([], np.zeros((0, self.dim), np.float32), np.zeros(self.dim, np.float32)))
                 continue
-            words = [vocab[k].lower().replace("\u2019", "'") for k in ks]
+            words = [vocab[k].replace("\u2019", "'") for k in ks]
             out.append((words, word_vecs[ks], _unit(sums[ks].sum(0) / counts[ks].sum())))
         return out
 
