@@ -56,6 +56,23 @@ def test_pronouns_tell_a_gender_where_no_word_names_one(claim, text, found):
     assert [(c.claim_word, c.found_word) for c in got] == found
 
 
+@pytest.mark.parametrize(
+    "claim, text, found",
+    [
+        ("two dogs run", "3 dogs run", [("two", "3")]),
+        ("two dogs run", "2 dogs run", []),
+        ("3 dogs run", "two dogs run", [("3", "two")]),
+        # a digit before no word is no count
+        ("two dogs run at", "dogs run at 3 : 15", []),
+        ("two dogs run in step", "dogs run in step 3 of 10", []),
+    ],
+)
+def test_a_count_in_digits_is_its_number_word(claim, text, found):
+    claim_words, text_words = claim.split(), text.split()
+    got = contradictions(claim_words, text_words, range(len(text_words)))
+    assert [(c.claim_word, c.found_word) for c in got] == found
+
+
 def test_quoted_pronouns_name_no_one():
     claim, text = "woman laughs loudly".split(), "she says he laughs loudly".split()
     assert [c.found_word for c in contradictions(claim, text, range(5))] == []  # "she" tells the woman

@@ -184,6 +184,20 @@ def pronouns() -> dict[str, tuple[str, int]]:
     return _word_table(_PRONOUNS)
 
 
+# A count in digits ("2 men") is the count's word; a digit not before a word ("at 1:30", "step 2 of 10",
+# "$5 or 6") is no count.
+_DIGITS = dict(zip("1 2 3 4 5 6 7 8 9 10".split(), "one two three four five six seven eight nine ten".split()))
+_NOT_COUNTED = frozenset("and or of to the for per out off".split())
+
+
+def _as_count(words: Sequence[str], i: int) -> str:
+    """``words[i]``, or its number word where it is a digit 1-10 set before a word ("2 men" -> "two")."""
+    w = words[i]
+    if w in _DIGITS and i + 1 < len(words) and len(words[i + 1]) > 2 and words[i + 1].isalpha():
+        return w if words[i + 1] in _NOT_COUNTED else _DIGITS[w]
+    return w
+
+
 @lru_cache(maxsize=1)
 def _words_and_pronouns() -> dict[str, tuple[str, int, bool]]:
     """word -> (category, value index, whether a pronoun): one lookup per word of a text."""
@@ -205,7 +219,7 @@ def named_values(
     by_pronoun: dict[str, dict[int, int]] = {}
     table = _words_and_pronouns()
     for i in indices:
-        if (entry := table.get(words[i])) is not None:
+        if (entry := table.get(_as_count(words, i))) is not None:
             category, value, is_pronoun = entry
             if not is_pronoun:
                 by_word.setdefault(category, {}).setdefault(value, i)
