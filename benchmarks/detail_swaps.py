@@ -624,6 +624,24 @@ def swap_details(
     return "".join(out), swaps
 
 
+_NUMBER_WORDS = {w: n for n, w in enumerate("two three four five six seven eight nine".split(), start=2)}
+
+
+def counts_in_digits(text: str, n_counts: int, rng: random.Random, shift: int) -> tuple[str, list[tuple[str, str]]]:
+    """``text`` with ``n_counts`` counts told in words ("two men") told in digits, moved by ``shift``
+    ("3 men" for shift 1; shift 0 keeps the count: "2 men"), fewer if it has fewer, at most one per 40
+    characters as :func:`swap_details`; and the changes made. "one" is left out: mostly "one of"."""
+    candidates = [m for m in _WORD.finditer(text) if m.group(0).lower() in _NUMBER_WORDS]
+    out, changes, last = [], [], 0
+    for m in _spaced(candidates, n_counts, rng):
+        new = str(_NUMBER_WORDS[m.group(0).lower()] + shift)
+        out.append(text[last : m.start()] + new)
+        changes.append((m.group(0), new))
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), changes
+
+
 #: an auxiliary a statement can be denied after ("is standing" -> "is not standing")
 _AUXILIARY = re.compile(r"\b(?:is|are|was|were|can|will|does|do|did|has|have)\s+(?!not\b|never\b|no\b)(?=[A-Za-z])")
 

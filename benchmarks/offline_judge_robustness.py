@@ -20,6 +20,9 @@ hallucination), as ``vs2 eval --judge offline`` does:
   pronouns     the same with he/she, his/her, him/her   -> Hall rises
                swapped (written before the judge read
                pronouns)
+  digits       1-2 counts told in words ("two men") told in  -> Hall stays (right) / rises (moved)
+               digits: right ("2 men") or moved by one
+               ("3 men"); items with such a count
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -60,6 +63,7 @@ from detail_swaps import (  # noqa: E402
     TAGGED_POS_ALTERNATIVES,
     UNSEEN_ALTERNATIVES,
     WORD_PLACE_ALTERNATIVES,
+    counts_in_digits,
     negate_statements,
     reorder_statements,
     swap_details,
@@ -165,6 +169,13 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
     order_rates = judge(list(reordered))
     with_reorders = [k for k, d in enumerate(reorders) if d]
 
+    # counts told in digits: the right ones ("2 men" for "two men") and ones moved by one ("3 men")
+    digits = {}
+    for name, shift in (("right", 0), ("moved", 1)):
+        digit_rng = random.Random(SEED)
+        texts, changes = zip(*(counts_in_digits(r, digit_rng.choice([1, 2]), digit_rng, shift) for r in refs))
+        digits[name] = (judge(list(texts)), [k for k, c in enumerate(changes) if c])
+
     appended = []
     for k, r in enumerate(refs):
         other = split_sentences(refs[(k + 1 + rng.randrange(len(refs) - 1)) % len(refs)])
@@ -203,6 +214,10 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         **outside,
         "negated_statements": probe_result(neg_rates, own, with_negations, "hall_rate", "incorrect_rate"),
         "reordered_statements": probe_result(order_rates, own, with_reorders, "hall_rate", "miss_rate"),
+        **{
+            f"counts_in_digits_{name}": probe_result(changed, own, items, "hall_rate", "incorrect_rate")
+            for name, (changed, items) in digits.items()
+        },
         "appended_foreign_sentences": {
             "hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))
         },
