@@ -642,6 +642,27 @@ def counts_in_digits(text: str, n_counts: int, rng: random.Random, shift: int) -
     return "".join(out), changes
 
 
+_COMPOUND = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
+
+
+def swap_compound_colours(text: str, n_swaps: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    """``text`` with a colour inside ``n_swaps`` hyphenated words ("red-scarfed", "black-and-white")
+    replaced by another of :data:`SWAP_CATEGORIES`' colours (fewer if it has fewer; at most one per 40
+    characters, as :func:`swap_details`), and the swaps made, whole words."""
+    colours = SWAP_CATEGORIES["colour"]
+    candidates = [m for m in _COMPOUND.finditer(text) if any(p.lower() in colours for p in m.group(0).split("-"))]
+    out, swaps, last = [], [], 0
+    for m in _spaced(candidates, n_swaps, rng):
+        parts = m.group(0).split("-")
+        k = rng.choice([i for i, p in enumerate(parts) if p.lower() in colours])
+        parts[k] = _match_case(parts[k], rng.choice([c for c in colours if c not in {p.lower() for p in parts}]))
+        out.append(text[last : m.start()] + "-".join(parts))
+        swaps.append((m.group(0), "-".join(parts)))
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), swaps
+
+
 #: an auxiliary a statement can be denied after ("is standing" -> "is not standing")
 _AUXILIARY = re.compile(r"\b(?:is|are|was|were|can|will|does|do|did|has|have)\s+(?!not\b|never\b|no\b)(?=[A-Za-z])")
 

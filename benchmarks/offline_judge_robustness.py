@@ -23,6 +23,8 @@ hallucination), as ``vs2 eval --judge offline`` does:
   digits       1-2 counts told in words ("two men") told in  -> Hall stays (right) / rises (moved)
                digits: right ("2 men") or moved by one
                ("3 men"); items with such a count
+  compounds    1-2 colours inside hyphenated words swapped -> Hall rises
+               ("red-scarfed" -> "blue-scarfed")
   negated      the reference with 2-3 statements denied     -> Hall rises ("is standing" -> "is not
                standing"; detail_swaps.negate_statements)
   reordered    the reference with 1-2 "X, then Y" sentences -> Hall rises (detail_swaps.reorder_statements;
@@ -66,6 +68,7 @@ from detail_swaps import (  # noqa: E402
     counts_in_digits,
     negate_statements,
     reorder_statements,
+    swap_compound_colours,
     swap_details,
 )
 
@@ -176,6 +179,12 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         texts, changes = zip(*(counts_in_digits(r, digit_rng.choice([1, 2]), digit_rng, shift) for r in refs))
         digits[name] = (judge(list(texts)), [k for k, c in enumerate(changes) if c])
 
+    # a colour inside a hyphenated word ("red-scarfed" -> "blue-scarfed")
+    compound_rng = random.Random(SEED)
+    compound, compound_swaps = zip(*(swap_compound_colours(r, compound_rng.choice([1, 2]), compound_rng) for r in refs))
+    compound_rates = judge(list(compound))
+    with_compounds = [k for k, c in enumerate(compound_swaps) if c]
+
     appended = []
     for k, r in enumerate(refs):
         other = split_sentences(refs[(k + 1 + rng.randrange(len(refs) - 1)) % len(refs)])
@@ -218,6 +227,7 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
             f"counts_in_digits_{name}": probe_result(changed, own, items, "hall_rate", "incorrect_rate")
             for name, (changed, items) in digits.items()
         },
+        "colours_in_compounds": probe_result(compound_rates, own, with_compounds, "hall_rate", "incorrect_rate"),
         "appended_foreign_sentences": {
             "hall_rises_share": float(np.mean([a["hall_rate"] > o["hall_rate"] for a, o in zip(app_rates, own)]))
         },

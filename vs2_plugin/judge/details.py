@@ -198,6 +198,18 @@ def _as_count(words: Sequence[str], i: int) -> str:
     return w
 
 
+# Categories whose values are read inside a hyphenated word too ("red-scarfed", "black-and-white"); not
+# the others, whose words inside compounds name something else ("push-ups", "high-five", "top-down").
+_READ_IN_COMPOUNDS = frozenset({"colour"})
+
+
+@lru_cache(maxsize=1 << 14)
+def _compound_values(word: str) -> tuple[tuple[str, int], ...]:
+    """The values of :data:`_READ_IN_COMPOUNDS` that the parts of a hyphenated word name."""
+    table = lexicon()
+    return tuple(table[part] for part in word.split("-") if part in table and table[part][0] in _READ_IN_COMPOUNDS)
+
+
 @lru_cache(maxsize=1)
 def _words_and_pronouns() -> dict[str, tuple[str, int, bool]]:
     """word -> (category, value index, whether a pronoun): one lookup per word of a text."""
@@ -225,6 +237,9 @@ def named_values(
                 by_word.setdefault(category, {}).setdefault(value, i)
             elif polarity is None or polarity[i] != 0:
                 by_pronoun.setdefault(category, {}).setdefault(value, i)
+        elif "-" in words[i]:
+            for category, value in _compound_values(words[i]):
+                by_word.setdefault(category, {}).setdefault(value, i)
     return by_word, by_pronoun
 
 
