@@ -20,6 +20,13 @@ from detail_swaps import ALTERNATIVES, PRONOUN_ALTERNATIVES, swap_details  # noq
 DATA = SHARED / "data" / "captions" / "vs2_testset_dev.jsonl"
 
 
+def dev_rows() -> list[dict]:
+    """The rows of the test set's dev split (skips when it is not here)."""
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not available")
+    return [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+
+
 def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
     table = lexicon()
     assert table["woman"][0] == table["man"][0] == "gender" and table["woman"][1] != table["man"][1]
@@ -48,42 +55,20 @@ def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
         # a claim told in pronouns is told by the text's pronouns as well as its words
         ("she smiles at him", "the man smiles at her", []),
         ("his face is obscured", "the woman hides his face", []),
-    ],
-)
-def test_pronouns_tell_a_gender_where_no_word_names_one(claim, text, found):
-    claim_words, text_words = claim.split(), text.split()
-    got = contradictions(claim_words, text_words, range(len(text_words)))
-    assert [(c.claim_word, c.found_word) for c in got] == found
-
-
-@pytest.mark.parametrize(
-    "claim, text, found",
-    [
+        # a count in digits is its number word; a digit before no word is no count
         ("two dogs run", "3 dogs run", [("two", "3")]),
         ("two dogs run", "2 dogs run", []),
         ("3 dogs run", "two dogs run", [("3", "two")]),
-        # a digit before no word is no count
         ("two dogs run at", "dogs run at 3 : 15", []),
         ("two dogs run in step", "dogs run in step 3 of 10", []),
-    ],
-)
-def test_a_count_in_digits_is_its_number_word(claim, text, found):
-    claim_words, text_words = claim.split(), text.split()
-    got = contradictions(claim_words, text_words, range(len(text_words)))
-    assert [(c.claim_word, c.found_word) for c in got] == found
-
-
-@pytest.mark.parametrize(
-    "claim, text, found",
-    [
+        # a colour is read inside a hyphenated word; no other category is ("push-ups" is no push)
         ("red-scarfed woman waves", "blue-scarfed woman waves", [("red-scarfed", "blue-scarfed")]),
         ("black-and-white photo", "black-and-white photo", []),
         ("red-scarfed woman waves", "woman in a red scarf waves", []),
-        # only colours are read inside compounds: "push-ups" is no push
         ("man does push-ups", "man does pull-ups", []),
     ],
 )
-def test_a_colour_inside_a_hyphenated_word_is_read(claim, text, found):
+def test_pronouns_digits_and_compounds_name_values(claim, text, found):
     claim_words, text_words = claim.split(), text.split()
     got = contradictions(claim_words, text_words, range(len(text_words)))
     assert [(c.claim_word, c.found_word) for c in got] == found
@@ -143,9 +128,7 @@ def test_a_contradicting_clause_is_a_hallucination_counted_once():
 
 
 def test_swapped_details_raise_hall_on_most_test_set_references():
-    if not DATA.exists():
-        pytest.skip(f"{DATA} not available")
-    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    rows = dev_rows()
     videos = rows[5::30][:12]
     rng = random.Random(1)
     own_items, swapped_items = [], []
@@ -163,9 +146,7 @@ def test_swapped_details_raise_hall_on_most_test_set_references():
 
 def test_pronouns_swapped_raise_hall_on_test_set_references():
     """he/she, his/her, him/her swapped in real references: Hall rose on none before pronouns were read."""
-    if not DATA.exists():
-        pytest.skip(f"{DATA} not available")
-    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    rows = dev_rows()
     videos = rows[3::10][:30]
     rng = random.Random(3)
     pairs = [(v, swap_details(v["reference"], 3, rng, PRONOUN_ALTERNATIVES)) for v in videos]
