@@ -52,7 +52,7 @@ import numpy as np
 
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate, pronouns
+from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE
@@ -334,16 +334,14 @@ def detail_contradictions(
     (:func:`statements.polarity_contradictions`; the polarities are :func:`polarity_of` of each
     side, computed once per text).
     """
-    table, pronoun = lexicon(), pronouns()
     region = claim_region(claim_words, text_words, text_stems)
     if region is None:
         return []
     skip = _never_read_by_kind()
-    found = []
-    if any(w in table or w in pronoun for w in claim_words):
-        found = contradictions(claim_words, text_words, region, claim_polarity, text_polarity)
-        if decided := _lexicon_words_decided(claim_words, text_words, region):
-            skip = skip | decided
+    found = contradictions(claim_words, text_words, region, claim_polarity, text_polarity)
+    table = lexicon()
+    if any(w in table for w in claim_words) and (decided := _lexicon_words_decided(claim_words, text_words, region)):
+        skip = skip | decided
     found += kind_contradictions(claim_words, text_words, region, stem, skip, STOPWORDS)
     if min(text_polarity, default=1) >= 0 and min(claim_polarity, default=1) >= 0:
         return found
