@@ -109,6 +109,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'swapped_details', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'swapped_details_pronouns_list', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'counts_in_digits_moved', 'hall_rises_share'):.1f} %**",
+        f"**{100 * _result('offline_judge_robustness', *ROBUST, 'colours_in_compounds', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'negated_statements', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'reordered_statements', 'hall_rises_share'):.1f} %**",
         f"**{100 * _result('offline_judge_robustness', *ROBUST, 'most_similar_other_video', 'miss_ge_90_share'):.1f} %**",
