@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 SWAP_CATEGORIES: dict[str, list[str]] = {
     "gender": [
@@ -602,6 +603,21 @@ def _spaced(matches: list[re.Match], n: int, rng: random.Random) -> list[re.Matc
     return sorted(chosen, key=lambda m: m.start())
 
 
+def _replace_spaced(
+    text: str, candidates: list[re.Match], n: int, rng: random.Random, replace: Callable[[re.Match], str]
+) -> tuple[str, list[tuple[str, str]]]:
+    """``text`` with ``n`` of ``candidates`` (:func:`_spaced`) replaced by ``replace(match)``, and the
+    replacements made as (old, new)."""
+    out, made, last = [], [], 0
+    for m in _spaced(candidates, n, rng):
+        new = replace(m)
+        out.append(text[last : m.start()] + new)
+        made.append((m.group(0), new))
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out), made
+
+
 def swap_details(
     text: str, n_swaps: int, rng: random.Random, alternatives: dict[str, list[str]] | None = None
 ) -> tuple[str, list[tuple[str, str]]]:
@@ -613,15 +629,9 @@ def swap_details(
     """
     alternatives = ALTERNATIVES if alternatives is None else alternatives
     candidates = [m for m in _WORD.finditer(text) if m.group(0).lower() in alternatives]
-    out, swaps, last = [], [], 0
-    for m in _spaced(candidates, n_swaps, rng):
-        old = m.group(0)
-        new = _match_case(old, rng.choice(alternatives[old.lower()]))
-        out.append(text[last : m.start()] + new)
-        swaps.append((old, new))
-        last = m.end()
-    out.append(text[last:])
-    return "".join(out), swaps
+    return _replace_spaced(
+        text, candidates, n_swaps, rng, lambda m: _match_case(m.group(0), rng.choice(alternatives[m.group(0).lower()]))
+    )
 
 
 _NUMBER_WORDS = {w: n for n, w in enumerate("two three four five six seven eight nine".split(), start=2)}
@@ -632,14 +642,7 @@ def counts_in_digits(text: str, n_counts: int, rng: random.Random, shift: int) -
     ("3 men" for shift 1; shift 0 keeps the count: "2 men"), fewer if it has fewer, at most one per 40
     characters as :func:`swap_details`; and the changes made. "one" is left out: mostly "one of"."""
     candidates = [m for m in _WORD.finditer(text) if m.group(0).lower() in _NUMBER_WORDS]
-    out, changes, last = [], [], 0
-    for m in _spaced(candidates, n_counts, rng):
-        new = str(_NUMBER_WORDS[m.group(0).lower()] + shift)
-        out.append(text[last : m.start()] + new)
-        changes.append((m.group(0), new))
-        last = m.end()
-    out.append(text[last:])
-    return "".join(out), changes
+    return _replace_spaced(text, candidates, n_counts, rng, lambda m: str(_NUMBER_WORDS[m.group(0).lower()] + shift))
 
 
 _COMPOUND = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+")
@@ -651,16 +654,14 @@ def swap_compound_colours(text: str, n_swaps: int, rng: random.Random) -> tuple[
     characters, as :func:`swap_details`), and the swaps made, whole words."""
     colours = SWAP_CATEGORIES["colour"]
     candidates = [m for m in _COMPOUND.finditer(text) if any(p.lower() in colours for p in m.group(0).split("-"))]
-    out, swaps, last = [], [], 0
-    for m in _spaced(candidates, n_swaps, rng):
+
+    def recolour(m: re.Match) -> str:
         parts = m.group(0).split("-")
         k = rng.choice([i for i, p in enumerate(parts) if p.lower() in colours])
         parts[k] = _match_case(parts[k], rng.choice([c for c in colours if c not in {p.lower() for p in parts}]))
-        out.append(text[last : m.start()] + "-".join(parts))
-        swaps.append((m.group(0), "-".join(parts)))
-        last = m.end()
-    out.append(text[last:])
-    return "".join(out), swaps
+        return "-".join(parts)
+
+    return _replace_spaced(text, candidates, n_swaps, rng, recolour)
 
 
 #: an auxiliary a statement can be denied after ("is standing" -> "is not standing")
