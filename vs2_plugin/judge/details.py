@@ -178,12 +178,6 @@ def lexicon() -> dict[str, tuple[str, int]]:
     return _word_table(_LEXICON)
 
 
-@lru_cache(maxsize=1)
-def pronouns() -> dict[str, tuple[str, int]]:
-    """pronoun -> (category, value index) of the lexicon: read where no lexicon word names the category."""
-    return _word_table(_PRONOUNS)
-
-
 # A count in digits ("2 men") is the count's word; a digit not before a word ("at 1:30", "step 2 of 10",
 # "$5 or 6") is no count.
 _DIGITS = dict(zip("1 2 3 4 5 6 7 8 9 10".split(), "one two three four five six seven eight nine ten".split()))
@@ -213,7 +207,7 @@ def _compound_values(word: str) -> tuple[tuple[str, int], ...]:
 @lru_cache(maxsize=1)
 def _words_and_pronouns() -> dict[str, tuple[str, int, bool]]:
     """word -> (category, value index, whether a pronoun): one lookup per word of a text."""
-    return {w: (*v, False) for w, v in lexicon().items()} | {w: (*v, True) for w, v in pronouns().items()}
+    return {w: (*v, False) for w, v in lexicon().items()} | {w: (*v, True) for w, v in _word_table(_PRONOUNS).items()}
 
 
 def named_values(
