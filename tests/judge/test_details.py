@@ -55,6 +55,10 @@ def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
         # a claim told in pronouns is told by the text's pronouns as well as its words
         ("she smiles at him", "the man smiles at her", []),
         ("his face is obscured", "the woman hides his face", []),
+        # a pronoun in the claim pronoun's very place is the same role's, whatever words name the person
+        ("man raises his hand", "the man raises her hand", [("his", "her")]),
+        ("man raises his hand", "she raises her hand and he raises his hand", []),
+        ("man raises his hand", "the man raises a hand to her", []),
         # a count in digits is its number word; a digit before no word is no count
         ("two dogs run", "3 dogs run", [("two", "3")]),
         ("two dogs run", "2 dogs run", []),
@@ -81,6 +85,9 @@ def test_quoted_pronouns_name_no_one():
     assert [c.found_word for c in contradictions(claim, text, range(6))] == ["he"]
     polarity = [1, 1, 1, 0, 0, 0]  # the words quoted (statements.polarity)
     assert contradictions(claim, text, range(6), text_polarity=polarity) == []
+    claim, text = "man raises his hand".split(), "man raises her hand".split()  # in the claim pronoun's place
+    assert [c.found_word for c in contradictions(claim, text, range(4))] == ["her"]
+    assert contradictions(claim, text, range(4), text_polarity=[1, 0, 0, 0]) == []
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
@@ -161,7 +168,8 @@ def test_pronouns_swapped_raise_hall_on_test_set_references():
 
     own, swapped = judge([v["reference"] for v, _ in pairs]), judge([text for _, text in pairs])
     rises = [s > o for s, o in zip(swapped, own)]
-    assert len(pairs) >= 20 and np.mean(rises) >= 0.3, rises  # 14 of 24 here; none without pronouns
+    # 23 of 24 here; 14 before pronouns were read in the claim pronoun's place, none without pronouns
+    assert len(pairs) >= 20 and np.mean(rises) >= 0.8, rises
 
 
 def test_swap_generator_changes_only_detail_words():

@@ -205,9 +205,14 @@ def _compound_values(word: str) -> tuple[tuple[str, int], ...]:
 
 
 @lru_cache(maxsize=1)
+def _pronoun_table() -> dict[str, tuple[str, int]]:
+    return _word_table(_PRONOUNS)
+
+
+@lru_cache(maxsize=1)
 def _words_and_pronouns() -> dict[str, tuple[str, int, bool]]:
     """word -> (category, value index, whether a pronoun): one lookup per word of a text."""
-    return {w: (*v, False) for w, v in lexicon().items()} | {w: (*v, True) for w, v in _word_table(_PRONOUNS).items()}
+    return {w: (*v, False) for w, v in lexicon().items()} | {w: (*v, True) for w, v in _pronoun_table().items()}
 
 
 def named_values(
@@ -335,4 +340,45 @@ def contradictions(
         if missing and others:
             k, j = min(missing), min(others)
             found.append((k, Contradiction(category, claim_words[k], text_words[j], j)))
+    if not any(c.category == "gender" for _, c in found):
+        found += pronouns_in_place(claim_words, text_words, region, claim_polarity, text_polarity)
     return [c for _, c in sorted(found, key=lambda f: f[0])]
+
+
+def _between(words: Sequence[str], i: int) -> tuple[str, str] | None:
+    """The words on either side of ``words[i]``, or ``None`` at either end."""
+    return (words[i - 1], words[i + 1]) if 0 < i < len(words) - 1 else None
+
+
+def pronouns_in_place(
+    claim_words: Sequence[str],
+    text_words: Sequence[str],
+    region: Sequence[int],
+    claim_polarity: Sequence[int] | None = None,
+    text_polarity: Sequence[int] | None = None,
+) -> list[tuple[int, Contradiction]]:
+    """A gendered pronoun of the claim told as one of the other gender in its very place: between
+    the same two words, in the region, where the region does not also tell the claim's pronoun there.
+
+    Read whatever words name the person ("the man raises *her* hand" for "the man raises *his*
+    hand"): between the same words it is the same role, so the text tells another gender for it,
+    while elsewhere a pronoun may be someone else's. Quoted pronouns (polarity 0) are not read.
+    Returns ``(claim position, contradiction)``, at most one.
+
+    >>> [(k, c.found_word) for k, c in pronouns_in_place(["man", "raises", "his", "hand"], ["man", "raises", "her", "hand"], range(4))]
+    [(2, 'her')]
+    >>> pronouns_in_place(["man", "raises", "his", "hand"], ["she", "raises", "her", "hand", "he", "raises", "his", "hand"], range(8))
+    []
+    """
+    table = _pronoun_table()
+
+    def read(words: Sequence[str], polarity: Sequence[int] | None, i: int) -> bool:
+        return words[i] in table and (polarity is None or polarity[i] != 0)
+
+    for k, w in enumerate(claim_words):
+        if not read(claim_words, claim_polarity, k) or (around := _between(claim_words, k)) is None:
+            continue
+        same_place = [i for i in region if read(text_words, text_polarity, i) and _between(text_words, i) == around]
+        if same_place and all(table[text_words[i]][1] != table[w][1] for i in same_place):
+            return [(k, Contradiction("gender", w, text_words[same_place[0]], same_place[0]))]
+    return []
