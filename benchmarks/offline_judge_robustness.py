@@ -9,13 +9,13 @@ hallucination), as ``vs2 eval --judge offline`` does:
   objects      the same with objects only (a dog, a piano, a cup: -> Hall rises
                words of the lexicon, mostly of two of its
                categories)
-  swapped,     the same with five lists of details the judge's -> Hall rises
+  swapped,     the same with six lists of details the judge's -> Hall rises
   held out /   lexicon lacks (objects, body parts, actions,
   fresh /      materials, places, sounds...); the first two
   unseen /     were measured while the judge's word kinds
   tagged pos / were built, the unseen one only once they
-  word place   were first final, the last two before and
-               after one change each, the second not kept
+  word place / were first final, the last three before and
+  one sided    after one change each, the second not kept
                (detail_swaps.py says which)
   pronouns     the same with he/she, his/her, him/her   -> Hall rises
                swapped (written before the judge read
@@ -61,6 +61,7 @@ from detail_swaps import (  # noqa: E402
     FRESH_ALTERNATIVES,
     HELD_OUT_ALTERNATIVES,
     OBJECT_ALTERNATIVES,
+    ONE_SIDED_ALTERNATIVES,
     PRONOUN_ALTERNATIVES,
     TAGGED_POS_ALTERNATIVES,
     UNSEEN_ALTERNATIVES,
@@ -149,6 +150,7 @@ def run_probes(videos: list[dict], encoder: str) -> dict:
         ("unseen", UNSEEN_ALTERNATIVES),
         ("tagged_pos", TAGGED_POS_ALTERNATIVES),
         ("word_place", WORD_PLACE_ALTERNATIVES),
+        ("one_sided", ONE_SIDED_ALTERNATIVES),
         # objects only (dog, piano, cup, jacket...): words of the lexicon, mostly of two of its categories
         ("objects", OBJECT_ALTERNATIVES),
         # a person's gender told by a pronoun ("she" for "he")
