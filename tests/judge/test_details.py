@@ -34,6 +34,10 @@ def test_lexicon_values_are_disjoint_and_contradictions_need_another_value():
     assert contradictions(["two", "dogs"], ["one", "dog"], range(2))[0].found_word == "one"
     # synonyms of the claimed value are no contradiction; nor is one of a claim's two values told alone
     assert contradictions(["woman", "sings"], ["lady", "sings"], range(2)) == []
+    # how a voice is used is a detail ("says" is not read: text and signs say things too)
+    found = contradictions(["woman", "sings", "softly"], ["woman", "speaks", "softly"], range(3))
+    assert [(c.category, c.claim_word, c.found_word) for c in found] == [("voice", "sings", "speaks")]
+    assert contradictions(["sign", "says", "stop"], ["woman", "sings", "stop"], range(3)) == []
     assert contradictions(["man", "and", "woman"], ["woman", "alone"], range(2)) == []
     # a claim naming two values is contradicted by a third told where one of them is missing
     found = contradictions(["blue", "and", "silver", "armor"], ["white", "and", "silver", "armor"], range(4))

@@ -99,6 +99,13 @@ _LEXICON: dict[str, list[str]] = {
         "stop stops stopping stopped end ends ending ended",
     ],
     "loudness": ["loud loudly", "quiet quietly soft softly"],
+    # how someone uses their voice ("says" left out: text and signs say things too)
+    "voice": [
+        "speak speaks speaking spoke talk talks talking talked",
+        "sing sings singing sang sung",
+        "whisper whispers whispering whispered",
+        "shout shouts shouting shouted yell yells yelling yelled scream screams screaming screamed",
+    ],
     "animal": [
         "dog dogs puppy puppies",
         "cat cats kitten kittens",
