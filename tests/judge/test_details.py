@@ -82,6 +82,18 @@ def test_pronouns_digits_and_compounds_name_values(claim, text, found):
     assert [(c.claim_word, c.found_word) for c in got] == found
 
 
+def test_a_count_told_in_digits_places_its_claim():
+    # "2 sheets" is where "two sheets" is told, not the "single sheet" before it
+    events = ["The man holds two sheets of paper in front of the pistol"]
+    caption = (
+        "The man holds a single sheet of paper in front of the pistol. The shot leaves a small round hole. "
+        "He laughs, talks about the test, picks up a stack of printer paper from the desk and counts it. "
+        "Later the man holds 2 sheets of paper in front of the pistol."
+    )
+    assert judge_one(caption, events, encoder="wordllama").incorrect == []
+    assert judge_one(caption.replace("2 sheets", "3 sheets"), events, encoder="wordllama").incorrect == events
+
+
 def test_quoted_pronouns_name_no_one():
     claim, text = "woman laughs loudly".split(), "she says he laughs loudly".split()
     assert [c.found_word for c in contradictions(claim, text, range(5))] == []  # "she" tells the woman

@@ -191,7 +191,7 @@ _DIGITS = dict(zip("1 2 3 4 5 6 7 8 9 10".split(), "one two three four five six 
 _NOT_COUNTED = frozenset("and or of to the for per out off".split())
 
 
-def _as_count(words: Sequence[str], i: int) -> str:
+def as_count(words: Sequence[str], i: int) -> str:
     """``words[i]``, or its number word where it is a digit 1-10 set before a word ("2 men" -> "two")."""
     w = words[i]
     if w in _DIGITS and i + 1 < len(words) and len(words[i + 1]) > 2 and words[i + 1].isalpha():
@@ -237,7 +237,7 @@ def named_values(
     by_pronoun: dict[str, dict[int, int]] = {}
     table = _words_and_pronouns()
     for i in indices:
-        if (entry := table.get(_as_count(words, i))) is not None:
+        if (entry := table.get(as_count(words, i))) is not None:
             category, value, is_pronoun = entry
             if not is_pronoun:
                 by_word.setdefault(category, {}).setdefault(value, i)

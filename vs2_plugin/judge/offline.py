@@ -52,7 +52,7 @@ import numpy as np
 
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge.details import Contradiction, contradictions, lexicon, locate
+from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE
@@ -139,12 +139,15 @@ def content_positions(words: list[str]) -> list[int]:
 
 
 def _stem_positions(text: Encoded) -> dict[str, np.ndarray]:
-    """stem -> positions of the text's words with that stem (computed once per text)."""
+    """stem -> positions of the text's words with that stem (computed once per text); a count told in
+    digits is found under its number word too ("5 sheets" where a claim says "five sheets")."""
     cached = text.__dict__.get("_stem_positions")
     if cached is None:
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(text.tokens):
             groups.setdefault(stem(t), []).append(i)
+            if (count := as_count(text.tokens, i)) != t:
+                groups.setdefault(stem(count), []).append(i)
         cached = text.__dict__["_stem_positions"] = {k: np.asarray(v) for k, v in groups.items()}
     return cached
 
@@ -290,7 +293,11 @@ def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict
     The span is a bit wider than the claim, which lets word order change.
     """
     table = lexicon()
-    anchors = [stem(w) for i, w in enumerate(claim_words) if w not in STOPWORDS and not is_negation(claim_words, i)]
+    anchors = [
+        stem(as_count(claim_words, i))
+        for i, w in enumerate(claim_words)
+        if w not in STOPWORDS and not is_negation(claim_words, i)
+    ]
     # a claim whose only other content word is one anchor ("a man waves") is located by that word
     plain = {stem(w) for w in claim_words if w not in STOPWORDS and w not in table}
     span = locate(
