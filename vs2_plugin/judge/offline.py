@@ -146,7 +146,7 @@ def _stem_positions(text: Encoded) -> dict[str, np.ndarray]:
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(text.tokens):
             groups.setdefault(stem(t), []).append(i)
-            if (count := as_count(text.tokens, i)) != t:
+            if t.isdigit() and (count := as_count(text.tokens, i)) != t:
                 groups.setdefault(stem(count), []).append(i)
         cached = text.__dict__["_stem_positions"] = {k: np.asarray(v) for k, v in groups.items()}
     return cached
