@@ -119,7 +119,7 @@ def test_benchmark_figures_are_those_of_the_results():
         f"**{_result('encoder_cache', 'cache_speedup'):.2f}×**",
         f"**{_result('encoder_cache', 'cache_loader_speedup'):.2f}×**",
         f"**{_result('offline_judge_speed', 'events_per_s_1thread'):,.0f}**",
-        f"**{_result('offline_judge_speed', 'baseline_minilm_events_per_s_1thread'):,.0f}**",
+        f"**{_result('offline_judge_speed', 'encoders', 'wordllama', 'events_per_s_1thread'):,.0f}**",
         f"**{_result('learning', 'sft_global_miss'):.3f}**",
         f"**{_result('learning', 'mrdpo_total_ratio'):.3f}**",
         f"**{_result('learning', 'local_miss_gap_time_alignment'):.3f}**",
