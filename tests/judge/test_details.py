@@ -144,7 +144,7 @@ def test_a_contradicting_clause_is_a_hallucination_counted_once():
     events = ["A black cat sleeps by the window"]
     # the wrong count is in a statement no event covers: one unsupported statement, one count
     j = judge_one("Three men sit at a wooden table. A black cat sleeps by the window.", events, reference)
-    assert j.incorrect == [] and len(j.hallucinated) == 1 and "three" in j.hallucinated[0]
+    assert j.incorrect == [] and len(j.hallucinated) == 1 and j.hallucinated[0].startswith("Three men")
     # the same wrong detail seen through an event is counted as incorrect only, not twice
     j = judge_one("A white cat sleeps by the window. Two men sit at a wooden table.", events, reference)
     assert j.incorrect == events and j.hallucinated == []

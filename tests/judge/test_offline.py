@@ -169,3 +169,30 @@ def test_speech_told_with_other_words_is_incorrect(encoder):
     assert (judged[0].missed, judged[0].incorrect) == ([], [])
     assert (judged[1].missed, judged[1].incorrect) == ([], [event])
     assert judged[2].missed == [event]
+
+
+@pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
+def test_hallucinated_statements_are_quoted_as_the_caption_writes_them(encoder):
+    """A report quotes the caption's own words (case, commas, a time, quotes), not the judge's
+    lower-cased word list ("then a purple elephant wearing a hat ... at 3 30 pm")."""
+    reference = "A man walks a dog in the park. He throws a ball."
+    caption = (
+        "A man walks a dog in the park. Then a purple elephant, wearing a hat, dances on the roof at 3:30 pm! "
+        '"Hello, world," says a parrot.'
+    )
+    [judged] = offline.judge(
+        [offline.JudgeItem(id="x", caption=caption, events=split_sentences(reference), reference=reference)],
+        encoder_name=encoder,
+    )
+    assert judged.hallucinated == [
+        "Then a purple elephant, wearing a hat, dances on the roof at 3:30 pm",
+        '"Hello, world," says a parrot',
+    ]
+
+
+def test_statement_texts_fall_back_to_the_words_when_the_encoder_cut_them():
+    text = "A dog runs fast. A cat sleeps."
+    words = offline.words_of(text)
+    assert offline.statement_texts(text, offline.Encoded(words, None, None, None, []), [(4, 7)]) == ["A cat sleeps"]
+    cut = words[:2] + words[4:]  # a sentence cut at the encoder's length lost two of its words
+    assert offline.statement_texts(text, offline.Encoded(cut, None, None, None, []), [(2, 5)]) == ["a cat sleeps"]

@@ -53,7 +53,7 @@ import numpy as np
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate
-from vs2_plugin.judge.encoders import Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE
 from vs2_plugin.judge.registry import Judge
@@ -366,6 +366,34 @@ def quoted_mask(text: str) -> list[bool]:
     return mask + [False] * len(words_of(text[pos:]))
 
 
+_OPENING, _CLOSING = "\"'`\u201c\u2018(", "\"'`\u201d\u2019)"
+
+
+def statement_texts(text: str, encoded: Encoded, spans: list[tuple[int, int]]) -> list[str]:
+    """Words ``start:stop`` of ``encoded`` for each span, as ``text`` writes them (case, inner
+    punctuation, a quote that opens or closes them), so that a report quotes the caption.
+
+    Where the encoder's words are not those of ``text`` (a sentence cut at the encoder's length),
+    the words are joined with spaces.
+
+    >>> text = 'A dog runs. Then a cat, at 3:30 pm, sleeps. "Hi," says Bo.'
+    >>> statement_texts(text, Encoded(words_of(text), None, None, None, []), [(3, 11), (11, 14)])
+    ['Then a cat, at 3:30 pm, sleeps', '"Hi," says Bo']
+    """
+    found = list(WORD.finditer(text))
+    if words_of(text) != encoded.tokens:
+        return [" ".join(encoded.tokens[a:b]) for a, b in spans]
+    out = []
+    for a, b in spans:
+        start, end = found[a].start(), found[b - 1].end()
+        if start > 0 and text[start - 1] in _OPENING:
+            start -= 1
+        if end < len(text) and text[end] in _CLOSING:
+            end += 1
+        out.append(text[start:end])
+    return out
+
+
 def polarity_of(text: str, encoded: Encoded) -> list[int]:
     """:func:`statements.polarity` of an encoded text, with its sentences and its quoted words."""
     quoted = quoted_mask(text)
@@ -452,7 +480,7 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
         ref = encoded_texts[support]
         ref_stems = _stem_positions(ref)
         ref_polarity = polarity_of(support, ref)
-        hallucinated = []
+        hallucinated: list[tuple[int, int]] = []  # word spans of the caption
         all_spans = clause_spans(cap)
         spans = [
             (k, a, b)
@@ -472,7 +500,7 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
                 own = {start + i for i, w in enumerate(clause.tokens) if any(c.claim_word == w for c in found)}
                 unsupported = bool(found) and not (own & claimed)
             if unsupported:
-                hallucinated.append(" ".join(clause.tokens))
+                hallucinated.append((start, stop))
                 told_wrong.add(k)
         # statements told in the other order than the reference, short ones too ("then she leaves"):
         # one each, unless counted above or an incorrect event already points there
@@ -480,7 +508,7 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
             order = None if k in told_wrong else clause_order_parts(cap.tokens, all_spans, k)
             if order and not claimed & set(range(order[2], stop)):
                 if order_contradictions(order[0], order[1], ref.tokens, ref_stems):
-                    hallucinated.append(" ".join(cap.tokens[order[2] : stop]))
+                    hallucinated.append((order[2], stop))
         out.append(
             Judgment(
                 id=item.id,
@@ -489,7 +517,7 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
                 event_scores=[float(s) for s in scores],
                 missed=missed,
                 incorrect=incorrect,
-                hallucinated=hallucinated,
+                hallucinated=statement_texts(item.caption, cap, hallucinated),
             )
         )
     return out
