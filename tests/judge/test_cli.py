@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from vs2_plugin.cli import main as vs2_main
 
 EVENTS = ["A brown dog runs across a park", "A man sings a song", "Rain falls on a city street"]
@@ -60,6 +62,23 @@ def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
     path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "x"}])
     assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json")]) == 2
     assert "neither 'events' nor 'reference'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        # one string is not a list of events (it had become one event per character)
+        ({"events": "A man walks a dog."}, "row 1: item 'a': events must be a list of strings, got str"),
+        ({"events": ["A man walks a dog.", 3]}, "events must be a list of strings, got a list holding other values"),
+        ({"events": ["A man walks a dog.", "  "]}, "row 1: item 'a': event 1 is blank"),
+        ({"reference": ["A man walks a dog."]}, "item 'a': reference must be a string, got list"),
+    ],
+)
+def test_eval_names_the_row_and_what_is_wrong_with_its_events(tmp_path, capsys, row, message):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "A man walks a dog.", **row}])
+    assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_pairs_builds_pairwise_dataset(tmp_path):

@@ -69,6 +69,15 @@ def test_video_list_errors_name_the_line(tmp_path, shared_media):
     with pytest.raises(DataError, match="needs a 'reference'"):
         load_videos(p)
     assert load_videos(p, require_reference=False)[0].id == "a"
+    # events as one string, or a blank event: named where they are, before any work
+    clip = str(shared_media / "4_av.mp4")
+    p.write_text(json.dumps({"id": "a", "video": clip, "events": "A dog barks."}) + "\n")
+    with pytest.raises(DataError, match=r"v.jsonl:1: video 'a': events must be a list of strings, got str"):
+        load_videos(p)
+    local = [{"start": 0, "end": 2, "events": ["A dog barks.", ""]}]
+    p.write_text(json.dumps({"id": "a", "video": clip, "reference": "r", "local": local}) + "\n")
+    with pytest.raises(DataError, match=r"v.jsonl:1: video 'a' local\[0\]: event 1 is blank"):
+        load_videos(p)
 
 
 def test_a_moved_run_folder_names_its_own_adapters(tmp_path):

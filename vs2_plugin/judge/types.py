@@ -22,6 +22,21 @@ _RATES_OF = {
 }
 
 
+def event_list(value: Any, where: str) -> list[str]:
+    """``value`` as a new list of atomic events (``None``: none). Anything but a list of non-blank
+    strings is a DataError naming ``where``: one string would otherwise be read as one event per
+    character, and a blank event counted as one more missed."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        got = type(value).__name__ if not isinstance(value, list) else "a list holding other values"
+        raise DataError(f"{where}: events must be a list of strings, got {got}")
+    blank = [k for k, e in enumerate(value) if not e.strip()]
+    if blank:
+        raise DataError(f"{where}: event {blank[0]} is blank")
+    return list(value)
+
+
 @dataclass
 class JudgeItem:
     """One caption to judge against its own atomic events (or reference, to extract events from)."""
@@ -36,8 +51,9 @@ class JudgeItem:
         self.id = str(self.id)
         if not isinstance(self.caption, str):
             raise DataError(f"item {self.id!r}: caption must be a string, got {type(self.caption).__name__}")
-        if not isinstance(self.events, list) or not all(isinstance(e, str) for e in self.events):
-            raise DataError(f"item {self.id!r}: events must be a list of strings")
+        self.events = event_list(self.events, f"item {self.id!r}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise DataError(f"item {self.id!r}: reference must be a string, got {type(self.reference).__name__}")
         if self.task not in TASKS:
             raise DataError(f"item {self.id!r}: task must be one of {TASKS}, got {self.task!r}")
 
@@ -48,7 +64,7 @@ class JudgeItem:
         return cls(
             id=row["id"],
             caption=row["caption"],
-            events=list(row.get("events") or []),
+            events=row.get("events"),
             reference=row.get("reference"),
             task=row.get("task", "global"),
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vs2_plugin.errors import DataError
 from vs2_plugin.files import read_jsonl
+from vs2_plugin.judge.types import event_list
 
 
 @dataclass
@@ -52,8 +53,10 @@ def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -
             raise DataError(f"local[{k}] has start={start} end={end}")
         if not iv.get("reference") and not iv.get("events"):
             raise DataError(f"local[{k}] needs a 'reference' or 'events'")
-        local.append(Interval(start, end, iv.get("reference"), list(iv.get("events") or [])))
-    return VideoEntry(vid, str(video.resolve()), row.get("reference"), list(row.get("events") or []), local)
+        events = event_list(iv.get("events"), f"video {vid!r} local[{k}]")
+        local.append(Interval(start, end, iv.get("reference"), events))
+    events = event_list(row.get("events"), f"video {vid!r}")
+    return VideoEntry(vid, str(video.resolve()), row.get("reference"), events, local)
 
 
 def load_videos(path: str | Path, require_reference: bool = True) -> list[VideoEntry]:
