@@ -196,3 +196,19 @@ def test_statement_texts_fall_back_to_the_words_when_the_encoder_cut_them():
     assert offline.statement_texts(text, offline.Encoded(words, None, None, None, []), [(4, 7)]) == ["A cat sleeps"]
     cut = words[:2] + words[4:]  # a sentence cut at the encoder's length lost two of its words
     assert offline.statement_texts(text, offline.Encoded(cut, None, None, None, []), [(2, 5)]) == ["a cat sleeps"]
+
+
+def test_events_in_another_script_fail_rather_than_score():
+    """The judge's words are English: events written in Chinese fail with a reason, whatever the
+    caption, instead of being scored by the characters they share with it."""
+    judged = offline.judge(
+        [
+            offline.JudgeItem(
+                id="zh", caption="一个男人在遛狗。A man walks a dog.", events=["一个男人在遛狗", "一只鸟在唱歌"]
+            ),
+            offline.JudgeItem(id="en", caption="一个男人在遛狗。A man walks a dog.", events=["A man walks a dog."]),
+        ],
+        encoder_name="wordllama",
+    )
+    assert judged[0].status == "failed" and "Latin letters" in judged[0].error
+    assert judged[1].status == "ok" and judged[1].missed == []

@@ -120,7 +120,8 @@ def _foreign_characters(text: str) -> list[str]:
     return found
 
 
-def _is_mostly_latin(text: str) -> bool:
+def is_mostly_latin(text: str) -> bool:
+    """Whether at least 80 % of the letters of ``text`` are ASCII (False for a text without letters)."""
     letters = [ch for ch in text if ch.isalpha()]
     return bool(letters) and sum(ch.isascii() for ch in letters) / len(letters) >= 0.8
 
@@ -153,7 +154,7 @@ def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     if _SPECIAL_TOKEN.search(text):
         found.append("special_token")
     # an all-ASCII text has no foreign-script character (they are all >= U+0370)
-    if not text.isascii() and _is_mostly_latin(text) and _foreign_characters(text):
+    if not text.isascii() and is_mostly_latin(text) and _foreign_characters(text):
         found.append("foreign_script")
     unquoted = QUOTE.sub(" ", text)  # quoted speech may legitimately repeat ("no, no, no, no")
     if _REPEATED_TOKEN.search(unquoted):

@@ -55,7 +55,7 @@ from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate
 from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
-from vs2_plugin.judge.metrics import QUOTE
+from vs2_plugin.judge.metrics import QUOTE, is_mostly_latin
 from vs2_plugin.judge.registry import Judge
 from vs2_plugin.judge.statements import (
     FORWARD,
@@ -526,13 +526,20 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
 def judge(
     items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto"
 ) -> list[Judgment]:
-    """Judge items offline, :data:`CHUNK` at a time; items without events get a failed Judgment."""
+    """Judge items offline, :data:`CHUNK` at a time. Items without events, or whose events are not
+    written in Latin letters (its words, stopwords, detail lexicon and word kinds are English ones;
+    "一只鸟在唱歌" would be scored by what its characters share with the caption's), get a failed
+    Judgment."""
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
     for i, item in enumerate(items):
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
+        elif not is_mostly_latin(" ".join(item.events)):
+            results[i] = Judgment.failed(
+                item.id, NAME, "the offline judge reads English, and this item's events are not in Latin letters"
+            )
         else:
             todo.append(i)
     for start in range(0, len(todo), CHUNK):
