@@ -81,6 +81,21 @@ def test_eval_names_the_row_and_what_is_wrong_with_its_events(tmp_path, capsys, 
     assert not (tmp_path / "r.json").exists()
 
 
+def test_eval_report_names_the_failed_items_and_why(tmp_path, capsys):
+    rows = [
+        {"id": "ok", "caption": "A brown dog runs across a park.", "events": EVENTS},
+        {"id": "zh", "caption": "一只狗在公园里跑。", "events": ["一只狗在公园里跑"]},
+        {"id": "empty", "caption": "A brown dog runs.", "events": []},
+    ]
+    out = tmp_path / "report.json"
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert vs2_main(["eval", "--input", str(path), "--out", str(out), "--quiet"]) == 1
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| global | 1/2 |" in markdown and "Failed items (2):" in markdown
+    assert "- `zh`: the offline judge reads English" in markdown and "- `empty`: item has no events" in markdown
+    assert "- `ok`" not in markdown and "Failed items (2):" in capsys.readouterr().out
+
+
 def test_pairs_builds_pairwise_dataset(tmp_path):
     good = "A brown dog runs across a park. A man sings a song. Rain falls on a city street."
     bad = "A cat sleeps on a sofa."

@@ -25,7 +25,7 @@ from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.judge.evaluation import build_report, load_items
-from vs2_plugin.judge.report import table1_markdown
+from vs2_plugin.judge.report import failures_markdown, table1_markdown
 from vs2_plugin.secrets import redact
 
 
@@ -59,7 +59,8 @@ def run(args) -> int:
     atomic_write_text(args.out, redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n")
     markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
     md_path = args.out.with_suffix(".md")
-    atomic_write_text(md_path, markdown)
+    failures = failures_markdown(rows)  # the page lists them per item; the Markdown names them here
+    atomic_write_text(md_path, markdown + failures)
     from vs2_plugin.pipeline.html_report import write_eval_html
 
     html_path = write_eval_html(
@@ -71,7 +72,7 @@ def run(args) -> int:
         read_jsonl(args.input),
         args.input,
     )
-    print(markdown)
+    print(markdown + failures)
     failed = summary["all"]["n_failed"]
     if failed:
         print(

@@ -47,3 +47,16 @@ def table1_markdown(summary: dict[str, dict[str, Any]], name: str = "captions", 
         "Hallucination, Total = Miss + Hall); failed items are excluded from the means and counted apart.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def failures_markdown(rows: Iterable[dict[str, Any]], limit: int = 20) -> str:
+    """The failed items of a report as a Markdown list (id and why), the first ``limit`` of them;
+    empty when none failed: the table only counts them, and a reader needs to know which and why."""
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if not failed:
+        return ""
+    lines = ["", f"Failed items ({len(failed)}):", ""]
+    lines += [f"- `{r.get('id')}`: {r.get('error') or 'no reason given'}" for r in failed[:limit]]
+    if len(failed) > limit:
+        lines.append(f"- ... and {len(failed) - limit} more (status 'failed' in the report JSON)")
+    return "\n".join(lines) + "\n"
