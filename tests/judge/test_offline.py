@@ -212,3 +212,11 @@ def test_events_in_another_script_fail_rather_than_score():
     )
     assert judged[0].status == "failed" and "Latin letters" in judged[0].error
     assert judged[1].status == "ok" and judged[1].missed == []
+
+
+def test_progress_bar_only_when_asked(capsys):
+    item = offline.JudgeItem(id="a", caption="A man walks a dog.", events=["A man walks a dog."])
+    offline.judge([item], encoder_name="wordllama")
+    assert "offline judge" not in capsys.readouterr().err
+    offline.judge([item], encoder_name="wordllama", progress=True)
+    assert "offline judge: 100%" in capsys.readouterr().err

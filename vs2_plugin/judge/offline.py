@@ -524,12 +524,18 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
 
 
 def judge(
-    items: list[JudgeItem], miss_threshold: float = 0.5, support_threshold: float = 0.5, encoder_name: str = "auto"
+    items: list[JudgeItem],
+    miss_threshold: float = 0.5,
+    support_threshold: float = 0.5,
+    encoder_name: str = "auto",
+    progress: bool = False,
 ) -> list[Judgment]:
-    """Judge items offline, :data:`CHUNK` at a time. Items without events, or whose events are not
-    written in Latin letters (its words, stopwords, detail lexicon and word kinds are English ones;
-    "一只鸟在唱歌" would be scored by what its characters share with the caption's), get a failed
-    Judgment."""
+    """Judge items offline, :data:`CHUNK` at a time (``progress``: a bar on stderr). Items without
+    events, or whose events are not written in Latin letters (its words, stopwords, detail lexicon
+    and word kinds are English ones; "一只鸟在唱歌" would be scored by what its characters share
+    with the caption's), get a failed Judgment."""
+    from tqdm import tqdm
+
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
@@ -542,10 +548,12 @@ def judge(
             )
         else:
             todo.append(i)
-    for start in range(0, len(todo), CHUNK):
-        idx = todo[start : start + CHUNK]
-        for i, j in zip(idx, _judge_chunk([items[i] for i in idx], encoder, miss_threshold, support_threshold)):
-            results[i] = j
+    with tqdm(total=len(todo), desc="offline judge", unit="item", disable=not progress) as bar:
+        for start in range(0, len(todo), CHUNK):
+            idx = todo[start : start + CHUNK]
+            for i, j in zip(idx, _judge_chunk([items[i] for i in idx], encoder, miss_threshold, support_threshold)):
+                results[i] = j
+            bar.update(len(idx))
     return results  # type: ignore[return-value]
 
 
@@ -614,7 +622,8 @@ class OfflineOptions:
 
 
 def _judge_captions(items, options: OfflineOptions, config) -> list[Judgment]:
-    return judge(items, options.miss_threshold, options.support_threshold, options.encoder)
+    progress = bool(getattr(config, "show_progress", False))
+    return judge(items, options.miss_threshold, options.support_threshold, options.encoder, progress=progress)
 
 
 def _extract_events(references, options: OfflineOptions, config) -> list[list[str]]:
