@@ -154,3 +154,24 @@ def test_offline_beside_exact_figures_are_those_of_the_results():
     }
     stale = sorted(q for q in quoted if q not in page)
     assert not stale, f"docs/synth.md does not quote these results of offline_beside_exact.json: {stale}"
+
+
+def test_judge_page_table_quotes_the_results():
+    """The "What it is worth" table of docs/judge.md gives the figures of benchmarks/results/."""
+    page = _text(REPO / "docs" / "judge.md")
+    auc = _result("offline_judge_auc", "encoders", "minilm")
+    robust = _result("offline_judge_robustness", *ROBUST)
+    speed = _result("offline_judge_speed")
+    cross = auc["auc_leave_one_captioner_out"]
+    halves = auc["auc_held_out_events"]
+    quoted = {
+        f"| {cross['gpt-4o-0806']:.3f} / {cross['qwen2vl_7b']:.3f} ",
+        f"| {halves['half_0']:.3f} / {halves['half_1']:.3f} |",
+        f"{100 * auc['pairwise_agreement_leave_one_captioner_out']['agreement']:.1f} % of",
+        f"| {100 * robust['swapped_details']['hall_rises_share']:.1f} % of references |",
+        f"| {100 * robust['most_similar_other_video']['miss_ge_90_share']:.1f} % of videos |",
+        f"| {100 * robust['negated_statements']['hall_rises_share']:.1f} % |",
+        f"| {speed['events_per_s_1thread']:,.0f} (WordLlama: {speed['encoders']['wordllama']['events_per_s_1thread']:,.0f}) |",
+    }
+    stale = sorted(q for q in quoted if q not in page)
+    assert not stale, f"docs/judge.md does not quote these results of benchmarks/results/: {stale}"
