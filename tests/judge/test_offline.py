@@ -212,6 +212,8 @@ def test_events_in_another_script_fail_rather_than_score():
     )
     assert judged[0].status == "failed" and "Latin letters" in judged[0].error
     assert judged[1].status == "ok" and judged[1].missed == []
+    [digits] = offline.judge([offline.JudgeItem(id="n", caption="2024", events=["2024"])], encoder_name="wordllama")
+    assert digits.status == "ok"  # no letters at all: nothing says it is another language
 
 
 def test_progress_bar_only_when_asked(capsys):

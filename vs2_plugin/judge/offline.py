@@ -540,9 +540,10 @@ def judge(
     results: list[Judgment | None] = [None] * len(items)
     todo = []
     for i, item in enumerate(items):
+        written = " ".join(item.events)
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
-        elif not is_mostly_latin(" ".join(item.events)):
+        elif any(ch.isalpha() for ch in written) and not is_mostly_latin(written):
             results[i] = Judgment.failed(
                 item.id, NAME, "the offline judge reads English, and this item's events are not in Latin letters"
             )
