@@ -212,6 +212,15 @@ def test_events_in_another_script_fail_rather_than_score():
     )
     assert judged[0].status == "failed" and "Latin letters" in judged[0].error
     assert judged[1].status == "ok" and judged[1].missed == []
+    # English events may quote speech or on-screen text in any script, however much of it
+    quoting = [
+        "Text reads: '抓皮卡丘被官方衝康 訓練師人生悲痛結束！'",
+        "A man says '你有嚐過被最信任的人背叛的悲痛滋味嗎'",
+    ]
+    [quoted] = offline.judge(
+        [offline.JudgeItem(id="q", caption="A man talks.", events=quoting)], encoder_name="wordllama"
+    )
+    assert quoted.status == "ok"
     [digits] = offline.judge([offline.JudgeItem(id="n", caption="2024", events=["2024"])], encoder_name="wordllama")
     assert digits.status == "ok"  # no letters at all: nothing says it is another language
 

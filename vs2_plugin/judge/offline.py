@@ -531,16 +531,16 @@ def judge(
     progress: bool = False,
 ) -> list[Judgment]:
     """Judge items offline, :data:`CHUNK` at a time (``progress``: a bar on stderr). Items without
-    events, or whose events are not written in Latin letters (its words, stopwords, detail lexicon
-    and word kinds are English ones; "一只鸟在唱歌" would be scored by what its characters share
-    with the caption's), get a failed Judgment."""
+    events, or whose events are not written in Latin letters outside their quotes (its words,
+    stopwords, detail lexicon and word kinds are English ones; "一只鸟在唱歌" would be scored by
+    what its characters share with the caption's), get a failed Judgment."""
     from tqdm import tqdm
 
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
     for i, item in enumerate(items):
-        written = " ".join(item.events)
+        written = " ".join(QUOTE.sub(" ", e) for e in item.events)  # quoted speech or text may be in any script
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
         elif any(ch.isalpha() for ch in written) and not is_mostly_latin(written):
