@@ -96,6 +96,13 @@ def test_eval_report_names_the_failed_items_and_why(tmp_path, capsys):
     assert "- `ok`" not in markdown and "Failed items (2):" in capsys.readouterr().out
 
 
+def test_pairs_names_the_row_whose_events_are_one_string(tmp_path, capsys):
+    row = {"video_id": "v1", "media": "m.mp4", "prompt": "Describe.", "caption": "A dog runs.", "events": "A dog runs."}
+    path = write_jsonl(tmp_path / "s.jsonl", [row])
+    assert vs2_main(["pairs", "--input", str(path), "--dataset-dir", str(tmp_path / "ds"), "--name", "t"]) == 2
+    assert "s.jsonl: row 1 (video 'v1'): events must be a list of strings, got str" in capsys.readouterr().err
+
+
 def test_pairs_builds_pairwise_dataset(tmp_path):
     good = "A brown dog runs across a park. A man sings a song. Rain falls on a city street."
     bad = "A cat sleeps on a sofa."

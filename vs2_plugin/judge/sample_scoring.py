@@ -8,7 +8,7 @@ from pathlib import Path
 from vs2_plugin.errors import DataError
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.judge import metrics
-from vs2_plugin.judge.types import JudgeItem, Judgment, ScoredSample
+from vs2_plugin.judge.types import JudgeItem, Judgment, ScoredSample, event_list
 from vs2_plugin.secrets import redact
 
 
@@ -41,6 +41,8 @@ def load_samples(path: Path) -> list[dict]:
             raise DataError(
                 f"{path}: row {n} (video {row['video_id']!r}) has no events, reference or precomputed rates"
             )
+        if "events" in row:  # one string would be one event per character: refused here, with the row
+            row["events"] = event_list(row["events"], f"{path}: row {n} (video {row['video_id']!r})")
         row.setdefault("sample_id", f"{row['video_id']}#{row.get('task', 'global')}#{n}")
     return rows
 
@@ -52,7 +54,7 @@ def items_to_judge(rows: list[dict]) -> list[JudgeItem]:
         JudgeItem(
             id=r["sample_id"],
             caption=r["caption"],
-            events=list(r.get("events") or []),
+            events=r.get("events"),
             reference=r.get("reference"),
             task=r.get("task", "global"),
         )
