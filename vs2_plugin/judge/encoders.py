@@ -43,9 +43,14 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def normal_word(word: str) -> str:
+    """A :data:`WORD` match as the judge reads it: lower-cased, a curly apostrophe made straight."""
+    return word.lower().replace("\u2019", "'")
+
+
 def words_of(text: str) -> list[str]:
     """Lower-cased words of ``text`` (the judge's unit; see :data:`WORD`)."""
-    return [w.lower().replace("\u2019", "'") for w in WORD.findall(text)]
+    return [normal_word(w) for w in WORD.findall(text)]
 
 
 @dataclass
@@ -123,7 +128,7 @@ def _pool_words(
             j += 1
         k = j
         if n:
-            words.append(m.group(0).lower().replace("\u2019", "'"))
+            words.append(normal_word(m.group(0)))
             vecs.append(acc / n)
     return words, (_unit(np.stack(vecs)) if vecs else np.zeros((0, dim), np.float32))
 

@@ -53,7 +53,7 @@ import numpy as np
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate
-from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, split_sentences, words_of
+from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, normal_word, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE, is_mostly_latin
 from vs2_plugin.judge.registry import Judge
@@ -381,7 +381,7 @@ def statement_texts(text: str, encoded: Encoded, spans: list[tuple[int, int]]) -
     ['Then a cat, at 3:30 pm, sleeps', '"Hi," says Bo']
     """
     found = list(WORD.finditer(text))
-    if words_of(text) != encoded.tokens:
+    if [normal_word(m.group(0)) for m in found] != encoded.tokens:
         return [" ".join(encoded.tokens[a:b]) for a, b in spans]
     out = []
     for a, b in spans:
@@ -523,6 +523,13 @@ def _judge_chunk(items: list[JudgeItem], encoder, miss_threshold: float, support
     return out
 
 
+def in_another_script(events: list[str]) -> bool:
+    """Whether ``events`` are written mostly in letters other than Latin ones, read outside their
+    quotes (quoted speech or on-screen text may be in any script); False without any letter."""
+    written = " ".join(QUOTE.sub(" ", e) for e in events)
+    return any(ch.isalpha() for ch in written) and not is_mostly_latin(written)
+
+
 def judge(
     items: list[JudgeItem],
     miss_threshold: float = 0.5,
@@ -531,19 +538,18 @@ def judge(
     progress: bool = False,
 ) -> list[Judgment]:
     """Judge items offline, :data:`CHUNK` at a time (``progress``: a bar on stderr). Items without
-    events, or whose events are not written in Latin letters outside their quotes (its words,
-    stopwords, detail lexicon and word kinds are English ones; "一只鸟在唱歌" would be scored by
-    what its characters share with the caption's), get a failed Judgment."""
+    events, or with events :func:`in_another_script` (its stopwords, detail lexicon and word kinds
+    are English ones; "一只鸟在唱歌" would be scored by what its characters share with the
+    caption's), get a failed Judgment."""
     from tqdm import tqdm
 
     encoder = get_encoder(encoder_name)
     results: list[Judgment | None] = [None] * len(items)
     todo = []
     for i, item in enumerate(items):
-        written = " ".join(QUOTE.sub(" ", e) for e in item.events)  # quoted speech or text may be in any script
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
-        elif any(ch.isalpha() for ch in written) and not is_mostly_latin(written):
+        elif in_another_script(item.events):
             results[i] = Judgment.failed(
                 item.id, NAME, "the offline judge reads English, and this item's events are not in Latin letters"
             )
@@ -623,8 +629,9 @@ class OfflineOptions:
 
 
 def _judge_captions(items, options: OfflineOptions, config) -> list[Judgment]:
-    progress = bool(getattr(config, "show_progress", False))
-    return judge(items, options.miss_threshold, options.support_threshold, options.encoder, progress=progress)
+    return judge(
+        items, options.miss_threshold, options.support_threshold, options.encoder, progress=config.show_progress
+    )
 
 
 def _extract_events(references, options: OfflineOptions, config) -> list[list[str]]:
