@@ -87,8 +87,34 @@ def test_broken_plugin_is_reported_by_name_and_host_works(fake_judge_pkg):
     plugins.reset_plugin_manager()
 
 
-def test_misspelled_hook_is_caught(fake_judge_pkg):
-    from pluggy import PluginValidationError
+def test_misspelled_hook_is_skipped_by_name_and_host_works(fake_judge_pkg):
+    plugins.reset_plugin_manager()
+    with pytest.warns(plugins.PluginWarning, match="'typo'.*vs2_register_judgez"):
+        pm = plugins.build_plugin_manager(
+            entry_points=[_ep("typo", "misspelled_vs2_plugin"), _ep("fake", "fake_vs2_judge")]
+        )
+    assert not pm.has_plugin("typo") and pm.has_plugin("fake")
+    assert "vs2_register_judgez" in plugins.load_failures()["typo"]
+    assert {"offline", "fake"} <= set(plugins.registered_judges(pm))
+    plugins.reset_plugin_manager()
 
-    with pytest.raises(PluginValidationError, match="vs2_register_judgez"):
-        plugins.build_plugin_manager(entry_points=[_ep("typo", "misspelled_vs2_plugin")])
+
+def test_a_judge_name_taken_twice_keeps_the_first_and_names_both_plugins(fake_judge_pkg, tmp_path):
+    (tmp_path / "clash_vs2_judge.py").write_text(
+        "from vs2_plugin import hookimpl\n"
+        "from vs2_plugin.judge.registry import Judge\n"
+        "from fake_vs2_judge import FakeOptions\n"
+        "@hookimpl\n"
+        "def vs2_register_judges(register):\n"
+        "    register(Judge('offline', 'an impostor', FakeOptions, lambda items, options, config: []))\n"
+    )
+    plugins.reset_plugin_manager()
+    pm = plugins.build_plugin_manager(entry_points=[_ep("clash", "clash_vs2_judge")])
+    with pytest.warns(
+        plugins.PluginWarning, match="'clash'.*'offline' is already registered by plugin 'vs2_plugin.judge.offline'"
+    ):
+        judges = plugins.judge_registry(pm)
+    assert judges["offline"].description != "an impostor"
+    assert "already registered" in plugins.load_failures()["clash"]
+    sys.modules.pop("clash_vs2_judge", None)
+    plugins.reset_plugin_manager()

@@ -2,7 +2,9 @@
 
 ``VS2_PLUGINS`` (comma-separated entry-point names) is an allow-list: when set, only the
 named third-party plugins load (built-ins always do). ``VS2_PLUGINS=none`` loads none.
-A plugin that fails to import is reported by name and skipped.
+A plugin that fails to import, implements a hook that no spec names (a misspelt ``vs2_...``)
+or registers a judge under a name already taken is reported by name (``vs2 plugins``) and
+skipped; the host and the other plugins keep working.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ def _allowed() -> set[str] | None:
     return set() if names == {"none"} else names
 
 
+def _skip(name: str, value: str, reason: str) -> None:
+    _failures[name] = reason
+    warnings.warn(f"vs2 plugin {name!r} ({value}) was skipped: {reason}", PluginWarning, stacklevel=3)
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin) -> list[str]:
+    """Hooks ``plugin`` implements that no spec declares (what ``check_pending`` would raise on)."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
+
+
 def build_plugin_manager(entry_points=None) -> pluggy.PluginManager:
     """A fresh manager with the built-ins and the allowed entry points (tests pass fakes)."""
     pm = pluggy.PluginManager("vs2")
@@ -63,13 +80,13 @@ def build_plugin_manager(entry_points=None) -> pluggy.PluginManager:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as exc:
-            _failures[ep.name] = f"{type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"vs2 plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {type(exc).__name__}: {exc}",
-                PluginWarning,
-                stacklevel=2,
-            )
-    pm.check_pending()
+            _skip(ep.name, ep.value, f"failed to load: {type(exc).__name__}: {exc}")
+            continue
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            pm.unregister(plugin)
+            _skip(ep.name, ep.value, f"implements hooks that vs2 does not define: {', '.join(unknown)}")
+    pm.check_pending()  # the built-ins and every plugin kept are valid by now
     return pm
 
 
@@ -93,24 +110,37 @@ def load_failures() -> dict[str, str]:
 
 def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
     """name -> :class:`~vs2_plugin.judge.registry.Judge` of every judge declared through
-    ``vs2_register_judges``; a name registered twice is an error naming it."""
+    ``vs2_register_judges``. Plugins are asked in the order they were registered (built-ins
+    first); a plugin whose registration fails (a judge name already taken, a ``register`` call
+    of the wrong form, an exception) is skipped with a warning and listed by ``vs2 plugins``."""
     from vs2_plugin.judge.registry import Judge
 
     pm = pm or get_plugin_manager()
     judges: dict = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.vs2_register_judges.get_hookimpls():
+        mine: dict = {}
 
-    def register(judge: Judge, *old_style) -> None:
-        if old_style or not isinstance(judge, Judge):
-            # register(name, description) was the hook's first form; say what it is now
-            raise TypeError(
-                f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
-                f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}"
-            )
-        if judge.name in judges:
-            raise ValueError(f"judge {judge.name!r} is registered by two plugins")
-        judges[judge.name] = judge
+        def register(judge: Judge, *old_style) -> None:
+            if old_style or not isinstance(judge, Judge):
+                # register(name, description) was the hook's first form; say what it is now
+                raise TypeError(
+                    f"vs2_register_judges: register() takes a vs2_plugin.judge.registry.Judge "
+                    f"(name, description, options dataclass, functions), got {(judge, *old_style)!r}"
+                )
+            if judge.name in judges or judge.name in mine:
+                raise ValueError(
+                    f"judge {judge.name!r} is already registered by plugin {owners.get(judge.name, impl.plugin_name)!r}"
+                )
+            mine[judge.name] = judge
 
-    pm.hook.vs2_register_judges(register=register)
+        try:
+            impl.function(*({"register": register}[arg] for arg in impl.argnames))
+        except Exception as exc:
+            _skip(impl.plugin_name, "vs2_register_judges", f"{type(exc).__name__}: {exc}")
+            continue
+        judges.update(mine)
+        owners.update(dict.fromkeys(mine, impl.plugin_name))
     return judges
 
 
