@@ -77,13 +77,19 @@ def test_retries_429_500_timeout_reset_and_malformed(server, tmp_path):
     assert server.count == 6  # five scripted failures, then the answer
 
 
-def test_retry_after_header_is_honoured(server, tmp_path):
+def test_retry_after_header_is_honoured_and_a_noticeable_wait_is_said(server, tmp_path, caplog, monkeypatch):
     import time
 
+    from vs2_openai_judge import client
+
+    monkeypatch.setattr(client, "NOTICEABLE_WAIT_S", 0.5)  # the test's wait stands for a long one
     server.script.append(Action.error(429, retry_after="0.6"))
     start = time.perf_counter()
-    assert judge_items(ITEMS[:1], make_config(tmp_path, passes=1, concurrency=1, backoff_max_s=0.01))[0].ok
+    with caplog.at_level(logging.INFO, logger="vs2_openai_judge"):
+        assert judge_items(ITEMS[:1], make_config(tmp_path, passes=1, concurrency=1, backoff_max_s=0.01))[0].ok
     assert time.perf_counter() - start >= 0.6
+    [retry] = [r for r in caplog.records if "retry" in r.getMessage()]
+    assert retry.levelno == logging.WARNING and "in 0.60s: HTTP 429" in retry.getMessage()
 
 
 def test_retry_after_parsing():
@@ -108,13 +114,14 @@ def test_bad_key_is_not_retried(server, tmp_path):
     assert j.status == "failed" and server.count == 1
 
 
-def test_out_of_range_numbers_are_clamped_and_garbage_retried(server, tmp_path):
+def test_out_of_range_numbers_and_garbage_are_retried(server, tmp_path):
     server.script.append(Action.ok(json.dumps({"missed": "two", "incorrect": [], "hallucinated": []})))
-    server.responder = lambda body: json.dumps(
-        {"missed": [2, 2, 9, 0], "incorrect": [2, 3], "hallucinated": ["a"] * 10}
-    )
+    # 0-based numbers: dropping the 0 and keeping the others would read every event one off
+    server.script.append(Action.ok(json.dumps({"missed": [0, 1], "incorrect": [], "hallucinated": []})))
+    server.script.append(Action.ok(json.dumps({"missed": [2, 9], "incorrect": [], "hallucinated": []})))
+    server.responder = lambda body: json.dumps({"missed": [2, 2], "incorrect": [2, 3], "hallucinated": ["a"] * 10})
     j = judge_items(ITEMS[:1], make_config(tmp_path, passes=1, concurrency=1))[0]
-    assert server.count == 2
+    assert server.count == 4
     assert j.missed == ["A cat sleeps on a sofa"] and j.incorrect == ["A man sings"]
     assert len(j.hallucinated) == 3 and j.rates()["hall_rate"] <= 1.0
 
@@ -193,6 +200,8 @@ def test_strict_parsing():
         parsing.parse_verdict('{"missed": [1]}', 3)
     with pytest.raises(parsing.MalformedAnswer):
         parsing.parse_verdict('{"missed": [true], "incorrect": [], "hallucinated": []}', 3)
+    with pytest.raises(parsing.MalformedAnswer, match="holds 0, outside the event numbers 1..3"):
+        parsing.parse_verdict('{"missed": [0], "incorrect": [], "hallucinated": []}', 3)
     v = parsing.parse_verdict('```json\n{"missed": ["1"], "incorrect": [1], "hallucinated": [{"text": "x"}]}\n```', 3)
     assert v.missed == (0,) and v.incorrect == () and v.hallucinated == ("x",)
     with pytest.raises(parsing.MalformedAnswer):

@@ -29,6 +29,7 @@ from vs2_plugin.errors import ConfigError
 from vs2_plugin.secrets import RedactingFilter, read_api_key, redact
 
 logger = logging.getLogger("vs2_openai_judge")
+NOTICEABLE_WAIT_S = 5.0  # a retry that waits this long is logged as a warning (shown), shorter ones at INFO
 logger.addFilter(RedactingFilter())
 
 MAX_RETRY_AFTER_S = 300.0
@@ -304,7 +305,10 @@ class ChatRunner:
                     break
                 if attempt < self.options.max_retries:
                     self.tally.retries += 1
-                    logger.info(
+                    bar.set_postfix_str(f"{self.tally.retries} retried", refresh=False)
+                    # a wait a user would notice (a Retry-After, a long backoff) is said, not logged away
+                    logger.log(
+                        logging.WARNING if delay >= NOTICEABLE_WAIT_S else logging.INFO,
                         "%s request retry %d/%d in %.2fs: %s",
                         job.kind,
                         attempt + 1,

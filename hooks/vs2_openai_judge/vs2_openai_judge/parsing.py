@@ -70,7 +70,9 @@ def _indices(value, key: str, n_events: int) -> list[int]:
             v = int(v.strip())
         if not isinstance(v, int):
             raise MalformedAnswer(f'"{key}" holds {v!r}, not an event number')
-        if 1 <= v <= n_events and v - 1 not in out:  # clamp to the event list, drop repeats
+        if not 1 <= v <= n_events:  # a misread numbering (0-based?) shifts every number: ask again
+            raise MalformedAnswer(f'"{key}" holds {v}, outside the event numbers 1..{n_events}')
+        if v - 1 not in out:  # drop repeats
             out.append(v - 1)
     return out
 
@@ -78,8 +80,9 @@ def _indices(value, key: str, n_events: int) -> list[int]:
 def parse_verdict(text: str | None, n_events: int) -> PassVerdict:
     """Validate ``{"missed": [...], "incorrect": [...], "hallucinated": [...]}`` for ``n_events`` events.
 
-    Event numbers are 1-based in the answer; numbers outside 1..n are dropped, repeats removed,
-    and an event both missed and incorrect counts as missed. Hallucinations are strings
+    Event numbers are 1-based in the answer; a number outside 1..n makes the answer malformed
+    (a 0-based answer would otherwise be read one event off), repeats are removed, and an event
+    both missed and incorrect counts as missed. Hallucinations are strings
     (or objects with a text field), at most ``n_events`` of them are kept.
     """
     data = _load_object(text)
