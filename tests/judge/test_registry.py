@@ -106,6 +106,15 @@ def test_third_judge_extracts_events_when_items_have_only_a_reference(third_judg
     assert judgment.n_events == 2 and module.CALLS[-1][1].min_words == 3  # the dataclass default
 
 
+def test_an_item_without_events_fails_in_the_host_and_never_reaches_the_judge(third_judge_pm):
+    pm, module = third_judge_pm
+    config = JudgeConfig(judge="length", show_progress=False)
+    empty, judged = judge_items([{"id": "e", "caption": "A man waves.", "events": []}, ITEM], config, pm=pm)
+    assert empty.status == "failed" and "no events to judge against" in empty.error
+    assert judged.ok and judged.id == ITEM["id"]
+    assert [c[0] for c in module.CALLS] == ["judge"]  # one call, for ITEM alone
+
+
 def test_third_judge_option_is_validated_by_its_dataclass(third_judge_pm):
     pm, _ = third_judge_pm
     with pytest.raises(ConfigError, match=r"length judge: min_words must be an integer >= 1, got 0"):
@@ -188,8 +197,10 @@ def test_registering_a_non_judge_or_a_bad_options_type_is_refused():
             register("bad", "old-style name and description")
 
     pm.register(Bad(), name="bad")
-    with pytest.raises(TypeError, match="takes a vs2_plugin.judge.registry.Judge"):
-        plugins.judge_registry(pm)
+    with pytest.warns(plugins.PluginWarning, match="'bad'.*takes a vs2_plugin.judge.registry.Judge"):
+        judges = plugins.judge_registry(pm)
+    assert "offline" in judges and "bad" not in judges
+    plugins.reset_plugin_manager()
 
 
 def test_vs2_eval_takes_judge_options_and_reports_them(tmp_path):

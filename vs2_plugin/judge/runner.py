@@ -8,7 +8,8 @@
 
 The judge is the registered :class:`~vs2_plugin.judge.registry.Judge` named ``config.judge``;
 ``config.options`` is parsed into its options dataclass here. Items whose ``events`` are empty
-but that carry a ``reference`` get their events through the judge's ``extract_events`` first. Repetition rate and unnatural patterns are computed here from
+but that carry a ``reference`` get their events through the judge's ``extract_events`` first;
+items with neither fail here, so a judge only ever sees items with at least one event. Repetition rate and unnatural patterns are computed here from
 the caption (same for every judge) unless the judge filled them in.
 """
 
@@ -75,7 +76,12 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
     pm = _manager(pm)
     judge, options = resolve(config, pm)
     items = [i if isinstance(i, JudgeItem) else JudgeItem.from_dict(i) for i in items]
-    extraction_errors: dict[int, str] = {}
+    # an item with no event to look for has no Miss rate: failed here, never handed to a judge
+    unjudgeable = {
+        k: "no events to judge against (an empty 'events' list and no 'reference')"
+        for k, it in enumerate(items)
+        if not it.events and not it.reference
+    }
     need = [k for k, it in enumerate(items) if not it.events and it.reference]
     if need:
         extracted = extract_events([items[k].reference for k in need], config, pm)
@@ -83,10 +89,10 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
             if events:
                 items[k].events = events
             else:
-                extraction_errors[k] = "event extraction from the reference failed or gave no events"
-    judged_idx = [k for k in range(len(items)) if k not in extraction_errors]
+                unjudgeable[k] = "event extraction from the reference failed or gave no events"
+    judged_idx = [k for k in range(len(items)) if k not in unjudgeable]
     results: list[Judgment | None] = [None] * len(items)
-    for k, message in extraction_errors.items():
+    for k, message in unjudgeable.items():
         results[k] = Judgment.failed(items[k].id, config.judge, message)
     if judged_idx:
         answer = judge.judge_captions([items[k] for k in judged_idx], options, config)
