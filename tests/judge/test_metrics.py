@@ -54,6 +54,10 @@ def test_median_pass_index():
         ("A man walks.\n#Audio: a man speaks.", "header"),
         ("## Visual\nA man walks.", "header"),
         ("Between 0:00 and 0罕见的桥, the person points at a bridge.", "foreign_script"),
+        # a caption that switched language for good, or for most of its length, is unnatural too
+        ("一个男人在厨房里做饭，然后他在厨房里说话。", "foreign_script"),
+        ("A man cooks. 然后他在厨房里说话，声音很大。", "foreign_script"),
+        ("Мужчина готовит ужин на кухне.", "foreign_script"),
         ("The crowd cheers cheers cheers cheers loudly.", "repeated_token"),
         ("and then the man and then the man and then the man waves.", "repeated_ngram"),
         ("A man walks.<|im_end|>", "special_token"),

@@ -142,8 +142,9 @@ def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     """Names of the unnatural patterns found in a caption (paper Table 2, App. I).
 
     ``header``: markdown/section headers ("Video Description:", "#Audio:", "## ...");
-    ``special_token``: leaked template tokens; ``foreign_script``: CJK/Cyrillic/... characters in
-    an otherwise Latin caption, outside quoted speech; ``repeated_token``: one word 4+ times in a
+    ``special_token``: leaked template tokens; ``foreign_script``: CJK/Cyrillic/... characters
+    outside quoted speech, a few in a Latin caption or the whole caption (the captions are
+    expected in English, as the paper's are: a caption that switched language is unnatural); ``repeated_token``: one word 4+ times in a
     row; ``repeated_ngram``: a 2-8 word run repeated 3+ times in a row; ``replacement_char``:
     U+FFFD from broken decoding; ``high_repetition``: App. B repetition rate above 0.3
     (``rep_rate``, when the caller already has :func:`repetition_rate` of ``text``).
@@ -154,7 +155,7 @@ def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     if _SPECIAL_TOKEN.search(text):
         found.append("special_token")
     # an all-ASCII text has no foreign-script character (they are all >= U+0370)
-    if not text.isascii() and is_mostly_latin(text) and _foreign_characters(text):
+    if not text.isascii() and _foreign_characters(text):
         found.append("foreign_script")
     unquoted = QUOTE.sub(" ", text)  # quoted speech may legitimately repeat ("no, no, no, no")
     if _REPEATED_TOKEN.search(unquoted):
