@@ -12,13 +12,14 @@ from typing import Any
 from vs2_plugin.errors import ConfigError, DataError
 
 
-def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict[str, Any]]:
-    """Rows of a JSONL file (blank lines skipped). An unreadable file, a line that is not valid
+def numbered_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each row of a JSONL file, blank lines skipped, so that an error
+    about a row can name the line an editor shows. An unreadable file, a line that is not valid
     JSON or not a JSON object, and (unless ``allow_empty``) a file without rows are a DataError
-    naming the file and line."""
+    naming the file and line. A UTF-8 byte-order mark is read as none."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
@@ -33,10 +34,15 @@ def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict[str,
             raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{n}: each line must be a JSON object")
-        rows.append(row)
+        rows.append((n, row))
     if not rows and not allow_empty:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """The rows of :func:`numbered_jsonl` without their line numbers."""
+    return [row for _, row in numbered_jsonl(path, allow_empty=allow_empty)]
 
 
 def load_mapping(path: Path) -> dict[str, Any]:

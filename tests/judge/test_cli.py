@@ -55,7 +55,26 @@ def test_eval_writes_report_and_markdown(tmp_path, capsys):
     assert set(report["summary"]) == {"global", "local", "all"}
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| global |" in markdown and "| local |" in markdown and "%Miss" in markdown
+    # the items of both tasks in one row too, as report.json's "all": 3 items, none failed
+    assert "| all | 3/0 |" in markdown
     assert "| global |" in capsys.readouterr().out
+
+
+def test_eval_refuses_an_out_path_its_markdown_would_overwrite(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "A dog runs.", "events": ["A dog runs"]}])
+    assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "report.md")]) == 2
+    assert "give the report's JSON path" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_a_deprecated_flag_warns_in_one_line_without_source(tmp_path, run_cli):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "A dog runs.", "events": ["A dog runs"]}])
+    args = ["vs2", "eval", "--input", str(path), "--out", str(tmp_path / "r.json"), "--quiet", "--passes", "1"]
+    res = run_cli(args + ["--judge-option", "encoder=wordllama"], timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    err = res.stderr
+    assert "FutureWarning: deprecated flag(s) --passes" in err
+    assert "config_from_args" not in err  # the source line that raised it is not the user's business
 
 
 def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
@@ -68,10 +87,14 @@ def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
     ("row", "message"),
     [
         # one string is not a list of events (it had become one event per character)
-        ({"events": "A man walks a dog."}, "row 1: item 'a': events must be a list of strings, got str"),
+        ({"events": "A man walks a dog."}, "in.jsonl:1: item 'a': events must be a list of strings, got str"),
         ({"events": ["A man walks a dog.", 3]}, "events must be a list of strings, got a list holding other values"),
-        ({"events": ["A man walks a dog.", "  "]}, "row 1: item 'a': event 1 is blank"),
+        ({"events": ["A man walks a dog.", "  "]}, "in.jsonl:1: item 'a': event 1 is blank"),
         ({"reference": ["A man walks a dog."]}, "item 'a': reference must be a string, got list"),
+        (
+            {"id": None, "events": ["A man walks a dog."]},
+            "in.jsonl:1: id must be a non-blank string or an integer, got None",
+        ),
     ],
 )
 def test_eval_names_the_row_and_what_is_wrong_with_its_events(tmp_path, capsys, row, message):
@@ -92,15 +115,46 @@ def test_eval_report_names_the_failed_items_and_why(tmp_path, capsys):
     assert vs2_main(["eval", "--input", str(path), "--out", str(out), "--quiet"]) == 1
     markdown = (tmp_path / "report.md").read_text()
     assert "| global | 1/2 |" in markdown and "Failed items (2):" in markdown
-    assert "- `zh`: the offline judge reads English" in markdown and "- `empty`: item has no events" in markdown
+    assert "- `zh`: the offline judge reads English" in markdown and "- `empty`: no events to judge against" in markdown
     assert "- `ok`" not in markdown and "Failed items (2):" in capsys.readouterr().out
 
 
-def test_pairs_names_the_row_whose_events_are_one_string(tmp_path, capsys):
-    row = {"video_id": "v1", "media": "m.mp4", "prompt": "Describe.", "caption": "A dog runs.", "events": "A dog runs."}
-    path = write_jsonl(tmp_path / "s.jsonl", [row])
+def test_eval_names_the_line_an_editor_shows_past_blank_lines_and_a_byte_order_mark(tmp_path, capsys):
+    good = json.dumps({"id": "a", "caption": "A dog runs.", "events": ["A dog runs"]})
+    bad = json.dumps({"id": "b", "caption": "A dog runs.", "events": "A dog runs"})
+    path = tmp_path / "in.jsonl"
+    path.write_text("\ufeff" + good + "\n\n\n" + bad + "\n", encoding="utf-8")
+    assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json")]) == 2
+    assert "in.jsonl:4: item 'b': events must be a list of strings" in capsys.readouterr().err
+
+
+SAMPLE = {"video_id": "v1", "media": "m.mp4", "prompt": "Describe.", "caption": "A dog runs.", "events": ["A dog runs"]}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{**SAMPLE, "events": "A dog runs."}], "s.jsonl:1 (video 'v1'): events must be a list of strings, got str"),
+        # the same sample_id twice had given both rows the first one's scores
+        (
+            [{**SAMPLE, "sample_id": "s"}, {**SAMPLE, "caption": "A cat sleeps.", "sample_id": "s"}],
+            "s.jsonl:2 (video 'v1'): duplicate sample_id 's' (line 1 has it too)",
+        ),
+        ([{**SAMPLE, "total_rate": "abc"}], "s.jsonl:1 (video 'v1'): 'total_rate' must be a number, got 'abc'"),
+        ([{**SAMPLE, "total_rate": None}], "'total_rate' must be a number, got None"),
+        ([{**SAMPLE, "total_rate": -5}], "'total_rate' must lie in [0.0, inf), got -5"),
+        ([{**SAMPLE, "miss_rate": 7, "hall_rate": 0.1}], "'miss_rate' must lie in [0.0, 1.0], got 7"),
+        ([{**SAMPLE, "caption": 3}], "s.jsonl:1 (video 'v1'): 'caption' must be a string, got int"),
+        ([{k: v for k, v in SAMPLE.items() if k != "media"}], "s.jsonl:1 (video 'v1'): no 'media' (or 'audios')"),
+        ([{**SAMPLE, "media": ["m.mp4", 3]}], "'media' must be a path or a list of paths, got ['m.mp4', 3]"),
+        ([{**SAMPLE, "video_id": None}], "s.jsonl:1: video_id must be a non-blank string or an integer, got None"),
+    ],
+)
+def test_pairs_refuses_bad_rows_before_judging_naming_line_and_video(tmp_path, capsys, rows, message):
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
     assert vs2_main(["pairs", "--input", str(path), "--dataset-dir", str(tmp_path / "ds"), "--name", "t"]) == 2
-    assert "s.jsonl: row 1 (video 'v1'): events must be a list of strings, got str" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
 
 
 def test_pairs_builds_pairwise_dataset(tmp_path):

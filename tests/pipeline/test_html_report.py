@@ -7,6 +7,8 @@ import re
 
 from tests.support.paths import REPO
 from vs2_plugin.pipeline.html_report import (
+    CaptionView,
+    caption_row,
     highlighted,
     locate_spans,
     mrdpo_stages,
@@ -175,3 +177,9 @@ def test_rebirth_labels_report_says_what_was_kept_and_why_dropped(tmp_path):
     assert "Someone draws a cat." in page and page.count('<figure class="thumb" data-time=') == 8
     md = (tmp_path / "report.md").read_text()
     assert "2 captions labelled, 1 kept, 1 dropped." in md and "rebirth/d/local/0" in md
+
+
+def test_a_rate_a_judge_does_not_measure_reads_n_a_in_the_caption_row():
+    judgment = {"status": "ok", "miss_rate": 0.25, "hall_rate": None, "total_rate": None, "n_events": 4}
+    row = caption_row(CaptionView("sft", "A dog runs.", judgment))
+    assert "miss 25.0% · hall n/a · total n/a · events 4" in row

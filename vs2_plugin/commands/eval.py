@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.judge.evaluation import build_report, load_items
@@ -48,6 +49,8 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
+    if args.out.suffix.lower() in (".md", ".html"):  # report.md / report.html are written beside it
+        raise ConfigError(f"--out {args.out}: give the report's JSON path (the .md and .html go next to it)")
     config = config_from_args(args)
     items = load_items(args.input)
     start = time.perf_counter()

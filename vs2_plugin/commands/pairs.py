@@ -5,12 +5,15 @@ Input JSONL, one sampled caption per line (several lines per video and task)::
     {"video_id": "v1", "media": "videos/v1.mp4", "prompt": "Describe the video ...",
      "task": "global", "caption": "...", "events": ["...", ...]}
 
-* ``media``: a path or list of paths (written as the record's ``videos``); optional
-  ``audios`` (path or list) for separate audio files.
+* ``media``: a path or list of paths (written as the record's ``videos``); ``audios`` (path or
+  list) for separate audio files; a row needs one of the two.
 * ``task``: ``global`` or ``local`` (a local prompt names its time interval).
 * ``events`` or ``reference`` (events are then extracted by the judge); or, to skip judging,
-  precomputed ``miss_rate``/``hall_rate`` (or ``total_rate``) and optional ``rep_rate``.
-* optional ``sample_id``.
+  precomputed ``miss_rate``/``hall_rate`` (or ``total_rate``) and optional ``rep_rate``
+  (numbers: Miss and repetition in [0, 1], Hall and Total >= 0).
+* optional ``sample_id`` (unique; default ``<video_id>#<task>#<line>``).
+
+Every row is checked before any judging; an error names the file, the line and the video.
 
 Writes ``<dataset-dir>/<name>.json`` (sharegpt: conversations/chosen/rejected/videos),
 the ``<name>`` entry of ``<dataset-dir>/dataset_info.json`` (ranking: true) and

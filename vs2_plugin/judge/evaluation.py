@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.files import read_jsonl
+from vs2_plugin.files import numbered_jsonl
 from vs2_plugin.judge.report import summarize_by_task
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.secrets import redact
@@ -38,16 +38,16 @@ def from_prediction(row: dict, n: int) -> dict:
 
 def load_items(path: Path) -> list[JudgeItem]:
     items, seen = [], set()
-    for n, row in enumerate(read_jsonl(path), start=1):
+    for n, row in numbered_jsonl(path):
         row = from_prediction(row, n)
         if "events" not in row and not row.get("reference"):
-            raise DataError(f"{path}: row {n} (id {row.get('id')!r}) has neither 'events' nor 'reference'")
+            raise DataError(f"{path}:{n}: item {row.get('id')!r} has neither 'events' nor 'reference'")
         try:
             item = JudgeItem.from_dict(row)
         except DataError as exc:
-            raise DataError(f"{path}: row {n}: {exc}") from None
+            raise DataError(f"{path}:{n}: {exc}") from None
         if item.id in seen:
-            raise DataError(f"{path}: row {n}: duplicate id {item.id!r}")
+            raise DataError(f"{path}:{n}: duplicate id {item.id!r}")
         seen.add(item.id)
         items.append(item)
     return items

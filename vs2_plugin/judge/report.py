@@ -20,26 +20,30 @@ def summarize_by_task(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
     return out
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
+def percent(value: float | None, unit: str = "") -> str:
+    """A rate as a percentage with one decimal (and ``unit``); ``None`` (not measured) as n/a,
+    never as 0 or a dash."""
+    return "n/a" if value is None else f"{100 * float(value):.1f}{unit}"
 
 
 def table1_markdown(summary: dict[str, dict[str, Any]], name: str = "captions", judge: str = "") -> str:
-    """Markdown table like the paper's Table 1, one row per task, plus failures and unnatural rate."""
+    """Markdown table like the paper's Table 1, one row per task (and ``all``, the items of both,
+    when there are both), plus failures and unnatural rate."""
     lines = [
         f"### Caption evaluation: {name}" + (f" (judge: {judge})" if judge else ""),
         "",
         "| Task | Items (ok/failed) | %Rep↓ | %Miss↓ | %Incorrect↓ | %Hallucination↓ | %Hall↓ | %Total↓ | %Unnatural↓ |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for task in ("global", "local"):
-        if task not in summary:
+    both = "global" in summary and "local" in summary
+    for task in ("global", "local", "all"):
+        if task not in summary or (task == "all" and not both):
             continue
         s = summary[task]
         lines.append(
-            f"| {task} | {s['n_ok']}/{s['n_failed']} | {_pct(s['rep_rate'])} | {_pct(s['miss_rate'])} | "
-            f"{_pct(s['incorrect_rate'])} | {_pct(s['hallucination_rate'])} | {_pct(s['hall_rate'])} | "
-            f"{_pct(s['total_rate'])} | {_pct(s['unnatural_rate'])} |"
+            f"| {task} | {s['n_ok']}/{s['n_failed']} | {percent(s['rep_rate'])} | {percent(s['miss_rate'])} | "
+            f"{percent(s['incorrect_rate'])} | {percent(s['hallucination_rate'])} | {percent(s['hall_rate'])} | "
+            f"{percent(s['total_rate'])} | {percent(s['unnatural_rate'])} |"
         )
     lines += [
         "",

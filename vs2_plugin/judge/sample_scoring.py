@@ -3,10 +3,11 @@ precomputed rates) into :class:`ScoredSample` s for the App. F pair selection.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from vs2_plugin.errors import DataError
-from vs2_plugin.files import read_jsonl
+from vs2_plugin.files import numbered_jsonl
 from vs2_plugin.judge import metrics
 from vs2_plugin.judge.types import JudgeItem, Judgment, ScoredSample, event_list
 from vs2_plugin.secrets import redact
@@ -15,35 +16,74 @@ from vs2_plugin.secrets import redact
 def _as_list(value) -> list[str]:
     if value is None:
         return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return list(value) if isinstance(value, list) else [value]
 
 
-def _precomputed(row: dict) -> tuple[float, float] | None:
+def _paths(row: dict, key: str, where: str) -> list[str]:
+    """``row[key]`` (a path or a list of paths) as a list; anything else is a DataError."""
+    value = _as_list(row.get(key))
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        raise DataError(f"{where}: '{key}' must be a path or a list of paths, got {row.get(key)!r}")
+    return value
+
+
+# what a precomputed rate may be: (lowest, highest); Hall is not capped by every judge
+_RATE_RANGES = {"miss_rate": (0.0, 1.0), "hall_rate": (0.0, None), "total_rate": (0.0, None), "rep_rate": (0.0, 1.0)}
+
+
+def _rate(row: dict, key: str, where: str) -> float:
+    value = row[key]
+    low, high = _RATE_RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{where}: '{key}' must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"[{low}, {high}]" if high is not None else f"[{low}, inf)"
+        raise DataError(f"{where}: '{key}' must lie in {bounds}, got {value!r}")
+    return float(value)
+
+
+def _precomputed(row: dict, where: str = "") -> tuple[float, float] | None:
+    """(error, repetition rate) given in the row instead of a judgment, or None."""
     if "total_rate" in row:
-        error = float(row["total_rate"])
+        error = _rate(row, "total_rate", where)
     elif "miss_rate" in row and "hall_rate" in row:
-        error = float(row["miss_rate"]) + float(row["hall_rate"])
+        error = _rate(row, "miss_rate", where) + _rate(row, "hall_rate", where)
     else:
         return None
-    rep = float(row["rep_rate"]) if "rep_rate" in row else metrics.repetition_rate(row["caption"])
+    rep = _rate(row, "rep_rate", where) if "rep_rate" in row else metrics.repetition_rate(row["caption"])
     return error, rep
 
 
 def load_samples(path: Path) -> list[dict]:
-    rows = read_jsonl(path)
-    for n, row in enumerate(rows, start=1):
+    """The rows of a ``vs2 pairs`` input, checked before any judging: every error names the file,
+    the line and the video. ``sample_id`` defaults to ``video#task#line`` and must be unique."""
+    rows, seen = [], {}
+    for n, row in numbered_jsonl(path):
         missing = [k for k in ("video_id", "prompt", "caption") if k not in row]
         if missing:
-            raise DataError(f"{path}: row {n}: missing {missing}")
+            raise DataError(f"{path}:{n}: missing {missing}")
+        video = row["video_id"]
+        if isinstance(video, bool) or not isinstance(video, (str, int)) or not str(video).strip():
+            raise DataError(f"{path}:{n}: video_id must be a non-blank string or an integer, got {video!r}")
+        where = f"{path}:{n} (video {video!r})"
+        for key in ("prompt", "caption", "reference"):
+            if key in row and not isinstance(row[key], str):
+                raise DataError(f"{where}: '{key}' must be a string, got {type(row[key]).__name__}")
         if row.get("task", "global") not in ("global", "local"):
-            raise DataError(f"{path}: row {n}: task must be 'global' or 'local', got {row.get('task')!r}")
-        if _precomputed(row) is None and not row.get("events") and not row.get("reference"):
-            raise DataError(
-                f"{path}: row {n} (video {row['video_id']!r}) has no events, reference or precomputed rates"
-            )
+            raise DataError(f"{where}: task must be 'global' or 'local', got {row.get('task')!r}")
+        if not (_paths(row, "media", where) or _paths(row, "audios", where)):
+            raise DataError(f"{where}: no 'media' (or 'audios'): a pair needs the clip its captions describe")
+        if _precomputed(row, where) is None and not row.get("events") and not row.get("reference"):
+            raise DataError(f"{where}: no events, reference or precomputed rates")
         if "events" in row:  # one string would be one event per character: refused here, with the row
-            row["events"] = event_list(row["events"], f"{path}: row {n} (video {row['video_id']!r})")
-        row.setdefault("sample_id", f"{row['video_id']}#{row.get('task', 'global')}#{n}")
+            row["events"] = event_list(row["events"], where)
+        row.setdefault("sample_id", f"{video}#{row.get('task', 'global')}#{n}")
+        sample_id = str(row["sample_id"])
+        if sample_id in seen:
+            raise DataError(f"{where}: duplicate sample_id {sample_id!r} (line {seen[sample_id]} has it too)")
+        seen[sample_id] = n
+        row["sample_id"] = sample_id
+        rows.append(row)
     return rows
 
 

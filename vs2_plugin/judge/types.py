@@ -48,6 +48,8 @@ class JudgeItem:
     task: str = "global"
 
     def __post_init__(self) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, (str, int)) or not str(self.id).strip():
+            raise DataError(f"id must be a non-blank string or an integer, got {self.id!r}")
         self.id = str(self.id)
         if not isinstance(self.caption, str):
             raise DataError(f"item {self.id!r}: caption must be a string, got {type(self.caption).__name__}")

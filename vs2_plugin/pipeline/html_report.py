@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.gdpo.rounds import atomic_write_text
+from vs2_plugin.judge.report import percent
 
 #: Frame thumbnails per video (uniform over the clip, sec. 3.1 slot centres).
 THUMBNAILS = 8
@@ -203,10 +204,6 @@ def waveform_svg(audio, sample_rate: int, duration_s: float, columns: int = WAVE
 
 
 # ------------------------------------------------------------------------------ render
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * float(value):.1f}"
-
-
 def stage_table(rows: list[dict[str, Any]]) -> str:
     """The per-stage table of ``report.md`` (:func:`vs2_plugin.pipeline.report.markdown_table`) as HTML."""
     from vs2_plugin.pipeline.report import COLUMNS
@@ -220,7 +217,7 @@ def stage_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for row in rows:
         g, loc = row.get("global") or {}, row.get("local") or {}
-        cells = [_pct(g.get(k)) for k, _ in COLUMNS] + [_pct(loc.get(k)) for k, _ in COLUMNS[1:4]]
+        cells = [percent(g.get(k)) for k, _ in COLUMNS] + [percent(loc.get(k)) for k, _ in COLUMNS[1:4]]
         body.append(
             f"<tr><td>{html.escape(str(row['stage']))}</td>"
             + "".join(f"<td>{c}</td>" for c in cells)
@@ -284,8 +281,8 @@ def caption_row(view: CaptionView) -> str:
     rates = ""
     if j.get("status") == "ok":
         rates = (
-            f'<div class="rates">miss {_pct(j.get("miss_rate"))}% · hall {_pct(j.get("hall_rate"))}% · '
-            f"total {_pct(j.get('total_rate'))}% · events {j.get('n_events', '?')}</div>"
+            f'<div class="rates">miss {percent(j.get("miss_rate"), "%")} · hall {percent(j.get("hall_rate"), "%")} · '
+            f"total {percent(j.get('total_rate'), '%')} · events {j.get('n_events', '?')}</div>"
         )
     counts = (
         f' data-missed="{len(j.get("missed") or [])}" data-hallucinated="{len(j.get("hallucinated") or [])}"'

@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.gdpo.rounds import atomic_write_text
+from vs2_plugin.judge.report import percent
 
 COLUMNS = (("rep", "Rep"), ("miss", "Miss"), ("hall", "Hall"), ("total", "Total"), ("unnatural", "Unnatural"))
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * float(value):.1f}"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -28,7 +25,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [head, sep]
     for row in rows:
         g, l = row.get("global") or {}, row.get("local") or {}
-        cells = [_pct(g.get(k)) for k, _ in COLUMNS] + [_pct(l.get(k)) for k, _ in COLUMNS[1:4]]
+        cells = [percent(g.get(k)) for k, _ in COLUMNS] + [percent(l.get(k)) for k, _ in COLUMNS[1:4]]
         lines.append(f"| {row['stage']} | " + " | ".join(cells) + f" | {row.get('pairs', '-')} |")
     return "\n".join(lines)
 
