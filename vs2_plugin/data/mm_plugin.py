@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vs2_plugin.data import media
+from vs2_plugin.data import media, spool
 from vs2_plugin.data.model_audio import (  # noqa: F401
     AudioSettings,
     audio_settings_of,
@@ -71,18 +71,16 @@ def _ignore_video_audio() -> bool:
     return os.environ.get(IGNORE_VIDEO_AUDIO_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_spool_dir: str | None = None
 _spooled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stream -> path: a stream is read once
 
 
 def media_path(item: Any, what: str = "video") -> str:
     """A file path for ``item``: a path as is; bytes or a byte stream (an API request's base64
-    media) written once to a content-addressed file of this process's temporary folder."""
-    global _spool_dir
+    media) written once to a file of this process's spool folder (:mod:`vs2_plugin.data.spool`)."""
     if isinstance(item, (str, os.PathLike)):
         return str(item)
-    if not isinstance(item, (bytes, bytearray, memoryview)) and item in _spooled:
-        return _spooled[item]
+    if not isinstance(item, (bytes, bytearray, memoryview)) and os.path.exists(_spooled.get(item, "")):
+        return _spooled[item]  # unless trimmed from the spool since: then read again
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
     elif hasattr(item, "read"):
@@ -93,20 +91,7 @@ def media_path(item: Any, what: str = "video") -> str:
         raise DataError(f"{what} inputs must be file paths, bytes or byte streams; got {type(item).__name__}")
     if not data:
         raise MediaError(f"<in-memory {what}>", "empty (0 bytes)")
-    import atexit
-    import hashlib
-    import shutil
-    import tempfile
-
-    if _spool_dir is None:
-        _spool_dir = tempfile.mkdtemp(prefix="vs2_media_")
-        atexit.register(shutil.rmtree, _spool_dir, True)
-    path = os.path.join(_spool_dir, hashlib.sha256(data).hexdigest())
-    if not os.path.exists(path):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+    path = spool.write(data)
     if not isinstance(item, (bytes, bytearray, memoryview)):
         _spooled[item] = path
     return path
