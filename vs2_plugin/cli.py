@@ -25,7 +25,7 @@ SUBCOMMANDS = {
     "pairs": ("vs2_plugin.commands.pairs", "build a pairwise DPO dataset from judged samples"),
     "mrdpo": ("vs2_plugin.commands.mrdpo", "run the multi-round DPO driver from a YAML config"),
     "rebirth": ("vs2_plugin.commands.rebirth", "rebirth tuning: relabel videos, filter, SFT from alignment"),
-    "demo": ("vs2_plugin.commands.demo", "the whole pipeline on the tiny model and bundled media"),
+    "demo": ("vs2_plugin.commands.demo", "the whole pipeline on the tiny model and synthetic clips"),
     "caption": ("vs2_plugin.commands.caption", "caption videos with a trained model or run, in batches (JSONL)"),
     "export": (
         "vs2_plugin.commands.export",

@@ -276,3 +276,24 @@ def describe() -> dict[str, Any]:
     info["registrations"] = {k: list(v) for k, v in REGISTRATIONS.items()}
     info["stages"] = {s.name: {"label": s.label, "base": s.base} for s in STAGES.values()}
     return info
+
+
+def argument_names(kind: str) -> frozenset[str] | None:
+    """The keys LLaMA-Factory's argument parser accepts: ``kind`` "train" (``get_train_args``: model,
+    data, training, finetuning and generating arguments, the ``USE_MCA`` variant when that is set)
+    or "infer" (``get_infer_args``: the same without training arguments). Read from the parser's own
+    dataclass lists, so that they are never re-typed here. None when ``ALLOW_EXTRA_ARGS`` is set:
+    the parser then takes any key."""
+    from llamafactory.extras.misc import is_env_enabled
+    from llamafactory.hparams import parser
+
+    if is_env_enabled("ALLOW_EXTRA_ARGS"):
+        return None
+    if kind == "train":
+        classes = parser._TRAIN_MCA_ARGS if is_env_enabled("USE_MCA") else parser._TRAIN_ARGS
+    elif kind == "infer":
+        classes = parser._INFER_ARGS
+    else:
+        raise ValueError(f"argument_names: kind must be 'train' or 'infer'; got {kind!r}")
+    # HfArgumentParser.parse_dict takes the init fields of each dataclass
+    return frozenset(item.name for cls in classes for item in dataclasses.fields(cls) if item.init)

@@ -147,11 +147,16 @@ class MrDPOConfig:
         for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):
             if key in self.train:
                 raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
+        check_arguments("train", self.train)
+        check_arguments("infer", self.infer)
         if self.train_recipe:
-            recipe = load_yaml(resolve_recipe(self.train_recipe))
+            path = resolve_recipe(self.train_recipe)
+            recipe = load_yaml(path)
             if self.gdpo_lambda is None:
                 self.gdpo_lambda = recipe.get("gdpo_lambda")
-            self.train = {**{k: v for k, v in recipe.items() if k not in DRIVER_SET_KEYS}, **self.train}
+            inherited = {k: v for k, v in recipe.items() if k not in DRIVER_SET_KEYS}
+            check_arguments("train", inherited, where=f"train_recipe {path}")
+            self.train = {**inherited, **self.train}
         if self.gdpo_lambda is None:
             from vs2_plugin.gdpo.config import GDPOArguments
 
@@ -186,6 +191,42 @@ DRIVER_SET_KEYS = frozenset(
         "gdpo_lambda",
     }
 )
+
+
+def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -> None:
+    """Refuse a key of ``args`` that ``kind`` would not take ("train": a gDPO round's ``llamafactory-cli
+    train``; "infer": loading the model to sample), naming close matches: a typo then stops the run at
+    load, not after a round of sampling and judging. ``where``: the file they come from (default: keys
+    are named ``kind.key``)."""
+    if not args:
+        return  # nothing to check: spares importing LLaMA-Factory
+    from vs2_plugin.integrations.llamafactory import argument_names
+
+    known = argument_names(kind)
+    if known is None:
+        return  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
+    if kind == "train":  # the plugin pops its own keys before LLaMA-Factory parses the rest
+        from vs2_plugin.data.validate import DataCheckArguments
+        from vs2_plugin.gdpo.config import GDPOArguments
+
+        known = known | GDPOArguments.field_names() | DataCheckArguments.field_names()
+    unknown = sorted(set(map(str, args)) - known)
+    if not unknown:
+        return
+    import difflib
+
+    prefix = f"{kind}." if where is None else ""
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
+        named.append(f"{prefix}{key}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    takes = (
+        "LLaMA-Factory's training arguments (llamafactory-cli train -h), gDPO's gdpo_* and the data check's vs2_* keys"
+        if kind == "train"
+        else "LLaMA-Factory's model, data, finetuning and generating arguments"
+    )
+    head = "" if where is None else f"{where}: "
+    raise ConfigError(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
 
 
 def resolve_recipe(path: str | Path) -> Path:
