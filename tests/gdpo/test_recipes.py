@@ -64,3 +64,25 @@ def test_tiny_recipe_two_rounds_through_the_cli(tiny_model_dir, tmp_path, run_cl
     assert (out / "round-002" / "adapter_model.safetensors").is_file()
     log = [json.loads(line) for line in (out / "round-002" / "trainer_log.jsonl").read_text().splitlines()]
     assert log and log[-1]["current_steps"] == 2
+
+
+def test_recipes_use_warmup_steps_and_parse_without_a_deprecation_warning():
+    """transformers 5 deprecates warmup_ratio (warned on every parse); warmup_steps below 1 is the same fraction."""
+    import logging
+
+    from tests.support.llamafactory_args import parse_llamafactory
+
+    for path in sorted((REPO / "recipes").rglob("*.yaml")):
+        args = yaml.safe_load(path.read_text()) or {}
+        assert "warmup_ratio" not in {**args, **(args.get("train") or {})}, path
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        parse_llamafactory(yaml.safe_load(RECIPES[0].read_text()))
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in messages if "deprecated" in m], messages
+    assert yaml.safe_load(RECIPES[0].read_text())["warmup_steps"] == 0.03

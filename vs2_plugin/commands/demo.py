@@ -1,9 +1,11 @@
-"""``vs2 demo [--out DIR]``: the whole pipeline on the tiny offline model and the bundled clips.
+"""``vs2 demo [--out DIR]``: the whole pipeline on the tiny offline model and synthetic clips.
 
-build-tiny -> audio alignment -> audio-visual SFT -> 2 mrDPO rounds (offline judge) ->
-rebirth tuning -> 1 more gDPO round -> report (``report.md``, ``report.html``, ``metrics.json``,
-``rounds.png``). The terminal shows one line per step and the stage table; every library
-message goes to ``logs/demo.log`` (``--verbose`` shows them).
+synthetic clips with exactly known events (``vs2 synth``) -> build-tiny -> encoder pretraining ->
+text-only language pretraining -> audio alignment -> audio-visual SFT -> 2 mrDPO rounds
+(``--rounds``; judged by the clips' exact judge, ``synth_exact``) -> rebirth tuning -> 1 more
+gDPO round -> report (``report.md``, ``report.html``, ``metrics.json``, ``rounds.png``).
+The terminal shows one line per step and the stage table; every library message goes to
+``logs/demo.log`` (``--verbose`` shows them).
 CPU only, no network, a few minutes. Each stage is skipped when its output already exists, so
 an interrupted demo resumes. The report also checks that every stage changed the weights:
 the merged model of each stage is compared with the previous stage's.

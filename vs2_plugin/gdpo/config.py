@@ -121,7 +121,7 @@ class GDPOArguments:
     )
     gdpo_aligner_modules: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated module names treated as the aligner (e.g. 'audio_qformer,audio_proj')."},
+        metadata={"help": "Comma-separated module names treated as the aligner (video-SALMONN 2: 'audio_aligner')."},
     )
 
     def __post_init__(self):
