@@ -79,7 +79,7 @@ def media_path(item: Any, what: str = "video") -> str:
     media) written once to a file of this process's spool folder (:mod:`vs2_plugin.data.spool`)."""
     if isinstance(item, (str, os.PathLike)):
         return str(item)
-    if not isinstance(item, (bytes, bytearray, memoryview)) and os.path.exists(_spooled.get(item, "")):
+    if hasattr(item, "read") and item in _spooled and os.path.exists(_spooled[item]):
         return _spooled[item]  # unless trimmed from the spool since: then read again
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
