@@ -19,7 +19,7 @@ def test_read_jsonl_rows_skip_blank_lines(tmp_path):
     ("text", "message"),
     [
         ('{"id": 1}\n{"id": 2\n', r"rows.jsonl:2: not valid JSON"),
-        ('{"id": 1}\n[1, 2]\n', r"rows.jsonl:2: each line must be a JSON object"),
+        ('{"id": 1}\n[1, 2]\n', r"rows.jsonl:2: not a JSON object \(a list\)"),
         ("\n\n", r"rows.jsonl: no rows"),
     ],
 )

@@ -12,11 +12,10 @@ from typing import Any
 from vs2_plugin.errors import ConfigError, DataError
 
 
-def numbered_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) of each row of a JSONL file, blank lines skipped, so that an error
-    about a row can name the line an editor shows. An unreadable file, a line that is not valid
-    JSON or not a JSON object, and (unless ``allow_empty``) a file without rows are a DataError
-    naming the file and line. A UTF-8 byte-order mark is read as none."""
+def jsonl_lines(path: str | Path) -> list[tuple[int, Any, str | None]]:
+    """(line number, value, problem) of each non-blank line of a JSONL file: ``problem`` says why
+    the line is not a JSON object (None when it is), for a reader that lists bad lines and goes
+    on. An unreadable file is a DataError; a UTF-8 byte-order mark is read as none."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -24,17 +23,28 @@ def numbered_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    rows = []
+    out = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: each line must be a JSON object")
-        rows.append((n, row))
+            out.append((n, None, f"not valid JSON ({exc.msg})"))
+            continue
+        out.append((n, value, None if isinstance(value, dict) else f"not a JSON object (a {type(value).__name__})"))
+    return out
+
+
+def numbered_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each row of a JSONL file, blank lines skipped, so that an error
+    about a row can name the line an editor shows. A line that is not a JSON object and (unless
+    ``allow_empty``) a file without rows are a DataError naming the file and line."""
+    rows = []
+    for n, value, problem in jsonl_lines(path):
+        if problem:
+            raise DataError(f"{path}:{n}: {problem}")
+        rows.append((n, value))
     if not rows and not allow_empty:
         raise DataError(f"{path}: no rows")
     return rows

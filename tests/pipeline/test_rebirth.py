@@ -153,3 +153,18 @@ def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
             progress=False,
         )
     assert calls["train"] == []
+
+
+@pytest.mark.parametrize("overrides", [{}, {"finetuning_type": "full"}])
+def test_rebirth_records_the_model_it_trained(setup, repo_root, overrides):
+    """LoRA: the post-alignment model + the trained adapter; full fine-tuning: the trained folder
+    alone (what vs2 caption --run and vs2 export --run load)."""
+    from vs2_plugin.pipeline.records import finished_model
+
+    cfg, videos, tmp_path, calls = setup
+    out = tmp_path / "rebirth"
+    recipe = str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml")
+    result = rebirth.run_rebirth(cfg, str(videos), recipe, str(out), progress=False, overrides=overrides)
+    aligned = str((tmp_path / "post-align").resolve())
+    want = (str(out / "sft"), []) if overrides else (aligned, [str(out / "sft")])
+    assert finished_model(out) == want == (result["model"], result["adapters"])

@@ -24,8 +24,15 @@ in LLaMA-Factory's ``generated_predictions.jsonl`` shape plus identifiers::
 (``label`` only when the list has a reference; ``start`` / ``end`` on local rows). ``vs2 eval
 --input predictions.jsonl`` judges it directly. Each row is appended and fsynced as soon as its
 batch ends, so a rerun resumes with the missing rows. Videos that cannot be used (missing,
-unreadable, malformed row) never stop the run: they are printed and listed in
-``<out>.bad_videos.jsonl``, and a rerun tries them again.
+unreadable, malformed row or line) never stop the run: they are printed and listed in
+``<out>.bad_videos.jsonl`` with their line and reason, and a rerun tries them again. A local
+interval that is malformed or past the video's end is listed alone; the video's other captions
+are still made.
+
+``<out>.settings.json`` records what the captions depend on (model and adapters, task, prompts,
+loading arguments, new-token budget, decoding); a rerun into the same ``--out`` with other
+settings is refused (naming them) rather than mixing captions: choose a new ``--out`` or pass
+``--overwrite`` to start afresh.
 
 Decoding is greedy by default; ``--temperature T`` samples (top-p ``--top-p``), seeded per row
 from ``--seed`` and the row's key.
@@ -39,7 +46,16 @@ from pathlib import Path
 
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.caption import DEFAULT_INFER, Settings, caption_videos, parse_overrides, run_settings
+from vs2_plugin.pipeline.caption import (
+    DEFAULT_INFER,
+    Settings,
+    caption_videos,
+    check_model,
+    check_options,
+    check_video_list,
+    parse_overrides,
+    run_settings,
+)
 from vs2_plugin.pipeline.config import SamplingConfig
 
 
@@ -50,6 +66,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--adapters", nargs="+", default=[], help="LoRA adapters on --model, merged in order")
     parser.add_argument("--videos", required=True, help="JSONL: id, video, optional reference and local intervals")
     parser.add_argument("--out", required=True, type=Path, help="predictions JSONL (appended; a rerun resumes)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start --out afresh (its captions made with other settings)"
+    )
     parser.add_argument("--task", choices=("global", "local", "both"), default="global", help="default: global")
     parser.add_argument(
         "--batch-size",
@@ -60,7 +79,7 @@ def configure_parser(parser) -> None:
     dec = parser.add_mutually_exclusive_group()
     dec.add_argument("--greedy", action="store_true", help="greedy decoding (the default)")
     dec.add_argument("--temperature", type=float, help="sample at this temperature instead of greedy decoding")
-    parser.add_argument("--top-p", type=float, default=SamplingConfig.top_p, help="top-p when sampling")
+    parser.add_argument("--top-p", type=float, default=SamplingConfig.top_p, help="top-p when sampling, in (0, 1]")
     parser.add_argument("--seed", type=int, default=42, help="run seed of the per-row sampling seeds (default 42)")
     parser.add_argument(
         "--max-new-tokens",
@@ -85,11 +104,15 @@ def run(args) -> int:
         settings = run_settings(Path(args.run).resolve())
     else:
         settings = Settings(args.model, list(args.adapters), dict(DEFAULT_INFER))
-    settings.infer.update(parse_overrides(args.infer))
     if args.max_new_tokens is not None:
         if args.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens must be >= 1; got {args.max_new_tokens}")
         settings.max_new_tokens = args.max_new_tokens
+    # what needs neither the model nor the videos is checked before the console opens its log beside --out
+    check_options(Path(args.out), args.batch_size, args.temperature, args.top_p)
+    check_video_list(Path(args.videos))
+    check_model(settings, Path(args.run) if args.run else None)
+    settings.infer.update(parse_overrides(args.infer))
     # the library output of loading and generating goes to logs/caption.log beside the predictions
     with console.run_console(Path(args.out).resolve().parent / "logs" / "caption.log", args, "vs2 caption"):
         result = caption_videos(
@@ -102,14 +125,18 @@ def run(args) -> int:
             top_p=args.top_p,
             seed=args.seed,
             progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
     for b in result["bad_videos"]:
-        where = f"line {b['line']}, " if b.get("line") else ""
-        print(f"vs2 caption: bad video ({where}id {b['id']!r}, {b['video']}): {b['error']}", file=sys.stderr)
+        where = [f"line {b['line']}"] if b.get("line") else []
+        where += [f"id {b['id']!r}"] if b.get("id") else []
+        where += [str(b["video"])] if b.get("video") else []
+        what = "bad interval" if "local" in b else "bad video"
+        print(f"vs2 caption: {what} ({', '.join(where)}): {b['error']}", file=sys.stderr)
     print(
         f"{result['rows']} caption(s) in {result['out']} ({result['new']} new)"
         + (
-            f"; {len(result['bad_videos'])} bad video(s) listed in {result['bad_videos_file']}"
+            f"; {len(result['bad_videos'])} bad video(s) or interval(s) listed in {result['bad_videos_file']}"
             if result["bad_videos"]
             else ""
         )

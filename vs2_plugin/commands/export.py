@@ -1,10 +1,11 @@
 """``vs2 export``: merge a checkpoint and its LoRA adapters into one standalone checkpoint.
 
 Sources: ``--run RUN_DIR`` (an mrDPO run: its ``final_model.json``; or a ``vs2 rebirth`` output
-folder: the post-alignment checkpoint + the rebirth SFT adapter) or ``--model DIR --adapters A
-[A ...]``. The adapters are merged in the order given, each into the result of the previous
-ones (what LLaMA-Factory does with ``adapter_name_or_path: a,b``); weights an adapter trains
-outside LoRA (``modules_to_save``, e.g. the audio aligner) replace the base's copy.
+folder: the post-alignment checkpoint + the rebirth SFT adapter, or after full fine-tuning the
+rebirth SFT model alone) or ``--model DIR --adapters A [A ...]``. The adapters are merged in
+the order given, each into the result of the previous ones (what LLaMA-Factory does with
+``adapter_name_or_path: a,b``); weights an adapter trains outside LoRA (``modules_to_save``,
+e.g. the audio aligner) replace the base's copy.
 
 The output folder holds config, weights (safetensors), generation config, tokenizer, processor
 and ``vs2_export.json`` (the sources). The audio branch (Whisper encoder, Q-Former aligner) is
@@ -44,6 +45,15 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     if args.run and args.adapters:
         raise ConfigError("--adapters goes with --model; a --run folder names its own adapters")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: an existing file; the merged checkpoint is a folder")
+    if args.run:
+        run = Path(args.run)
+        if not run.exists():
+            raise ConfigError(f"--run {run}: not found")
+        if not run.is_dir():
+            raise ConfigError(f"--run {run}: not a directory")
+    # a rebirth folder after full fine-tuning names its trained model and no adapter
     model, adapters = run_model(Path(args.run)) if args.run else (args.model, list(args.adapters))
     out = export_merged(model, adapters, args.out, dtype=args.dtype, overwrite=args.overwrite)
     print(out)

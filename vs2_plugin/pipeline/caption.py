@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.errors import ConfigError, DataError, MediaError
+from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import (
     DEFAULT_GLOBAL_PROMPT,
@@ -36,6 +37,8 @@ class Settings:
 
 def run_settings(run_dir: Path) -> Settings:
     """Model, adapters and sampling settings of a finished mrDPO run or rebirth output folder."""
+    if not run_dir.exists():
+        raise ConfigError(f"--run {run_dir}: not found")
     if not run_dir.is_dir():
         raise ConfigError(f"--run {run_dir}: not a directory")
     model, adapters = finished_model(run_dir)
@@ -51,16 +54,64 @@ def run_settings(run_dir: Path) -> Settings:
     return settings
 
 
+#: loading arguments vs2 caption sets itself, and the flag that sets each
+OWN_ARGUMENTS = {
+    "model_name_or_path": "--model or --run",
+    "adapter_name_or_path": "--adapters or --run",
+    "max_new_tokens": "--max-new-tokens",
+    "infer_backend": "nothing (captioning runs on the huggingface backend)",
+}
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--infer KEY=VALUE`` items as a dict, each checked before the model is loaded: a LLaMA-Factory
+    loading argument, not one set by a flag of its own, a value of the type of its default (YAML:
+    ``1.0``, ``30``, ``true``)."""
     import yaml
 
-    out = {}
+    out, raw = {}, {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--infer expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
-    return out
+        if key in OWN_ARGUMENTS:
+            raise ConfigError(f"--infer {key}: set by {OWN_ARGUMENTS[key]}, not --infer")
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key] = value  # a plain string, judged by its key's type below
+        raw[key] = value
+    return {key: _typed(key, value, raw[key]) for key, value in out.items()}
+
+
+def _typed(key: str, value: Any, raw: str) -> Any:
+    """``value`` as the type of LLaMA-Factory's default for ``key`` (as given when that is None)."""
+    from vs2_plugin.integrations.llamafactory import argument_default
+
+    try:
+        default = argument_default(key)
+    except ConfigError as exc:
+        if "no default" in str(exc):
+            return value  # LLaMA-Factory judges it
+        raise ConfigError(
+            f"--infer {key}={raw}: {exc}; --infer takes its model, data and generating arguments "
+            "(e.g. video_fps, video_maxlen, video_max_pixels, use_audio_in_video)"
+        ) from None
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        return value if isinstance(value, str) else raw
+    else:
+        return value
+    if not ok:
+        raise ConfigError(f"--infer {key}={raw}: {key} takes {wanted} (LLaMA-Factory's default: {default!r})")
+    return value
 
 
 @dataclass
@@ -76,62 +127,110 @@ class Job:
     line: int = 0  #: of the video list
 
 
-def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], list[dict[str, Any]]]:
-    """Caption jobs of the video list, and its bad rows (``{line, id, video, error}``)."""
-    from vs2_plugin.files import read_jsonl
+#: how far a local interval may end past the video's duration: hand-written ends are rounded
+#: (5.3 on a 5.28 s clip) and audio often outlasts the video by a frame or two
+INTERVAL_SLACK_S = 0.5
 
-    if not path.is_file():
+
+def check_video_list(path: Path) -> None:
+    if not path.exists():
         raise DataError(f"--videos {path}: file not found")
+    if path.is_dir():
+        raise DataError(f"--videos {path}: a directory, not a JSONL file")
+
+
+def video_rows(path: Path) -> list[tuple[int, Any, str | None]]:
+    """(line number, parsed value, problem) of each non-blank line of the video list: a line that is
+    not a JSON object is a bad row of its own, not the end of the run."""
+    from vs2_plugin.files import jsonl_lines
+
+    check_video_list(path)
+    try:
+        out = jsonl_lines(path)
+    except DataError as exc:
+        raise DataError(f"--videos {exc}") from None
+    if not out:
+        raise DataError(f"--videos {path}: no rows")
+    return out
+
+
+def _video_file(row: dict[str, Any], base: Path) -> Path:
+    video = row.get("video")
+    if not isinstance(video, str):
+        raise DataError(f"'video' must be a path (a string), got {video!r}")
+    file = Path(video) if Path(video).is_absolute() else base / video
+    if file.is_dir():
+        raise DataError(f"video path is a directory, not a file: {file}")
+    if not file.is_file():
+        raise DataError(f"video file not found: {file}")
+    return file.resolve()
+
+
+def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float, Any]], list[tuple[int | None, str]]]:
+    """The usable ``local`` intervals (start, end, reference) of a row, and (index, problem) of the
+    others: a bad interval is listed alone, the video's other captions are still made. MediaError
+    when the file's duration cannot be read."""
+    local = row.get("local") or []
+    if not isinstance(local, list):
+        return [], [(None, f"'local' must be a list of {{start, end}} intervals, got {local!r}")]
+    duration = None
+    good, problems = [], []
+    for k, iv in enumerate(local):
+        try:
+            start, end = float(iv["start"]), float(iv["end"])
+        except (KeyError, TypeError, ValueError):
+            problems.append((k, f"local[{k}] needs numeric 'start' and 'end'"))
+            continue
+        if not 0 <= start < end:
+            problems.append((k, f"local[{k}] has start={start:g} end={end:g} (needs 0 <= start < end)"))
+            continue
+        if duration is None:
+            from vs2_plugin.data.media import probe
+
+            info = probe(file)  # header only; an unreadable file makes the whole row bad
+            duration = max(info.video_duration_s or 0.0, info.audio_duration_s or 0.0, info.duration_s)
+        if start >= duration or end > duration + INTERVAL_SLACK_S:
+            problems.append(
+                (k, f"local[{k}] (start {start:g}, end {end:g}) is past the video's end ({duration:.2f} s)")
+            )
+            continue
+        good.append((start, end, iv.get("reference") or iv.get("label")))
+    return good, problems
+
+
+def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Caption jobs of the video list, and its bad rows (``{line, id, video, error}``, ``local``: the
+    interval's index when only that interval is bad)."""
     jobs, bad, seen = [], [], set()
-    for n, row in enumerate(read_jsonl(path), 1):
-        vid, video = str(row.get("id") or ""), row.get("video")
+    for n, row, problem in video_rows(path):
+        if problem:
+            bad.append({"line": n, "id": None, "video": None, "error": problem})
+            continue
+        raw_id, video = row.get("id"), row.get("video")
+        vid = "" if raw_id is None or isinstance(raw_id, bool) else str(raw_id)
         try:
             if not vid or not video:
                 raise DataError(f"needs 'id' and 'video' (row keys: {sorted(row)})")
+            if not isinstance(raw_id, (str, int)):
+                raise DataError(f"'id' must be a string or a number, got {raw_id!r}")
             if vid in seen:
                 raise DataError(f"duplicate id {vid!r}")
             seen.add(vid)
-            file = Path(video) if Path(video).is_absolute() else path.parent / video
-            if not file.is_file():
-                raise DataError(f"video file not found: {file}")
-            video = str(file.resolve())
-            found = []
+            file = _video_file(row, path.parent)
+            video = str(file)
+            intervals, problems = _intervals(row, file) if task in ("local", "both") else ([], [])
             if task in ("global", "both"):
-                found.append(
-                    Job(
-                        f"{vid}/global",
-                        vid,
-                        video,
-                        "global",
-                        settings.global_prompt,
-                        row.get("reference") or row.get("label"),
-                        line=n,
-                    )
-                )
-            if task in ("local", "both"):
-                for k, iv in enumerate(row.get("local") or []):
-                    try:
-                        start, end = float(iv["start"]), float(iv["end"])
-                    except (KeyError, TypeError, ValueError):
-                        raise DataError(f"local[{k}] needs numeric 'start' and 'end'") from None
-                    if not 0 <= start < end:
-                        raise DataError(f"local[{k}] has start={start} end={end}")
-                    found.append(
-                        Job(
-                            f"{vid}/local/{start:g}-{end:g}",
-                            vid,
-                            video,
-                            "local",
-                            settings.local_prompt.format(start=start, end=end),
-                            iv.get("reference") or iv.get("label"),
-                            start,
-                            end,
-                            n,
-                        )
-                    )
-            jobs.extend(found)
+                label = row.get("reference") or row.get("label")
+                jobs.append(Job(f"{vid}/global", vid, video, "global", settings.global_prompt, label, line=n))
+            for start, end, label in intervals:
+                prompt = settings.local_prompt.format(start=start, end=end)
+                jobs.append(Job(f"{vid}/local/{start:g}-{end:g}", vid, video, "local", prompt, label, start, end, n))
+            for k, problem in problems:
+                bad.append({"line": n, "id": vid, "video": video, "local": k, "error": problem})
         except DataError as exc:
             bad.append({"line": n, "id": vid or None, "video": video, "error": str(exc)})
+        except MediaError as exc:
+            bad.append({"line": n, "id": vid, "video": video, "error": exc.problem})
     if task == "local" and not jobs and not bad:
         raise DataError(f"--task local: no video of {path} has 'local' intervals ({{start, end}})")
     return jobs, bad
@@ -154,6 +253,117 @@ def output_row(job: Job, caption) -> dict[str, Any]:
     return row
 
 
+def check_model(settings: Settings, run: Path | None = None) -> None:
+    """The model folder (``config.json``) and each adapter folder (``adapter_config.json``) exist,
+    before anything is loaded; errors name the flag, or the ``--run`` folder that named them."""
+    of = f" (named by --run {run})" if run else ""
+    model = Path(settings.model)
+    name = f"model {model}{of}" if run else f"--model {model}"
+    if not model.exists():
+        raise ConfigError(f"{name}: not found")
+    if not (model / "config.json").is_file():
+        raise ConfigError(f"{name}: config.json not found (not a model folder)")
+    for adapter in map(Path, settings.adapters):
+        name = f"adapter {adapter}{of}" if run else f"--adapters {adapter}"
+        if not adapter.exists():
+            raise ConfigError(f"{name}: not found")
+        if not (adapter / "adapter_config.json").is_file():
+            raise ConfigError(f"{name}: adapter_config.json not found (not a LoRA adapter folder)")
+
+
+def check_options(out: Path, batch_size: int, temperature: float | None, top_p: float) -> None:
+    """The options of :func:`caption_videos` that need no model nor video list."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: a directory; give the predictions file, e.g. {out / 'predictions.jsonl'}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
+    if temperature is not None and not temperature > 0:
+        raise ConfigError(f"--temperature must be > 0 (or use --greedy); got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"--top-p must be in (0, 1]; got {top_p}")
+
+
+def settings_path(out: Path) -> Path:
+    """``<out>.settings.json``: what determined the captions of ``out``."""
+    return out.with_name(out.stem + ".settings.json")
+
+
+def caption_settings(
+    settings: Settings, task: str, temperature: float | None, top_p: float, seed: int
+) -> dict[str, Any]:
+    """Everything a caption depends on (not the batch size: batching leaves captions unchanged)."""
+
+    def where(path: str) -> str:
+        return str(Path(path).resolve()) if Path(path).exists() else path
+
+    record: dict[str, Any] = {
+        "model": where(settings.model),
+        "adapters": [where(a) for a in settings.adapters],
+        "task": task,
+        "infer": settings.infer,
+        "max_new_tokens": settings.max_new_tokens,
+    }
+    if task in ("global", "both"):
+        record["global_prompt"] = settings.global_prompt
+    if task in ("local", "both"):
+        record["local_prompt"] = settings.local_prompt
+    if temperature is None:
+        record["decoding"] = "greedy"
+    else:
+        record["decoding"] = {"temperature": temperature, "top_p": top_p, "seed": seed}
+    return json.loads(json.dumps(record))  # as it reads back from the file
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings of two records that differ, each with both values (prompts by name only)."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if key == "infer" and isinstance(a, dict) and isinstance(b, dict):
+            out += [
+                f"infer.{k} ({_short(a.get(k))} -> {_short(b.get(k))})"
+                for k in sorted(a.keys() | b.keys())
+                if a.get(k) != b.get(k)
+            ]
+        elif key.endswith("_prompt"):
+            if a is not None and b is not None and a != b:  # one missing: the task differs, which says it
+                out.append(key)
+        elif a != b:
+            out.append(f"{key} ({_short(a)} -> {_short(b)})")
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return "unset" if value is None else str(value)
+
+
+def start_or_resume(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Begin ``out`` afresh (none yet, or ``overwrite``) with its settings record, or resume it when
+    the record says its captions were made with these settings; refuse otherwise."""
+    sidecar = settings_path(out)
+    bad_path = out.with_name(out.stem + ".bad_videos.jsonl")
+    if overwrite:
+        for path in (out, sidecar, bad_path):
+            path.unlink(missing_ok=True)
+    if JsonlLog(out).rows():
+        how = f"choose a new --out or pass --overwrite to caption {out.name} afresh"
+        try:
+            old = json.loads(sidecar.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"--out {out} holds rows but no record of the settings that made them ({sidecar.name}): {how}"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{sidecar}: not valid JSON ({exc.msg}): {how}") from None
+        changed = _differences(old, record) if isinstance(old, dict) else ["all"]
+        if changed:
+            raise ConfigError(f"--out {out} holds captions made with other settings: {'; '.join(changed)}: {how}")
+        return
+    atomic_write_text(sidecar, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
 def caption_videos(
     settings: Settings,
     videos: Path,
@@ -165,17 +375,22 @@ def caption_videos(
     top_p: float = 0.9,
     seed: int = 42,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Caption every job of ``videos`` missing from ``out``; returns counts and the bad videos."""
+    """Caption every job of ``videos`` missing from ``out``; returns counts and the bad videos.
+    ``out`` resumes only when its ``<out>.settings.json`` matches these settings (``overwrite``:
+    start afresh)."""
     from tqdm import tqdm
 
     from vs2_plugin.pipeline.generation import CaptionGenerator, Decoding, PromptGroup
 
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
-    if temperature is not None and temperature <= 0:
-        raise ConfigError(f"--temperature must be > 0 (or use --greedy); got {temperature}")
+    out, videos = Path(out), Path(videos)
+    check_options(out, batch_size, temperature, top_p)
+    if out.resolve() == videos.resolve():
+        raise ConfigError(f"--out {out} is the video list itself; write the predictions to another file")
+    check_model(settings)
     jobs, bad = read_jobs(videos, task, settings)
+    start_or_resume(out, caption_settings(settings, task, temperature, top_p, seed), overwrite)
     log = JsonlLog(out)
     done = log.by_key()
     todo = [j for j in jobs if j.key not in done]

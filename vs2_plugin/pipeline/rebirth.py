@@ -28,7 +28,7 @@ from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig
 from vs2_plugin.pipeline.html_report import write_labels_report
-from vs2_plugin.pipeline.records import FINAL_MODEL, StepState, finished_model
+from vs2_plugin.pipeline.records import ADAPTER_TUNING, FINAL_MODEL, StepState, finished_model
 from vs2_plugin.pipeline.sampling import build_tasks, sample
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
@@ -151,5 +151,19 @@ def run_rebirth(
     if not state.done(0, "train"):
         args = {**sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft"), **(overrides or {})}
         run_training(args, out_dir / "train.yaml", out_dir / "train.log")
-        state.mark(0, "train", {"adapter": str(out_dir / "sft"), "model": post_alignment, "run_dir": str(out_dir)})
-    return {**counts, "adapter": str(out_dir / "sft"), "post_alignment_model": post_alignment, "out": str(out_dir)}
+        # the finished model vs2 caption / vs2 export use: the post-alignment model + the trained adapter,
+        # or (full or freeze tuning) the trained folder alone, a complete model
+        tuning = str(args.get("finetuning_type") or "lora")
+        trained = {"model": post_alignment, "adapter": str(out_dir / "sft")}
+        if tuning not in ADAPTER_TUNING:
+            trained = {"model": str(out_dir / "sft"), "post_alignment": post_alignment}
+        state.mark(0, "train", {**trained, "finetuning_type": tuning, "run_dir": str(out_dir)})
+    model, adapters = finished_model(out_dir)
+    return {
+        **counts,
+        "adapter": str(out_dir / "sft"),  # the trained folder (a complete model after full tuning)
+        "model": model,
+        "adapters": adapters,
+        "post_alignment_model": post_alignment,
+        "out": str(out_dir),
+    }

@@ -114,6 +114,8 @@ class StepState:
 # ----------------------------------------------------------------------------- finished runs
 
 FINAL_MODEL = "final_model.json"
+#: LLaMA-Factory's ``finetuning_type`` values that save a PEFT adapter (``full`` / ``freeze`` save a model)
+ADAPTER_TUNING = ("lora", "oft")
 
 
 def write_final_model(run_dir: Path, model: str, adapters: list[str]) -> None:
@@ -135,9 +137,14 @@ def relocated(path: str, recorded_dir: str | None, run_dir: Path) -> str:
 
 
 def finished_model(run_dir: Path) -> tuple[str, list[str]]:
-    """(base, adapters) of a finished run folder: an mrDPO run's ``final_model.json`` or a
-    ``vs2 rebirth`` output folder's trained adapter; ConfigError naming the folder otherwise."""
+    """(model, adapters) of a finished run folder: an mrDPO run's ``final_model.json``, or a ``vs2
+    rebirth`` output folder's trained model: the post-alignment model + its LoRA adapter, or the
+    fully fine-tuned model alone; ConfigError naming the folder otherwise."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ConfigError(f"{run_dir}: not found")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a run folder (a file)")
     final = run_dir / FINAL_MODEL
     if final.is_file():
         try:
@@ -152,9 +159,17 @@ def finished_model(run_dir: Path) -> tuple[str, list[str]]:
             raise ConfigError(f"{final}: no model path")
         return str(model), [relocated(str(a), data.get("run_dir"), run_dir) for a in adapters]
     trained = StepState(run_dir).result(0, "train") if (run_dir / StepState.FILE).is_file() else None
-    if trained and trained.get("adapter") and trained.get("model"):
-        return str(trained["model"]), [relocated(str(trained["adapter"]), trained.get("run_dir"), run_dir)]
+    if trained and trained.get("model"):
+        model = relocated(str(trained["model"]), trained.get("run_dir"), run_dir)
+        if trained.get("finetuning_type") not in (None, *ADAPTER_TUNING):  # full / freeze: the model itself
+            return model, []
+        if trained.get("adapter"):
+            adapter = Path(relocated(str(trained["adapter"]), trained.get("run_dir"), run_dir))
+            # recorded as an adapter before full fine-tuning was told apart: the folder says which it is
+            if not (adapter / "adapter_config.json").is_file() and (adapter / "config.json").is_file():
+                return str(adapter), []
+            return model, [str(adapter)]
     raise ConfigError(
         f"{run_dir}: not a finished run: neither an mrDPO run (no {FINAL_MODEL}) nor a finished rebirth "
-        f"output folder (no trained adapter in {StepState.FILE}); finish the run first"
+        f"output folder (no trained model in {StepState.FILE}); finish the run first"
     )
