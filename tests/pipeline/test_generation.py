@@ -180,3 +180,11 @@ def test_parallel_workers_sample_what_one_process_samples(tiny_model_dir, tmp_pa
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_frames_default_to_the_papers_sampling_not_llamafactorys(tiny_model_dir):
+    """No video_fps / video_maxlen given: 1 frame/s, at most 30 (LLaMA-Factory's own are 2 and 128)."""
+    plain = CaptionGenerator(str(tiny_model_dir), [], {"video_max_pixels": 12544}, max_new_tokens=4)
+    assert (plain.processor.video_fps, plain.processor.video_maxlen) == (1.0, 30)
+    given = CaptionGenerator(str(tiny_model_dir), [], {"video_fps": 2.0, "video_maxlen": 8}, max_new_tokens=4)
+    assert (given.processor.video_fps, given.processor.video_maxlen) == (2.0, 8)

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from vs2_plugin.errors import ConfigError, MediaError
+from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
 from vs2_plugin.modeling.interleave import DEFAULT_GROUP_SIZE
 
 #: Whisper's input rate.
@@ -154,8 +155,8 @@ def _note_decode(path: str | os.PathLike) -> None:
 
 def frame_count(
     duration_s: float,
-    fps_phi: float = 1.0,
-    max_frames_m: int = 30,
+    fps_phi: float = VIDEO_DEFAULTS.fps,
+    max_frames_m: int = VIDEO_DEFAULTS.max_frames,
     group_size: int = DEFAULT_GROUP_SIZE,
 ) -> int:
     """Number of frames sec. 3.1 samples: ``n = phi * T``, at most ``m``.
@@ -180,8 +181,8 @@ def frame_count(
 
 def sample_frame_times(
     duration_s: float,
-    fps_phi: float = 1.0,
-    max_frames_m: int = 30,
+    fps_phi: float = VIDEO_DEFAULTS.fps,
+    max_frames_m: int = VIDEO_DEFAULTS.max_frames,
     group_size: int = DEFAULT_GROUP_SIZE,
 ) -> list[float]:
     """Times (s) of the frames sec. 3.1 samples from a ``duration_s`` clip.
@@ -189,7 +190,8 @@ def sample_frame_times(
     ``n = frame_count(...)`` frames own ``n`` equal slots ``[i*T/n, (i+1)*T/n)`` that tile the
     clip; frame ``i`` is taken at its slot centre ``(i + 0.5) * T / n``. Below the cap this is
     about ``phi`` frames per second; above it (``phi * T > m``) the ``m`` frames are uniformly
-    spaced over the whole clip (the paper's phi' = m / T). The same slots decide which audio
+    spaced over the whole clip: phi' = m / T, sec. 4.1's "30 frames are uniformly sampled" (sec.
+    3.1 writes phi' = floor(m / T), which is 0 frames/s once T > m). The same slots decide which audio
     tokens follow which frame (:func:`vs2_plugin.modeling.interleave.interleave_plan`).
 
     >>> sample_frame_times(4.0)
@@ -341,8 +343,8 @@ def _want(flag: bool | None, present: bool, p: Path, what: str) -> bool:
 
 def read_media(
     path: str | os.PathLike,
-    fps_phi: float = 1.0,
-    max_frames_m: int = 30,
+    fps_phi: float = VIDEO_DEFAULTS.fps,
+    max_frames_m: int = VIDEO_DEFAULTS.max_frames,
     *,
     need_video: bool | None = None,
     need_audio: bool | None = None,

@@ -126,6 +126,16 @@ class VideoSampling:
     fps: float = 1.0
     max_frames: int = 30
 
+    def __post_init__(self) -> None:
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
+            raise ConfigError(f"VideoSampling.fps must be a number > 0, got {self.fps!r}")
+        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
+            raise ConfigError(f"VideoSampling.max_frames must be an integer >= 1, got {self.max_frames!r}")
+
+    def arguments(self) -> dict[str, Any]:
+        """As LLaMA-Factory's arguments: its own defaults (2 frames/s, at most 128) are not the paper's."""
+        return {"video_fps": self.fps, "video_maxlen": self.max_frames}
+
 
 #: The paper's frame sampling (sec. 4.1).
 VIDEO_DEFAULTS = VideoSampling()

@@ -22,7 +22,7 @@ from vs2_plugin.pipeline.records import JsonlLog, finished_model, write_jsonl_at
 
 #: model loading defaults when neither a run's config nor --infer says otherwise: the audio
 #: track is part of the input of this model, so it is never dropped by default
-DEFAULT_INFER = {"template": "video_salmonn2", "use_audio_in_video": True}
+DEFAULT_INFER = {"use_audio_in_video": True}
 
 
 @dataclass

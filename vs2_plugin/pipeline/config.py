@@ -105,7 +105,8 @@ class MrDPOConfig:
     train_recipe: str | None = None
     #: LLaMA-Factory arguments of every gDPO round (template, LoRA, optimiser, ...), on top of train_recipe
     train: dict[str, Any] = field(default_factory=dict)
-    #: LLaMA-Factory arguments for loading the model to sample (video_fps, video_maxlen, ...)
+    #: LLaMA-Factory arguments for loading the model to sample (video_fps, video_maxlen, ...;
+    #: frames default to the paper's, VIDEO_DEFAULTS, not LLaMA-Factory's)
     infer: dict[str, Any] = field(default_factory=dict)
     #: bad rows of the video lists (missing / unreadable / truncated / too short video, no video
     #: stream, malformed row): "skip" = left out and listed in <run_dir>/skipped_videos.jsonl,
@@ -170,7 +171,9 @@ class MrDPOConfig:
 
     @property
     def template(self) -> str:
-        return str(self.train.get("template", self.infer.get("template", "video_salmonn2")))
+        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME
+
+        return str(self.train.get("template", self.infer.get("template", TEMPLATE_NAME)))
 
 
 #: keys of a round recipe the driver sets itself for every round (the recipe's values are dropped)

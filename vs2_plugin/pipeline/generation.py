@@ -113,15 +113,18 @@ class CaptionGenerator:
         infer: dict[str, Any] | None = None,
         max_new_tokens: int = 1024,
     ):
+        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME
         from vs2_plugin.integrations.llamafactory_api import (
             get_infer_args,
             get_template_and_fix_tokenizer,
             load_model,
             load_tokenizer,
         )
+        from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
 
         args = {
-            "template": "video_salmonn2",
+            "template": TEMPLATE_NAME,
+            **VIDEO_DEFAULTS.arguments(),  # the paper's frame sampling unless infer says otherwise
             **(infer or {}),
             "model_name_or_path": model,
             "infer_backend": "huggingface",
