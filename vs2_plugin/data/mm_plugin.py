@@ -52,7 +52,7 @@ from vs2_plugin.data.model_audio import (  # noqa: F401
     model_audio_settings,
 )
 from vs2_plugin.errors import DataError, MediaError
-from vs2_plugin.integrations.llamafactory import argument_default
+from vs2_plugin.integrations.llamafactory import argument_default, mm_plugin_defined
 from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
@@ -457,3 +457,6 @@ def _audio_duration(audio) -> float:
     if not info.has_audio:
         raise MediaError(audio, "no audio stream, but it is given as an audio input")
     return float(info.audio_duration_s or info.duration_s)
+
+
+mm_plugin_defined()  # imported before LLaMA-Factory: its template registration waited for this class

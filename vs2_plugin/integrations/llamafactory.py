@@ -128,7 +128,17 @@ def _register_constants(constants) -> None:
     _record("model_group", "video-SALMONN-2-7B")
 
 
+_template_module_waiting = None
+
+
 def _register_template(template_module) -> None:
+    global _template_module_waiting
+    ours = sys.modules.get("vs2_plugin.data.mm_plugin")
+    if ours is not None and not hasattr(ours, "VideoSalmonn2Plugin"):
+        # vs2_plugin.data.mm_plugin was imported first and is importing LLaMA-Factory for its base
+        # class: the plugin is not defined yet, and the module's last line finishes this
+        _template_module_waiting = template_module
+        return
     from llamafactory.data import mm_plugin
 
     from vs2_plugin.data.mm_plugin import VideoSalmonn2Plugin
@@ -152,6 +162,15 @@ def _register_template(template_module) -> None:
             mm_plugin=mm_plugin.get_mm_plugin(MM_PLUGIN_NAME, image_token="<|image_pad|>", video_token="<|video_pad|>"),
         )
     _record("template", TEMPLATE_NAME)
+
+
+def mm_plugin_defined() -> None:
+    """Called by the last line of :mod:`vs2_plugin.data.mm_plugin`: the template registration that
+    waited for its plugin class (the module was imported before LLaMA-Factory) is done now."""
+    global _template_module_waiting
+    if _template_module_waiting is not None:
+        template_module, _template_module_waiting = _template_module_waiting, None
+        _register_template(template_module)
 
 
 def _register_composite_model(visual) -> None:
