@@ -82,6 +82,23 @@ def test_override_errors_are_clear():
         load_mrdpo_config(TINY, ["rounds=two"])
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # a misspelt schedule name had passed the config and crashed the run after screening and event extraction
+        ("thresholds=table_3", "a threshold schedule is a list or a mapping of rounds, got 'table_3'"),
+        ("thresholds=[{e_g: 0.05, r_g: 0, e_t: 0.05}]", "schedule round 1: .*delta_r_local"),
+        ("thresholds=[{e_g: five, r_g: 0, e_t: 0.05, r_t: 0}]", "delta_e_global must be a fraction.*'five'"),
+        ("min_duration_s=-5", "min_duration_s must be a number >= 0; got -5"),
+        ("seed=abc", "seed must be an integer >= 0; got 'abc'"),
+        ("stop_unnatural_rate=high", "stop_unnatural_rate must be a number >= 0; got 'high'"),
+    ],
+)
+def test_bad_values_are_refused_at_load_naming_them(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_mrdpo_config(TINY, [override])
+
+
 def test_report_to_defaults_to_the_supported_part_of_train_report_to(tmp_path):
     assert load_mrdpo_config(TINY).reporters == ["tensorboard"]
     cfg = yaml.safe_load(TINY.read_text())

@@ -713,3 +713,18 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
     judged = [json.loads(line) for line in (run / "round-001" / "judged.jsonl").read_text().splitlines()]
     assert {r["video_id"] for r in judged} == {"drawing", "bunny"}
     assert (run / "gdpo" / "round-001" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"window_s": -1}, "window_s must be a positive number of seconds, got -1"),
+        ({"fps_phi": 0}, "fps must be a number > 0, got 0"),
+        ({"max_frames_m": 0}, "max_frames must be an integer >= 1, got 0"),
+        ({"min_duration_s": -5}, "min_duration_s must be a number >= 0, got -5"),
+        ({"max_audio_tokens": 0}, "max_audio_tokens must be a number >= 1, got 0"),
+    ],
+)
+def test_media_limits_refuse_impossible_values(limits, message):
+    with pytest.raises(ConfigError, match=message):
+        MediaLimits(**limits)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vs2_plugin.data import media
-from vs2_plugin.errors import MediaError
+from vs2_plugin.errors import ConfigError, MediaError
 from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
+from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, VideoSampling
 
 #: How far the packets may end before the header's duration (plus one frame) without the
 #: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.
@@ -47,6 +47,17 @@ class MediaLimits:
     max_frames_m: int = VIDEO_DEFAULTS.max_frames
     group_size: int = interleave.DEFAULT_GROUP_SIZE
     max_pixels: int | None = interleave.LF_VIDEO_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        # the audio and frame rules check their own values (ConfigError naming the bad one)
+        AudioGeometry(self.window_s, self.queries_per_window, self.segment_s)
+        VideoSampling(self.fps_phi, self.max_frames_m)
+        for name, minimum in (("min_duration_s", 0), ("max_duration_s", 0), ("max_audio_tokens", 1), ("group_size", 1)):
+            value = getattr(self, name)
+            if value is None and name in ("max_duration_s", "max_audio_tokens"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+                raise ConfigError(f"media limits: {name} must be a number >= {minimum}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- media

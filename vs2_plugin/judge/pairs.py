@@ -97,6 +97,8 @@ class Schedule:
         mappings (round 1 first). Values are fractions; keys ``e_g r_g e_t r_t`` are accepted too."""
         if data is None:
             return cls()
+        if not isinstance(data, (list, Mapping)):
+            raise ConfigError(f"a threshold schedule is a list or a mapping of rounds, got {data!r}")
         items = enumerate(data, start=1) if isinstance(data, list) else data.items()
         aliases = {"e_g": "delta_e_global", "r_g": "delta_r_global", "e_t": "delta_e_local", "r_t": "delta_r_local"}
         rounds = {}
@@ -106,7 +108,7 @@ class Schedule:
             fields = {aliases.get(k, k): v for k, v in value.items()}
             try:
                 rounds[int(key)] = RoundThresholds(**fields)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ConfigError(f"schedule round {key!r}: {exc}") from None
         return cls(rounds)
 

@@ -123,7 +123,14 @@ class MrDPOConfig:
         if isinstance(self.sampling, dict):
             self.sampling = _build(SamplingConfig, self.sampling, "sampling")
         _check_positive("rounds", self.rounds)
+        _check_positive("seed", self.seed, minimum=0)
         _check_choice("bad_samples", self.bad_samples, ("skip", "fail"))
+        _check_positive("min_duration_s", self.min_duration_s, minimum=0, integer=False)
+        if self.max_duration_s is not None:
+            _check_positive("max_duration_s", self.max_duration_s, minimum=0, integer=False)
+        for name in ("stop_unnatural_rate", "max_judge_failure_rate"):
+            _check_positive(name, getattr(self, name), minimum=0, integer=False)
+        self.schedule()  # a bad thresholds value fails here, before any video is read or judged
         if self.max_duration_s is not None and float(self.max_duration_s) <= float(self.min_duration_s):
             raise ConfigError(f"max_duration_s must be larger than min_duration_s; got {self.max_duration_s!r}")
         if self.adapter_name_or_path is None:
@@ -164,6 +171,12 @@ class MrDPOConfig:
             self.gdpo_lambda = GDPOArguments.__dataclass_fields__["gdpo_lambda"].default
         if float(self.gdpo_lambda) < 0:
             raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
+
+    def schedule(self):
+        """The pair thresholds of every round (:class:`vs2_plugin.judge.pairs.Schedule`)."""
+        from vs2_plugin.judge.pairs import Schedule
+
+        return Schedule() if self.thresholds in (None, "table3") else Schedule.from_config(self.thresholds)
 
     @property
     def reporters(self) -> list[str]:

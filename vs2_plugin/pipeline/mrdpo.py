@@ -306,7 +306,7 @@ def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], sin
 
 
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
-    from vs2_plugin.judge.pairs import Schedule, is_blank, select_pairs, write_pairwise_dataset
+    from vs2_plugin.judge.pairs import is_blank, select_pairs, write_pairwise_dataset
     from vs2_plugin.pipeline.report import write_report
     from vs2_plugin.plugins import get_plugin_manager
 
@@ -322,7 +322,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     )
     write_gt_dataset(train_videos, cfg, run_dir / "data")
     dropped: set[str] = set()
-    schedule = Schedule() if cfg.thresholds in (None, "table3") else Schedule.from_config(cfg.thresholds)
+    schedule = cfg.schedule()
     model = (
         str(Path(cfg.model_name_or_path).resolve()) if Path(cfg.model_name_or_path).exists() else cfg.model_name_or_path
     )
