@@ -1,27 +1,25 @@
 """The LoRA-proxy round hook of mrDPO (paper sec. 3.3, eq. 10) and the multi-round state.
 
-Between rounds ``t-1`` and ``t`` three named steps run:
+Between rounds ``t-1`` and ``t`` (:func:`vs2_plugin.gdpo.workflow._run_round`):
 
-1. :meth:`RoundHook.merge_adapter` — ``W_t = W_{t-1} + scale * B_{t-1} A_{t-1}`` for every
-   adapted layer (trainable non-LoRA modules kept in the adapter as ``modules_to_save`` replace
-   their frozen originals);
-2. :meth:`RoundHook.make_reference` — the merged backbone is frozen: it *is* the round's
-   reference (the policy with its adapter disabled);
-3. :meth:`RoundHook.init_adapter` — a new LoRA with the same config and a fresh random
-   initialisation (``B = 0``, so the new policy starts equal to the reference).
+1. merge — ``W_t = W_{t-1} + scale * B_{t-1} A_{t-1}`` for every adapted layer (trainable
+   non-LoRA modules kept in the adapter as ``modules_to_save`` replace their frozen originals);
+2. reference — the merged backbone, frozen, is the round's reference (the policy with its
+   adapter disabled);
+3. fresh LoRA — a new adapter with the same config and a new random initialisation (``B = 0``,
+   so the new policy starts equal to the reference).
 
-:class:`InMemoryRoundHook` does this on the live model (PEFT ``merge_and_unload``);
-:class:`ExportRoundHook` goes through LLaMA-Factory's ``export_model`` (what
-``llamafactory-cli export`` runs) into a merged checkpoint written atomically, and reloads it —
-for setups where in-memory stacking is unavailable (DeepSpeed ZeRO-3, quantized models).
+``gdpo_round_hook: memory`` has LLaMA-Factory load the base with every earlier round's adapter
+merged in order and create a new one (``create_new_adapter``); ``export`` writes the merged
+reference as a checkpoint with LLaMA-Factory's ``export_model`` (:func:`export_merged`, what
+``llamafactory-cli export`` runs; atomically, rank 0 only) and loads it, for setups where
+merging at load is unavailable (DeepSpeed ZeRO-3, quantized models).
 
 :class:`RoundState` is the on-disk record of a multi-round run (``rounds.json``).
 """
 
 from __future__ import annotations
 
-import abc
-import copy
 import datetime as _dt
 import json
 import os
@@ -29,7 +27,6 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from vs2_plugin.errors import ConfigError
 
@@ -101,100 +98,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     fsync_tree_root(path.parent)
 
 
-# --------------------------------------------------------------------------------- round hooks
-class RoundHook(abc.ABC):
-    """merge adapter -> make the merged model the reference -> initialise a new LoRA."""
-
-    def __call__(self, model, seed: int | None = None):
-        """Run the three steps on a PEFT model; return the next round's policy (a new PeftModel)."""
-        lora_config = copy.deepcopy(model.peft_config[model.active_adapter])
-        merged = self.merge_adapter(model)
-        reference = self.make_reference(merged)
-        return self.init_adapter(reference, lora_config, seed=seed)
-
-    @abc.abstractmethod
-    def merge_adapter(self, model):
-        """Step 1: fold the active adapter into the backbone; return the plain merged model."""
-
-    def make_reference(self, merged):
-        """Step 2: freeze the merged backbone; it is the reference of the next round."""
-        merged.requires_grad_(False)
-        return merged
-
-    def init_adapter(self, reference, lora_config, seed: int | None = None):
-        """Step 3: a new LoRA, same config, fresh random init (A random, B zero)."""
-        import torch
-        from peft import get_peft_model
-
-        if seed is not None:
-            torch.manual_seed(seed)
-        config = copy.deepcopy(lora_config)
-        config.inference_mode = False
-        config.init_lora_weights = True
-        vars(reference).pop("peft_config", None)  # left behind by merge_and_unload
-        return get_peft_model(reference, config)
-
-
-class InMemoryRoundHook(RoundHook):
-    """Merge with PEFT on the live weights (the default; no disk traffic)."""
-
-    def merge_adapter(self, model):
-        return model.merge_and_unload()
-
-
-@dataclass
-class ExportRoundHook(RoundHook):
-    """Merge through LLaMA-Factory's ``export_model`` and reload the merged checkpoint.
-
-    :param work_dir: each merge writes ``work_dir/merge-NNN/{adapter,merged}`` (atomically).
-    :param backbone_path: the checkpoint the live model's backbone was loaded from; it is
-        advanced to each new merged checkpoint.
-    :param load_fn: ``path -> model`` that loads a merged checkpoint (default: LLaMA-Factory's
-        loader with ``template``).
-    :param export_args: extra keys for ``export_model`` (e.g. ``trust_remote_code``).
-    """
-
-    work_dir: Path
-    backbone_path: str
-    template: str | None = None
-    load_fn: Callable | None = None
-    export_args: dict = field(default_factory=dict)
-    merges: int = 0
-
-    def merge_adapter(self, model):
-        import torch
-
-        self.merges += 1
-        step_dir = Path(self.work_dir) / f"merge-{self.merges:03d}"
-        with atomic_directory(step_dir / "adapter") as tmp:
-            model.save_pretrained(tmp)
-        dtype = next(p for n, p in model.named_parameters() if "lora_" not in n).dtype
-        merged_dir = step_dir / "merged"
-        export_merged(
-            self.backbone_path,
-            [str(step_dir / "adapter")],
-            merged_dir,
-            template=self.template,
-            dtype=str(dtype).replace("torch.", ""),
-            extra=self.export_args,
-        )
-        self.backbone_path = str(merged_dir)
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return (self.load_fn or self._default_load)(str(merged_dir))
-
-    def _default_load(self, path: str):
-        from vs2_plugin.integrations.llamafactory_api import get_infer_args, load_model, load_tokenizer
-
-        args = {"model_name_or_path": path, "infer_dtype": "auto", **self.export_args}
-        if self.template:
-            args["template"] = self.template
-        model_args, _data_args, finetuning_args, _gen = get_infer_args(args)
-        tokenizer = load_tokenizer(model_args)["tokenizer"]
-        return load_model(tokenizer, model_args, finetuning_args, is_trainable=False)
-
-
 def export_merged(
     backbone: str, adapters: list[str], out_dir: Path, template: str | None, dtype: str, extra: dict | None = None
 ) -> Path:
@@ -235,14 +138,6 @@ def wait_for_file(path: Path, timeout_s: float = 7200.0, poll_s: float = 2.0) ->
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s")
         time.sleep(poll_s)
-
-
-def make_round_hook(mode: str, **kwargs) -> RoundHook:
-    if mode == "memory":
-        return InMemoryRoundHook()
-    if mode == "export":
-        return ExportRoundHook(**kwargs)
-    raise ConfigError(f"gdpo_round_hook must be 'memory' or 'export', got {mode!r}")
 
 
 # --------------------------------------------------------------------------------- round state

@@ -30,6 +30,7 @@ from typing import Any
 from vs2_plugin.autoload import when_imported
 from vs2_plugin.data.train_check import check_training_data
 from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
+from vs2_plugin.modeling import MODEL_TYPE
 from vs2_plugin.pipeline.run_args import args_to_dict, as_arg_list, stage_of
 
 #: LLaMA-Factory versions whose internals this module was written against.
@@ -37,7 +38,6 @@ SUPPORTED_VERSIONS = ("0.9.5",)
 
 TEMPLATE_NAME = "video_salmonn2"
 MM_PLUGIN_NAME = "video_salmonn2"
-MODEL_TYPE = "video_salmonn2"
 
 #: what happened, for ``vs2 plugins``: kind -> list of names
 REGISTRATIONS: dict[str, list[str]] = {}

@@ -6,11 +6,12 @@ Public entry points:
 
 * :func:`register_auto_classes` - make ``video_salmonn2`` known to transformers' Auto classes.
 * :func:`vs2_plugin.modeling.tiny.build_tiny_model` / ``build_tiny_text_model`` - offline tiny models.
-* :func:`vs2_plugin.modeling.freezing.apply_freezing` - what trains in each stage (sec. 3.2).
+* :mod:`vs2_plugin.modeling.freezing` - what trains in each stage (sec. 3.2).
 """
 
 from __future__ import annotations
 
+#: ``model_type`` of a checkpoint with the audio branch (config.json, Auto classes, LLaMA-Factory)
 MODEL_TYPE = "video_salmonn2"
 
 _registered = False

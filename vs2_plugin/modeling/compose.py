@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError, MediaError
+from vs2_plugin.modeling import MODEL_TYPE
 
 SHARD_BYTES = 4 * 1024**3
 _NOT_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path", "auto_map")
@@ -58,7 +59,7 @@ def build_config(visual_llm: Path, audio_config: dict, token_ids: dict, vocab_si
     from vs2_plugin.modeling.config import VideoSalmonn2Config
 
     source = AutoConfig.from_pretrained(visual_llm)
-    if source.model_type not in ("qwen2_5_vl", "video_salmonn2"):
+    if source.model_type not in ("qwen2_5_vl", MODEL_TYPE):
         raise ConfigError(f"--visual-llm {visual_llm}: model_type is {source.model_type!r}, expected 'qwen2_5_vl'")
     kwargs = {k: v for k, v in source.to_dict().items() if k not in _NOT_CONFIG_KEYS}
     for key in ("audio_config", "audio_token_id", "audio_start_token_id", "audio_end_token_id", *ALIGNER_SETTINGS):

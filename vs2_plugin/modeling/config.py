@@ -15,6 +15,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import Qwen2_5_VLConfig
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling import MODEL_TYPE
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 
 #: openai-whisper ``ModelDimensions`` fields of the audio encoder.
@@ -76,7 +77,7 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
         do not change; a run that sees its clips again (epochs, sampling rounds) skips re-encoding.
     """
 
-    model_type = "video_salmonn2"
+    model_type = MODEL_TYPE
 
     audio_config: dict | None = None
     audio_window_s: float = AUDIO_DEFAULTS.window_s

@@ -10,6 +10,7 @@ from typing import Any
 
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.gdpo.rounds import atomic_directory
+from vs2_plugin.modeling import MODEL_TYPE
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: written next to config.json; each re-exports the package's class (``auto_map`` targets)
@@ -97,7 +98,7 @@ def export_merged(
 def _add_auto_map(folder: Path) -> None:
     path = folder / "config.json"
     config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if config.get("model_type") != "video_salmonn2":
+    if config.get("model_type") != MODEL_TYPE:
         return
     config["auto_map"] = AUTO_MAP
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

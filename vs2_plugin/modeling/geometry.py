@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError
-
-#: ``model_type`` of a checkpoint with the audio branch.
-MODEL_TYPE = "video_salmonn2"
+from vs2_plugin.modeling import MODEL_TYPE
 
 #: config.json key -> AudioGeometry field (keys as VideoSalmonn2Config writes them, top level)
 CONFIG_KEYS = {"audio_window_s": "window_s", "audio_queries_per_window": "queries_per_window", "segment_s": "segment_s"}
