@@ -178,11 +178,3 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
     def audio_tokens_per_segment(self) -> int:
         """Audio tokens one 30 s segment yields (150 with the paper's settings)."""
         return self.audio_windows_per_segment * self.audio_queries_per_window
-
-    @property
-    def audio_tokens_per_second(self) -> float:
-        return self.audio_tokens_per_segment / self.segment_s
-
-    @property
-    def mel_frames_per_segment(self) -> int:
-        return round(self.segment_s * MEL_FRAMES_PER_SECOND)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.modeling import MODEL_TYPE
 
 #: config.json key -> AudioGeometry field (keys as VideoSalmonn2Config writes them, top level)
 CONFIG_KEYS = {"audio_window_s": "window_s", "audio_queries_per_window": "queries_per_window", "segment_s": "segment_s"}
@@ -152,8 +151,3 @@ def read_model_config(model_dir: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return data
-
-
-def has_audio_branch(config: dict) -> bool:
-    """Whether a ``config.json`` mapping describes a model with the audio branch."""
-    return config.get("model_type") == MODEL_TYPE

@@ -3,7 +3,6 @@ and a list rewritten after a dict was changed. Nothing here imports LLaMA-Factor
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from vs2_plugin.errors import ConfigError
@@ -66,10 +65,3 @@ def as_arg_list(original: list[str], wanted: dict[str, Any]) -> list[str]:
     for key in wanted.keys() - done:
         out += [f"--{key}", str(wanted[key])]
     return out
-
-
-def pop_dataclass_args(args: dict[str, Any], cls) -> Any:
-    """Remove ``cls``'s fields from ``args`` and build ``cls`` from them (it validates)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    picked = {k: args.pop(k) for k in list(args) if k in names}
-    return cls(**picked)

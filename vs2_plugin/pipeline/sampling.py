@@ -180,6 +180,7 @@ def sample_parallel(
                     "infer": infer,
                     "cfg": asdict(cfg),
                     "seed": seed,
+                    "progress": progress,
                 }
             )
         )
@@ -348,7 +349,7 @@ def _worker(spec_path: str, shard: int, num_shards: int) -> int:
         infer=spec["infer"],
         cfg=cfg,
         seed=spec["seed"],
-        progress=shard == 0,
+        progress=shard == 0 and spec.get("progress", True),  # one bar, the first worker's
     )
     return 0
 
