@@ -55,7 +55,14 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = _warning_line  # the documented hook for how warnings are printed
+    previous, warnings.formatwarning = warnings.formatwarning, _warning_line  # the documented hook
+    try:
+        return _main(argv)
+    finally:  # a program that calls main() keeps its own warning format
+        warnings.formatwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS:
         build_parser().parse_args(argv or ["--help"])
