@@ -165,11 +165,11 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
             }
         )
         return {
-            "patch_size": int(getattr(vp, "patch_size", 14)),
-            "merge_size": int(getattr(vp, "merge_size", 2)),
-            "temporal_patch_size": int(getattr(vp, "temporal_patch_size", 2)),
-            "min_pixels": int(size.get("shortest_edge") or 128 * 28 * 28),
-            "max_pixels": int(size.get("longest_edge") or 768 * 28 * 28),
+            "patch_size": int(getattr(vp, "patch_size", interleave.QWEN_PATCH_SIZE)),
+            "merge_size": int(getattr(vp, "merge_size", interleave.QWEN_MERGE_SIZE)),
+            "temporal_patch_size": int(getattr(vp, "temporal_patch_size", interleave.DEFAULT_GROUP_SIZE)),
+            "min_pixels": int(size.get("shortest_edge") or interleave.QWEN_MIN_PIXELS),
+            "max_pixels": int(size.get("longest_edge") or interleave.QWEN_MAX_PIXELS),
         }
 
     def video_plan(self, path: str, processor) -> VideoPlan:

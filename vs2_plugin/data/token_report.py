@@ -30,9 +30,10 @@ import argparse
 import json
 from pathlib import Path
 
+from vs2_plugin.data.media import MIN_DURATION_S
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, read_model_config
-from vs2_plugin.modeling.interleave import LF_VIDEO_MAX_PIXELS, LF_VIDEO_MIN_PIXELS
 
 #: Defaults: paper sec. 4.1 (frame sampling and audio geometry of
 #: :mod:`vs2_plugin.modeling.geometry`), Qwen2-VL's video processor (patch 14,
@@ -43,14 +44,14 @@ DEFAULTS = {
     "window_s": AUDIO_DEFAULTS.window_s,
     "queries_per_window": AUDIO_DEFAULTS.queries_per_window,
     "segment_s": AUDIO_DEFAULTS.segment_s,
-    "group_size": 2,
-    "patch_size": 14,
-    "merge_size": 2,
-    "min_pixels": 128 * 28 * 28,
-    "max_pixels": 768 * 28 * 28,
-    "video_max_pixels": LF_VIDEO_MAX_PIXELS,
-    "video_min_pixels": LF_VIDEO_MIN_PIXELS,
-    "min_duration_s": 1.0,
+    "group_size": interleave.DEFAULT_GROUP_SIZE,
+    "patch_size": interleave.QWEN_PATCH_SIZE,
+    "merge_size": interleave.QWEN_MERGE_SIZE,
+    "min_pixels": interleave.QWEN_MIN_PIXELS,
+    "max_pixels": interleave.QWEN_MAX_PIXELS,
+    "video_max_pixels": interleave.LF_VIDEO_MAX_PIXELS,
+    "video_min_pixels": interleave.LF_VIDEO_MIN_PIXELS,
+    "min_duration_s": MIN_DURATION_S,
     "tokens_per_second": 2,
 }
 

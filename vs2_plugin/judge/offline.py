@@ -75,6 +75,8 @@ MIN_CLAUSE_CONTENT_WORDS = 3
 SPAN_MARGIN = 3  # words read on each side of where a claim is located, for its details
 MIN_QUOTE_SHARE = 0.5  # a told event whose quoted words the caption has less than this of is incorrect
 CHUNK = 16  # items encoded together; bounds memory whatever the number of items
+MISS_THRESHOLD = 0.5  # an event scored below it is missed
+SUPPORT_THRESHOLD = 0.5  # a caption statement supported below it is hallucinated
 
 # Function words carry no event content. Negations (not, no, never) and numbers are NOT here:
 # "two men" vs "one man" and "does not speak" vs "speaks" are details a judge must see.
@@ -532,8 +534,8 @@ def in_another_script(events: list[str]) -> bool:
 
 def judge(
     items: list[JudgeItem],
-    miss_threshold: float = 0.5,
-    support_threshold: float = 0.5,
+    miss_threshold: float = MISS_THRESHOLD,
+    support_threshold: float = SUPPORT_THRESHOLD,
     encoder_name: str = "auto",
     progress: bool = False,
 ) -> list[Judgment]:
@@ -616,8 +618,8 @@ class OfflineOptions:
     """
 
     encoder: str = "auto"
-    miss_threshold: float = 0.5
-    support_threshold: float = 0.5
+    miss_threshold: float = MISS_THRESHOLD
+    support_threshold: float = SUPPORT_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:

@@ -51,6 +51,11 @@ _WINDOW_S, _QUERIES, _SEGMENT_S = AUDIO_DEFAULTS.window_s, AUDIO_DEFAULTS.querie
 #: LLaMA-Factory's ``video_max_pixels`` / ``video_min_pixels`` defaults, for callers that work from
 #: metadata alone and must not import it (``vs2 tokens``: importing it takes seconds); a test
 #: checks them against its ModelArguments, elsewhere they are read from there
+#: Qwen2-VL's image/video processor defaults: patch side, spatial merge, pixel range of a frame
+QWEN_PATCH_SIZE = 14
+QWEN_MERGE_SIZE = 2
+QWEN_MIN_PIXELS = 128 * 28 * 28
+QWEN_MAX_PIXELS = 768 * 28 * 28
 LF_VIDEO_MAX_PIXELS = 256 * 256
 LF_VIDEO_MIN_PIXELS = 16 * 16
 #: Qwen2.5-VL ``temporal_patch_size``: frames merged into one temporal group.
@@ -314,10 +319,10 @@ def visual_group_grid(
     width: int,
     height: int,
     *,
-    patch_size: int = 14,
-    merge_size: int = 2,
-    min_pixels: int = 128 * 28 * 28,
-    max_pixels: int = 768 * 28 * 28,
+    patch_size: int = QWEN_PATCH_SIZE,
+    merge_size: int = QWEN_MERGE_SIZE,
+    min_pixels: int = QWEN_MIN_PIXELS,
+    max_pixels: int = QWEN_MAX_PIXELS,
     video_max_pixels: int | None = LF_VIDEO_MAX_PIXELS,
     video_min_pixels: int = LF_VIDEO_MIN_PIXELS,
 ) -> tuple[int, int]:

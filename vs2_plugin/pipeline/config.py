@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vs2_plugin.data.media import MIN_DURATION_S
 from vs2_plugin.errors import ConfigError
 
 DEFAULT_GLOBAL_PROMPT = (
@@ -112,7 +113,7 @@ class MrDPOConfig:
     #: stream, malformed row): "skip" = left out and listed in <run_dir>/skipped_videos.jsonl,
     #: "fail" = stop with one line naming the row, file and problem
     bad_samples: str = "skip"
-    min_duration_s: float = 1.0  #: shorter videos are bad
+    min_duration_s: float = MIN_DURATION_S  #: shorter videos are bad
     max_duration_s: float | None = None  #: longer videos are bad (default: no limit)
     #: where per-round held-out metrics go besides metrics.json, as LLaMA-Factory's report_to:
     #: "none", "tensorboard" (event files in <run_dir>/runs), "all", a list or "a,b"; unset: the

@@ -171,7 +171,7 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
     with torch.no_grad():
         states = audio(samples[0][2]["audio_features"][:1])
     n_states, hidden_a = states.shape[1], states.shape[2]
-    audio_per_state = 30.0 / n_states  # one Whisper segment is 30 s
+    audio_per_state = model.config.segment_s / n_states  # the encoder states span one Whisper segment
     names_a = audio_labels_list(WORDS)
     head_v = torch.nn.Linear(hidden_v, len(VISUAL_LABELS))
     head_a = torch.nn.Linear(hidden_a, len(names_a))
