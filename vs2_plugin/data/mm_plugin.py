@@ -184,13 +184,18 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         phi, m = _sampling(processor)
         n = media.frame_count(info.duration_s, phi, max(m, group), group)
         max_px, min_px = _pixel_caps(processor)
-        width, height = interleave.regularized_frame_size(info.width, info.height, max_px, min_px)
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-        factor = vps["patch_size"] * vps["merge_size"]
-        rh, rw = smart_resize(height, width, factor=factor, min_pixels=vps["min_pixels"], max_pixels=vps["max_pixels"])
-        grid = (-(-n // group), rh // vps["patch_size"], rw // vps["patch_size"])
-        tokens_per_group = (rh // factor) * (rw // factor)
+        grid_h, grid_w = interleave.visual_group_grid(
+            info.width,
+            info.height,
+            patch_size=vps["patch_size"],
+            merge_size=vps["merge_size"],
+            min_pixels=vps["min_pixels"],
+            max_pixels=vps["max_pixels"],
+            video_max_pixels=max_px,
+            video_min_pixels=min_px,
+        )
+        grid = (-(-n // group), grid_h, grid_w)
+        tokens_per_group = (grid_h // vps["merge_size"]) * (grid_w // vps["merge_size"])
         settings = self.audio_settings(processor)
         flag = bool(getattr(processor, "use_audio_in_video", False))
         if settings.enabled and info.has_audio and not flag and not _ignore_video_audio():

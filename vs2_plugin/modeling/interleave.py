@@ -62,7 +62,7 @@ LF_VIDEO_MIN_PIXELS = 16 * 16
 DEFAULT_GROUP_SIZE = 2
 
 
-def _exact(value: float, name: str, *, positive: bool = True) -> Fraction:
+def exact_decimal(value: float, name: str, *, positive: bool = True) -> Fraction:
     """``value`` as the exact decimal it prints as; ConfigError naming ``name`` if invalid."""
     try:
         number = float(value)
@@ -89,7 +89,7 @@ def windows_per_segment(window_s: float = _WINDOW_S, segment_s: float = _SEGMENT
     >>> windows_per_segment(0.2), windows_per_segment(0.5)
     (150, 60)
     """
-    ratio = _exact(segment_s, "segment_s") / _exact(window_s, "window_s")
+    ratio = exact_decimal(segment_s, "segment_s") / exact_decimal(window_s, "window_s")
     if ratio.denominator != 1:
         raise ConfigError(f"window_s={window_s!r} must divide segment_s={segment_s!r} into a whole number of windows")
     return int(ratio)
@@ -101,7 +101,7 @@ def audio_segment_count(duration_s: float, segment_s: float = _SEGMENT_S) -> int
     >>> audio_segment_count(61.0), audio_segment_count(60.0), audio_segment_count(2.5)
     (3, 2, 1)
     """
-    return max(1, _ceil(_exact(duration_s, "duration_s") / _exact(segment_s, "segment_s")))
+    return max(1, _ceil(exact_decimal(duration_s, "duration_s") / exact_decimal(segment_s, "segment_s")))
 
 
 def _kept_windows(duration: Fraction, window: Fraction, segments: int, per_segment: int) -> int:
@@ -126,8 +126,8 @@ def audio_token_count(
     >>> audio_token_count(2.5), audio_token_count(2.55), audio_token_count(2.5, 0.2, 2)
     (13, 13, 26)
     """
-    duration = _exact(duration_s, "duration_s")
-    window = _exact(window_s, "window_s")
+    duration = exact_decimal(duration_s, "duration_s")
+    window = exact_decimal(window_s, "window_s")
     _positive_int(queries_per_window, "queries_per_window")
     per_segment = windows_per_segment(window_s, segment_s)
     segments = audio_segment_count(duration_s, segment_s)
@@ -140,7 +140,7 @@ def frame_slot_edges(duration_s: float, num_frames: int) -> list[float]:
     >>> frame_slot_edges(5.0, 4)
     [0.0, 1.25, 2.5, 3.75, 5.0]
     """
-    duration = _exact(duration_s, "duration_s")
+    duration = exact_decimal(duration_s, "duration_s")
     _positive_int(num_frames, "num_frames")
     return [float(duration * i / num_frames) for i in range(num_frames + 1)]
 
@@ -207,24 +207,24 @@ def interleave_plan(
     >>> interleave_plan(2.5, 0, window_s=0.5).audio_tokens_per_frame  # audio-only, 1 s slots
     (2, 2, 1)
     """
-    duration = _exact(duration_s, "duration_s")
+    duration = exact_decimal(duration_s, "duration_s")
     _positive_int(num_frames, "num_frames", minimum=0)
     _positive_int(group_size, "group_size")
     _positive_int(queries_per_window, "queries_per_window")
-    window = _exact(window_s, "window_s")
+    window = exact_decimal(window_s, "window_s")
     per_segment = windows_per_segment(window_s, segment_s)
 
     if num_frames > 0:
         edges = [duration * i / num_frames for i in range(num_frames + 1)]
         frames_per_group = group_size
     else:
-        slot = _exact(audio_slot_s, "audio_slot_s")
+        slot = exact_decimal(audio_slot_s, "audio_slot_s")
         count = _ceil(duration / slot)
         edges = [min(slot * i, duration) for i in range(count + 1)]
         frames_per_group = 1
 
     if has_audio:
-        audio_duration = duration if audio_duration_s is None else _exact(audio_duration_s, "audio_duration_s")
+        audio_duration = duration if audio_duration_s is None else exact_decimal(audio_duration_s, "audio_duration_s")
         segments = audio_segment_count(float(audio_duration), segment_s)
         kept = _kept_windows(audio_duration, window, segments, per_segment)
         # first window starting at or after each edge, capped at the kept windows

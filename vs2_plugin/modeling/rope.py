@@ -42,18 +42,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
+from vs2_plugin.modeling.interleave import exact_decimal
 
 TEXT, IMAGE, VIDEO, AUDIO = 0, 1, 2, 3
-
-
-def _exact(value: float) -> Fraction:
-    """``value`` as the exact decimal it prints as (0.2 -> 1/5), so window starts do not drift."""
-    return Fraction(repr(float(value)))
 
 
 @dataclass(frozen=True)
@@ -98,7 +93,7 @@ def audio_time_offsets(
     >>> audio_time_offsets(3, 4, window_s=0.5, queries_per_window=2, tokens_per_second=2)
     [1, 2, 2, 3]
     """
-    step = _exact(window_s) * _exact(tokens_per_second)
+    step = exact_decimal(window_s, "window_s") * exact_decimal(tokens_per_second, "tokens_per_second")
     return [math.floor((k // queries_per_window) * step) for k in range(first, first + count)]
 
 
