@@ -354,3 +354,42 @@ def test_driver_tolerates_failures_within_the_limit(server, tmp_path):
     )
     assert [r["judgment"]["status"] for r in judged] == ["ok", "failed", "failed", "ok"]
     assert pairs_of(judged) == []
+
+
+def test_an_interrupted_judging_step_keeps_the_chunks_already_judged(tmp_path, monkeypatch):
+    """Stopped while the second chunk is judged (Ctrl-C, a crash): the first chunk's judgments are
+    on disk, and the rerun judges only the captions after them."""
+    from vs2_plugin.judge import runner
+    from vs2_plugin.judge.types import Judgment
+    from vs2_plugin.pipeline import mrdpo
+
+    monkeypatch.setattr(mrdpo, "JUDGE_CHUNK", 2)
+    rows = [
+        {
+            "key": f"v1-{k}",
+            "video_id": "v1",
+            "task": "global",
+            "prompt": "Describe.",
+            "video": "v1.mp4",
+            "caption": "A dog.",
+        }
+        for k in range(5)
+    ]
+    asked, stop_at = [], [2]
+
+    def judge(items, jcfg):
+        asked.append([i.id for i in items])
+        if len(asked) in stop_at:
+            raise RuntimeError("stopped")
+        return [Judgment(id=i.id, judge="fake", n_events=1, event_scores=[1.0]) for i in items]
+
+    monkeypatch.setattr(runner, "judge_items", judge)
+    out = tmp_path / "judged.jsonl"
+    with pytest.raises(RuntimeError, match="stopped"):
+        mrdpo.judge_samples(rows, {"v1": ["A dog runs"]}, None, out)
+    assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["v1-0", "v1-1"]
+    asked.clear()
+    stop_at.clear()
+    judged = mrdpo.judge_samples(rows, {"v1": ["A dog runs"]}, None, out)
+    assert asked == [["v1-2", "v1-3"], ["v1-4"]]
+    assert [r["key"] for r in judged] == [r["key"] for r in rows]

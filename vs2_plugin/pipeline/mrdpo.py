@@ -88,6 +88,9 @@ def interval_key(video_id: str, start: float, end: float) -> str:
     return f"{video_id}@{start:g}-{end:g}"
 
 
+JUDGE_CHUNK = 32  # captions judged between two appends to the step's log
+
+
 def judge_samples(
     rows: list[dict[str, Any]], events: dict[str, list[str]], jcfg, out_path: Path, max_failure_rate: float = 1.0
 ) -> list[dict[str, Any]]:
@@ -109,23 +112,28 @@ def judge_samples(
         for r in todo:
             ev_key = r["video_id"] if r["task"] == "global" else interval_key(r["video_id"], r["start"], r["end"])
             items.append(JudgeItem(id=r["key"], caption=r["caption"], events=events[ev_key], task=r["task"]))
+        failed = []
         with console.step(f"judge {out_path.name}", total=len(items), unit="caption"):
-            judgments = judge_items(items, jcfg)
-        judged = [{**r, "judgment": j.to_dict()} for r, j in zip(todo, judgments)]
-        failed = [row for row in judged if row["judgment"].get("status") != "ok"]
-        failed_keys = {row["key"] for row in failed}
+            # judged JUDGE_CHUNK at a time, each chunk's judgments kept before the next is asked:
+            # an interrupted step loses one chunk at most
+            for start in range(0, len(items), JUDGE_CHUNK):
+                chunk = slice(start, start + JUDGE_CHUNK)
+                for r, j in zip(todo[chunk], judge_items(items[chunk], jcfg)):
+                    row = {**r, "judgment": j.to_dict()}
+                    if j.ok:
+                        log.append(row)
+                    else:
+                        failed.append(row)
         earlier = sum(1 for r in rows if r["key"] in done and done[r["key"]]["judgment"].get("status") != "ok")
-        too_many = rows and (len(failed) + earlier) / len(rows) > max_failure_rate
-        for row in judged:
-            if not (too_many and row["key"] in failed_keys):
-                log.append(row)
-        if too_many:
+        if rows and (len(failed) + earlier) / len(rows) > max_failure_rate:
             first = failed[0]["judgment"].get("error", "unknown error")
             raise Vs2Error(
                 f"{len(failed)} of {len(rows)} captions could not be judged ({out_path.name}; first error: "
                 f"{first}), more than max_judge_failure_rate {max_failure_rate:.0%}; the {len(rows) - len(failed)} "
                 f"judged ones are kept, rerun to judge the rest"
             )
+        for row in failed:  # few enough: kept as failed, left out of pairs and means
+            log.append(row)
     done = log.by_key()
     return [done[r["key"]] for r in rows]
 
