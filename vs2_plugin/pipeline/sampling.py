@@ -102,14 +102,16 @@ def task_seed(seed: int, key: str) -> int:
 
 
 def prompt_groups(tasks: list[SampleTask]) -> list[tuple[bool, PromptGroup]]:
-    """Tasks with the same video, prompt and decoding as one group (one prefill, n captions),
-    in the order of their first task."""
+    """Sampled tasks with the same video, prompt and decoding as one group (one prefill, n
+    captions), in the order of their first task. A greedy task is a group of its own: greedy
+    decoding gives one caption per prompt, and one video may be listed under two ids."""
     from vs2_plugin.pipeline.generation import PromptGroup
 
-    groups: dict[tuple[str, str, bool], PromptGroup] = {}
+    groups: dict[tuple, PromptGroup] = {}
     for t in tasks:
-        groups.setdefault((t.video, t.prompt, t.greedy), PromptGroup(t.video, t.prompt)).keys.append(t.key)
-    return [(greedy, g) for (_, _, greedy), g in groups.items()]
+        key = (t.video, t.prompt, t.greedy) + ((t.key,) if t.greedy else ())
+        groups.setdefault(key, PromptGroup(t.video, t.prompt)).keys.append(t.key)
+    return [(key[2], g) for key, g in groups.items()]
 
 
 def sample_in_process(
