@@ -187,3 +187,54 @@ def test_cli_overrides_drive_a_real_round_and_its_metrics_reach_tensorboard(tmp_
             want = stage["global"][name]
             assert (step, pytest.approx(want, abs=1e-6)) in got[f"heldout/global/{name}"], (stage["stage"], name)
     assert [s for s, _ in got["heldout/global/miss"]] == [0, 1]
+
+
+def test_missing_required_keys_and_untyped_values_are_named():
+    import yaml as _yaml
+
+    data = _yaml.safe_load(TINY.read_text())
+    del data["train_videos"]
+    from vs2_plugin.pipeline.config import MrDPOConfig, _build
+
+    with pytest.raises(ConfigError, match="missing required key\\(s\\) train_videos"):
+        _build(MrDPOConfig, data, "cfg.yaml")
+    for override, message in (
+        ("sampling.temperature=abc", "sampling.temperature must be a number >= 0; got 'abc'"),
+        ("gdpo_lambda=abc", "gdpo_lambda must be a number >= 0; got 'abc'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_mrdpo_config(TINY, [override])
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path):
+    """Finished steps were made with the recorded settings: a rerun may change how the work is
+    done (rounds, workers, timeouts), not what it makes (seed, sampling, training)."""
+    from vs2_plugin.pipeline.config import resume_differences
+
+    recorded = {"seed": 42, "rounds": 2, "run_dir": "a", "sampling": {"temperature": 0.7, "workers": 1}}
+    same_work = {"seed": 42, "rounds": 4, "run_dir": "b", "sampling": {"temperature": 0.7, "workers": 2}}
+    assert resume_differences(recorded, same_work) == []
+    other = {"seed": 7, "rounds": 2, "run_dir": "a", "sampling": {"temperature": 0.1, "workers": 1}, "train": {"lr": 1}}
+    assert resume_differences(recorded, other) == [
+        "sampling.temperature (0.7 -> 0.1)",
+        "seed (42 -> 7)",
+        "train.lr ('unset' -> 1)",
+    ]
+
+
+def test_run_mrdpo_refuses_a_run_dir_started_with_other_settings_before_any_work(tmp_path, tiny_model_dir):
+    import dataclasses
+    import json
+
+    from vs2_plugin.pipeline.mrdpo import run_mrdpo
+
+    run_dir = tmp_path / "run"
+    cfg = load_mrdpo_config(TINY, [f"run_dir={run_dir}", f"model_name_or_path={tiny_model_dir}"])
+    run_dir.mkdir()
+    recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    (run_dir / "config.json").write_text(json.dumps({**recorded, "seed": 7}))
+    with pytest.raises(ConfigError, match=r"was started with other settings: seed \(7 -> 42\)"):
+        run_mrdpo(cfg, progress=False)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]  # nothing screened, sampled or judged
+    with pytest.raises(ConfigError, match="model_name_or_path .*nope: not found"):
+        run_mrdpo(load_mrdpo_config(TINY, [f"run_dir={tmp_path / 'other'}", f"model_name_or_path={tmp_path / 'nope'}"]))

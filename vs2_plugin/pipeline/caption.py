@@ -254,21 +254,17 @@ def output_row(job: Job, caption) -> dict[str, Any]:
 
 
 def check_model(settings: Settings, run: Path | None = None) -> None:
-    """The model folder (``config.json``) and each adapter folder (``adapter_config.json``) exist,
-    before anything is loaded; errors name the flag, or the ``--run`` folder that named them."""
+    """The model and adapter folders exist before anything is loaded; errors name the flag, or the
+    ``--run`` folder that named them."""
+    from vs2_plugin.pipeline.generation import check_model_files
+
     of = f" (named by --run {run})" if run else ""
-    model = Path(settings.model)
-    name = f"model {model}{of}" if run else f"--model {model}"
-    if not model.exists():
-        raise ConfigError(f"{name}: not found")
-    if not (model / "config.json").is_file():
-        raise ConfigError(f"{name}: config.json not found (not a model folder)")
-    for adapter in map(Path, settings.adapters):
-        name = f"adapter {adapter}{of}" if run else f"--adapters {adapter}"
-        if not adapter.exists():
-            raise ConfigError(f"{name}: not found")
-        if not (adapter / "adapter_config.json").is_file():
-            raise ConfigError(f"{name}: adapter_config.json not found (not a LoRA adapter folder)")
+    check_model_files(
+        settings.model,
+        settings.adapters,
+        model_name=f"model {{}}{of}" if run else "--model {}",
+        adapter_name=f"adapter {{}}{of}" if run else "--adapters {}",
+    )
 
 
 def check_options(out: Path, batch_size: int, temperature: float | None, top_p: float) -> None:

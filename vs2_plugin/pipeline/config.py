@@ -65,9 +65,11 @@ class SamplingConfig:
         _check_positive("sampling.batch_size", self.batch_size)
         _check_positive("sampling.max_new_tokens", self.max_new_tokens)
         _check_positive("sampling.concurrency", self.concurrency)
-        if not 0 < float(self.top_p) <= 1:
+        for name in ("top_p", "temperature", "timeout_s"):
+            _check_positive(f"sampling.{name}", getattr(self, name), minimum=0, integer=False)
+        if not 0 < self.top_p <= 1:
             raise ConfigError(f"sampling.top_p must be in (0, 1]; got {self.top_p!r}")
-        if float(self.temperature) <= 0:
+        if self.temperature <= 0:
             raise ConfigError(f"sampling.temperature must be > 0 for sampling; got {self.temperature!r}")
         if self.backend == "openai" and not self.base_url:
             raise ConfigError("sampling.base_url is required for sampling.backend: openai")
@@ -170,8 +172,7 @@ class MrDPOConfig:
             from vs2_plugin.gdpo.config import GDPOArguments
 
             self.gdpo_lambda = GDPOArguments.__dataclass_fields__["gdpo_lambda"].default
-        if float(self.gdpo_lambda) < 0:
-            raise ConfigError(f"gdpo_lambda must be >= 0; got {self.gdpo_lambda!r}")
+        _check_positive("gdpo_lambda", self.gdpo_lambda, minimum=0, integer=False)
 
     def schedule(self):
         """The pair thresholds of every round (:class:`vs2_plugin.judge.pairs.Schedule`)."""
@@ -288,11 +289,68 @@ def rename_deprecated(data: dict[str, Any], where: str) -> dict[str, Any]:
     return data
 
 
+#: settings a run may be resumed with other values of: how the work is done, not what it makes
+RESUMABLE_KEYS = frozenset(
+    {
+        "run_dir",  # a run folder may be moved
+        "rounds",  # a finished run goes on with more rounds
+        "report_to",
+        "stop_unnatural_rate",
+        "max_judge_failure_rate",
+        "sampling.workers",
+        "sampling.batch_size",
+        "sampling.concurrency",
+        "sampling.timeout_s",
+        "judge.show_progress",
+        "judge.cache_path",
+        "judge.options.concurrency",
+        "judge.options.max_retries",
+        "judge.options.timeout_s",
+        "judge.options.backoff_base_s",
+        "judge.options.backoff_max_s",
+        "train.report_to",
+        "train.logging_steps",
+        "train.dataloader_num_workers",
+    }
+)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one mapping of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings (dotted keys, with both values) in which ``current`` differs from the
+    ``config.json`` a run was started with, other than :data:`RESUMABLE_KEYS`: finished steps
+    were made with the recorded ones, and a resumed run would mix the two."""
+    old, new = _flat(recorded), _flat(current)
+    return [
+        f"{key} ({old.get(key, 'unset')!r} -> {new.get(key, 'unset')!r})"
+        for key in sorted(old.keys() | new.keys())
+        if key not in RESUMABLE_KEYS and old.get(key) != new.get(key)
+    ]
+
+
 def _build(cls, data: dict[str, Any], where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
+    ]
+    if required:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(required)}")
     return cls(**data)
 
 

@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from vs2_plugin.errors import Vs2Error
+
 #: Seconds between redraws of a live progress bar.
 REDRAW_S = 0.5
 #: Without a terminal, a step still running after this many seconds prints a status line again.
@@ -163,7 +165,10 @@ class RunConsole:
     # -------------------------------------------------------------------- context
     def __enter__(self) -> RunConsole:
         global _ACTIVE
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the output folder is a file, or not writable
+            raise Vs2Error(f"{self.log_path.parent}: cannot create the log folder ({exc.strerror})") from None
         sys.stdout.flush()
         sys.stderr.flush()
         self._own_stream = False

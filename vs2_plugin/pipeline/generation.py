@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,6 +102,23 @@ class _SeededSampler(LogitsProcessor):
         chosen = torch.stack([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, chosen, 0.0)
+
+
+def check_model_files(
+    model: str, adapters: list[str], model_name: str = "model {}", adapter_name: str = "adapter {}"
+) -> None:
+    """A model folder (``config.json``) and adapter folders (``adapter_config.json``) that exist, checked
+    before anything loads (loading a missing one ends in a long traceback from the model hub);
+    ``model_name`` / ``adapter_name`` say how an error names them (``{}``: the path)."""
+    from vs2_plugin.errors import ConfigError
+
+    checks = [(model, model_name, "config.json", "a model folder")]
+    checks += [(adapter, adapter_name, "adapter_config.json", "a LoRA adapter folder") for adapter in adapters]
+    for path, name, marker, kind in checks:
+        if not Path(path).exists():
+            raise ConfigError(f"{name.format(path)}: not found")
+        if not (Path(path) / marker).is_file():
+            raise ConfigError(f"{name.format(path)}: {marker} not found (not {kind})")
 
 
 class CaptionGenerator:

@@ -18,10 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from vs2_plugin.errors import Vs2Error
+from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.config import MrDPOConfig
+from vs2_plugin.pipeline.config import MrDPOConfig, resume_differences
 from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.records import JsonlLog, StepState, write_final_model
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
@@ -315,14 +315,26 @@ def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], sin
 
 def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     from vs2_plugin.judge.pairs import is_blank, select_pairs, write_pairwise_dataset
+    from vs2_plugin.pipeline.generation import check_model_files
     from vs2_plugin.pipeline.report import write_report
     from vs2_plugin.plugins import get_plugin_manager
 
     require_reload_hook(cfg.sampling)  # the openai backend must not sample round t+1 from round t's server
+    check_model_files(cfg.model_name_or_path, cfg.adapter_name_or_path, "model_name_or_path {}", "adapter {}")
     run_dir = Path(cfg.run_dir).resolve()
+    settings = json.loads(json.dumps(asdict(cfg), default=str))  # as config.json reads back
+    recorded = run_dir / "config.json"
+    if recorded.is_file():  # a rerun resumes: with the settings its finished steps were made with
+        changed = resume_differences(json.loads(recorded.read_text(encoding="utf-8")), settings)
+        if changed:
+            raise ConfigError(
+                f"{run_dir} was started with other settings: {'; '.join(changed)}. Resume it with the "
+                "settings of its config.json (rounds, report_to, workers and timeouts may change), or "
+                "give another run_dir"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(run_dir)
-    atomic_write_text(run_dir / "config.json", json.dumps(asdict(cfg), indent=2, default=str))
+    atomic_write_text(recorded, json.dumps(settings, indent=2))
     train_videos, held_videos = screened_videos(cfg, run_dir)
     jcfg = judge_config(cfg, run_dir)
     events = video_events(
