@@ -144,7 +144,7 @@ def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
     cfg, videos, tmp_path, calls = setup
     lines = [json.loads(line) for line in videos.read_text().splitlines() if "good" not in line]
     videos.write_text("".join(json.dumps(row) + "\n" for row in lines))
-    with pytest.raises(Vs2Error, match="all 4 captions were dropped"):
+    with pytest.raises(Vs2Error, match=r"all 4 labels were dropped \((.+: \d+)(, .+: \d+)*;.*give another --out"):
         rebirth.run_rebirth(
             cfg,
             str(videos),
@@ -153,6 +153,13 @@ def test_rebirth_stops_when_every_caption_is_dropped(setup, repo_root):
             progress=False,
         )
     assert calls["train"] == []
+
+
+def test_rebirth_checks_its_recipe_before_labelling(setup):
+    cfg, videos, tmp_path, calls = setup
+    with pytest.raises(ConfigError, match="rebirth recipe not found"):
+        rebirth.run_rebirth(cfg, str(videos), str(tmp_path / "nope.yaml"), str(tmp_path / "rb"), progress=False)
+    assert not (tmp_path / "rb").exists()  # nothing labelled
 
 
 @pytest.mark.parametrize("overrides", [{}, {"finetuning_type": "full"}])

@@ -18,6 +18,7 @@ prompts and media settings as the rounds.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,15 @@ def run_rebirth(
     from vs2_plugin.judge.metrics import unnatural_patterns
 
     out_dir = Path(out).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = StepState(out_dir)
     final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
     # the post-alignment checkpoint: the mrDPO base unless SFT was full fine-tuning (then given)
     post_alignment = post_alignment or cfg.model_name_or_path
     post_alignment = str(Path(post_alignment).resolve()) if Path(post_alignment).exists() else post_alignment
+    # the recipe's errors before labelling, which takes hours on a large model
+    sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft")
     videos = load_videos(videos_path, require_reference=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = StepState(out_dir)
 
     tasks = build_tasks(videos, cfg.sampling, 1, samples=1, greedy=greedy, tag="rebirth", all_intervals=True)
     rows = sample(
@@ -144,8 +147,13 @@ def run_rebirth(
         write_labels_report(out_dir, rows, read_jsonl(out_dir / "dropped.jsonl", allow_empty=True), videos)
     counts = state.result(0, "filter")
     if counts["kept"] == 0:
+        dropped = read_jsonl(out_dir / "dropped.jsonl", allow_empty=True)
+        why = Counter(reason for d in dropped for reason in d.get("reasons") or ["unknown"])
         raise Vs2Error(
-            f"rebirth: all {counts['labelled']} captions were dropped as unnatural (see {out_dir / 'dropped.jsonl'})"
+            f"rebirth: all {counts['labelled']} labels were dropped ({', '.join(f'{r}: {n}' for r, n in why.most_common())};"
+            f" see {out_dir / 'dropped.jsonl'}), so there is nothing to tune on. The labels are kept in "
+            f"{out_dir / 'labels.jsonl'} and a rerun reuses them: to label again (e.g. with a larger "
+            "sampling.max_new_tokens, or from a model that has learnt more), give another --out"
         )
 
     if not state.done(0, "train"):
