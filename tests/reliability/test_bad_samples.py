@@ -489,6 +489,37 @@ def test_mrdpo_video_list_skips_and_lists_bad_videos(files, tmp_path):
         screen_videos(videos, tmp_path / "run2", policy="fail", tag="train")
 
 
+def test_mrdpo_video_list_skips_a_row_whose_interval_lies_past_the_video(files, tmp_path):
+    from vs2_plugin.pipeline.screen import screen_videos
+    from vs2_plugin.pipeline.videos import media_duration
+
+    duration = media_duration(files["good"])
+    local = [{"start": 0, "end": duration / 2, "reference": "A test pattern."}]
+    rows = [
+        {"id": "inside", "video": str(files["good"]), "reference": "x", "local": local},
+        # rounded hand-written ends are let through (5.3 on a 5.28 s clip), 3 s past is not
+        {
+            "id": "rounded",
+            "video": str(files["good"]),
+            "reference": "x",
+            "local": [{**local[0], "end": duration + 0.2}],
+        },
+        {
+            "id": "past",
+            "video": str(files["good"]),
+            "reference": "x",
+            "local": [*local, {**local[0], "end": duration + 3}],
+        },
+    ]
+    videos = tmp_path / "videos.jsonl"
+    videos.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    good, bad = screen_videos(videos, tmp_path / "run", tag="train")
+    assert [v.id for v in good] == ["inside", "rounded"]
+    assert [(b.id, b.reason) for b in bad] == [
+        ("past", f"local[1] (start 0, end {duration + 3:g}) is past the video's end ({duration:.2f} s)")
+    ]
+
+
 def test_mrdpo_config_knows_the_policy(tmp_path):
     from vs2_plugin.pipeline.config import MrDPOConfig
 

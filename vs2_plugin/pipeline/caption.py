@@ -19,6 +19,7 @@ from vs2_plugin.pipeline.config import (
     SamplingConfig,
 )
 from vs2_plugin.pipeline.records import JsonlLog, finished_model, write_jsonl_atomic
+from vs2_plugin.pipeline.videos import interval_past_end, media_duration
 
 #: model loading defaults when neither a run's config nor --infer says otherwise: the audio
 #: track is part of the input of this model, so it is never dropped by default
@@ -127,11 +128,6 @@ class Job:
     line: int = 0  #: of the video list
 
 
-#: how far a local interval may end past the video's duration: hand-written ends are rounded
-#: (5.3 on a 5.28 s clip) and audio often outlasts the video by a frame or two
-INTERVAL_SLACK_S = 0.5
-
-
 def check_video_list(path: Path) -> None:
     if not path.exists():
         raise DataError(f"--videos {path}: file not found")
@@ -185,14 +181,10 @@ def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float
             problems.append((k, f"local[{k}] has start={start:g} end={end:g} (needs 0 <= start < end)"))
             continue
         if duration is None:
-            from vs2_plugin.data.media import probe
-
-            info = probe(file)  # header only; an unreadable file makes the whole row bad
-            duration = max(info.video_duration_s or 0.0, info.audio_duration_s or 0.0, info.duration_s)
-        if start >= duration or end > duration + INTERVAL_SLACK_S:
-            problems.append(
-                (k, f"local[{k}] (start {start:g}, end {end:g}) is past the video's end ({duration:.2f} s)")
-            )
+            duration = media_duration(file)  # an unreadable file makes the whole row bad
+        past = interval_past_end(k, start, end, duration)
+        if past:
+            problems.append((k, past))
             continue
         good.append((start, end, iv.get("reference") or iv.get("label")))
     return good, problems

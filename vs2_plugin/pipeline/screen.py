@@ -22,10 +22,10 @@ from vs2_plugin.data.validate import (
     text_problem,
     write_jsonl,
 )
-from vs2_plugin.errors import DataError
+from vs2_plugin.errors import DataError, MediaError
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.videos import VideoEntry, load_videos, parse_video_row
+from vs2_plugin.pipeline.videos import VideoEntry, interval_past_end, load_videos, media_duration, parse_video_row
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.jsonl"
 
@@ -78,11 +78,16 @@ def screen_videos(
                     bad.append(BadSample(tag, index, problem, path, sample_id, str(p)))
                     continue
             entry = _row_entry(row, p, require_reference)
+            if entry.local:  # an interval past the end would be captioned from frames that do not exist
+                duration = media_duration(entry.video)
+                past = [interval_past_end(k, iv.start, iv.end, duration) for k, iv in enumerate(entry.local)]
+                if any(past):
+                    raise DataError(next(filter(None, past)))
             if entry.id in seen:
                 raise DataError(f"duplicate id {entry.id!r}")
             seen.add(entry.id)
             good.append(entry)
-        except DataError as exc:
+        except (DataError, MediaError) as exc:
             bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
     if bad and policy == "fail":
         first = bad[0]

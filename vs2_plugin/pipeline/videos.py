@@ -31,6 +31,26 @@ class VideoEntry:
     local: list[Interval] = field(default_factory=list)
 
 
+#: how far a local interval may end past the video's duration: hand-written ends are rounded
+#: (5.3 on a 5.28 s clip) and audio often outlasts the video by a frame or two
+INTERVAL_SLACK_S = 0.5
+
+
+def media_duration(path: str | Path) -> float:
+    """The longer of a file's streams, in seconds (header only; MediaError when unreadable)."""
+    from vs2_plugin.data.media import probe
+
+    info = probe(path)
+    return max(info.video_duration_s or 0.0, info.audio_duration_s or 0.0, info.duration_s)
+
+
+def interval_past_end(k: int, start: float, end: float, duration: float) -> str | None:
+    """Why local interval ``k`` does not lie in a ``duration`` s video (None when it does)."""
+    if start >= duration or end > duration + INTERVAL_SLACK_S:
+        return f"local[{k}] (start {start:g}, end {end:g}) is past the video's end ({duration:.2f} s)"
+    return None
+
+
 def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -> VideoEntry:
     """One row as a :class:`VideoEntry` (``video`` resolved against ``base_dir``); DataError says what is wrong."""
     for key in ("id", "video"):
