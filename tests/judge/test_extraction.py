@@ -42,3 +42,13 @@ def test_extraction_matches_human_event_granularity():
     s = score(rows, extract_events)
     assert 0.8 <= s["count_ratio_median"] <= 1.2
     assert s["f1"] >= 0.65 and s["videos_with_a_quote_split"] == 0
+
+
+def test_a_colon_that_introduces_a_quote_keeps_the_speaker_with_it():
+    events = extract_events('A girl\'s voice says: "Hello! Take a look at what I am drawing!" Then she draws a cat.')
+    assert events == ['A girl\'s voice says "Hello! Take a look at what I am drawing!"', "Then she draws a cat."]
+    # a colon before anything else still cuts
+    assert extract_events("The man speaks: the weather is nice today.") == [
+        "The man speaks",
+        "the weather is nice today.",
+    ]

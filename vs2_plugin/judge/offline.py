@@ -569,8 +569,9 @@ def judge(
 def extract_events(reference: str) -> list[str]:
     """Offline event extraction: the reference's clauses with at least two content words.
 
-    Quoted speech is one fact ("He says, 'Stop. Now.'" is one event): quotes are set aside
-    before cutting sentences and clauses and put back after. A clause too short to be a fact
+    Quoted speech is one fact with whoever says it ("He says, 'Stop. Now.'" and "A voice says:
+    'Hi.'" are one event each): quotes are set aside before cutting sentences and clauses and put
+    back after. A clause too short to be a fact
     of its own (fewer than two content words) is dropped.
     """
     quotes: list[str] = []
@@ -581,6 +582,8 @@ def extract_events(reference: str) -> list[str]:
         return f"QUOTE{len(quotes) - 1}X" + ("." if re.search(r"[.!?]\W*$", m.group(0)) else "")
 
     masked = QUOTE.sub(park, reference or "")
+    # 'A girl's voice says: "Hello!"' is one fact: the colon that introduces a quote splits nothing
+    masked = re.sub(r":\s+(?=QUOTE\d+X)", " ", masked)
     events = []
     for clause in split_clauses(masked):
         if _content_word_count(clause) >= 2 or "QUOTE" in clause:
