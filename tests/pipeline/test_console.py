@@ -110,6 +110,17 @@ def test_a_failing_step_names_the_log_and_the_item_in_progress(tmp_path):
     assert "RuntimeError: decoder crashed" in (tmp_path / "run.log").read_text()  # the traceback is logged
 
 
+def test_ctrl_c_in_a_step_says_stopped_not_failed(tmp_path):
+    term = Terminal(tty=False)
+    with pytest.raises(KeyboardInterrupt):
+        with RunConsole(tmp_path / "run.log", stream=term, command="vs2 test"):
+            with console.step("judge judged.jsonl"):
+                raise KeyboardInterrupt
+    shown = term.getvalue().splitlines()
+    assert shown[1].startswith("STOPPED judge judged.jsonl after ")
+    assert not any("FAILED" in line or "failed" in line for line in shown)
+
+
 def test_a_live_bar_is_redrawn_in_place_on_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setattr(console, "REDRAW_S", 0.02)
     term = Terminal(tty=True)

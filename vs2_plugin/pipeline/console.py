@@ -220,7 +220,7 @@ class RunConsole:
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
-        if exc is not None and not self.verbose:
+        if exc is not None and not self.verbose and not isinstance(exc, KeyboardInterrupt):
             self.line(f"{self.command}: failed; the full log is {self.log_path}")
         if self._own_stream:
             self._stream.close()
@@ -321,7 +321,11 @@ class RunConsole:
             poll()
             where = f" while on {state['current']!r}" if state["current"] else ""
             logs = f"; log: {log}" if log else ""
-            self.line(f"FAILED {label}{where} after {_fmt_s(time.monotonic() - start)}{logs} ({type(exc).__name__})")
+            spent = _fmt_s(time.monotonic() - start)
+            if isinstance(exc, KeyboardInterrupt):  # the user's Ctrl-C, not a failure
+                self.line(f"STOPPED {label}{where} after {spent}")
+            else:
+                self.line(f"FAILED {label}{where} after {spent}{logs} ({type(exc).__name__})")
             raise
         stop.set()
         thread.join()
