@@ -17,6 +17,11 @@ def same_tensors(a, b) -> bool:
 def test_build_tiny_is_deterministic_for_a_seed(tmp_path, tiny_model_dir):
     assert cli_main(["build-tiny", "--out", str(tmp_path / "again"), "--seed", "0"]) == 0
     assert same_tensors(tiny_model_dir, tmp_path / "again")
+    # a model folder that may have been trained further is not replaced without being asked to
+    assert cli_main(["build-tiny", "--out", str(tmp_path / "again"), "--seed", "1"]) == 2
+    assert same_tensors(tiny_model_dir, tmp_path / "again")
+    assert cli_main(["build-tiny", "--out", str(tmp_path / "again"), "--seed", "1", "--overwrite"]) == 0
+    assert not same_tensors(tiny_model_dir, tmp_path / "again")
     assert (tmp_path / "again" / "tokenizer.json").read_text() == (tiny_model_dir / "tokenizer.json").read_text()
     build_tiny_model(tmp_path / "other", seed=1)
     assert not same_tensors(tiny_model_dir, tmp_path / "other")

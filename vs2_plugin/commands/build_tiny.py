@@ -4,13 +4,17 @@ The directory holds everything LLaMA-Factory needs with ``model_name_or_path: DI
 processor, ``config.json``, ``model.safetensors``); the same ``--seed`` gives the same files.
 ``--window`` sets the audio Q-Former window (default: the paper's, from
 :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`); ``--text-only`` writes a plain tiny Qwen2
-text LLM instead. The work is :func:`vs2_plugin.modeling.tiny.build_tiny_model`.
+text LLM instead. An existing non-empty ``--out`` is refused (it may hold encoders pretrained since)
+unless ``--overwrite``. The work is :func:`vs2_plugin.modeling.tiny.build_tiny_model`.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 from vs2_plugin.modeling.tiny import build_tiny_model, build_tiny_text_model
 
@@ -20,9 +24,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
     parser.add_argument("--window", type=float, help=f"audio window in seconds (default {AUDIO_DEFAULTS.window_s:g})")
     parser.add_argument("--text-only", action="store_true", help="write a plain tiny Qwen2 text LLM instead")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder at --out")
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: an existing file; the model is a folder")
+    if out.is_dir() and any(out.iterdir()):
+        # it may hold a model trained further (encoders pretrained by vs2 synth-encoders), as vs2 build refuses
+        if not args.overwrite:
+            raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out)
     if args.text_only:
         out = build_tiny_text_model(args.out, seed=args.seed)
     else:
