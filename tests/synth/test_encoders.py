@@ -99,6 +99,9 @@ def warm(tmp_path_factory, tiny_model_dir):
     proc = run_cli(["vs2", "synth-encoders", "--model", str(model), "--data", str(data), "--steps", "60"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # library messages go to the log beside the model folder; the terminal shows the step
+    assert "[INFO" not in proc.stdout + proc.stderr and "pretrain the encoders (60 steps)" in proc.stdout + proc.stderr
+    assert "loading configuration file" in (root / "logs" / "synth_encoders.log").read_text()
     return data, model, before, load_file(str(model / "model.safetensors")), result
 
 

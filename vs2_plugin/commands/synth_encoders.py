@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from pathlib import Path
 
 import yaml
 
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.synth.encoders import EncoderPretrainConfig
 
 _DEFAULTS = EncoderPretrainConfig.__dataclass_fields__
@@ -39,26 +40,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="YAML recipe whose video_* / use_audio_in_video arguments build the inputs "
         "(default: the tiny SFT recipe, recipes/tiny/av_sft.yaml)",
     )
+    parser.add_argument("--verbose", action="store_true", help="show library messages (else in logs/ beside --model)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from vs2_plugin.pipeline import console
     from vs2_plugin.pipeline.demo import recipes_dir
     from vs2_plugin.synth.encoders import media_arguments, pretrain_encoders
 
-    recipe = args.infer_recipe or str(recipes_dir() / "av_sft.yaml")
-    with open(recipe, encoding="utf-8") as f:
-        infer = media_arguments(yaml.safe_load(f) or {})
+    recipe = Path(args.infer_recipe or recipes_dir() / "av_sft.yaml")
+    if not recipe.is_file():
+        raise ConfigError(f"--infer-recipe {recipe}: not found")
+    infer = media_arguments(yaml.safe_load(recipe.read_text(encoding="utf-8")) or {})
     config = EncoderPretrainConfig(
         model=args.model, data=args.data, infer=infer, steps=args.steps, lr=args.lr, seed=args.seed
     )
-
-    def progress(stage: str, done: int, total: int) -> None:
-        print(
-            f"\rvs2 synth-encoders: {stage} {done}/{total}",
-            end="" if done < total else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    print(json.dumps(pretrain_encoders(config, progress)))
+    # the library output of loading and training goes to logs/ beside the model folder
+    with console.run_console(
+        Path(args.model).resolve().parent / "logs" / "synth_encoders.log", args, "vs2 synth-encoders"
+    ):
+        with console.step(f"pretrain the encoders ({args.steps} steps)"):
+            result = pretrain_encoders(config)
+    print(json.dumps(result))
     return 0
