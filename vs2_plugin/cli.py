@@ -88,7 +88,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"vs2 {name}: error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vs2 {name}: interrupted; completed work is kept and a rerun resumes", file=sys.stderr)
+        # a command that keeps nothing partial says so in its module's INTERRUPTED
+        note = getattr(module, "INTERRUPTED", "completed work is kept and a rerun resumes")
+        print(f"vs2 {name}: interrupted; {note}", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - a bug or an unexpected library error: traceback with API keys redacted
         import traceback

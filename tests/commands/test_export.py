@@ -163,6 +163,20 @@ def test_interrupted_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_of_vs2_export_says_nothing_was_written(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from vs2_plugin.modeling import export
+
+    def broken(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_add_auto_map", broken)
+    out = tmp_path / "out" / "merged"
+    assert vs2_main(["export", "--model", str(tiny_model_dir), "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "vs2 export: interrupted; nothing was written" in err and "a rerun resumes" not in err
+    assert not out.exists()
+
+
 def test_run_folders_name_their_model(tmp_path):
     from vs2_plugin.modeling.export import run_model
     from vs2_plugin.pipeline.records import StepState

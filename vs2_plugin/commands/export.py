@@ -27,6 +27,9 @@ from pathlib import Path
 from vs2_plugin.errors import ConfigError
 from vs2_plugin.modeling.export import DTYPES, export_merged, run_model
 
+#: what ``vs2`` says after Ctrl-C: the checkpoint is written to a temporary sibling and renamed
+INTERRUPTED = "nothing was written (--out appears only once complete); run it again"
+
 
 def configure_parser(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -40,6 +43,7 @@ def configure_parser(parser) -> None:
         "--dtype", choices=DTYPES, default="auto", help="dtype of the saved weights (default: the base's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--verbose", action="store_true", help="show library messages (else in logs/ beside --out)")
 
 
 def run(args) -> int:
@@ -55,6 +59,11 @@ def run(args) -> int:
             raise ConfigError(f"--run {run}: not a directory")
     # a rebirth folder after full fine-tuning names its trained model and no adapter
     model, adapters = run_model(Path(args.run)) if args.run else (args.model, list(args.adapters))
-    out = export_merged(model, adapters, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    from vs2_plugin.pipeline import console
+
+    # loading and saving messages (progress bars, library warnings) go to logs/ beside --out
+    with console.run_console(Path(args.out).resolve().parent / "logs" / "export.log", args, "vs2 export"):
+        with console.step(f"merge {len(adapters)} adapter(s) into {Path(model).name}"):
+            out = export_merged(model, adapters, args.out, dtype=args.dtype, overwrite=args.overwrite)
     print(out)
     return 0
