@@ -320,7 +320,7 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):  # an empty mapping sets nothing
             out.update(_flat(value, name))
         else:
             out[name] = value
@@ -332,10 +332,12 @@ def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     ``config.json`` a run was started with, other than :data:`RESUMABLE_KEYS`: finished steps
     were made with the recorded ones, and a resumed run would mix the two."""
     old, new = _flat(recorded), _flat(current)
+    # a setting only one side knows (added or removed by another version of vs2) is no difference
+    shared = set(recorded) & set(current)
     return [
         f"{key} ({old.get(key, 'unset')!r} -> {new.get(key, 'unset')!r})"
         for key in sorted(old.keys() | new.keys())
-        if key not in RESUMABLE_KEYS and old.get(key) != new.get(key)
+        if key.split(".")[0] in shared and key not in RESUMABLE_KEYS and old.get(key) != new.get(key)
     ]
 
 
