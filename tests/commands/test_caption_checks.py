@@ -75,11 +75,16 @@ def test_settings_record_names_what_differs(tmp_path):
     assert not out.exists() and json.loads((tmp_path / "P.settings.json").read_text())["adapters"] == [
         str(tmp_path / "a2")
     ]
-    # rows without a record (an older vs2, or a file of something else) are not resumed blindly
+    # rows without a record (made by an older vs2) are resumed with these settings, recorded from now on
     (tmp_path / "P.settings.json").unlink()
     out.write_text(json.dumps({"key": "v/global", "predict": "x"}) + "\n")
-    with pytest.raises(ConfigError, match="no record of the settings"):
+    with pytest.warns(UserWarning, match="has no P.settings.json; resuming it"):
         start_or_resume(out, record, overwrite=False)
+    assert json.loads((tmp_path / "P.settings.json").read_text()) == record
+    # another task makes rows of other keys: resumed, and both prompts are recorded
+    both = caption_settings(base, "both", None, 0.9, 42)
+    start_or_resume(out, both, overwrite=False)
+    assert json.loads((tmp_path / "P.settings.json").read_text()).keys() >= {"global_prompt", "local_prompt"}
 
 
 def test_a_rerun_with_other_settings_is_refused(tiny_model_dir, tmp_path, capsys):
@@ -97,11 +102,12 @@ def test_a_rerun_with_other_settings_is_refused(tiny_model_dir, tmp_path, capsys
         (["--temperature", "0.7"], "decoding (greedy -> temperature 0.7"),
         (["--max-new-tokens", "3"], "max_new_tokens (2 -> 3)"),
         (["--infer", "video_fps=1"], "infer.video_fps (unset -> 1.0)"),
-        (["--task", "global"], "task (both -> global)"),
     ):
         assert vs2_main([*args, *extra]) == 2
         err = capsys.readouterr().err
         assert named in err and "--overwrite" in err, err
+    assert vs2_main([*args[:-4], "--task", "global", "--max-new-tokens", "2"]) == 0  # rows of its task are there
+    assert "(0 new)" in capsys.readouterr().out
     assert vs2_main([*args, "--max-new-tokens", "3", "--overwrite"]) == 0
     assert len(_rows(out)) == 1 and json.loads((tmp_path / "P.settings.json").read_text())["max_new_tokens"] == 3
 

@@ -32,7 +32,7 @@ are still made.
 ``<out>.settings.json`` records what the captions depend on (model and adapters, task, prompts,
 loading arguments, new-token budget, decoding); a rerun into the same ``--out`` with other
 settings is refused (naming them) rather than mixing captions: choose a new ``--out`` or pass
-``--overwrite`` to start afresh.
+``--overwrite`` to start afresh. Another ``--task`` is no difference (its rows have other keys).
 
 Decoding is greedy by default; ``--temperature T`` samples (top-p ``--top-p``), seeded per row
 from ``--seed`` and the row's key.

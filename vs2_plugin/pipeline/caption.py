@@ -287,7 +287,6 @@ def caption_settings(
     record: dict[str, Any] = {
         "model": where(settings.model),
         "adapters": [where(a) for a in settings.adapters],
-        "task": task,
         "infer": settings.infer,
         "max_new_tokens": settings.max_new_tokens,
     }
@@ -329,26 +328,25 @@ def _short(value: Any) -> str:
 
 def start_or_resume(out: Path, record: dict[str, Any], overwrite: bool) -> None:
     """Begin ``out`` afresh (none yet, or ``overwrite``) with its settings record, or resume it when
-    the record says its captions were made with these settings; refuse otherwise."""
+    the record says its captions were made with these settings (the task may differ: its rows have
+    other keys); refuse otherwise. Rows without a record (an older vs2) are resumed, with a note."""
     sidecar = settings_path(out)
     bad_path = out.with_name(out.stem + ".bad_videos.jsonl")
     if overwrite:
         for path in (out, sidecar, bad_path):
             path.unlink(missing_ok=True)
-    if JsonlLog(out).rows():
+    if JsonlLog(out).rows() and sidecar.is_file():
         how = f"choose a new --out or pass --overwrite to caption {out.name} afresh"
         try:
             old = json.loads(sidecar.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"--out {out} holds rows but no record of the settings that made them ({sidecar.name}): {how}"
-            ) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"{sidecar}: not valid JSON ({exc.msg}): {how}") from None
         changed = _differences(old, record) if isinstance(old, dict) else ["all"]
         if changed:
             raise ConfigError(f"--out {out} holds captions made with other settings: {'; '.join(changed)}: {how}")
-        return
+        record = {**old, **record}  # a prompt of the other task stays recorded
+    elif JsonlLog(out).rows():  # made by a vs2 that kept no record: these settings are assumed
+        console.warn(f"{out} has no {sidecar.name}; resuming it with these settings, recorded from now on")
     atomic_write_text(sidecar, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
