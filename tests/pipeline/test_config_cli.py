@@ -212,16 +212,17 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path):
     from vs2_plugin.pipeline.config import resume_differences
 
     recorded = {"seed": 42, "rounds": 2, "run_dir": "a", "sampling": {"temperature": 0.7, "workers": 1}}
+    recorded |= {"model_name_or_path": "saves/base", "train": {"learning_rate": 1e-5, "warmup_ratio": 0.03}}
     same_work = {"seed": 42, "rounds": 4, "run_dir": "b", "sampling": {"temperature": 0.7, "workers": 2}}
+    # moved or given absolute; a recipe that dropped warmup_ratio; a setting a newer vs2 added
+    same_work |= {"model_name_or_path": "/data/saves/base", "train": {"learning_rate": 1e-5}, "judge": {"x": 1}}
     assert resume_differences(recorded, same_work) == []
-    other = {"seed": 7, "rounds": 2, "run_dir": "a", "sampling": {"temperature": 0.1, "workers": 1}, "train": {"lr": 1}}
-    assert resume_differences({**recorded, "train": {}}, other) == [
+    other = {**same_work, "seed": 7, "sampling": {"temperature": 0.1, "workers": 1}, "train": {"learning_rate": 2e-5}}
+    assert resume_differences(recorded, other) == [
         "sampling.temperature (0.7 -> 0.1)",
         "seed (42 -> 7)",
-        "train.lr ('unset' -> 1)",
+        "train.learning_rate (1e-05 -> 2e-05)",
     ]
-    # a run started by a vs2 that had no 'train' setting: not a difference of the user's
-    assert resume_differences(recorded, {**recorded, "train": {"lr": 1}}) == []
 
 
 def test_run_mrdpo_refuses_a_run_dir_started_with_other_settings_before_any_work(tmp_path, tiny_model_dir):

@@ -292,7 +292,13 @@ def rename_deprecated(data: dict[str, Any], where: str) -> dict[str, Any]:
 #: settings a run may be resumed with other values of: how the work is done, not what it makes
 RESUMABLE_KEYS = frozenset(
     {
-        "run_dir",  # a run folder may be moved
+        # a run folder and its inputs may be moved, and a path be given relative or absolute
+        "run_dir",
+        "model_name_or_path",
+        "adapter_name_or_path",
+        "train_videos",
+        "heldout_videos",
+        "train_recipe",
         "rounds",  # a finished run goes on with more rounds
         "report_to",
         "stop_unnatural_rate",
@@ -328,16 +334,16 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The settings (dotted keys, with both values) in which ``current`` differs from the
-    ``config.json`` a run was started with, other than :data:`RESUMABLE_KEYS`: finished steps
+    """The settings (dotted keys, with both values) that ``current`` and the ``config.json`` a run
+    was started with both set, to other values, other than :data:`RESUMABLE_KEYS`: finished steps
     were made with the recorded ones, and a resumed run would mix the two."""
     old, new = _flat(recorded), _flat(current)
-    # a setting only one side knows (added or removed by another version of vs2) is no difference
-    shared = set(recorded) & set(current)
+    # a setting only one side has is no difference: another version of vs2 or of a recipe added or
+    # removed it (gdpo_round.yaml's warmup_ratio), and the value it stood for is unknown
     return [
-        f"{key} ({old.get(key, 'unset')!r} -> {new.get(key, 'unset')!r})"
-        for key in sorted(old.keys() | new.keys())
-        if key.split(".")[0] in shared and key not in RESUMABLE_KEYS and old.get(key) != new.get(key)
+        f"{key} ({old[key]!r} -> {new[key]!r})"
+        for key in sorted(old.keys() & new.keys())
+        if key not in RESUMABLE_KEYS and old[key] != new[key]
     ]
 
 

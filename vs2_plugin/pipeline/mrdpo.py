@@ -329,8 +329,8 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
         if changed:
             raise ConfigError(
                 f"{run_dir} was started with other settings: {'; '.join(changed)}. Resume it with the "
-                "settings of its config.json (rounds, report_to, workers and timeouts may change), or "
-                "give another run_dir"
+                "settings of its config.json (rounds, report_to, paths, workers and timeouts may change), or "
+                "give another run_dir (vs2 demo: another --out)"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(run_dir)
