@@ -188,3 +188,17 @@ def test_frames_default_to_the_papers_sampling_not_llamafactorys(tiny_model_dir)
     assert (plain.processor.video_fps, plain.processor.video_maxlen) == (1.0, 30)
     given = CaptionGenerator(str(tiny_model_dir), [], {"video_fps": 2.0, "video_maxlen": 8}, max_new_tokens=4)
     assert (given.processor.video_fps, given.processor.video_maxlen) == (2.0, 8)
+
+
+def test_a_hub_id_is_left_to_the_hub_unless_it_is_offline(tmp_path, monkeypatch):
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.pipeline.generation import check_model_files
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    check_model_files("Qwen/Qwen2.5-VL-7B-Instruct", ["someone/a-lora"])  # the hub answers for these
+    for path in (str(tmp_path / "nope"), "./nope/model", "a/b/c"):
+        with pytest.raises(ConfigError, match="not found"):
+            check_model_files(path, [])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="model Qwen/Qwen2.5-VL-7B-Instruct: not found"):
+        check_model_files("Qwen/Qwen2.5-VL-7B-Instruct", [])

@@ -104,17 +104,30 @@ class _SeededSampler(LogitsProcessor):
         return out.scatter_(1, chosen, 0.0)
 
 
+def _hub_id(name: str) -> bool:
+    """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer."""
+    import os
+    import re
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False  # no hub: a name that is no folder is not found
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".")
+
+
 def check_model_files(
     model: str, adapters: list[str], model_name: str = "model {}", adapter_name: str = "adapter {}"
 ) -> None:
     """A model folder (``config.json``) and adapter folders (``adapter_config.json``) that exist, checked
-    before anything loads (loading a missing one ends in a long traceback from the model hub);
+    before anything loads (loading a missing one ends in a long traceback from the model hub); a
+    name that reads as a hub id ("org/model") is left to the hub unless ``HF_HUB_OFFLINE`` is set.
     ``model_name`` / ``adapter_name`` say how an error names them (``{}``: the path)."""
     from vs2_plugin.errors import ConfigError
 
     checks = [(model, model_name, "config.json", "a model folder")]
     checks += [(adapter, adapter_name, "adapter_config.json", "a LoRA adapter folder") for adapter in adapters]
     for path, name, marker, kind in checks:
+        if not Path(path).exists() and _hub_id(str(path)):
+            continue  # the model hub's (or its cache's) to answer
         if not Path(path).exists():
             raise ConfigError(f"{name.format(path)}: not found")
         if not (Path(path) / marker).is_file():
