@@ -97,6 +97,9 @@ _HEADER = re.compile(
 _SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>|<(?:video|audio|image)>|</?s>|\[(?:PAD|UNK|CLS|SEP)\]")
 #: Scripts that should not appear in an English caption outside quoted speech.
 _FOREIGN_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "CYRILLIC", "ARABIC", "HEBREW", "THAI", "DEVANAGARI")
+#: Latin words in a row that, beside foreign letters, make a caption one that switches script
+SWITCH_LATIN_WORDS = 3
+_LATIN_PHRASE = re.compile(r"[A-Za-z]+(?:[^\w]{1,3}[A-Za-z]+){%d}" % (SWITCH_LATIN_WORDS - 1))
 #: A quotation: "...", “...”, ‘...’ or '...' (an apostrophe between letters inside it, as in
 #: 'I don't know', is not its end; one after a letter cannot open it: the dog's bowl). The one
 #: pattern of the judges for quoted speech and on-screen text.
@@ -118,6 +121,13 @@ def _foreign_characters(text: str) -> list[str]:
         if any(name.startswith(s) or f" {s}" in name for s in _FOREIGN_SCRIPTS):
             found.append(ch)
     return found
+
+
+def _switches_script(text: str) -> bool:
+    """Whether ``text`` switches between Latin words and another script outside quoted speech:
+    foreign letters beside a phrase of :data:`SWITCH_LATIN_WORDS` Latin words in a row (a caption
+    wholly in another language is not a switch, nor one that names "iPhone" or "Big Ben")."""
+    return bool(_foreign_characters(text)) and _LATIN_PHRASE.search(QUOTE.sub(" ", text)) is not None
 
 
 def is_mostly_latin(text: str) -> bool:
@@ -142,9 +152,10 @@ def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     """Names of the unnatural patterns found in a caption (paper Table 2, App. I).
 
     ``header``: markdown/section headers ("Video Description:", "#Audio:", "## ...");
-    ``special_token``: leaked template tokens; ``foreign_script``: CJK/Cyrillic/... characters
-    outside quoted speech, a few in a Latin caption or the whole caption (the captions are
-    expected in English, as the paper's are: a caption that switched language is unnatural); ``repeated_token``: one word 4+ times in a
+    ``special_token``: leaked template tokens; ``foreign_script``: a caption that switches
+    between Latin letters and CJK/Cyrillic/... ones outside quoted speech (a few foreign
+    characters in an English caption, or an English start going on in Chinese; a caption wholly
+    in one script is not flagged); ``repeated_token``: one word 4+ times in a
     row; ``repeated_ngram``: a 2-8 word run repeated 3+ times in a row; ``replacement_char``:
     U+FFFD from broken decoding; ``high_repetition``: App. B repetition rate above 0.3
     (``rep_rate``, when the caller already has :func:`repetition_rate` of ``text``).
@@ -155,7 +166,7 @@ def unnatural_patterns(text: str, rep_rate: float | None = None) -> list[str]:
     if _SPECIAL_TOKEN.search(text):
         found.append("special_token")
     # an all-ASCII text has no foreign-script character (they are all >= U+0370)
-    if not text.isascii() and _foreign_characters(text):
+    if not text.isascii() and _switches_script(text):
         found.append("foreign_script")
     unquoted = QUOTE.sub(" ", text)  # quoted speech may legitimately repeat ("no, no, no, no")
     if _REPEATED_TOKEN.search(unquoted):
