@@ -116,5 +116,6 @@ def test_a_judge_name_taken_twice_keeps_the_first_and_names_both_plugins(fake_ju
         judges = plugins.judge_registry(pm)
     assert judges["offline"].description != "an impostor"
     assert "already registered" in plugins.load_failures()["clash"]
+    assert not pm.has_plugin("clash")  # skipped whole: none of its other hooks runs
     sys.modules.pop("clash_vs2_judge", None)
     plugins.reset_plugin_manager()

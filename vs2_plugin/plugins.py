@@ -110,15 +110,19 @@ def load_failures() -> dict[str, str]:
 
 def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
     """name -> :class:`~vs2_plugin.judge.registry.Judge` of every judge declared through
-    ``vs2_register_judges``. Plugins are asked in the order they were registered (built-ins
-    first); a plugin whose registration fails (a judge name already taken, a ``register`` call
-    of the wrong form, an exception) is skipped with a warning and listed by ``vs2 plugins``."""
+    ``vs2_register_judges``. Each plugin is asked on its own, in the order they were registered
+    (built-ins first, so a judge name they hold stays theirs); a plugin whose registration fails
+    (a judge name already taken, a ``register`` call of the wrong form, an exception) is
+    unregistered with a warning and listed by ``vs2 plugins``."""
     from vs2_plugin.judge.registry import Judge
 
     pm = pm or get_plugin_manager()
     judges: dict = {}
     owners: dict[str, str] = {}
-    for impl in pm.hook.vs2_register_judges.get_hookimpls():
+    named = pm.list_name_plugin()
+    for name, plugin in named:
+        if pm.hook.vs2_register_judges not in (pm.get_hookcallers(plugin) or []):
+            continue
         mine: dict = {}
 
         def register(judge: Judge, *old_style) -> None:
@@ -130,17 +134,19 @@ def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
                 )
             if judge.name in judges or judge.name in mine:
                 raise ValueError(
-                    f"judge {judge.name!r} is already registered by plugin {owners.get(judge.name, impl.plugin_name)!r}"
+                    f"judge {judge.name!r} is already registered by plugin {owners.get(judge.name, name)!r}"
                 )
             mine[judge.name] = judge
 
-        try:
-            impl.function(*({"register": register}[arg] for arg in impl.argnames))
+        others = [other for other_name, other in named if other_name != name]
+        try:  # this plugin's implementation alone, through pluggy (its wrappers and options included)
+            pm.subset_hook_caller("vs2_register_judges", remove_plugins=others)(register=register)
         except Exception as exc:
-            _skip(impl.plugin_name, "vs2_register_judges", f"{type(exc).__name__}: {exc}")
+            pm.unregister(plugin)
+            _skip(name, "vs2_register_judges", f"{type(exc).__name__}: {exc}")
             continue
         judges.update(mine)
-        owners.update(dict.fromkeys(mine, impl.plugin_name))
+        owners.update(dict.fromkeys(mine, name))
     return judges
 
 
