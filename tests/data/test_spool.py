@@ -22,6 +22,10 @@ def test_folders_of_processes_that_no_longer_run_are_removed(tmp_path):
     for folder in (dead, alive, mine, unnamed):
         folder.mkdir()
         (folder / "clip").write_bytes(b"x")
+    assert spool.remove_orphans(tmp_path) == []  # just used: may be another container's live spool
+    for folder in (dead, alive, mine, unnamed):
+        os.utime(folder / "clip", (0, 0))
+        os.utime(folder, (0, 0))
     assert spool.remove_orphans(tmp_path) == [dead]
     assert not dead.exists() and alive.exists() and mine.exists() and unnamed.exists()
 
@@ -32,7 +36,10 @@ def test_trim_removes_the_least_recently_used_files_but_never_the_one_just_writt
         os.utime(tmp_path / name, ns=(age * 10**9, age * 10**9))
     spool.trim(tmp_path, keep=str(tmp_path / "old"), limit=200)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
+    os.utime(tmp_path / "old")  # used just now: a request may be reading it
     spool.trim(tmp_path, keep=str(tmp_path / "new"), limit=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
+    spool.trim(tmp_path, keep=str(tmp_path / "new"), limit=0, in_use_s=0)
     assert [p.name for p in tmp_path.iterdir()] == ["new"]
 
 
@@ -42,8 +49,9 @@ def test_the_same_upload_is_written_once_and_the_spool_stays_under_its_limit(mon
     a = spool.write(b"a" * 100, limit=250)
     folder = os.path.dirname(a)
     assert os.path.basename(folder).startswith(f"{spool.PREFIX}{os.getpid()}_") and folder.startswith(str(tmp_path))
+    os.utime(a, ns=(2 * 10**9, 2 * 10**9))  # a and b used long ago, b longer
     b = spool.write(b"b" * 100, limit=250)
-    os.utime(b, ns=(10**9, 10**9))  # b used long ago
+    os.utime(b, ns=(10**9, 10**9))
     assert spool.write(b"a" * 100, limit=250) == a  # written once; used now
     assert os.path.getmtime(a) > os.path.getmtime(b)
     c = spool.write(b"c" * 100, limit=250)  # 300 bytes > 250: the least recently used goes

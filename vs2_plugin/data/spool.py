@@ -15,10 +15,16 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 PREFIX = "vs2_media_"
 SPOOL_LIMIT_BYTES = 2 * 1024**3  # well above one request's media, well below a day of uploads
+#: a file used this recently may still be read by a request: kept even over the limit
+IN_USE_S = 600.0
+#: an orphan folder untouched this long is removed: a process of another PID namespace sharing
+#: /tmp (another container) may run under a pid that is dead here
+ORPHAN_IDLE_S = 3600.0
 
 _folder: str | None = None
 
@@ -33,12 +39,25 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_orphans(root: str | Path) -> list[Path]:
-    """Remove the spool folders under ``root`` whose process no longer runs; returns them."""
+def _last_use(folder: Path) -> float:
+    """When anything in ``folder`` (or the folder) was last written or used (mtime)."""
+    times = [folder.stat().st_mtime] + [entry.stat().st_mtime for entry in os.scandir(folder)]
+    return max(times)
+
+
+def remove_orphans(root: str | Path, idle_s: float = ORPHAN_IDLE_S) -> list[Path]:
+    """Remove the spool folders under ``root`` whose process no longer runs and that nothing
+    used for ``idle_s`` seconds; returns them."""
     removed = []
     for entry in Path(root).glob(f"{PREFIX}*_*"):
         pid = entry.name[len(PREFIX) :].split("_", 1)[0]
-        if entry.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+        if not (entry.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid))):
+            continue
+        try:
+            idle = time.time() - _last_use(entry) >= idle_s
+        except OSError:
+            continue  # removed meanwhile by another process
+        if idle:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -55,19 +74,20 @@ def folder() -> str:
     return _folder
 
 
-def trim(directory: str | Path, keep: str, limit: int) -> None:
-    """Remove the least recently used files of ``directory`` (never ``keep``) until it holds at
-    most ``limit`` bytes."""
+def trim(directory: str | Path, keep: str, limit: int, in_use_s: float = IN_USE_S) -> None:
+    """Remove the least recently used files of ``directory`` until it holds at most ``limit``
+    bytes; never ``keep`` nor a file used in the last ``in_use_s`` seconds (a request may read it)."""
+    recent = time.time() - in_use_s
     files = []
     for entry in os.scandir(directory):
         if entry.is_file() and ".tmp-" not in entry.name:
             stat = entry.stat()
             files.append((stat.st_mtime_ns, entry.path, stat.st_size))
     total = sum(size for _, _, size in files)
-    for _, path, size in sorted(files):
+    for used_ns, path, size in sorted(files):
         if total <= limit:
             break
-        if path != keep:
+        if path != keep and used_ns / 1e9 < recent:
             try:
                 os.remove(path)
             except OSError:
