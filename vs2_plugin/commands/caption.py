@@ -44,17 +44,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.errors import Vs2Error
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.caption import (
-    DEFAULT_INFER,
-    Settings,
+    bad_row_text,
     caption_videos,
-    check_model,
     check_options,
     check_video_list,
-    parse_overrides,
-    run_settings,
+    command_settings,
 )
 from vs2_plugin.pipeline.config import SamplingConfig
 
@@ -98,21 +95,10 @@ def configure_parser(parser) -> None:
 
 
 def run(args) -> int:
-    if args.run:
-        if args.adapters:
-            raise ConfigError("--adapters goes with --model; a --run brings its own adapters")
-        settings = run_settings(Path(args.run).resolve())
-    else:
-        settings = Settings(args.model, list(args.adapters), dict(DEFAULT_INFER))
-    if args.max_new_tokens is not None:
-        if args.max_new_tokens < 1:
-            raise ConfigError(f"--max-new-tokens must be >= 1; got {args.max_new_tokens}")
-        settings.max_new_tokens = args.max_new_tokens
+    settings = command_settings(args.model, args.adapters, args.run, args.max_new_tokens, args.infer)
     # what needs neither the model nor the videos is checked before the console opens its log beside --out
     check_options(Path(args.out), args.batch_size, args.temperature, args.top_p)
     check_video_list(Path(args.videos))
-    check_model(settings, Path(args.run) if args.run else None)
-    settings.infer.update(parse_overrides(args.infer))
     # the library output of loading and generating goes to logs/caption.log beside the predictions
     with console.run_console(Path(args.out).resolve().parent / "logs" / "caption.log", args, "vs2 caption"):
         result = caption_videos(
@@ -127,12 +113,8 @@ def run(args) -> int:
             progress=not args.no_progress,
             overwrite=args.overwrite,
         )
-    for b in result["bad_videos"]:
-        where = [f"line {b['line']}"] if b.get("line") else []
-        where += [f"id {b['id']!r}"] if b.get("id") else []
-        where += [str(b["video"])] if b.get("video") else []
-        what = "bad interval" if "local" in b else "bad video"
-        print(f"vs2 caption: {what} ({', '.join(where)}): {b['error']}", file=sys.stderr)
+    for bad in result["bad_videos"]:
+        print(f"vs2 caption: {bad_row_text(bad)}", file=sys.stderr)
     print(
         f"{result['rows']} caption(s) in {result['out']} ({result['new']} new)"
         + (

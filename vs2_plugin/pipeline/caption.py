@@ -245,6 +245,35 @@ def output_row(job: Job, caption) -> dict[str, Any]:
     return row
 
 
+def command_settings(
+    model: str | None, adapters: list[str], run: str | None, max_new_tokens: int | None, infer: list[str]
+) -> Settings:
+    """The settings ``vs2 caption``'s flags name (``--run`` or ``--model``/``--adapters``,
+    ``--max-new-tokens``, ``--infer``), checked before anything loads."""
+    if run:
+        if adapters:
+            raise ConfigError("--adapters goes with --model; a --run brings its own adapters")
+        settings = run_settings(Path(run).resolve())
+    else:
+        settings = Settings(str(model), list(adapters), dict(DEFAULT_INFER))
+    if max_new_tokens is not None:
+        if max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1; got {max_new_tokens}")
+        settings.max_new_tokens = max_new_tokens
+    check_model(settings, Path(run) if run else None)
+    settings.infer.update(parse_overrides(infer))
+    return settings
+
+
+def bad_row_text(bad: dict[str, Any]) -> str:
+    """One bad row of ``read_jobs`` as a line: where it is (line, id, video) and what is wrong."""
+    where = [f"line {bad['line']}"] if bad.get("line") else []
+    where += [f"id {bad['id']!r}"] if bad.get("id") else []
+    where += [str(bad["video"])] if bad.get("video") else []
+    what = "bad interval" if "local" in bad else "bad video"
+    return f"{what} ({', '.join(where)}): {bad['error']}"
+
+
 def check_model(settings: Settings, run: Path | None = None) -> None:
     """The model and adapter folders exist before anything is loaded; errors name the flag, or the
     ``--run`` folder that named them."""
