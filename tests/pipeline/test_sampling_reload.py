@@ -89,7 +89,7 @@ def test_sampling_asks_the_hook_for_a_server_of_its_adapters(tmp_path):
         require_reload_hook(cfg, build_plugin_manager(entry_points=[]))
 
 
-def test_a_round_whose_samples_are_blank_pairs_none_and_says_so(tmp_path):
+def test_a_round_whose_samples_are_blank_pairs_none_and_says_so(tmp_path, tiny_model_dir):
     """A model that has fallen silent: every sampled caption blank -> no pair, the count recorded
     and warned about, the round's training skipped (nothing for LLaMA-Factory to refuse)."""
     import json
@@ -109,7 +109,7 @@ def test_a_round_whose_samples_are_blank_pairs_none_and_says_so(tmp_path):
         try:
             cfg = MrDPOConfig(
                 run_dir=str(tmp_path / "run"),
-                model_name_or_path="unused",
+                model_name_or_path=str(tiny_model_dir),  # the rounds train it; sampling asks the server
                 train_videos=str(DEMO / "vs2_demo_rl.jsonl"),
                 rounds=1,
                 sampling={"backend": "openai", "base_url": server.base_url, "max_new_tokens": 8, "concurrency": 1},

@@ -423,7 +423,7 @@ def test_judges_load_only_from_installed_entry_points(tmp_path):
     assert proc.returncode == 2 and "no judge named 'evil_judge' is registered" in proc.stderr
 
     proc = _cli(["plugins"], tmp_path, env)
-    assert proc.returncode == 0 and "judges: openai, offline" in proc.stdout and "evil_judge" not in proc.stdout
+    assert proc.returncode == 0 and "judges: offline, openai" in proc.stdout and "evil_judge" not in proc.stdout
     assert not marker.exists(), "a module named in a config or VS2_PLUGINS was imported"
     for text in (proc.stdout, proc.stderr):
         assert_no_key(text, "output")
