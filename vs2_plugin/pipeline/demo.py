@@ -252,7 +252,7 @@ def weight_changes(stages: list[tuple[str, str, list[str]]]) -> list[dict[str, A
     return out
 
 
-#: the demo: every stage at its smallest useful size (about 3 minutes on 2 CPU cores)
+#: the demo: every stage at its smallest useful size (about 4 minutes on 2 CPU cores)
 DEMO_PLAN = PipelinePlan()
 
 
