@@ -306,7 +306,9 @@ def test_fail_policy_stops_with_one_line_and_lists_all(files, tmp_path):
         check_training_data(_run_args(folder, out, _fake_model(tmp_path)))
     text = str(info.value)
     assert "\n" not in text
-    assert text.startswith(f"bad training sample: dataset 'mix' row 1: {files['missing']}: file not found; ")
+    assert text.startswith(
+        f"bad training sample: dataset 'mix' (mix.json item 2): {files['missing']}: file not found; "
+    )
     assert f"{len(expected)} of {len(rows)} samples are bad" in text and "vs2_bad_samples: skip" in text
     listed = [json.loads(line) for line in (out / "bad_samples.jsonl").read_text().splitlines()]
     assert sorted({r["index"] for r in listed}) == sorted(expected)
@@ -484,9 +486,25 @@ def test_mrdpo_video_list_skips_and_lists_bad_videos(files, tmp_path):
     assert "needs a 'reference' caption" in reasons["noref"] and "too short" in reasons["short"]
     with pytest.raises(
         DataError,
-        match=r"bad video in .*videos.jsonl: dataset 'train' row 1 \(id 'gone'\): .*missing.mp4: file not found; 4 bad",
+        match=r"bad video in .*videos.jsonl: dataset 'train' \(videos.jsonl line 2, id 'gone'\): .*missing.mp4: file not found; 4 bad",
     ):
         screen_videos(videos, tmp_path / "run2", policy="fail", tag="train")
+
+
+def test_bad_rows_are_named_by_the_line_an_editor_shows(files, tmp_path):
+    """Blank lines (a leading one too) count: the position is the file's own line number."""
+    from vs2_plugin.pipeline.screen import screen_videos
+
+    videos = tmp_path / "videos.jsonl"
+    ok = json.dumps({"id": "ok", "video": str(files["good"]), "reference": "A test pattern."})
+    gone = json.dumps({"id": "gone", "video": str(files["missing"]), "reference": "x"})
+    videos.write_text(f"\n{ok}\n\n{gone}\n{{not json\n", encoding="utf-8")
+    _, bad = screen_videos(videos, tmp_path / "run", tag="train")
+    assert [(b.position, b.id) for b in bad] == [("line 4", "gone"), ("line 5", None)]
+    assert bad[0].message().startswith("dataset 'train' (videos.jsonl line 4, id 'gone'): ")
+    assert bad[1].message().startswith("dataset 'train' (videos.jsonl line 5): not valid JSON")
+    listed = [json.loads(line) for line in (tmp_path / "run" / "skipped_videos.jsonl").read_text().splitlines()]
+    assert [r["position"] for r in listed] == ["line 4", "line 5"]
 
 
 def test_mrdpo_video_list_skips_a_row_whose_interval_lies_past_the_video(files, tmp_path):
@@ -585,7 +603,7 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, 
     )
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
-    assert f"bad training sample: dataset 'mix' row 1: {files['missing']}: file not found" in last
+    assert f"bad training sample: dataset 'mix' (mix.json item 2): {files['missing']}: file not found" in last
     assert f"{len(bad)} of {total} samples are bad" in last
     assert not (out / "adapter_model.safetensors").exists()
 

@@ -163,10 +163,18 @@ class BadSample:
     file: str | None = None  #: the media file at fault (None when the row itself is at fault)
     id: str | None = None  #: the row's ``id`` field, if it has one
     source: str | None = None  #: the dataset file the row came from
+    #: where in ``source`` as an editor shows it: "line 4" (JSON lines) or "item 4" (a JSON array)
+    position: str | None = None
 
     def message(self) -> str:
-        who = f"dataset {self.dataset!r}" + (f" row {self.index}" if self.index is not None else "")
-        who += f" (id {self.id!r})" if self.id is not None else ""
+        where = []
+        if self.position is not None:
+            where.append(f"{Path(self.source).name} {self.position}" if self.source else self.position)
+        elif self.index is not None:
+            where.append(f"row {self.index}")
+        if self.id is not None:
+            where.append(f"id {self.id!r}")
+        who = f"dataset {self.dataset!r}" + (f" ({', '.join(where)})" if where else "")
         return f"{who}: {self.file}: {self.reason}" if self.file else f"{who}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,25 +232,26 @@ def load_dataset_info(dataset_dir: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
-def read_rows(path: Path) -> list[Any]:
-    """Rows of a .json (array, or JSON lines) or .jsonl file; bytes that are not UTF-8 become
-    lone surrogates (so one bad caption marks its row, not the whole file)."""
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    stripped = text.lstrip("\ufeff").strip()
-    if path.suffix == ".json" and stripped.startswith("["):
+def read_rows(path: Path) -> list[tuple[str, Any]]:
+    """(position, row) of each row of a .json (array, or JSON lines) or .jsonl file, the position
+    as an editor shows it ("item 3" of an array, "line 7" of JSON lines, blank lines counted);
+    bytes that are not UTF-8 become lone surrogates (so one bad caption marks its row, not the
+    whole file)."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    if path.suffix == ".json" and text.strip().startswith("["):
         try:
-            rows = json.loads(stripped)
+            rows = json.loads(text.strip())
         except ValueError as exc:
             raise DataError(f"{path}: not valid JSON ({exc})") from None
-        return list(rows)
+        return [(f"item {n}", row) for n, row in enumerate(rows, 1)]
     rows = []
-    for n, line in enumerate(stripped.splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((f"line {n}", json.loads(line)))
         except ValueError as exc:
-            rows.append(_Unparsed(f"line {n} is not valid JSON ({exc})"))
+            rows.append((f"line {n}", _Unparsed(f"not valid JSON ({exc})")))
     return rows
 
 
@@ -446,17 +455,17 @@ def check_dataset(spec: DatasetSpec, limits: MediaLimits) -> DatasetCheck:
         result.checked = False  # csv / parquet / arrow: left to LLaMA-Factory
         return result
     contents = [(path, read_rows(path)) for path in files]
-    wanted = {item for _, rows in contents for row in rows for item in _media_items(spec, row)}
+    wanted = {item for _, rows in contents for _, row in rows for item in _media_items(spec, row)}
     checker = RowChecker(spec, limits, check_many(wanted, limits))
     index = 0
     for path, rows in contents:
-        for row in rows:
+        for position, row in rows:
             problems = checker.check(row)
             sample_id = row.get("id") if isinstance(row, dict) else None
             sample_id = None if sample_id is None else str(sample_id)
             if problems:
                 for file, reason in problems:
-                    result.bad.append(BadSample(spec.name, index, reason, file, sample_id, str(path)))
+                    result.bad.append(BadSample(spec.name, index, reason, file, sample_id, str(path), position))
             else:
                 good = dict(row)
                 good.update(checker.media)  # absolute paths: the copy may live elsewhere

@@ -65,7 +65,7 @@ def screen_videos(
     good: list[VideoEntry] = []
     bad: list[BadSample] = []
     seen: set[str] = set()
-    for index, row in enumerate(read_rows(p)):
+    for index, (position, row) in enumerate(read_rows(p)):
         sample_id = str(row["id"]) if isinstance(row, dict) and row.get("id") else None
         try:
             if not isinstance(row, dict):
@@ -75,7 +75,7 @@ def screen_videos(
                 path = str((p.parent / video).absolute()) if not os.path.isabs(video) else video
                 problem = check_media(path, "video", limits)
                 if problem:
-                    bad.append(BadSample(tag, index, problem, path, sample_id, str(p)))
+                    bad.append(BadSample(tag, index, problem, path, sample_id, str(p), position))
                     continue
             entry = _row_entry(row, p, require_reference)
             if entry.local:  # an interval past the end would be captioned from frames that do not exist
@@ -88,7 +88,7 @@ def screen_videos(
             seen.add(entry.id)
             good.append(entry)
         except (DataError, MediaError) as exc:
-            bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p)))
+            bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p), position))
     if bad and policy == "fail":
         first = bad[0]
         raise DataError(
