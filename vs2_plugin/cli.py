@@ -32,6 +32,10 @@ SUBCOMMANDS = {
         "merge a model and its LoRA adapters (or a run's final model) into one checkpoint",
     ),
     "synth": ("vs2_plugin.commands.synth", "synthetic audio-visual clips with exact events, captions and datasets"),
+    "check-recipe": (
+        "vs2_plugin.commands.check_recipe",
+        "check a recipe's keys, types and files before a run (training, inference, mrDPO)",
+    ),
     "synth-encoders": (
         "vs2_plugin.commands.synth_encoders",
         "pretrain a tiny model's vision and audio encoders on synthetic clips",

@@ -124,8 +124,8 @@ def test_wrong_inputs_are_one_line_before_loading(tiny_model_dir, tmp_path, caps
         (["--run", str(tmp_path / "nope")], [], "not found"),
         (model, ["--out", str(tmp_path)], f"--out {tmp_path}: a directory"),
         (model, ["--videos", str(tmp_path)], f"--videos {tmp_path}: a directory, not a JSONL file"),
-        (model, ["--infer", "video_fps=abc"], "--infer video_fps=abc: video_fps takes a number"),
-        (model, ["--infer", "no_such_key=1"], "--infer no_such_key=1: LLaMA-Factory has no argument 'no_such_key'"),
+        (model, ["--infer", "video_fps=abc"], "--infer: video_fps: 'abc' is str, not float"),
+        (model, ["--infer", "vidoe_fps=1"], "--infer: unknown argument(s) vidoe_fps (did you mean video_fps?)"),
         (model, ["--infer", "max_new_tokens=9"], "--infer max_new_tokens: set by --max-new-tokens"),
         (model, ["--top-p", "5"], "--top-p must be in (0, 1]; got 5.0"),
     ]

@@ -66,15 +66,12 @@ LEGACY_FLAGS = {
 
 def parse_option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` -> (key, value read as YAML); a ConfigError naming the text otherwise."""
-    import yaml
+    from vs2_plugin.pipeline.config import yaml_value
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--judge-option expects KEY=VALUE, got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
+    value = yaml_value(raw) if raw.strip() else None
     return key.strip(), value
 
 

@@ -297,22 +297,111 @@ def describe() -> dict[str, Any]:
     return info
 
 
-def argument_names(kind: str) -> frozenset[str] | None:
-    """The keys LLaMA-Factory's argument parser accepts: ``kind`` "train" (``get_train_args``: model,
-    data, training, finetuning and generating arguments, the ``USE_MCA`` variant when that is set)
-    or "infer" (``get_infer_args``: the same without training arguments). Read from the parser's own
-    dataclass lists, so that they are never re-typed here. None when ``ALLOW_EXTRA_ARGS`` is set:
-    the parser then takes any key."""
+def _argument_classes(kind: str) -> tuple:
+    """The dataclasses LLaMA-Factory's parser fills for ``kind``: "train" (``get_train_args``, the
+    ``USE_MCA`` variant when that is set) or "infer" (``get_infer_args``)."""
     from llamafactory.extras.misc import is_env_enabled
     from llamafactory.hparams import parser
 
+    if kind == "train":
+        return parser._TRAIN_MCA_ARGS if is_env_enabled("USE_MCA") else parser._TRAIN_ARGS
+    if kind == "infer":
+        return parser._INFER_ARGS
+    raise ValueError(f"kind must be 'train' or 'infer'; got {kind!r}")
+
+
+def argument_names(kind: str) -> frozenset[str] | None:
+    """The keys LLaMA-Factory's argument parser accepts: ``kind`` "train" (model, data, training,
+    finetuning and generating arguments) or "infer" (the same without training arguments). Read
+    from the parser's own dataclass lists, so that they are never re-typed here. None when
+    ``ALLOW_EXTRA_ARGS`` is set: the parser then takes any key."""
+    from llamafactory.extras.misc import is_env_enabled
+
     if is_env_enabled("ALLOW_EXTRA_ARGS"):
         return None
-    if kind == "train":
-        classes = parser._TRAIN_MCA_ARGS if is_env_enabled("USE_MCA") else parser._TRAIN_ARGS
-    elif kind == "infer":
-        classes = parser._INFER_ARGS
-    else:
-        raise ValueError(f"argument_names: kind must be 'train' or 'infer'; got {kind!r}")
     # HfArgumentParser.parse_dict takes the init fields of each dataclass
-    return frozenset(item.name for cls in classes for item in dataclasses.fields(cls) if item.init)
+    return frozenset(item.name for cls in _argument_classes(kind) for item in dataclasses.fields(cls) if item.init)
+
+
+def template_names() -> frozenset[str]:
+    """The chat templates LLaMA-Factory knows in this process (ours included once registered)."""
+    from llamafactory.data.template import TEMPLATES
+
+    return frozenset(TEMPLATES)
+
+
+def parse_arguments(kind: str, args: dict[str, Any]) -> list[str]:
+    """Parse ``args`` as ``llamafactory-cli train`` ("train") or ``api`` / ``chat`` ("infer") would,
+    keys and types, loading nothing: our stages' forced settings and gDPO's keys are applied and
+    popped as :func:`run_stage` does, the data check's ``vs2_*`` keys validated and popped. A
+    ConfigError names what the parser refuses. Returns notes on what cannot be checked on this
+    machine: mixed precision without a GPU (parsed as fp32). The DeepSpeed config is left out (parsing
+    it imports DeepSpeed, an extra); reading its file is the caller's."""
+    import torch
+    from llamafactory.hparams.parser import HfArgumentParser
+
+    from vs2_plugin.data.validate import DataCheckArguments
+    from vs2_plugin.gdpo.config import GDPOArguments
+
+    args = dict(args)
+    notes = []
+    if kind == "train":
+        spec = STAGES.get(str(args.get("stage")))
+        if spec is not None:
+            _apply_forced(spec, args)
+            if spec.name == "gdpo":
+                GDPOArguments.pop_from(args)
+            args["stage"] = spec.base
+        DataCheckArguments.pop_from(args)
+        args.pop("deepspeed", None)
+    mixed = [k for k in ("bf16", "fp16", "pure_bf16") if str(args.get(k, "")).lower() in ("true", "1")]
+    if kind == "train" and mixed and not torch.cuda.is_available():
+        notes.append(f"{', '.join(mixed)}: not checked on this machine (no GPU); parsed as fp32")
+        args.update({k: False for k in mixed}, use_cpu=True)
+    try:
+        HfArgumentParser(_argument_classes(kind)).parse_dict(args, allow_extra_keys=argument_names(kind) is None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"LLaMA-Factory's {kind} arguments: {exc}") from None
+    return notes
+
+
+def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, Any]:
+    """``args`` with each value checked against the type of LLaMA-Factory's field for it (a whole
+    number given for a float field becomes a float). Its parser passes a recipe's values on
+    unconverted, so ``learning_rate: "1e-4"`` or ``do_train: "false"`` (text) would reach the trainer
+    as text: a ConfigError names every such value, each as ``where`` + key. Fields of other types
+    (lists, enums, dicts) are left to the parser."""
+    import typing
+
+    hints: dict[str, Any] = {}
+    for cls in _argument_classes(kind):
+        try:
+            hints.update(typing.get_type_hints(cls))
+        except Exception:  # noqa: BLE001 - a field type this version cannot resolve: its fields are not checked
+            continue
+    out, problems = dict(args), []
+    for key, value in args.items():
+        declared = _declared_types(hints.get(key))
+        if value is None or declared is None:
+            continue
+        whole_for_float = float in declared and int not in declared and type(value) is int
+        if whole_for_float:
+            out[key] = float(value)
+        elif not isinstance(value, declared) or (isinstance(value, bool) and bool not in declared):
+            names = " or ".join(t.__name__ for t in declared)
+            problems.append(f"{where}{key}: {value!r} is {type(value).__name__}, not {names}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return out
+
+
+def _declared_types(hint: Any) -> tuple[type, ...] | None:
+    """The plain types (bool, int, float, str) a field of type ``hint`` declares, or None to leave it unchecked."""
+    import types
+    import typing
+
+    arms = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    arms = tuple(a for a in arms if a is not type(None))
+    if not arms or not all(a in (bool, int, float, str) for a in arms):
+        return None
+    return arms

@@ -66,11 +66,11 @@ OWN_ARGUMENTS = {
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``--infer KEY=VALUE`` items as a dict, each checked before the model is loaded: a LLaMA-Factory
-    loading argument, not one set by a flag of its own, a value of the type of its default (YAML:
-    ``1.0``, ``30``, ``true``)."""
-    import yaml
+    loading argument (:func:`~vs2_plugin.pipeline.config.check_arguments`), not one set by a flag of
+    its own, a value of its type as YAML reads it (``1.0``, ``30``, ``true``)."""
+    from vs2_plugin.pipeline.config import check_arguments, yaml_value
 
-    out, raw = {}, {}
+    out = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -78,41 +78,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--infer expects KEY=VALUE, got {item!r}")
         if key in OWN_ARGUMENTS:
             raise ConfigError(f"--infer {key}: set by {OWN_ARGUMENTS[key]}, not --infer")
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value  # a plain string, judged by its key's type below
-        raw[key] = value
-    return {key: _typed(key, value, raw[key]) for key, value in out.items()}
-
-
-def _typed(key: str, value: Any, raw: str) -> Any:
-    """``value`` as the type of LLaMA-Factory's default for ``key`` (as given when that is None)."""
-    from vs2_plugin.integrations.llamafactory import argument_default
-
-    try:
-        default = argument_default(key)
-    except ConfigError as exc:
-        if "no default" in str(exc):
-            return value  # LLaMA-Factory judges it
-        raise ConfigError(
-            f"--infer {key}={raw}: {exc}; --infer takes its model, data and generating arguments "
-            "(e.g. video_fps, video_maxlen, video_max_pixels, use_audio_in_video)"
-        ) from None
-    if isinstance(default, bool):
-        ok, wanted = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-    elif isinstance(default, float):
-        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        return value if isinstance(value, str) else raw
-    else:
-        return value
-    if not ok:
-        raise ConfigError(f"--infer {key}={raw}: {key} takes {wanted} (LLaMA-Factory's default: {default!r})")
-    return value
+        out[key] = yaml_value(value) if value else ""
+    return check_arguments("infer", out, where="--infer")
 
 
 @dataclass

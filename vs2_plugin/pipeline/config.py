@@ -211,29 +211,32 @@ DRIVER_SET_KEYS = frozenset(
 )
 
 
-def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -> None:
+def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -> dict[str, Any]:
     """Refuse a key of ``args`` that ``kind`` would not take ("train": a gDPO round's ``llamafactory-cli
-    train``; "infer": loading the model to sample), naming close matches: a typo then stops the run at
-    load, not after a round of sampling and judging. ``where``: the file they come from (default: keys
-    are named ``kind.key``)."""
+    train``; "infer": loading the model to sample), naming close matches, and a value of another type
+    than its field's (:func:`~vs2_plugin.integrations.llamafactory.typed_arguments`): a typo then stops
+    the run at load, not after a round of sampling and judging. ``where``: the file they come from
+    (default: keys are named ``kind.key``). Returns ``args`` as typed (a whole number for a float field
+    as a float)."""
     if not args:
-        return  # nothing to check: spares importing LLaMA-Factory
-    from vs2_plugin.integrations.llamafactory import argument_names
+        return dict(args or {})  # nothing to check: spares importing LLaMA-Factory
+    from vs2_plugin.integrations.llamafactory import argument_names, typed_arguments
 
     known = argument_names(kind)
     if known is None:
-        return  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
+        return dict(args)  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
     if kind == "train":  # the plugin pops its own keys before LLaMA-Factory parses the rest
         from vs2_plugin.data.validate import DataCheckArguments
         from vs2_plugin.gdpo.config import GDPOArguments
 
         known = known | GDPOArguments.field_names() | DataCheckArguments.field_names()
     unknown = sorted(set(map(str, args)) - known)
+    prefix = f"{kind}." if where is None else ""
+    head = "" if where is None else f"{where}: "
     if not unknown:
-        return
+        return typed_arguments(kind, args, head + prefix)
     import difflib
 
-    prefix = f"{kind}." if where is None else ""
     named = []
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
@@ -243,7 +246,6 @@ def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -
         if kind == "train"
         else "LLaMA-Factory's model, data, finetuning and generating arguments"
     )
-    head = "" if where is None else f"{where}: "
     raise ConfigError(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
 
 
@@ -362,6 +364,32 @@ def _build(cls, data: dict[str, Any], where: str):
     return cls(**data)
 
 
+def _yaml_loader():
+    """PyYAML's safe loader (no code from YAML) reading ``1e-4`` as a number, as YAML 1.2 and
+    LLaMA-Factory's own reading of a recipe (OmegaConf) do; YAML 1.1 wants a dot (``1.0e-4``) and
+    would hand a learning rate to the trainer as text."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return Loader
+
+
+def yaml_value(text: str) -> Any:
+    """One value as a recipe's YAML reads it (``30``, ``1e-4``, ``true``); text that is no YAML stays text."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return text
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -369,7 +397,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}  # safe_load: no code from YAML
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):

@@ -38,7 +38,7 @@ import yaml
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.config import load_mrdpo_config
+from vs2_plugin.pipeline.config import load_mrdpo_config, load_yaml
 from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
@@ -148,7 +148,7 @@ def recipes_dir() -> Path:
 
 
 def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
-    args = yaml.safe_load((recipes_dir() / name).read_text(encoding="utf-8"))
+    args = load_yaml(recipes_dir() / name)
     args.update(overrides)
     return args
 

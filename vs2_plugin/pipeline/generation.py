@@ -104,7 +104,7 @@ class _SeededSampler(LogitsProcessor):
         return out.scatter_(1, chosen, 0.0)
 
 
-def _hub_id(name: str) -> bool:
+def hub_id(name: str) -> bool:
     """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer."""
     import os
     import re
@@ -126,7 +126,7 @@ def check_model_files(
     checks = [(model, model_name, "config.json", "a model folder")]
     checks += [(adapter, adapter_name, "adapter_config.json", "a LoRA adapter folder") for adapter in adapters]
     for path, name, marker, kind in checks:
-        if not Path(path).exists() and _hub_id(str(path)):
+        if not Path(path).exists() and hub_id(str(path)):
             continue  # the model hub's (or its cache's) to answer
         if not Path(path).exists():
             raise ConfigError(f"{name.format(path)}: not found")

@@ -22,12 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
-from vs2_plugin.pipeline.config import MrDPOConfig
+from vs2_plugin.pipeline.config import MrDPOConfig, load_yaml
 from vs2_plugin.pipeline.html_report import write_labels_report
 from vs2_plugin.pipeline.records import ADAPTER_TUNING, FINAL_MODEL, StepState, finished_model
 from vs2_plugin.pipeline.sampling import build_tasks, sample
@@ -49,7 +47,7 @@ def sft_args(recipe: str | Path, post_alignment: str, dataset_dir: Path, output_
     path = Path(recipe)
     if not path.is_file():
         raise ConfigError(f"rebirth recipe not found: {path}")
-    args = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    args = load_yaml(path)
     if args.get("stage", "sft") != "sft":
         raise ConfigError(f"{path}: rebirth tuning is supervised: stage must be 'sft', got {args.get('stage')!r}")
     if args.get("adapter_name_or_path"):
