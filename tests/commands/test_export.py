@@ -178,20 +178,19 @@ def test_ctrl_c_of_vs2_export_says_nothing_was_written(tiny_model_dir, tmp_path,
 
 
 def test_run_folders_name_their_model(tmp_path):
-    from vs2_plugin.modeling.export import run_model
-    from vs2_plugin.pipeline.records import StepState
+    from vs2_plugin.pipeline.records import StepState, finished_model
 
     mrdpo = tmp_path / "mrdpo"
     mrdpo.mkdir()
     (mrdpo / "final_model.json").write_text(json.dumps({"model": "/m/base", "adapters": ["/a/sft", "/a/r1"]}))
-    assert run_model(mrdpo) == ("/m/base", ["/a/sft", "/a/r1"])
+    assert finished_model(mrdpo) == ("/m/base", ["/a/sft", "/a/r1"])
     rebirth = tmp_path / "rebirth"  # what vs2 rebirth records when its SFT is done
     StepState(rebirth).mark(0, "train", {"adapter": "/r/sft", "model": "/m/base"})
-    assert run_model(rebirth) == ("/m/base", ["/r/sft"])
+    assert finished_model(rebirth) == ("/m/base", ["/r/sft"])
     unfinished = tmp_path / "unfinished"
     StepState(unfinished).mark(0, "filter", {"kept": 1})
     with pytest.raises(Vs2Error, match="not a finished run"):
-        run_model(unfinished)
+        finished_model(unfinished)
 
 
 def test_weights_keep_the_base_dtype_unless_asked(tiny_model_dir, tmp_path):

@@ -25,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.modeling.export import DTYPES, export_merged, run_model
+from vs2_plugin.modeling.export import DTYPES, export_merged
+from vs2_plugin.pipeline.records import finished_model
 
 #: what ``vs2`` says after Ctrl-C: the checkpoint is written to a temporary sibling and renamed
 INTERRUPTED = "nothing was written (--out appears only once complete); run it again"
@@ -51,14 +52,8 @@ def run(args) -> int:
         raise ConfigError("--adapters goes with --model; a --run folder names its own adapters")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: an existing file; the merged checkpoint is a folder")
-    if args.run:
-        run = Path(args.run)
-        if not run.exists():
-            raise ConfigError(f"--run {run}: not found")
-        if not run.is_dir():
-            raise ConfigError(f"--run {run}: not a directory")
     # a rebirth folder after full fine-tuning names its trained model and no adapter
-    model, adapters = run_model(Path(args.run)) if args.run else (args.model, list(args.adapters))
+    model, adapters = finished_model(Path(args.run), "--run {}") if args.run else (args.model, list(args.adapters))
     from vs2_plugin.pipeline import console
 
     # loading and saving messages (progress bars, library warnings) go to logs/ beside --out

@@ -27,13 +27,6 @@ AUTO_MAP = {
 }
 
 
-def run_model(run_dir: Path) -> tuple[str, list[str]]:
-    """(base, adapters) of a finished run: an mrDPO run's ``final_model.json`` or a rebirth output folder."""
-    from vs2_plugin.pipeline.records import finished_model
-
-    return finished_model(run_dir)
-
-
 def _check_dir(path: str | Path, what: str, marker: str) -> Path:
     p = Path(path)
     if not (p / marker).is_file():

@@ -38,11 +38,7 @@ class Settings:
 
 def run_settings(run_dir: Path) -> Settings:
     """Model, adapters and sampling settings of a finished mrDPO run or rebirth output folder."""
-    if not run_dir.exists():
-        raise ConfigError(f"--run {run_dir}: not found")
-    if not run_dir.is_dir():
-        raise ConfigError(f"--run {run_dir}: not a directory")
-    model, adapters = finished_model(run_dir)
+    model, adapters = finished_model(run_dir, "--run {}")
     settings = Settings(model, adapters, dict(DEFAULT_INFER))
     config = run_dir / "config.json"  # the mrDPO driver's resolved config: same prompts and media settings
     if config.is_file():

@@ -136,15 +136,16 @@ def relocated(path: str, recorded_dir: str | None, run_dir: Path) -> str:
     return str(path)
 
 
-def finished_model(run_dir: Path) -> tuple[str, list[str]]:
+def finished_model(run_dir: Path, name: str = "{}") -> tuple[str, list[str]]:
     """(model, adapters) of a finished run folder: an mrDPO run's ``final_model.json``, or a ``vs2
     rebirth`` output folder's trained model: the post-alignment model + its LoRA adapter, or the
-    fully fine-tuned model alone; ConfigError naming the folder otherwise."""
+    fully fine-tuned model alone; ConfigError naming the folder otherwise (``name``: how, ``{}`` the
+    path: ``"--run {}"`` for a command's flag)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise ConfigError(f"{run_dir}: not found")
+        raise ConfigError(f"{name.format(run_dir)}: not found")
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a run folder (a file)")
+        raise ConfigError(f"{name.format(run_dir)}: not a directory")
     final = run_dir / FINAL_MODEL
     if final.is_file():
         try:
