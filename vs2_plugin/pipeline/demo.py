@@ -447,6 +447,100 @@ def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any
     return run_pipeline(out, replace(DEMO_PLAN, rounds=rounds), progress=progress)
 
 
+def settle_caption_budget(out: Path, plan: PipelinePlan, tiny: Path, listings: list[Path]) -> None:
+    """Before any training: a budget that cuts the clips' captions off would spoil every later stage.
+    An explicit budget is checked against the longest reference; the auto one, which holds every
+    reference by construction, is recorded in ``out/caption_budget.json`` once."""
+    if not _budget_is_auto(plan):
+        budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
+        check_caption_budget(tiny, listings, budget)
+    elif not (out / CAPTION_BUDGET).exists():
+        longest, clip, listing = longest_reference(tiny, listings)
+        record = {
+            "longest_reference_tokens": longest,
+            "clip": f"{clip} of {listing.relative_to(out)}",  # relative: the record travels with the folder
+            "max_new_tokens": auto_budget(longest),
+        }
+        atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
+
+
+def round_models(label: str, base: str, start: list[str], final: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(label, base, adapters) of the model after each round of an mrDPO run that started from
+    ``start`` adapters and ended with ``final`` (the starting ones, then one per round);
+    ``label`` may hold ``{}`` for the round number."""
+    return [(label.format(k), base, final[: len(start) + k]) for k in range(1, len(final) - len(start) + 1)]
+
+
+def _report(
+    out: Path,
+    plan: PipelinePlan,
+    title: str,
+    runs: tuple[dict[str, Any], dict[str, Any] | None],
+    reborn: dict[str, Any],
+    weights: list[tuple[str, str, list[str]]],
+    timings: dict[str, float],
+    judge: str,
+) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
+    """Write report.md / metrics.json / report.html of a finished pipeline: the held-out table of
+    every stage (``runs``: the mrDPO run and the one after rebirth), what each stage changed in the
+    weights (``weights``: name, base, adapters in stage order) and the notes. Returns (rows, the
+    Markdown, the weight changes)."""
+    from vs2_plugin.pipeline.report import write_report
+
+    first, second = runs
+    data = out / "data"
+    models = {name: (base, adapters) for name, base, adapters in weights}
+    rows = [{**first["rows"][0], "stage": "SFT"}]
+    rows += [{**r, "stage": f"mrDPO {r['stage']}"} for r in first["rows"][1:]]
+    n_first = len(rows)
+    if second is not None:
+        rows += [{**second["rows"][0], "stage": "rebirth"}]
+        rows += [{**r, "stage": f"gDPO after rebirth ({r['stage']})"} for r in second["rows"][1:]]
+
+    with console.step(f"compare the weights of {len(weights)} stages"):
+        changes = weight_changes(weights)
+    notes = [
+        f"{c['stage']}: {c['changed_tensors']} tensors changed vs {c['vs']} (max |diff| {c['max_abs_change']:.2e}; "
+        f"modules: {', '.join(c['changed_modules'])})"
+        for c in changes
+    ]
+    notes.append(
+        f"rebirth: {reborn['kept']} of {reborn['labelled']} captions kept, {reborn['dropped']} dropped as unnatural; "
+        f"trained from the post-alignment checkpoint {reborn['post_alignment_model']}"
+    )
+    notes.append(f"clips: {plan.n_train} training, {plan.n_heldout} held-out synthetic clips in {data}; judge: {judge}")
+    notes.append("stage seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    md = write_report(
+        out,
+        rows,
+        title,
+        {
+            "weight_changes": changes,
+            "timings_s": timings,
+            "rebirth": reborn,
+            "encoder_pretraining": json.loads((out / "encoders" / ENCODERS_DONE).read_text()),
+            "stages_ran": [name for name, _, _ in weights],
+            "final_adapters": {
+                "mrdpo": first["final_adapters"],
+                "rebirth": models["rebirth"][1],
+                "after_rebirth": second["final_adapters"] if second else None,
+            },
+            "model": str(out / "align"),
+            "sft_model": models["SFT"][0],
+            "rebirth_model": models["rebirth"][0],
+        },
+        notes,
+    )
+    html_stages = mrdpo_stages(out / "mrdpo", first["rows"], [r["stage"] for r in rows[:n_first]])
+    if second is not None:
+        html_stages += mrdpo_stages(out / "mrdpo_after_rebirth", second["rows"], [r["stage"] for r in rows[n_first:]])
+    with console.step("write report.html"):
+        write_html(
+            out, title, videos_from_judged(html_stages, load_videos(data / "heldout.jsonl")), rows=rows, notes=notes
+        )
+    return rows, md, changes
+
+
 def run_pipeline(
     out: Path,
     plan: PipelinePlan,
@@ -463,7 +557,6 @@ def run_pipeline(
     from vs2_plugin.modeling.tiny import build_tiny_model
     from vs2_plugin.pipeline.mrdpo import run_mrdpo
     from vs2_plugin.pipeline.rebirth import run_rebirth
-    from vs2_plugin.pipeline.report import write_report
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -478,20 +571,7 @@ def run_pipeline(
             build_tiny_model(tiny, seed=plan.seed, **plan.model)
 
     timings["build-tiny"] = _stage(out, "tiny-model", "model.safetensors", build)
-    # before any training: a budget that cuts the clips' captions off would spoil every later stage;
-    # the auto budget holds every reference by construction, an explicit one is checked
-    listings = [data / "train.jsonl", data / "heldout.jsonl"]
-    if not _budget_is_auto(plan):
-        budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
-        check_caption_budget(tiny, listings, budget)
-    elif not (out / CAPTION_BUDGET).exists():
-        longest, clip, listing = longest_reference(tiny, listings)
-        record = {
-            "longest_reference_tokens": longest,
-            "clip": f"{clip} of {listing.relative_to(out)}",  # relative: the record travels with the folder
-            "max_new_tokens": auto_budget(longest),
-        }
-        atomic_write_text(out / CAPTION_BUDGET, json.dumps(record, indent=1))
+    settle_caption_budget(out, plan, tiny, [data / "train.jsonl", data / "heldout.jsonl"])
 
     encoders = out / "encoders"
     check_encoder_steps(encoders, plan)
@@ -569,71 +649,20 @@ def run_pipeline(
             second = run_mrdpo(cfg2, progress=progress)
         timings["gdpo_after_rebirth"] = round(time.time() - start, 1)
 
-    rows = [{**first["rows"][0], "stage": "SFT"}]
-    rows += [{**r, "stage": f"mrDPO {r['stage']}"} for r in first["rows"][1:]]
-    n_first = len(rows)
-    if second is not None:
-        rows += [{**second["rows"][0], "stage": "rebirth"}]
-        rows += [{**r, "stage": f"gDPO after rebirth ({r['stage']})"} for r in second["rows"][1:]]
-
-    stages = [
+    weights = [
         ("tiny model", str(tiny), []),
         ("encoder pretraining", str(encoders), []),
         ("language pretraining", str(pretrained), []),
         ("alignment", str(align), []),
         ("SFT", sft_base, sft_adapters),
+        *round_models("mrDPO round {}", sft_base, sft_adapters, first["final_adapters"]),
+        ("rebirth", reborn_base, reborn_adapters),
+        *(round_models("gDPO after rebirth", reborn_base, reborn_adapters, second["final_adapters"]) if second else []),
     ]
-    # final_adapters: the starting adapters, then one per round
-    for k in range(1, len(first["final_adapters"]) - len(sft_adapters) + 1):
-        stages.append((f"mrDPO round {k}", sft_base, first["final_adapters"][: len(sft_adapters) + k]))
-    stages.append(("rebirth", reborn_base, reborn_adapters))
-    for k in range(1, len(second["final_adapters"]) - len(reborn_adapters) + 1 if second else 0):
-        stages.append(("gDPO after rebirth", reborn_base, second["final_adapters"][: len(reborn_adapters) + k]))
-    with console.step(f"compare the weights of {len(stages)} stages"):
-        changes = weight_changes(stages)
+    judge = cfg.judge["judge"]
+    title = f"{title} (tiny model, synthetic clips, {judge} judge)"
+    rows, md, changes = _report(out, plan, title, (first, second), reborn, weights, timings, judge)
     unchanged = [c["stage"] for c in changes if c["changed_tensors"] == 0]
-    notes = [
-        f"{c['stage']}: {c['changed_tensors']} tensors changed vs {c['vs']} (max |diff| {c['max_abs_change']:.2e}; "
-        f"modules: {', '.join(c['changed_modules'])})"
-        for c in changes
-    ]
-    notes.append(
-        f"rebirth: {reborn['kept']} of {reborn['labelled']} captions kept, {reborn['dropped']} dropped as unnatural; "
-        f"trained from the post-alignment checkpoint {reborn['post_alignment_model']}"
-    )
-    notes.append(
-        f"clips: {plan.n_train} training, {plan.n_heldout} held-out synthetic clips in {data}; judge: {cfg.judge['judge']}"
-    )
-    notes.append("stage seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    title = f"{title} (tiny model, synthetic clips, {cfg.judge['judge']} judge)"
-    md = write_report(
-        out,
-        rows,
-        title,
-        {
-            "weight_changes": changes,
-            "timings_s": timings,
-            "rebirth": reborn,
-            "encoder_pretraining": json.loads((encoders / ENCODERS_DONE).read_text()),
-            "stages_ran": [s[0] for s in stages],
-            "final_adapters": {
-                "mrdpo": first["final_adapters"],
-                "rebirth": reborn_adapters,
-                "after_rebirth": second["final_adapters"] if second else None,
-            },
-            "model": str(align),
-            "sft_model": sft_base,
-            "rebirth_model": reborn_base,
-        },
-        notes,
-    )
-    html_stages = mrdpo_stages(out / "mrdpo", first["rows"], [r["stage"] for r in rows[:n_first]])
-    if second is not None:
-        html_stages += mrdpo_stages(out / "mrdpo_after_rebirth", second["rows"], [r["stage"] for r in rows[n_first:]])
-    with console.step("write report.html"):
-        write_html(
-            out, title, videos_from_judged(html_stages, load_videos(data / "heldout.jsonl")), rows=rows, notes=notes
-        )
     if unchanged:
         raise Vs2Error(
             f"pipeline: these stages did not change the weights: {', '.join(unchanged)} (see {out / 'report.md'})"
