@@ -5,7 +5,9 @@ One reader for each, so that every command names the file (and the line) of bad 
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,25 @@ def load_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+@functools.cache
+def _recipe_loader():
+    """PyYAML's safe loader (no code from YAML: tags such as !!python/object are refused) reading
+    ``1e-4`` as a number, as YAML 1.2 and LLaMA-Factory's reading of a recipe (OmegaConf) do;
+    YAML 1.1 wants a dot (``1.0e-4``) and would hand a learning rate to the trainer as text."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return RecipeLoader
+
+
+def recipe_yaml(text: str) -> Any:
+    """YAML ``text`` read as a recipe (:func:`_recipe_loader`); yaml.YAMLError when it is no YAML."""
+    import yaml
+
+    return yaml.load(text, Loader=_recipe_loader())

@@ -304,6 +304,13 @@ def test_every_torch_load_is_weights_only():
 
 
 def test_no_unsafe_deserializer_is_used():
+    import yaml
+
+    from vs2_plugin.files import _recipe_loader, recipe_yaml
+
+    assert issubclass(_recipe_loader(), yaml.SafeLoader)
+    with pytest.raises(yaml.YAMLError):
+        recipe_yaml("x: !!python/object/apply:os.system ['true']")
     for path in _python_files():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         rel = path.relative_to(REPO)
@@ -313,10 +320,10 @@ def test_no_unsafe_deserializer_is_used():
             loader = {k.arg: k.value for k in node.keywords}.get("Loader") or (
                 node.args[1] if len(node.args) > 1 else None
             )
-            assert (
-                node.func.attr in ("load", "load_all")
-                and isinstance(loader, ast.Attribute)
-                and loader.attr in ("SafeLoader", "CSafeLoader")
+            # PyYAML's safe loaders, or the recipe loader (a SafeLoader subclass, checked below)
+            recipe_loader = isinstance(loader, ast.Call) and getattr(loader.func, "id", None) == "_recipe_loader"
+            assert node.func.attr in ("load", "load_all") and (
+                recipe_loader or (isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader"))
             ), f"unsafe YAML loading at {rel}:{node.lineno}"
         for node in _calls(tree, "pickle", {"load", "loads", "Unpickler"}):
             pytest.fail(f"pickle deserialisation at {rel}:{node.lineno}")

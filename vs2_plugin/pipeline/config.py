@@ -364,28 +364,14 @@ def _build(cls, data: dict[str, Any], where: str):
     return cls(**data)
 
 
-def _yaml_loader():
-    """PyYAML's safe loader (no code from YAML) reading ``1e-4`` as a number, as YAML 1.2 and
-    LLaMA-Factory's own reading of a recipe (OmegaConf) do; YAML 1.1 wants a dot (``1.0e-4``) and
-    would hand a learning rate to the trainer as text."""
-    import re
-
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
-    return Loader
-
-
 def yaml_value(text: str) -> Any:
     """One value as a recipe's YAML reads it (``30``, ``1e-4``, ``true``); text that is no YAML stays text."""
     import yaml
 
+    from vs2_plugin.files import recipe_yaml
+
     try:
-        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader
+        return recipe_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -393,11 +379,13 @@ def yaml_value(text: str) -> Any:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
+    from vs2_plugin.files import recipe_yaml
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}  # noqa: S506 - a safe loader
+        data = recipe_yaml(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
