@@ -313,18 +313,13 @@ def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], sin
     return init + (adapters[-1:] if single_lora else adapters)
 
 
-def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
-    from vs2_plugin.judge.pairs import is_blank, select_pairs, write_pairwise_dataset
-    from vs2_plugin.pipeline.generation import check_model_files
-    from vs2_plugin.pipeline.report import write_report
-    from vs2_plugin.plugins import get_plugin_manager
-
-    require_reload_hook(cfg.sampling)  # the openai backend must not sample round t+1 from round t's server
-    check_model_files(cfg.model_name_or_path, cfg.adapter_name_or_path, "model_name_or_path {}", "adapter {}")
+def start_run_folder(cfg: MrDPOConfig) -> Path:
+    """The run folder, resolved and made, with ``config.json`` written; a rerun resumes only with
+    the settings its finished steps were made with (:func:`resume_differences`), else ConfigError."""
     run_dir = Path(cfg.run_dir).resolve()
     settings = json.loads(json.dumps(asdict(cfg), default=str))  # as config.json reads back
     recorded = run_dir / "config.json"
-    if recorded.is_file():  # a rerun resumes: with the settings its finished steps were made with
+    if recorded.is_file():
         changed = resume_differences(json.loads(recorded.read_text(encoding="utf-8")), settings)
         if changed:
             raise ConfigError(
@@ -333,8 +328,66 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                 "give another run_dir (vs2 demo: another --out)"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = StepState(run_dir)
     atomic_write_text(recorded, json.dumps(settings, indent=2))
+    return run_dir
+
+
+def pair_step(rdir: Path, t: int, schedule) -> dict[str, int]:
+    """Round ``t``'s preference pairs from its judged samples (``rdir/pairs``), by the round's
+    thresholds and any ``vs2_select_pairs`` plugin; the record of the step."""
+    from vs2_plugin.judge.pairs import is_blank, select_pairs, write_pairwise_dataset
+    from vs2_plugin.plugins import get_plugin_manager
+
+    judged = JsonlLog(rdir / "judged.jsonl").rows()
+    pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
+    write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
+    blank = sum(1 for r in judged if is_blank(r["caption"]))
+    if blank:  # many of them is a model falling silent
+        console.warn(f"round {t}: {blank} of {len(judged)} sampled captions are blank and were not paired")
+    return {"count": len(pairs), "blank_samples": blank}
+
+
+def train_step(cfg: MrDPOConfig, state: StepState, t: int, model: str, init: list[str], rdir: Path) -> dict[str, Any]:
+    """Round ``t``'s gDPO training on its pairs (``llamafactory-cli train``), numbered among the
+    rounds that trained (a round without pairs trains nothing); the record of the step."""
+    n_pairs = state.result(t, "pairs")["count"]
+    if n_pairs == 0:
+        return {"skipped": "no sample pair passed this round's thresholds"}
+    gdpo_round = 1 + sum(1 for k in range(1, t) if (state.result(k, "train") or {}).get("adapter"))
+    run_training(round_train_args(cfg, model, init, rdir, gdpo_round), rdir / "train.yaml", rdir / "train.log")
+    gdpo_dir = Path(cfg.run_dir).resolve() / "gdpo"
+    return {
+        "gdpo_round": gdpo_round,
+        "adapter": str(gdpo_dir / f"round-{gdpo_round:03d}"),
+        "pairs": n_pairs,
+        "gt_match_rate": gdpo_round_record(gdpo_dir, gdpo_round).get("gt_match_rate"),
+    }
+
+
+def round_rows(state: StepState, rounds: int) -> list[dict[str, Any]]:
+    """The report's rows: the held-out metrics before round 1 and after each evaluated round, with its pairs."""
+    rows = [{"stage": "start", **(state.result(0, "eval") or {})}]
+    for t in range(1, rounds + 1):
+        if state.done(t, "eval"):
+            pairs = (state.result(t, "pairs") or {}).get("count")
+            rows.append({"stage": f"round {t}", **state.result(t, "eval"), "pairs": pairs})
+    return rows
+
+
+def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
+    """The multi-round loop of paper sec. 3.3 in ``cfg.run_dir``: held-out evaluation, then per round
+    sample -> judge -> pairs -> gDPO training (a fresh LoRA proxy) -> held-out evaluation -> report ->
+    ``vs2_after_round`` hook, stopping early on the unnatural-pattern rate. Every step is recorded
+    once done, so a rerun resumes at the first unfinished one. Returns the report's rows, the final
+    adapters, the Markdown report and the run folder."""
+    from vs2_plugin.pipeline.generation import check_model_files
+    from vs2_plugin.pipeline.report import write_report
+    from vs2_plugin.plugins import get_plugin_manager
+
+    require_reload_hook(cfg.sampling)  # the openai backend must not sample round t+1 from round t's server
+    check_model_files(cfg.model_name_or_path, cfg.adapter_name_or_path, "model_name_or_path {}", "adapter {}")
+    run_dir = start_run_folder(cfg)
+    state = StepState(run_dir)
     train_videos, held_videos = screened_videos(cfg, run_dir)
     jcfg = judge_config(cfg, run_dir)
     events = video_events(
@@ -395,32 +448,9 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             judged = judge_samples(rows, events, jcfg, rdir / "judged.jsonl", cfg.max_judge_failure_rate)
             state.mark(t, "judge", summarize_judged(judged))
         if not state.done(t, "pairs"):
-            judged = JsonlLog(rdir / "judged.jsonl").rows()
-            pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
-            write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
-            blank = sum(1 for r in judged if is_blank(r["caption"]))
-            if blank:  # many of them is a model falling silent
-                console.warn(f"round {t}: {blank} of {len(judged)} sampled captions are blank and were not paired")
-            state.mark(t, "pairs", {"count": len(pairs), "blank_samples": blank})
+            state.mark(t, "pairs", pair_step(rdir, t, schedule))
         if not state.done(t, "train"):
-            n_pairs = state.result(t, "pairs")["count"]
-            if n_pairs == 0:
-                state.mark(t, "train", {"skipped": "no sample pair passed this round's thresholds"})
-            else:
-                gdpo_round = 1 + sum(1 for k in range(1, t) if (state.result(k, "train") or {}).get("adapter"))
-                args = round_train_args(cfg, model, init, rdir, gdpo_round)
-                run_training(args, rdir / "train.yaml", rdir / "train.log")
-                adapter = run_dir / "gdpo" / f"round-{gdpo_round:03d}"
-                state.mark(
-                    t,
-                    "train",
-                    {
-                        "gdpo_round": gdpo_round,
-                        "adapter": str(adapter),
-                        "pairs": n_pairs,
-                        "gt_match_rate": gdpo_round_record(run_dir / "gdpo", gdpo_round).get("gt_match_rate"),
-                    },
-                )
+            state.mark(t, "train", train_step(cfg, state, t, model, init, rdir))
         if not state.done(t, "eval"):
             state.mark(
                 t, "eval", evaluate(held_videos, events, cfg, jcfg, adapters_after(t), rdir, "heldout", progress)
@@ -439,16 +469,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
                 f"held-out unnatural-pattern rate {unnatural:.1%} > stop_unnatural_rate {cfg.stop_unnatural_rate:.1%}",
             )
 
-    rows = [{"stage": "start", **(state.result(0, "eval") or {})}]
-    for t in range(1, cfg.rounds + 1):
-        if state.done(t, "eval"):
-            rows.append(
-                {
-                    "stage": f"round {t}",
-                    **state.result(t, "eval"),
-                    "pairs": (state.result(t, "pairs") or {}).get("count"),
-                }
-            )
+    rows = round_rows(state, cfg.rounds)
     notes = [f"stopped early after round {state.stopped['round']}: {state.stopped['reason']}"] if state.stopped else []
     final = adapters_after(cfg.rounds)
     md = write_report(run_dir, rows, "mrDPO rounds", {"final_adapters": final, "stopped": state.stopped}, notes)
