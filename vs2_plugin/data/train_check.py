@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vs2_plugin.pipeline.run_args import stage_of
@@ -47,8 +48,6 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
     :func:`vs2_plugin.integrations.llamafactory.argument_default`.
     Returns the (possibly rewritten) args.
     """
-    from pathlib import Path
-
     from vs2_plugin.data import validate
     from vs2_plugin.errors import DataError
 
@@ -56,8 +55,6 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
     opts = validate.DataCheckArguments.pop_from(args)
     if opts.vs2_bad_samples == "off" or not args.get("output_dir"):
         return args
-    audio = _model_audio_limits(args)
-    use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
     if lf_defaults is None:
         from vs2_plugin.integrations.llamafactory import argument_default as lf_defaults
 
@@ -65,24 +62,10 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
         value = args.get(name)
         return lf_defaults(name) if value is None or value == "" else value
 
-    cutoff = given("cutoff_len")
-    limits = validate.MediaLimits(
-        min_duration_s=opts.vs2_min_duration_s,
-        max_duration_s=opts.vs2_max_duration_s,
-        require_video_audio=opts.vs2_require_audio and use_audio_in_video,
-        max_audio_tokens=int(cutoff) if audio else None,
-        video_audio_tokens=bool(audio) and use_audio_in_video,
-        decode=opts.vs2_check_decode,
-        fps_phi=float(given("video_fps")),
-        max_frames_m=int(given("video_maxlen")),
-        max_pixels=int(given("video_max_pixels")),
-        **audio,
-    )
-    dataset_dir = str(args.get("dataset_dir") or "data")
+    limits = media_limits(args, opts, given)
+    dataset_dir = str(given("dataset_dir"))
     media_dir = args.get("media_dir")
-    groups = [("train", ["dataset", "eval_dataset"], "dataset_dir", dataset_dir)]
-    if stage_of(args) == "gdpo" and args.get("gt_dataset"):
-        groups.append(("gt", ["gt_dataset"], "gt_dataset_dir", str(args.get("gt_dataset_dir") or dataset_dir)))
+    groups = dataset_groups(args, dataset_dir)
     checks: dict[str, list] = {}
     for group, keys, _dir_key, folder in groups:
         names = [n for key in keys for n in validate.split_names(args.get(key))]
@@ -129,20 +112,56 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
                 f"dataset {c.spec.name!r}: all {c.total} samples are bad (listed in "
                 f"{out / validate.SKIPPED_FILE}); nothing left to train on"
             )
-    # every checked dataset of the run is read from the copies (absolute media paths), the
-    # others from where they were: their dataset_info entries and media_dir point back there
-    if not media_dir:
+    if not media_dir:  # the copies' unchecked datasets still read their media from where they were
         args["media_dir"] = dataset_dir
     for group, _keys, dir_key, folder in groups:
-        target = out / validate.FILTERED_DIR / group
-        info = validate.load_dataset_info(folder)
-        for name, entry in info.items():
-            if isinstance(entry, dict) and "file_name" in entry:
-                info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}
-        for c in checks.get(group) or []:
-            if c.checked:
-                validate.write_json(target / f"{c.spec.name}.json", c.good_rows)
-                info[c.spec.name] = {**info[c.spec.name], "file_name": f"{c.spec.name}.json"}
-        validate.write_json(target / "dataset_info.json", info)
-        args[dir_key] = str(target)
+        args[dir_key] = str(write_filtered_copy(out / validate.FILTERED_DIR / group, folder, checks.get(group) or []))
     return args
+
+
+def media_limits(args: dict[str, Any], opts, given: Callable[[str], Any]):
+    """The :class:`~vs2_plugin.data.validate.MediaLimits` a run's media are checked against: the
+    data check's ``opts``, the model's audio windows, and the run's frame settings (``given(name)``:
+    the run's value or LLaMA-Factory's default)."""
+    from vs2_plugin.data import validate
+
+    audio = _model_audio_limits(args)
+    use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
+    return validate.MediaLimits(
+        min_duration_s=opts.vs2_min_duration_s,
+        max_duration_s=opts.vs2_max_duration_s,
+        require_video_audio=opts.vs2_require_audio and use_audio_in_video,
+        max_audio_tokens=int(given("cutoff_len")) if audio else None,
+        video_audio_tokens=bool(audio) and use_audio_in_video,
+        decode=opts.vs2_check_decode,
+        fps_phi=float(given("video_fps")),
+        max_frames_m=int(given("video_maxlen")),
+        max_pixels=int(given("video_max_pixels")),
+        **audio,
+    )
+
+
+def dataset_groups(args: dict[str, Any], dataset_dir: str) -> list[tuple[str, list[str], str, str]]:
+    """(group, dataset keys, folder key, folder) of the datasets a run reads: the training (and
+    evaluation) datasets, and a gDPO round's ground-truth captions, which have a folder of their own."""
+    groups = [("train", ["dataset", "eval_dataset"], "dataset_dir", dataset_dir)]
+    if stage_of(args) == "gdpo" and args.get("gt_dataset"):
+        groups.append(("gt", ["gt_dataset"], "gt_dataset_dir", str(args.get("gt_dataset_dir") or dataset_dir)))
+    return groups
+
+
+def write_filtered_copy(target: Path, folder: str, checks: list) -> Path:
+    """``folder``'s ``dataset_info.json`` in ``target``, each checked dataset of ``checks`` replaced by
+    its good rows (media paths absolute), every other entry pointing back at its file in ``folder``."""
+    from vs2_plugin.data import validate
+
+    info = validate.load_dataset_info(folder)
+    for name, entry in info.items():
+        if isinstance(entry, dict) and "file_name" in entry:
+            info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}
+    for c in checks:
+        if c.checked:
+            validate.write_json(target / f"{c.spec.name}.json", c.good_rows)
+            info[c.spec.name] = {**info[c.spec.name], "file_name": f"{c.spec.name}.json"}
+    validate.write_json(target / "dataset_info.json", info)
+    return target

@@ -32,8 +32,6 @@ from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 
 #: dataset keys of a training recipe -> the key naming their dataset_info.json folder
 DATASET_KEYS = {"dataset": "dataset_dir", "eval_dataset": "dataset_dir", "gt_dataset": "gt_dataset_dir"}
-#: the folder LLaMA-Factory reads dataset_info.json from when a recipe names none
-DEFAULT_DATASET_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def check_arguments(
 
 def _check_files(args: dict[str, Any], kind: str) -> list[Finding]:
     from vs2_plugin.data import validate
-    from vs2_plugin.integrations.llamafactory import template_names
+    from vs2_plugin.integrations.llamafactory import argument_default, template_names
     from vs2_plugin.pipeline.generation import check_model_files, hub_id
 
     out: list[Finding] = []
@@ -113,7 +111,7 @@ def _check_files(args: dict[str, Any], kind: str) -> list[Finding]:
         return out
     for key, dir_key in DATASET_KEYS.items():
         names = validate.split_names(args.get(key))
-        folder = str(args.get(dir_key) or args.get("dataset_dir") or DEFAULT_DATASET_DIR)
+        folder = str(args.get(dir_key) or args.get("dataset_dir") or argument_default("dataset_dir"))
         if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
             continue
         try:
