@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
@@ -201,40 +202,14 @@ def write_gt_dataset(videos: list[VideoEntry], cfg: MrDPOConfig, data_dir: Path)
     rows = []
     for v in videos:
         if v.reference:
-            rows.append(
-                {
-                    "messages": [
-                        {"role": "user", "content": "<video>" + cfg.sampling.global_prompt},
-                        {"role": "assistant", "content": v.reference},
-                    ],
-                    "videos": [v.video],
-                }
-            )
+            rows.append(caption_row("<video>" + cfg.sampling.global_prompt, v.reference, "videos", v.video))
         for iv in v.local:
             if iv.reference:
                 prompt = cfg.sampling.local_prompt.format(start=iv.start, end=iv.end)
-                rows.append(
-                    {
-                        "messages": [
-                            {"role": "user", "content": "<video>" + prompt},
-                            {"role": "assistant", "content": iv.reference},
-                        ],
-                        "videos": [v.video],
-                    }
-                )
+                rows.append(caption_row("<video>" + prompt, iv.reference, "videos", v.video))
     if not rows:
         raise Vs2Error("no reference captions for the ground-truth term of gDPO; give 'reference' in the video list")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(data_dir / f"{GT_DATASET}.json", json.dumps(rows, ensure_ascii=False, indent=1))
-    info = {
-        GT_DATASET: {
-            "file_name": f"{GT_DATASET}.json",
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages", "videos": "videos"},
-            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
-        }
-    }
-    atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
+    write_caption_dataset(data_dir, GT_DATASET, rows)
 
 
 def evaluate(

@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
@@ -66,6 +67,23 @@ def sft_args(recipe: str | Path, post_alignment: str, dataset_dir: Path, output_
     return args
 
 
+def filter_labels(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(kept, dropped) labels, each with its ``reasons`` (paper sec. 3.4: captions with unnatural
+    patterns are filtered out before rebirth tuning): an empty caption, an unnatural pattern
+    (:func:`~vs2_plugin.judge.metrics.unnatural_patterns`), a caption cut off at the token budget."""
+    from vs2_plugin.judge.metrics import unnatural_patterns
+
+    kept, dropped = [], []
+    for r in rows:
+        reasons = unnatural_patterns(r["caption"])
+        if not r["caption"].strip():
+            reasons = ["empty caption"]
+        elif r.get("finish_reason") == "length":
+            reasons = reasons + ["cut off at max_new_tokens"]
+        (dropped if reasons else kept).append({**r, "reasons": reasons})
+    return kept, dropped
+
+
 def run_rebirth(
     cfg: MrDPOConfig,
     videos_path: str,
@@ -78,8 +96,12 @@ def run_rebirth(
     overrides: dict[str, Any] | None = None,
     post_alignment: str | None = None,
 ) -> dict[str, Any]:
-    from vs2_plugin.judge.metrics import unnatural_patterns
-
+    """Rebirth tuning (paper sec. 3.4) into ``out``: the finished mrDPO model (``mrdpo_run``, else
+    ``cfg.run_dir``) labels ``videos_path`` (greedy by default: a global caption and one per local
+    interval), labels with unnatural patterns are dropped (:func:`filter_labels`), and the
+    ``recipe``'s SFT trains on the rest from the post-alignment checkpoint (``post_alignment``, else
+    the mrDPO base), with ``overrides`` on top. Each step is recorded once done; a rerun resumes.
+    Returns the label counts, the trained folder and the finished model."""
     out_dir = Path(out).resolve()
     final = final_model(Path(mrdpo_run or cfg.run_dir).resolve())
     # the post-alignment checkpoint: the mrDPO base unless SFT was full fine-tuning (then given)
@@ -104,41 +126,9 @@ def run_rebirth(
     )
 
     if not state.done(0, "filter"):
-        kept, dropped = [], []
-        for r in rows:
-            reasons = unnatural_patterns(r["caption"])
-            if not r["caption"].strip():
-                reasons = ["empty caption"]
-            elif r.get("finish_reason") == "length":
-                reasons = reasons + ["cut off at max_new_tokens"]
-            (dropped if reasons else kept).append({**r, "reasons": reasons})
-        data = [
-            {
-                "messages": [
-                    {"role": "user", "content": "<video>" + r["prompt"]},
-                    {"role": "assistant", "content": r["caption"]},
-                ],
-                "videos": [r["video"]],
-            }
-            for r in kept
-        ]
-        data_dir = out_dir / "data"
-        data_dir.mkdir(exist_ok=True)
-        atomic_write_text(data_dir / f"{REBIRTH_DATASET}.json", json.dumps(data, ensure_ascii=False, indent=1))
-        info = {
-            REBIRTH_DATASET: {
-                "file_name": f"{REBIRTH_DATASET}.json",
-                "formatting": "sharegpt",
-                "columns": {"messages": "messages", "videos": "videos"},
-                "tags": {
-                    "role_tag": "role",
-                    "content_tag": "content",
-                    "user_tag": "user",
-                    "assistant_tag": "assistant",
-                },
-            }
-        }
-        atomic_write_text(data_dir / "dataset_info.json", json.dumps(info, indent=2))
+        kept, dropped = filter_labels(rows)
+        data = [caption_row("<video>" + r["prompt"], r["caption"], "videos", r["video"]) for r in kept]
+        write_caption_dataset(out_dir / "data", REBIRTH_DATASET, data)
         atomic_write_text(out_dir / "dropped.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
         state.mark(0, "filter", {"labelled": len(rows), "kept": len(kept), "dropped": len(dropped)})
     if not (out_dir / "report.html").is_file():

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vs2_plugin.data.sharegpt import caption_row, dataset_entry
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.synth.grammar import (
     COLOURS,
@@ -84,7 +85,6 @@ POSITION_XY = {
     "bottom right": (0.75, 0.75),
     "centre": (0.5, 0.5),
 }
-SHARE_GPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
 @dataclass
@@ -437,22 +437,15 @@ def clip_record(clip: Clip, seed: int, vary_wording: bool) -> dict:
     }
 
 
-def _sharegpt(prompt: str, answer: str, media_key: str, media: str) -> dict:
-    return {
-        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
-        media_key: [media],
-    }
-
-
 def align_rows(records: list[dict]) -> list[dict]:
     """Alignment data (paper sec. 3.2): audio-only captions, and transcriptions of the words."""
     rows = []
     for r in records:
-        rows.append(_sharegpt("<audio>" + ALIGN_PROMPT, r["audio_caption"], "audios", r["audio"]))
+        rows.append(caption_row("<audio>" + ALIGN_PROMPT, r["audio_caption"], "audios", r["audio"]))
         words = [e["word"] for e in r["timeline"] if e["kind"] == "speech"]
         if words:
             rows.append(
-                _sharegpt(
+                caption_row(
                     "<audio>" + TRANSCRIBE_PROMPT, " ".join(w.capitalize() + "." for w in words), "audios", r["audio"]
                 )
             )
@@ -465,10 +458,10 @@ def sft_rows(records: list[dict]) -> list[dict]:
 
     rows = []
     for r in records:
-        rows.append(_sharegpt("<video>" + DEFAULT_GLOBAL_PROMPT, r["reference"], "videos", r["video"]))
+        rows.append(caption_row("<video>" + DEFAULT_GLOBAL_PROMPT, r["reference"], "videos", r["video"]))
         for iv in r["local"]:
             prompt = DEFAULT_LOCAL_PROMPT.format(start=iv["start"], end=iv["end"])
-            rows.append(_sharegpt("<video>" + prompt, iv["reference"], "videos", r["video"]))
+            rows.append(caption_row("<video>" + prompt, iv["reference"], "videos", r["video"]))
     return rows
 
 
@@ -491,17 +484,6 @@ def video_list_row(r: dict) -> dict:
         "reference": r["reference"],
         "events": r["events"],
         "local": [{k: iv[k] for k in ("start", "end", "reference", "events")} for iv in r["local"]],
-    }
-
-
-def _dataset_info(name: str, file_name: str, media_key: str) -> dict:
-    return {
-        name: {
-            "file_name": file_name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages", media_key: media_key},
-            "tags": dict(SHARE_GPT_TAGS),
-        }
     }
 
 
@@ -543,7 +525,7 @@ def generate(config: SynthConfig, progress=None) -> dict:
     ):
         if rows:
             _dump(out / f"{name}.json", rows)
-            info.update(_dataset_info(name, f"{name}.json", key))
+            info[name] = dataset_entry(f"{name}.json", key)
     if config.n_text:
         texts = [
             clip_record(plan_clip(config.seed, "text", i, config), config.seed, config.vary_wording)
