@@ -124,6 +124,88 @@ def audio_targets(clip: Clip, n_states: int, seconds_per_state: float, words: tu
     return out
 
 
+class _Heads:
+    """The encoders of a loaded tiny model with a linear probe on each: the vision tower's merged
+    tokens -> :data:`VISUAL_LABELS`, the Whisper encoder's states -> the audio labels; their
+    binary cross-entropy on a clip's exact labels is what pretraining lowers."""
+
+    def __init__(self, model, first_audio_features, words: tuple[str, ...]):
+        import torch
+
+        self.model, self.words = model, words
+        self.visual, self.audio = model.model.visual, model.model.audio_encoder
+        with torch.no_grad():
+            states = self.audio(first_audio_features[:1])
+        self.hidden_a = states.shape[2]
+        self.seconds_per_state = model.config.segment_s / states.shape[1]  # the states span one Whisper segment
+        self.head_v = torch.nn.Linear(model.config.text_config.hidden_size, len(VISUAL_LABELS))
+        self.head_a = torch.nn.Linear(self.hidden_a, len(audio_labels_list(words)))
+        self.params = [*self.visual.parameters(), *self.audio.parameters()]
+        self.params += [*self.head_v.parameters(), *self.head_a.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in self.params:
+            p.requires_grad_(True)
+
+    def losses(self, sample):
+        """(visual loss, audio loss, (visual logits, targets, audio logits, targets)) of one sample."""
+        import torch
+
+        _, clip, x, y_vis = sample
+        v = self.model.model.get_video_features(
+            pixel_values_videos=x["pixel_values_videos"], video_grid_thw=x["video_grid_thw"]
+        )
+        v = v.pooler_output if hasattr(v, "pooler_output") else v
+        v = torch.cat(list(v)) if isinstance(v, (list, tuple)) else v
+        logits_v = self.head_v(v)
+        a = self.audio(x["audio_features"]).reshape(-1, self.hidden_a)
+        n = min(a.shape[0], int(round(clip.duration / self.seconds_per_state)))
+        y_aud = torch.from_numpy(audio_targets(clip, n, self.seconds_per_state, self.words))
+        logits_a = self.head_a(a[:n])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        return bce(logits_v, y_vis), bce(logits_a, y_aud), (logits_v, y_vis, logits_a, y_aud)
+
+    def exact_rates(self, held: list) -> tuple[float, float]:
+        """Shares of the held-out visual tokens and audio states whose every label is right."""
+        import torch
+
+        hits_v = hits_a = total_v = total_a = 0
+        with torch.no_grad():
+            for sample in held:
+                _, _, (lv, yv, la, ya) = self.losses(sample)
+                hits_v += int(((lv > 0).float() == yv).all(dim=1).sum())
+                total_v += yv.shape[0]
+                hits_a += int(((la > 0).float() == ya).all(dim=1).sum())
+                total_a += ya.shape[0]
+        return hits_v / max(total_v, 1), hits_a / max(total_a, 1)
+
+
+def _samples(gen, data: Path, records: list[dict], progress) -> list:
+    """(split, clip, model inputs, visual targets) of every clip, its media read as training reads them."""
+    import torch
+
+    vcfg = gen.model.config.vision_config
+    samples = []
+    for k, record in enumerate(records):
+        video = str(data / record["video"])
+        mm = gen.template.mm_plugin.get_mm_inputs(
+            images=[], videos=[video], audios=[], imglens=[0], vidlens=[1], audlens=[0],
+            batch_ids=[gen.prompt_ids(video, "")], processor=gen.processor,
+        )  # fmt: skip
+        x = {
+            k: torch.as_tensor(v)
+            for k, v in mm.items()
+            if k in ("pixel_values_videos", "video_grid_thw", "audio_features")
+        }
+        clip = clip_from_record(record)
+        thw = tuple(int(v) for v in x["video_grid_thw"][0])
+        y_vis = visual_targets(clip, thw, vcfg.spatial_merge_size, vcfg.temporal_patch_size)
+        samples.append((record["split"], clip, x, torch.from_numpy(y_vis)))
+        if progress:
+            progress("inputs", k + 1, len(records))
+    return samples
+
+
 def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
     """Pretrain the vision tower and Whisper encoder of ``config.model`` in place on the train
     clips of ``config.data``; returns the final losses and held-out token accuracy."""
@@ -141,63 +223,11 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
         raise Vs2Error(f"{data / 'clips.jsonl'} has no train clips to pretrain the encoders on")
     gen = CaptionGenerator(config.model, infer=config.infer)
     model = gen.model.float()
-    vcfg = model.config.vision_config
-
-    def inputs(record: dict):
-        video = str(data / record["video"])
-        ids = gen.prompt_ids(video, "")
-        mm = gen.template.mm_plugin.get_mm_inputs(
-            images=[], videos=[video], audios=[], imglens=[0], vidlens=[1], audlens=[0],
-            batch_ids=[ids], processor=gen.processor,
-        )  # fmt: skip
-        return {
-            k: torch.as_tensor(v)
-            for k, v in mm.items()
-            if k in ("pixel_values_videos", "video_grid_thw", "audio_features")
-        }
-
-    samples = []
-    for k, record in enumerate(records):
-        clip = clip_from_record(record)
-        x = inputs(record)
-        thw = tuple(int(v) for v in x["video_grid_thw"][0])
-        y_vis = visual_targets(clip, thw, vcfg.spatial_merge_size, vcfg.temporal_patch_size)
-        samples.append((record["split"], clip, x, torch.from_numpy(y_vis)))
-        if progress:
-            progress("inputs", k + 1, len(records))
-
-    visual, audio = model.model.visual, model.model.audio_encoder
-    hidden_v = model.config.text_config.hidden_size
-    with torch.no_grad():
-        states = audio(samples[0][2]["audio_features"][:1])
-    n_states, hidden_a = states.shape[1], states.shape[2]
-    audio_per_state = model.config.segment_s / n_states  # the encoder states span one Whisper segment
-    names_a = audio_labels_list(WORDS)
-    head_v = torch.nn.Linear(hidden_v, len(VISUAL_LABELS))
-    head_a = torch.nn.Linear(hidden_a, len(names_a))
-    params = [*visual.parameters(), *audio.parameters(), *head_v.parameters(), *head_a.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    samples = _samples(gen, data, records, progress)
+    heads = _Heads(model, samples[0][2]["audio_features"], WORDS)
+    opt = torch.optim.AdamW(heads.params, lr=config.lr, weight_decay=0.0)
     train = [s for s in samples if s[0] == "train"]
     held = [s for s in samples if s[0] != "train"] or train[:8]
-
-    def losses(sample):
-        _, clip, x, y_vis = sample
-        v = model.model.get_video_features(
-            pixel_values_videos=x["pixel_values_videos"], video_grid_thw=x["video_grid_thw"]
-        )
-        v = v.pooler_output if hasattr(v, "pooler_output") else v
-        v = torch.cat(list(v)) if isinstance(v, (list, tuple)) else v
-        logits_v = head_v(v)
-        a = audio(x["audio_features"]).reshape(-1, hidden_a)
-        n = min(a.shape[0], int(round(clip.duration / audio_per_state)))
-        y_aud = torch.from_numpy(audio_targets(clip, n, audio_per_state, WORDS))
-        logits_a = head_a(a[:n])
-        return bce(logits_v, y_vis), bce(logits_a, y_aud), (logits_v, y_vis, logits_a, y_aud)
 
     model.train()
     order: list[int] = []
@@ -206,9 +236,9 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
         if not order:
             order = list(range(len(train)))
             random.shuffle(order)
-        loss_v, loss_a, _ = losses(train[order.pop()])
+        loss_v, loss_a, _ = heads.losses(train[order.pop()])
         (loss_v + loss_a).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(heads.params, 1.0)
         opt.step()
         opt.zero_grad()
         run_v = loss_v.item() if run_v is None else 0.95 * run_v + 0.05 * loss_v.item()
@@ -216,21 +246,14 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
         if progress:
             progress("train", step, config.steps)
     model.eval()
-    hits_v = hits_a = total_v = total_a = 0
-    with torch.no_grad():
-        for sample in held:
-            _, _, (lv, yv, la, ya) = losses(sample)
-            hits_v += int(((lv > 0).float() == yv).all(dim=1).sum())
-            total_v += yv.shape[0]
-            hits_a += int(((la > 0).float() == ya).all(dim=1).sum())
-            total_a += ya.shape[0]
+    exact_v, exact_a = heads.exact_rates(held)
     _write_encoders(Path(config.model), model, ("model.visual.", "model.audio_encoder."), load_file, save_file)
     return {
         "steps": config.steps,
         "visual_loss": round(run_v, 4),
         "audio_loss": round(run_a, 4),
-        "heldout_visual_token_exact": round(hits_v / max(total_v, 1), 4),
-        "heldout_audio_state_exact": round(hits_a / max(total_a, 1), 4),
+        "heldout_visual_token_exact": round(exact_v, 4),
+        "heldout_audio_state_exact": round(exact_a, 4),
     }
 
 
