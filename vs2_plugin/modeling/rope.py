@@ -108,6 +108,85 @@ def _grid_positions(start: int, grid_thw, groups: range, merge: int, time_scale:
     return torch.stack([t, h, w]) + start
 
 
+@dataclass
+class _OpenVideo:
+    """The video whose tokens are being placed: its grid, its temporal groups placed so far, the
+    audio tokens interleaved into it, and the largest position it has used."""
+
+    grid: tuple
+    per_group: int  #: <|video_pad|> tokens per temporal group
+    start: int  #: the position of its first token
+    time_scale: float  #: temporal position steps per temporal group
+    done: int = 0
+    audio_done: int = 0
+    max: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.per_group * int(self.grid[0])
+
+    def video_positions(self, take: int, merge: int) -> torch.Tensor:
+        """Positions of its next ``take`` video tokens: whole temporal groups (between audio runs)."""
+        if self.done % self.per_group or take % self.per_group:
+            raise ValueError(
+                f"video tokens must come in whole temporal groups of {self.per_group} between audio "
+                f"tokens; got a run of {take} for grid {tuple(self.grid)}"
+            )
+        first = self.done // self.per_group
+        pos = _grid_positions(
+            self.start, self.grid, range(first, first + take // self.per_group), merge, self.time_scale
+        )
+        self.done += take
+        self.max = max(self.max, int(pos.max()))
+        return pos
+
+    def audio_positions(self, length: int, tokens: RopeTokens) -> torch.Tensor:
+        """Positions of ``length`` audio tokens of its soundtrack placed after a whole temporal group:
+        time by :func:`audio_time_offsets`, height and width one past the frame's last row and column."""
+        if self.done == 0 or self.done % self.per_group:
+            raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
+        offsets = audio_time_offsets(
+            self.audio_done,
+            length,
+            window_s=tokens.audio_window_s,
+            queries_per_window=tokens.audio_queries_per_window,
+            tokens_per_second=tokens.tokens_per_second,
+        )
+        _, grid_h, grid_w = (int(v) for v in self.grid)
+        merge = tokens.spatial_merge_size
+        t = torch.tensor(offsets, dtype=torch.long) + self.start
+        h = torch.full((length,), self.start + grid_h // merge)
+        w = torch.full((length,), self.start + grid_w // merge)
+        pos = torch.stack([t, h, w])
+        self.audio_done += length
+        self.max = max(self.max, int(pos.max()))
+        return pos
+
+    def next_position(self) -> int:
+        """The position after it, once all its tokens are placed (ValueError otherwise)."""
+        if self.done != self.total:
+            raise ValueError(
+                f"a video has {self.done} <|video_pad|> tokens but its grid {tuple(self.grid)} needs {self.total}"
+            )
+        return self.max + 1
+
+
+def _image_positions(length: int, image_grids, next_pos: int, merge: int) -> list[torch.Tensor]:
+    """Positions of a run of ``length`` <|image_pad|> tokens: one or more whole images, from ``next_pos``."""
+    chunks = []
+    while length:
+        grid = next(image_grids, None)
+        if grid is None:
+            raise ValueError("more images in input_ids than rows in image_grid_thw")
+        count = int(grid[0]) * int(grid[1]) * int(grid[2]) // merge**2
+        if count > length:
+            raise ValueError(f"an image needs {count} <|image_pad|> tokens but only {length} follow")
+        chunks.append(_grid_positions(next_pos, grid, range(int(grid[0])), merge, 1.0))
+        next_pos = int(chunks[-1].max()) + 1
+        length -= count
+    return chunks
+
+
 def sequence_rope_index(
     ids: list[int],
     tokens: RopeTokens,
@@ -124,92 +203,35 @@ def sequence_rope_index(
     merge = tokens.spatial_merge_size
     chunks: list[torch.Tensor] = []
     next_pos = 0
-    video = None  # the open video: dict(grid, per_group, total, done, start, time_scale, max, audio_done)
-
-    def close_video():
-        nonlocal video, next_pos
-        if video is not None:
-            if video["done"] != video["total"]:
-                raise ValueError(
-                    f"a video has {video['done']} <|video_pad|> tokens but its grid {tuple(video['grid'])} "
-                    f"needs {video['total']}"
-                )
-            next_pos = video["max"] + 1
-            video = None
-
+    video: _OpenVideo | None = None
     for token_kind, run in itertools.groupby(ids, key=lambda token: kind.get(token, TEXT)):
         length = len(list(run))
-        if token_kind == AUDIO and video is not None:
-            if video["done"] == 0 or video["done"] % video["per_group"]:
-                raise ValueError("audio tokens inside a video must follow a whole temporal group of video tokens")
-            offsets = audio_time_offsets(
-                video["audio_done"],
-                length,
-                window_s=tokens.audio_window_s,
-                queries_per_window=tokens.audio_queries_per_window,
-                tokens_per_second=tokens.tokens_per_second,
-            )
-            _, grid_h, grid_w = (int(v) for v in video["grid"])
-            t = torch.tensor(offsets, dtype=torch.long) + video["start"]
-            h = torch.full((length,), video["start"] + grid_h // merge)
-            w = torch.full((length,), video["start"] + grid_w // merge)
-            pos = torch.stack([t, h, w])
-            video["audio_done"] += length
-            video["max"] = max(video["max"], int(pos.max()))
-            chunks.append(pos)
+        if token_kind == AUDIO and video is not None:  # a video's own soundtrack, interleaved by time
+            chunks.append(video.audio_positions(length, tokens))
             continue
-        if token_kind != VIDEO:
-            close_video()
+        if token_kind != VIDEO and video is not None:
+            next_pos, video = video.next_position(), None
         if token_kind in (TEXT, AUDIO):
             chunks.append(torch.arange(next_pos, next_pos + length).expand(3, -1))
             next_pos += length
         elif token_kind == IMAGE:
-            remaining = length
-            while remaining:
-                grid = next(image_grids, None)
-                if grid is None:
-                    raise ValueError("more images in input_ids than rows in image_grid_thw")
-                count = int(grid[0]) * int(grid[1]) * int(grid[2]) // merge**2
-                if count > remaining:
-                    raise ValueError(f"an image needs {count} <|image_pad|> tokens but only {remaining} follow")
-                pos = _grid_positions(next_pos, grid, range(int(grid[0])), merge, 1.0)
-                chunks.append(pos)
-                next_pos = int(pos.max()) + 1
-                remaining -= count
-        else:  # VIDEO run: one or more whole temporal groups, possibly starting a new video
-            remaining = length
-            while remaining:
-                if video is None or video["done"] == video["total"]:
-                    close_video()
+            chunks += _image_positions(length, image_grids, next_pos, merge)
+            next_pos = int(chunks[-1].max()) + 1
+        else:  # a VIDEO run: one or more whole temporal groups, possibly starting a new video
+            while length:
+                if video is None or video.done == video.total:
+                    if video is not None:
+                        next_pos = video.next_position()
                     grid = next(video_grids, None)
                     if grid is None:
                         raise ValueError("more videos in input_ids than rows in video_grid_thw")
-                    per_group = int(grid[1]) * int(grid[2]) // merge**2
                     scale = float(next(video_seconds_per_grid)) * tokens.tokens_per_second
-                    video = dict(
-                        grid=grid,
-                        per_group=per_group,
-                        total=per_group * int(grid[0]),
-                        done=0,
-                        start=next_pos,
-                        time_scale=scale,
-                        max=next_pos,
-                        audio_done=0,
-                    )
-                take = min(remaining, video["total"] - video["done"])
-                if video["done"] % video["per_group"] or take % video["per_group"]:
-                    raise ValueError(
-                        f"video tokens must come in whole temporal groups of {video['per_group']} between audio "
-                        f"tokens; got a run of {take} for grid {tuple(video['grid'])}"
-                    )
-                first = video["done"] // video["per_group"]
-                groups = range(first, first + take // video["per_group"])
-                pos = _grid_positions(video["start"], video["grid"], groups, merge, video["time_scale"])
-                video["max"] = max(video["max"], int(pos.max()))
-                chunks.append(pos)
-                video["done"] += take
-                remaining -= take
-    close_video()
+                    video = _OpenVideo(grid, int(grid[1]) * int(grid[2]) // merge**2, next_pos, scale, max=next_pos)
+                take = min(length, video.total - video.done)
+                chunks.append(video.video_positions(take, merge))
+                length -= take
+    if video is not None:
+        video.next_position()  # the check that all its tokens came
     if not chunks:
         return torch.zeros(3, 0, dtype=torch.long)
     return torch.cat(chunks, dim=1)
