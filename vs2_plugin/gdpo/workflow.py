@@ -165,24 +165,17 @@ def apply_aligner_policy(model, finetuning_args, gdpo_args) -> None:
 
 
 def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args, callbacks=None) -> GDPOResult:
-    from vs2_plugin.gdpo.packing import (
-        FLEX_BLOCK,
-        GDPODataCollator,
-        resolve_pack_attention,
-        set_pack_attention,
-        text_attention,
-    )
-    from vs2_plugin.gdpo.refcache import ReferenceCache
+    """One gDPO training run, as LLaMA-Factory's DPO workflow runs one, with what eq. 11 adds: the
+    pairs and their ground-truth captions (:func:`attach_ground_truth`), the audio aligner's policy,
+    the packed shared prompt, the reference model (the policy without its adapter under LoRA) and its
+    log-probability cache. Trains and/or evaluates as ``training_args`` say; returns the metrics."""
     from vs2_plugin.gdpo.trainer import GDPOTrainer
     from vs2_plugin.integrations.llamafactory_api import (
-        IGNORE_INDEX,
         create_modelcard_and_push,
-        create_ref_model,
         get_dataset,
         get_template_and_fix_tokenizer,
         load_model,
         load_tokenizer,
-        plot_loss,
     )
 
     if data_args.streaming:
@@ -201,57 +194,22 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
     model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
     apply_aligner_policy(model, finetuning_args, gdpo_args)
 
-    pad_to = 8
-    if gdpo_args.gdpo_pack_prompt:
-        import torch
-
-        on_cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
-        attention = resolve_pack_attention(gdpo_args.gdpo_pack_attention, text_attention(model), on_cuda)
-        set_pack_attention(model, attention)
-        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8  # FlexAttention's block size
-    data_collator = GDPODataCollator(
-        template=template,
-        model=model,
-        pad_to_multiple_of=pad_to,
-        label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
-        pack_prompt=gdpo_args.gdpo_pack_prompt,
-        **tokenizer_module,
-    )
-    if finetuning_args.ref_model is None and not training_args.do_train:
-        ref_model = model
-    elif finetuning_args.ref_model is None and finetuning_args.finetuning_type == "lora":
-        ref_model = None  # the policy with its adapter disabled
-    else:
-        ref_model = create_ref_model(model_args, finetuning_args)
-
-    ref_cache = None
-    if training_args.do_train and gdpo_args.gdpo_ref_cache != "off":
-        cache_dir = Path(gdpo_args.gdpo_ref_cache_dir or Path(training_args.output_dir) / "ref_logps")
-        ref_cache = ReferenceCache(gdpo_args.gdpo_ref_cache, cache_dir if gdpo_args.gdpo_ref_cache == "disk" else None)
-
+    ref_model = _reference_model(model, model_args, finetuning_args, training_args)
     trainer = GDPOTrainer(
         model=model,
         ref_model=ref_model,
         args=training_args,
         finetuning_args=finetuning_args,
-        data_collator=data_collator,
+        data_collator=_data_collator(template, model, tokenizer_module, data_args, training_args, gdpo_args),
         callbacks=callbacks,
         gdpo_args=gdpo_args,
-        ref_cache=ref_cache,
+        ref_cache=_reference_cache(training_args, gdpo_args),
         **dataset_module,
         **tokenizer_module,
     )
     metrics: dict = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        train_result.metrics.update(gt_stats)
-        trainer.save_model()
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
-        metrics.update(train_result.metrics)
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            plot_loss(training_args.output_dir, keys=["loss", "gdpo/dpo_loss", "gdpo/nll_loss", "rewards/accuracies"])
+        metrics.update(_train(trainer, training_args, finetuning_args, gt_stats))
     if training_args.do_eval:
         eval_metrics = trainer.evaluate(metric_key_prefix="eval")
         if id(model) == id(ref_model):
@@ -261,6 +219,74 @@ def train_gdpo(model_args, data_args, training_args, finetuning_args, gdpo_args,
         metrics.update(eval_metrics)
     create_modelcard_and_push(trainer, model_args, data_args, training_args, finetuning_args)
     return GDPOResult(output_dir=training_args.output_dir, metrics=metrics, trainer=trainer)
+
+
+def _data_collator(template, model, tokenizer_module, data_args, training_args, gdpo_args):
+    """The pair collator; with ``gdpo_pack_prompt`` the shared prompt is packed once per pair, under
+    the attention :func:`~vs2_plugin.gdpo.packing.resolve_pack_attention` picks (set on the model)."""
+    from vs2_plugin.gdpo.packing import (
+        FLEX_BLOCK,
+        GDPODataCollator,
+        resolve_pack_attention,
+        set_pack_attention,
+        text_attention,
+    )
+    from vs2_plugin.integrations.llamafactory_api import IGNORE_INDEX
+
+    pad_to = 8
+    if gdpo_args.gdpo_pack_prompt:
+        import torch
+
+        on_cuda = torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
+        attention = resolve_pack_attention(gdpo_args.gdpo_pack_attention, text_attention(model), on_cuda)
+        set_pack_attention(model, attention)
+        pad_to = FLEX_BLOCK if attention == "flex_attention" else 8  # FlexAttention's block size
+    tokenizer = tokenizer_module["tokenizer"]
+    return GDPODataCollator(
+        template=template,
+        model=model,
+        pad_to_multiple_of=pad_to,
+        label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
+        pack_prompt=gdpo_args.gdpo_pack_prompt,
+        **tokenizer_module,
+    )
+
+
+def _reference_model(model, model_args, finetuning_args, training_args):
+    """The frozen reference of the DPO term: the model itself for evaluation alone, None under LoRA
+    (the policy with its adapter disabled), else LLaMA-Factory's reference model."""
+    from vs2_plugin.integrations.llamafactory_api import create_ref_model
+
+    if finetuning_args.ref_model is None and not training_args.do_train:
+        return model
+    if finetuning_args.ref_model is None and finetuning_args.finetuning_type == "lora":
+        return None
+    return create_ref_model(model_args, finetuning_args)
+
+
+def _reference_cache(training_args, gdpo_args):
+    """The reference log-probabilities' cache (``gdpo_ref_cache``: memory, disk, or off)."""
+    from vs2_plugin.gdpo.refcache import ReferenceCache
+
+    if not training_args.do_train or gdpo_args.gdpo_ref_cache == "off":
+        return None
+    cache_dir = Path(gdpo_args.gdpo_ref_cache_dir or Path(training_args.output_dir) / "ref_logps")
+    return ReferenceCache(gdpo_args.gdpo_ref_cache, cache_dir if gdpo_args.gdpo_ref_cache == "disk" else None)
+
+
+def _train(trainer, training_args, finetuning_args, gt_stats: dict) -> dict:
+    """Train, save the model, metrics (with the ground-truth match statistics) and state; plot the losses."""
+    from vs2_plugin.integrations.llamafactory_api import plot_loss
+
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result.metrics.update(gt_stats)
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+        plot_loss(training_args.output_dir, keys=["loss", "gdpo/dpo_loss", "gdpo/nll_loss", "rewards/accuracies"])
+    return train_result.metrics
 
 
 # --------------------------------------------------------------------------------- rounds
