@@ -82,13 +82,19 @@ def load_mapping(path: Path) -> dict[str, Any]:
 
 @functools.cache
 def _recipe_loader():
-    """PyYAML's safe loader (no code from YAML: tags such as !!python/object are refused) reading
-    ``1e-4`` as a number, as YAML 1.2 and LLaMA-Factory's reading of a recipe (OmegaConf) do;
-    YAML 1.1 wants a dot (``1.0e-4``) and would hand a learning rate to the trainer as text."""
+    """PyYAML's safe loader (no code from YAML: tags such as !!python/object are refused) reading a
+    recipe as LLaMA-Factory does (OmegaConf): ``1e-4`` is a number, as in YAML 1.2 (YAML 1.1 wants
+    ``1.0e-4`` and would hand a learning rate to the trainer as text), and a key given twice is an error."""
     import yaml
 
     class RecipeLoader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            # a key given twice is refused, as OmegaConf refuses it (PyYAML would keep the last)
+            keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+            twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+            if twice is not None:
+                raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {twice!r}", node.start_mark)
+            return super().construct_mapping(node, deep=deep)
 
     exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
     RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))

@@ -34,7 +34,7 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
     kind, findings = check_recipe("recipes/tiny/av_sft.yaml", [f"model_name_or_path={tiny_model_dir}"], data=True)
     assert kind == "train" and not _problems(findings), findings
     rows = json.loads((DEMO_DATA / "vs2_demo_av_sft.json").read_text())
-    assert f"data: {len(rows)} samples checked, none bad" in [f.text for f in findings]
+    assert f"data (fail): {len(rows)} samples checked, 0 bad" in [f.text for f in findings]
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,10 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
         (["learning_rate=abc"], "learning_rate: 'abc' is str, not float"),
         (["do_train=maybe"], "do_train: 'maybe' is str, not bool"),
         (["finetuning_type=lora", "stage=vs2_align"], "stage 'vs2_align' requires finetuning_type='full'"),
-        (["stage=gdpo", "gdpo_lambda=-1"], "gdpo_lambda must be a finite number >= 0, got -1"),
+        (["finetuning_type=lroa"], "finetuning_type: 'lroa' is not one of lora, oft, freeze, full"),
+        (["stage=stf"], "stage: 'stf' is not one of pt, sft, rm, ppo, dpo, kto, gdpo, vs2_align"),
+        (["stage=dpo"], "dataset 'vs2_demo_av_sft' is not what dataset of stage dpo reads: ranked pairs"),
+        (["dataset=vs2_demo_av_sft,,vs2_demo_align"], "an empty name between commas"),
         (["lr_scheduler_type=cosine_wobble"], "cosine_wobble is not a valid SchedulerType"),
         (["dataset=no_such_set"], "dataset 'no_such_set' is not in"),
         (["dataset_dir=/nonexistent"], "dataset: /nonexistent/dataset_info.json"),
@@ -105,3 +108,82 @@ def test_the_command_exits_1_on_a_problem_and_0_when_clean(tiny_model_dir, monke
     assert "problem: " in out and out.strip().endswith("1 problem(s)")
     assert vs2_main(["check-recipe", str(Path("no/such.yaml"))]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_not_only_the_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    overrides = ["lerning_rate=1", "num_train_epochs=three", "dataset=nope1,nope2", f"model_name_or_path={tmp_path}/m"]
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", overrides)
+    problems = _problems(findings)
+    assert len(problems) == 5, problems  # unknown keys, a wrong type, two datasets, the model
+    assert "lerning_rate (did you mean learning_rate?)" in problems[0]
+    assert [p for p in problems if "nope1" in p] and [p for p in problems if "nope2" in p]
+    assert f"model_name_or_path {tmp_path}/m: not found" in problems
+    _, findings = check_recipe(
+        "recipes/tiny/av_sft.yaml", ["num_train_epochs=three", "finetuning_type=lroa"], files=False
+    )
+    (problem,) = _problems(findings)  # both values in the one line of the type check
+    assert "num_train_epochs: 'three' is str, not float" in problem and "finetuning_type: 'lroa'" in problem
+
+
+def test_what_the_run_takes_is_not_flagged(tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(REPO)
+    fine = [
+        f"model_name_or_path={tiny_model_dir}",
+        "lora_target=[q_proj,v_proj]",  # names as a YAML list, as LLaMA-Factory splits "a,b"
+        'deepspeed={"zero_optimization":{"stage":2}}',  # the DeepSpeed config as a mapping
+        "vs2_bad_samples=off",  # a bare off is YAML's false
+    ]
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", fine)
+    assert not _problems(findings), findings
+
+
+def test_recipes_are_told_apart_by_their_keys(tmp_path):
+    sft = load_yaml(REPO / "recipes" / "tiny" / "av_sft.yaml")
+    sft.pop("stage")  # LLaMA-Factory's default stage is sft: still a training recipe
+    driver = {"run_dir": "x", "model_name_or_path": "m"}  # no train_videos: still the driver's
+    cases = {"nostage.yaml": (sft, "train"), "driver.yaml": (driver, "mrdpo"), "empty.yaml": ({}, None)}
+    for name, (data, kind) in cases.items():
+        (tmp_path / name).write_text(json.dumps(data))  # JSON is YAML
+        got, findings = check_recipe(tmp_path / name, files=False)
+        if kind:
+            assert got == kind, name
+    assert "missing required key(s) train_videos" in _problems(check_recipe(tmp_path / "driver.yaml")[1])[0]
+    assert _problems(check_recipe(tmp_path / "empty.yaml")[1]) == [f"{tmp_path / 'empty.yaml'}: an empty recipe"]
+    (tmp_path / "r.json").write_text(json.dumps(load_yaml(REPO / "recipes" / "tiny" / "av_sft.yaml")))
+    assert "only from a .yaml or .yml file" in _problems(check_recipe(tmp_path / "r.json", files=False)[1])[0]
+
+
+def test_a_key_given_twice_is_refused_as_llamafactory_refuses_it(tmp_path):
+    from vs2_plugin.errors import ConfigError
+
+    path = tmp_path / "r.yaml"
+    path.write_text("learning_rate: 1.0e-4\nstage: sft\nlearning_rate: 5\n")
+    with pytest.raises(ConfigError, match="found duplicate key 'learning_rate'"):
+        load_yaml(path)
+
+
+def test_a_mistyped_relative_model_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # a hub id is then the hub's to answer
+    (tmp_path / "outputs").mkdir()
+    recipe = REPO / "recipes" / "tiny" / "av_sft.yaml"
+    _, findings = check_recipe(recipe, ["model_name_or_path=outputs/tiny-modle", f"dataset_dir={DEMO_DATA}"])
+    assert "model_name_or_path outputs/tiny-modle: not found" in _problems(findings)
+    _, findings = check_recipe(recipe, ["model_name_or_path=org/model", f"dataset_dir={DEMO_DATA}"])
+    assert not _problems(findings) and "a hub id" in findings[-1].text
+
+
+def test_data_under_skip_lists_what_the_run_would_leave_out(tiny_model_dir, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(DEMO_DATA, data)
+    rows = json.loads((data / "vs2_demo_av_sft.json").read_text())
+    rows[0]["videos"] = ["media/gone.mp4"]
+    (data / "vs2_demo_av_sft.json").write_text(json.dumps(rows))
+    monkeypatch.chdir(REPO)
+    overrides = [f"model_name_or_path={tiny_model_dir}", f"dataset_dir={data}", "vs2_bad_samples=skip"]
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", overrides, data=True)
+    assert not _problems(findings), findings
+    texts = [f.text for f in findings]
+    assert f"data (skip): {len(rows)} samples checked, 1 bad" in texts
+    assert any(t.startswith("left out: dataset 'vs2_demo_av_sft' (vs2_demo_av_sft.json item 1)") for t in texts)

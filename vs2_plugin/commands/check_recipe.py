@@ -8,7 +8,9 @@ datasets and their files, chat template, video lists). ``--keys-only`` skips the
 recipe for a machine whose models are elsewhere); ``--data`` also runs the bad-sample pass a
 training run starts with, over every row and media file of its datasets.
 
-Prints one line per problem or note; exits 0 when nothing is wrong, 1 when something is.
+Every problem is reported, not only the first; prints one line per problem or note and exits 0
+when nothing is wrong, 1 when something is, 2 when the recipe cannot be read at all (no file, not
+YAML, not a mapping, a key given twice). Flags go before the overrides.
 
     vs2 check-recipe recipes/av_sft.yaml --keys-only
     vs2 check-recipe recipes/tiny/av_sft.yaml model_name_or_path=outputs/tiny dataset_dir=data/synth --data

@@ -90,6 +90,8 @@ class DataCheckArguments:
     )
 
     def __post_init__(self):
+        if self.vs2_bad_samples is False:  # a bare `off` in YAML reads as false
+            self.vs2_bad_samples = "off"
         self.vs2_bad_samples = str(self.vs2_bad_samples).strip().lower()
         if self.vs2_bad_samples not in POLICIES:
             raise ConfigError(f"vs2_bad_samples must be one of {', '.join(POLICIES)}; got {self.vs2_bad_samples!r}")

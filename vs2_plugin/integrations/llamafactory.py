@@ -330,11 +330,11 @@ def template_names() -> frozenset[str]:
     return frozenset(TEMPLATES)
 
 
-def parse_arguments(kind: str, args: dict[str, Any]) -> list[str]:
+def parse_arguments(kind: str, args: dict[str, Any], where: str = "") -> list[str]:
     """Parse ``args`` as ``llamafactory-cli train`` ("train") or ``api`` / ``chat`` ("infer") would,
     keys and types, loading nothing: our stages' forced settings and gDPO's keys are applied and
     popped as :func:`run_stage` does, the data check's ``vs2_*`` keys validated and popped. A
-    ConfigError names what the parser refuses. Returns notes on what cannot be checked on this
+    ConfigError names what the parser refuses (after ``where``). Returns notes on what cannot be checked on this
     machine: mixed precision without a GPU (parsed as fp32). The DeepSpeed config is left out (parsing
     it imports DeepSpeed, an extra); reading its file is the caller's."""
     import torch
@@ -355,13 +355,19 @@ def parse_arguments(kind: str, args: dict[str, Any]) -> list[str]:
         DataCheckArguments.pop_from(args)
         args.pop("deepspeed", None)
     mixed = [k for k in ("bf16", "fp16", "pure_bf16") if str(args.get(k, "")).lower() in ("true", "1")]
+    if {"bf16", "fp16"} <= set(mixed):  # transformers' own check, which the fp32 parse below would hide
+        raise ConfigError(f"{where + ': ' if where else ''}at most one of fp16 and bf16 can be true")
     if kind == "train" and mixed and not torch.cuda.is_available():
         notes.append(f"{', '.join(mixed)}: not checked on this machine (no GPU); parsed as fp32")
         args.update({k: False for k in mixed}, use_cpu=True)
     try:
         HfArgumentParser(_argument_classes(kind)).parse_dict(args, allow_extra_keys=argument_names(kind) is None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"LLaMA-Factory's {kind} arguments: {exc}") from None
+    except (ValueError, TypeError, AssertionError) as exc:  # its own checks are partly asserts
+        hint = ""
+        if "True is not a valid" in str(exc) or "False is not a valid" in str(exc):
+            hint = " (YAML reads a bare yes / no / on / off as true or false: quote the word)"
+        head = f"{where}: " if where else ""
+        raise ConfigError(f"{head}LLaMA-Factory's {kind} arguments: {exc or type(exc).__name__}{hint}") from None
     return notes
 
 
@@ -381,12 +387,19 @@ def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, An
             continue
     out, problems = dict(args), []
     for key, value in args.items():
-        declared = _declared_types(hints.get(key))
+        hint = hints.get(key)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        if choices and value not in choices and not (key == "stage" and value in STAGES):
+            allowed = ", ".join(map(str, (*choices, *STAGES) if key == "stage" else choices))
+            problems.append(f"{where}{key}: {value!r} is not one of {allowed}")
+            continue
+        declared = _declared_types(hint)
         if value is None or declared is None:
             continue
-        whole_for_float = float in declared and int not in declared and type(value) is int
-        if whole_for_float:
-            out[key] = float(value)
+        if float in declared and int not in declared and type(value) is int:
+            out[key] = float(value)  # a whole number for a float field
+        elif str in declared and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            continue  # names as a list: LLaMA-Factory splits "a,b" and takes [a, b] alike
         elif not isinstance(value, declared) or (isinstance(value, bool) and bool not in declared):
             names = " or ".join(t.__name__ for t in declared)
             problems.append(f"{where}{key}: {value!r} is {type(value).__name__}, not {names}")

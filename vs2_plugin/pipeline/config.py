@@ -214,39 +214,55 @@ DRIVER_SET_KEYS = frozenset(
 def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -> dict[str, Any]:
     """Refuse a key of ``args`` that ``kind`` would not take ("train": a gDPO round's ``llamafactory-cli
     train``; "infer": loading the model to sample), naming close matches, and a value of another type
-    than its field's (:func:`~vs2_plugin.integrations.llamafactory.typed_arguments`): a typo then stops
-    the run at load, not after a round of sampling and judging. ``where``: the file they come from
-    (default: keys are named ``kind.key``). Returns ``args`` as typed (a whole number for a float field
-    as a float)."""
+    or choice than its field's (:func:`~vs2_plugin.integrations.llamafactory.typed_arguments`): a typo
+    then stops the run at load, not after a round of sampling and judging. ``where``: the file they
+    come from (default: keys are named ``kind.key``). Returns ``args`` as typed (a whole number for a
+    float field as a float)."""
+    problems, typed = argument_problems(kind, args, where)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return typed
+
+
+def argument_problems(kind: str, args: dict[str, Any], where: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """(problems, args as typed) of :func:`check_arguments`: the unknown keys (one problem) and the
+    known keys' values of another type or choice (another)."""
     if not args:
-        return dict(args or {})  # nothing to check: spares importing LLaMA-Factory
+        return [], dict(args or {})  # nothing to check: spares importing LLaMA-Factory
     from vs2_plugin.integrations.llamafactory import argument_names, typed_arguments
 
     known = argument_names(kind)
     if known is None:
-        return dict(args)  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
+        return [], dict(args)  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
     if kind == "train":  # the plugin pops its own keys before LLaMA-Factory parses the rest
         from vs2_plugin.data.validate import DataCheckArguments
         from vs2_plugin.gdpo.config import GDPOArguments
 
         known = known | GDPOArguments.field_names() | DataCheckArguments.field_names()
-    unknown = sorted(set(map(str, args)) - known)
     prefix = f"{kind}." if where is None else ""
     head = "" if where is None else f"{where}: "
-    if not unknown:
-        return typed_arguments(kind, args, head + prefix)
-    import difflib
+    problems = []
+    unknown = sorted(set(map(str, args)) - known)
+    if unknown:
+        import difflib
 
-    named = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
-        named.append(f"{prefix}{key}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    takes = (
-        "LLaMA-Factory's training arguments (llamafactory-cli train -h), gDPO's gdpo_* and the data check's vs2_* keys"
-        if kind == "train"
-        else "LLaMA-Factory's model, data, finetuning and generating arguments"
-    )
-    raise ConfigError(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
+            named.append(f"{prefix}{key}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        takes = (
+            "LLaMA-Factory's training arguments (llamafactory-cli train -h), gDPO's gdpo_* and the data check's "
+            "vs2_* keys"
+            if kind == "train"
+            else "LLaMA-Factory's model, data, finetuning and generating arguments"
+        )
+        problems.append(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
+    try:
+        typed = typed_arguments(kind, {k: v for k, v in args.items() if str(k) in known}, head + prefix)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        typed = dict(args)
+    return problems, {**args, **typed}
 
 
 def resolve_recipe(path: str | Path) -> Path:
@@ -353,11 +369,19 @@ def _build(cls, data: dict[str, Any], where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        import difflib
+
+        named = [
+            f"{k} (did you mean {', '.join(c)}?)" if (c := difflib.get_close_matches(k, names, n=2)) else k
+            for k in unknown
+        ]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(sorted(names))}")
     required = [
         f.name
         for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and data.get(f.name) in (None, "")
     ]
     if required:
         raise ConfigError(f"{where}: missing required key(s) {', '.join(required)}")

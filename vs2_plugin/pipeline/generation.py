@@ -105,33 +105,43 @@ class _SeededSampler(LogitsProcessor):
 
 
 def hub_id(name: str) -> bool:
-    """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer."""
+    """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer:
+    not when its first part is a folder here (``outputs/tiny-modle`` is a mistyped path)."""
     import os
     import re
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False  # no hub: a name that is no folder is not found
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith(".")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) is None or name.startswith("."):
+        return False
+    return not Path(name.split("/")[0]).is_dir()
+
+
+def folder_problem(path: str, name: str, adapter: bool = False) -> str | None:
+    """Why ``path`` is not a model folder (``config.json``) or, with ``adapter``, a LoRA adapter folder
+    (``adapter_config.json``), named as ``name``; None when it is one, or reads as a hub id (:func:`hub_id`)."""
+    marker, kind = ("adapter_config.json", "a LoRA adapter folder") if adapter else ("config.json", "a model folder")
+    if not Path(path).exists():
+        return None if hub_id(str(path)) else f"{name}: not found"  # a hub id is the hub's (or its cache's) to answer
+    if not (Path(path) / marker).is_file():
+        return f"{name}: {marker} not found (not {kind})"
+    return None
 
 
 def check_model_files(
     model: str, adapters: list[str], model_name: str = "model {}", adapter_name: str = "adapter {}"
 ) -> None:
-    """A model folder (``config.json``) and adapter folders (``adapter_config.json``) that exist, checked
-    before anything loads (loading a missing one ends in a long traceback from the model hub); a
-    name that reads as a hub id ("org/model") is left to the hub unless ``HF_HUB_OFFLINE`` is set.
-    ``model_name`` / ``adapter_name`` say how an error names them (``{}``: the path)."""
+    """A model folder and adapter folders that exist (:func:`folder_problem`), checked before anything
+    loads (loading a missing one ends in a long traceback from the model hub); ConfigError naming the
+    first that does not. ``model_name`` / ``adapter_name`` say how an error names them (``{}``: the path)."""
     from vs2_plugin.errors import ConfigError
 
-    checks = [(model, model_name, "config.json", "a model folder")]
-    checks += [(adapter, adapter_name, "adapter_config.json", "a LoRA adapter folder") for adapter in adapters]
-    for path, name, marker, kind in checks:
-        if not Path(path).exists() and hub_id(str(path)):
-            continue  # the model hub's (or its cache's) to answer
-        if not Path(path).exists():
-            raise ConfigError(f"{name.format(path)}: not found")
-        if not (Path(path) / marker).is_file():
-            raise ConfigError(f"{name.format(path)}: {marker} not found (not {kind})")
+    checks = [(model, model_name.format(model), False)]
+    checks += [(adapter, adapter_name.format(adapter), True) for adapter in adapters]
+    for path, name, adapter in checks:
+        problem = folder_problem(path, name, adapter)
+        if problem:
+            raise ConfigError(problem)
 
 
 class CaptionGenerator:

@@ -2,22 +2,23 @@
 
 A recipe is read the way its command reads it, with the same ``key=value`` overrides on top:
 
-- a training recipe (it names a ``stage``: ``llamafactory-cli train``) — every key and type through
-  LLaMA-Factory's own argument parser, the plugin's stages' rules (``vs2_align`` freezes all but
-  the audio aligner, gDPO's ``gdpo_*`` keys) and the data check's ``vs2_*`` keys; then the files it
-  names: the model and adapters, the DeepSpeed config, each dataset in its ``dataset_info.json``
-  and that dataset's file, the chat template;
-- an inference recipe (no ``stage``: ``llamafactory-cli api`` / ``chat``) — the same with the
-  inference arguments;
-- an mrDPO driver config (it names ``train_videos``: ``vs2 mrdpo``) — the driver's own validation
-  at load, the gDPO round recipe it trains with (with its ``train:`` keys on top), its model,
-  adapters and video lists.
+- a training recipe (``llamafactory-cli train``: it names a ``stage``, or keys only training
+  takes) — every key, type and choice through LLaMA-Factory's own argument fields and parser,
+  the plugin's stages' rules (``vs2_align`` freezes all but the audio aligner, gDPO's ``gdpo_*``
+  keys) and the data check's ``vs2_*`` keys; the chat template; then the files it names: the
+  model and adapters, the DeepSpeed config, each dataset in its ``dataset_info.json`` (pairs
+  where the stage ranks, plain samples where it does not) and that dataset's files;
+- an inference recipe (``llamafactory-cli api`` / ``chat``) — the same with the inference arguments;
+- an mrDPO driver config (``vs2 mrdpo``: it names ``train_videos`` or other driver keys) — the
+  driver's own validation at load, the arguments its gDPO rounds and its sampling model will get,
+  its model, adapters and video lists.
 
-``data=True`` also runs the bad-sample pass a training run starts with
-(:func:`vs2_plugin.data.train_check.check_training_data`: every row and media file of the
-datasets, by the recipe's ``vs2_*`` settings) and reports what it finds, writing nothing
-beside the recipe. What cannot be checked here is said as a note: bf16 on a machine without a
-GPU, a model named by its hub id.
+Every problem found is reported, not only the first. ``data=True`` also runs the bad-sample pass a
+training run starts with (:func:`vs2_plugin.data.train_check.check_training_data`: every row and
+media file, by the recipe's ``vs2_*`` settings), writing nothing beside the recipe: under
+``vs2_bad_samples: skip`` the rows the run would leave out are notes, a problem only when nothing
+is left. What cannot be checked here is said as a note: bf16 without a GPU, a model named by its
+hub id.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 
 #: dataset keys of a training recipe -> the key naming their dataset_info.json folder
 DATASET_KEYS = {"dataset": "dataset_dir", "eval_dataset": "dataset_dir", "gt_dataset": "gt_dataset_dir"}
+#: LLaMA-Factory stages whose dataset holds ranked pairs (``ranking: true`` in dataset_info.json)
+RANKING_STAGES = ("rm", "dpo", "kto", "gdpo")
+#: keys that make a config the mrDPO driver's, besides the required ``train_videos``
+DRIVER_KEYS = ("train_videos", "heldout_videos", "run_dir", "sampling", "judge", "rounds", "train_recipe")
+#: suffixes ``llamafactory-cli`` reads as a recipe file (anything else is taken for arguments)
+RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -43,23 +50,39 @@ class Finding:
 
 
 def recipe_kind(data: dict[str, Any]) -> str:
-    """``mrdpo`` (a driver config), ``train`` (names a stage) or ``infer``."""
-    if "train_videos" in data:
+    """``mrdpo`` (a driver config), ``train`` (a stage, or a key only training takes) or ``infer``."""
+    from vs2_plugin.integrations.llamafactory import argument_names
+
+    if any(key in data for key in DRIVER_KEYS):
         return "mrdpo"
-    return "train" if "stage" in data else "infer"
+    if "stage" in data:
+        return "train"
+    train_only = (argument_names("train") or frozenset()) - (argument_names("infer") or frozenset())
+    return "train" if train_only & set(data) else "infer"
 
 
 def check_recipe(path: str | Path, overrides: list[str] | None = None, *, files: bool = True, data: bool = False):
     """``(kind, findings)`` for the recipe at ``path`` with ``overrides`` (``key=value``) on top.
-    ``files=False`` checks keys and types only (a recipe for a machine whose models are elsewhere)."""
+    ``files=False`` checks keys, types and choices only (a recipe for a machine whose models are
+    elsewhere)."""
     from vs2_plugin.pipeline.config import load_yaml, merge_overrides, parse_overrides
 
     raw = load_yaml(path)
     kind = recipe_kind(raw)
+    findings: list[Finding] = []
+    if not raw:
+        return kind, [Finding("problem", f"{path}: an empty recipe")]
+    if kind != "mrdpo" and Path(path).suffix.lower() not in RECIPE_SUFFIXES:
+        findings.append(Finding("problem", f"{path}: llamafactory-cli reads a recipe only from a .yaml or .yml file"))
     if kind == "mrdpo":
-        return kind, _check_mrdpo(path, overrides or [], files=files)
-    args = merge_overrides(raw, parse_overrides(overrides)) if overrides else raw
-    return kind, check_arguments(args, kind, where=str(path), files=files, data=data)
+        findings += _check_mrdpo(path, overrides or [], files=files)
+    else:
+        args = merge_overrides(raw, parse_overrides(overrides)) if overrides else raw
+        findings += check_arguments(args, kind, where=str(path), files=files, data=data)
+    if data and (kind != "train" or not files):
+        why = "--keys-only" if not files else f"an {'mrDPO driver config' if kind == 'mrdpo' else 'inference recipe'}"
+        findings.append(Finding("note", f"--data: no samples checked ({why}; the data pass is a training run's)"))
+    return kind, findings
 
 
 def check_arguments(
@@ -69,58 +92,111 @@ def check_arguments(
     from vs2_plugin.integrations.llamafactory import parse_arguments
     from vs2_plugin.pipeline import config
 
-    findings: list[Finding] = []
-    try:
-        config.check_arguments(kind, args, where=where)  # unknown keys (with close matches), then types
-        findings += [Finding("note", n) for n in parse_arguments(kind, args)]
-    except Vs2Error as exc:
-        return [Finding("problem", str(exc))]
+    problems, _ = config.argument_problems(kind, args, where=where)  # unknown keys, types, choices
+    findings = [Finding("problem", p) for p in problems]
+    if not problems:  # the parser would refuse the same first; its own checks come after
+        try:
+            findings += [Finding("note", n) for n in parse_arguments(kind, args, where=where)]
+        except Vs2Error as exc:
+            findings.append(Finding("problem", str(exc)))
+    findings += _check_template(args)
     if files:
-        findings += _check_files(args, kind)
-        if data and kind == "train" and not any(f.level == "problem" for f in findings):
-            findings += _check_data(args)
+        findings += _check_model(args) + _check_deepspeed(args)
+        if kind == "train":
+            findings += _check_datasets(args)
+            if data and not any(f.level == "problem" for f in findings):
+                findings += _check_data(args)
+            elif data:
+                findings.append(Finding("note", "--data: no samples checked until the problems above are mended"))
     return findings
 
 
-def _check_files(args: dict[str, Any], kind: str) -> list[Finding]:
+def _check_template(args: dict[str, Any]) -> list[Finding]:
+    from vs2_plugin.integrations.llamafactory import template_names
+
+    template = args.get("template")
+    if template and str(template) not in template_names():
+        return [Finding("problem", f"template {template!r} is not registered with LLaMA-Factory")]
+    return []
+
+
+def _check_model(args: dict[str, Any]) -> list[Finding]:
+    """The model and each adapter, each reported on its own."""
     from vs2_plugin.data import validate
-    from vs2_plugin.integrations.llamafactory import argument_default, template_names
-    from vs2_plugin.pipeline.generation import check_model_files, hub_id
+    from vs2_plugin.pipeline.generation import folder_problem, hub_id
+
+    model = str(args.get("model_name_or_path") or "")
+    problems = [folder_problem(model, f"model_name_or_path {model}")]
+    for adapter in validate.split_names(args.get("adapter_name_or_path")):
+        problems.append(folder_problem(adapter, f"adapter_name_or_path {adapter}", adapter=True))
+    out = [Finding("problem", p) for p in problems if p]
+    if model and not Path(model).exists() and hub_id(model):
+        out.append(Finding("note", f"model_name_or_path {model}: a hub id, downloaded when the run starts"))
+    return out
+
+
+def _check_deepspeed(args: dict[str, Any]) -> list[Finding]:
+    deepspeed = args.get("deepspeed")
+    if not deepspeed or isinstance(deepspeed, dict):  # a mapping is the config itself (DeepSpeed's to read)
+        return []
+    try:
+        json.loads(Path(str(deepspeed)).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return [Finding("problem", f"deepspeed {deepspeed}: cannot read ({exc.strerror or exc})")]
+    except ValueError as exc:
+        return [Finding("problem", f"deepspeed {deepspeed}: not valid JSON ({exc})")]
+    return []
+
+
+def _check_datasets(args: dict[str, Any]) -> list[Finding]:
+    """Each dataset name in its folder's dataset_info.json, with its files, of the kind its stage reads."""
+    from vs2_plugin.data import validate
+    from vs2_plugin.integrations.llamafactory import argument_default
 
     out: list[Finding] = []
-    model = str(args.get("model_name_or_path") or "")
-    adapters = validate.split_names(args.get("adapter_name_or_path"))
-    try:
-        check_model_files(model, adapters, "model_name_or_path {}", "adapter_name_or_path {}")
-        if not Path(model).exists() and hub_id(model):
-            out.append(Finding("note", f"model_name_or_path {model}: a hub id, downloaded when the run starts"))
-    except ConfigError as exc:
-        out.append(Finding("problem", str(exc)))
-    deepspeed = args.get("deepspeed")
-    if deepspeed:
-        try:
-            json.loads(Path(deepspeed).read_text(encoding="utf-8"))
-        except OSError as exc:
-            out.append(Finding("problem", f"deepspeed {deepspeed}: cannot read ({exc.strerror})"))
-        except ValueError as exc:
-            out.append(Finding("problem", f"deepspeed {deepspeed}: not valid JSON ({exc})"))
-    template = args.get("template")
-    if template and template not in template_names():
-        out.append(Finding("problem", f"template {template!r} is not registered with LLaMA-Factory"))
-    if kind != "train":
-        return out
+    stage = str(args.get("stage") or "sft")
     for key, dir_key in DATASET_KEYS.items():
-        names = validate.split_names(args.get(key))
+        value = args.get(key)
+        names = validate.split_names(value)
         folder = str(args.get(dir_key) or args.get("dataset_dir") or argument_default("dataset_dir"))
+        if value is not None and str(value).strip() and len(names) != len(str(value).split(",")):
+            out.append(Finding("problem", f"{key} {value!r}: an empty name between commas"))
         if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
             continue
-        try:
-            for spec in validate.dataset_specs(names, folder):
-                if spec.local and "file_name" in spec.entry:
-                    spec.files()
-        except (DataError, ConfigError) as exc:
-            out.append(Finding("problem", f"{key}: {exc}"))
+        ranked = stage in RANKING_STAGES and key != "gt_dataset"  # gDPO's ground truth is plain SFT data
+        for name in names:
+            try:
+                (spec,) = validate.dataset_specs([name], folder)
+            except (DataError, ConfigError) as exc:
+                out.append(Finding("problem", f"{key}: {exc}"))
+                continue
+            if spec.local and "file_name" not in spec.entry:
+                out.append(
+                    Finding("problem", f"{key}: dataset {name!r} has no file_name in {folder}/dataset_info.json")
+                )
+                continue
+            if bool(spec.entry.get("ranking", False)) != ranked:
+                want = "ranked pairs (ranking: true)" if ranked else "plain samples (no ranking)"
+                out.append(
+                    Finding("problem", f"{key}: dataset {name!r} is not what {key} of stage {stage} reads: {want}")
+                )
+            if spec.local:
+                out += _check_dataset_files(key, spec)
     return out
+
+
+def _check_dataset_files(key: str, spec) -> list[Finding]:
+    try:
+        files = spec.files()
+    except DataError as exc:
+        return [Finding("problem", f"{key}: {exc}")]
+    if not files:
+        return [Finding("problem", f"{key}: dataset {spec.name!r}: its folder holds no file")]
+    if len({f.suffix for f in files}) > 1:
+        return [
+            Finding("problem", f"{key}: dataset {spec.name!r}: its folder mixes file types (LLaMA-Factory reads one)")
+        ]
+    return []
 
 
 def _check_data(args: dict[str, Any]) -> list[Finding]:
@@ -128,27 +204,36 @@ def _check_data(args: dict[str, Any]) -> list[Finding]:
     from vs2_plugin.data import validate
     from vs2_plugin.data.train_check import check_training_data
 
+    policy = validate.DataCheckArguments.pop_from(dict(args)).vs2_bad_samples
+    if policy == "off":
+        return [Finding("note", "data: not checked (vs2_bad_samples: off)")]
     with tempfile.TemporaryDirectory(prefix="vs2_check_") as scratch:
-        probe = {**args, "output_dir": scratch, "vs2_bad_samples": "fail"}
+        probe = {**args, "output_dir": scratch}
         try:
             check_training_data(probe)
-        except DataError as exc:
-            listed = Path(scratch) / validate.BAD_FILE
-            rows = [json.loads(line) for line in listed.read_text().splitlines()] if listed.is_file() else []
-            found = [Finding("problem", str(exc).replace(str(listed), "the list below"))]
-            return found + [
-                Finding("problem", validate.BadSample(**{"index": None, **row}).message()) for row in rows[1:]
-            ]
-        summary_file = Path(scratch) / validate.SUMMARY_FILE
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    if not summary:
-        return [Finding("note", "data: not checked (vs2_bad_samples: off)")]
-    return [Finding("note", f"data: {summary['samples']} samples checked, none bad")]
+        except DataError as exc:  # fail: the first bad sample; skip: a dataset left empty
+            listed = [Path(scratch) / validate.BAD_FILE, Path(scratch) / validate.SKIPPED_FILE]
+            rows = _listed(next((p for p in listed if p.is_file()), None))
+            head = str(exc).split(", all listed in")[0].split(" (listed in")[0]
+            return [Finding("problem", head)] + [Finding("problem", m) for m in rows[1:] if policy == "fail"]
+        summary = json.loads((Path(scratch) / validate.SUMMARY_FILE).read_text())
+        rows = _listed(Path(scratch) / validate.SKIPPED_FILE)
+    found = [Finding("note", f"data ({policy}): {summary['samples']} samples checked, {summary['bad']} bad")]
+    return found + [Finding("note", f"left out: {m}") for m in rows]
+
+
+def _listed(path: Path | None) -> list[str]:
+    """The messages of a bad-sample listing (one JSON row per bad sample)."""
+    from vs2_plugin.data import validate
+
+    if path is None or not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [validate.BadSample(**{"index": None, **row}).message() for row in rows]
 
 
 def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list[Finding]:
     from vs2_plugin.pipeline.config import load_mrdpo_config
-    from vs2_plugin.pipeline.generation import check_model_files
     from vs2_plugin.pipeline.mrdpo import round_train_args
 
     try:
@@ -157,16 +242,15 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list
         return [Finding("problem", str(exc))]
     # the types too, as a round's llamafactory-cli train and the sampling model's loading read them
     round_args = round_train_args(cfg, cfg.model_name_or_path, list(cfg.adapter_name_or_path), Path(cfg.run_dir), 1)
-    out = check_arguments(round_args, "train", where=f"{path}: a gDPO round's arguments", files=False)
-    infer_args = {**cfg.infer, "model_name_or_path": cfg.model_name_or_path, "template": cfg.template}
-    out += check_arguments(infer_args, "infer", where=f"{path}: the sampling model's arguments", files=False)
+    out = check_arguments(round_args, "train", where=f"{path}: train (a gDPO round's arguments)", files=False)
+    infer_args = {**cfg.infer, "model_name_or_path": cfg.model_name_or_path}
+    infer_args.setdefault("template", cfg.template)
+    out += check_arguments(infer_args, "infer", where=f"{path}: infer (the sampling model's arguments)", files=False)
     if files:
-        try:
-            check_model_files(
-                cfg.model_name_or_path, cfg.adapter_name_or_path, "model_name_or_path {}", "adapter_name_or_path {}"
-            )
-        except ConfigError as exc:
-            out.append(Finding("problem", str(exc)))
+        out += _check_model(
+            {"model_name_or_path": cfg.model_name_or_path, "adapter_name_or_path": cfg.adapter_name_or_path}
+        )
+        out += _check_deepspeed(round_args)
         for key in ("train_videos", "heldout_videos"):
             value = getattr(cfg, key)
             if value and not Path(value).is_file():
