@@ -375,8 +375,10 @@ def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, An
     """``args`` with each value checked against the type of LLaMA-Factory's field for it (a whole
     number given for a float field becomes a float). Its parser passes a recipe's values on
     unconverted, so ``learning_rate: "1e-4"`` or ``do_train: "false"`` (text) would reach the trainer
-    as text: a ConfigError names every such value, each as ``where`` + key. Fields of other types
-    (lists, enums, dicts) are left to the parser."""
+    as text: a ConfigError names every such value, each as ``where`` + key, and every value outside
+    a field's choices (``finetuning_type: lroa``; ``stage`` also takes our stages). A list of names
+    is taken for a text field (LLaMA-Factory splits "a,b" into the same list). Fields of other types
+    (enums, dicts) are left to the parser."""
     import typing
 
     hints: dict[str, Any] = {}
