@@ -1,6 +1,7 @@
 """``vs2`` command line. Each subcommand lives in its own module, imported only when used.
 
-A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int``.
+A subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int`` (and
+``INTERMIXED = True`` when its flags may come after its positional arguments).
 Expected failures raise :class:`vs2_plugin.errors.Vs2Error`; they are printed as one line
 (no traceback) and exit with status 2; any other exception prints its traceback with API
 keys redacted and exits with status 1.
@@ -82,7 +83,8 @@ def _main(argv: list[str] | None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.configure_parser(parser)
-    args = parser.parse_args(rest)
+    # a command with key=value overrides takes its flags before or after them
+    args = parser.parse_intermixed_args(rest) if getattr(module, "INTERMIXED", False) else parser.parse_args(rest)
     from vs2_plugin.errors import Vs2Error
     from vs2_plugin.secrets import redact
 

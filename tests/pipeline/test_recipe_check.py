@@ -187,3 +187,26 @@ def test_data_under_skip_lists_what_the_run_would_leave_out(tiny_model_dir, tmp_
     texts = [f.text for f in findings]
     assert f"data (skip): {len(rows)} samples checked, 1 bad" in texts
     assert any(t.startswith("left out: dataset 'vs2_demo_av_sft' (vs2_demo_av_sft.json item 1)") for t in texts)
+
+
+def test_offline_a_hub_id_is_found_in_the_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from vs2_plugin.pipeline.generation import folder_problem
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert folder_problem("org/tiny", "model_name_or_path org/tiny") == "model_name_or_path org/tiny: not found"
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"  # the hub cache's layout
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    assert folder_problem("org/tiny", "model_name_or_path org/tiny") is None
+
+
+def test_flags_may_follow_the_overrides(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert vs2_main(["check-recipe", "recipes/tiny/av_sft.yaml", "learning_rate=abc", "--keys-only"]) == 1
+    assert "learning_rate: 'abc' is str, not float" in capsys.readouterr().out

@@ -10,7 +10,7 @@ training run starts with, over every row and media file of its datasets.
 
 Every problem is reported, not only the first; prints one line per problem or note and exits 0
 when nothing is wrong, 1 when something is, 2 when the recipe cannot be read at all (no file, not
-YAML, not a mapping, a key given twice). Flags go before the overrides.
+YAML, not a mapping, a key given twice).
 
     vs2 check-recipe recipes/av_sft.yaml --keys-only
     vs2 check-recipe recipes/tiny/av_sft.yaml model_name_or_path=outputs/tiny dataset_dir=data/synth --data
@@ -23,6 +23,10 @@ import argparse
 from vs2_plugin.pipeline.recipe_check import check_recipe
 
 WHAT = {"train": "training recipe", "infer": "inference recipe", "mrdpo": "mrDPO driver config"}
+
+
+#: flags may follow the key=value overrides (vs2 check-recipe R a=1 --data)
+INTERMIXED = True
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

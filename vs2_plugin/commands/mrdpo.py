@@ -20,6 +20,9 @@ from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.mrdpo import run_mrdpo
 
+#: flags may follow the key=value overrides (vs2 mrdpo CONFIG rounds=2 --no-progress)
+INTERMIXED = True
+
 
 def configure_parser(parser) -> None:
     parser.add_argument("config", help="driver YAML (see recipes/mrdpo.yaml)")

@@ -106,15 +106,20 @@ class _SeededSampler(LogitsProcessor):
 
 def hub_id(name: str) -> bool:
     """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer:
-    not when its first part is a folder here (``outputs/tiny-modle`` is a mistyped path)."""
+    not when its first part is a folder here (``outputs/tiny-modle`` is a mistyped path); with
+    ``HF_HUB_OFFLINE`` set, only when the hub cache holds the model's config."""
     import os
     import re
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False  # no hub: a name that is no folder is not found
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name) is None or name.startswith("."):
         return False
-    return not Path(name.split("/")[0]).is_dir()
+    if Path(name.split("/")[0]).is_dir():
+        return False
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)  # no hub: only its cache answers
+    return True
 
 
 def folder_problem(path: str, name: str, adapter: bool = False) -> str | None:
