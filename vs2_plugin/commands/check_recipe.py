@@ -13,7 +13,7 @@ when nothing is wrong, 1 when something is, 2 when the recipe cannot be read at 
 YAML, not a mapping, a key given twice).
 
     vs2 check-recipe recipes/av_sft.yaml --keys-only
-    vs2 check-recipe recipes/tiny/av_sft.yaml model_name_or_path=outputs/tiny dataset_dir=data/synth --data
+    vs2 check-recipe recipes/tiny/av_sft.yaml model_name_or_path=outputs/tiny-model --data
 """
 
 from __future__ import annotations
