@@ -84,18 +84,25 @@ def load_mapping(path: Path) -> dict[str, Any]:
 def _recipe_loader():
     """PyYAML's safe loader (no code from YAML: tags such as !!python/object are refused) reading a
     recipe as LLaMA-Factory does (OmegaConf): ``1e-4`` is a number, as in YAML 1.2 (YAML 1.1 wants
-    ``1.0e-4`` and would hand a learning rate to the trainer as text), and a key given twice is an error."""
+    ``1.0e-4`` and would hand a learning rate to the trainer as text), a date is text, and a key
+    given twice is an error."""
     import yaml
 
     class RecipeLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
-            # a key given twice is refused, as OmegaConf refuses it (PyYAML would keep the last)
-            keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+            # a key given twice is refused, as OmegaConf refuses it (PyYAML would keep the last);
+            # merge keys (<<: *base) are left to PyYAML
+            keys = [k.value for k, _ in node.value if k.tag == "tag:yaml.org,2002:str"]
             twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
             if twice is not None:
                 raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {twice!r}", node.start_mark)
             return super().construct_mapping(node, deep=deep)
 
+    # as OmegaConf: no dates (run_name: 2024-01-01 stays text), and 1e-4 is a number
+    RecipeLoader.yaml_implicit_resolvers = {
+        first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
     exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
     RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
     return RecipeLoader

@@ -6,7 +6,6 @@ import json
 
 from vs2_plugin.data import validate
 from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
-from vs2_plugin.pipeline.rebirth import filter_labels
 
 
 def test_a_written_caption_dataset_is_one_registered_sharegpt_set(tmp_path):
@@ -27,17 +26,3 @@ def test_a_written_caption_dataset_is_one_registered_sharegpt_set(tmp_path):
     (spec,) = validate.dataset_specs(["caps"], str(tmp_path))
     checker = validate.RowChecker(spec, validate.MediaLimits(), {})
     assert checker.check(rows[0]) == [("/m/a.mp4", "file not found")]  # rows are read as LLaMA-Factory reads them
-
-
-def test_rebirth_keeps_only_natural_whole_captions():
-    rows = [
-        {"caption": "A red circle appears at the top left."},
-        {"caption": "   "},
-        {"caption": "Video Description: a tone sounds."},
-        {"caption": "A voice says apple and then", "finish_reason": "length"},
-        {"caption": "A tone sounds.", "finish_reason": "stop"},
-    ]
-    kept, dropped = filter_labels(rows)
-    assert [r["caption"] for r in kept] == ["A red circle appears at the top left.", "A tone sounds."]
-    assert [r["reasons"] for r in dropped] == [["empty caption"], ["header"], ["cut off at max_new_tokens"]]
-    assert all(r["reasons"] == [] for r in kept)

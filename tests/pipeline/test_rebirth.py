@@ -175,3 +175,19 @@ def test_rebirth_records_the_model_it_trained(setup, repo_root, overrides):
     aligned = str((tmp_path / "post-align").resolve())
     want = (str(out / "sft"), []) if overrides else (aligned, [str(out / "sft")])
     assert finished_model(out) == want == (result["model"], result["adapters"])
+
+
+def test_rebirth_keeps_only_natural_whole_captions():
+    rows = [
+        {"caption": "A red circle appears at the top left."},
+        {"caption": "   "},
+        {"caption": "Video Description: a tone sounds."},
+        {"caption": "A voice says apple and then", "finish_reason": "length"},
+        {"caption": "A tone sounds.", "finish_reason": "stop"},
+    ]
+    from vs2_plugin.pipeline.rebirth import filter_labels
+
+    kept, dropped = filter_labels(rows)
+    assert [r["caption"] for r in kept] == ["A red circle appears at the top left.", "A tone sounds."]
+    assert [r["reasons"] for r in dropped] == [["empty caption"], ["header"], ["cut off at max_new_tokens"]]
+    assert all(r["reasons"] == [] for r in kept)

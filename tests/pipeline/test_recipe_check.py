@@ -48,6 +48,18 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
         (["stage=stf"], "stage: 'stf' is not one of pt, sft, rm, ppo, dpo, kto, gdpo, vs2_align"),
         (["stage=dpo"], "dataset 'vs2_demo_av_sft' is not what dataset of stage dpo reads: ranked pairs"),
         (["dataset=vs2_demo_av_sft,,vs2_demo_align"], "an empty name between commas"),
+        (["stage=[sft]"], "stage: ['sft'] is not one of"),
+        (
+            [
+                "stage=gdpo",
+                "gdpo_lambda=0",
+                "pref_ftx=0.5",
+                "dataset_dir=vs2_plugin/assets/demo_data/gdpo",
+                "dataset=vs2_demo_gdpo_pairs",
+            ],
+            "pref_ftx=0.5 adds NLL on the chosen side",
+        ),
+        (["model_name_or_path=null"], "Please provide `model_name_or_path`"),
         (["lr_scheduler_type=cosine_wobble"], "cosine_wobble is not a valid SchedulerType"),
         (["dataset=no_such_set"], "dataset 'no_such_set' is not in"),
         (["dataset_dir=/nonexistent"], "dataset: /nonexistent/dataset_info.json"),
@@ -92,10 +104,13 @@ def test_an_mrdpo_config_is_read_as_its_rounds_would_run(tmp_path, monkeypatch):
 
 
 def test_yaml_reads_an_exponent_without_a_dot_as_a_number(tmp_path):
-    """As LLaMA-Factory reads a recipe (OmegaConf): YAML 1.1 would give the trainer the text '1e-4'."""
+    """As LLaMA-Factory reads a recipe (OmegaConf): YAML 1.1 would give the trainer the text '1e-4';
+    a date stays text and merge keys work, as there."""
     path = tmp_path / "r.yaml"
     path.write_text("learning_rate: 1e-4\nwarmup: 2E3\nname: 1e\nquoted: '1e-4'\nsteps: 30\n")
     assert load_yaml(path) == {"learning_rate": 1e-4, "warmup": 2000.0, "name": "1e", "quoted": "1e-4", "steps": 30}
+    path.write_text("base: &b\n  seed: 1\nrun:\n  <<: *b\n  rounds: 2\nrun_name: 2024-01-01\n")
+    assert load_yaml(path) == {"base": {"seed": 1}, "run": {"seed": 1, "rounds": 2}, "run_name": "2024-01-01"}
 
 
 def test_the_command_exits_1_on_a_problem_and_0_when_clean(tiny_model_dir, monkeypatch, capsys):
@@ -122,8 +137,10 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path, monkeypatch):
     _, findings = check_recipe(
         "recipes/tiny/av_sft.yaml", ["num_train_epochs=three", "finetuning_type=lroa"], files=False
     )
-    (problem,) = _problems(findings)  # both values in the one line of the type check
-    assert "num_train_epochs: 'three' is str, not float" in problem and "finetuning_type: 'lroa'" in problem
+    assert sorted(p.split(": ", 1)[1] for p in _problems(findings)) == [
+        "finetuning_type: 'lroa' is not one of lora, oft, freeze, full",
+        "num_train_epochs: 'three' is str, not float",
+    ]  # one line each
 
 
 def test_what_the_run_takes_is_not_flagged(tiny_model_dir, monkeypatch):
@@ -204,9 +221,17 @@ def test_offline_a_hub_id_is_found_in_the_hub_cache(tmp_path, monkeypatch):
     (tmp_path / "models--org--tiny" / "refs").mkdir()
     (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
     assert folder_problem("org/tiny", "model_name_or_path org/tiny") is None
+    assert (
+        folder_problem("org/tiny", "adapter org/tiny", adapter=True) == "adapter org/tiny: not found"
+    )  # no adapter file
+    assert folder_problem("a/b..c", "model a/b..c") == "model a/b..c: not found"  # no repository id: no traceback
 
 
-def test_flags_may_follow_the_overrides(monkeypatch, capsys):
+def test_flags_and_overrides_come_in_any_order(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    assert vs2_main(["check-recipe", "recipes/tiny/av_sft.yaml", "learning_rate=abc", "--keys-only"]) == 1
-    assert "learning_rate: 'abc' is str, not float" in capsys.readouterr().out
+    argv = ["check-recipe", "recipes/tiny/av_sft.yaml", "--keys-only", "learning_rate=abc", "--data", "seed=1"]
+    assert vs2_main(argv) == 1
+    out = capsys.readouterr().out
+    assert "learning_rate: 'abc' is str, not float" in out and "--data: no samples checked (--keys-only" in out
+    assert vs2_main(["mrdpo", "no/such.yaml", "--no-progress", "rounds=2"]) == 2
+    assert "config file not found: no/such.yaml" in capsys.readouterr().err  # parsed; not "unrecognized arguments"

@@ -323,6 +323,13 @@ def argument_names(kind: str) -> frozenset[str] | None:
     return frozenset(item.name for cls in _argument_classes(kind) for item in dataclasses.fields(cls) if item.init)
 
 
+def pair_data_stages() -> frozenset[str]:
+    """The stages whose dataset holds ranked pairs (LLaMA-Factory's list, gDPO added by registration)."""
+    from llamafactory.extras.constants import STAGES_USE_PAIR_DATA
+
+    return frozenset(STAGES_USE_PAIR_DATA)
+
+
 def template_names() -> frozenset[str]:
     """The chat templates LLaMA-Factory knows in this process (ours included once registered)."""
     from llamafactory.data.template import TEMPLATES
@@ -345,8 +352,8 @@ def parse_arguments(kind: str, args: dict[str, Any], where: str = "") -> list[st
 
     args = dict(args)
     notes = []
+    spec = STAGES.get(str(args.get("stage"))) if kind == "train" else None
     if kind == "train":
-        spec = STAGES.get(str(args.get("stage")))
         if spec is not None:
             _apply_forced(spec, args)
             if spec.name == "gdpo":
@@ -360,22 +367,30 @@ def parse_arguments(kind: str, args: dict[str, Any], where: str = "") -> list[st
     if kind == "train" and mixed and not torch.cuda.is_available():
         notes.append(f"{', '.join(mixed)}: not checked on this machine (no GPU); parsed as fp32")
         args.update({k: False for k in mixed}, use_cpu=True)
+    head = f"{where}: " if where else ""
     try:
-        HfArgumentParser(_argument_classes(kind)).parse_dict(args, allow_extra_keys=argument_names(kind) is None)
+        parsed = HfArgumentParser(_argument_classes(kind)).parse_dict(
+            args, allow_extra_keys=argument_names(kind) is None
+        )
+        if spec is not None and spec.name == "gdpo":  # the gDPO stage's own rules on LLaMA-Factory's DPO keys
+            from vs2_plugin.gdpo.workflow import check_dpo_settings
+
+            check_dpo_settings(next(a for a in parsed if hasattr(a, "pref_loss")))
+    except ConfigError as exc:
+        raise ConfigError(f"{head}{exc}") from None
     except (ValueError, TypeError, AssertionError) as exc:  # its own checks are partly asserts
         hint = ""
         if "True is not a valid" in str(exc) or "False is not a valid" in str(exc):
             hint = " (YAML reads a bare yes / no / on / off as true or false: quote the word)"
-        head = f"{where}: " if where else ""
         raise ConfigError(f"{head}LLaMA-Factory's {kind} arguments: {exc or type(exc).__name__}{hint}") from None
     return notes
 
 
-def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, Any]:
-    """``args`` with each value checked against the type of LLaMA-Factory's field for it (a whole
-    number given for a float field becomes a float). Its parser passes a recipe's values on
+def typed_values(kind: str, args: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """(``args`` as typed, the problems): each value checked against the type of LLaMA-Factory's field
+    for it (a whole number given for a float field becomes a float). Its parser passes a recipe's values on
     unconverted, so ``learning_rate: "1e-4"`` or ``do_train: "false"`` (text) would reach the trainer
-    as text: a ConfigError names every such value, each as ``where`` + key, and every value outside
+    as text: a problem names every such value, each as ``where`` + key, and every value outside
     a field's choices (``finetuning_type: lroa``; ``stage`` also takes our stages). A list of names
     is taken for a text field (LLaMA-Factory splits "a,b" into the same list). Fields of other types
     (enums, dicts) are left to the parser."""
@@ -391,7 +406,7 @@ def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, An
     for key, value in args.items():
         hint = hints.get(key)
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-        if choices and value not in choices and not (key == "stage" and value in STAGES):
+        if choices and value not in choices and not (key == "stage" and isinstance(value, str) and value in STAGES):
             allowed = ", ".join(map(str, (*choices, *STAGES) if key == "stage" else choices))
             problems.append(f"{where}{key}: {value!r} is not one of {allowed}")
             continue
@@ -405,9 +420,7 @@ def typed_arguments(kind: str, args: dict[str, Any], where: str) -> dict[str, An
         elif not isinstance(value, declared) or (isinstance(value, bool) and bool not in declared):
             names = " or ".join(t.__name__ for t in declared)
             problems.append(f"{where}{key}: {value!r} is {type(value).__name__}, not {names}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return out
+    return out, problems
 
 
 def _declared_types(hint: Any) -> tuple[type, ...] | None:

@@ -214,7 +214,7 @@ DRIVER_SET_KEYS = frozenset(
 def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -> dict[str, Any]:
     """Refuse a key of ``args`` that ``kind`` would not take ("train": a gDPO round's ``llamafactory-cli
     train``; "infer": loading the model to sample), naming close matches, and a value of another type
-    or choice than its field's (:func:`~vs2_plugin.integrations.llamafactory.typed_arguments`): a typo
+    or choice than its field's (:func:`~vs2_plugin.integrations.llamafactory.typed_values`): a typo
     then stops the run at load, not after a round of sampling and judging. ``where``: the file they
     come from (default: keys are named ``kind.key``). Returns ``args`` as typed (a whole number for a
     float field as a float)."""
@@ -224,32 +224,32 @@ def check_arguments(kind: str, args: dict[str, Any], where: str | None = None) -
     return typed
 
 
+def plugin_train_keys() -> set[str]:
+    """The training keys the plugin adds to LLaMA-Factory's: gDPO's ``gdpo_*`` and the data check's ``vs2_*``."""
+    from vs2_plugin.data.validate import DataCheckArguments
+    from vs2_plugin.gdpo.config import GDPOArguments
+
+    return GDPOArguments.field_names() | DataCheckArguments.field_names()
+
+
 def argument_problems(kind: str, args: dict[str, Any], where: str | None = None) -> tuple[list[str], dict[str, Any]]:
     """(problems, args as typed) of :func:`check_arguments`: the unknown keys (one problem) and the
     known keys' values of another type or choice (another)."""
     if not args:
         return [], dict(args or {})  # nothing to check: spares importing LLaMA-Factory
-    from vs2_plugin.integrations.llamafactory import argument_names, typed_arguments
+    from vs2_plugin.integrations.llamafactory import argument_names, typed_values
 
     known = argument_names(kind)
     if known is None:
         return [], dict(args)  # ALLOW_EXTRA_ARGS is set: LLaMA-Factory takes any key, so the driver does too
     if kind == "train":  # the plugin pops its own keys before LLaMA-Factory parses the rest
-        from vs2_plugin.data.validate import DataCheckArguments
-        from vs2_plugin.gdpo.config import GDPOArguments
-
-        known = known | GDPOArguments.field_names() | DataCheckArguments.field_names()
+        known = known | plugin_train_keys()
     prefix = f"{kind}." if where is None else ""
     head = "" if where is None else f"{where}: "
     problems = []
     unknown = sorted(set(map(str, args)) - known)
     if unknown:
-        import difflib
-
-        named = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
-            named.append(f"{prefix}{key}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        named = [f"{prefix}{key}{did_you_mean(key, known)}" for key in unknown]
         takes = (
             "LLaMA-Factory's training arguments (llamafactory-cli train -h), gDPO's gdpo_* and the data check's "
             "vs2_* keys"
@@ -257,12 +257,8 @@ def argument_problems(kind: str, args: dict[str, Any], where: str | None = None)
             else "LLaMA-Factory's model, data, finetuning and generating arguments"
         )
         problems.append(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
-    try:
-        typed = typed_arguments(kind, {k: v for k, v in args.items() if str(k) in known}, head + prefix)
-    except ConfigError as exc:
-        problems.append(str(exc))
-        typed = dict(args)
-    return problems, {**args, **typed}
+    typed, mistyped = typed_values(kind, {k: v for k, v in args.items() if str(k) in known}, head + prefix)
+    return problems + mistyped, {**args, **typed}
 
 
 def resolve_recipe(path: str | Path) -> Path:
@@ -365,16 +361,19 @@ def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
     ]
 
 
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean a, b?)`` naming the keys of ``known`` close to ``key``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.75)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def _build(cls, data: dict[str, Any], where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        import difflib
-
-        named = [
-            f"{k} (did you mean {', '.join(c)}?)" if (c := difflib.get_close_matches(k, names, n=2)) else k
-            for k in unknown
-        ]
+        named = [f"{key}{did_you_mean(key, names)}" for key in unknown]
         raise ConfigError(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(sorted(names))}")
     required = [
         f.name

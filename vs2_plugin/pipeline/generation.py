@@ -104,10 +104,10 @@ class _SeededSampler(LogitsProcessor):
         return out.scatter_(1, chosen, 0.0)
 
 
-def hub_id(name: str) -> bool:
+def hub_id(name: str, marker: str = "config.json") -> bool:
     """Whether ``name`` reads as a model hub id ("org/model"), not a path, where the hub can answer:
     not when its first part is a folder here (``outputs/tiny-modle`` is a mistyped path); with
-    ``HF_HUB_OFFLINE`` set, only when the hub cache holds the model's config."""
+    ``HF_HUB_OFFLINE`` set, only when the hub cache holds its ``marker`` file."""
     import os
     import re
 
@@ -118,7 +118,10 @@ def hub_id(name: str) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)  # no hub: only its cache answers
+        try:  # no hub: only its cache answers
+            return isinstance(try_to_load_from_cache(name, marker), str)
+        except ValueError:  # a name the hub would not take as a repository id
+            return False
     return True
 
 
@@ -127,7 +130,7 @@ def folder_problem(path: str, name: str, adapter: bool = False) -> str | None:
     (``adapter_config.json``), named as ``name``; None when it is one, or reads as a hub id (:func:`hub_id`)."""
     marker, kind = ("adapter_config.json", "a LoRA adapter folder") if adapter else ("config.json", "a model folder")
     if not Path(path).exists():
-        return None if hub_id(str(path)) else f"{name}: not found"  # a hub id is the hub's (or its cache's) to answer
+        return None if hub_id(str(path), marker) else f"{name}: not found"  # a hub id: the hub's (or its cache's)
     if not (Path(path) / marker).is_file():
         return f"{name}: {marker} not found (not {kind})"
     return None

@@ -31,13 +31,7 @@ from typing import Any
 
 from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 
-#: dataset keys of a training recipe -> the key naming their dataset_info.json folder
-DATASET_KEYS = {"dataset": "dataset_dir", "eval_dataset": "dataset_dir", "gt_dataset": "gt_dataset_dir"}
-#: LLaMA-Factory stages whose dataset holds ranked pairs (``ranking: true`` in dataset_info.json)
-RANKING_STAGES = ("rm", "dpo", "kto", "gdpo")
-#: keys that make a config the mrDPO driver's, besides the required ``train_videos``
-DRIVER_KEYS = ("train_videos", "heldout_videos", "run_dir", "sampling", "judge", "rounds", "train_recipe")
-#: suffixes ``llamafactory-cli`` reads as a recipe file (anything else is taken for arguments)
+#: suffixes ``llamafactory-cli`` reads as a recipe file, case and all (anything else is taken for arguments)
 RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -50,15 +44,19 @@ class Finding:
 
 
 def recipe_kind(data: dict[str, Any]) -> str:
-    """``mrdpo`` (a driver config), ``train`` (a stage, or a key only training takes) or ``infer``."""
-    from vs2_plugin.integrations.llamafactory import argument_names
+    """``train`` (a stage), ``mrdpo`` (a key only the driver takes), ``train`` (a key only training
+    takes: LLaMA-Factory's default stage is sft) or ``infer``."""
+    import dataclasses
 
-    if any(key in data for key in DRIVER_KEYS):
-        return "mrdpo"
+    from vs2_plugin.integrations.llamafactory import argument_names
+    from vs2_plugin.pipeline.config import MrDPOConfig, plugin_train_keys
+
     if "stage" in data:
         return "train"
-    train_only = (argument_names("train") or frozenset()) - (argument_names("infer") or frozenset())
-    return "train" if train_only & set(data) else "infer"
+    train = (argument_names("train") or frozenset()) | plugin_train_keys()
+    if ({f.name for f in dataclasses.fields(MrDPOConfig)} - train) & set(data):
+        return "mrdpo"
+    return "train" if (train - (argument_names("infer") or frozenset())) & set(data) else "infer"
 
 
 def check_recipe(path: str | Path, overrides: list[str] | None = None, *, files: bool = True, data: bool = False):
@@ -72,20 +70,20 @@ def check_recipe(path: str | Path, overrides: list[str] | None = None, *, files:
     findings: list[Finding] = []
     if not raw:
         return kind, [Finding("problem", f"{path}: an empty recipe")]
-    if kind != "mrdpo" and Path(path).suffix.lower() not in RECIPE_SUFFIXES:
+    if kind != "mrdpo" and not Path(path).name.endswith(RECIPE_SUFFIXES):
         findings.append(Finding("problem", f"{path}: llamafactory-cli reads a recipe only from a .yaml or .yml file"))
     if kind == "mrdpo":
         findings += _check_mrdpo(path, overrides or [], files=files)
     else:
         args = merge_overrides(raw, parse_overrides(overrides)) if overrides else raw
-        findings += check_arguments(args, kind, where=str(path), files=files, data=data)
+        findings += argument_findings(args, kind, where=str(path), files=files, data=data)
     if data and (kind != "train" or not files):
         why = "--keys-only" if not files else f"an {'mrDPO driver config' if kind == 'mrdpo' else 'inference recipe'}"
         findings.append(Finding("note", f"--data: no samples checked ({why}; the data pass is a training run's)"))
     return kind, findings
 
 
-def check_arguments(
+def argument_findings(
     args: dict[str, Any], kind: str, *, where: str, files: bool = True, data: bool = False
 ) -> list[Finding]:
     """Findings for LLaMA-Factory arguments ``args`` of ``kind`` "train" or "infer" (see the module)."""
@@ -126,7 +124,7 @@ def _check_model(args: dict[str, Any]) -> list[Finding]:
     from vs2_plugin.pipeline.generation import folder_problem, hub_id
 
     model = str(args.get("model_name_or_path") or "")
-    problems = [folder_problem(model, f"model_name_or_path {model}")]
+    problems = [folder_problem(model, f"model_name_or_path {model}") if model else None]  # none: the parser's to say
     for adapter in validate.split_names(args.get("adapter_name_or_path")):
         problems.append(folder_problem(adapter, f"adapter_name_or_path {adapter}", adapter=True))
     out = [Finding("problem", p) for p in problems if p]
@@ -149,40 +147,44 @@ def _check_deepspeed(args: dict[str, Any]) -> list[Finding]:
 
 
 def _check_datasets(args: dict[str, Any]) -> list[Finding]:
-    """Each dataset name in its folder's dataset_info.json, with its files, of the kind its stage reads."""
+    """Each dataset name in its folder's dataset_info.json, with its files, of the kind its stage
+    reads: ranked pairs for a pair stage's datasets, plain samples otherwise (gDPO's ground truth too)."""
     from vs2_plugin.data import validate
-    from vs2_plugin.integrations.llamafactory import argument_default
+    from vs2_plugin.data.train_check import dataset_groups
+    from vs2_plugin.integrations.llamafactory import argument_default, pair_data_stages
 
     out: list[Finding] = []
-    stage = str(args.get("stage") or "sft")
-    for key, dir_key in DATASET_KEYS.items():
-        value = args.get(key)
-        names = validate.split_names(value)
-        folder = str(args.get(dir_key) or args.get("dataset_dir") or argument_default("dataset_dir"))
-        if value is not None and str(value).strip() and len(names) != len(str(value).split(",")):
-            out.append(Finding("problem", f"{key} {value!r}: an empty name between commas"))
-        if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
-            continue
-        ranked = stage in RANKING_STAGES and key != "gt_dataset"  # gDPO's ground truth is plain SFT data
-        for name in names:
-            try:
-                (spec,) = validate.dataset_specs([name], folder)
-            except (DataError, ConfigError) as exc:
-                out.append(Finding("problem", f"{key}: {exc}"))
+    stage = str(args.get("stage") or argument_default("stage"))
+    for group, keys, _dir_key, folder in dataset_groups(
+        args, str(args.get("dataset_dir") or argument_default("dataset_dir"))
+    ):
+        ranked = stage in pair_data_stages() and group == "train"
+        for key in keys:
+            value = args.get(key)
+            names = validate.split_names(value)
+            if isinstance(value, str) and value.strip() and len(names) != len(value.split(",")):
+                out.append(Finding("problem", f"{key} {value!r}: an empty name between commas"))
+            if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
                 continue
-            if spec.local and "file_name" not in spec.entry:
-                out.append(
-                    Finding("problem", f"{key}: dataset {name!r} has no file_name in {folder}/dataset_info.json")
-                )
-                continue
-            if bool(spec.entry.get("ranking", False)) != ranked:
-                want = "ranked pairs (ranking: true)" if ranked else "plain samples (no ranking)"
-                out.append(
-                    Finding("problem", f"{key}: dataset {name!r} is not what {key} of stage {stage} reads: {want}")
-                )
-            if spec.local:
-                out += _check_dataset_files(key, spec)
+            for name in names:
+                out += _check_dataset(key, name, folder, ranked, stage)
     return out
+
+
+def _check_dataset(key: str, name: str, folder: str, ranked: bool, stage: str) -> list[Finding]:
+    from vs2_plugin.data import validate
+
+    try:
+        (spec,) = validate.dataset_specs([name], folder)
+    except (DataError, ConfigError) as exc:
+        return [Finding("problem", f"{key}: {exc}")]
+    if spec.local and "file_name" not in spec.entry:
+        return [Finding("problem", f"{key}: dataset {name!r} has no file_name in {folder}/dataset_info.json")]
+    out = []
+    if bool(spec.entry.get("ranking", False)) != ranked:
+        want = "ranked pairs (ranking: true)" if ranked else "plain samples (no ranking)"
+        out.append(Finding("problem", f"{key}: dataset {name!r} is not what {key} of stage {stage} reads: {want}"))
+    return out + (_check_dataset_files(key, spec) if spec.local else [])
 
 
 def _check_dataset_files(key: str, spec) -> list[Finding]:
@@ -208,18 +210,24 @@ def _check_data(args: dict[str, Any]) -> list[Finding]:
     if policy == "off":
         return [Finding("note", "data: not checked (vs2_bad_samples: off)")]
     with tempfile.TemporaryDirectory(prefix="vs2_check_") as scratch:
-        probe = {**args, "output_dir": scratch}
         try:
-            check_training_data(probe)
-        except DataError as exc:  # fail: the first bad sample; skip: a dataset left empty
-            listed = [Path(scratch) / validate.BAD_FILE, Path(scratch) / validate.SKIPPED_FILE]
-            rows = _listed(next((p for p in listed if p.is_file()), None))
-            head = str(exc).split(", all listed in")[0].split(" (listed in")[0]
-            return [Finding("problem", head)] + [Finding("problem", m) for m in rows[1:] if policy == "fail"]
-        summary = json.loads((Path(scratch) / validate.SUMMARY_FILE).read_text())
-        rows = _listed(Path(scratch) / validate.SKIPPED_FILE)
-    found = [Finding("note", f"data ({policy}): {summary['samples']} samples checked, {summary['bad']} bad")]
-    return found + [Finding("note", f"left out: {m}") for m in rows]
+            check_training_data({**args, "output_dir": scratch})
+            stopped = None
+        except DataError as exc:  # fail: a bad sample; skip: a dataset with nothing left
+            stopped = exc
+        listed = _listed(Path(scratch) / (validate.BAD_FILE if policy == "fail" else validate.SKIPPED_FILE))
+        summary_file = Path(scratch) / validate.SUMMARY_FILE
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    if stopped is not None and not listed:  # stopped before any sample was read (an unreadable file)
+        return [Finding("problem", f"data: {stopped}")]
+    if policy == "fail":
+        found = [Finding("problem", m) for m in listed]
+    else:
+        found = [Finding("note", f"left out: {m}") for m in listed]
+        if stopped is not None:
+            found.append(Finding("problem", "data: a dataset would have no sample left to train on"))
+    counted = f"{summary['samples']} samples checked, {summary['bad']} bad" if summary else f"{len(listed)} bad"
+    return [Finding("note", f"data ({policy}): {counted}")] + found
 
 
 def _listed(path: Path | None) -> list[str]:
@@ -242,10 +250,10 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list
         return [Finding("problem", str(exc))]
     # the types too, as a round's llamafactory-cli train and the sampling model's loading read them
     round_args = round_train_args(cfg, cfg.model_name_or_path, list(cfg.adapter_name_or_path), Path(cfg.run_dir), 1)
-    out = check_arguments(round_args, "train", where=f"{path}: train (a gDPO round's arguments)", files=False)
+    out = argument_findings(round_args, "train", where=f"{path}: train (a gDPO round's arguments)", files=False)
     infer_args = {**cfg.infer, "model_name_or_path": cfg.model_name_or_path}
     infer_args.setdefault("template", cfg.template)
-    out += check_arguments(infer_args, "infer", where=f"{path}: infer (the sampling model's arguments)", files=False)
+    out += argument_findings(infer_args, "infer", where=f"{path}: infer (the sampling model's arguments)", files=False)
     if files:
         out += _check_model(
             {"model_name_or_path": cfg.model_name_or_path, "adapter_name_or_path": cfg.adapter_name_or_path}
