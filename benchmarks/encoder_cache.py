@@ -65,7 +65,7 @@ def prepare(out: Path, clips: int) -> tuple[Path, dict[str, Path]]:
 
 
 def train_args(side: str, model: Path, data: Path, out: Path, steps: int) -> dict:
-    from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, sft_recipe
+    from vs2_plugin.pipeline.plan import DEMO_PLAN, FULL_SFT, sft_recipe
 
     loader = 1 if side == "cache_loader" else 0
     return sft_recipe(DEMO_PLAN, model, data, out, **FULL_SFT, max_steps=steps, dataloader_num_workers=loader)

@@ -59,7 +59,7 @@ def weights_digest(folder: Path) -> str:
 
 
 def run_side(side: str, model: Path, data: Path, work: Path, steps: int) -> dict:
-    from vs2_plugin.pipeline.demo import DEMO_PLAN, FULL_SFT, sft_recipe
+    from vs2_plugin.pipeline.plan import DEMO_PLAN, FULL_SFT, sft_recipe
 
     out = work / side / "out"
     args = sft_recipe(

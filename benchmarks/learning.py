@@ -5,7 +5,7 @@ One run of :func:`vs2_plugin.pipeline.demo.run_pipeline` at a larger size than `
 synthetic clips -> tiny model built from scratch -> encoder pretraining (the tiny ViT and
 Whisper encoder learn the train clips' labels, :mod:`vs2_plugin.synth.encoders`) -> language
 pretraining (text only) -> audio alignment -> audio-visual SFT (full fine-tuning of the LLM and
-the audio aligner, :data:`vs2_plugin.pipeline.demo.FULL_SFT`) -> mrDPO rounds (Table-3
+the audio aligner, :data:`vs2_plugin.pipeline.plan.FULL_SFT`) -> mrDPO rounds (Table-3
 thresholds, LoRA proxies) -> rebirth -> one gDPO round, every training through
 ``llamafactory-cli train`` recipes and the ``vs2 mrdpo`` / ``vs2 rebirth`` code paths. Then the ablations:
 
@@ -62,15 +62,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin.pipeline.demo import (  # noqa: E402
-    CAPTION_BUDGET,
-    DEMO_PLAN,
-    FULL_SFT,
-    PipelinePlan,
-    mrdpo_config,
-    run_pipeline,
-    sft_model,
-)
+from vs2_plugin.pipeline.caption_budget import CAPTION_BUDGET  # noqa: E402
+from vs2_plugin.pipeline.demo import mrdpo_config, run_pipeline, sft_model  # noqa: E402
+from vs2_plugin.pipeline.plan import DEMO_PLAN, FULL_SFT, PipelinePlan  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

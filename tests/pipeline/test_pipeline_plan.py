@@ -8,17 +8,9 @@ import re
 import pytest
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.pipeline.demo import (
-    CAPTION_BUDGET,
-    DEMO_PLAN,
-    FULL_SFT,
-    PipelinePlan,
-    auto_budget,
-    caption_budget,
-    media_recipe,
-    mrdpo_config,
-    sft_model,
-)
+from vs2_plugin.pipeline.caption_budget import CAPTION_BUDGET, auto_budget, caption_budget
+from vs2_plugin.pipeline.demo import mrdpo_config, sft_model
+from vs2_plugin.pipeline.plan import DEMO_PLAN, FULL_SFT, PipelinePlan, media_recipe
 
 
 @pytest.mark.parametrize(
@@ -85,7 +77,7 @@ def test_the_sft_model_is_its_own_checkpoint_after_full_fine_tuning_else_alignme
 def test_the_caption_budget_must_hold_the_longest_reference(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from vs2_plugin.pipeline.demo import check_caption_budget
+    from vs2_plugin.pipeline.caption_budget import check_caption_budget
 
     long = 'A red circle appears at the top left. Then a voice says "apple". ' * 6
     rows = [
@@ -135,7 +127,7 @@ def test_an_auto_budget_without_its_record_is_an_error_that_says_where(tmp_path)
 
 
 def test_clips_without_reference_captions_are_refused_naming_the_listing(tiny_model_dir, tmp_path):
-    from vs2_plugin.pipeline.demo import longest_reference
+    from vs2_plugin.pipeline.caption_budget import longest_reference
 
     listing = tmp_path / "clips.jsonl"
     (tmp_path / "a.mp4").touch()

@@ -45,7 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vs2_plugin.pipeline import console
-    from vs2_plugin.pipeline.demo import recipes_dir
+    from vs2_plugin.pipeline.plan import recipes_dir
     from vs2_plugin.synth.encoders import media_arguments, pretrain_encoders
 
     recipe = Path(args.infer_recipe or recipes_dir() / "av_sft.yaml")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,145 +38,20 @@ import yaml
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.config import load_mrdpo_config, load_yaml
+from vs2_plugin.pipeline.caption_budget import (
+    CAPTION_BUDGET,
+    auto_budget,
+    budget_is_auto,
+    caption_budget,
+    check_caption_budget,
+    longest_reference,
+)
+from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.html_report import mrdpo_stages, videos_from_judged, write_html
+from vs2_plugin.pipeline.plan import DEMO_PLAN, PipelinePlan, media_recipe, recipes_dir, sft_recipe, tiny_recipe
+from vs2_plugin.pipeline.stage_weights import weight_changes
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import load_videos
-
-PACKAGE = Path(__file__).resolve().parents[1]
-
-
-#: SFT of the tiny model: full fine-tuning of the language model and the audio aligner (encoders
-#: and the visual merger frozen). The paper trains LoRA; on a 64-wide language model LoRA learns
-#: to read the media far more slowly (held-out Miss after 1,500 steps on 400 clips: LoRA r64
-#: 0.57, full 0.45), so the tiny plans use full SFT; the preference rounds stay LoRA (proxies).
-FULL_SFT: dict[str, Any] = {"finetuning_type": "full", "learning_rate": 1.0e-3, "freeze_multi_modal_projector": True}
-
-
-#: ``sampling.max_new_tokens`` of a plan: room for the longest reference caption of its clips
-AUTO_BUDGET = "auto"
-#: where :func:`run_pipeline` records that budget (a run folder's file)
-CAPTION_BUDGET = "caption_budget.json"
-
-
-@dataclass(frozen=True)
-class PipelinePlan:
-    """What :func:`run_pipeline` trains on and how long each stage runs (the defaults are the demo's).
-
-    The clips: ``n_train`` / ``n_heldout`` synthetic clips of ``min_seconds`` .. ``max_seconds``
-    (:class:`vs2_plugin.synth.generate.SynthConfig`); ``sft`` and ``rebirth`` are overrides of the
-    tiny SFT recipe; ``mrdpo`` overrides of ``recipes/tiny/mrdpo.yaml`` (nested keys merge, e.g.
-    ``{"gdpo_lambda": 0.0}``); ``model`` keyword arguments of
-    :func:`vs2_plugin.modeling.tiny.build_tiny_model` (config overrides). ``rebirth_greedy``: rebirth
-    labels greedy (the paper, the default) or sampled. The demo's model labels greedily too: with
-    the repetition penalty of ``mrdpo.infer`` its greedy captions end (90 of its 96 labels kept);
-    labels sampled at temperature 1 from so small a model are misspelt, and the reborn model
-    learnt to write them (100 % unnatural held-out captions, against 0 % on greedy labels).
-    """
-
-    seed: int = 0
-    n_train: int = 32
-    n_heldout: int = 8
-    min_seconds: float = 4.0
-    max_seconds: float = 6.0
-    vary_wording: bool = False
-    #: train clips the mrDPO rounds and rebirth sample (the first ``n_rl``); None: all of them
-    n_rl: int | None = None
-    #: steps of the encoder pretraining on the train clips (:mod:`vs2_plugin.synth.encoders`)
-    encoder_steps: int = 600
-    #: text-only clips (captions, never rendered) and steps of the language pretraining
-    n_text: int = 300
-    pretrain_steps: int = 80
-    align_steps: int = 10
-    #: long enough for the tiny model to read its clips (held-out SFT Miss about 55-60 %, not 100 %)
-    sft: dict[str, Any] = field(default_factory=lambda: {**FULL_SFT, "max_steps": 160})
-    rebirth: dict[str, Any] | None = None  #: None: the same as ``sft``
-    rebirth_greedy: bool = True
-    rounds: int = 2
-    rounds_after_rebirth: int = 1
-    mrdpo: dict[str, Any] = field(
-        default_factory=lambda: {
-            # room for the longest reference caption of the plan's clips (:func:`caption_budget`), or
-            # the rounds and rebirth would learn from captions cut off before their last events
-            "sampling": {"max_new_tokens": AUTO_BUDGET},
-            "judge": {"judge": "synth_exact"},
-            "train": {"max_steps": 6},
-            # a tiny model decoding greedily loops ("Then a voice says ..." again and again)
-            "infer": {"repetition_penalty": 1.2},
-        }
-    )
-    model: dict[str, Any] = field(default_factory=dict)
-    #: LLaMA-Factory media arguments (``video_fps``, ``video_maxlen``, ...) over every stage that
-    #: reads media: encoder pretraining, SFT, the rounds' sampling, training and evaluation, rebirth;
-    #: empty: the tiny recipes' own (``video_fps: 1.0``, the paper's phi)
-    media: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.media, dict) or self.media and not _only_media_arguments(self.media):
-            raise ConfigError(
-                "PipelinePlan.media must map LLaMA-Factory media arguments (video_*, audio_*, use_audio_*) "
-                f"to values, got {self.media!r}"
-            )
-        minimum = {"rounds_after_rebirth": 0}
-        for name in (
-            "n_train",
-            "n_heldout",
-            "n_text",
-            "encoder_steps",
-            "pretrain_steps",
-            "align_steps",
-            "rounds",
-            "rounds_after_rebirth",
-        ):
-            value, least = getattr(self, name), minimum.get(name, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(f"PipelinePlan.{name} must be an integer >= {least}, got {value!r}")
-        if self.n_rl is not None and (
-            isinstance(self.n_rl, bool) or not isinstance(self.n_rl, int) or not 1 <= self.n_rl <= self.n_train
-        ):
-            raise ConfigError(
-                f"PipelinePlan.n_rl must be None or an integer in [1, n_train={self.n_train}], got {self.n_rl!r}"
-            )
-
-
-def recipes_dir() -> Path:
-    """The tiny recipes: the repository's ``recipes/tiny`` or the copy inside an installed wheel."""
-    for candidate in (PACKAGE.parent / "recipes" / "tiny", PACKAGE / "recipes" / "tiny"):
-        if candidate.is_dir():
-            return candidate
-    raise Vs2Error("the tiny recipes were not found (recipes/tiny next to the package or inside it)")
-
-
-def _recipe(name: str, **overrides: Any) -> dict[str, Any]:
-    args = load_yaml(recipes_dir() / name)
-    args.update(overrides)
-    return args
-
-
-def _only_media_arguments(args: dict[str, Any]) -> bool:
-    # imported here, not at module level: the plans of this module are built at import time
-    from vs2_plugin.synth.encoders import media_arguments
-
-    return media_arguments(args) == args
-
-
-def media_recipe(name: str, plan: "PipelinePlan", **overrides: Any) -> dict[str, Any]:
-    """A tiny recipe that reads media, with ``overrides`` and then the plan's media arguments."""
-    return _recipe(name, **{**overrides, **plan.media})
-
-
-def sft_recipe(plan: "PipelinePlan", model: Path, data: Path, output_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """The pipeline's SFT run: the tiny SFT recipe on ``data``'s ``synth_sft`` captions from
-    ``model``, with ``overrides`` (the plan's ``sft``, say) and the plan's media arguments."""
-    return media_recipe(
-        "av_sft.yaml",
-        plan,
-        model_name_or_path=str(model),
-        dataset="synth_sft",
-        dataset_dir=str(data),
-        output_dir=str(output_dir),
-        **overrides,
-    )
 
 
 def _stage(out: Path, name: str, marker: str, fn) -> float:
@@ -212,48 +87,6 @@ def _trained_stage(out: Path, name: str, marker: str, recipe: dict[str, Any]) ->
                 f"delete {out / name} and the stages after it, or use another --out"
             )
     return _stage(out, name, marker, lambda: run_training(recipe, record, out / "logs" / f"{name}.log"))
-
-
-def merged_state(model_dir: str, adapters: list[str]) -> dict[str, Any]:
-    """The merged weights of a stage (tiny models only: everything fits in memory)."""
-    import torch
-    from peft import PeftModel
-
-    from vs2_plugin.modeling import register_auto_classes
-
-    register_auto_classes()
-    from transformers import AutoModelForImageTextToText
-
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    for adapter in adapters:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def weight_changes(stages: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
-    """For consecutive stages: how many tensors changed and the largest absolute change."""
-    out, previous = [], None
-    for name, model_dir, adapters in stages:
-        current = merged_state(model_dir, adapters)
-        if previous is not None:
-            changed = [k for k in current if k in previous[1] and not bool((current[k] == previous[1][k]).all())]
-            max_diff = max((float((current[k] - previous[1][k]).abs().max()) for k in changed), default=0.0)
-            groups = sorted({k.split(".")[1] if k.startswith("model.") else k.split(".")[0] for k in changed})
-            out.append(
-                {
-                    "stage": name,
-                    "vs": previous[0],
-                    "changed_tensors": len(changed),
-                    "max_abs_change": max_diff,
-                    "changed_modules": groups,
-                }
-            )
-        previous = (name, current)
-    return out
-
-
-#: the demo: every stage at its smallest useful size (about 4 minutes on 2 CPU cores)
-DEMO_PLAN = PipelinePlan()
 
 
 def synth_data(out: Path, plan: PipelinePlan) -> Path:
@@ -307,7 +140,7 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
     settings = plan.mrdpo
     if plan.media:
         settings = merge_overrides(settings, {"train": plan.media, "infer": plan.media})
-    if _budget_is_auto(plan):
+    if budget_is_auto(plan):
         settings = merge_overrides(settings, {"sampling": {"max_new_tokens": caption_budget(out)}})
     overrides = merge_overrides(
         settings,
@@ -324,66 +157,6 @@ def mrdpo_config(out: Path, plan: PipelinePlan, run_dir: Path, model: Path, adap
 
 
 ENCODERS_DONE = "encoder_pretraining.json"
-
-
-def longest_reference(tokenizer_dir: Path, listings: list[Path]) -> tuple[int, str, Path]:
-    """(token count, clip id, its listing) of the longest reference caption in ``listings``;
-    ConfigError when no clip has one (the pipeline's stages train and judge on references)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    longest, clip, where = 0, "", None
-    for listing in listings:
-        for video in load_videos(listing):
-            n = len(tokenizer(video.reference or "", add_special_tokens=False)["input_ids"])
-            if n > longest:
-                longest, clip, where = n, video.id, listing
-    if where is None:
-        raise ConfigError(
-            f"no clip of {', '.join(map(str, listings))} has a reference caption: the pipeline trains and "
-            "judges on references, and sets its caption budget from the longest"
-        )
-    return longest, clip, where
-
-
-def _budget_is_auto(plan: PipelinePlan) -> bool:
-    return plan.mrdpo.get("sampling", {}).get("max_new_tokens") == AUTO_BUDGET
-
-
-def auto_budget(longest: int, step: int = 32) -> int:
-    """``max_new_tokens`` for references of at most ``longest`` tokens: room for the longest and
-    its EOS, rounded up to a multiple of ``step`` (a caption a little longer than every reference
-    is not cut off). 243 -> 256 (seed 0 of the learning benchmark), 257 -> 288."""
-    return -(-(longest + 1) // step) * step
-
-
-def caption_budget(out: Path) -> int:
-    """The ``auto`` caption budget of the run folder ``out`` (written by :func:`run_pipeline`)."""
-    path = out / CAPTION_BUDGET
-    if not path.exists():
-        raise Vs2Error(
-            f"{path} is missing: run_pipeline writes the caption budget (sampling.max_new_tokens: "
-            f"{AUTO_BUDGET!r}) once the clips and the tokenizer exist"
-        )
-    return int(json.loads(path.read_text(encoding="utf-8"))["max_new_tokens"])
-
-
-def check_caption_budget(tokenizer_dir: Path, listings: list[Path], max_new_tokens: int) -> int:
-    """The token count of the longest reference caption in ``listings`` (video lists); raises
-    ConfigError, naming the clip, when it does not fit in ``max_new_tokens`` (its EOS included).
-
-    Every caption the pipeline samples or evaluates stops at ``sampling.max_new_tokens``: a budget
-    shorter than the clips' captions cuts every long caption off (its last events counted missed,
-    rebirth dropping it as cut off), and the preference rounds then learn from truncated captions.
-    """
-    longest, clip, listing = longest_reference(tokenizer_dir, listings)
-    where = f"{clip} of {listing}"
-    if longest + 1 > max_new_tokens:
-        raise ConfigError(
-            f"sampling.max_new_tokens={max_new_tokens} cannot hold the longest reference caption "
-            f"({longest} tokens + EOS, clip {where}): captions would be cut off; raise it to at least {longest + 1}"
-        )
-    return longest
 
 
 def _full(overrides: dict[str, Any]) -> bool:
@@ -451,7 +224,7 @@ def settle_caption_budget(out: Path, plan: PipelinePlan, tiny: Path, listings: l
     """Before any training: a budget that cuts the clips' captions off would spoil every later stage.
     An explicit budget is checked against the longest reference; the auto one, which holds every
     reference by construction, is recorded in ``out/caption_budget.json`` once."""
-    if not _budget_is_auto(plan):
+    if not budget_is_auto(plan):
         budget = mrdpo_config(out, plan, out / "mrdpo", tiny, [], plan.rounds).sampling.max_new_tokens
         check_caption_budget(tiny, listings, budget)
     elif not (out / CAPTION_BUDGET).exists():
@@ -582,7 +355,7 @@ def run_pipeline(
         out,
         "pretrain",
         "model.safetensors",
-        _recipe(
+        tiny_recipe(
             "pretrain_text.yaml",
             model_name_or_path=str(encoders),
             dataset_dir=str(data),
@@ -596,7 +369,7 @@ def run_pipeline(
         out,
         "align",
         "model.safetensors",
-        _recipe(
+        tiny_recipe(
             "audio_align.yaml",
             model_name_or_path=str(pretrained),
             dataset="synth_align",
