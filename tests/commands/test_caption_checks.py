@@ -125,6 +125,8 @@ def test_wrong_inputs_are_one_line_before_loading(tiny_model_dir, tmp_path, caps
         (model, ["--out", str(tmp_path)], f"--out {tmp_path}: a directory"),
         (model, ["--videos", str(tmp_path)], f"--videos {tmp_path}: a directory, not a JSONL file"),
         (model, ["--infer", "video_fps=abc"], "--infer: video_fps: 'abc' is str, not float"),
+        # a number where text is meant: refused with the way out, never turned back into lossy text ("1.10")
+        (model, ["--infer", "model_revision=1.10"], "model_revision: 1.1 is float, not str; quote it to give text"),
         (model, ["--infer", "vidoe_fps=1"], "--infer: unknown argument(s) vidoe_fps (did you mean video_fps?)"),
         (model, ["--infer", "max_new_tokens=9"], "--infer max_new_tokens: set by --max-new-tokens"),
         (model, ["--top-p", "5"], "--top-p must be in (0, 1]; got 5.0"),

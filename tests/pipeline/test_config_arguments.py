@@ -55,3 +55,16 @@ def test_shipped_driver_recipes_load(path, monkeypatch):
     monkeypatch.delenv("ALLOW_EXTRA_ARGS", raising=False)
     cfg = load_mrdpo_config(REPO / path)
     assert cfg.train and cfg.infer
+
+
+def test_train_and_infer_values_are_kept_as_typed(tmp_path, monkeypatch):
+    """A whole number for a float field reaches the round's run and the sampling model as a float,
+    from the config and from its train_recipe alike."""
+    monkeypatch.delenv("ALLOW_EXTRA_ARGS", raising=False)
+    recipe = tmp_path / "round.yaml"
+    recipe.write_text(yaml.safe_dump({"stage": "gdpo", "output_dir": "o", "num_train_epochs": 2}))
+    cfg = MrDPOConfig(
+        **BASE, train={"learning_rate": 1}, infer={"temperature": 1, "top_k": 5}, train_recipe=str(recipe)
+    )
+    assert type(cfg.train["learning_rate"]) is float and type(cfg.train["num_train_epochs"]) is float
+    assert type(cfg.infer["temperature"]) is float and type(cfg.infer["top_k"]) is int

@@ -419,7 +419,9 @@ def typed_values(kind: str, args: dict[str, Any], where: str) -> tuple[dict[str,
             continue  # names as a list: LLaMA-Factory splits "a,b" and takes [a, b] alike
         elif not isinstance(value, declared) or (isinstance(value, bool) and bool not in declared):
             names = " or ".join(t.__name__ for t in declared)
-            problems.append(f"{where}{key}: {value!r} is {type(value).__name__}, not {names}")
+            # a number read where text is meant (a revision "1.10"): converting it back could not restore it
+            hint = "; quote it to give text" if declared == (str,) and type(value) in (int, float) else ""
+            problems.append(f"{where}{key}: {value!r} is {type(value).__name__}, not {names}{hint}")
     return out, problems
 
 

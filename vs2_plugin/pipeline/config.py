@@ -158,15 +158,15 @@ class MrDPOConfig:
         for key in ("stage", "output_dir", "dataset", "dataset_dir", "gt_dataset", "model_name_or_path"):
             if key in self.train:
                 raise ConfigError(f"train.{key} is set by the driver for every round; remove it from the config")
-        check_arguments("train", self.train)
-        check_arguments("infer", self.infer)
+        self.train = check_arguments("train", self.train)  # typed: a float field's 1 reaches the run as 1.0
+        self.infer = check_arguments("infer", self.infer)
         if self.train_recipe:
             path = resolve_recipe(self.train_recipe)
             recipe = load_yaml(path)
             if self.gdpo_lambda is None:
                 self.gdpo_lambda = recipe.get("gdpo_lambda")
             inherited = {k: v for k, v in recipe.items() if k not in DRIVER_SET_KEYS}
-            check_arguments("train", inherited, where=f"train_recipe {path}")
+            inherited = check_arguments("train", inherited, where=f"train_recipe {path}")
             self.train = {**inherited, **self.train}
         if self.gdpo_lambda is None:
             from vs2_plugin.gdpo.config import GDPOArguments

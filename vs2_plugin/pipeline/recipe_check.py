@@ -121,14 +121,14 @@ def _check_template(args: dict[str, Any]) -> list[Finding]:
 def _check_model(args: dict[str, Any]) -> list[Finding]:
     """The model and each adapter, each reported on its own."""
     from vs2_plugin.data import validate
-    from vs2_plugin.pipeline.generation import folder_problem, hub_id
+    from vs2_plugin.pipeline.generation import folder_problem
 
     model = str(args.get("model_name_or_path") or "")
     problems = [folder_problem(model, f"model_name_or_path {model}") if model else None]  # none: the parser's to say
     for adapter in validate.split_names(args.get("adapter_name_or_path")):
         problems.append(folder_problem(adapter, f"adapter_name_or_path {adapter}", adapter=True))
     out = [Finding("problem", p) for p in problems if p]
-    if model and not Path(model).exists() and hub_id(model):
+    if model and problems[0] is None and not Path(model).exists():  # no folder, no problem: a hub id
         out.append(Finding("note", f"model_name_or_path {model}: a hub id, downloaded when the run starts"))
     return out
 
