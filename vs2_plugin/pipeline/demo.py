@@ -164,17 +164,12 @@ def _full(overrides: dict[str, Any]) -> bool:
     return overrides.get("finetuning_type") == "full"
 
 
-def trained_model(out: Path, stage_dir: Path, overrides: dict[str, Any]) -> tuple[str, list[str]]:
-    """(model, adapters) of a supervised stage of :func:`run_pipeline` written to ``stage_dir``:
-    the stage's own weights after full fine-tuning, else the post-alignment model + its LoRA."""
-    if _full(overrides):
-        return str(stage_dir), []
-    return str(out / "align"), [str(stage_dir)]
-
-
 def sft_model(out: Path, plan: PipelinePlan) -> tuple[str, list[str]]:
-    """(model, adapters) of the plan's SFT stage in ``out``."""
-    return trained_model(out, out / "sft", plan.sft)
+    """(model, adapters) of the plan's SFT stage in ``out``: the stage's own weights after full
+    fine-tuning, else the post-alignment model + its LoRA."""
+    if _full(plan.sft):
+        return str(out / "sft"), []
+    return str(out / "align"), [str(out / "sft")]
 
 
 def _marker(overrides: dict[str, Any]) -> str:
@@ -409,7 +404,7 @@ def run_pipeline(
             greedy=plan.rebirth_greedy,
             post_alignment=str(align),
         )
-    reborn_base, reborn_adapters = trained_model(out, Path(reborn["adapter"]), rebirth_overrides)
+    reborn_base, reborn_adapters = reborn["model"], reborn["adapters"]  # as its run folder records them
     timings["rebirth"] = round(time.time() - start, 1)
 
     second = None
