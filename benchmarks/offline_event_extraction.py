@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin.judge import offline  # noqa: E402
+from vs2_plugin.judge import alignment, offline  # noqa: E402
 from vs2_plugin.judge.encoders import words_of  # noqa: E402
 from vs2_plugin.judge.metrics import QUOTE  # noqa: E402  (quotes as the judge reads them)
 
@@ -36,7 +36,7 @@ MATCH = 0.5
 
 
 def _stems(text: str) -> set[str]:
-    return {offline.stem(w) for w in words_of(text) if w not in offline.STOPWORDS}
+    return {alignment.stem(w) for w in words_of(text) if w not in alignment.STOPWORDS}
 
 
 def matched(extracted: list[str], human: list[str]) -> int:
@@ -60,7 +60,7 @@ def matched(extracted: list[str], human: list[str]) -> int:
 
 def baseline_extract(reference: str) -> list[str]:
     """The previous extractor: clauses with >= 2 content words, quotes cut like any text."""
-    return [c for c in offline.split_clauses(reference) if sum(w not in offline.STOPWORDS for w in words_of(c)) >= 2]
+    return [c for c in offline.split_clauses(reference) if sum(w not in alignment.STOPWORDS for w in words_of(c)) >= 2]
 
 
 def score(rows: list[dict], extract) -> dict:

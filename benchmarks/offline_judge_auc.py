@@ -47,12 +47,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vs2_plugin.judge import offline  # noqa: E402
+from vs2_plugin.judge import alignment  # noqa: E402
 from vs2_plugin.judge.encoders import get_encoder  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "captions" / "capability_event_labels_dev.jsonl"
 RESULTS = ROOT / "benchmarks" / "results" / "offline_judge_auc.json"
-WEIGHTS = offline.DATA_DIR / "offline_weights.json"
+WEIGHTS = alignment.DATA_DIR / "offline_weights.json"
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -102,7 +102,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> dict:
     coef = np.zeros(x.shape[1])
     coef[active] = w[:-1]
     return {
-        "features": list(offline.FEATURES),
+        "features": list(alignment.FEATURES),
         "mean": mean.tolist(),
         "std": std.tolist(),
         "coef": coef.tolist(),
@@ -154,8 +154,8 @@ def adjusted_miss(scores: np.ndarray, fit_scores: np.ndarray, fit_labels: np.nda
 
 def word_overlap(event: str, caption: str) -> float:
     """Baseline: share of the event's non-stopword words whose stem occurs in the caption."""
-    words = [offline.stem(w) for w in re.findall(r"[a-z0-9']+", event.lower()) if w not in BASELINE_STOPWORDS]
-    cap = {offline.stem(w) for w in re.findall(r"[a-z0-9']+", caption.lower())}
+    words = [alignment.stem(w) for w in re.findall(r"[a-z0-9']+", event.lower()) if w not in BASELINE_STOPWORDS]
+    cap = {alignment.stem(w) for w in re.findall(r"[a-z0-9']+", caption.lower())}
     return sum(w in cap for w in words) / len(words) if words else 0.0
 
 
@@ -243,7 +243,7 @@ def features_in_chunks(encoder, rows: list[dict], chunk: int = 64) -> np.ndarray
         part = rows[start : start + chunk]
         caps = encoder.encode([r["caption"] for r in part])
         evs = encoder.encode([r["event"] for r in part], split=False)
-        out.extend(offline.alignment_features(e, c) for e, c in zip(evs, caps))
+        out.extend(alignment.alignment_features(e, c) for e, c in zip(evs, caps))
     return np.stack(out)
 
 
@@ -256,7 +256,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
     t0 = time.perf_counter()
     feats = features_in_chunks(encoder, rows)
     t_features = time.perf_counter() - t0
-    feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(offline.FEATURES)}
+    feature_auc = {name: roc_auc(labels, feats[:, k]) for k, name in enumerate(alignment.FEATURES)}
 
     # leave one captioner out: fit + calibrate on the others, score the held-out captioner
     cross, cross_ci, gap_ci, miss_gap, loco_scores, adjusted = {}, {}, {}, {}, np.zeros(len(rows)), {}
@@ -298,10 +298,10 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         model["fitted_on"] = f"{DEFAULT_DATA.name}: {len(rows)} triples, captioners {sorted(set(map(str, captioners)))}"
         table[encoder.name] = model
         WEIGHTS.write_text(json.dumps(table, indent=1) + "\n")
-        offline._weights.cache_clear()
+        alignment._weights.cache_clear()
         print(f"wrote weights for {encoder.name} to {WEIGHTS}")
 
-    scores = offline.score_features(feats, encoder.name)
+    scores = alignment.score_features(feats, encoder.name)
     return {
         "auc_in_sample": roc_auc(labels, scores),
         "auc_leave_one_captioner_out": cross,
@@ -326,7 +326,7 @@ def evaluate(encoder_name: str, rows: list[dict], fit: bool) -> dict:
         },
         "miss_in_sample": {"judge_miss": float(np.mean(scores < 0.5)), "label_miss": float(np.mean(labels == 0))},
         "feature_auc": feature_auc,
-        "weights": offline._weights(encoder.name),
+        "weights": alignment._weights(encoder.name),
         "seconds": {"load_model": t_load, "encode_and_features": t_features},
     }
 

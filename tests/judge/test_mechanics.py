@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from vs2_plugin.judge import offline
+from vs2_plugin.judge import alignment, offline
 from vs2_plugin.judge.encoders import get_encoder
 from vs2_plugin.judge.types import JudgeItem
 
@@ -36,14 +36,14 @@ def test_words_are_rebuilt_from_pieces_before_rarity(encoder):
     assert enc.tokens == ["a", "xylophone", "player", "doesn't", "sit"]
     assert enc.vecs.shape == (5, get_encoder(encoder).dim)
     assert np.allclose(np.linalg.norm(enc.vecs, axis=1), 1.0, atol=1e-4)
-    assert offline.rarity("xylophone") > offline.rarity("player") > offline.rarity("a")
+    assert alignment.rarity("xylophone") > alignment.rarity("player") > alignment.rarity("a")
 
 
 def test_negations_and_numbers_are_content_words():
     for word in ("not", "no", "never", "one", "two", "three"):
-        assert word not in offline.STOPWORDS
+        assert word not in alignment.STOPWORDS
     words = ["the", "man", "does", "not", "hold", "two", "cups"]
-    assert [words[i] for i in offline.content_positions(words)] == ["man", "not", "hold", "two", "cups"]
+    assert [words[i] for i in alignment.content_positions(words)] == ["man", "not", "hold", "two", "cups"]
 
 
 @pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
@@ -98,12 +98,12 @@ def test_judgments_are_identical_in_fresh_processes(encoder, repo_root):
 
 
 def test_shipped_weights_are_the_ones_the_benchmark_fitted(repo_root):
-    shipped = json.loads((offline.DATA_DIR / "offline_weights.json").read_text())
+    shipped = json.loads((alignment.DATA_DIR / "offline_weights.json").read_text())
     bench = json.loads((repo_root / "benchmarks" / "results" / "offline_judge_auc.json").read_text())["encoders"]
     assert set(shipped) == set(bench) == {"minilm", "wordllama"}
     for name, entry in shipped.items():
         assert entry == bench[name]["weights"], name
-        assert tuple(entry["features"]) == offline.FEATURES
+        assert tuple(entry["features"]) == alignment.FEATURES
         assert min(entry["coef"]) >= 0.0  # the fit keeps coefficients non-negative (monotone Miss)
         assert (
             bench[name]["auc_leave_one_captioner_out_mean"]
@@ -115,7 +115,7 @@ def test_batched_features_equal_one_claim_at_a_time():
     enc = get_encoder("wordllama")
     text = enc.encode([ITEMS[0].caption + " " + ITEMS[1].caption])[0]
     claims = enc.encode(ITEMS[0].events + ITEMS[1].events + [""], split=False)
-    batched = offline.batch_features(claims, text)
-    single = np.stack([offline.alignment_features(c, text) for c in claims])
+    batched = alignment.batch_features(claims, text)
+    single = np.stack([alignment.alignment_features(c, text) for c in claims])
     assert np.allclose(batched, single, atol=1e-5)
     assert (batched[-1] == 0).all() and (batched[0] > 0).all()

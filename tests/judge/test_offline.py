@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.paths import SHARED
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.judge import offline
+from vs2_plugin.judge import alignment, offline
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.encoders import split_sentences
 from vs2_plugin.judge.runner import extract_events, judge_items
@@ -155,7 +155,7 @@ def test_split_clauses():
 
 
 def test_quote_share_hand_worked():
-    caption_stems = frozenset(offline.stem(w) for w in "she asks where he got the vacuum".split())
+    caption_stems = frozenset(alignment.stem(w) for w in "she asks where he got the vacuum".split())
     assert offline.quote_share("A man waves.", caption_stems) == 1.0  # quotes nothing
     # quoted content words ("did" and "a" are stopwords)
     assert offline.quoted_words("He asks, 'Where did you get a vacuum?'") == ["where", "you", "get", "vacuum"]

@@ -11,7 +11,7 @@ import pytest
 from tests.support.offline_judging import judge_one
 from tests.support.paths import REPO, SHARED
 from vs2_plugin.judge import offline, statements
-from vs2_plugin.judge.offline import STOPWORDS, loose_stem
+from vs2_plugin.judge.alignment import STOPWORDS, loose_stem
 from vs2_plugin.judge.statements import negated, order_contradiction, order_parts, polarity_contradictions
 from vs2_plugin.judge.types import JudgeItem
 
