@@ -179,3 +179,23 @@ def test_tiny_sft_under_two_rank_torchrun(tiny_model_dir, tmp_path):
     assert (out_dir / "adapter_model.safetensors").stat().st_size > 0
     log = [json.loads(line) for line in (out_dir / "trainer_log.jsonl").read_text().splitlines()]
     assert log[-1]["current_steps"] == 2
+
+
+def test_a_misspelt_lora_module_stops_llamafactory_cli_train(tiny_model_dir, tmp_path):
+    """PEFT would train without the module and say nothing; the run stops before the model loads."""
+    out_dir = tmp_path / "sft"
+    res = run_cli(
+        [
+            "llamafactory-cli",
+            "train",
+            "recipes/tiny/av_sft.yaml",
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={out_dir}",
+            "additional_target=audio_alinger",
+        ],
+        cwd=REPO,
+        env=_cli_env(),
+    )
+    assert res.returncode != 0
+    assert "additional_target audio_alinger: no module of the model ends with it" in res.stderr
+    assert not (out_dir / "adapter_model.safetensors").exists()

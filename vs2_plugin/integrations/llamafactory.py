@@ -31,6 +31,7 @@ from vs2_plugin.autoload import when_imported
 from vs2_plugin.data.train_check import check_training_data
 from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
 from vs2_plugin.modeling import MODEL_TYPE
+from vs2_plugin.modeling.targets import check_module_targets
 from vs2_plugin.pipeline.run_args import args_to_dict, as_arg_list, stage_of
 
 #: LLaMA-Factory versions whose internals this module was written against.
@@ -204,6 +205,7 @@ def _wrap_training_function(tuner) -> None:
         stage = stage_of(args)
         if uses_vs2(args):
             checked = check_training_data(args_to_dict(args), argument_default)
+            check_module_targets(checked)  # a misspelt LoRA target would be skipped without a word
             config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
         if stage not in STAGES:
             return original(config)

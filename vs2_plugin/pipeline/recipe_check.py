@@ -101,7 +101,7 @@ def argument_findings(
     if files:
         findings += _check_model(args) + _check_deepspeed(args)
         if kind == "train":
-            findings += _check_datasets(args)
+            findings += _check_targets(args) + _check_datasets(args)
             if data and not any(f.level == "problem" for f in findings):
                 findings += _check_data(args)
             elif data:
@@ -131,6 +131,17 @@ def _check_model(args: dict[str, Any]) -> list[Finding]:
     if model and problems[0] is None and not Path(model).exists():  # no folder, no problem: a hub id
         out.append(Finding("note", f"model_name_or_path {model}: a hub id, downloaded when the run starts"))
     return out
+
+
+def _check_targets(args: dict[str, Any]) -> list[Finding]:
+    """LoRA's ``lora_target`` and ``additional_target`` against the local model's module names: a
+    misspelt one is skipped without a word in training (:mod:`vs2_plugin.modeling.targets`)."""
+    from vs2_plugin.modeling.targets import module_names, target_problems
+
+    if not (args.get("lora_target") or args.get("additional_target")):
+        return []
+    modules = module_names(str(args.get("model_name_or_path") or ""))
+    return [Finding("problem", p) for p in target_problems(args, modules)] if modules is not None else []
 
 
 def _check_deepspeed(args: dict[str, Any]) -> list[Finding]:
@@ -258,7 +269,7 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list
         out += _check_model(
             {"model_name_or_path": cfg.model_name_or_path, "adapter_name_or_path": cfg.adapter_name_or_path}
         )
-        out += _check_deepspeed(round_args)
+        out += _check_deepspeed(round_args) + _check_targets(round_args)
         for key in ("train_videos", "heldout_videos"):
             value = getattr(cfg, key)
             if value and not Path(value).is_file():
