@@ -141,6 +141,19 @@ def test_bad_sources_are_named(tiny_model_dir, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_out_that_holds_a_source_is_refused_even_with_overwrite(tiny_model_dir, tmp_path):
+    """Replacing --out would delete the base being merged: the folder itself, or one that holds it."""
+    import shutil
+
+    base = tmp_path / "checkpoints" / "base"
+    shutil.copytree(tiny_model_dir, base)
+    before = sorted(p.name for p in base.iterdir())
+    for out in (base, base.parent):
+        with pytest.raises(ConfigError, match=f"--out {out} holds --model {base}, which the export reads"):
+            vs2_main_raising(["--model", str(base), "--out", str(out), "--overwrite"])
+    assert sorted(p.name for p in base.iterdir()) == before
+
+
 def vs2_main_raising(argv):
     import argparse
 

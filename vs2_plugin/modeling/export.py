@@ -62,6 +62,11 @@ def export_merged(
     for adapter in adapters:
         _check_dir(adapter, "adapter", "adapter_config.json")
     out = Path(out)
+    for source, what in [(base, "--model"), *((Path(a), "an adapter") for a in adapters)]:
+        # replacing --out would delete what is being merged (with --overwrite the base itself, or a
+        # whole folder of checkpoints that holds it)
+        if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
+            raise ConfigError(f"--out {out} holds {what} {source}, which the export reads; choose another folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
     model = merged_model(base, adapters)
