@@ -211,6 +211,21 @@ def test_unmeasured_counts_read_n_a_never_zero():
         Judgment(id="a", judge="x", unmeasured=["miss"])
 
 
+def test_a_count_measured_on_some_items_only_reads_n_a_and_says_on_how_many():
+    """Averaged over the items that have it, each column would be the mean of other items (Total 0.0 under a Miss of 50)."""
+    measured = Judgment(id="a", judge="third", n_events=2, missed=["e"])
+    unmeasured = Judgment(id="b", judge="third", n_events=2, missed=["e"], unmeasured=["hallucinated"])
+    rows = [{**j.to_dict(), "task": "global"} for j in (measured, unmeasured)]
+    summary = summarize_by_task(rows)["global"]
+    assert summary["miss_rate"] == 0.5 and summary["incorrect_rate"] == 0.0
+    assert summary["hallucination_rate"] is None and summary["total_rate"] is None
+    assert summary["partly_measured"] == {"hallucination_rate": 1, "hall_rate": 1, "total_rate": 1}
+    table = table1_markdown(summarize_by_task(rows))
+    assert (
+        "n/a in global: the judge measured hallucination on 1, hall on 1, total on 1 of its 2 items, not all." in table
+    )
+
+
 def test_offline_judge_measures_incorrect_so_vs2_eval_shows_a_number(tmp_path):
     from vs2_plugin.cli import main as vs2_main
 

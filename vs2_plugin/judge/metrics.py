@@ -195,7 +195,10 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Mean rates over judged items (failed items are counted apart, never as zero errors).
 
     ``rows`` are :meth:`Judgment.to_dict` outputs. Returns percentages-free fractions plus
-    ``n_items``, ``n_ok``, ``n_failed`` and ``unnatural_rate``.
+    ``n_items``, ``n_ok``, ``n_failed`` and ``unnatural_rate``. A rate is the mean over every judged
+    item or None (not measured): a judge that measures a count on some items only would otherwise
+    give each column the mean of other items (a Total below its Miss); ``partly_measured`` then
+    says on how many items each such rate was measured.
     """
     rows = list(rows)
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -203,6 +206,8 @@ def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n_items": len(rows), "n_ok": len(ok), "n_failed": len(rows) - len(ok)}
     for key in keys:
         values = [r[key] for r in ok if r.get(key) is not None]
-        out[key] = sum(values) / len(values) if values else None
+        out[key] = sum(values) / len(values) if values and len(values) == len(ok) else None
+        if values and len(values) < len(ok):
+            out.setdefault("partly_measured", {})[key] = len(values)
     out["unnatural_rate"] = sum(bool(r.get("unnatural")) for r in ok) / len(ok) if ok else None
     return out

@@ -36,9 +36,8 @@ def table1_markdown(summary: dict[str, dict[str, Any]], name: str = "captions", 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     both = "global" in summary and "local" in summary
-    for task in ("global", "local", "all"):
-        if task not in summary or (task == "all" and not both):
-            continue
+    shown = [task for task in ("global", "local", "all") if task in summary and (task != "all" or both)]
+    for task in shown:
         s = summary[task]
         lines.append(
             f"| {task} | {s['n_ok']}/{s['n_failed']} | {percent(s['rep_rate'])} | {percent(s['miss_rate'])} | "
@@ -50,6 +49,10 @@ def table1_markdown(summary: dict[str, dict[str, Any]], name: str = "captions", 
         "Rates are means over judged items of counts / reference events (Hall = Incorrect + "
         "Hallucination, Total = Miss + Hall); failed items are excluded from the means and counted apart.",
     ]
+    for task in shown:
+        if counts := summary[task].get("partly_measured"):
+            measured = ", ".join(f"{key.removesuffix('_rate')} on {n}" for key, n in counts.items())
+            lines.append(f"n/a in {task}: the judge measured {measured} of its {summary[task]['n_ok']} items, not all.")
     return "\n".join(lines) + "\n"
 
 
