@@ -98,7 +98,12 @@ def _main(argv: list[str] | None) -> int:
         note = getattr(module, "INTERRUPTED", "completed work is kept and a rerun resumes")
         print(f"vs2 {name}: interrupted; {note}", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - a bug or an unexpected library error: traceback with API keys redacted
+    except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: traceback with API keys redacted
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # a folder that cannot be made, a file in the way, no permission: the path and why
+            where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+            print(f"vs2 {name}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         import traceback
 
         print(redact(traceback.format_exc()), file=sys.stderr, end="")

@@ -115,6 +115,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path), "--n-heldout", "-3"]) == 2
     assert "vs2 synth: error: n_heldout must be an integer >= 0, got -3" in capsys.readouterr().err
     assert not (tmp_path / "clips.jsonl").exists()
+    # a path that cannot be a folder: the path and why, not a traceback (any command, through vs2's main)
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["synth", "--out", str(tmp_path / "a-file"), "--n-train", "1", "--n-heldout", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vs2 synth: error: {tmp_path / 'a-file' / 'media'}: Not a directory\n"
 
 
 # ------------------------------------------------------------------------------ files
