@@ -68,3 +68,16 @@ def test_train_and_infer_values_are_kept_as_typed(tmp_path, monkeypatch):
     )
     assert type(cfg.train["learning_rate"]) is float and type(cfg.train["num_train_epochs"]) is float
     assert type(cfg.infer["temperature"]) is float and type(cfg.infer["top_k"]) is int
+
+
+def test_numbers_out_of_their_range_fail_at_load(monkeypatch):
+    """Types alone pass lora_rank: 0 (PEFT refuses it once the model has loaded) and video_fps: -1."""
+    monkeypatch.delenv("ALLOW_EXTRA_ARGS", raising=False)
+    with pytest.raises(ConfigError, match=re.escape("train.lora_rank: 0 must be at least 1")):
+        MrDPOConfig(**BASE, train={"lora_rank": 0})
+    with pytest.raises(ConfigError, match=re.escape("infer.top_p: 1.5 must be in (0, 1]")):
+        MrDPOConfig(**BASE, infer={"top_p": 1.5})
+    from vs2_plugin.integrations.llamafactory import argument_names
+    from vs2_plugin.pipeline.config import ARGUMENT_RANGES
+
+    assert set(ARGUMENT_RANGES) <= argument_names("train") | argument_names("infer")  # no rule for a key no one reads

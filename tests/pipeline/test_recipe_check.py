@@ -66,6 +66,8 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
         (["template=no_such_template"], "template 'no_such_template' is not registered"),
         (["deepspeed=recipes/deepspeed/ds_z9.json"], "deepspeed recipes/deepspeed/ds_z9.json: cannot read"),
         (["adapter_name_or_path=/nonexistent/adapter"], "adapter_name_or_path /nonexistent/adapter: not found"),
+        (["lora_rank=0"], "lora_rank: 0 must be at least 1"),
+        (["video_fps=-1"], "video_fps: -1.0 must be above 0"),
         (["lora_target=q_projj,v_proj"], "lora_target q_projj: no module of the model has it in its name"),
         (["additional_target=audio_alinger"], "additional_target audio_alinger: no module of the model ends with it"),
     ],

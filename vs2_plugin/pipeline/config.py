@@ -233,8 +233,8 @@ def plugin_train_keys() -> set[str]:
 
 
 def argument_problems(kind: str, args: dict[str, Any], where: str | None = None) -> tuple[list[str], dict[str, Any]]:
-    """(problems, args as typed) of :func:`check_arguments`: the unknown keys (one problem) and the
-    known keys' values of another type or choice (another)."""
+    """(problems, args as typed) of :func:`check_arguments`: the unknown keys (one problem), the
+    known keys' values of another type or choice, and numbers outside :data:`ARGUMENT_RANGES`."""
     if not args:
         return [], dict(args or {})  # nothing to check: spares importing LLaMA-Factory
     from vs2_plugin.integrations.llamafactory import argument_names, typed_values
@@ -258,7 +258,40 @@ def argument_problems(kind: str, args: dict[str, Any], where: str | None = None)
         )
         problems.append(f"{head}unknown argument(s) {', '.join(named)}; {kind} takes {takes}")
     typed, mistyped = typed_values(kind, {k: v for k, v in args.items() if str(k) in known}, head + prefix)
-    return problems + mistyped, {**args, **typed}
+    out_of_range = [  # a value of another type is named above, as mistyped
+        f"{head}{prefix}{key}: {typed[key]!r} {rule}"
+        for key, (rule, ok) in ARGUMENT_RANGES.items()
+        if key in typed and _is_number(typed[key]) and not ok(typed[key])
+    ]
+    return problems + mistyped + out_of_range, {**args, **typed}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: numeric LLaMA-Factory arguments whose type its parser checks and whose range nothing checks before
+#: the run has loaded its model (``lora_rank: 0`` fails in PEFT, ``video_fps: -1`` in the first batch)
+ARGUMENT_RANGES: dict[str, tuple[str, Any]] = {
+    **{
+        key: ("must be at least 1", lambda v: v >= 1)
+        for key in (
+            "lora_rank",
+            "cutoff_len",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "max_new_tokens",
+            "video_maxlen",
+            "video_max_pixels",
+            "image_max_pixels",
+            "audio_sampling_rate",
+        )
+    },
+    **{key: ("must be above 0", lambda v: v > 0) for key in ("video_fps", "lora_alpha")},
+    "lora_dropout": ("must be in [0, 1)", lambda v: 0 <= v < 1),
+    "top_p": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+}
 
 
 def resolve_recipe(path: str | Path) -> Path:
