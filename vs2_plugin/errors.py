@@ -1,4 +1,5 @@
-"""Errors users are meant to read: one line, naming the file or sample and the problem."""
+"""Errors users are meant to read: one line, naming the file or sample and the problem (and the
+close-match hint their messages share, :func:`did_you_mean`)."""
 
 
 class Vs2Error(Exception):
@@ -24,3 +25,11 @@ class ConfigError(Vs2Error, ValueError):
 
 class UnsupportedLlamaFactory(Vs2Error, RuntimeError):
     """The installed LLaMA-Factory version is not one vs2_plugin supports."""
+
+
+def did_you_mean(key: str, known) -> str:
+    """`` (did you mean a, b?)`` naming the keys of ``known`` close to ``key``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.75)
+    return f" (did you mean {', '.join(close)}?)" if close else ""

@@ -62,7 +62,13 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
         (["model_name_or_path=null"], "Please provide `model_name_or_path`"),
         (["lr_scheduler_type=cosine_wobble"], "cosine_wobble is not a valid SchedulerType"),
         (["dataset=no_such_set"], "dataset 'no_such_set' is not in"),
-        (["dataset_dir=/nonexistent"], "dataset: /nonexistent/dataset_info.json"),
+        (["dataset_dir=/nonexistent"], "dataset vs2_demo_av_sft: /nonexistent/dataset_info.json: not found"),
+        # said once for the key, however many datasets it names
+        (["dataset_dir=/nonexistent", "dataset=a,b"], "dataset a, b: /nonexistent/dataset_info.json: not found"),
+        (
+            ["dataset=vs2_demo_av_sfft"],
+            "is not in vs2_plugin/assets/demo_data/dataset_info.json (did you mean vs2_demo_av_sft",
+        ),
         (["template=no_such_template"], "template 'no_such_template' is not registered"),
         (["deepspeed=recipes/deepspeed/ds_z9.json"], "deepspeed recipes/deepspeed/ds_z9.json: cannot read"),
         (["adapter_name_or_path=/nonexistent/adapter"], "adapter_name_or_path /nonexistent/adapter: not found"),
@@ -195,7 +201,7 @@ def test_a_mistyped_relative_model_path_is_not_taken_for_a_hub_id(tmp_path, monk
     assert not _problems(findings) and "a hub id" in findings[-1].text
 
 
-def test_data_under_skip_lists_what_the_run_would_leave_out(tiny_model_dir, tmp_path, monkeypatch):
+def test_data_under_skip_lists_what_the_run_would_leave_out(tiny_model_dir, tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     shutil.copytree(DEMO_DATA, data)
     rows = json.loads((data / "vs2_demo_av_sft.json").read_text())
@@ -208,6 +214,7 @@ def test_data_under_skip_lists_what_the_run_would_leave_out(tiny_model_dir, tmp_
     texts = [f.text for f in findings]
     assert f"data (skip): {len(rows)} samples checked, 1 bad" in texts
     assert any(t.startswith("left out: dataset 'vs2_demo_av_sft' (vs2_demo_av_sft.json item 1)") for t in texts)
+    assert "skipped_samples.jsonl" not in capsys.readouterr().err  # a scratch folder, gone once checked
 
 
 def test_offline_a_hub_id_is_found_in_the_hub_cache(tmp_path, monkeypatch):

@@ -35,7 +35,9 @@ def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] | None = None) -> dict[str, Any]:
+def check_training_data(
+    args: dict[str, Any], lf_defaults: Callable[[str], Any] | None = None, announce: bool = True
+) -> dict[str, Any]:
     """The bad-sample pass before training (``vs2_bad_samples``; see :mod:`vs2_plugin.data.validate`).
 
     Pops the data-check keys from ``args``, reads the run's datasets (``dataset``,
@@ -46,6 +48,7 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
     the run is pointed at a filtered copy of its datasets in ``output_dir/vs2_data``.
     Arguments the run leaves out take LLaMA-Factory's defaults: ``lf_defaults(name)``, by default
     :func:`vs2_plugin.integrations.llamafactory.argument_default`.
+    ``announce``: say on stderr how many samples ``skip`` left out and where they are listed.
     Returns the (possibly rewritten) args.
     """
     from vs2_plugin.data import validate
@@ -97,7 +100,7 @@ def check_training_data(args: dict[str, Any], lf_defaults: Callable[[str], Any] 
     summary["skipped_list"] = str(out / validate.SKIPPED_FILE)
     validate.write_jsonl(out / validate.SKIPPED_FILE, [b.to_dict() for b in bad])
     validate.write_json(out / validate.SUMMARY_FILE, summary)
-    if bad and _is_main_rank():
+    if bad and announce and _is_main_rank():
         print(
             f"[vs2_plugin] vs2_bad_samples=skip: left out {skipped_rows} of {total} samples "
             f"(listed in {out / validate.SKIPPED_FILE})",

@@ -39,7 +39,7 @@ from typing import Any
 
 from vs2_plugin.data import media
 from vs2_plugin.data.media_check import CHECK_WORKERS, MediaLimits, check_many, check_media  # noqa: F401 (re-exported)
-from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.errors import ConfigError, DataError, did_you_mean
 
 POLICIES = ("fail", "skip", "off")
 IMAGE_PLACEHOLDER = os.environ.get("IMAGE_PLACEHOLDER", "<image>")
@@ -495,7 +495,8 @@ def dataset_specs(names: list[str], dataset_dir: str, media_dir: str | None = No
     specs = []
     for name in names:
         if name not in info:
-            raise DataError(f"dataset {name!r} is not in {Path(dataset_dir) / 'dataset_info.json'}")
+            close = did_you_mean(name, info)
+            raise DataError(f"dataset {name!r} is not in {Path(dataset_dir) / 'dataset_info.json'}{close}")
         specs.append(DatasetSpec(name, info[name], str(dataset_dir), str(media_dir or dataset_dir)))
     return specs
 

@@ -39,7 +39,7 @@ def target_problems(args: dict[str, Any], modules: list[str]) -> list[str]:
     >>> target_problems({"finetuning_type": "full", "lora_target": "nope"}, modules)
     []
     """
-    from vs2_plugin.pipeline.config import did_you_mean
+    from vs2_plugin.errors import did_you_mean
 
     if str(args.get("finetuning_type") or "lora") not in ADAPTER_TYPES:
         return []

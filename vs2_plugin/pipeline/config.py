@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.data.media import MIN_DURATION_S
-from vs2_plugin.errors import ConfigError
+from vs2_plugin.errors import ConfigError, did_you_mean
 
 DEFAULT_GLOBAL_PROMPT = (
     "Provide a comprehensive description of all the content in the video, leaving out no details. "
@@ -392,14 +392,6 @@ def resume_differences(recorded: dict[str, Any], current: dict[str, Any]) -> lis
         for key in sorted(old.keys() & new.keys())
         if key not in RESUMABLE_KEYS and old[key] != new[key]
     ]
-
-
-def did_you_mean(key: str, known) -> str:
-    """`` (did you mean a, b?)`` naming the keys of ``known`` close to ``key``, or nothing."""
-    import difflib
-
-    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.75)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def _build(cls, data: dict[str, Any], where: str):

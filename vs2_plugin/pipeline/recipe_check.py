@@ -177,6 +177,11 @@ def _check_datasets(args: dict[str, Any]) -> list[Finding]:
                 out.append(Finding("problem", f"{key} {value!r}: an empty name between commas"))
             if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
                 continue
+            try:
+                validate.load_dataset_info(folder)
+            except DataError as exc:  # said once for the key, not once for each of its datasets
+                out.append(Finding("problem", f"{key} {', '.join(names)}: {exc}"))
+                continue
             for name in names:
                 out += _check_dataset(key, name, folder, ranked, stage)
     return out
@@ -222,7 +227,7 @@ def _check_data(args: dict[str, Any]) -> list[Finding]:
         return [Finding("note", "data: not checked (vs2_bad_samples: off)")]
     with tempfile.TemporaryDirectory(prefix="vs2_check_") as scratch:
         try:
-            check_training_data({**args, "output_dir": scratch})
+            check_training_data({**args, "output_dir": scratch}, announce=False)  # its listing is read below
             stopped = None
         except DataError as exc:  # fail: a bad sample; skip: a dataset with nothing left
             stopped = exc
