@@ -165,18 +165,18 @@ def test_what_the_run_takes_is_not_flagged(tiny_model_dir, monkeypatch):
     assert not _problems(findings), findings
 
 
-def test_recipes_are_told_apart_by_their_keys(tmp_path):
+def test_recipes_are_told_apart_by_their_keys(tmp_path, capsys):
     sft = load_yaml(REPO / "recipes" / "tiny" / "av_sft.yaml")
     sft.pop("stage")  # LLaMA-Factory's default stage is sft: still a training recipe
     driver = {"run_dir": "x", "model_name_or_path": "m"}  # no train_videos: still the driver's
-    cases = {"nostage.yaml": (sft, "train"), "driver.yaml": (driver, "mrdpo"), "empty.yaml": ({}, None)}
+    cases = {"nostage.yaml": (sft, "train"), "driver.yaml": (driver, "mrdpo")}
     for name, (data, kind) in cases.items():
         (tmp_path / name).write_text(json.dumps(data))  # JSON is YAML
-        got, findings = check_recipe(tmp_path / name, files=False)
-        if kind:
-            assert got == kind, name
+        assert check_recipe(tmp_path / name, files=False)[0] == kind, name
     assert "missing required key(s) train_videos" in _problems(check_recipe(tmp_path / "driver.yaml")[1])[0]
-    assert _problems(check_recipe(tmp_path / "empty.yaml")[1]) == [f"{tmp_path / 'empty.yaml'}: an empty recipe"]
+    (tmp_path / "empty.yaml").write_text("")
+    assert vs2_main(["check-recipe", str(tmp_path / "empty.yaml")]) == 2  # unreadable as any kind of recipe
+    assert f"{tmp_path / 'empty.yaml'}: an empty recipe (no key)" in capsys.readouterr().err
     (tmp_path / "r.json").write_text(json.dumps(load_yaml(REPO / "recipes" / "tiny" / "av_sft.yaml")))
     assert "only from a .yaml or .yml file" in _problems(check_recipe(tmp_path / "r.json", files=False)[1])[0]
 

@@ -25,11 +25,11 @@ in LLaMA-Factory's ``generated_predictions.jsonl`` shape plus identifiers::
 --input predictions.jsonl`` judges it directly. Each row is appended and fsynced as soon as its
 batch ends, so a rerun resumes with the missing rows. Videos that cannot be used (missing,
 unreadable, malformed row or line) never stop the run: they are printed and listed in
-``<out>.bad_videos.jsonl`` with their line and reason, and a rerun tries them again. A local
+``<name>.bad_videos.jsonl`` beside ``--out <name>.jsonl`` with their line and reason, and a rerun tries them again. A local
 interval that is malformed or past the video's end is listed alone; the video's other captions
 are still made.
 
-``<out>.settings.json`` records what the captions depend on (model and adapters, task, prompts,
+``<name>.settings.json`` beside it records what the captions depend on (model and adapters, task, prompts,
 loading arguments, new-token budget, decoding); a rerun into the same ``--out`` with other
 settings is refused (naming them) rather than mixing captions: choose a new ``--out`` or pass
 ``--overwrite`` to start afresh. Another ``--task`` is no difference (its rows have other keys).

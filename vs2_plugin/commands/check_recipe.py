@@ -10,7 +10,7 @@ training run starts with, over every row and media file of its datasets.
 
 Every problem is reported, not only the first; prints one line per problem or note and exits 0
 when nothing is wrong, 1 when something is, 2 when the recipe cannot be read at all (no file, not
-YAML, not a mapping, a key given twice).
+YAML, not a mapping, empty, a key given twice).
 
     vs2 check-recipe recipes/av_sft.yaml --keys-only
     vs2 check-recipe recipes/tiny/av_sft.yaml model_name_or_path=outputs/tiny-model --data

@@ -264,8 +264,13 @@ def check_options(out: Path, batch_size: int, temperature: float | None, top_p: 
 
 
 def settings_path(out: Path) -> Path:
-    """``<out>.settings.json``: what determined the captions of ``out``."""
+    """What determined the captions of ``out``: ``preds.settings.json`` beside ``preds.jsonl``."""
     return out.with_name(out.stem + ".settings.json")
+
+
+def bad_videos_path(out: Path) -> Path:
+    """The videos ``out`` has no caption of, and why: ``preds.bad_videos.jsonl`` beside ``preds.jsonl``."""
+    return out.with_name(out.stem + ".bad_videos.jsonl")
 
 
 def caption_settings(
@@ -323,7 +328,7 @@ def start_or_resume(out: Path, record: dict[str, Any], overwrite: bool) -> None:
     the record says its captions were made with these settings (the task may differ: its rows have
     other keys); refuse otherwise. Rows without a record (an older vs2) are resumed, with a note."""
     sidecar = settings_path(out)
-    bad_path = out.with_name(out.stem + ".bad_videos.jsonl")
+    bad_path = bad_videos_path(out)
     if overwrite:
         for path in (out, sidecar, bad_path):
             path.unlink(missing_ok=True)
@@ -356,7 +361,7 @@ def caption_videos(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Caption every job of ``videos`` missing from ``out``; returns counts and the bad videos.
-    ``out`` resumes only when its ``<out>.settings.json`` matches these settings (``overwrite``:
+    ``out`` resumes only when its settings record (:func:`settings_path`) matches these settings (``overwrite``:
     start afresh)."""
     from tqdm import tqdm
 
@@ -393,7 +398,7 @@ def caption_videos(
             generator.generate(groups, decoding, batch_size=batch_size, on_batch=write)
         bar.close()
         bad.extend(failed.values())
-    bad_path = out.with_name(out.stem + ".bad_videos.jsonl")
+    bad_path = bad_videos_path(out)
     if bad:
         write_jsonl_atomic(bad_path, bad)
     elif bad_path.is_file():

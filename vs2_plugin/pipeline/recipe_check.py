@@ -66,10 +66,10 @@ def check_recipe(path: str | Path, overrides: list[str] | None = None, *, files:
     from vs2_plugin.pipeline.config import load_yaml, merge_overrides, parse_overrides
 
     raw = load_yaml(path)
+    if not raw:  # nothing to read as any kind of recipe: as unreadable as a file that is not YAML
+        raise ConfigError(f"{path}: an empty recipe (no key)")
     kind = recipe_kind(raw)
     findings: list[Finding] = []
-    if not raw:
-        return kind, [Finding("problem", f"{path}: an empty recipe")]
     if kind != "mrdpo" and not Path(path).name.endswith(RECIPE_SUFFIXES):
         findings.append(Finding("problem", f"{path}: llamafactory-cli reads a recipe only from a .yaml or .yml file"))
     if kind == "mrdpo":
