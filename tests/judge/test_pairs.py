@@ -97,6 +97,13 @@ def test_schedule_from_config_and_validation():
         RoundThresholds(5, 0, 0, 0)  # percentages instead of fractions
     with pytest.raises(ConfigError):
         Schedule().for_round(0)
+    # a misspelt or forgotten threshold is named, with close matches, not as a Python signature
+    with pytest.raises(
+        ConfigError, match=r"round 1: unknown threshold\(s\) delta_e_globl \(did you mean delta_e_global"
+    ):
+        Schedule.from_config({1: {"delta_e_globl": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}})
+    with pytest.raises(ConfigError, match=r"round 2: missing threshold\(s\) delta_r_local;"):
+        Schedule.from_config([{"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}, {"e_g": 0.1, "r_g": 0, "e_t": 0.2}])
 
 
 def test_select_pairs_goes_through_the_hook_and_a_plugin_can_override():

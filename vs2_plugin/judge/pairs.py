@@ -20,6 +20,7 @@ caption that tells more wrong events than right ones, teaching the model to say 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vs2_plugin import hookimpl
-from vs2_plugin.errors import ConfigError, DataError
+from vs2_plugin.errors import ConfigError, DataError, did_you_mean
 from vs2_plugin.judge.types import PreferencePair, ScoredSample
 
 #: Tolerance for threshold comparisons of rates (0.25 - 0.20 must pass a 0.05 threshold).
@@ -106,6 +107,16 @@ class Schedule:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"schedule round {key!r} must be a mapping of thresholds, got {value!r}")
             fields = {aliases.get(k, k): v for k, v in value.items()}
+            known = {f.name for f in dataclasses.fields(RoundThresholds)}
+            unknown = [f"{k}{did_you_mean(str(k), known | set(aliases))}" for k in fields if k not in known]
+            missing = sorted(known - set(fields))
+            if unknown or missing:
+                what = [f"unknown threshold(s) {', '.join(unknown)}"] if unknown else []
+                what += [f"missing threshold(s) {', '.join(missing)}"] if missing else []
+                raise ConfigError(
+                    f"schedule round {key!r}: {'; '.join(what)}; a round sets {', '.join(sorted(known))} "
+                    f"(or {', '.join(aliases)})"
+                )
             try:
                 rounds[int(key)] = RoundThresholds(**fields)
             except (TypeError, ValueError) as exc:
