@@ -44,7 +44,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vs2_plugin.errors import Vs2Error
+from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.caption import (
     bad_row_text,
@@ -76,7 +76,11 @@ def configure_parser(parser) -> None:
     dec = parser.add_mutually_exclusive_group()
     dec.add_argument("--greedy", action="store_true", help="greedy decoding (the default)")
     dec.add_argument("--temperature", type=float, help="sample at this temperature instead of greedy decoding")
-    parser.add_argument("--top-p", type=float, default=SamplingConfig.top_p, help="top-p when sampling, in (0, 1]")
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help=f"top-p when sampling (with --temperature), in (0, 1]; default {SamplingConfig.top_p}",
+    )
     parser.add_argument("--seed", type=int, default=42, help="run seed of the per-row sampling seeds (default 42)")
     parser.add_argument(
         "--max-new-tokens",
@@ -97,7 +101,10 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     settings = command_settings(args.model, args.adapters, args.run, args.max_new_tokens, args.infer)
     # what needs neither the model nor the videos is checked before the console opens its log beside --out
-    check_options(Path(args.out), args.batch_size, args.temperature, args.top_p)
+    if args.top_p is not None and args.temperature is None:
+        raise ConfigError("--top-p applies when sampling: give --temperature too (without it decoding is greedy)")
+    top_p = SamplingConfig.top_p if args.top_p is None else args.top_p
+    check_options(Path(args.out), args.batch_size, args.temperature, top_p)
     check_video_list(Path(args.videos))
     # the library output of loading and generating goes to logs/caption.log beside the predictions
     with console.run_console(Path(args.out).resolve().parent / "logs" / "caption.log", args, "vs2 caption"):
@@ -108,7 +115,7 @@ def run(args) -> int:
             task=args.task,
             batch_size=args.batch_size,
             temperature=args.temperature,
-            top_p=args.top_p,
+            top_p=top_p,
             seed=args.seed,
             progress=not args.no_progress,
             overwrite=args.overwrite,
