@@ -113,3 +113,19 @@ def test_killed_at_every_step_resumes_to_the_uninterrupted_result(tmp_path, tiny
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     rounds = json.loads((run / "gdpo" / "rounds.json").read_text())
     assert [r["status"] for r in rounds["rounds"]] == ["done"]
+
+
+def test_held_out_summary_of_a_judge_that_leaves_a_count_unmeasured():
+    """A judge may leave hallucinations unmeasured (Judgment.unmeasured): the summary says None for
+    what it did not measure on every item, rather than failing on the missing rates."""
+    from vs2_plugin.judge.types import Judgment
+    from vs2_plugin.pipeline.mrdpo import summarize_judged
+
+    judgments = [
+        Judgment(id="a", judge="third", n_events=2, missed=["e"]),
+        Judgment(id="b", judge="third", n_events=2, unmeasured=["hallucinated"]),
+    ]
+    judged = [{"task": "global", "caption": "A tone sounds.", "judgment": j.to_dict()} for j in judgments]
+    summary = summarize_judged(judged)["global"]
+    assert summary["miss"] == 0.25 and summary["hall"] is None and summary["total"] is None
+    assert summary["n"] == 2 and summary["failed"] == 0 and summary["unnatural"] == 0.0

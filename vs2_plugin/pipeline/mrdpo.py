@@ -172,26 +172,20 @@ def gdpo_round_record(gdpo_dir: Path, gdpo_round: int) -> dict[str, Any]:
 
 
 def summarize_judged(judged: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean Rep / Miss / Hall / Total and the unnatural-pattern rate, per task."""
-    from vs2_plugin.judge.metrics import is_unnatural
+    """Mean Rep / Miss / Hall / Total and the unnatural-pattern rate, per task; a rate the judge did
+    not measure on every judged item is None (:func:`vs2_plugin.judge.metrics.summarize`)."""
+    from vs2_plugin.judge.metrics import is_unnatural, summarize
 
     out: dict[str, Any] = {}
     for task in ("global", "local"):
         rows = [r for r in judged if r["task"] == task]
         if not rows:
             continue
-        ok = [r["judgment"] for r in rows if r["judgment"].get("status") == "ok"]
-
-        def mean(key: str, ok: list = ok) -> float | None:
-            return sum(j[key] for j in ok) / len(ok) if ok else None
-
+        rates = summarize(r["judgment"] for r in rows)
         out[task] = {
             "n": len(rows),
-            "failed": len(rows) - len(ok),
-            "rep": mean("rep_rate"),
-            "miss": mean("miss_rate"),
-            "hall": mean("hall_rate"),
-            "total": mean("total_rate"),
+            "failed": rates["n_failed"],
+            **{name: rates[f"{name}_rate"] for name in ("rep", "miss", "hall", "total")},
             "unnatural": sum(is_unnatural(r["caption"]) for r in rows) / len(rows),
         }
     return out
