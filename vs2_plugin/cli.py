@@ -10,6 +10,7 @@ keys redacted and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import warnings
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = previous
 
 
+#: errors of a path the user gave or can mend (the others keep their traceback: they may be bugs)
+_PATH_ERRNOS = frozenset(
+    {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EROFS, errno.ENOSPC}
+)
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUBCOMMANDS:
@@ -99,10 +106,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"vs2 {name}: interrupted; {note}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: traceback with API keys redacted
-        if isinstance(exc, OSError) and exc.filename is not None:
-            # a folder that cannot be made, a file in the way, no permission: the path and why
+        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # a folder that cannot be made, a file in the way, no permission, a full disk: the path and why
             where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
-            print(f"vs2 {name}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"vs2 {name}: error: {redact(f'{where}: {exc.strerror or exc}')}", file=sys.stderr)
             return 2
         import traceback
 

@@ -185,6 +185,32 @@ def _register_composite_model(visual) -> None:
     _record("composite_model", MODEL_TYPE)
 
 
+def lora_reach(model_type: str, args: dict[str, Any]) -> tuple[bool, set[str]]:
+    """How LLaMA-Factory picks LoRA's modules for ``model_type`` in a run of ``args``: (whether by
+    parts of names, as for composite models, the name parts it keeps out of LoRA then: the
+    model's LoRA conflict keys and the parts this run freezes). The freezing rule is
+    ``get_forbidden_modules``', read from the same registry without its log lines."""
+    from llamafactory.model.model_utils.visual import COMPOSITE_MODELS
+
+    spec = COMPOSITE_MODELS.get(model_type)
+    if spec is None:
+        return False, set()
+
+    def flag(name: str) -> bool:
+        value = args.get(name)
+        return argument_default(name) if value is None else str(value).strip().lower() in ("true", "1")
+
+    kept_out = set(spec.lora_conflict_keys)
+    for name, keys in (
+        ("freeze_vision_tower", spec.vision_model_keys),
+        ("freeze_multi_modal_projector", spec.projector_keys),
+        ("freeze_language_model", spec.language_model_keys),
+    ):
+        if flag(name):
+            kept_out.update(keys)
+    return True, kept_out
+
+
 def _register_auto_classes(_module) -> None:
     from vs2_plugin.modeling import register_auto_classes
 
@@ -204,8 +230,8 @@ def _wrap_training_function(tuner) -> None:
         args = config.get("args")
         stage = stage_of(args)
         if uses_vs2(args):
+            check_module_targets(args_to_dict(args))  # a misspelt LoRA target is skipped without a word
             checked = check_training_data(args_to_dict(args), argument_default)
-            check_module_targets(checked)  # a misspelt LoRA target would be skipped without a word
             config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
         if stage not in STAGES:
             return original(config)

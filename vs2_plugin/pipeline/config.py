@@ -271,7 +271,8 @@ def _is_number(value: Any) -> bool:
 
 
 #: numeric LLaMA-Factory arguments whose type its parser checks and whose range nothing checks before
-#: the run has loaded its model (``lora_rank: 0`` fails in PEFT, ``video_fps: -1`` in the first batch)
+#: the run has loaded its model (``lora_rank: 0`` fails in PEFT, ``video_fps: -1`` in the first batch);
+#: not ``max_new_tokens``, which LLaMA-Factory reads as "use max_length" when it is 0 or less
 ARGUMENT_RANGES: dict[str, tuple[str, Any]] = {
     **{
         key: ("must be at least 1", lambda v: v >= 1)
@@ -281,7 +282,6 @@ ARGUMENT_RANGES: dict[str, tuple[str, Any]] = {
             "per_device_train_batch_size",
             "per_device_eval_batch_size",
             "gradient_accumulation_steps",
-            "max_new_tokens",
             "video_maxlen",
             "video_max_pixels",
             "image_max_pixels",
