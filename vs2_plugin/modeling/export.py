@@ -52,10 +52,8 @@ def merged_model(model_dir: str | Path, adapters: list[str]):
 def export_merged(
     model_dir: str | Path, adapters: list[str], out: str | Path, dtype: str = "auto", overwrite: bool = False
 ) -> Path:
-    """Write base + ``adapters`` as one checkpoint to ``out`` (atomically); returns ``out``."""
-    import torch
-    from transformers import AutoProcessor, AutoTokenizer
-
+    """Write base + ``adapters`` as one checkpoint to ``out`` (atomically); returns ``out``. The
+    sources and ``out`` are checked before torch and transformers are imported (seconds)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     base = _check_dir(model_dir, "model", "config.json")
@@ -69,6 +67,9 @@ def export_merged(
             raise ConfigError(f"--out {out} holds {what} {source}, which the export reads; choose another folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    import torch
+    from transformers import AutoProcessor, AutoTokenizer
+
     model = merged_model(base, adapters)
     from vs2_plugin.modeling.geometry import read_model_config
 
