@@ -230,8 +230,9 @@ def _wrap_training_function(tuner) -> None:
         args = config.get("args")
         stage = stage_of(args)
         if uses_vs2(args):
-            check_module_targets(args_to_dict(args))  # a misspelt LoRA target is skipped without a word
-            checked = check_training_data(args_to_dict(args), argument_default)
+            given = args_to_dict(args)
+            check_module_targets(given)  # a misspelt LoRA target is skipped without a word
+            checked = check_training_data(given, argument_default)
             config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
         if stage not in STAGES:
             return original(config)

@@ -22,14 +22,6 @@ from typing import Any
 ADAPTER_TYPES = ("lora", "oft")
 
 
-def _names(value: Any) -> list[str]:
-    """A recipe's comma-separated (or listed) module names, as LLaMA-Factory splits them."""
-    if value is None:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return [str(v).strip() for v in items if str(v).strip()]
-
-
 def _tunes_adapters(args: dict[str, Any]) -> bool:
     return str(args.get("finetuning_type") or "lora") in ADAPTER_TYPES
 
@@ -55,17 +47,18 @@ def target_problems(
     >>> target_problems({"finetuning_type": "full", "lora_target": "nope"}, modules)
     []
     """
+    from vs2_plugin.data.validate import split_names
     from vs2_plugin.errors import did_you_mean
 
     if not _tunes_adapters(args):
         return []
     last = sorted({m.rsplit(".", 1)[-1] for m in modules})
     problems = []
-    entries = _names(args.get("lora_target"))
+    entries = split_names(args.get("lora_target"))
     for target in [] if entries == ["all"] else entries:
         if problem := _lora_problem(target, modules, composite, kept_out):
             problems.append(problem + (did_you_mean(target, last) if "no module" in problem else ""))
-    for target in _names(args.get("additional_target")):
+    for target in split_names(args.get("additional_target")):
         if not any(m.endswith(target) for m in modules):
             problems.append(
                 f"additional_target {target}: no module of the model ends with it{did_you_mean(target, last)}"
