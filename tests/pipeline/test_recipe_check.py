@@ -76,6 +76,10 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
         (["video_fps=-1"], "video_fps: -1.0 must be above 0"),
         (["lora_target=q_projj,v_proj"], "lora_target q_projj: no module of the model has it in its name"),
         (["additional_target=audio_alinger"], "additional_target audio_alinger: no module of the model ends with it"),
+        # LLaMA-Factory's own checks after its parse
+        (["do_eval=true"], "Please make sure eval_dataset be provided or val_size"),
+        (["do_predict=true"], "Please enable `predict_with_generate`"),
+        (["use_unsloth=true"], "need a package not installed here: The 'unsloth' distribution was not found"),
     ],
 )
 def test_each_mistake_is_named(tiny_model_dir, monkeypatch, overrides, named):
@@ -83,6 +87,23 @@ def test_each_mistake_is_named(tiny_model_dir, monkeypatch, overrides, named):
     _, findings = check_recipe("recipes/tiny/av_sft.yaml", [f"model_name_or_path={tiny_model_dir}", *overrides])
     problems = _problems(findings)
     assert len(problems) == 1 and named in problems[0], problems
+
+
+def test_a_finished_run_in_output_dir_is_named_unless_the_files_are_left_out(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    (tmp_path / "model.safetensors").write_bytes(b"")  # what a finished run leaves, and no checkpoint-N
+    overrides = [f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path}", "overwrite_output_dir=false"]
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", overrides)
+    assert _problems(findings) == [
+        "recipes/tiny/av_sft.yaml: LLaMA-Factory's train arguments: Output directory already exists and is not "
+        "empty. Please set `overwrite_output_dir`."
+    ]
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", overrides, files=False)
+    assert not _problems(findings)
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", [*overrides[:-1], "dataset=null"], files=False)
+    assert _problems(findings) == [
+        "recipes/tiny/av_sft.yaml: LLaMA-Factory's train arguments: Please specify dataset for training."
+    ]
 
 
 def test_a_missing_model_and_a_bad_sample_are_named(tiny_model_dir, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ registration is idempotent and recorded in :data:`REGISTRATIONS` (``vs2 plugins`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -366,15 +367,21 @@ def template_names() -> frozenset[str]:
     return frozenset(TEMPLATES)
 
 
-def parse_arguments(kind: str, args: dict[str, Any], where: str = "") -> list[str]:
-    """Parse ``args`` as ``llamafactory-cli train`` ("train") or ``api`` / ``chat`` ("infer") would,
-    keys and types, loading nothing: our stages' forced settings and gDPO's keys are applied and
-    popped as :func:`run_stage` does, the data check's ``vs2_*`` keys validated and popped. A
-    ConfigError names what the parser refuses (after ``where``). Returns notes on what cannot be checked on this
-    machine: mixed precision without a GPU (parsed as fp32). The DeepSpeed config is left out (parsing
-    it imports DeepSpeed, an extra); reading its file is the caller's."""
+def parse_arguments(kind: str, args: dict[str, Any], where: str = "", files: bool = True) -> list[str]:
+    """Check ``args`` as ``llamafactory-cli train`` ("train") or ``api`` / ``chat`` ("infer") would,
+    loading nothing: through LLaMA-Factory's own ``get_train_args`` / ``get_infer_args``, so its
+    checks after the parse run too (a training run without ``dataset``, ``do_eval`` without an eval
+    set, a stage's unsupported options, a package an option needs, a finished run in ``output_dir``
+    — that last one not when ``files`` is false). Our stages' forced settings and gDPO's keys are
+    applied and popped as :func:`run_stage` does, the data check's ``vs2_*`` keys validated and
+    popped. A ConfigError names what LLaMA-Factory refuses (after ``where``). Returns notes on what
+    cannot be checked on this machine: mixed precision without a GPU (parsed as fp32); a training
+    run's later checks with several GPUs (``llamafactory-cli`` starts one process per GPU there,
+    this check runs in one, which LLaMA-Factory refuses: the keys and types are parsed only). The
+    DeepSpeed config is left out (parsing it imports DeepSpeed, an extra); reading its file is the
+    caller's."""
     import torch
-    from llamafactory.hparams.parser import HfArgumentParser
+    from llamafactory.hparams.parser import HfArgumentParser, get_infer_args, get_train_args
 
     from vs2_plugin.data.validate import DataCheckArguments
     from vs2_plugin.gdpo.config import GDPOArguments
@@ -396,23 +403,56 @@ def parse_arguments(kind: str, args: dict[str, Any], where: str = "") -> list[st
     if kind == "train" and mixed and not torch.cuda.is_available():
         notes.append(f"{', '.join(mixed)}: not checked on this machine (no GPU); parsed as fp32")
         args.update({k: False for k in mixed}, use_cpu=True)
+    if kind == "train" and not files:
+        args["overwrite_output_dir"] = True  # an output_dir on this machine is not the recipe's to answer for
+    one_process = kind == "train" and torch.cuda.device_count() > 1
+    if one_process:
+        notes.append(
+            f"{torch.cuda.device_count()} GPUs here: LLaMA-Factory's checks after the parse not run "
+            "(they refuse one process for several GPUs; llamafactory-cli starts one a GPU)"
+        )
     head = f"{where}: " if where else ""
     try:
-        parsed = HfArgumentParser(_argument_classes(kind)).parse_dict(
-            args, allow_extra_keys=argument_names(kind) is None
-        )
+        if one_process:
+            parsed = HfArgumentParser(_argument_classes(kind)).parse_dict(
+                args, allow_extra_keys=argument_names(kind) is None
+            )
+        else:
+            with _quiet_llamafactory():
+                parsed = (get_train_args if kind == "train" else get_infer_args)(args)
         if spec is not None and spec.name == "gdpo":  # the gDPO stage's own rules on LLaMA-Factory's DPO keys
             from vs2_plugin.gdpo.workflow import check_dpo_settings
 
             check_dpo_settings(next(a for a in parsed if hasattr(a, "pref_loss")))
     except ConfigError as exc:
         raise ConfigError(f"{head}{exc}") from None
+    except ImportError as exc:  # an option's package (use_unsloth, use_galore...) is not installed
+        text = " ".join(str(exc).split()).removeprefix("No package metadata was found for ")  # its hint, on one line
+        raise ConfigError(f"{head}LLaMA-Factory's {kind} arguments need a package not installed here: {text}") from None
     except (ValueError, TypeError, AssertionError) as exc:  # its own checks are partly asserts
         hint = ""
         if "True is not a valid" in str(exc) or "False is not a valid" in str(exc):
             hint = " (YAML reads a bare yes / no / on / off as true or false: quote the word)"
         raise ConfigError(f"{head}LLaMA-Factory's {kind} arguments: {exc or type(exc).__name__}{hint}") from None
     return notes
+
+
+@contextlib.contextmanager
+def _quiet_llamafactory():
+    """LLaMA-Factory's and transformers' log levels as they were, whatever ``get_train_args`` sets:
+    its info lines and advice (mixed precision, on a machine that parsed it as fp32) are not findings."""
+    import logging
+
+    import transformers
+
+    library = logging.getLogger("llamafactory")
+    level, verbosity = library.level, transformers.utils.logging.get_verbosity()
+    library.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
+        transformers.utils.logging.set_verbosity(verbosity)
 
 
 def typed_values(kind: str, args: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:

@@ -94,7 +94,7 @@ def argument_findings(
     findings = [Finding("problem", p) for p in problems]
     if not problems:  # the parser would refuse the same first; its own checks come after
         try:
-            findings += [Finding("note", n) for n in parse_arguments(kind, args, where=where)]
+            findings += [Finding("note", n) for n in parse_arguments(kind, args, where=where, files=files)]
         except Vs2Error as exc:
             findings.append(Finding("problem", str(exc)))
     findings += _check_template(args)
