@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -108,3 +111,42 @@ def test_errors_name_the_problem(parts, tmp_path):
         compose(qwen_dir, whisper_pt, tmp_path / "full", progress=False)
     with pytest.raises(ConfigError, match="audio_window_s=0.3"):
         compose(qwen_dir, whisper_pt, tmp_path / "z", audio_window_s=0.33, progress=False)
+    with pytest.raises(ConfigError, match="audio_window_s must be a positive number of seconds, got inf"):
+        compose(qwen_dir, whisper_pt, tmp_path / "z", audio_window_s=float("inf"), progress=False)
+
+
+def _copy_of(qwen_dir, to):
+    import shutil
+
+    return Path(shutil.copytree(qwen_dir, to))
+
+
+def test_unreadable_source_parts_are_named_and_leave_no_out(parts, tmp_path):
+    qwen_dir, whisper_pt = parts
+    out = tmp_path / "out"
+
+    no_tokenizer = _copy_of(qwen_dir, tmp_path / "no_tokenizer")
+    for path in no_tokenizer.glob("tokenizer*"):
+        path.unlink()
+    # it would load a tokenizer of a few tokens, and the audio tokens would take real vocabulary rows
+    with pytest.raises(MediaError, match=r"<\|video_pad\|> is id 0, video_token_id is \d+; are the tokenizer files"):
+        compose(no_tokenizer, whisper_pt, out, progress=False)
+
+    corrupt = _copy_of(qwen_dir, tmp_path / "corrupt")
+    (corrupt / "model.safetensors").write_bytes(b"\x01\x02\x03")
+    with pytest.raises(MediaError, match="model.safetensors: cannot read it as safetensors"):
+        compose(corrupt, whisper_pt, out, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))  # no half-written model
+
+    indexed = _copy_of(qwen_dir, tmp_path / "indexed")
+    (indexed / "model.safetensors").rename(indexed / "model-00001-of-00002.safetensors")
+    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (indexed / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(MediaError, match="names shard\\(s\\) not in the folder: model-00002-of-00002.safetensors"):
+        compose(indexed, whisper_pt, out, progress=False)
+
+    bad_config = _copy_of(qwen_dir, tmp_path / "bad_config")
+    (bad_config / "config.json").write_text("{not json")
+    with pytest.raises(MediaError, match="cannot read its config or tokenizer"):
+        compose(bad_config, whisper_pt, out, progress=False)
+    assert not out.exists()

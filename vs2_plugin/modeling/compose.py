@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError, MediaError
+from vs2_plugin.gdpo.rounds import atomic_directory
 from vs2_plugin.modeling import MODEL_TYPE
 
 SHARD_BYTES = 4 * 1024**3
@@ -45,7 +46,13 @@ def qwen_key_to_ours(key: str) -> str:
 def _source_shards(visual_llm: Path) -> list[Path]:
     index = visual_llm / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MediaError(index, f"not a safetensors index (a 'weight_map' of tensor -> file): {exc}") from None
+        missing = [name for name in files if not (visual_llm / name).is_file()]
+        if missing:
+            raise MediaError(index, f"names shard(s) not in the folder: {', '.join(missing)}")
         return [visual_llm / name for name in files]
     single = visual_llm / "model.safetensors"
     if single.is_file():
@@ -181,6 +188,30 @@ ALIGNER_SETTINGS = (
 )
 
 
+#: the vision tokens a Qwen2.5-VL tokenizer holds, each with the config.json key giving its id
+VISION_TOKENS = {
+    "video_token_id": "<|video_pad|>",
+    "image_token_id": "<|image_pad|>",
+    "vision_start_token_id": "<|vision_start|>",
+}
+
+
+def check_tokenizer_matches(tokenizer, config, folder: Path) -> None:
+    """Refuse a tokenizer whose vision tokens are not at the ids the model's config gives them.
+
+    A folder without its tokenizer files still loads a tokenizer (a handful of tokens, every text
+    encoded as nothing), and the audio tokens added to it would take the ids of real vocabulary rows.
+    """
+    for key, token in VISION_TOKENS.items():
+        expected, got = getattr(config, key, None), tokenizer.convert_tokens_to_ids(token)
+        if expected is not None and got != expected:
+            raise MediaError(
+                folder,
+                f"its tokenizer ({len(tokenizer)} tokens) does not match its config.json: {token} is id {got}, "
+                f"{key} is {expected}; are the tokenizer files (tokenizer.json, tokenizer_config.json) there?",
+            )
+
+
 def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, **aligner_settings) -> Path:
     """Write the composed model directory ``out``; return its path.
 
@@ -190,8 +221,6 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
     if unknown:
         raise ConfigError(f"compose: unknown settings {unknown}; expected some of {list(ALIGNER_SETTINGS)}")
     aligner_settings = {k: v for k, v in aligner_settings.items() if v is not None}
-    from safetensors import safe_open
-    from tqdm import tqdm
     from transformers import AutoProcessor, AutoTokenizer
 
     from vs2_plugin.modeling import register_auto_classes
@@ -207,13 +236,19 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
     shards = _source_shards(visual_llm)
     audio_config, encoder_state = load_whisper_checkpoint(whisper)
 
-    tokenizer = AutoTokenizer.from_pretrained(visual_llm)
+    from transformers import AutoConfig
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(visual_llm)
+        source_config = AutoConfig.from_pretrained(visual_llm)
+    except (OSError, ValueError) as exc:  # transformers' word for a config.json or tokenizer it cannot read
+        raise MediaError(visual_llm, f"cannot read its config or tokenizer: {' '.join(str(exc).split())}") from None
+    check_tokenizer_matches(tokenizer, source_config, visual_llm)
     known, real_rows = set(tokenizer.get_vocab()), len(tokenizer)
     add_audio_tokens(tokenizer)
     token_ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in AUDIO_TOKENS}
-    from transformers import AutoConfig
 
-    old_vocab = AutoConfig.from_pretrained(visual_llm).get_text_config().vocab_size
+    old_vocab = source_config.get_text_config().vocab_size
     needed = max(token_ids.values()) + 1
     vocab_size = old_vocab if needed <= old_vocab else -(-needed // 64) * 64  # resize only if needed
     new_ids = [token_ids[tok] for tok in AUDIO_TOKENS if tok not in known]  # re-composing keeps trained rows
@@ -225,12 +260,43 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
         **aligner_settings,
     )
 
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:  # an interrupted or failed build leaves no --out
+        dtype = _write_weights(tmp, shards, encoder_state, config, vocab_size, real_rows, new_ids, seed, progress)
+        config.dtype = dtype
+        config.architectures = ["VideoSalmonn2ForConditionalGeneration"]
+        config.save_pretrained(tmp)
+        if (visual_llm / "generation_config.json").is_file():
+            shutil.copy(visual_llm / "generation_config.json", tmp / "generation_config.json")
+        try:
+            processor = AutoProcessor.from_pretrained(visual_llm)
+            processor.tokenizer = tokenizer
+            processor.save_pretrained(tmp)
+        except (OSError, ValueError):  # a directory without processor files: tokenizer only
+            tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return out
+
+
+def _open_shard(shard: Path):
+    """``safe_open`` on ``shard``; a file that is not safetensors is named, not a traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(str(shard), framework="pt")
+    except (SafetensorError, OSError) as exc:
+        raise MediaError(shard, f"cannot read it as safetensors ({exc})") from None
+
+
+def _write_weights(out: Path, shards, encoder_state, config, vocab_size, real_rows, new_ids, seed, progress):
+    """Copy the visual LLM's tensors (embedding rows padded, new token rows initialised), add the
+    Whisper encoder and a fresh aligner; return the source's dtype."""
+    from tqdm import tqdm
+
     writer = _ShardWriter(out)
     dtype = None
     with tqdm(total=len(shards) + 2, desc="vs2 build", unit="part", disable=not progress) as bar:
         for shard in shards:
-            with safe_open(str(shard), framework="pt") as reader:
+            with _open_shard(shard) as reader:
                 for key in reader.keys():
                     tensor = reader.get_tensor(key)
                     dtype = dtype or tensor.dtype
@@ -248,17 +314,4 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
             writer.add(key, tensor)
         writer.finish()
         bar.update(1)
-
-    config.dtype = dtype
-    config.architectures = ["VideoSalmonn2ForConditionalGeneration"]
-    config.save_pretrained(out)
-    if (visual_llm / "generation_config.json").is_file():
-        shutil.copy(visual_llm / "generation_config.json", out / "generation_config.json")
-    try:
-        processor = AutoProcessor.from_pretrained(visual_llm)
-        processor.tokenizer = tokenizer
-        processor.save_pretrained(out)
-    except (OSError, ValueError):  # a directory without processor files: tokenizer only
-        tokenizer.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return dtype

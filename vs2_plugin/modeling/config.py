@@ -147,7 +147,11 @@ class VideoSalmonn2Config(Qwen2_5_VLConfig):
                 f"segment_s={self.segment_s} does not match audio_config.n_audio_ctx="
                 f"{self.audio_config['n_audio_ctx']} (Whisper yields 50 encoder frames per second)"
             )
-        if not (isinstance(self.audio_window_s, (int, float)) and self.audio_window_s > 0):
+        if not (
+            isinstance(self.audio_window_s, (int, float))
+            and math.isfinite(self.audio_window_s)
+            and self.audio_window_s > 0
+        ):
             raise ConfigError(f"audio_window_s must be a positive number of seconds, got {self.audio_window_s!r}")
         frames = self.audio_window_s * self.encoder_frames_per_second
         if abs(frames - round(frames)) > 1e-6 or round(frames) < 1:
