@@ -236,3 +236,54 @@ def test_quiet_eval_prints_only_its_report(tmp_path, run_cli):
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(out.read_text())["items"][0]["status"] == "ok"
     assert "Loading weights" not in res.stdout + res.stderr and "| global |" in res.stdout
+
+
+def _pairs(tmp_path, rows, *extra, name="p"):
+    path = write_jsonl(tmp_path / "s.jsonl", rows)
+    # round 2: Table 3 asks no repetition margin
+    return vs2_main(
+        ["pairs", "--input", str(path), "--dataset-dir", str(tmp_path / "ds"), "--name", name, "--round", "2", *extra]
+    )
+
+
+def test_pairs_are_chosen_among_captions_of_one_prompt(tmp_path):
+    # two local intervals of one video: the 0-2 s caption is no better answer to "3-5 s" than its own
+    rows = [
+        {**SAMPLE, "task": "local", "prompt": "Describe 0-2 s.", "miss_rate": 0.0, "hall_rate": 0.0},
+        {**SAMPLE, "task": "local", "prompt": "Describe 3-5 s.", "miss_rate": 0.9, "hall_rate": 0.5},
+    ]
+    assert _pairs(tmp_path, rows, "--quiet") == 0
+    assert json.loads((tmp_path / "ds" / "p.json").read_text()) == []
+    rows[1]["prompt"] = rows[0]["prompt"]  # the same question: a pair
+    assert _pairs(tmp_path, rows, "--quiet") == 0
+    assert len(json.loads((tmp_path / "ds" / "p.json").read_text())) == 1
+
+
+def test_pairs_with_samples_not_judged_leave_the_dataset_as_it_was(tmp_path, capsys):
+    good = [{**SAMPLE, "caption": "A brown dog runs across a park.", "events": EVENTS}, {**SAMPLE, "caption": "x"}]
+    assert _pairs(tmp_path, good, "--quiet") == 0
+    before = (tmp_path / "ds" / "p.json").read_text()
+    assert json.loads(before)  # one pair
+    unjudged = [*good, {**SAMPLE, "caption": "一只狗在公园里跑。", "events": ["一只狗在公园里跑"]}]
+    assert _pairs(tmp_path, unjudged, "--quiet") == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 sample(s) could not be judged" in err and "no dataset written" in err
+    assert (tmp_path / "ds" / "p.json").read_text() == before
+    assert "the offline judge reads English" in (tmp_path / "ds" / "p.scores.jsonl").read_text()
+    assert _pairs(tmp_path, unjudged, "--quiet", "--allow-failed") == 0  # the rest paired, on request
+    assert json.loads((tmp_path / "ds" / "p.json").read_text())
+
+
+def test_pairs_name_a_broken_dataset_info_before_writing_and_warn_of_missing_media(tmp_path, capsys):
+    rows = [{**SAMPLE, "caption": "A brown dog runs across a park.", "events": EVENTS}, {**SAMPLE, "caption": "x"}]
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset_info.json").write_text("[]")
+    assert _pairs(tmp_path, rows, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "dataset_info.json: a JSON object of dataset name -> entry is needed, got a list" in err
+    assert "1 media file(s) not found from --dataset-dir" in err and "m.mp4 (sample v1#global#1)" in err
+    assert not (tmp_path / "ds" / "p.json").exists()
+    (tmp_path / "ds" / "dataset_info.json").unlink()
+    (tmp_path / "ds" / "m.mp4").write_bytes(b"")  # where LLaMA-Factory will look for it
+    assert _pairs(tmp_path, rows, "--quiet") == 0
+    assert "not found" not in capsys.readouterr().err

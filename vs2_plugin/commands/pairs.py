@@ -15,7 +15,8 @@ Input JSONL, one sampled caption per line (several lines per video and task)::
 
 Every row is checked before any judging; an error names the file, the line and the video.
 
-Writes ``<dataset-dir>/<name>.json`` (sharegpt: conversations/chosen/rejected/videos),
+Writes ``<dataset-dir>/<name>.json`` (sharegpt: conversations/chosen/rejected/videos; at most one
+pair per video, task, prompt and media; none when a sample could not be judged, unless ``--allow-failed``),
 the ``<name>`` entry of ``<dataset-dir>/dataset_info.json`` (ranking: true) and
 ``<dataset-dir>/<name>.scores.jsonl`` (every sample's metrics, failed ones included).
 """
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
 from vs2_plugin.files import load_mapping
-from vs2_plugin.judge.pairs import Schedule, select_pairs, write_pairwise_dataset
-from vs2_plugin.judge.sample_scoring import items_to_judge, load_samples, scored_samples
+from vs2_plugin.judge.pairs import Schedule, check_dataset_name, pair_group, select_pairs, write_pairwise_dataset
+from vs2_plugin.judge.sample_scoring import items_to_judge, load_samples, missing_media_warning, scored_samples
 
 
 def configure_parser(parser) -> None:
@@ -40,26 +41,44 @@ def configure_parser(parser) -> None:
     parser.add_argument(
         "--schedule", type=Path, default=None, help="YAML/JSON thresholds per round (default: paper Table 3)"
     )
+    parser.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="write the pairs of the judged samples even when some could not be judged (default: write none, exit 1)",
+    )
     add_judge_arguments(parser)
 
 
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
+    check_dataset_name(args.name)
     rows = load_samples(args.input)
     schedule = Schedule.from_config(load_mapping(args.schedule)) if args.schedule else Schedule()
     config = config_from_args(args)
+    if warning := missing_media_warning(rows, args.dataset_dir):
+        print(f"vs2 pairs: warning: {warning}", file=sys.stderr)
     items = items_to_judge(rows)
     judged = {j.id: j for j in judge_items(items, config)} if items else {}
     samples, score_rows = scored_samples(rows, judged)
-    pairs = select_pairs(samples, args.round, schedule)
-    data_path = write_pairwise_dataset(pairs, args.dataset_dir, args.name)
+    args.dataset_dir.mkdir(parents=True, exist_ok=True)
     scores_path = args.dataset_dir / f"{args.name}.scores.jsonl"
     scores_path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in score_rows), encoding="utf-8")
     failed = sum(1 for s in score_rows if s["status"] == "failed")
-    groups = len({(s.video_id, s.task) for s in samples})
+    if failed and not args.allow_failed:  # pairs of a part of the samples would replace the dataset unseen
+        print(
+            f"vs2 pairs: {failed} of {len(score_rows)} sample(s) could not be judged (see 'error' in {scores_path}); "
+            f"no dataset written, {args.dataset_dir / args.name}.json left as it was. Rerun (judged samples are "
+            "cached) or give --allow-failed to pair the rest",
+            file=sys.stderr,
+        )
+        return 1
+    pairs = select_pairs(samples, args.round, schedule)
+    data_path = write_pairwise_dataset(pairs, args.dataset_dir, args.name)
+    groups = len({pair_group(s) for s in samples})
     print(
-        f"round {args.round}: {len(pairs)} pair(s) from {len(samples)} judged sample(s) in {groups} video-task group(s); {failed} failed"
+        f"round {args.round}: {len(pairs)} pair(s) from {len(samples)} judged sample(s) in {groups} group(s) "
+        f"(video, task, prompt, media); {failed} failed"
     )
     print(f"wrote {data_path}, {args.dataset_dir / 'dataset_info.json'} and {scores_path}")
     if failed:

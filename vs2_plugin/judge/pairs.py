@@ -133,13 +133,20 @@ def _qualifies(chosen: ScoredSample, rejected: ScoredSample, delta_e: float, del
     return (rejected.error - chosen.error) >= delta_e - EPS and (rejected.rep - chosen.rep) >= delta_r - EPS
 
 
+def pair_group(sample: ScoredSample) -> tuple:
+    """The samples one pair is chosen among: one video, task, prompt and media. App. F pairs per
+    video and task; captions of two local intervals (two prompts) answer different questions, so
+    one of them cannot be the other's preferred answer."""
+    return sample.video_id, sample.task, sample.prompt, tuple(sample.media), tuple(sample.audios)
+
+
 def choose_pairs(samples: Iterable[ScoredSample], thresholds: RoundThresholds) -> list[PreferencePair]:
-    """Pure App. F selection: at most one (chosen, rejected) pair per (video, task)."""
-    groups: dict[tuple[str, str], list[ScoredSample]] = {}
+    """Pure App. F selection: at most one (chosen, rejected) pair per :func:`pair_group`."""
+    groups: dict[tuple, list[ScoredSample]] = {}
     for s in samples:
-        groups.setdefault((s.video_id, s.task), []).append(s)
+        groups.setdefault(pair_group(s), []).append(s)
     pairs = []
-    for (video_id, task), group in groups.items():
+    for (video_id, task, *_), group in groups.items():
         delta_e, delta_r = thresholds.for_task(task)
         best = None
         for i, a in enumerate(group):
@@ -217,24 +224,42 @@ def dataset_info_entry(file_name: str, with_audios: bool = False) -> dict:
     }
 
 
+def check_dataset_name(name: str) -> None:
+    """A dataset name is a plain file stem (it names ``<name>.json`` inside the dataset_dir)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"dataset name must be a plain file stem, got {name!r}")
+
+
 def write_pairwise_dataset(pairs: list[PreferencePair], dataset_dir: str | os.PathLike, name: str) -> Path:
     """Write ``<dataset_dir>/<name>.json`` and add/replace ``name`` in ``dataset_info.json``.
 
     Returns the dataset file path. Other entries of an existing dataset_info.json are kept.
     Files are written to a temporary name and renamed, so a crash never leaves half a file.
     """
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"dataset name must be a plain file stem, got {name!r}")
+    check_dataset_name(name)
     dataset_dir = Path(dataset_dir)
     dataset_dir.mkdir(parents=True, exist_ok=True)
+    info_path = dataset_dir / "dataset_info.json"
+    info = _dataset_info(info_path)  # read first: a broken one stops the run before anything is replaced
     records = [pair_record(p) for p in pairs]
     data_path = dataset_dir / f"{name}.json"
     _atomic_write(data_path, json.dumps(records, ensure_ascii=False, indent=1))
-    info_path = dataset_dir / "dataset_info.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info[name] = dataset_info_entry(data_path.name, with_audios=any("audios" in r for r in records))
     _atomic_write(info_path, json.dumps(info, ensure_ascii=False, indent=2))
     return data_path
+
+
+def _dataset_info(path: Path) -> dict:
+    """An existing ``dataset_info.json`` (``{}`` if none); one that is not a JSON object is a DataError."""
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); mend or remove it") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: a JSON object of dataset name -> entry is needed, got a {type(info).__name__}")
+    return info
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -87,6 +87,26 @@ def load_samples(path: Path) -> list[dict]:
     return rows
 
 
+def missing_media_warning(rows: list[dict], dataset_dir: Path) -> str | None:
+    """Which media files of ``rows`` are not where LLaMA-Factory will look for them: a relative path
+    from its ``media_dir``, the dataset_dir unless the recipe sets another (so a warning, not an
+    error). None when every file is there."""
+    missing: dict[str, str] = {}
+    for row in rows:
+        for key in ("media", "audios"):
+            for path in _as_list(row.get(key)):
+                if not (Path(dataset_dir) / path).exists():  # an absolute path stays itself
+                    missing.setdefault(path, row["sample_id"])
+    if not missing:
+        return None
+    shown = ", ".join(f"{path} (sample {sample})" for path, sample in list(missing.items())[:5])
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return (
+        f"{len(missing)} media file(s) not found from --dataset-dir {dataset_dir}, where LLaMA-Factory reads "
+        f"relative paths unless the recipe sets media_dir: {shown}{more}"
+    )
+
+
 def items_to_judge(rows: list[dict]) -> list[JudgeItem]:
     """The rows without precomputed rates, as judge items keyed by ``sample_id``."""
     to_judge = [r for r in rows if _precomputed(r) is None]
