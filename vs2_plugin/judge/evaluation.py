@@ -13,7 +13,8 @@ from vs2_plugin.secrets import redact
 
 
 def usage_totals(judgments) -> dict[str, float]:
-    """Sum of each usage counter (tokens, requests, cost) over the judgments that report it."""
+    """Sum of each usage counter (tokens, requests, cost) over the judgments that report it; an
+    item's usage holds its event-extraction requests as well as its judging ones."""
     totals: dict[str, float] = {}
     for j in judgments:
         for key, value in (j.usage or {}).items():

@@ -38,7 +38,9 @@ class Judge:
     judge_captions: ``(items, options, config) -> list[Judgment]``, one per item, in order
         (paper App. E); ``config`` is the :class:`JudgeConfig` (shared settings).
     extract_events: ``(references, options, config) -> list[list[str] | None]``, the atomic
-        events of each reference caption, or ``None`` when this judge cannot extract them.
+        events of each reference caption, or ``None`` when this judge cannot extract them; or a
+        :class:`~vs2_plugin.judge.types.Extraction` per reference, to say why one failed and what
+        its requests used.
     """
 
     name: str

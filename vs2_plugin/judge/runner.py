@@ -9,7 +9,10 @@
 The judge is the registered :class:`~vs2_plugin.judge.registry.Judge` named ``config.judge``;
 ``config.options`` is parsed into its options dataclass here. Items whose ``events`` are empty
 but that carry a ``reference`` get their events through the judge's ``extract_events`` first;
-items with neither fail here, so a judge only ever sees items with at least one event. Repetition rate and unnatural patterns are computed here from
+items with neither fail here, so a judge only ever sees items with at least one event. A judge's
+``extract_events`` may answer an :class:`Extraction` in place of a list (or ``None``) to say why
+it failed and what its requests used: the reason becomes the item's error, and the usage is added
+to the item's. Repetition rate and unnatural patterns are computed here from
 the caption (same for every judge) unless the judge filled them in.
 """
 
@@ -23,7 +26,8 @@ from vs2_plugin.errors import ConfigError
 from vs2_plugin.judge import metrics
 from vs2_plugin.judge.config import JudgeConfig
 from vs2_plugin.judge.registry import Judge
-from vs2_plugin.judge.types import JudgeItem, Judgment
+from vs2_plugin.judge.types import Extraction, JudgeItem, Judgment
+from vs2_plugin.secrets import redact
 
 
 def _manager(pm):
@@ -58,8 +62,8 @@ def require_judge(config: JudgeConfig, pm=None) -> JudgeConfig:
     return dataclasses.replace(config, options=options)
 
 
-def extract_events(references: list[str], config: JudgeConfig, pm=None) -> list[list[str] | None]:
-    """Atomic events of each reference caption, by the selected judge (None = extraction failed)."""
+def extractions(references: list[str], config: JudgeConfig, pm=None) -> list[Extraction]:
+    """One :class:`Extraction` per reference caption, by the selected judge."""
     judge, options = resolve(config, _manager(pm))
     if not references:
         return []
@@ -68,7 +72,36 @@ def extract_events(references: list[str], config: JudgeConfig, pm=None) -> list[
     result = judge.extract_events(list(references), options, config)
     if len(result) != len(references):
         raise ConfigError(f"judge {config.judge!r} returned {len(result)} event lists for {len(references)} references")
-    return [list(r) if r is not None else None for r in result]
+    out = []
+    for r in result:
+        if isinstance(r, Extraction):
+            out.append(Extraction(list(r.events) if r.events is not None else None, r.error, dict(r.usage)))
+        else:
+            out.append(Extraction(list(r) if r is not None else None))
+    return out
+
+
+def extract_events(references: list[str], config: JudgeConfig, pm=None) -> list[list[str] | None]:
+    """Atomic events of each reference caption, by the selected judge (None = extraction failed)."""
+    return [e.events for e in extractions(references, config, pm)]
+
+
+def extraction_error(extraction: Extraction) -> str:
+    if extraction.error:
+        # one line: a report row or a Markdown list item holds it
+        return "event extraction from the reference failed: " + " ".join(redact(extraction.error).split())
+    if extraction.events is None:
+        return "event extraction from the reference failed (the judge gave no reason)"
+    return "event extraction from the reference gave no events"
+
+
+def _add_usage(judgment: Judgment, usage: dict[str, float]) -> None:
+    if not usage:
+        return
+    total = dict(judgment.usage or {})
+    for key, value in usage.items():
+        total[key] = total.get(key, 0) + value
+    judgment.usage = total
 
 
 def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None) -> list[Judgment]:
@@ -83,13 +116,14 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
         if not it.events and not it.reference
     }
     need = [k for k, it in enumerate(items) if not it.events and it.reference]
+    extracted: dict[int, Extraction] = {}
     if need:
-        extracted = extract_events([items[k].reference for k in need], config, pm)
-        for k, events in zip(need, extracted):
-            if events:
-                items[k].events = events
+        extracted = dict(zip(need, extractions([items[k].reference for k in need], config, pm)))
+        for k, extraction in extracted.items():
+            if extraction.events:
+                items[k].events = extraction.events
             else:
-                unjudgeable[k] = "event extraction from the reference failed or gave no events"
+                unjudgeable[k] = extraction_error(extraction)
     judged_idx = [k for k in range(len(items)) if k not in unjudgeable]
     results: list[Judgment | None] = [None] * len(items)
     for k, message in unjudgeable.items():
@@ -102,6 +136,8 @@ def judge_items(items: Iterable[JudgeItem | dict], config: JudgeConfig, pm=None)
             if judgment.id != items[k].id:
                 raise ConfigError(f"judge {config.judge!r} answered item {judgment.id!r} in place of {items[k].id!r}")
             results[k] = judgment
+    for k, extraction in extracted.items():  # an item's usage counts the requests that found its events
+        _add_usage(results[k], extraction.usage)
     for item, judgment in zip(items, results):
         rate = None
         if judgment.rep_rate is None:

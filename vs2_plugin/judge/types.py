@@ -158,6 +158,18 @@ class Judgment:
 
 
 @dataclass
+class Extraction:
+    """What a judge's ``extract_events`` may answer per reference in place of a plain event list
+    (or ``None``): the events (``None`` when extraction failed), why it failed (the item's error
+    then names it), and the usage of its requests (the counters of ``Judgment.usage``, added to the
+    item's)."""
+
+    events: list[str] | None
+    error: str | None = None
+    usage: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class ScoredSample:
     """One sampled caption of a video with its judged metrics (input to pair selection).
 

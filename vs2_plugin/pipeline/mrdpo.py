@@ -45,7 +45,7 @@ def judge_config(cfg: MrDPOConfig, run_dir: Path):
 
 def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, list[str]]:
     """Atomic events per video (``id``) and per local interval (``id@start-end``), extracted once."""
-    from vs2_plugin.judge.runner import extract_events
+    from vs2_plugin.judge.runner import extraction_error, extractions
 
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     wanted: dict[str, tuple[list[str], str | None]] = {}
@@ -55,15 +55,15 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
             wanted[interval_key(v.id, iv.start, iv.end)] = (iv.events, iv.reference)
     todo = [k for k, (events, ref) in wanted.items() if not events and k not in cache]
     if todo:
-        extracted = extract_events([wanted[k][1] for k in todo], jcfg)
-        failed = [k for k, events in zip(todo, extracted) if not events]
-        cache.update({k: events for k, events in zip(todo, extracted) if events})
+        extracted = dict(zip(todo, extractions([wanted[k][1] for k in todo], jcfg)))
+        failed = [k for k, e in extracted.items() if not e.events]
+        cache.update({k: e.events for k, e in extracted.items() if e.events})
         atomic_write_text(cache_path, json.dumps(cache, indent=1))  # keep what succeeded for the rerun
         if failed:
             shown = ", ".join(repr(k) for k in failed[:5]) + (" ..." if len(failed) > 5 else "")
             raise Vs2Error(
                 f"judge {jcfg.judge!r} could not extract atomic events from the reference of {len(failed)} "
-                f"item(s): {shown}; the judge's warnings above give the reason (e.g. an HTTP error); "
+                f"item(s): {shown}; the first: {extraction_error(extracted[failed[0]])}; "
                 f"give these videos an 'events' list or rerun (extracted events are kept)"
             )
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}

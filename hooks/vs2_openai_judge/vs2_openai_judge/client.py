@@ -50,6 +50,8 @@ class Job:
 
 @dataclass
 class Outcome:
+    """A job's result; ``usage`` adds up the tokens of all its attempts (none for a cache hit)."""
+
     ok: bool
     value: Any = None
     error: str | None = None
@@ -250,6 +252,7 @@ class ChatRunner:
         import openai
 
         last_error = "no attempt made"
+        spent = {"prompt_tokens": 0, "completion_tokens": 0}  # every attempt is billed, retried ones too
         async with semaphore:
             for attempt in range(self.options.max_retries + 1):
                 delay = 0.0
@@ -273,11 +276,13 @@ class ChatRunner:
                     usage = _usage(response)
                     self.tally.prompt_tokens += usage.get("prompt_tokens", 0)
                     self.tally.completion_tokens += usage.get("completion_tokens", 0)
+                    for name in spent:
+                        spent[name] += usage.get(name, 0)
                     text = answer_text(response)
                     value = job.parse(text)
                     self.cache.put(key, text, usage)
                     bar.update(1)
-                    return Outcome(True, value, usage=usage)
+                    return Outcome(True, value, usage=spent)
                 except MalformedResponse as exc:
                     last_error = f"malformed response: {exc}"
                     delay = self._backoff(attempt)
@@ -319,6 +324,7 @@ class ChatRunner:
                     await asyncio.sleep(delay)
         self.tally.failures += 1
         bar.update(1)
-        message = redact(f"{last_error} (after {attempt + 1} attempt(s))")
+        # one line: a gateway's error text may span several, and reports list one error a line
+        message = redact(" ".join(f"{last_error} (after {attempt + 1} attempt(s))".split()))
         logger.warning("%s request failed: %s", job.kind, message)
-        return Outcome(False, error=message)
+        return Outcome(False, error=message, usage=spent)

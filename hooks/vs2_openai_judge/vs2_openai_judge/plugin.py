@@ -17,7 +17,7 @@ from vs2_openai_judge.prompts import extraction_messages, judging_messages
 from vs2_plugin import hookimpl
 from vs2_plugin.judge.metrics import median_pass_index
 from vs2_plugin.judge.registry import Judge
-from vs2_plugin.judge.types import Judgment
+from vs2_plugin.judge.types import Extraction, Judgment
 
 NAME = "openai"
 
@@ -31,11 +31,28 @@ def _usage(runner: ChatRunner, n_items: int) -> dict:
     return {**t.as_dict(), "cost_usd": round(cost, 6), "items": n_items}
 
 
-def extract_events(references: list[str], options: OpenAIOptions, config) -> list[list[str] | None]:
+def _outcomes_usage(outcomes, options: OpenAIOptions) -> dict:
+    """Tokens, cache hits and cost of ``outcomes`` (failed attempts included: they are billed)."""
+    usage = {
+        "prompt_tokens": sum(o.usage.get("prompt_tokens", 0) for o in outcomes),
+        "completion_tokens": sum(o.usage.get("completion_tokens", 0) for o in outcomes),
+        "requests_cached": sum(o.cached for o in outcomes),
+    }
+    usage["cost_usd"] = (
+        usage["prompt_tokens"] * options.price_in_per_mtok + usage["completion_tokens"] * options.price_out_per_mtok
+    ) / 1e6
+    return usage
+
+
+def extract_events(references: list[str], options: OpenAIOptions, config) -> list[Extraction]:
     runner = ChatRunner(options, config)
     jobs = [Job("extract", extraction_messages(r), parse_events, temperature=0.0, seed=0) for r in references]
     outcomes = runner.run(jobs, desc="extract events")
-    return [o.value if o.ok else None for o in outcomes]
+    # the failure's reason (an HTTP status, an answer that is not JSON) becomes the item's error
+    return [
+        Extraction(o.value if o.ok else None, error=None if o.ok else o.error, usage=_outcomes_usage([o], options))
+        for o in outcomes
+    ]
 
 
 def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
@@ -65,14 +82,7 @@ def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
             continue
         got = per_item[k]
         failed = [o for o in got if not o.ok]
-        usage = {
-            "prompt_tokens": sum(o.usage.get("prompt_tokens", 0) for o in got),
-            "completion_tokens": sum(o.usage.get("completion_tokens", 0) for o in got),
-            "requests_cached": sum(o.cached for o in got),
-        }
-        usage["cost_usd"] = (
-            usage["prompt_tokens"] * options.price_in_per_mtok + usage["completion_tokens"] * options.price_out_per_mtok
-        ) / 1e6
+        usage = _outcomes_usage(got, options)
         if failed:
             results.append(
                 Judgment.failed(
