@@ -287,3 +287,23 @@ def test_pairs_name_a_broken_dataset_info_before_writing_and_warn_of_missing_med
     (tmp_path / "ds" / "m.mp4").write_bytes(b"")  # where LLaMA-Factory will look for it
     assert _pairs(tmp_path, rows, "--quiet") == 0
     assert "not found" not in capsys.readouterr().err
+
+
+def test_eval_refuses_to_write_its_report_over_its_input(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "caps.jsonl", [{"id": "a", "caption": "A dog runs.", "events": EVENTS}])
+    before = path.read_text()
+    assert vs2_main(["eval", "--input", str(path), "--out", str(path), "--quiet"]) == 2
+    assert f"--out {path}: the report would overwrite --input" in capsys.readouterr().err
+    assert path.read_text() == before
+
+
+def test_eval_names_a_bad_video_and_warns_of_a_misspelt_key(tmp_path, capsys, caplog):
+    row = {"id": "a", "caption": "A dog runs.", "events": EVENTS}
+    path = write_jsonl(tmp_path / "in.jsonl", [{**row, "video": 5}])
+    assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json"), "--quiet"]) == 2
+    assert "in.jsonl:1: 'video' must be a path (a string), got 5" in capsys.readouterr().err
+    path = write_jsonl(tmp_path / "in.jsonl", [{**row, "Task": "local"}, {**row, "id": "b", "Task": "local"}])
+    with caplog.at_level("WARNING"):
+        assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json"), "--quiet"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "is not read" in r.getMessage()]
+    assert warnings == [f"{path}:1: key 'Task' is not read (did you mean task?)"]  # once, not per row

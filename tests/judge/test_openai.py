@@ -1,5 +1,6 @@
 """The OpenAI-compatible judge against a real HTTP server on 127.0.0.1 (tests/support/fake_openai_server.py)."""
 
+import dataclasses
 import json
 import logging
 
@@ -11,6 +12,7 @@ from tests.support.fake_openai_server import Action, serve_with_env  # noqa: E40
 from vs2_openai_judge import parsing  # noqa: E402
 from vs2_openai_judge.client import retry_after_seconds  # noqa: E402
 from vs2_plugin.cli import main as vs2_main  # noqa: E402
+from vs2_plugin.errors import ConfigError  # noqa: E402
 from vs2_plugin.judge.config import JudgeConfig  # noqa: E402
 from vs2_plugin.judge.runner import judge_items  # noqa: E402
 
@@ -206,3 +208,13 @@ def test_strict_parsing():
     assert v.missed == (0,) and v.incorrect == () and v.hallucinated == ("x",)
     with pytest.raises(parsing.MalformedAnswer):
         parsing.parse_events('{"events": []}')
+
+
+def test_a_cache_path_that_is_no_answer_cache_is_named(server, tmp_path):
+    not_a_cache = tmp_path / "notes.sqlite"
+    not_a_cache.write_text("these are notes, not a database\n" * 10)
+    for path in (tmp_path, not_a_cache):  # a folder, another file
+        config = dataclasses.replace(make_config(tmp_path), cache_path=str(path))
+        with pytest.raises(ConfigError, match=f"judge cache {path}: cannot be used as the answer cache"):
+            judge_items(ITEMS[:1], config)
+    assert server.count == 0

@@ -51,6 +51,8 @@ def run(args) -> int:
 
     if args.out.suffix.lower() in (".md", ".html"):  # report.md / report.html are written beside it
         raise ConfigError(f"--out {args.out}: give the report's JSON path (the .md and .html go next to it)")
+    if args.input.resolve() in {args.out.with_suffix(s).resolve() for s in (args.out.suffix, ".md", ".html")}:
+        raise ConfigError(f"--out {args.out}: the report would overwrite --input {args.input}")
     config = config_from_args(args)
     items = load_items(args.input)
     start = time.perf_counter()

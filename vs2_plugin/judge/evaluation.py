@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
-from vs2_plugin.errors import DataError
+from vs2_plugin.errors import DataError, did_you_mean
 from vs2_plugin.files import numbered_jsonl
 from vs2_plugin.judge.report import summarize_by_task
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.secrets import redact
+
+logger = logging.getLogger(__name__)
 
 
 def usage_totals(judgments) -> dict[str, float]:
@@ -37,9 +40,24 @@ def from_prediction(row: dict, n: int) -> dict:
     }
 
 
+#: the keys a ``vs2 eval`` row is read by (``vs2 caption``'s output rows included)
+ROW_KEYS = frozenset(
+    {"id", "caption", "events", "reference", "task", "video", "start", "end"}
+    | {"key", "prompt", "predict", "label", "finish_reason"}
+)
+
+
 def load_items(path: Path) -> list[JudgeItem]:
-    items, seen = [], set()
+    """The rows of ``path`` as judge items. Every error names the line; a key one letter or a
+    case away from a key the rows are read by (``Task``) is warned of, once, since the row would
+    be read without it (as global)."""
+    items, seen, warned = [], set(), set()
     for n, row in numbered_jsonl(path):
+        for key in set(row) - ROW_KEYS - warned:
+            if hint := did_you_mean(key.lower(), ROW_KEYS) or did_you_mean(key, ROW_KEYS):
+                warned.add(key)
+                logger.warning("%s:%d: key %r is not read%s", path, n, key, hint)
+        _check_view_keys(row, f"{path}:{n}")
         row = from_prediction(row, n)
         if "events" not in row and not row.get("reference"):
             raise DataError(f"{path}:{n}: item {row.get('id')!r} has neither 'events' nor 'reference'")
@@ -52,6 +70,17 @@ def load_items(path: Path) -> list[JudgeItem]:
         seen.add(item.id)
         items.append(item)
     return items
+
+
+def _check_view_keys(row: dict, where: str) -> None:
+    """``video`` (a path) and ``start`` / ``end`` (seconds): what the HTML report shows of a row."""
+    video = row.get("video")
+    if video is not None and not isinstance(video, str):
+        raise DataError(f"{where}: 'video' must be a path (a string), got {video!r}")
+    for key in ("start", "end"):
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DataError(f"{where}: {key!r} must be a number of seconds, got {value!r}")
 
 
 def build_report(items: list[JudgeItem], judgments: list, config, input_path: Path, seconds: float) -> dict:

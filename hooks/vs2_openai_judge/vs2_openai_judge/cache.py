@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from vs2_plugin.errors import ConfigError
+
 #: Keys per ``IN (...)`` query: SQLite builds before 3.32 bind at most 999 parameters.
 _CHUNK = 999
 
@@ -27,13 +29,19 @@ class AnswerCache:
         self._conn = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a crashed process, no fsync per answer
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, usage TEXT, created REAL)"
-            )
-            self._conn.commit()
+            try:
+                self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a crashed process, no fsync per answer
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, usage TEXT, created REAL)"
+                )
+                self._conn.commit()
+            except sqlite3.Error as exc:  # a folder, another file, a cache of another shape
+                raise ConfigError(
+                    f"judge cache {self.path}: cannot be used as the answer cache ({exc}); give --cache a new "
+                    "file or --no-cache"
+                ) from None
 
     def get(self, key: str) -> tuple[str, dict] | None:
         if self._conn is None:
