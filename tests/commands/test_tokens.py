@@ -191,3 +191,17 @@ def test_too_short_clip_is_rejected_like_read_media(tmp_path, capsys):
     assert f"{clip}: too short: 0.60 s (minimum 1 s)" in capsys.readouterr().err
     report = tokens(capsys, clip, "--min-duration", 0.5)
     assert report["frame_times_s"] == pytest.approx([0.15, 0.45], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--video-max-pixels", "0"], "video_max_pixels must be a whole number >= 1, got 0"),
+        (["--window", "0.25"], "window_s=0.25 is not a whole number of encoder frames"),  # as vs2 build refuses it
+        (["--window", "inf"], "window_s must be a positive number of seconds, got inf"),
+        (["--fps", "0"], "fps must be a number > 0, got 0.0"),
+    ],
+)
+def test_settings_the_model_would_refuse_are_refused(shared_media, capsys, flags, named):
+    assert main(["tokens", str(shared_media / "4_av.mp4"), *flags]) == 2
+    assert named in capsys.readouterr().err

@@ -135,7 +135,34 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
+    check_settings(settings)
     return settings
+
+
+def check_settings(settings: dict) -> None:
+    """The settings as the model and LLaMA-Factory would take them: frame sampling and the audio
+    geometry through their own dataclasses (a window the encoder frames do not divide is refused
+    as ``vs2 build`` refuses it), the counts and pixel limits positive."""
+    from vs2_plugin.modeling.geometry import VideoSampling
+
+    VideoSampling(fps=settings["fps"], max_frames=settings["max_frames"])
+    AudioGeometry(
+        window_s=settings["window_s"],
+        queries_per_window=settings["queries_per_window"],
+        segment_s=settings["segment_s"],
+    )
+    for key in (
+        "group_size",
+        "patch_size",
+        "merge_size",
+        "min_pixels",
+        "max_pixels",
+        "video_max_pixels",
+        "video_min_pixels",
+    ):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
 
 
 def _split(total: int, parts: int) -> list[int]:
