@@ -267,3 +267,22 @@ def test_flags_and_overrides_come_in_any_order(monkeypatch, capsys):
     assert "learning_rate: 'abc' is str, not float" in out and "--data: no samples checked (--keys-only" in out
     assert vs2_main(["mrdpo", "no/such.yaml", "--no-progress", "rounds=2"]) == 2
     assert "config file not found: no/such.yaml" in capsys.readouterr().err  # parsed; not "unrecognized arguments"
+
+
+def test_an_mrdpo_config_with_data_screens_its_video_lists_as_the_run_would(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    demo = DEMO_DATA / "vs2_demo_rl.jsonl"
+    rows = [json.loads(line) for line in demo.read_text().splitlines()]
+    for row in rows:  # the list moves: its videos stay where they are
+        row["video"] = str((demo.parent / row["video"]).resolve())
+    bad = [*rows, {**rows[0], "id": "gone", "video": str(tmp_path / "gone.mp4")}, {"id": "no_reference"}]
+    listed = tmp_path / "train.jsonl"
+    listed.write_text("".join(json.dumps(r) + "\n" for r in bad) + "{not json\n")
+    overrides = [f"model_name_or_path={tiny_model_dir}", f"train_videos={listed}"]
+    _, findings = check_recipe("recipes/tiny/mrdpo.yaml", overrides, data=True)
+    notes = [f.text for f in findings if f.level == "note" and "train_videos" in f.text]
+    assert not _problems(findings)  # bad_samples: skip (the recipe's): what the run would leave out
+    assert len(notes) == 4 and notes[-1] == f"train_videos {listed}: {len(rows) + 3} video(s) checked, 3 bad"
+    assert "gone.mp4" in notes[0] and "no_reference" in notes[1] and "line" in notes[2]
+    _, findings = check_recipe("recipes/tiny/mrdpo.yaml", [*overrides, "bad_samples=fail"], data=True)
+    assert len(_problems(findings)) == 3

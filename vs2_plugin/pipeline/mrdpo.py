@@ -69,15 +69,20 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
 
 
-def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:
-    """Train and held-out videos with bad rows left out (``bad_samples: skip``, listed in
-    ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
+def video_limits(cfg: MrDPOConfig):
+    """The clip lengths the driver takes (``min_duration_s`` / ``max_duration_s``)."""
     from vs2_plugin.data.validate import MediaLimits
 
-    limits = MediaLimits(
+    return MediaLimits(
         min_duration_s=float(cfg.min_duration_s),
         max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s),
     )
+
+
+def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:
+    """Train and held-out videos with bad rows left out (``bad_samples: skip``, listed in
+    ``run_dir/skipped_videos.jsonl``) or refused (``fail``)."""
+    limits = video_limits(cfg)
     train, _ = screen_videos(cfg.train_videos, run_dir, policy=cfg.bad_samples, limits=limits, tag="train")
     if not cfg.heldout_videos:
         return train, train

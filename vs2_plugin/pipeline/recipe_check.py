@@ -73,13 +73,13 @@ def check_recipe(path: str | Path, overrides: list[str] | None = None, *, files:
     if kind != "mrdpo" and not Path(path).name.endswith(RECIPE_SUFFIXES):
         findings.append(Finding("problem", f"{path}: llamafactory-cli reads a recipe only from a .yaml or .yml file"))
     if kind == "mrdpo":
-        findings += _check_mrdpo(path, overrides or [], files=files)
+        findings += _check_mrdpo(path, overrides or [], files=files, data=data)
     else:
         args = merge_overrides(raw, parse_overrides(overrides)) if overrides else raw
         findings += argument_findings(args, kind, where=str(path), files=files, data=data)
-    if data and (kind != "train" or not files):
-        why = "--keys-only" if not files else f"an {'mrDPO driver config' if kind == 'mrdpo' else 'inference recipe'}"
-        findings.append(Finding("note", f"--data: no samples checked ({why}; the data pass is a training run's)"))
+    if data and (kind == "infer" or not files):
+        why = "--keys-only" if not files else "an inference recipe names no dataset"
+        findings.append(Finding("note", f"--data: no samples checked ({why})"))
     return kind, findings
 
 
@@ -257,7 +257,7 @@ def _listed(path: Path | None) -> list[str]:
     return [validate.BadSample(**{"index": None, **row}).message() for row in rows]
 
 
-def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list[Finding]:
+def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool, data: bool = False) -> list[Finding]:
     from vs2_plugin.pipeline.config import load_mrdpo_config
     from vs2_plugin.pipeline.mrdpo import round_train_args
 
@@ -280,4 +280,22 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool) -> list
             value = getattr(cfg, key)
             if value and not Path(value).is_file():
                 out.append(Finding("problem", f"{key} {value}: not found"))
+            elif value and data:
+                out += _check_video_list(cfg, key, value)
+    return out
+
+
+def _check_video_list(cfg, key: str, path: str) -> list[Finding]:
+    """Every row and video of a driver's video list, as its run screens them: a bad one is a
+    problem under ``bad_samples: fail``, a note of what the run would leave out under ``skip``."""
+    from vs2_plugin.pipeline.mrdpo import video_limits
+    from vs2_plugin.pipeline.screen import screen_rows
+
+    try:
+        good, bad = screen_rows(path, limits=video_limits(cfg), tag=key)
+    except Vs2Error as exc:
+        return [Finding("problem", f"{key} {path}: {exc}")]
+    level = "problem" if cfg.bad_samples == "fail" else "note"
+    out = [Finding(level, b.message()) for b in bad]
+    out.append(Finding("note", f"{key} {path}: {len(good) + len(bad)} video(s) checked, {len(bad)} bad"))
     return out

@@ -58,10 +58,27 @@ def screen_videos(
     if policy == "off":
         return load_videos(path, require_reference=require_reference), []
     p = Path(path)
+    good, bad = screen_rows(p, limits=limits, require_reference=require_reference, tag=tag)
+    if bad and policy == "fail":
+        first = bad[0]
+        raise DataError(
+            f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
+            "set bad_samples: skip to leave them out"
+        )
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    listing = record_skipped(run_dir, tag, bad)
+    if not good:
+        raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
+    return good, bad
+
+
+def screen_rows(
+    path: str | Path, *, limits: MediaLimits, require_reference: bool = True, tag: str = "videos"
+) -> tuple[list[VideoEntry], list[BadSample]]:
+    """The good videos of the list at ``path`` and its bad rows, each with what is wrong; writes nothing."""
+    p = Path(path)
     if not p.is_file():
         raise DataError(f"{tag} video list not found: {p}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     good: list[VideoEntry] = []
     bad: list[BadSample] = []
     seen: set[str] = set()
@@ -89,15 +106,6 @@ def screen_videos(
             good.append(entry)
         except (DataError, MediaError) as exc:
             bad.append(BadSample(tag, index, str(exc), None, sample_id, str(p), position))
-    if bad and policy == "fail":
-        first = bad[0]
-        raise DataError(
-            f"bad video in {p}: {first.message()}; {len(bad)} bad row(s) in all; "
-            "set bad_samples: skip to leave them out"
-        )
-    listing = record_skipped(run_dir, tag, bad)
-    if not good:
-        raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
     return good, bad
 
 
