@@ -105,6 +105,8 @@ def test_errors_name_the_problem(parts, tmp_path):
         compose(tmp_path, whisper_pt, tmp_path / "x", progress=False)
     with pytest.raises(MediaError, match="Whisper checkpoint not found"):
         compose(qwen_dir, tmp_path / "none.pt", tmp_path / "y", progress=False)
+    with pytest.raises(MediaError, match="a folder: give the openai-whisper checkpoint file itself"):
+        compose(qwen_dir, tmp_path, tmp_path / "y", progress=False)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):

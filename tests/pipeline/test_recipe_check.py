@@ -154,6 +154,8 @@ def test_the_command_exits_1_on_a_problem_and_0_when_clean(tiny_model_dir, monke
     assert "problem: " in out and out.strip().endswith("1 problem(s)")
     assert vs2_main(["check-recipe", str(Path("no/such.yaml"))]) == 2
     assert "config file not found" in capsys.readouterr().err
+    assert vs2_main(["check-recipe", "recipes"]) == 2
+    assert "recipes: a folder, not a config file" in capsys.readouterr().err
 
 
 def test_every_problem_is_reported_not_only_the_first(tmp_path, monkeypatch):

@@ -125,6 +125,8 @@ def load_whisper_checkpoint(path) -> tuple[dict, dict]:
     from vs2_plugin.errors import MediaError
 
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(path, "a folder: give the openai-whisper checkpoint file itself (e.g. large-v3.pt)")
     if not path.is_file():
         raise MediaError(path, "Whisper checkpoint not found")
     try:

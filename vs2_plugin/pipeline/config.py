@@ -430,6 +430,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     from vs2_plugin.files import recipe_yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: a folder, not a config file")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
