@@ -51,7 +51,7 @@ def test_bad_media_is_named_with_its_problem(files, name, kind, expected):
 
 @pytest.mark.parametrize("name", ["good", "good2", "long", "vfr", "six_channel", "silent"])
 def test_awkward_but_usable_media_passes(files, name):
-    assert check_media(files[name], "video", MediaLimits(video_audio_tokens=True, max_audio_tokens=2048)) is None
+    assert check_media(files[name], "video", MediaLimits(video_audio_tokens=True)) is None
 
 
 def test_truncated_file_is_really_unreadable(files):
@@ -65,12 +65,14 @@ def test_audio_required_and_long_media_limits(files):
     assert check_media(files["long"], "video", MediaLimits(max_duration_s=60)) == (
         "too long: 100.0 s (maximum 60 s, vs2_max_duration_s)"
     )
-    # 100 s of audio at 5 tokens/s cannot fit a 400-token sequence: LLaMA-Factory would cut the
-    # sequence inside the media tokens, so the clip is bad for that cutoff_len
-    reason = check_media(files["long"], "video", MediaLimits(max_audio_tokens=400, video_audio_tokens=True))
-    assert reason.startswith("too long for cutoff_len=400: its 100 s of audio alone need 500 tokens")
+    # 30 frames (2,160 tokens at the default frame size) and 100 s of audio at 5 tokens/s cannot fit a
+    # 2,500-token sequence: LLaMA-Factory would cut it inside the media tokens, so the clip is bad there
+    item = [(str(files["long"]), "video")]
+    path, reason = validate.tokens_problem(item, MediaLimits(max_media_tokens=2500, video_audio_tokens=True))
+    assert path == str(files["long"])
+    assert reason.startswith("too long for cutoff_len=2500: its media alone need 2660 tokens (2160 video + 500 audio)")
     # without the video's audio in the sequence the same clip fits: frames are capped at m
-    assert check_media(files["long"], "video", MediaLimits(max_audio_tokens=400, video_audio_tokens=False)) is None
+    assert validate.tokens_problem(item, MediaLimits(max_media_tokens=2500, video_audio_tokens=False)) is None
 
 
 def test_damage_inside_a_file_needs_the_decode_check(files):
@@ -85,7 +87,7 @@ def test_damage_inside_a_file_needs_the_decode_check(files):
 
 def test_checks_in_threads_equal_one_by_one(files):
     items = {(str(path), kind) for path in files.values() for kind in ("video", "audio")}
-    limits = MediaLimits(decode=True, video_audio_tokens=True, max_audio_tokens=2048)
+    limits = MediaLimits(decode=True, video_audio_tokens=True, max_media_tokens=2048)
     serial = validate.check_many(items, limits, workers=1)
     media_check._probe_and_tail.cache_clear()
     media_check._decode_problem.cache_clear()
@@ -292,7 +294,9 @@ def _run_args(folder: Path, out: Path, model: Path, **extra) -> dict:
         "model_name_or_path": str(model),
         "output_dir": str(out),
         "use_audio_in_video": True,
-        "cutoff_len": 2048,
+        # room for the 100 s clip's media (its 128 frames at LLaMA-Factory's defaults and 500 audio
+        # tokens): the samples under test are bad for other reasons
+        "cutoff_len": 16384,
         **extra,
     }
 
@@ -771,7 +775,7 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
         ({"fps_phi": 0}, "fps must be a number > 0, got 0"),
         ({"max_frames_m": 0}, "max_frames must be an integer >= 1, got 0"),
         ({"min_duration_s": -5}, "min_duration_s must be a number >= 0, got -5"),
-        ({"max_audio_tokens": 0}, "max_audio_tokens must be a number >= 1, got 0"),
+        ({"max_media_tokens": 0}, "max_media_tokens must be a number >= 1, got 0"),
     ],
 )
 def test_media_limits_refuse_impossible_values(limits, message):

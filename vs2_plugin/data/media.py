@@ -67,7 +67,7 @@ class MediaInfo:
     width: int | None = None
     height: int | None = None
     video_duration_s: float | None = None
-    audio_duration_s: float | None = None
+    audio_duration_s: float | None = None  #: where the audio ends on the timeline (its start + its length)
     audio_sample_rate: int | None = None  #: native rate of the audio stream
     audio_channels: int | None = None
 
@@ -265,6 +265,22 @@ def _stream_duration(stream, container) -> float | None:
     return None
 
 
+def _stream_end(stream, container) -> float | None:
+    """Where ``stream`` ends on the file's timeline (0 = the container's start time).
+
+    A stream's own duration is its length, not its end: audio muxed to start 3 s into an
+    8 s video lasts 5 s but ends at 8 s. The container's duration is already an end.
+    """
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        start = 0.0
+        if stream.start_time is not None and container.start_time is not None:
+            # to whole microseconds, the container's precision: an mp3 starting at 1105/44100 s
+            # would otherwise end 0.3 us short of its 5.0 s
+            start = round(float(stream.start_time * stream.time_base) - container.start_time / 1_000_000, 6)
+        return start + float(stream.duration * stream.time_base)
+    return _stream_duration(stream, container)
+
+
 def _info_from_container(p: Path, container) -> MediaInfo:
     video, audio = _streams(container)
     if video is None and audio is None:
@@ -287,7 +303,8 @@ def _info_from_container(p: Path, container) -> MediaInfo:
             video_duration_s=video_duration,
         )
     if audio is not None:
-        audio_duration = _stream_duration(audio, container)
+        # the end, not the length: decoded audio is silence up to the stream's start, then the stream
+        audio_duration = _stream_end(audio, container)
         if audio_duration is None:
             raise MediaError(p, "audio duration unknown (no duration in the container header)")
         fields.update(

@@ -4,6 +4,7 @@ Container metadata plus a demux of the file's last seconds (no decoding) finds m
 unreadable and cut-short files, missing streams and durations out of bounds; ``decode`` also
 decodes the file the way training reads it, which finds damage inside it. Results are cached
 per file version (path, mtime, size), and :func:`check_many` checks files on a thread pool.
+:func:`tokens_problem` says whether the media of one sample fit the run's ``cutoff_len``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from vs2_plugin.data import media
 from vs2_plugin.errors import ConfigError, MediaError
@@ -34,13 +36,20 @@ class MediaLimits:
     min_duration_s: float = media.MIN_DURATION_S
     max_duration_s: float | None = None
     require_video_audio: bool = False
-    #: audio tokens one medium may need at most (``cutoff_len``); None: unchecked
-    max_audio_tokens: int | None = None
+    #: video and audio tokens the media of one sample may need at most (the run's ``cutoff_len``:
+    #: LLaMA-Factory cuts a longer sequence, inside the media); None: unchecked (:func:`tokens_problem`)
+    max_media_tokens: int | None = None
+    #: the ``vs2 tokens`` settings the media tokens are counted under, as (key, value) pairs over
+    #: :data:`vs2_plugin.data.token_report.DEFAULTS` (the model's processor, the run's frame caps)
+    token_settings: tuple[tuple[str, Any], ...] = ()
     window_s: float = AUDIO_DEFAULTS.window_s
     queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
     segment_s: float = AUDIO_DEFAULTS.segment_s
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
+    #: a <video> with an audio track is bad: the multimodal plugin refuses it, as the model has an
+    #: audio branch, use_audio_in_video is false and its VS2_IGNORE_VIDEO_AUDIO opt-out is not set
+    refuse_video_audio: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)
     decode: bool = False
     fps_phi: float = VIDEO_DEFAULTS.fps
@@ -52,9 +61,16 @@ class MediaLimits:
         # the audio and frame rules check their own values (ConfigError naming the bad one)
         AudioGeometry(self.window_s, self.queries_per_window, self.segment_s)
         VideoSampling(self.fps_phi, self.max_frames_m)
-        for name, minimum in (("min_duration_s", 0), ("max_duration_s", 0), ("max_audio_tokens", 1), ("group_size", 1)):
+        optional = ("max_duration_s", "max_media_tokens")
+        minimums = {
+            "min_duration_s": 0,
+            "max_duration_s": 0,
+            "max_media_tokens": 1,
+            "group_size": 1,
+        }
+        for name, minimum in minimums.items():
             value = getattr(self, name)
-            if value is None and name in ("max_duration_s", "max_audio_tokens"):
+            if value is None and name in optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
                 raise ConfigError(f"media limits: {name} must be a number >= {minimum}, got {value!r}")
@@ -77,6 +93,7 @@ def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
                 container.seek(int((start + origin) / main.time_base), stream=main, backward=True)
             except av.FFmpegError:
                 pass  # not seekable: read from the start (still no decoding)
+        timeline_origin = (container.start_time or 0) / 1_000_000
         wanted = [s for s in (video, audio) if s is not None]
         index = {"video": None if video is None else video.index, "audio": None if audio is None else audio.index}
         ends: dict[int, float] = {}
@@ -84,10 +101,10 @@ def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
             for packet in container.demux(wanted):
                 if packet.pts is None or packet.time_base is None or not packet.size:
                     continue
-                stream = packet.stream
-                origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
-                ends[stream.index] = max(ends.get(stream.index, end), end)
+                # on the file's timeline (0 = the container's start), as media.py places each stream:
+                # audio muxed to start 3 s in ends 3 s later than its own length
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - timeline_origin
+                ends[packet.stream.index] = max(ends.get(packet.stream.index, end), end)
         except av.FFmpegError:
             pass  # data cut inside a packet: what was read so far is where it ends
     return {kind: None if i is None else ends.get(i) for kind, i in index.items()}
@@ -126,6 +143,14 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
         return "no audio stream, but it is given as an <audio>"
     if kind == "video" and limits.require_video_audio and not info.has_audio:
         return "no audio stream, but audio is required (vs2_require_audio: true)"
+    if kind == "video" and limits.refuse_video_audio and info.has_audio:
+        from vs2_plugin.data.mm_plugin import IGNORE_VIDEO_AUDIO_ENV  # imported already by whoever set the flag
+
+        return (
+            "the video has an audio track and the model has an audio branch, but use_audio_in_video is false, "
+            f"so the audio would be dropped; set use_audio_in_video: true, or {IGNORE_VIDEO_AUDIO_ENV}=1 to use "
+            "the frames only"
+        )
     duration = info.duration_s if kind == "video" else float(info.audio_duration_s or info.duration_s)
     if duration < limits.min_duration_s:
         return f"too short: {duration:.2f} s (minimum {limits.min_duration_s:g} s, vs2_min_duration_s)"
@@ -140,14 +165,6 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
             got = "no packets" if end is None else f"packets end at {end:.2f} s"
             return f"{stream} data ends early ({got}, header says {declared:.2f} s); truncated or corrupt file"
     uses_audio = info.has_audio and (kind == "audio" or limits.video_audio_tokens)
-    if uses_audio and limits.max_audio_tokens is not None:
-        audio_s = float(info.audio_duration_s or info.duration_s)
-        tokens = interleave.audio_token_count(audio_s, limits.window_s, limits.queries_per_window, limits.segment_s)
-        if tokens >= limits.max_audio_tokens:
-            return (
-                f"too long for cutoff_len={limits.max_audio_tokens}: its {audio_s:.0f} s of audio alone need "
-                f"{tokens} tokens (raise cutoff_len, shorten the clip, or set vs2_max_duration_s)"
-            )
     if limits.decode:
         return _decode_problem(p, kind, uses_audio, limits, st.st_mtime_ns, st.st_size)
     return None
@@ -174,6 +191,52 @@ def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtim
     return None
 
 
+def media_tokens(path: str | os.PathLike, kind: str, limits: MediaLimits) -> tuple[int, int]:
+    """(video, audio) tokens a ``kind`` input ``path`` takes in the sequence, as ``vs2 tokens``
+    counts them (:func:`vs2_plugin.data.token_report.token_report`, under ``limits.token_settings``);
+    audio only where it becomes tokens: an <audio>, or a video's track with ``video_audio_tokens``."""
+    p = str(path)
+    st = os.stat(p)
+    return _media_tokens(p, kind, limits.token_settings, limits.video_audio_tokens, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=65536)
+def _media_tokens(
+    path: str, kind: str, settings: tuple, video_audio: bool, mtime_ns: int, size: int
+) -> tuple[int, int]:
+    from vs2_plugin.data.token_report import DEFAULTS, token_report
+
+    # min_duration_s 0: check_media has judged the length against the run's own minimum
+    report = token_report(path, {**DEFAULTS, **dict(settings), "min_duration_s": 0.0})
+    video = report["visual_tokens_total"] if kind == "video" else 0
+    audio = report["audio_tokens_total"] if kind == "audio" or video_audio else 0
+    return video, audio
+
+
+def tokens_problem(items: list[tuple[str, str]], limits: MediaLimits) -> tuple[str | None, str] | None:
+    """``(file, reason)`` when the media ``items`` (``(path, kind)``) of one sample need
+    ``limits.max_media_tokens`` tokens or more (the file is None for several); None when they fit.
+    LLaMA-Factory would cut such a sequence inside the media tokens, which no model step survives."""
+    if limits.max_media_tokens is None or not items:
+        return None
+    counts = [media_tokens(path, kind, limits) for path, kind in items]
+    video, audio = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    if video + audio < limits.max_media_tokens:
+        return None
+    parts = " + ".join(f"{n} {what}" for what, n in (("video", video), ("audio", audio)) if n)
+    fixes = ["raise cutoff_len"]
+    if video:
+        fixes.append("lower video_maxlen, video_max_pixels or video_fps")
+    if audio:
+        fixes.append("leave out long clips with vs2_max_duration_s")
+    whose = "its media" if len(items) == 1 else f"its {len(items)} media files"
+    return (
+        items[0][0] if len(items) == 1 else None,
+        f"too long for cutoff_len={limits.max_media_tokens}: {whose} alone need {video + audio} tokens ({parts}), "
+        f"so the sequence would be cut inside them ({', or '.join(fixes)})",
+    )
+
+
 def _tidy(reason: str, path: str) -> str:
     """FFmpeg's text without the errno and the path (the message names the file already)."""
     reason = re.sub(r"\[Errno -?\d+\] ", "", reason)
@@ -182,13 +245,19 @@ def _tidy(reason: str, path: str) -> str:
 
 def check_many(items: set[tuple[str, str]], limits: MediaLimits, workers: int | None = None) -> dict:
     """:func:`check_media` of every ``(path, kind)``, ``workers`` files at a time (default
-    :data:`CHECK_WORKERS`): the check mostly waits on the disk (or decodes, with ``decode``)."""
+    :data:`CHECK_WORKERS`): the check mostly waits on the disk (or decodes, with ``decode``).
+    With ``max_media_tokens`` the tokens of every good file are counted too (cached)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    def check(item: tuple[str, str]) -> str | None:
+        problem = check_media(item[0], item[1], limits)
+        if problem is None and limits.max_media_tokens is not None:
+            media_tokens(item[0], item[1], limits)  # counted here, in parallel; the rows read the cache
+        return problem
 
     items = sorted(items)
     workers = max(1, min(workers or CHECK_WORKERS, len(items)))
     if workers == 1:
-        return {item: check_media(item[0], item[1], limits) for item in items}
+        return {item: check(item) for item in items}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = pool.map(lambda item: check_media(item[0], item[1], limits), items)
-        return dict(zip(items, problems))
+        return dict(zip(items, pool.map(check, items)))

@@ -67,7 +67,7 @@ WHISPER_SAMPLES_PER_SEGMENT = round(AUDIO_DEFAULTS.segment_s * media.AUDIO_SAMPL
 IGNORE_VIDEO_AUDIO_ENV = "VS2_IGNORE_VIDEO_AUDIO"
 
 
-def _ignore_video_audio() -> bool:
+def ignore_video_audio() -> bool:
     return os.environ.get(IGNORE_VIDEO_AUDIO_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -198,7 +198,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         tokens_per_group = (grid_h // vps["merge_size"]) * (grid_w // vps["merge_size"])
         settings = self.audio_settings(processor)
         flag = bool(getattr(processor, "use_audio_in_video", False))
-        if settings.enabled and info.has_audio and not flag and not _ignore_video_audio():
+        if settings.enabled and info.has_audio and not flag and not ignore_video_audio():
             raise DataError(
                 f"{path}: the video has an audio track and the model has an audio branch, but use_audio_in_video "
                 f"is false, so the audio would be dropped; set use_audio_in_video: true (as recipes/inference/"

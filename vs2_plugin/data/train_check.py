@@ -2,7 +2,8 @@
 
 The LLaMA-Factory integration calls :func:`check_training_data` with the run's arguments before
 training starts; it reads the datasets through their ``dataset_info.json`` and may point the run
-at filtered copies. Nothing here imports LLaMA-Factory.
+at filtered copies. Nothing here imports LLaMA-Factory but the multimodal plugin, whose rule on
+a video's audio track is read for a run that drops that track (``use_audio_in_video: false``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,37 @@ def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
         "queries_per_window": settings.queries_per_window,
         "segment_s": settings.segment_s,
     }
+
+
+def _model_folder(name: str) -> str | None:
+    """The local folder of the checkpoint ``name``: the folder itself, or a hub id's snapshot in the
+    hub cache (its config is there once the audio settings were read); None when neither."""
+    if not name or Path(name).is_dir():
+        return name or None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a repository id either
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def _token_settings(args: dict[str, Any], audio: dict[str, Any], given: Callable[[str], Any]) -> dict[str, Any]:
+    """The ``vs2 tokens`` settings (:mod:`vs2_plugin.data.token_report`) the run's media tokens are
+    counted under: the model folder's processor, its audio windows and the run's frame settings."""
+    from vs2_plugin.data.token_report import model_settings
+
+    folder = _model_folder(str(args.get("model_name_or_path") or ""))
+    settings = model_settings(folder) if folder else {}
+    settings.update(audio)
+    settings.update(
+        fps=float(given("video_fps")),
+        max_frames=int(given("video_maxlen")),
+        video_max_pixels=int(given("video_max_pixels")),
+        video_min_pixels=int(given("video_min_pixels")),
+    )
+    return settings
 
 
 def check_training_data(
@@ -124,18 +156,25 @@ def check_training_data(
 
 def media_limits(args: dict[str, Any], opts, given: Callable[[str], Any]):
     """The :class:`~vs2_plugin.data.validate.MediaLimits` a run's media are checked against: the
-    data check's ``opts``, the model's audio windows, and the run's frame settings (``given(name)``:
-    the run's value or LLaMA-Factory's default)."""
+    data check's ``opts``, the model's audio windows and processor, and the run's frame settings
+    and ``cutoff_len`` (``given(name)``: the run's value or LLaMA-Factory's default)."""
     from vs2_plugin.data import validate
 
     audio = _model_audio_limits(args)
     use_audio_in_video = str(args.get("use_audio_in_video", False)).lower() in ("true", "1")
+    refuse_video_audio = False
+    if audio and not use_audio_in_video:
+        from vs2_plugin.data.mm_plugin import ignore_video_audio  # the plugin's own opt-out
+
+        refuse_video_audio = not ignore_video_audio()
     return validate.MediaLimits(
         min_duration_s=opts.vs2_min_duration_s,
         max_duration_s=opts.vs2_max_duration_s,
         require_video_audio=opts.vs2_require_audio and use_audio_in_video,
-        max_audio_tokens=int(given("cutoff_len")) if audio else None,
+        max_media_tokens=int(given("cutoff_len")),
+        token_settings=tuple(sorted(_token_settings(args, audio, given).items())),
         video_audio_tokens=bool(audio) and use_audio_in_video,
+        refuse_video_audio=refuse_video_audio,
         decode=opts.vs2_check_decode,
         fps_phi=float(given("video_fps")),
         max_frames_m=int(given("video_maxlen")),

@@ -7,9 +7,11 @@ packets, no decoding), and says what is wrong with every bad sample:
 * media: missing, empty (0 bytes), not a readable container (e.g. a text file named .mp4),
   data that ends before the header says (a cut-short download), no video stream for a
   ``<video>``, no audio stream where audio is required (an ``<audio>`` input, or a video
-  when ``vs2_require_audio`` is set), shorter than ``vs2_min_duration_s`` (default 1 s),
-  longer than ``vs2_max_duration_s`` (default: no limit), or so long that its audio tokens
-  alone exceed ``cutoff_len`` (LLaMA-Factory would cut the sequence inside the media tokens);
+  when ``vs2_require_audio`` is set), an audio track the run would drop (a model with an audio
+  branch, ``use_audio_in_video: false``), shorter than ``vs2_min_duration_s`` (default 1 s),
+  longer than ``vs2_max_duration_s`` (default: no limit);
+* samples whose media tokens (frames and audio, as ``vs2 tokens`` counts them) reach
+  ``cutoff_len``: LLaMA-Factory would cut the sequence inside the media tokens;
 * rows: a missing or malformed column, roles out of order, an empty caption, text that is
   not valid UTF-8, a number of ``<video>`` / ``<audio>`` / ``<image>`` placeholders that
   differs from the number of files given.
@@ -38,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.data import media
-from vs2_plugin.data.media_check import CHECK_WORKERS, MediaLimits, check_many, check_media  # noqa: F401 (re-exported)
+from vs2_plugin.data.media_check import (  # noqa: F401 (re-exported)
+    CHECK_WORKERS,
+    MediaLimits,
+    check_many,
+    check_media,
+    tokens_problem,
+)
 from vs2_plugin.errors import ConfigError, DataError, did_you_mean
 
 POLICIES = ("fail", "skip", "off")
@@ -308,6 +316,7 @@ class RowChecker:
         except _RowProblem as exc:
             return [(None, str(exc))]
         problems: list[tuple[str | None, str]] = []
+        used: list[tuple[str, str]] = []  # (path, kind) of the row's good video and audio files
         for what, text in texts:
             bad = text_problem(text)
             if bad:
@@ -349,7 +358,12 @@ class RowChecker:
                 reason = self._check_media(path, kind)
                 if reason:
                     problems.append((path, reason))
+                else:
+                    used.append((path, kind))
             self.media[column] = resolved
+        too_long = None if problems else tokens_problem(used, self.limits)  # counted from readable files only
+        if too_long:
+            problems.append(too_long)
         return problems
 
     # -- text of a row, LLaMA-Factory's converters' way
