@@ -39,7 +39,7 @@ def _video(path, duration):
     [
         (".mp4", "copy"),  # the mp3 stream muxed as is
         (".mp4", "aac"),
-        (".mkv", "aac"),  # no per-stream duration: the container's end is used
+        (".mkv", "aac"),  # no per-stream duration in the header: the track's DURATION tag
     ],
 )
 def test_audio_starting_late_runs_to_its_end(tmp_path, suffix, audio_codec):
@@ -103,3 +103,22 @@ def test_audio_only_mp3_lasts_its_stream_length(tmp_path):
     info = probe(path)
     assert info.audio_duration_s == info.duration_s == length
     assert len(read_media(path).audio) == audio_sample_count(length)
+
+
+@pytest.mark.parametrize("suffix, audio_codec", [(".mkv", "aac"), (".webm", "libopus"), (".mp4", "aac")])
+def test_audio_shorter_than_its_video_is_no_damage(tmp_path, suffix, audio_codec):
+    """8 s of frames, 5 s of sound: a Matroska / WebM track gives no duration in the header, and the
+    container's (the video's 8 s) had made the sound read as cut short, by the check and in training."""
+    from vs2_plugin.data.media_check import MediaLimits, check_media
+
+    video_codec = "libvpx" if suffix == ".webm" else "libx264"
+    path = tmp_path / f"short_audio{suffix}"
+    _ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=duration=8:size=64x64:rate=10",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=5",
+        "-c:v", video_codec, "-c:a", audio_codec, path,
+    )  # fmt: skip
+    assert check_media(path, "video", MediaLimits(video_audio_tokens=True)) is None
+    audio = read_media(path).audio
+    assert len(audio) / SR == pytest.approx(5.0, abs=0.1)
+    assert _rms(audio[-SR // 2 :]) > 0.05  # the tone to its end

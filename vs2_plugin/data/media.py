@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -257,9 +258,24 @@ def _streams(container):
     return video, audio
 
 
+def _tagged_duration(stream) -> float | None:
+    """The ``DURATION`` tag Matroska / WebM muxers (FFmpeg, mkvmerge) write per track, in seconds:
+    those containers give a stream no duration of its own, and the container's is the longest
+    stream's, so a track shorter than the video would read as cut short."""
+    tag = next((v for k, v in stream.metadata.items() if k.upper() == "DURATION"), None)
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", str(tag or "").strip())
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    value = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return value if value > 0 else None
+
+
 def _stream_duration(stream, container) -> float | None:
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
+    if (tagged := _tagged_duration(stream)) is not None:
+        return tagged
     if container.duration is not None and container.duration > 0:
         return container.duration / 1_000_000  # AV_TIME_BASE
     return None
