@@ -100,6 +100,9 @@ def test_a_finished_run_in_output_dir_is_named_unless_the_files_are_left_out(tin
     ]
     _, findings = check_recipe("recipes/tiny/av_sft.yaml", overrides, files=False)
     assert not _problems(findings)
+    _, findings = check_recipe("recipes/tiny/av_sft.yaml", ["use_unsloth=true"], files=False)
+    assert not _problems(findings)  # a recipe for another machine: its packages are its own
+    assert any("need a package not installed here: The 'unsloth'" in f.text for f in findings)
     _, findings = check_recipe("recipes/tiny/av_sft.yaml", [*overrides[:-1], "dataset=null"], files=False)
     assert _problems(findings) == [
         "recipes/tiny/av_sft.yaml: LLaMA-Factory's train arguments: Please specify dataset for training."

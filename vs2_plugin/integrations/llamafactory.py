@@ -375,7 +375,8 @@ def parse_arguments(kind: str, args: dict[str, Any], where: str = "", files: boo
     — that last one not when ``files`` is false). Our stages' forced settings and gDPO's keys are
     applied and popped as :func:`run_stage` does, the data check's ``vs2_*`` keys validated and
     popped. A ConfigError names what LLaMA-Factory refuses (after ``where``). Returns notes on what
-    cannot be checked on this machine: mixed precision without a GPU (parsed as fp32); a training
+    cannot be checked on this machine: mixed precision without a GPU (parsed as fp32); with ``files``
+    false, a package an option needs that is not installed here (a recipe for another machine); a training
     run's later checks with several GPUs (``llamafactory-cli`` starts one process per GPU there,
     this check runs in one, which LLaMA-Factory refuses: the keys and types are parsed only). The
     DeepSpeed config is left out (parsing it imports DeepSpeed, an extra); reading its file is the
@@ -428,7 +429,10 @@ def parse_arguments(kind: str, args: dict[str, Any], where: str = "", files: boo
         raise ConfigError(f"{head}{exc}") from None
     except ImportError as exc:  # an option's package (use_unsloth, use_galore...) is not installed
         text = " ".join(str(exc).split()).removeprefix("No package metadata was found for ")  # its hint, on one line
-        raise ConfigError(f"{head}LLaMA-Factory's {kind} arguments need a package not installed here: {text}") from None
+        missing = f"{head}LLaMA-Factory's {kind} arguments need a package not installed here: {text}"
+        if files:
+            raise ConfigError(missing) from None
+        notes.append(missing)  # --keys-only: a recipe for another machine, whose packages are its own
     except (ValueError, TypeError, AssertionError) as exc:  # its own checks are partly asserts
         hint = ""
         if "True is not a valid" in str(exc) or "False is not a valid" in str(exc):
