@@ -61,7 +61,8 @@ class Outcome:
 
 @dataclass
 class Tally:
-    """Counts over a runner's lifetime (thread-safe enough: updated on one event loop)."""
+    """Counts over a runner's lifetime, for its progress bar and log (thread-safe enough: updated on
+    one event loop); what each item cost is in its own ``usage``."""
 
     requests: int = 0
     cache_hits: int = 0
@@ -69,12 +70,6 @@ class Tally:
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-    def cost_usd(self, price_in_per_mtok: float, price_out_per_mtok: float) -> float:
-        return (self.prompt_tokens * price_in_per_mtok + self.completion_tokens * price_out_per_mtok) / 1e6
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 def retry_after_seconds(headers) -> float | None:

@@ -21,15 +21,6 @@ from vs2_plugin.judge.types import Extraction, Judgment
 
 NAME = "openai"
 
-#: Request tally of the latest judging call (requests, cache hits, retries, tokens, cost).
-LAST_RUN: dict = {}
-
-
-def _usage(runner: ChatRunner, n_items: int) -> dict:
-    t = runner.tally
-    cost = t.cost_usd(runner.options.price_in_per_mtok, runner.options.price_out_per_mtok)
-    return {**t.as_dict(), "cost_usd": round(cost, 6), "items": n_items}
-
 
 def _outcomes_usage(outcomes, options: OpenAIOptions) -> dict:
     """Tokens, cache hits and cost of ``outcomes`` (failed attempts included: they are billed)."""
@@ -119,8 +110,6 @@ def judge(items, options: OpenAIOptions, config) -> list[Judgment]:
                 usage=usage,
             )
         )
-    LAST_RUN.clear()
-    LAST_RUN.update(_usage(runner, len(items)))
     return results
 
 
