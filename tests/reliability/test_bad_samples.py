@@ -771,7 +771,7 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
 @pytest.mark.parametrize(
     ("limits", "message"),
     [
-        ({"window_s": -1}, "window_s must be a positive number of seconds, got -1"),
+        ({"token_settings": (("window_s", -1),)}, "window_s must be a positive number of seconds, got -1"),
         ({"fps_phi": 0}, "fps must be a number > 0, got 0"),
         ({"max_frames_m": 0}, "max_frames must be an integer >= 1, got 0"),
         ({"min_duration_s": -5}, "min_duration_s must be a number >= 0, got -5"),

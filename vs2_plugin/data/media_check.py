@@ -18,7 +18,7 @@ from typing import Any
 from vs2_plugin.data import media
 from vs2_plugin.errors import ConfigError, MediaError
 from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS, AudioGeometry, VideoSampling
+from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS, VideoSampling
 
 #: How far the packets may end before the header's duration (plus one frame) without the
 #: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.
@@ -42,9 +42,6 @@ class MediaLimits:
     #: the ``vs2 tokens`` settings the media tokens are counted under, as (key, value) pairs over
     #: :data:`vs2_plugin.data.token_report.DEFAULTS` (the model's processor, the run's frame caps)
     token_settings: tuple[tuple[str, Any], ...] = ()
-    window_s: float = AUDIO_DEFAULTS.window_s
-    queries_per_window: int = AUDIO_DEFAULTS.queries_per_window
-    segment_s: float = AUDIO_DEFAULTS.segment_s
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
     #: a <video> with an audio track is bad: the multimodal plugin refuses it, as the model has an
@@ -58,9 +55,11 @@ class MediaLimits:
     max_pixels: int | None = interleave.LF_VIDEO_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        # the audio and frame rules check their own values (ConfigError naming the bad one)
-        AudioGeometry(self.window_s, self.queries_per_window, self.segment_s)
+        # the frame rules and the token settings check their own values (ConfigError naming the bad one)
+        from vs2_plugin.data.token_report import DEFAULTS, check_settings
+
         VideoSampling(self.fps_phi, self.max_frames_m)
+        check_settings({**DEFAULTS, **dict(self.token_settings)})
         optional = ("max_duration_s", "max_media_tokens")
         minimums = {
             "min_duration_s": 0,

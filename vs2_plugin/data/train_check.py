@@ -23,7 +23,7 @@ def _is_main_rank() -> bool:
 
 def _model_audio_limits(args: dict[str, Any]) -> dict[str, Any]:
     """Audio token settings of the model (its config, as the multimodal plugin reads it), as
-    :class:`~vs2_plugin.data.validate.MediaLimits` keys; empty when the model takes no audio."""
+    ``vs2 tokens`` settings (:mod:`vs2_plugin.data.token_report`); empty when the model takes no audio."""
     from vs2_plugin.data.model_audio import model_audio_settings
 
     settings = model_audio_settings(str(args.get("model_name_or_path") or ""))
@@ -179,7 +179,6 @@ def media_limits(args: dict[str, Any], opts, given: Callable[[str], Any]):
         fps_phi=float(given("video_fps")),
         max_frames_m=int(given("video_maxlen")),
         max_pixels=int(given("video_max_pixels")),
-        **audio,
     )
 
 
