@@ -108,6 +108,13 @@ def _grid_positions(start: int, grid_thw, groups: range, merge: int, time_scale:
     return torch.stack([t, h, w]) + start
 
 
+#: the usual cause of a video's tokens not matching its grid in training
+CUT_HINT = (
+    " (in training this is mostly a sequence cut inside its media tokens: the media and the text "
+    "need more than cutoff_len; raise cutoff_len or lower video_maxlen / video_max_pixels)"
+)
+
+
 @dataclass
 class _OpenVideo:
     """The video whose tokens are being placed: its grid, its temporal groups placed so far, the
@@ -130,7 +137,7 @@ class _OpenVideo:
         if self.done % self.per_group or take % self.per_group:
             raise ValueError(
                 f"video tokens must come in whole temporal groups of {self.per_group} between audio "
-                f"tokens; got a run of {take} for grid {tuple(self.grid)}"
+                f"tokens; got a run of {take} for grid {tuple(self.grid)}{CUT_HINT}"
             )
         first = self.done // self.per_group
         pos = _grid_positions(
@@ -167,6 +174,7 @@ class _OpenVideo:
         if self.done != self.total:
             raise ValueError(
                 f"a video has {self.done} <|video_pad|> tokens but its grid {tuple(self.grid)} needs {self.total}"
+                f"{CUT_HINT}"
             )
         return self.max + 1
 
