@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
+from vs2_openai_judge.client import NO_API_KEY
 from vs2_plugin.cli import main as vs2_main
 from vs2_plugin.pipeline.config import load_yaml
 from vs2_plugin.pipeline.recipe_check import check_recipe
@@ -291,3 +292,17 @@ def test_an_mrdpo_config_with_data_screens_its_video_lists_as_the_run_would(tiny
     assert "gone.mp4" in notes[0] and "no_reference" in notes[1] and "line" in notes[2]
     _, findings = check_recipe("recipes/tiny/mrdpo.yaml", [*overrides, "bad_samples=fail"], data=True)
     assert len(_problems(findings)) == 3
+
+
+def test_an_mrdpo_config_names_what_its_judge_lacks_on_this_machine(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    overrides = [f"model_name_or_path={tiny_model_dir}", "judge.judge=openai"]
+    _, findings = check_recipe("recipes/tiny/mrdpo.yaml", overrides)
+    assert _problems(findings) == ["judge 'openai': " + NO_API_KEY]  # the run would stop after sampling
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert not _problems(check_recipe("recipes/tiny/mrdpo.yaml", overrides)[1])
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("\n")
+    _, findings = check_recipe("recipes/tiny/mrdpo.yaml", [*overrides, f"judge.options.api_key_file={key_file}"])
+    assert _problems(findings) == [f"judge 'openai': api_key_file {str(key_file)!r} is empty"]

@@ -24,3 +24,18 @@ def test_a_failed_extraction_names_its_reason_and_keeps_the_others(tmp_path, mon
     ):
         video_events(videos, JudgeConfig(judge="offline"), cache)
     assert json.loads(cache.read_text()) == {"v1": ["A dog barks"]}
+
+
+def test_a_run_whose_judge_lacks_its_api_key_stops_before_sampling(tiny_model_dir, tmp_path, monkeypatch):
+    from tests.support.paths import REPO
+    from vs2_openai_judge.client import NO_API_KEY
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.pipeline.config import load_mrdpo_config
+    from vs2_plugin.pipeline.mrdpo import run_mrdpo
+
+    monkeypatch.chdir(REPO)  # the recipe's video lists are relative
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    overrides = [f"model_name_or_path={tiny_model_dir}", f"run_dir={tmp_path / 'run'}", "judge.judge=openai"]
+    with pytest.raises(ConfigError, match="judge 'openai': " + NO_API_KEY):
+        run_mrdpo(load_mrdpo_config(REPO / "recipes" / "tiny" / "mrdpo.yaml", overrides), progress=False)
+    assert not list((tmp_path / "run").rglob("samples*"))  # nothing sampled for a judge that cannot run

@@ -41,6 +41,9 @@ class Judge:
         events of each reference caption, or ``None`` when this judge cannot extract them; or a
         :class:`~vs2_plugin.judge.types.Extraction` per reference, to say why one failed and what
         its requests used.
+    ready: ``(options) -> str | None``, why this judge cannot run on this machine (a missing API
+        key), or None; asked before an mrDPO run's first step and by ``vs2 check-recipe``, so that
+        a run does not fail at its first judging step after hours of sampling.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Judge:
     options: type
     judge_captions: Callable[..., list]
     extract_events: Callable[..., list] | None = None
+    ready: Callable[[Any], str | None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

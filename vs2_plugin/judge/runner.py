@@ -62,6 +62,12 @@ def require_judge(config: JudgeConfig, pm=None) -> JudgeConfig:
     return dataclasses.replace(config, options=options)
 
 
+def judge_not_ready(config: JudgeConfig, pm=None) -> str | None:
+    """Why the selected judge cannot run on this machine (its ``ready``, e.g. no API key), or None."""
+    judge, options = resolve(config, _manager(pm))
+    return judge.ready(options) if judge.ready is not None else None
+
+
 def extractions(references: list[str], config: JudgeConfig, pm=None) -> list[Extraction]:
     """One :class:`Extraction` per reference caption, by the selected judge."""
     judge, options = resolve(config, _manager(pm))

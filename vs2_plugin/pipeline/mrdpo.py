@@ -364,6 +364,10 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     state = StepState(run_dir)
     train_videos, held_videos = screened_videos(cfg, run_dir)
     jcfg = judge_config(cfg, run_dir)
+    from vs2_plugin.judge.runner import judge_not_ready
+
+    if why := judge_not_ready(jcfg):  # before sampling: the judge is first needed hours later
+        raise ConfigError(f"judge {jcfg.judge!r}: {why}")
     events = video_events(
         train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json"
     )

@@ -275,6 +275,7 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool, data: b
         out += _check_model(
             {"model_name_or_path": cfg.model_name_or_path, "adapter_name_or_path": cfg.adapter_name_or_path}
         )
+        out += _check_judge_ready(cfg)
         out += _check_deepspeed(round_args) + _check_targets(round_args)
         for key in ("train_videos", "heldout_videos"):
             value = getattr(cfg, key)
@@ -283,6 +284,16 @@ def _check_mrdpo(path: str | Path, overrides: list[str], *, files: bool, data: b
             elif value and data:
                 out += _check_video_list(cfg, key, value)
     return out
+
+
+def _check_judge_ready(cfg) -> list[Finding]:
+    """What the driver's judge needs on this machine (an API key) and lacks."""
+    from vs2_plugin.judge.config import JudgeConfig
+    from vs2_plugin.judge.runner import judge_not_ready
+
+    config = JudgeConfig.from_dict(cfg.judge)
+    why = judge_not_ready(config)
+    return [Finding("problem", f"judge {config.judge!r}: {why}")] if why else []
 
 
 def _check_video_list(cfg, key: str, path: str) -> list[Finding]:

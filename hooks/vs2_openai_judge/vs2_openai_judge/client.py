@@ -59,6 +59,17 @@ class Outcome:
     usage: dict[str, int] = field(default_factory=dict)
 
 
+NO_API_KEY = "the openai judge needs an API key: set OPENAI_API_KEY or the api_key_file option of the judge"
+
+
+def missing_api_key(options) -> str | None:
+    """Why the judge cannot send a request on this machine (no key, an unreadable key file), or None."""
+    try:
+        return None if read_api_key("OPENAI_API_KEY", options.api_key_file) else NO_API_KEY
+    except ConfigError as exc:
+        return str(exc)
+
+
 @dataclass
 class Tally:
     """Counts over a runner's lifetime, for its progress bar and log (thread-safe enough: updated on
@@ -133,9 +144,7 @@ class ChatRunner:
         self.show_progress = config.show_progress
         self.api_key = read_api_key("OPENAI_API_KEY", options.api_key_file)
         if not self.api_key:
-            raise ConfigError(
-                "the openai judge needs an API key: set OPENAI_API_KEY or the api_key_file option of the judge"
-            )
+            raise ConfigError(NO_API_KEY)
         self.base_url = options.base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.cache = AnswerCache(config.cache_path)
         self.tally = Tally()

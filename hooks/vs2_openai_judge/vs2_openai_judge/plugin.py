@@ -10,7 +10,7 @@ passes that are not in the cache. ``event_scores`` are per-event coverage over t
 
 from __future__ import annotations
 
-from vs2_openai_judge.client import ChatRunner, Job
+from vs2_openai_judge.client import ChatRunner, Job, missing_api_key
 from vs2_openai_judge.options import OpenAIOptions
 from vs2_openai_judge.parsing import parse_events, parse_verdict
 from vs2_openai_judge.prompts import extraction_messages, judging_messages
@@ -119,6 +119,7 @@ JUDGE = Judge(
     options=OpenAIOptions,
     judge_captions=judge,
     extract_events=extract_events,
+    ready=missing_api_key,
 )
 
 
