@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from vs2_plugin.pipeline.sampling import SampleTask, prompt_groups
 
 
@@ -27,3 +29,22 @@ def test_sampled_tasks_of_one_prompt_share_one_group_in_first_task_order():
         (False, "v.mp4", ["v/global/0", "v/global/1"]),
         (False, "w.mp4", ["w/global/0"]),
     ]
+
+
+def test_a_rerun_with_fewer_workers_keeps_what_every_shard_sampled(tmp_path):
+    from vs2_plugin.pipeline.config import SamplingConfig
+    from vs2_plugin.pipeline.sampling import sample
+
+    tasks = [SampleTask(f"v{i}/global/0", f"v{i}", "global", "Describe.", f"v{i}.mp4", 0) for i in range(4)]
+    out = tmp_path / "samples.jsonl"
+    # a 4-worker run stopped after each worker's caption: one log per shard, nothing merged yet
+    for shard, task in enumerate(tasks):
+        (tmp_path / f"samples.shard{shard}.jsonl").write_text(
+            json.dumps({"key": task.key, "caption": f"c{shard}"}) + "\n"
+        )
+    # resumed with one worker: every task is done, so no model is loaded (model="absent")
+    rows = sample(
+        tasks, out, model="absent", adapters=[], infer={}, cfg=SamplingConfig(workers=1), seed=0, progress=False
+    )
+    assert [r["caption"] for r in rows] == ["c0", "c1", "c2", "c3"]
+    assert not list(tmp_path.glob("samples.shard*.jsonl"))  # folded into samples.jsonl

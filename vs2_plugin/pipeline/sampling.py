@@ -205,6 +205,22 @@ def sample_parallel(
     write_jsonl_atomic(out_path, [merged[t.key] for t in tasks if t.key in merged])
 
 
+def fold_shards(out_path: Path) -> None:
+    """Fold the captions an interrupted sharded run left in its shard logs into ``out_path``, then
+    remove those logs: a rerun may use fewer workers (``workers`` may change on resume), whose
+    shards would neither read nor merge the others'. Idempotent: a crash before the removal folds
+    them again."""
+    shards = sorted(out_path.parent.glob(f"{out_path.stem}.shard*.jsonl"))
+    if not shards:
+        return
+    merged = JsonlLog(out_path).by_key()
+    for shard in shards:
+        merged.update(JsonlLog(shard).by_key())
+    write_jsonl_atomic(out_path, list(merged.values()))
+    for shard in shards:
+        shard.unlink()
+
+
 def _shard_path(out_path: Path, shard: int) -> Path:
     return out_path.with_name(f"{out_path.stem}.shard{shard}.jsonl")
 
@@ -311,6 +327,7 @@ def sample(
 ) -> list[dict[str, Any]]:
     """Sample every task (skipping those already in ``out_path``); returns rows in task order."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    fold_shards(out_path)
     watched = console.JsonlProgress(
         [out_path, *(_shard_path(out_path, k) for k in range(cfg.workers))], [t.key for t in tasks]
     )
