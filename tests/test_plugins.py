@@ -119,3 +119,13 @@ def test_a_judge_name_taken_twice_keeps_the_first_and_names_both_plugins(fake_ju
     assert not pm.has_plugin("clash")  # skipped whole: none of its other hooks runs
     sys.modules.pop("clash_vs2_judge", None)
     plugins.reset_plugin_manager()
+
+
+def test_vs2_plugins_exits_1_when_a_plugin_failed_to_load(monkeypatch, capsys):
+    from vs2_plugin.cli import main
+
+    assert main(["plugins"]) == 0
+    monkeypatch.setattr(plugins, "load_failures", lambda: {"broken": "cannot import this plugin"})
+    assert main(["plugins"]) == 1  # the install check of a CI job must not pass
+    assert "broken [FAILED]: cannot import this plugin" in capsys.readouterr().out
+    assert main(["plugins", "--json"]) == 1

@@ -32,10 +32,15 @@ def collect() -> dict:
 
 
 def run(args) -> int:
+    """Exit 2 when LLaMA-Factory is not a supported version, 1 when a plugin failed to load, else 0:
+    the install check of a CI job or a container build."""
     info = collect()
+    failed = bool(info["vs2_plugin_failures"]) or any(
+        str(status).startswith("error") for status in info["llamafactory_plugins"].values()
+    )
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0 if "error" not in info["llamafactory"] else 2
+        return 2 if "error" in info["llamafactory"] else int(failed)
     print("vs2 plugins (entry-point group 'vs2' + built-ins):")
     for p in info["vs2_plugins"]:
         kind = "built-in" if p["builtin"] else "installed"
@@ -55,4 +60,4 @@ def run(args) -> int:
         return 2
     for kind, names in sorted(lf["registrations"].items()):
         print(f"  {kind}: {', '.join(names)}")
-    return 0
+    return int(failed)
