@@ -26,8 +26,9 @@ CAPTIONS = {
 def setup(tmp_path, monkeypatch, repo_root):
     videos = tmp_path / "videos.jsonl"
     videos.write_text("".join(json.dumps({"id": name, "video": f"{name}.mp4"}) + "\n" for name in CAPTIONS))
-    for name in CAPTIONS:
-        (tmp_path / f"{name}.mp4").write_bytes(b"")
+    clip = (repo_root / "vs2_plugin" / "assets" / "demo_data" / "media" / "living_room.mp4").read_bytes()
+    for name in CAPTIONS:  # real clips: the list is screened as mrDPO's lists are
+        (tmp_path / f"{name}.mp4").write_bytes(clip)
     run = tmp_path / "mrdpo"
     run.mkdir()
     (run / "final_model.json").write_text(json.dumps({"model": "/models/post-align", "adapters": ["/r/1", "/r/2"]}))

@@ -26,7 +26,7 @@ from vs2_plugin.pipeline.config import MrDPOConfig, resume_differences
 from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.records import JsonlLog, StepState, write_final_model
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
-from vs2_plugin.pipeline.screen import drop_failed, screen_videos
+from vs2_plugin.pipeline.screen import drop_failed, screen_videos, video_limits
 from vs2_plugin.pipeline.tracking import report_round
 from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
@@ -67,16 +67,6 @@ def video_events(videos: list[VideoEntry], jcfg, cache_path: Path) -> dict[str, 
                 f"give these videos an 'events' list or rerun (extracted events are kept)"
             )
     return {k: (events or cache[k]) for k, (events, _) in wanted.items()}
-
-
-def video_limits(cfg: MrDPOConfig):
-    """The clip lengths the driver takes (``min_duration_s`` / ``max_duration_s``)."""
-    from vs2_plugin.data.validate import MediaLimits
-
-    return MediaLimits(
-        min_duration_s=float(cfg.min_duration_s),
-        max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s),
-    )
 
 
 def screened_videos(cfg: MrDPOConfig, run_dir: Path) -> tuple[list[VideoEntry], list[VideoEntry]]:

@@ -12,7 +12,10 @@ Besides the trained adapter, ``--out`` holds ``report.md`` / ``report.html`` (ev
 dropped and why, against the video's frames and audio) and ``logs/rebirth.log``. Every step is
 resumable: labels are kept per video; the dataset and training rerun only if not finished.
 Sampling settings come from the mrDPO config (``--mrdpo-config``), so labelling uses the same
-prompts and media settings as the rounds.
+prompts and media settings as the rounds. Bad videos are handled as the rounds handle them (the
+config's ``bad_samples``): a bad row of ``--videos`` (unreadable or truncated file, an interval
+past the clip's end, ...) or a video that could not be decoded while labelling is left out and
+listed in ``--out``/``skipped_videos.jsonl`` (``skip``), or stops the run naming it (``fail``).
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
-from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig, load_yaml
 from vs2_plugin.pipeline.html_report import write_labels_report
 from vs2_plugin.pipeline.records import ADAPTER_TUNING, FINAL_MODEL, StepState, finished_model
 from vs2_plugin.pipeline.sampling import build_tasks, sample
+from vs2_plugin.pipeline.screen import SKIPPED_VIDEOS_FILE, drop_failed, screen_videos, video_limits
 from vs2_plugin.pipeline.train import run_training
-from vs2_plugin.pipeline.videos import load_videos
 
 REBIRTH_DATASET = "vs2_rebirth"
 
@@ -109,7 +112,11 @@ def run_rebirth(
     post_alignment = str(Path(post_alignment).resolve()) if Path(post_alignment).exists() else post_alignment
     # the recipe's errors before labelling, which takes hours on a large model
     sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft")
-    videos = load_videos(videos_path, require_reference=False)
+    # bad rows left out and listed (bad_samples: skip) or refused (fail), as mrDPO screens its lists;
+    # rebirth labels the videos itself, so a reference caption is optional
+    videos, _ = screen_videos(
+        videos_path, out_dir, policy=cfg.bad_samples, limits=video_limits(cfg), require_reference=False, tag="rebirth"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     state = StepState(out_dir)
 
@@ -124,6 +131,15 @@ def run_rebirth(
         seed=cfg.seed,
         progress=progress,
     )
+    # videos the model could not decode while labelling: left out and listed (a rerun retries them)
+    rows, failed = drop_failed(rows, out_dir, "rebirth labelling", cfg.bad_samples)
+    if failed and not rows:
+        raise DataError(
+            f"rebirth: none of the {len(failed)} video(s) in {videos_path} could be read while labelling "
+            f"(listed in {out_dir / SKIPPED_VIDEOS_FILE})"
+        )
+    if failed:
+        videos = [v for v in videos if v.id not in failed]
 
     if not state.done(0, "filter"):
         kept, dropped = filter_labels(rows)

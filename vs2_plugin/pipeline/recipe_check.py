@@ -299,8 +299,7 @@ def _check_judge_ready(cfg) -> list[Finding]:
 def _check_video_list(cfg, key: str, path: str) -> list[Finding]:
     """Every row and video of a driver's video list, as its run screens them: a bad one is a
     problem under ``bad_samples: fail``, a note of what the run would leave out under ``skip``."""
-    from vs2_plugin.pipeline.mrdpo import video_limits
-    from vs2_plugin.pipeline.screen import screen_rows
+    from vs2_plugin.pipeline.screen import screen_rows, video_limits
 
     try:
         good, bad = screen_rows(path, limits=video_limits(cfg), tag=key)

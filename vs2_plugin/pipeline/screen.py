@@ -40,6 +40,15 @@ def _row_entry(row: dict, list_path: Path, require_reference: bool) -> VideoEntr
     return parse_video_row(row, list_path.parent, require_reference)
 
 
+def video_limits(cfg) -> MediaLimits:
+    """The clip lengths an mrDPO config (``min_duration_s`` / ``max_duration_s``) lets its video
+    lists have: the driver's and rebirth's."""
+    return MediaLimits(
+        min_duration_s=float(cfg.min_duration_s),
+        max_duration_s=None if cfg.max_duration_s is None else float(cfg.max_duration_s),
+    )
+
+
 def screen_videos(
     path: str | Path,
     run_dir: str | Path,
