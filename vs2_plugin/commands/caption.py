@@ -23,10 +23,14 @@ in LLaMA-Factory's ``generated_predictions.jsonl`` shape plus identifiers::
 
 (``label`` only when the list has a reference; ``start`` / ``end`` on local rows). ``vs2 eval
 --input predictions.jsonl`` judges it directly. Each row is appended and fsynced as soon as its
-batch ends, so a rerun resumes with the missing rows. Videos that cannot be used (missing,
+batch ends, so a rerun resumes with the missing rows. A kept row whose video, label or prompt
+is no longer what the list gives for its key (the list was edited since) is captioned again and
+its row replaced, with a warning naming the ids: the output follows the current list. An
+existing ``--out`` that is not a predictions file of this command (a complete line that is not
+one of its rows) is refused and left untouched, ``--overwrite`` or not. Videos that cannot be used (missing,
 unreadable, malformed row or line) never stop the run: they are printed and listed in
 ``<name>.bad_videos.jsonl`` beside ``--out <name>.jsonl`` with their line and reason, and a rerun tries them again. A local
-interval that is malformed or past the video's end is listed alone; the video's other captions
+interval that is malformed, past the video's end or a repeat of an earlier one of its row is listed alone; the video's other captions
 are still made.
 
 ``<name>.settings.json`` beside it records what the captions depend on (model and adapters, task, prompts,

@@ -19,7 +19,7 @@ from vs2_plugin.pipeline.config import (
     SamplingConfig,
 )
 from vs2_plugin.pipeline.records import JsonlLog, finished_model, write_jsonl_atomic
-from vs2_plugin.pipeline.videos import interval_past_end, media_duration
+from vs2_plugin.pipeline.videos import interval_past_end, media_duration, repeated_interval
 
 #: model loading defaults when neither a run's config nor --infer says otherwise: the audio
 #: track is part of the input of this model, so it is never dropped by default
@@ -133,7 +133,7 @@ def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float
     if not isinstance(local, list):
         return [], [(None, f"'local' must be a list of {{start, end}} intervals, got {local!r}")]
     duration = None
-    good, problems = [], []
+    good, problems, spans = [], [], {}
     for k, iv in enumerate(local):
         try:
             start, end = float(iv["start"]), float(iv["end"])
@@ -142,6 +142,10 @@ def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float
             continue
         if not 0 <= start < end:
             problems.append((k, f"local[{k}] has start={start:g} end={end:g} (needs 0 <= start < end)"))
+            continue
+        repeat = repeated_interval(k, start, end, spans)
+        if repeat:
+            problems.append((k, repeat))
             continue
         if duration is None:
             duration = media_duration(file)  # an unreadable file makes the whole row bad
@@ -208,6 +212,28 @@ def output_row(job: Job, caption) -> dict[str, Any]:
     return row
 
 
+def _listed_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What of a predictions row comes from the video list and settings, not from the model."""
+    return {k: v for k, v in row.items() if k not in ("predict", "finish_reason")}
+
+
+def stale_rows(rows: list[dict[str, Any]], jobs: list[Job]) -> dict[str, Job]:
+    """The jobs whose kept row (same key) was made for another video, label or prompt than the list
+    now gives (its row is replaced), by key."""
+    from types import SimpleNamespace
+
+    by_key = {j.key: j for j in jobs}
+    stale = {}
+    for row in rows:
+        job = by_key.get(row.get("key"))
+        if job is None:
+            continue
+        want = json.loads(json.dumps(_listed_fields(output_row(job, SimpleNamespace(text="", finish_reason=None)))))
+        if _listed_fields(row) != want:
+            stale[job.key] = job
+    return stale
+
+
 def command_settings(
     model: str | None, adapters: list[str], run: str | None, max_new_tokens: int | None, infer: list[str]
 ) -> Settings:
@@ -251,10 +277,50 @@ def check_model(settings: Settings, run: Path | None = None) -> None:
     )
 
 
+#: the fields of every row :func:`output_row` writes; ``key`` comes first in each line
+ROW_FIELDS = ("key", "id", "video", "task", "prompt", "predict")
+
+
+def check_out_file(out: Path) -> None:
+    """An existing ``out`` is a predictions file of this command: each complete line (blank ones
+    aside) a row of :func:`output_row`. Only a torn last line, the start of a row that an interrupted
+    write left without its newline, is allowed (a rerun drops it). Anything else is refused, so that
+    resuming, ``--overwrite`` or a dropped torn tail never touches a file of other content."""
+    if not out.is_file():
+        return
+    how = "it is left as it is: give --out a new file or a predictions file of vs2 caption"
+    with open(out, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        torn = n == len(lines)  # no newline after it
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"--out {out}:{n}: not UTF-8 text, so not a predictions file; {how}") from None
+        if torn:
+            if not text.startswith('{"key": '):
+                raise DataError(f"--out {out}:{n}: the last line is not a predictions row (nor part of one); {how}")
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"--out {out}:{n}: not a JSON row ({exc.msg}), so not a predictions file; {how}") from None
+        missing = [k for k in ROW_FIELDS if k not in row] if isinstance(row, dict) else list(ROW_FIELDS)
+        if missing or not isinstance(row["key"], str):
+            raise DataError(
+                f"--out {out}:{n}: not a predictions row of vs2 caption (lacks {', '.join(missing) or 'a string key'}); {how}"
+            )
+
+
 def check_options(out: Path, batch_size: int, temperature: float | None, top_p: float) -> None:
-    """The options of :func:`caption_videos` that need no model nor video list."""
+    """The options of :func:`caption_videos` that need no model nor video list (an existing ``out``
+    must be a predictions file: :func:`check_out_file`)."""
     if out.is_dir():
         raise ConfigError(f"--out {out}: a directory; give the predictions file, e.g. {out / 'predictions.jsonl'}")
+    check_out_file(out)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
     if temperature is not None and not temperature > 0:
@@ -375,6 +441,15 @@ def caption_videos(
     jobs, bad = read_jobs(videos, task, settings)
     start_or_resume(out, caption_settings(settings, task, temperature, top_p, seed), overwrite)
     log = JsonlLog(out)
+    kept = log.rows()
+    stale = stale_rows(kept, jobs)
+    if stale:  # the list changed since: its rows are made again, for what it gives now
+        ids = sorted({j.id for j in stale.values()})
+        console.warn(
+            f"{out}: recaptioning {len(stale)} row(s) whose video, label or prompt differ from {videos} now"
+            f" (id {', '.join(map(repr, ids[:10]))}{' ...' if len(ids) > 10 else ''})"
+        )
+        write_jsonl_atomic(out, [r for r in kept if r.get("key") not in stale])
     done = log.by_key()
     todo = [j for j in jobs if j.key not in done]
     if todo:

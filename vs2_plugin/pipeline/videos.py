@@ -51,6 +51,17 @@ def interval_past_end(k: int, start: float, end: float, duration: float) -> str 
     return None
 
 
+def repeated_interval(k: int, start: float, end: float, seen: dict[str, int]) -> str | None:
+    """Why local interval ``k`` repeats an earlier interval of its row (None when it does not).
+    ``seen`` maps each earlier interval, as its key writes it (``{start:g}-{end:g}``: outputs are keyed
+    so), to its index; ``k`` is added when new."""
+    span = f"{start:g}-{end:g}"
+    if span in seen:
+        return f"local[{k}] (start {start:g}, end {end:g}) repeats local[{seen[span]}]: give each interval once"
+    seen[span] = k
+    return None
+
+
 def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -> VideoEntry:
     """One row as a :class:`VideoEntry` (``video`` resolved against ``base_dir``); DataError says what is wrong."""
     for key in ("id", "video"):
@@ -63,7 +74,7 @@ def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -
     video = video if video.is_absolute() else (base_dir / video)
     if not video.is_file():
         raise DataError(f"video file not found: {video}")
-    local = []
+    local, spans = [], {}
     for k, iv in enumerate(row.get("local") or []):
         try:
             start, end = float(iv["start"]), float(iv["end"])
@@ -71,6 +82,9 @@ def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -
             raise DataError(f"local[{k}] needs numeric 'start' and 'end'") from None
         if not 0 <= start < end:
             raise DataError(f"local[{k}] has start={start} end={end}")
+        repeat = repeated_interval(k, start, end, spans)
+        if repeat:
+            raise DataError(f"video {vid!r}: {repeat}")
         if not iv.get("reference") and not iv.get("events"):
             raise DataError(f"local[{k}] needs a 'reference' or 'events'")
         events = event_list(iv.get("events"), f"video {vid!r} local[{k}]")
