@@ -122,10 +122,17 @@ def test_a_judge_name_taken_twice_keeps_the_first_and_names_both_plugins(fake_ju
 
 
 def test_vs2_plugins_exits_1_when_a_plugin_failed_to_load(monkeypatch, capsys):
+    from vs2_plugin import autoload
     from vs2_plugin.cli import main
 
+    # what this process loaded is the other tests' too: each outcome is set here
+    monkeypatch.setattr(autoload, "loaded_plugins", lambda: {"vs2_plugin=...:register": "ok"})
+    monkeypatch.setattr(plugins, "load_failures", lambda: {})
     assert main(["plugins"]) == 0
     monkeypatch.setattr(plugins, "load_failures", lambda: {"broken": "cannot import this plugin"})
     assert main(["plugins"]) == 1  # the install check of a CI job must not pass
     assert "broken [FAILED]: cannot import this plugin" in capsys.readouterr().out
     assert main(["plugins", "--json"]) == 1
+    monkeypatch.setattr(plugins, "load_failures", lambda: {})
+    monkeypatch.setattr(autoload, "loaded_plugins", lambda: {"missing=x:register": "error: ModuleNotFoundError: x"})
+    assert main(["plugins"]) == 1  # a LLaMA-Factory plugin that failed counts too
