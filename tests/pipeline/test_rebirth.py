@@ -4,6 +4,7 @@ post-alignment checkpoint, and a rerun redoes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -40,6 +41,7 @@ def setup(tmp_path, monkeypatch, repo_root):
 
     def fake_sample(tasks, out_path, *, model, adapters, **kwargs):
         calls["sample"].append({"model": model, "adapters": adapters, "n": len(tasks), "greedy": tasks[0].greedy})
+        out_path.touch()  # where the labels are kept
         return [
             {
                 "key": t.key,
@@ -176,6 +178,45 @@ def test_rebirth_records_the_model_it_trained(setup, repo_root, overrides):
     aligned = str((tmp_path / "post-align").resolve())
     want = (str(out / "sft"), []) if overrides else (aligned, [str(out / "sft")])
     assert finished_model(out) == want == (result["model"], result["adapters"])
+
+
+def test_a_rerun_on_labels_of_another_model_or_list_is_refused_a_moved_list_resumes(setup, repo_root):
+    """The labels were made by the final mrDPO model from the listed videos with the config's
+    sampling settings: a rerun with another of these would tune on a mix, so it is refused."""
+    from vs2_plugin.pipeline.caption import run_settings
+
+    cfg, videos, tmp_path, calls = setup
+    out = tmp_path / "rebirth"
+    recipe = str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml")
+    rebirth.run_rebirth(cfg, str(videos), recipe, str(out), progress=False)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in tmp_path.glob("*.mp4"):
+        path.rename(moved / path.name)
+    listing = moved / "videos.jsonl"
+    videos.rename(listing)
+    rebirth.run_rebirth(cfg, str(listing), recipe, str(out), progress=False)  # the same contents, moved
+    assert len(calls["sample"]) == 2 and len(calls["train"]) == 1
+
+    (tmp_path / "mrdpo" / "final_model.json").write_text(
+        json.dumps({"model": "/models/post-align", "adapters": ["/r/1"]})
+    )
+    with pytest.raises(ConfigError, match=r"labels made with other settings: labelling adapters \(its contents"):
+        rebirth.run_rebirth(cfg, str(listing), recipe, str(out), progress=False)
+    (tmp_path / "mrdpo" / "final_model.json").write_text(
+        json.dumps({"model": "/models/post-align", "adapters": ["/r/1", "/r/2"]})
+    )
+    hotter = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, max_new_tokens=7))
+    with pytest.raises(ConfigError, match=r"sampling.max_new_tokens \(\d+ -> 7\)"):
+        rebirth.run_rebirth(hotter, str(listing), recipe, str(out), progress=False)
+    assert len(calls["sample"]) == 2  # nothing labelled by the refused reruns
+    # vs2 caption --run on the folder captions with the labelling's prompts and media settings
+    settings = run_settings(out)
+    assert settings.infer == {"use_audio_in_video": True, **cfg.infer}
+    assert (settings.global_prompt, settings.max_new_tokens) == (
+        cfg.sampling.global_prompt,
+        cfg.sampling.max_new_tokens,
+    )
 
 
 def test_rebirth_keeps_only_natural_whole_captions():

@@ -208,6 +208,19 @@ def check_encoder_steps(encoders: Path, plan: PipelinePlan) -> None:
             )
 
 
+def check_rounds(out: Path, plan: PipelinePlan) -> None:
+    """Refuse another number of mrDPO rounds once rebirth has labelled with the last round's model:
+    the rounds would go on, and rebirth and the stages after it hold what the other model made."""
+    recorded = out / "mrdpo" / "config.json"
+    if (out / "rebirth" / "labels.jsonl").is_file() and recorded.is_file():
+        rounds = json.loads(recorded.read_text(encoding="utf-8")).get("rounds")
+        if rounds != plan.rounds:
+            raise Vs2Error(
+                f"{out} was run with {rounds} mrDPO round(s), and its rebirth labelled with that model; "
+                f"{plan.rounds} round(s) need another --out"
+            )
+
+
 def run_demo(out: Path, rounds: int = 2, progress: bool = True) -> dict[str, Any]:
     """``vs2 demo``: :func:`run_pipeline` with :data:`DEMO_PLAN` (``rounds`` mrDPO rounds before rebirth)."""
     from dataclasses import replace
@@ -327,6 +340,7 @@ def run_pipeline(
     from vs2_plugin.pipeline.rebirth import run_rebirth
 
     out = out.resolve()
+    check_rounds(out, plan)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.time()

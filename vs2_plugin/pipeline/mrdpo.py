@@ -22,7 +22,8 @@ from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
 from vs2_plugin.errors import ConfigError, Vs2Error
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
-from vs2_plugin.pipeline.config import MrDPOConfig, resume_differences
+from vs2_plugin.pipeline.config import MrDPOConfig
+from vs2_plugin.pipeline.fingerprint import fingerprints, resume_changes, write_run_record
 from vs2_plugin.pipeline.html_report import write_run_html
 from vs2_plugin.pipeline.records import JsonlLog, StepState, write_final_model
 from vs2_plugin.pipeline.sampling import build_tasks, require_reload_hook, sample
@@ -32,6 +33,8 @@ from vs2_plugin.pipeline.train import run_training
 from vs2_plugin.pipeline.videos import VideoEntry
 
 GT_DATASET = "vs2_gt"
+#: the run's inputs whose contents config.json records beside their paths
+FINGERPRINTED_INPUTS = ("model_name_or_path", "adapter_name_or_path", "train_videos", "heldout_videos")
 
 
 def judge_config(cfg: MrDPOConfig, run_dir: Path):
@@ -279,20 +282,19 @@ def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], sin
 
 def start_run_folder(cfg: MrDPOConfig) -> Path:
     """The run folder, resolved and made, with ``config.json`` written; a rerun resumes only with
-    the settings its finished steps were made with (:func:`resume_differences`), else ConfigError."""
+    the settings and inputs its finished steps were made with (:func:`resume_changes`), else ConfigError."""
     run_dir = Path(cfg.run_dir).resolve()
     settings = json.loads(json.dumps(asdict(cfg), default=str))  # as config.json reads back
-    recorded = run_dir / "config.json"
-    if recorded.is_file():
-        changed = resume_differences(json.loads(recorded.read_text(encoding="utf-8")), settings)
-        if changed:
-            raise ConfigError(
-                f"{run_dir} was started with other settings: {'; '.join(changed)}. Resume it with the "
-                "settings of its config.json (rounds, report_to, paths, workers and timeouts may change), or "
-                "give another run_dir (vs2 demo: another --out)"
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(recorded, json.dumps(settings, indent=2))
+    # paths may change between reruns (a moved folder), contents may not
+    inputs = fingerprints({key: getattr(cfg, key) for key in FINGERPRINTED_INPUTS})
+    changed = resume_changes(run_dir / "config.json", settings, inputs)
+    if changed:
+        raise ConfigError(
+            f"{run_dir} was started with other settings: {'; '.join(changed)}. Resume it with the "
+            "settings of its config.json (rounds, report_to, paths, workers and timeouts may change), or "
+            "give another run_dir (vs2 demo: another --out)"
+        )
+    write_run_record(run_dir / "config.json", settings, inputs)
     return run_dir
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline.config import MrDPOConfig, load_yaml
+from vs2_plugin.pipeline.fingerprint import fingerprints, resume_changes, write_run_record
 from vs2_plugin.pipeline.html_report import write_labels_report
 from vs2_plugin.pipeline.records import ADAPTER_TUNING, FINAL_MODEL, StepState, finished_model
 from vs2_plugin.pipeline.sampling import build_tasks, sample
@@ -87,6 +89,46 @@ def filter_labels(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     return kept, dropped
 
 
+#: the settings of the mrDPO config that rebirth uses (the rest are the rounds')
+MRDPO_SETTINGS = ("sampling", "infer", "seed", "bad_samples")
+
+
+def start_out_folder(
+    out_dir: Path,
+    cfg: MrDPOConfig,
+    final: dict[str, Any],
+    videos_path: str,
+    recipe: str,
+    post_alignment: str,
+    *,
+    greedy: bool,
+    overrides: dict[str, Any] | None,
+) -> None:
+    """Record in ``out_dir/config.json`` what the labels and the tuning are made from (the labelling
+    model, videos, recipe and post-alignment checkpoint by their contents; the sampling settings);
+    a rerun on labels made from anything else is refused, naming what changed, since it would
+    tune on a mix. ``vs2 caption --run out_dir`` reads the prompts and media settings from it."""
+    mrdpo = json.loads(json.dumps(asdict(cfg), default=str))
+    settings = {key: mrdpo[key] for key in MRDPO_SETTINGS} | {"greedy": greedy, "overrides": overrides or {}}
+    inputs = fingerprints(
+        {
+            "labelling model": final["model"],
+            "labelling adapters": final["adapters"],
+            "videos": videos_path,
+            "recipe": recipe,
+            "post-alignment model": post_alignment,
+        }
+    )
+    labels = out_dir / "labels.jsonl"
+    changed = resume_changes(out_dir / "config.json", settings, inputs) if labels.is_file() else []
+    if changed:
+        raise ConfigError(
+            f"{out_dir} holds rebirth labels made with other settings: {'; '.join(changed)}. Rerun it with those "
+            "of its config.json (paths, workers and timeouts may change), or give another --out"
+        )
+    write_run_record(out_dir / "config.json", settings, inputs)
+
+
 def run_rebirth(
     cfg: MrDPOConfig,
     videos_path: str,
@@ -112,6 +154,7 @@ def run_rebirth(
     post_alignment = str(Path(post_alignment).resolve()) if Path(post_alignment).exists() else post_alignment
     # the recipe's errors before labelling, which takes hours on a large model
     sft_args(recipe, post_alignment, out_dir / "data", out_dir / "sft")
+    start_out_folder(out_dir, cfg, final, videos_path, recipe, post_alignment, greedy=greedy, overrides=overrides)
     # bad rows left out and listed (bad_samples: skip) or refused (fail), as mrDPO screens its lists;
     # rebirth labels the videos itself, so a reference caption is optional
     videos, _ = screen_videos(
