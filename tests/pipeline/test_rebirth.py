@@ -108,6 +108,31 @@ def test_rebirth_labels_every_local_interval_of_a_video(setup, repo_root):
     assert "between 0 and 2.5 seconds" in prompts[1] and "between 2.5 and 5 seconds" in prompts[2]
 
 
+def test_rebirth_labels_local_intervals_listed_without_references(setup, repo_root):
+    """Rebirth writes the captions itself: an interval needs only its times (mrDPO's lists, which
+    are judged against references, still need one)."""
+    from vs2_plugin.errors import DataError
+    from vs2_plugin.pipeline.videos import load_videos
+
+    cfg, _, tmp_path, calls = setup
+    listing = tmp_path / "times_only.jsonl"
+    listing.write_text(json.dumps({"id": "good", "video": "good.mp4", "local": [{"start": 0, "end": 2.5}]}) + "\n")
+    result = rebirth.run_rebirth(
+        cfg,
+        str(listing),
+        str(repo_root / "recipes" / "tiny" / "rebirth_sft.yaml"),
+        str(tmp_path / "rb"),
+        progress=False,
+    )
+    assert calls["sample"][0]["n"] == 2 and result["kept"] == 2
+    listing.write_text(
+        json.dumps({"id": "good", "video": "good.mp4", "reference": "A toddler.", "local": [{"start": 0, "end": 2.5}]})
+        + "\n"
+    )
+    with pytest.raises(DataError, match=r"times_only.jsonl:1: local\[0\] needs a 'reference' or 'events'"):
+        load_videos(listing)
+
+
 def test_rebirth_trains_from_the_post_alignment_checkpoint_it_is_given(setup, repo_root):
     """After full-fine-tuning SFT the mrDPO base is the SFT model, not the post-alignment one:
     the caller names the post-alignment checkpoint and rebirth trains from it."""

@@ -63,7 +63,9 @@ def repeated_interval(k: int, start: float, end: float, seen: dict[str, int]) ->
 
 
 def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -> VideoEntry:
-    """One row as a :class:`VideoEntry` (``video`` resolved against ``base_dir``); DataError says what is wrong."""
+    """One row as a :class:`VideoEntry` (``video`` resolved against ``base_dir``); DataError says what is wrong.
+    ``require_reference=False`` (videos only to be labelled, as by rebirth): neither the video nor its
+    local intervals need a reference caption or events."""
     for key in ("id", "video"):
         if not row.get(key):
             raise DataError(f"missing {key!r} (row keys: {sorted(row)})")
@@ -85,7 +87,7 @@ def parse_video_row(row: dict, base_dir: Path, require_reference: bool = True) -
         repeat = repeated_interval(k, start, end, spans)
         if repeat:
             raise DataError(f"video {vid!r}: {repeat}")
-        if not iv.get("reference") and not iv.get("events"):
+        if require_reference and not iv.get("reference") and not iv.get("events"):
             raise DataError(f"local[{k}] needs a 'reference' or 'events'")
         events = event_list(iv.get("events"), f"video {vid!r} local[{k}]")
         local.append(Interval(start, end, iv.get("reference"), events))
