@@ -52,6 +52,12 @@ MIN_DURATION_S = 1.0
 AUDIO_SHORTFALL_TOLERANCE_S = 0.5
 #: Undecoded video packets held back while it is unknown whether their GOP is needed.
 MAX_HELD_BYTES = 64 * 2**20
+#: Demuxers (MPEG-PS, MPEG-TS) whose stream durations FFmpeg estimates from the timestamps of the
+#: file's last PES packets, counting one frame per packet; an audio PES packet holds several
+#: frames (~0.19 s of AAC as FFmpeg muxes MPEG-TS), so :func:`probe` demuxes the audio's end.
+PTS_ESTIMATED_FORMATS = frozenset({"mpeg", "mpegts"})
+#: How far before the estimated end :func:`probe` demuxes such a file.
+PTS_TAIL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,14 @@ class MediaInfo:
 
     path: str
     container: str  #: FFmpeg demuxer name, e.g. ``"mov,mp4,m4a,3gp,3g2,mj2"``
-    duration_s: float  #: the timeline frames are sampled over: the video's, else the audio's
+    duration_s: float  #: the timeline frames are sampled over, from 0: to the video's end, else the audio's
     has_video: bool
     has_audio: bool
     fps: float | None = None
-    num_frames: int | None = None  #: header count; ``round(duration * fps)`` when absent (mkv/webm)
+    num_frames: int | None = None  #: header count; ``round(length * fps)`` when absent (mkv/webm)
     width: int | None = None
     height: int | None = None
-    video_duration_s: float | None = None
+    video_duration_s: float | None = None  #: where the video ends on the timeline (its start + its length)
     audio_duration_s: float | None = None  #: where the audio ends on the timeline (its start + its length)
     audio_sample_rate: int | None = None  #: native rate of the audio stream
     audio_channels: int | None = None
@@ -281,20 +287,62 @@ def _stream_duration(stream, container) -> float | None:
     return None
 
 
+def _stream_start(stream, container) -> float:
+    """Where ``stream`` starts on the file's timeline (0 = the container's start time)."""
+    if stream.start_time is None or stream.time_base is None or container.start_time is None:
+        return 0.0
+    # to whole microseconds, the container's precision: an mp3 starting at 1105/44100 s
+    # would otherwise end 0.3 us short of its 5.0 s
+    return round(float(stream.start_time * stream.time_base) - container.start_time / 1_000_000, 6)
+
+
 def _stream_end(stream, container) -> float | None:
     """Where ``stream`` ends on the file's timeline (0 = the container's start time).
 
     A stream's own duration is its length, not its end: audio muxed to start 3 s into an
-    8 s video lasts 5 s but ends at 8 s. The container's duration is already an end.
+    8 s video lasts 5 s but ends at 8 s. The container's duration (and Matroska's
+    ``DURATION`` tag, the track's last timestamp) is already an end.
     """
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
-        start = 0.0
-        if stream.start_time is not None and container.start_time is not None:
-            # to whole microseconds, the container's precision: an mp3 starting at 1105/44100 s
-            # would otherwise end 0.3 us short of its 5.0 s
-            start = round(float(stream.start_time * stream.time_base) - container.start_time / 1_000_000, 6)
-        return start + float(stream.duration * stream.time_base)
+        return _stream_start(stream, container) + float(stream.duration * stream.time_base)
     return _stream_duration(stream, container)
+
+
+def _packet_ends(container, streams: list, from_s: float) -> dict[int, float]:
+    """Where the packets of ``streams`` end on the file's timeline (0 = the container's start),
+    by stream index: demuxed (nothing decoded) from the keyframe of ``streams[0]`` before
+    ``from_s`` to the end of the file (from its start where it cannot seek). A stream without
+    packets there is missing; data cut inside a packet ends the reading."""
+    import av
+
+    origin = (container.start_time or 0) / 1_000_000
+    main = streams[0]
+    if from_s > 0 and main.time_base is not None:
+        try:
+            container.seek(int((from_s + origin) / main.time_base), stream=main, backward=True)
+        except av.FFmpegError:
+            pass  # not seekable: read from the start (still no decoding)
+    ends: dict[int, float] = {}
+    try:
+        for packet in container.demux(streams):
+            if packet.pts is None or packet.time_base is None or not packet.size:
+                continue
+            end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+            ends[packet.stream.index] = max(ends.get(packet.stream.index, end), end)
+    except av.FFmpegError:
+        pass  # data cut inside a packet: what was read so far is where it ends
+    return ends
+
+
+def _demuxed_end(p: Path, estimate_s: float) -> float | None:
+    """Where the audio packets of a :data:`PTS_ESTIMATED_FORMATS` file end, demuxed from
+    :data:`PTS_TAIL_S` before FFmpeg's estimate ``estimate_s``. A second open: the caller's
+    container is demuxed from its start next (:func:`read_media`)."""
+    with _open(p) as container:
+        audio = _streams(container)[1]
+        ends = _packet_ends(container, [audio], max(0.0, estimate_s - PTS_TAIL_S))
+        end = ends.get(audio.index)  # (a stream is read while its file is open)
+    return None if end is None else round(end, 6)
 
 
 def _info_from_container(p: Path, container) -> MediaInfo:
@@ -305,12 +353,15 @@ def _info_from_container(p: Path, container) -> MediaInfo:
     if video is not None:
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = float(rate) if rate else None
-        video_duration = _stream_duration(video, container)
+        # the end, not the length: frames are sampled on the timeline the audio is placed on, so a
+        # video starting 2 s in is sampled over [0, its end) (the first frame stands before its start)
+        video_start = _stream_start(video, container)
+        video_duration = _stream_end(video, container)
         if video_duration is None and video.frames and fps:
-            video_duration = video.frames / fps
+            video_duration = video_start + video.frames / fps
         if video_duration is None:
             raise MediaError(p, "video duration unknown (no duration in the container header)")
-        num_frames = video.frames or (round(video_duration * fps) if fps else None)
+        num_frames = video.frames or (round((video_duration - video_start) * fps) if fps else None)
         fields.update(
             fps=fps,
             num_frames=num_frames,
@@ -323,6 +374,8 @@ def _info_from_container(p: Path, container) -> MediaInfo:
         audio_duration = _stream_end(audio, container)
         if audio_duration is None:
             raise MediaError(p, "audio duration unknown (no duration in the container header)")
+        if container.format.name in PTS_ESTIMATED_FORMATS:
+            audio_duration = max(audio_duration, _demuxed_end(p, audio_duration) or 0.0)
         fields.update(
             audio_duration_s=audio_duration,
             audio_sample_rate=audio.codec_context.sample_rate or None,
@@ -343,7 +396,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     """Container metadata of ``path`` without decoding anything.
 
     Works for video (mp4, avi, mkv, webm, ...) with or without audio and for audio-only files
-    (wav, mp3, flac, m4a, ogg, ...). Cover-art pictures do not count as video.
+    (wav, mp3, flac, m4a, ogg, ...). Cover-art pictures do not count as video. MPEG-PS / TS
+    files have no durations in a header: there the audio's last packets are demuxed
+    (:data:`PTS_ESTIMATED_FORMATS`).
 
     :raises MediaError: missing, empty or unreadable file; no stream; unknown duration.
     """
@@ -395,9 +450,11 @@ def read_media(
     :param max_pixels: shrink frames to at most this many pixels while converting them
         (:func:`scaled_size`), keeping memory low for HD input.
     :param min_duration_s: shorter clips raise MediaError.
-    :returns: frames ``uint8 (N, H, W, 3)`` at ``sample_frame_times`` (nearest decoded frame)
-        and audio ``float32`` mono at ``sample_rate`` Hz, channels averaged, resampled with
-        FFmpeg, aligned so sample 0 is time 0 and cut or zero-padded to
+    :returns: frames ``uint8 (N, H, W, 3)`` at ``sample_frame_times`` (nearest decoded frame;
+        times are on the file's timeline, as the audio's, so a time before a late-starting video's
+        first frame takes that first frame: the picture the clip opens with, keeping one real
+        frame per slot) and audio ``float32`` mono at ``sample_rate`` Hz, channels averaged,
+        resampled with FFmpeg, aligned so sample 0 is time 0 and cut or zero-padded to
         :func:`audio_sample_count` ``(info.audio_duration_s)`` samples (so token and segment
         counts from :func:`probe` and from the decoded audio agree).
     :raises MediaError: see :func:`probe`; missing required stream; too short; corrupt or
@@ -434,7 +491,10 @@ def read_media(
 
 
 class _FramePicker:
-    """Keeps, for each target time, the decoded frame nearest to it; frames arrive in time order."""
+    """Keeps, for each target time, the decoded frame nearest to it; frames arrive in time order.
+
+    Targets before the first frame (a video stream starting after the container's start) take
+    the first frame."""
 
     def __init__(self, targets: list[float], size: tuple[int, int]):
         self.targets = targets

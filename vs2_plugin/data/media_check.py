@@ -79,34 +79,17 @@ class MediaLimits:
 
 
 def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
-    """Where the packets of each stream really end: demux the last seconds (no decoding)."""
+    """Where the packets of each stream really end: demux the last seconds (no decoding).
+
+    On the file's timeline (0 = the container's start), as media.py places each stream: audio
+    muxed to start 3 s in ends 3 s later than its own length."""
     import av
 
     with av.open(path, "r") as container:
         video, audio = media._streams(container)
-        main = video if video is not None else audio
-        start = max(0.0, info.duration_s - TAIL_WINDOW_S)
-        if main.time_base is not None and start > 0:
-            origin = float(main.start_time * main.time_base) if main.start_time is not None else 0.0
-            try:
-                container.seek(int((start + origin) / main.time_base), stream=main, backward=True)
-            except av.FFmpegError:
-                pass  # not seekable: read from the start (still no decoding)
-        timeline_origin = (container.start_time or 0) / 1_000_000
         wanted = [s for s in (video, audio) if s is not None]
-        index = {"video": None if video is None else video.index, "audio": None if audio is None else audio.index}
-        ends: dict[int, float] = {}
-        try:
-            for packet in container.demux(wanted):
-                if packet.pts is None or packet.time_base is None or not packet.size:
-                    continue
-                # on the file's timeline (0 = the container's start), as media.py places each stream:
-                # audio muxed to start 3 s in ends 3 s later than its own length
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - timeline_origin
-                ends[packet.stream.index] = max(ends.get(packet.stream.index, end), end)
-        except av.FFmpegError:
-            pass  # data cut inside a packet: what was read so far is where it ends
-    return {kind: None if i is None else ends.get(i) for kind, i in index.items()}
+        ends = media._packet_ends(container, wanted, max(0.0, info.duration_s - TAIL_WINDOW_S))
+        return {kind: None if s is None else ends.get(s.index) for kind, s in (("video", video), ("audio", audio))}
 
 
 @lru_cache(maxsize=65536)
