@@ -772,8 +772,9 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
     ("limits", "message"),
     [
         ({"token_settings": (("window_s", -1),)}, "window_s must be a positive number of seconds, got -1"),
-        ({"fps_phi": 0}, "fps must be a number > 0, got 0"),
-        ({"max_frames_m": 0}, "max_frames must be an integer >= 1, got 0"),
+        ({"token_settings": (("fps", 0),)}, "fps must be a number > 0, got 0"),
+        ({"token_settings": (("max_frames", 0),)}, "max_frames must be an integer >= 1, got 0"),
+        ({"token_settings": (("group_size", 0),)}, "group_size must be a whole number >= 1, got 0"),
         ({"min_duration_s": -5}, "min_duration_s must be a number >= 0, got -5"),
         ({"max_media_tokens": 0}, "max_media_tokens must be a number >= 1, got 0"),
     ],
@@ -781,3 +782,27 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
 def test_media_limits_refuse_impossible_values(limits, message):
     with pytest.raises(ConfigError, match=message):
         MediaLimits(**limits)
+
+
+def test_the_decode_check_samples_frames_as_the_run_does_and_counting_reuses_the_probe(files, tmp_path, monkeypatch):
+    """One description of the run's frame sampling (``token_settings``) drives both the token count
+    and the decode check; counting a checked file's tokens reads its probe from the check."""
+    import shutil
+
+    clip = shutil.copy(files["good"], tmp_path / "fresh.mp4")  # a file version no cache has seen
+    calls = {"probe": 0, "read_media": []}
+    real_probe = media.probe
+
+    def counting_probe(path):
+        calls["probe"] += 1
+        return real_probe(path)
+
+    monkeypatch.setattr(media, "probe", counting_probe)
+    monkeypatch.setattr(media, "read_media", lambda path, *args, **kwargs: calls["read_media"].append((args, kwargs)))
+    run = (("fps", 2.0), ("max_frames", 8), ("group_size", 4), ("video_max_pixels", 4096))
+    limits = MediaLimits(decode=True, token_settings=run, max_media_tokens=100_000)
+    assert check_media(clip, "video", limits) is None
+    ((args, kwargs),) = calls["read_media"]
+    assert args == (2.0, 8) and (kwargs["group_size"], kwargs["max_pixels"]) == (4, 4096)
+    assert media_check.media_tokens(clip, "video", limits)[0] > 0
+    assert calls["probe"] == 1

@@ -17,8 +17,6 @@ from typing import Any
 
 from vs2_plugin.data import media
 from vs2_plugin.errors import ConfigError, MediaError
-from vs2_plugin.modeling import interleave
-from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS, VideoSampling
 
 #: How far the packets may end before the header's duration (plus one frame) without the
 #: file being called truncated; the same slack :func:`vs2_plugin.data.media.read_media` allows.
@@ -39,8 +37,9 @@ class MediaLimits:
     #: video and audio tokens the media of one sample may need at most (the run's ``cutoff_len``:
     #: LLaMA-Factory cuts a longer sequence, inside the media); None: unchecked (:func:`tokens_problem`)
     max_media_tokens: int | None = None
-    #: the ``vs2 tokens`` settings the media tokens are counted under, as (key, value) pairs over
-    #: :data:`vs2_plugin.data.token_report.DEFAULTS` (the model's processor, the run's frame caps)
+    #: the ``vs2 tokens`` settings, as (key, value) pairs over :data:`vs2_plugin.data.token_report.DEFAULTS`
+    #: (the model's processor and audio windows, the run's frame rate and caps): how media tokens are
+    #: counted, and how ``decode`` samples frames (:meth:`sampling`)
     token_settings: tuple[tuple[str, Any], ...] = ()
     #: the audio of a <video> becomes tokens (use_audio_in_video with an audio-capable model)
     video_audio_tokens: bool = False
@@ -49,30 +48,27 @@ class MediaLimits:
     refuse_video_audio: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)
     decode: bool = False
-    fps_phi: float = VIDEO_DEFAULTS.fps
-    max_frames_m: int = VIDEO_DEFAULTS.max_frames
-    group_size: int = interleave.DEFAULT_GROUP_SIZE
-    max_pixels: int | None = interleave.LF_VIDEO_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        # the frame rules and the token settings check their own values (ConfigError naming the bad one)
-        from vs2_plugin.data.token_report import DEFAULTS, check_settings
+        # the token settings check their own values (ConfigError naming the bad one)
+        from vs2_plugin.data.token_report import check_settings
 
-        VideoSampling(self.fps_phi, self.max_frames_m)
-        check_settings({**DEFAULTS, **dict(self.token_settings)})
+        check_settings(self.sampling())
         optional = ("max_duration_s", "max_media_tokens")
-        minimums = {
-            "min_duration_s": 0,
-            "max_duration_s": 0,
-            "max_media_tokens": 1,
-            "group_size": 1,
-        }
+        minimums = {"min_duration_s": 0, "max_duration_s": 0, "max_media_tokens": 1}
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if value is None and name in optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
                 raise ConfigError(f"media limits: {name} must be a number >= {minimum}, got {value!r}")
+
+    def sampling(self) -> dict[str, Any]:
+        """Every ``vs2 tokens`` setting: :data:`~vs2_plugin.data.token_report.DEFAULTS` with
+        ``token_settings`` over them."""
+        from vs2_plugin.data.token_report import DEFAULTS
+
+        return {**DEFAULTS, **dict(self.token_settings)}
 
 
 # ----------------------------------------------------------------------------- media
@@ -154,16 +150,19 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
 
 @lru_cache(maxsize=65536)
 def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtime_ns: int, size: int) -> str | None:
-    """Decode ``path`` as training does (:func:`vs2_plugin.data.media.read_media`); the problem, if any."""
+    """Decode ``path`` as training does (:func:`vs2_plugin.data.media.read_media`, with the frame
+    rate, caps and group of ``limits.token_settings``); the problem, if any."""
+    s = limits.sampling()
+    group = int(s["group_size"])
     try:
         media.read_media(
             path,
-            limits.fps_phi,
-            max(limits.max_frames_m, limits.group_size),
+            float(s["fps"]),
+            max(int(s["max_frames"]), group),
             need_video=kind == "video",
             need_audio=audio,
-            group_size=limits.group_size,
-            max_pixels=limits.max_pixels,
+            group_size=group,
+            max_pixels=int(s["video_max_pixels"]),
             min_duration_s=0.0,
         )
     except MediaError as exc:
@@ -188,8 +187,9 @@ def _media_tokens(
 ) -> tuple[int, int]:
     from vs2_plugin.data.token_report import DEFAULTS, token_report
 
+    info, _ = _probe_and_tail(path, mtime_ns, size)  # the probe check_media made of this version of the file
     # min_duration_s 0: check_media has judged the length against the run's own minimum
-    report = token_report(path, {**DEFAULTS, **dict(settings), "min_duration_s": 0.0})
+    report = token_report(path, {**DEFAULTS, **dict(settings), "min_duration_s": 0.0}, info=info)
     video = report["visual_tokens_total"] if kind == "video" else 0
     audio = report["audio_tokens_total"] if kind == "audio" or video_audio else 0
     return video, audio

@@ -196,14 +196,15 @@ def layout_positions(
     return video, audio
 
 
-def token_report(path: str | Path, settings: dict, *, positions: bool = False) -> dict:
+def token_report(path: str | Path, settings: dict, *, positions: bool = False, info=None) -> dict:
     """The JSON ``vs2 tokens`` prints, for ``path`` under ``settings`` (see :data:`DEFAULTS`);
-    ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`)."""
+    ``positions`` adds ``video_positions`` / ``audio_positions`` (:func:`layout_positions`).
+    ``info``: the file's :func:`~vs2_plugin.data.media.probe`, when the caller has it already."""
     from vs2_plugin.data.media import probe, sample_frame_times
     from vs2_plugin.errors import MediaError
     from vs2_plugin.modeling.interleave import interleave_plan, placeholder_layout, visual_group_grid
 
-    info = probe(path)
+    info = info or probe(path)
     s = settings
     if info.duration_s < s["min_duration_s"]:
         raise MediaError(path, f"too short: {info.duration_s:.2f} s (minimum {s['min_duration_s']:g} s)")

@@ -176,9 +176,6 @@ def media_limits(args: dict[str, Any], opts, given: Callable[[str], Any]):
         video_audio_tokens=bool(audio) and use_audio_in_video,
         refuse_video_audio=refuse_video_audio,
         decode=opts.vs2_check_decode,
-        fps_phi=float(given("video_fps")),
-        max_frames_m=int(given("video_maxlen")),
-        max_pixels=int(given("video_max_pixels")),
     )
 
 
