@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.demo import run_demo
 
@@ -28,6 +29,8 @@ def configure_parser(parser) -> None:
 
 
 def run(args) -> int:
+    if args.rounds < 1:  # said of the option given, before the plan it fills refuses it (or --out is made)
+        raise ConfigError(f"--rounds must be >= 1; got {args.rounds}")
     with console.run_console(Path(args.out) / "logs" / "demo.log", args, "vs2 demo"):
         result = run_demo(Path(args.out), rounds=args.rounds, progress=not args.no_progress)
     console.print_summary(
