@@ -129,6 +129,13 @@ def test_wrong_inputs_are_one_line_before_loading(tiny_model_dir, tmp_path, caps
         (model, ["--infer", "model_revision=1.10"], "model_revision: 1.1 is float, not str; quote it to give text"),
         (model, ["--infer", "vidoe_fps=1"], "--infer: unknown argument(s) vidoe_fps (did you mean video_fps?)"),
         (model, ["--infer", "max_new_tokens=9"], "--infer max_new_tokens: set by --max-new-tokens"),
+        # LLaMA-Factory looks the template up only once the model is loaded, and fails with a traceback
+        (model, ["--infer", "template=nosuch"], "--infer: template: 'nosuch' is not registered with LLaMA-Factory"),
+        (
+            model,
+            ["--infer", "template=video_salmon2"],
+            "'video_salmon2' is not registered with LLaMA-Factory (did you mean video_salmonn2?)",
+        ),
         (model, ["--temperature", "1", "--top-p", "5"], "--top-p must be in (0, 1]; got 5.0"),
         (model, ["--top-p", "0.5"], "--top-p applies when sampling: give --temperature too"),
     ]

@@ -22,6 +22,12 @@ BASE = {"run_dir": "r", "model_name_or_path": "m", "train_videos": "t.jsonl"}
         ("train.gdpo_lamda=0.2", "train.gdpo_lamda (did you mean gdpo_lambda"),
         ("infer.video_fsp=2", "infer.video_fsp (did you mean video_fps?)"),
         ("infer.learning_rate=1e-5", "infer.learning_rate;"),  # a training argument: sampling rejects it
+        # a template outside LLaMA-Factory's registry: refused at load, not once the sampling model has loaded
+        ("infer.template=nosuch", "infer.template: 'nosuch' is not registered with LLaMA-Factory"),
+        (
+            "train.template=qwen2vl",
+            "train.template: 'qwen2vl' is not registered with LLaMA-Factory (did you mean qwen2_vl",
+        ),
     ],
 )
 def test_a_typo_fails_at_load_naming_the_key_and_a_close_match(override, named, monkeypatch):

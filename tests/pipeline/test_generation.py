@@ -202,3 +202,18 @@ def test_a_hub_id_is_left_to_the_hub_unless_it_is_offline(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="model Qwen/Qwen2.5-VL-7B-Instruct: not found"):
         check_model_files("Qwen/Qwen2.5-VL-7B-Instruct", [])
+
+
+def test_an_unknown_template_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    """A --run's recorded infer settings reach the generator unchecked: its template is looked up
+    first, not by LLaMA-Factory once the tokenizer has loaded (a ValueError with a traceback)."""
+    import vs2_plugin.integrations.llamafactory_api as lf
+    from vs2_plugin.errors import ConfigError
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded before the template was checked")
+
+    monkeypatch.setattr(lf, "get_infer_args", no_loading)
+    monkeypatch.setattr(lf, "load_tokenizer", no_loading)
+    with pytest.raises(ConfigError, match=r"infer\.template: 'video_salmon2' is not registered.*video_salmonn2"):
+        CaptionGenerator(str(tmp_path), [], {"template": "video_salmon2"})

@@ -70,7 +70,7 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
             ["dataset=vs2_demo_av_sfft"],
             "is not in vs2_plugin/assets/demo_data/dataset_info.json (did you mean vs2_demo_av_sft",
         ),
-        (["template=no_such_template"], "template 'no_such_template' is not registered"),
+        (["template=no_such_template"], "template: 'no_such_template' is not registered with LLaMA-Factory"),
         (["deepspeed=recipes/deepspeed/ds_z9.json"], "deepspeed recipes/deepspeed/ds_z9.json: cannot read"),
         (["adapter_name_or_path=/nonexistent/adapter"], "adapter_name_or_path /nonexistent/adapter: not found"),
         (["lora_rank=0"], "lora_rank: 0 must be at least 1"),

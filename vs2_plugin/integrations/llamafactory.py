@@ -367,6 +367,21 @@ def template_names() -> frozenset[str]:
     return frozenset(TEMPLATES)
 
 
+def template_problem(name: Any, where: str = "") -> str | None:
+    """Why ``template: name`` would fail once the model is loaded (LLaMA-Factory looks it up in
+    its registry, :func:`template_names`, only after loading the tokenizer): the name, after
+    ``where``, and close matches; None for a registered name or none (the tokenizer's or the
+    empty template)."""
+    from vs2_plugin.errors import did_you_mean
+
+    if name is None or name == "":
+        return None
+    names = template_names()
+    if str(name) in names:
+        return None
+    return f"{where}template: {name!r} is not registered with LLaMA-Factory{did_you_mean(str(name), names)}"
+
+
 def parse_arguments(kind: str, args: dict[str, Any], where: str = "", files: bool = True) -> list[str]:
     """Check ``args`` as ``llamafactory-cli train`` ("train") or ``api`` / ``chat`` ("infer") would,
     loading nothing: through LLaMA-Factory's own ``get_train_args`` / ``get_infer_args``, so its
@@ -464,7 +479,8 @@ def typed_values(kind: str, args: dict[str, Any], where: str) -> tuple[dict[str,
     for it (a whole number given for a float field becomes a float). Its parser passes a recipe's values on
     unconverted, so ``learning_rate: "1e-4"`` or ``do_train: "false"`` (text) would reach the trainer
     as text: a problem names every such value, each as ``where`` + key, and every value outside
-    a field's choices (``finetuning_type: lroa``; ``stage`` also takes our stages). A list of names
+    a field's choices (``finetuning_type: lroa``; ``stage`` also takes our stages; ``template`` takes
+    the names of LLaMA-Factory's registry, :func:`template_problem`). A list of names
     is taken for a text field (LLaMA-Factory splits "a,b" into the same list). Fields of other types
     (enums, dicts) are left to the parser."""
     import typing
@@ -478,6 +494,11 @@ def typed_values(kind: str, args: dict[str, Any], where: str) -> tuple[dict[str,
     out, problems = dict(args), []
     for key, value in args.items():
         hint = hints.get(key)
+        if key == "template" and isinstance(value, str):  # its choices: the registry, not its type
+            problem = template_problem(value, where)
+            if problem:
+                problems.append(problem)
+                continue
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
         if choices and value not in choices and not (key == "stage" and isinstance(value, str) and value in STAGES):
             allowed = ", ".join(map(str, (*choices, *STAGES) if key == "stage" else choices))

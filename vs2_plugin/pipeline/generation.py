@@ -162,7 +162,8 @@ class CaptionGenerator:
         infer: dict[str, Any] | None = None,
         max_new_tokens: int = 1024,
     ):
-        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME
+        from vs2_plugin.errors import ConfigError
+        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME, template_problem
         from vs2_plugin.integrations.llamafactory_api import (
             get_infer_args,
             get_template_and_fix_tokenizer,
@@ -181,6 +182,9 @@ class CaptionGenerator:
         }
         if adapters:
             args["adapter_name_or_path"] = ",".join(adapters)
+        problem = template_problem(args["template"], "infer.")  # LLaMA-Factory looks it up after loading
+        if problem:
+            raise ConfigError(problem)
         model_args, data_args, finetuning_args, generating_args = get_infer_args(args)
         tokenizer_module = load_tokenizer(model_args)
         self.tokenizer = tokenizer_module["tokenizer"]

@@ -97,7 +97,7 @@ def argument_findings(
             findings += [Finding("note", n) for n in parse_arguments(kind, args, where=where, files=files)]
         except Vs2Error as exc:
             findings.append(Finding("problem", str(exc)))
-    findings += _check_template(args)
+    findings += _check_template(args, kind)
     if files:
         findings += _check_model(args) + _check_deepspeed(args)
         if kind == "train":
@@ -109,13 +109,13 @@ def argument_findings(
     return findings
 
 
-def _check_template(args: dict[str, Any]) -> list[Finding]:
-    from vs2_plugin.integrations.llamafactory import template_names
+def _check_template(args: dict[str, Any], kind: str) -> list[Finding]:
+    """The template where the values went unchecked (``ALLOW_EXTRA_ARGS`` set); otherwise
+    ``argument_problems`` names an unknown one, with close matches."""
+    from vs2_plugin.integrations.llamafactory import argument_names, template_problem
 
-    template = args.get("template")
-    if template and str(template) not in template_names():
-        return [Finding("problem", f"template {template!r} is not registered with LLaMA-Factory")]
-    return []
+    problem = template_problem(args.get("template")) if argument_names(kind) is None else None
+    return [Finding("problem", problem)] if problem else []
 
 
 def _check_model(args: dict[str, Any]) -> list[Finding]:
