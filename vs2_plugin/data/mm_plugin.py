@@ -52,7 +52,7 @@ from vs2_plugin.data.model_audio import (  # noqa: F401
     model_audio_settings,
 )
 from vs2_plugin.errors import DataError, MediaError
-from vs2_plugin.integrations.llamafactory import argument_default, mm_plugin_defined
+from vs2_plugin.integrations.llamafactory import answers_bad_media_with_400, argument_default, mm_plugin_defined
 from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
@@ -232,6 +232,7 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
         return kept, interleave.audio_segment_count(duration, settings.segment_s)
 
     # ------------------------------------------------------------------ preprocessing
+    @answers_bad_media_with_400
     def process_messages(self, messages, images, videos, audios, processor):
         videos = [media_path(v, "video") for v in videos]
         audios = [a if isinstance(a, (np.ndarray, dict)) else media_path(a, "audio") for a in audios]
@@ -295,7 +296,12 @@ class VideoSalmonn2Plugin(Qwen2VLPlugin):
                     f"but {len(given)} {what} given ({', '.join(map(str, given)) or 'none'})"
                 )
 
+    @answers_bad_media_with_400
+    def process_token_ids(self, input_ids, labels, images, videos, audios, tokenizer, processor):
+        return super().process_token_ids(input_ids, labels, images, videos, audios, tokenizer, processor)
+
     # ------------------------------------------------------------------ collation
+    @answers_bad_media_with_400
     def get_mm_inputs(self, images, videos, audios, imglens, vidlens, audlens, batch_ids, processor):
         mm_inputs: dict[str, Any] = {}
         videos = [media_path(v, "video") for v in videos]
