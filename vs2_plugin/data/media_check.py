@@ -48,6 +48,9 @@ class MediaLimits:
     refuse_video_audio: bool = False
     #: also decode the file the way training reads it (slower; finds damage inside the file)
     decode: bool = False
+    #: the tokens the run's template makes of a sample's text (:class:`vs2_plugin.data.train_check.TemplateTokens`):
+    #: with it, the media are checked against ``cutoff_len`` with the text around them (:func:`cutoff_problem`)
+    text_tokens: Any = None
 
     def __post_init__(self) -> None:
         # the token settings check their own values (ConfigError naming the bad one)
@@ -216,6 +219,51 @@ def tokens_problem(items: list[tuple[str, str]], limits: MediaLimits) -> tuple[s
         items[0][0] if len(items) == 1 else None,
         f"too long for cutoff_len={limits.max_media_tokens}: {whose} alone need {video + audio} tokens ({parts}), "
         f"so the sequence would be cut inside them ({', or '.join(fixes)})",
+    )
+
+
+#: the markers around each file's tokens (``<|vision_start|>`` ... ``<|vision_end|>``, the audio's alike)
+MEDIA_MARKERS = 2
+
+
+def cutoff_problem(
+    dialogue, items: list[tuple[str, str]], placeholders: dict[str, str], limits: MediaLimits
+) -> tuple[None, str] | None:
+    """``(None, reason)`` when LLaMA-Factory would cut a prompt of the sample that holds media
+    (:mod:`vs2_plugin.data.cutoff`): its media ``items`` (``(path, kind)``, in placeholder order per
+    kind; ``placeholders`` maps each kind to its placeholder) with the text of ``dialogue`` as the
+    run's template encodes it (``limits.text_tokens``) and the replies. None when each such prompt is
+    kept whole, or without ``max_media_tokens`` / ``text_tokens``."""
+    from vs2_plugin.data.cutoff import Turn, dialogue_turns, pairwise_cut, supervised_cut
+
+    cutoff_len, count = limits.max_media_tokens, limits.text_tokens
+    if cutoff_len is None or count is None or not items:
+        return None
+    files = {
+        placeholders[kind]: [sum(media_tokens(path, k, limits)) + MEDIA_MARKERS for path, k in items if k == kind]
+        for kind in {k for _, k in items}
+    }
+    turns, replies = dialogue_turns(dialogue, count, files)
+    if replies is None:
+        cut = supervised_cut(turns, cutoff_len, count.efficient_eos)
+        if cut is None:
+            return None
+        k, kept = cut
+        turn, reply = turns[k], f"its reply {turns[k].reply}"
+        where = f"the prompt of turn {k + 1}" if len(turns) > 1 else "the prompt"
+    else:
+        kept = pairwise_cut(turns, *replies, cutoff_len, count.efficient_eos)
+        if kept is None:
+            return None
+        media = sum(t.media for t in turns)
+        turn = Turn(sum(t.prompt + t.reply for t in turns) - media, media, 0)
+        reply, where = f"the longer reply {max(replies)}", "the prompt"
+    return (
+        None,
+        f"too long for cutoff_len={cutoff_len} with its text: {where} holds {turn.media} media tokens and "
+        f"{turn.text} of text, {reply}, so LLaMA-Factory would keep {kept} of the prompt's {turn.prompt} tokens, "
+        "cutting the media or the instruction after them (raise cutoff_len, or lower video_maxlen, "
+        "video_max_pixels or video_fps)",
     )
 
 

@@ -67,6 +67,41 @@ def _token_settings(args: dict[str, Any], audio: dict[str, Any], given: Callable
     return settings
 
 
+class TemplateTokens:
+    """How many tokens the run's chat template makes of a sample's text: the ``text_lengths`` of
+    :func:`vs2_plugin.data.cutoff.dialogue_turns` (LLaMA-Factory's ``encode_multiturn``, which its
+    processors cut to ``cutoff_len``)."""
+
+    def __init__(self, tokenizer, template):
+        self.tokenizer, self.template = tokenizer, template
+        self.efficient_eos = bool(template.efficient_eos)
+
+    def __call__(self, system: str | None, messages: tuple[tuple[str, str], ...]) -> list[tuple[int, int]]:
+        encoded = self.template.encode_multiturn(
+            self.tokenizer, [{"role": role, "content": text} for role, text in messages], system or None, None
+        )
+        return [(len(source), len(target)) for source, target in encoded]
+
+
+def template_tokens(args: dict[str, Any]) -> TemplateTokens | None:
+    """The run's :class:`TemplateTokens`: its model's tokenizer (a local folder, or a hub id in the
+    cache) and its ``template``; None when either cannot be had offline (the media are then checked
+    against ``cutoff_len`` alone)."""
+    folder = _model_folder(str(args.get("model_name_or_path") or ""))
+    if not folder or not args.get("template"):
+        return None
+    from transformers import AutoTokenizer
+
+    from vs2_plugin.integrations.llamafactory_api import DataArguments, get_template_and_fix_tokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template=str(args["template"])))
+    except (OSError, ValueError):  # no tokenizer files, an unknown template: training reports it
+        return None
+    return TemplateTokens(tokenizer, template)
+
+
 def check_training_data(
     args: dict[str, Any], lf_defaults: Callable[[str], Any] | None = None, announce: bool = True
 ) -> dict[str, Any]:
@@ -176,6 +211,7 @@ def media_limits(args: dict[str, Any], opts, given: Callable[[str], Any]):
         video_audio_tokens=bool(audio) and use_audio_in_video,
         refuse_video_audio=refuse_video_audio,
         decode=opts.vs2_check_decode,
+        text_tokens=template_tokens(args),
     )
 
 

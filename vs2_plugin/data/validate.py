@@ -11,7 +11,9 @@ packets, no decoding), and says what is wrong with every bad sample:
   branch, ``use_audio_in_video: false``), shorter than ``vs2_min_duration_s`` (default 1 s),
   longer than ``vs2_max_duration_s`` (default: no limit);
 * samples whose media tokens (frames and audio, as ``vs2 tokens`` counts them) reach
-  ``cutoff_len``: LLaMA-Factory would cut the sequence inside the media tokens;
+  ``cutoff_len``, or whose prompt holding media LLaMA-Factory would cut once the text around the
+  media and the reply are counted with the run's template (:mod:`vs2_plugin.data.cutoff`; when the
+  model's tokenizer is at hand offline): the cut falls inside the media tokens or the instruction;
 * rows: a missing or malformed column, roles out of order, an empty caption, text that is
   not valid UTF-8, a number of ``<video>`` / ``<audio>`` / ``<image>`` placeholders that
   differs from the number of files given.
@@ -35,16 +37,18 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from vs2_plugin.data import media
+from vs2_plugin.data.cutoff import Dialogue
 from vs2_plugin.data.media_check import (  # noqa: F401 (re-exported)
     CHECK_WORKERS,
     MediaLimits,
     check_many,
     check_media,
+    cutoff_problem,
     tokens_problem,
 )
 from vs2_plugin.errors import ConfigError, DataError, did_you_mean
@@ -362,6 +366,9 @@ class RowChecker:
                     used.append((path, kind))
             self.media[column] = resolved
         too_long = None if problems else tokens_problem(used, self.limits)  # counted from readable files only
+        if not problems and not too_long:
+            placeholders = {"video": VIDEO_PLACEHOLDER, "audio": AUDIO_PLACEHOLDER}
+            too_long = cutoff_problem(self.dialogue, used, placeholders, self.limits)
         if too_long:
             problems.append(too_long)
         return problems
@@ -399,7 +406,9 @@ class RowChecker:
                 raise _RowProblem(f"message {k} needs {role_tag!r} and {content_tag!r}")
             if not isinstance(m[content_tag], str):
                 raise _RowProblem(f"message {k}: {content_tag!r} must be text, got {type(m[content_tag]).__name__}")
+        system = row.get(s.column("system")) if s.column("system") else None
         if system_tag and messages[0][role_tag] == system_tag:
+            system = messages[0][content_tag]
             messages = messages[1:]
         accept = ((user, observation), (assistant, function))
         for k, m in enumerate(messages):
@@ -410,6 +419,9 @@ class RowChecker:
                 )
         texts = [(f"message {k} ({m[role_tag]})", m[content_tag]) for k, m in enumerate(messages)]
         prompts = [m[content_tag] for m in messages]
+        roles = {user: "user", observation: "observation", assistant: "assistant", function: "function"}
+        dialogue = tuple((roles[m[role_tag]], m[content_tag]) for m in messages)
+        self.dialogue = Dialogue(system if isinstance(system, str) else None, dialogue)
         if s.ranking:
             if len(messages) % 2 == 0:
                 raise _RowProblem(f"{len(messages)} messages; a preference row ends with the user's turn")
@@ -420,6 +432,7 @@ class RowChecker:
                 if not reply[content_tag].strip():
                     raise _RowProblem(f"empty caption in {s.column(key)!r}")
                 texts.append((key, reply[content_tag]))
+            self.dialogue = replace(self.dialogue, replies=(texts[-2][1], texts[-1][1]))
         else:
             if len(messages) % 2 != 0:
                 raise _RowProblem(f"{len(messages)} messages; a training row ends with the assistant's answer")
@@ -442,6 +455,13 @@ class RowChecker:
         for what, text in replies:
             if not text.strip():
                 raise _RowProblem(f"empty caption in {what!r}")
+        # LLaMA-Factory's alpaca converter: the instruction and the input as one user message
+        system = row.get(s.column("system")) if s.column("system") else None
+        prompt = ("user", "\n".join(text for _, text in texts if text))
+        if s.ranking:
+            self.dialogue = Dialogue(system, (prompt,), (replies[0][1], replies[1][1]))
+        else:
+            self.dialogue = Dialogue(system, (prompt, ("assistant", replies[0][1])))
         return texts + replies, [t for _, t in texts + replies]
 
 

@@ -18,6 +18,7 @@ EXPORTS: dict[str, str] = {
     # arguments
     "get_train_args": "llamafactory.hparams",
     "get_infer_args": "llamafactory.hparams",
+    "DataArguments": "llamafactory.hparams",
     # data
     "get_dataset": "llamafactory.data",
     "get_template_and_fix_tokenizer": "llamafactory.data",
