@@ -13,7 +13,8 @@ import pytest
 from tests.support.paths import REPO
 from vs2_plugin.cli import main as vs2_main
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.pipeline.caption import Settings, caption_settings, read_jobs, start_or_resume
+from vs2_plugin.pipeline.caption import Settings, read_jobs
+from vs2_plugin.pipeline.predictions import caption_settings, start_or_resume
 
 MEDIA = REPO / "vs2_plugin" / "assets" / "demo_data" / "media"
 CLIP = MEDIA / "drawing.mp4"  # 5.0 s video, 5.04 s audio

@@ -17,15 +17,17 @@ captions each ``local`` interval with the local prompt, ``both`` does both.
 Output ``--out predictions.jsonl``: one row per video and task (per interval for ``local``)
 in LLaMA-Factory's ``generated_predictions.jsonl`` shape plus identifiers::
 
-    {"key": "v1/global", "id": "v1", "video": "/abs/clips/v1.mp4", "task": "global",
-     "prompt": "<video>Provide a comprehensive ...", "predict": "...", "label": "...",
-     "finish_reason": "stop"}
+    {"key": "v1/global", "id": "v1", "video": "/abs/clips/v1.mp4", "video_fingerprint": "...",
+     "task": "global", "prompt": "<video>Provide a comprehensive ...", "predict": "...",
+     "label": "...", "finish_reason": "stop"}
 
 (``label`` only when the list has a reference; ``start`` / ``end`` on local rows). ``vs2 eval
 --input predictions.jsonl`` judges it directly. Each row is appended and fsynced as soon as its
-batch ends, so a rerun resumes with the missing rows. A kept row whose video, label or prompt
-is no longer what the list gives for its key (the list was edited since) is captioned again and
-its row replaced, with a warning naming the ids: the output follows the current list. An
+batch ends, so a rerun resumes with the missing rows. A kept row whose video (by its contents:
+a moved data folder keeps its rows), label or prompt is no longer what the list gives for its
+key (the list was edited since) is captioned again and its row replaced, with a warning naming
+the ids: the output follows the current list. Rows of ids the list no longer has are moved to
+``<name>.unlisted.jsonl`` beside it, with a warning. An
 existing ``--out`` that is not a predictions file of this command (a complete line that is not
 one of its rows) is refused and left untouched, ``--overwrite`` or not. Videos that cannot be used (missing,
 unreadable, malformed row or line) never stop the run: they are printed and listed in
@@ -33,8 +35,9 @@ unreadable, malformed row or line) never stop the run: they are printed and list
 interval that is malformed, past the video's end or a repeat of an earlier one of its row is listed alone; the video's other captions
 are still made.
 
-``<name>.settings.json`` beside it records what the captions depend on (model and adapters, task, prompts,
-loading arguments, new-token budget, decoding); a rerun into the same ``--out`` with other
+``<name>.settings.json`` beside it records what the captions depend on (model and adapters, by
+their contents as well as their paths, task, prompts, loading arguments, new-token budget,
+decoding); a rerun into the same ``--out`` with other
 settings is refused (naming them) rather than mixing captions: choose a new ``--out`` or pass
 ``--overwrite`` to start afresh. Another ``--task`` is no difference (its rows have other keys).
 

@@ -1,6 +1,21 @@
 """Library of ``vs2 caption``: caption a video list with a model (+ adapters) or a finished run, in
 batches, appending one row per video and task. Inputs, outputs and resumption are described on
-the command, :mod:`vs2_plugin.commands.caption`.
+the command, :mod:`vs2_plugin.commands.caption`; the predictions file and the files beside it in
+:mod:`vs2_plugin.pipeline.predictions`.
+
+A rerun into the same ``--out preds.jsonl`` knows its inputs by their contents, not their paths
+(:mod:`vs2_plugin.pipeline.fingerprint`), so that moving files resumes and replacing them does not:
+
+- ``preds.settings.json`` (:func:`~vs2_plugin.pipeline.predictions.settings_path`) records the model and adapter paths, for people
+  to read, and their fingerprints (``input_fingerprints``), which are what a rerun compares: a
+  moved model folder resumes, a model retrained at the same path is refused, naming it.
+- each row records its video's fingerprint (``video_fingerprint``); a kept row is of its video
+  when the file the list names now has the same contents, wherever the data folder lies (the row
+  then names the new path). A replaced file, or a list naming a file of other contents, is
+  captioned again.
+- ``preds.jsonl`` holds the rows of the ids the list has now: rows of ids it no longer has are
+  moved to ``preds.unlisted.jsonl`` (:func:`~vs2_plugin.pipeline.predictions.unlisted_path`), with a warning, so that ``vs2 eval``
+  judges only the list's videos and no caption is lost (``--overwrite`` deletes it with the rest).
 """
 
 from __future__ import annotations
@@ -11,12 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError, DataError, MediaError
-from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import (
     DEFAULT_GLOBAL_PROMPT,
     DEFAULT_LOCAL_PROMPT,
     SamplingConfig,
+)
+from vs2_plugin.pipeline.fingerprint import fingerprint
+from vs2_plugin.pipeline.predictions import (
+    bad_videos_path,
+    caption_settings,
+    check_out_file,
+    set_aside_unlisted,
+    start_or_resume,
 )
 from vs2_plugin.pipeline.records import JsonlLog, finished_model, write_jsonl_atomic
 from vs2_plugin.pipeline.videos import interval_past_end, media_duration, repeated_interval
@@ -89,6 +111,7 @@ class Job:
     start: float | None = None
     end: float | None = None
     line: int = 0  #: of the video list
+    fingerprint: str = ""  #: of the video file's contents (:func:`video_fingerprint`)
 
 
 def check_video_list(path: Path) -> None:
@@ -123,6 +146,15 @@ def _video_file(row: dict[str, Any], base: Path) -> Path:
     if not file.is_file():
         raise DataError(f"video file not found: {file}")
     return file.resolve()
+
+
+def video_fingerprint(file: Path) -> str:
+    """The contents of a video file (:func:`~vs2_plugin.pipeline.fingerprint.fingerprint`): kept rows
+    are matched by it rather than by the path, which changes when the data folder moves."""
+    try:
+        return fingerprint(str(file))
+    except OSError as exc:
+        raise DataError(f"video file cannot be read: {file} ({exc.strerror})") from None
 
 
 def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float, Any]], list[tuple[int | None, str]]]:
@@ -177,13 +209,16 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
             seen.add(vid)
             file = _video_file(row, path.parent)
             video = str(file)
+            contents = video_fingerprint(file)
             intervals, problems = _intervals(row, file) if task in ("local", "both") else ([], [])
             if task in ("global", "both"):
                 label = row.get("reference") or row.get("label")
-                jobs.append(Job(f"{vid}/global", vid, video, "global", settings.global_prompt, label, line=n))
+                prompt = settings.global_prompt
+                jobs.append(Job(f"{vid}/global", vid, video, "global", prompt, label, line=n, fingerprint=contents))
             for start, end, label in intervals:
                 prompt = settings.local_prompt.format(start=start, end=end)
-                jobs.append(Job(f"{vid}/local/{start:g}-{end:g}", vid, video, "local", prompt, label, start, end, n))
+                key = f"{vid}/local/{start:g}-{end:g}"
+                jobs.append(Job(key, vid, video, "local", prompt, label, start, end, n, contents))
             for k, problem in problems:
                 bad.append({"line": n, "id": vid, "video": video, "local": k, "error": problem})
         except DataError as exc:
@@ -195,43 +230,66 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
     return jobs, bad
 
 
-def output_row(job: Job, caption) -> dict[str, Any]:
+def listed_row(job: Job) -> dict[str, Any]:
+    """The fields of ``job``'s predictions row that the video list and settings give, i.e. all but
+    the caption (``predict``, ``finish_reason``), as they read back from the file: what a kept row
+    is compared with on a rerun (:func:`stale_rows`)."""
     row = {
         "key": job.key,
         "id": job.id,
         "video": job.video,
+        "video_fingerprint": job.fingerprint,
         "task": job.task,
         "prompt": "<video>" + job.prompt,
-        "predict": caption.text,
     }
     if job.label:
         row["label"] = job.label
     if job.task == "local":
         row.update(start=job.start, end=job.end)
-    row["finish_reason"] = caption.finish_reason
-    return row
+    return json.loads(json.dumps(row))
 
 
-def _listed_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """What of a predictions row comes from the video list and settings, not from the model."""
-    return {k: v for k, v in row.items() if k not in ("predict", "finish_reason")}
+def output_row(job: Job, caption) -> dict[str, Any]:
+    return {**listed_row(job), "predict": caption.text, "finish_reason": caption.finish_reason}
+
+
+def made_for(row: dict[str, Any], listed: dict[str, Any]) -> bool:
+    """Whether a kept row was made for what ``listed`` (:func:`listed_row`) gives now. Its video is
+    the same by contents, not by path: a moved data folder keeps its rows, a replaced file does
+    not. A row of an older vs2 has no ``video_fingerprint``; its path is compared instead, as then."""
+    ignored = ("predict", "finish_reason", "video" if "video_fingerprint" in row else "video_fingerprint")
+    return {k: v for k, v in row.items() if k not in ignored} == {k: v for k, v in listed.items() if k not in ignored}
 
 
 def stale_rows(rows: list[dict[str, Any]], jobs: list[Job]) -> dict[str, Job]:
     """The jobs whose kept row (same key) was made for another video, label or prompt than the list
-    now gives (its row is replaced), by key."""
-    from types import SimpleNamespace
-
+    now gives (:func:`made_for`; its row is replaced), by key."""
     by_key = {j.key: j for j in jobs}
-    stale = {}
+    return {
+        job.key: job
+        for row in rows
+        if (job := by_key.get(row.get("key"))) is not None and not made_for(row, listed_row(job))
+    }
+
+
+def current_rows(rows: list[dict[str, Any]], jobs: list[Job], stale: dict[str, Job]) -> list[dict[str, Any]]:
+    """The kept rows that are not ``stale``, each row of a job with the job's video path and
+    fingerprint (the data folder moved; a row of an older vs2 gets its fingerprint)."""
+    by_key = {j.key: j for j in jobs}
+    out = []
     for row in rows:
-        job = by_key.get(row.get("key"))
-        if job is None:
+        if row.get("key") in stale:
             continue
-        want = json.loads(json.dumps(_listed_fields(output_row(job, SimpleNamespace(text="", finish_reason=None)))))
-        if _listed_fields(row) != want:
-            stale[job.key] = job
-    return stale
+        job = by_key.get(row.get("key"))
+        out.append(row if job is None else {**row, **listed_row(job)})
+    return out
+
+
+def listed_ids(path: Path) -> set[str]:
+    """The ids the video list names, those of bad rows and of videos without a job of this task
+    included: their rows are kept (a bad video is retried, another task's rows stay)."""
+    ids = {row.get("id") for _, row, problem in video_rows(path) if not problem}
+    return {str(i) for i in ids if i not in (None, "") and not isinstance(i, bool)}
 
 
 def command_settings(
@@ -277,44 +335,6 @@ def check_model(settings: Settings, run: Path | None = None) -> None:
     )
 
 
-#: the fields of every row :func:`output_row` writes; ``key`` comes first in each line
-ROW_FIELDS = ("key", "id", "video", "task", "prompt", "predict")
-
-
-def check_out_file(out: Path) -> None:
-    """An existing ``out`` is a predictions file of this command: each complete line (blank ones
-    aside) a row of :func:`output_row`. Only a torn last line, the start of a row that an interrupted
-    write left without its newline, is allowed (a rerun drops it). Anything else is refused, so that
-    resuming, ``--overwrite`` or a dropped torn tail never touches a file of other content."""
-    if not out.is_file():
-        return
-    how = "it is left as it is: give --out a new file or a predictions file of vs2 caption"
-    with open(out, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        torn = n == len(lines)  # no newline after it
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"--out {out}:{n}: not UTF-8 text, so not a predictions file; {how}") from None
-        if torn:
-            if not text.startswith('{"key": '):
-                raise DataError(f"--out {out}:{n}: the last line is not a predictions row (nor part of one); {how}")
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"--out {out}:{n}: not a JSON row ({exc.msg}), so not a predictions file; {how}") from None
-        missing = [k for k in ROW_FIELDS if k not in row] if isinstance(row, dict) else list(ROW_FIELDS)
-        if missing or not isinstance(row["key"], str):
-            raise DataError(
-                f"--out {out}:{n}: not a predictions row of vs2 caption (lacks {', '.join(missing) or 'a string key'}); {how}"
-            )
-
-
 def check_options(out: Path, batch_size: int, temperature: float | None, top_p: float) -> None:
     """The options of :func:`caption_videos` that need no model nor video list (an existing ``out``
     must be a predictions file: :func:`check_out_file`)."""
@@ -327,90 +347,6 @@ def check_options(out: Path, batch_size: int, temperature: float | None, top_p: 
         raise ConfigError(f"--temperature must be > 0 (or use --greedy); got {temperature}")
     if not 0 < top_p <= 1:
         raise ConfigError(f"--top-p must be in (0, 1]; got {top_p}")
-
-
-def settings_path(out: Path) -> Path:
-    """What determined the captions of ``out``: ``preds.settings.json`` beside ``preds.jsonl``."""
-    return out.with_name(out.stem + ".settings.json")
-
-
-def bad_videos_path(out: Path) -> Path:
-    """The videos ``out`` has no caption of, and why: ``preds.bad_videos.jsonl`` beside ``preds.jsonl``."""
-    return out.with_name(out.stem + ".bad_videos.jsonl")
-
-
-def caption_settings(
-    settings: Settings, task: str, temperature: float | None, top_p: float, seed: int
-) -> dict[str, Any]:
-    """Everything a caption depends on (not the batch size: batching leaves captions unchanged)."""
-
-    def where(path: str) -> str:
-        return str(Path(path).resolve()) if Path(path).exists() else path
-
-    record: dict[str, Any] = {
-        "model": where(settings.model),
-        "adapters": [where(a) for a in settings.adapters],
-        "infer": settings.infer,
-        "max_new_tokens": settings.max_new_tokens,
-    }
-    if task in ("global", "both"):
-        record["global_prompt"] = settings.global_prompt
-    if task in ("local", "both"):
-        record["local_prompt"] = settings.local_prompt
-    if temperature is None:
-        record["decoding"] = "greedy"
-    else:
-        record["decoding"] = {"temperature": temperature, "top_p": top_p, "seed": seed}
-    return json.loads(json.dumps(record))  # as it reads back from the file
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The settings of two records that differ, each with both values (prompts by name only)."""
-    out = []
-    for key in sorted(old.keys() | new.keys()):
-        a, b = old.get(key), new.get(key)
-        if key == "infer" and isinstance(a, dict) and isinstance(b, dict):
-            out += [
-                f"infer.{k} ({_short(a.get(k))} -> {_short(b.get(k))})"
-                for k in sorted(a.keys() | b.keys())
-                if a.get(k) != b.get(k)
-            ]
-        elif key.endswith("_prompt"):
-            if a is not None and b is not None and a != b:  # one missing: the task differs, which says it
-                out.append(key)
-        elif a != b:
-            out.append(f"{key} ({_short(a)} -> {_short(b)})")
-    return out
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items())
-    return "unset" if value is None else str(value)
-
-
-def start_or_resume(out: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Begin ``out`` afresh (none yet, or ``overwrite``) with its settings record, or resume it when
-    the record says its captions were made with these settings (the task may differ: its rows have
-    other keys); refuse otherwise. Rows without a record (an older vs2) are resumed, with a note."""
-    sidecar = settings_path(out)
-    bad_path = bad_videos_path(out)
-    if overwrite:
-        for path in (out, sidecar, bad_path):
-            path.unlink(missing_ok=True)
-    if JsonlLog(out).rows() and sidecar.is_file():
-        how = f"choose a new --out or pass --overwrite to caption {out.name} afresh"
-        try:
-            old = json.loads(sidecar.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{sidecar}: not valid JSON ({exc.msg}): {how}") from None
-        changed = _differences(old, record) if isinstance(old, dict) else ["all"]
-        if changed:
-            raise ConfigError(f"--out {out} holds captions made with other settings: {'; '.join(changed)}: {how}")
-        record = {**old, **record}  # a prompt of the other task stays recorded
-    elif JsonlLog(out).rows():  # made by a vs2 that kept no record: these settings are assumed
-        console.warn(f"{out} has no {sidecar.name}; resuming it with these settings, recorded from now on")
-    atomic_write_text(sidecar, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 def caption_videos(
@@ -427,7 +363,7 @@ def caption_videos(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Caption every job of ``videos`` missing from ``out``; returns counts and the bad videos.
-    ``out`` resumes only when its settings record (:func:`settings_path`) matches these settings (``overwrite``:
+    ``out`` resumes only when its settings record (:func:`~vs2_plugin.pipeline.predictions.settings_path`) matches these settings (``overwrite``:
     start afresh)."""
     from tqdm import tqdm
 
@@ -442,14 +378,17 @@ def caption_videos(
     start_or_resume(out, caption_settings(settings, task, temperature, top_p, seed), overwrite)
     log = JsonlLog(out)
     kept = log.rows()
-    stale = stale_rows(kept, jobs)
+    resumed = set_aside_unlisted(out, kept, listed_ids(videos), videos)
+    stale = stale_rows(resumed, jobs)
     if stale:  # the list changed since: its rows are made again, for what it gives now
         ids = sorted({j.id for j in stale.values()})
         console.warn(
             f"{out}: recaptioning {len(stale)} row(s) whose video, label or prompt differ from {videos} now"
             f" (id {', '.join(map(repr, ids[:10]))}{' ...' if len(ids) > 10 else ''})"
         )
-        write_jsonl_atomic(out, [r for r in kept if r.get("key") not in stale])
+    resumed = current_rows(resumed, jobs, stale)
+    if resumed != kept:
+        write_jsonl_atomic(out, resumed)
     done = log.by_key()
     todo = [j for j in jobs if j.key not in done]
     if todo:
