@@ -103,3 +103,12 @@ def test_an_mrdpo_run_recorded_without_fingerprints_is_resumed(tmp_path, tiny_mo
     (run / "config.json").write_text(json.dumps(recorded))
     start_run_folder(cfg)
     assert fp.INPUTS_KEY in json.loads((run / "config.json").read_text())
+
+
+def test_a_run_folders_config_json_reads_back_as_its_config(tmp_path, tiny_model_dir):
+    """``vs2 mrdpo RUN/config.json rounds=1 run_dir=OTHER`` starts another run with a run's settings."""
+    run = tmp_path / "run"
+    cfg = load_mrdpo_config(TINY, [f"run_dir={run}", f"model_name_or_path={tiny_model_dir}"])
+    start_run_folder(cfg)
+    again = load_mrdpo_config(run / "config.json", [f"run_dir={tmp_path / 'other'}"])
+    assert dataclasses.replace(again, run_dir=cfg.run_dir) == cfg

@@ -471,9 +471,13 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 def load_mrdpo_config(path: str | Path, cli: list[str] | None = None, **overrides: Any) -> MrDPOConfig:
     """The driver config of ``path`` with ``cli`` (``key=value`` strings) and then ``overrides``
-    (keyword arguments; ``None`` = not given) applied on top. Unknown keys are an error."""
+    (keyword arguments; ``None`` = not given) applied on top. Unknown keys are an error. A run
+    folder's ``config.json`` reads as the config it was started with."""
+    from vs2_plugin.pipeline.fingerprint import INPUTS_KEY
+
     where = str(path)
     data = rename_deprecated(load_yaml(path), where)
+    data.pop(INPUTS_KEY, None)  # a run folder's config.json: what its inputs were, not a setting
     if cli:
         data = merge_overrides(data, rename_deprecated(parse_overrides(cli), "command line"))
     data = merge_overrides(data, rename_deprecated({k: v for k, v in overrides.items() if v is not None}, "overrides"))
