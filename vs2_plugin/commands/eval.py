@@ -22,12 +22,16 @@ import time
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
-from vs2_plugin.errors import ConfigError
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
-from vs2_plugin.judge.evaluation import build_report, load_items
+from vs2_plugin.judge.evaluation import build_report, check_report_path, load_items
 from vs2_plugin.judge.report import failures_markdown, table1_markdown
 from vs2_plugin.secrets import redact
+
+#: what an interrupted run leaves (vs2_plugin.cli): the report is written once every item is judged
+INTERRUPTED = (
+    "no report written; a rerun judges every item again (answers a judge cached, as openai does, are not asked again)"
+)
 
 
 def configure_parser(parser) -> None:
@@ -49,10 +53,7 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
-    if args.out.suffix.lower() in (".md", ".html"):  # report.md / report.html are written beside it
-        raise ConfigError(f"--out {args.out}: give the report's JSON path (the .md and .html go next to it)")
-    if args.input.resolve() in {args.out.with_suffix(s).resolve() for s in (args.out.suffix, ".md", ".html")}:
-        raise ConfigError(f"--out {args.out}: the report would overwrite --input {args.input}")
+    check_report_path(args.out, args.input)  # report.md / report.html are written beside it
     config = config_from_args(args)
     items = load_items(args.input)
     start = time.perf_counter()

@@ -83,9 +83,23 @@ def config_from_args(args) -> JudgeConfig:
     data: dict[str, Any] = {}
     if args.judge_config is not None:
         data = load_mapping(args.judge_config)
-        if isinstance(data.get("judge"), dict):
+        if isinstance(data.get("judge"), dict):  # a file with a judge: block (an mrDPO config) is read by it alone
+            beside = sorted(
+                set(data) & {*(f.name for f in dataclasses.fields(JudgeConfig)), "judge_options"} - {"judge"}
+            )
+            if beside:
+                raise ConfigError(
+                    f"--judge-config {args.judge_config}: {beside} beside its 'judge:' mapping would be ignored; "
+                    "write them inside it"
+                )
             data = data["judge"]
     config = JudgeConfig.from_dict(data)  # moves deprecated flat keys into options, with a warning
+    if args.judge not in (None, config.judge) and "judge" in data and config.options:
+        # the file's options are its judge's: read as --judge's, they were refused as if given here
+        raise ConfigError(
+            f"--judge {args.judge}: --judge-config {args.judge_config} sets options {sorted(config.options)} of "
+            f"judge {config.judge!r}; select that judge, or give the options of {args.judge!r} with --judge-option"
+        )
     options = dict(config.options)
     legacy = {
         key: getattr(args, f"legacy_{key}")

@@ -13,7 +13,8 @@ Input JSONL, one sampled caption per line (several lines per video and task)::
   (numbers: Miss and repetition in [0, 1], Hall and Total >= 0).
 * optional ``sample_id`` (unique; default ``<video_id>#<task>#<line>``).
 
-Every row is checked before any judging; an error names the file, the line and the video.
+Every row, ``--round`` and the dataset dir (its ``dataset_info.json``) are checked before any
+judging; an error names the file, the line and the video, and a misspelt key (``Task``) is warned of.
 
 Writes ``<dataset-dir>/<name>.json`` (sharegpt: conversations/chosen/rejected/videos; at most one
 pair per video, task, prompt and media; none when a sample could not be judged, unless ``--allow-failed``),
@@ -28,9 +29,15 @@ import sys
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
+from vs2_plugin.errors import ConfigError
 from vs2_plugin.files import load_mapping
-from vs2_plugin.judge.pairs import Schedule, check_dataset_name, pair_group, select_pairs, write_pairwise_dataset
+from vs2_plugin.judge.pairs import Schedule, check_destination, pair_group, select_pairs, write_pairwise_dataset
 from vs2_plugin.judge.sample_scoring import items_to_judge, load_samples, missing_media_warning, scored_samples
+
+#: what an interrupted run leaves (vs2_plugin.cli): the scores and the dataset are written once every sample is judged
+INTERRUPTED = (
+    "nothing written; a rerun judges every sample again (answers a judge cached, as openai does, are not asked again)"
+)
 
 
 def configure_parser(parser) -> None:
@@ -52,12 +59,14 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     from vs2_plugin.judge.runner import judge_items
 
-    check_dataset_name(args.name)
+    if args.round < 1:  # said of the option, before the judging rather than after it
+        raise ConfigError(f"--round must be >= 1; got {args.round}")
     rows = load_samples(args.input)
     schedule = Schedule.from_config(load_mapping(args.schedule)) if args.schedule else Schedule()
     config = config_from_args(args)
     if warning := missing_media_warning(rows, args.dataset_dir):
         print(f"vs2 pairs: warning: {warning}", file=sys.stderr)
+    check_destination(args.dataset_dir, args.name)
     items = items_to_judge(rows)
     judged = {j.id: j for j in judge_items(items, config)} if items else {}
     samples, score_rows = scored_samples(rows, judged)
@@ -68,8 +77,8 @@ def run(args) -> int:
     if failed and not args.allow_failed:  # pairs of a part of the samples would replace the dataset unseen
         print(
             f"vs2 pairs: {failed} of {len(score_rows)} sample(s) could not be judged (see 'error' in {scores_path}); "
-            f"no dataset written, {args.dataset_dir / args.name}.json left as it was. Rerun (judged samples are "
-            "cached) or give --allow-failed to pair the rest",
+            f"no dataset written, {args.dataset_dir / args.name}.json left as it was. Rerun once their cause is mended "
+            "(answers a judge cached are not asked again) or give --allow-failed to pair the rest",
             file=sys.stderr,
         )
         return 1

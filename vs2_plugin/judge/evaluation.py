@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
-from vs2_plugin.errors import DataError, did_you_mean
+from vs2_plugin.errors import ConfigError, DataError, did_you_mean
 from vs2_plugin.files import numbered_jsonl
 from vs2_plugin.judge.report import summarize_by_task
 from vs2_plugin.judge.types import JudgeItem
@@ -25,16 +26,34 @@ def usage_totals(judgments) -> dict[str, float]:
     return totals
 
 
+def check_report_path(out: Path, input_path: Path) -> None:
+    """Refuse, before any judging, an ``--out`` whose report (``.json``, ``.md`` and ``.html``
+    beside it) could not be written: a folder in its place, a file where its folder should be, or
+    the input itself. Found only at the end, it would throw away the whole judging."""
+    if out.suffix.lower() in (".md", ".html"):
+        raise ConfigError(f"--out {out}: give the report's JSON path (the .md and .html go next to it)")
+    paths = [out.with_suffix(s) for s in (out.suffix, ".md", ".html")]
+    if input_path.resolve() in {p.resolve() for p in paths}:
+        raise ConfigError(f"--out {out}: the report would overwrite --input {input_path}")
+    if folders := [p for p in paths if p.is_dir()]:
+        raise ConfigError(f"--out {out}: {folders[0]} is a folder; give the report's JSON file path")
+    folder = next(p for p in out.absolute().parents if p.exists())  # where its missing folders are made
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write into {folder}")
+
+
 def from_prediction(row: dict, n: int) -> dict:
     """A ``generated_predictions.jsonl`` row (``vs2 caption``, LLaMA-Factory's ``do_predict``) as a
     judge row: ``predict`` is the caption, ``label`` the reference, ``key`` (else ``id``, else the
-    line number) the id."""
+    line number) the id, checked as any id (a key 0 is not the line's number, a list no id)."""
     if "caption" in row or "predict" not in row:
         return row
-    ident = row.get("key") or row.get("id") or f"line{n}"
+    ident = next((row[k] for k in ("key", "id") if row.get(k) is not None), f"line{n}")
     return {
         **row,
-        "id": str(ident),
+        "id": ident,
         "caption": row["predict"] or "",
         "reference": row.get("reference") or row.get("label"),
     }
@@ -53,10 +72,7 @@ def load_items(path: Path) -> list[JudgeItem]:
     be read without it (as global)."""
     items, seen, warned = [], set(), set()
     for n, row in numbered_jsonl(path):
-        for key in set(row) - ROW_KEYS - warned:
-            if hint := did_you_mean(key.lower(), ROW_KEYS) or did_you_mean(key, ROW_KEYS):
-                warned.add(key)
-                logger.warning("%s:%d: key %r is not read%s", path, n, key, hint)
+        warn_near_keys(row, ROW_KEYS, f"{path}:{n}", warned)
         _check_view_keys(row, f"{path}:{n}")
         row = from_prediction(row, n)
         if "events" not in row and not row.get("reference"):
@@ -70,6 +86,17 @@ def load_items(path: Path) -> list[JudgeItem]:
         seen.add(item.id)
         items.append(item)
     return items
+
+
+def warn_near_keys(row: dict, known, where: str, warned: set) -> None:
+    """Warn of each key of ``row`` one letter or a case away from a key of ``known`` that the row
+    lacks (``Task``), once per file (``warned`` holds those said): the row is read without it,
+    silently otherwise."""
+    absent = set(known) - set(row)
+    for key in sorted(set(row) - set(known) - warned):
+        if hint := did_you_mean(key.lower(), absent) or did_you_mean(key, absent):
+            warned.add(key)
+            logger.warning("%s: key %r is not read%s", where, key, hint)
 
 
 def _check_view_keys(row: dict, where: str) -> None:

@@ -225,9 +225,24 @@ def dataset_info_entry(file_name: str, with_audios: bool = False) -> dict:
 
 
 def check_dataset_name(name: str) -> None:
-    """A dataset name is a plain file stem (it names ``<name>.json`` inside the dataset_dir)."""
+    """A dataset name is a plain file stem (it names ``<name>.json`` inside the dataset_dir), and
+    not ``dataset_info``: the pairs would be written as the index that names them, then over it."""
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"dataset name must be a plain file stem, got {name!r}")
+    if name == "dataset_info":
+        raise ConfigError("dataset name 'dataset_info' would write the pairs over dataset_info.json; choose another")
+
+
+def check_destination(dataset_dir: str | os.PathLike, name: str) -> None:
+    """Refuse, before any judging, a dataset that could not be written: a bad name, a file where
+    the dataset_dir (or a folder above it) should be, a ``dataset_info.json`` that is not a JSON
+    object. Found when the pairs are written, it would throw away the judging."""
+    check_dataset_name(name)
+    dataset_dir = Path(dataset_dir).absolute()
+    folder = next(p for p in (dataset_dir, *dataset_dir.parents) if p.exists())
+    if not folder.is_dir():
+        raise ConfigError(f"dataset dir {dataset_dir}: {folder} is a file, not a folder")
+    _dataset_info(dataset_dir / "dataset_info.json")
 
 
 def write_pairwise_dataset(pairs: list[PreferencePair], dataset_dir: str | os.PathLike, name: str) -> Path:

@@ -54,11 +54,21 @@ def _precomputed(row: dict, where: str = "") -> tuple[float, float] | None:
     return error, rep
 
 
+#: the keys a ``vs2 pairs`` row is read by
+SAMPLE_KEYS = frozenset(
+    {"video_id", "prompt", "caption", "task", "media", "audios", "sample_id", "events", "reference"} | set(_RATE_RANGES)
+)
+
+
 def load_samples(path: Path) -> list[dict]:
     """The rows of a ``vs2 pairs`` input, checked before any judging: every error names the file,
-    the line and the video. ``sample_id`` defaults to ``video#task#line`` and must be unique."""
-    rows, seen = [], {}
+    the line and the video; a misspelt key (``Task``, ``rep-rate``) is warned of. ``sample_id``
+    (absent or null) defaults to ``video#task#line`` and must be unique."""
+    from vs2_plugin.judge.evaluation import warn_near_keys
+
+    rows, seen, warned = [], {}, set()
     for n, row in numbered_jsonl(path):
+        warn_near_keys(row, SAMPLE_KEYS, f"{path}:{n}", warned)
         missing = [k for k in ("video_id", "prompt", "caption") if k not in row]
         if missing:
             raise DataError(f"{path}:{n}: missing {missing}")
@@ -77,8 +87,12 @@ def load_samples(path: Path) -> list[dict]:
             raise DataError(f"{where}: no events, reference or precomputed rates")
         if "events" in row:  # one string would be one event per character: refused here, with the row
             row["events"] = event_list(row["events"], where)
-        row.setdefault("sample_id", f"{video}#{row.get('task', 'global')}#{n}")
-        sample_id = str(row["sample_id"])
+        if row.get("sample_id") is None:
+            row["sample_id"] = f"{video}#{row.get('task', 'global')}#{n}"
+        sample_id = row["sample_id"]
+        if isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)) or not str(sample_id).strip():
+            raise DataError(f"{where}: sample_id must be a non-blank string or an integer, got {sample_id!r}")
+        sample_id = str(sample_id)
         if sample_id in seen:
             raise DataError(f"{where}: duplicate sample_id {sample_id!r} (line {seen[sample_id]} has it too)")
         seen[sample_id] = n

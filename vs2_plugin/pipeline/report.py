@@ -44,7 +44,9 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> None:
         if any(y is not None for y in ys):
             ax.plot(x, [100 * y if y is not None else float("nan") for y in ys], style, label=f"{task} total error %")
     unnatural = [(r.get("global") or {}).get("unnatural") for r in rows]
-    ax.bar(x, [100 * (u or 0) for u in unnatural], alpha=0.3, color="red", label="unnatural rate %")
+    # a stage not measured has no bar (NaN), as it reads n/a in the table, not one of 0 %
+    heights = [100 * u if u is not None else float("nan") for u in unnatural]
+    ax.bar(x, heights, alpha=0.3, color="red", label="unnatural rate %")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("%")
