@@ -53,3 +53,16 @@ def test_load_mapping_yaml_json_and_errors(tmp_path):
     (tmp_path / "d.yaml").write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"d.yaml: expected a mapping"):
         load_mapping(tmp_path / "d.yaml")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_mapping_file_that_is_not_utf8_is_one_line(tmp_path, suffix):
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.files import load_mapping
+
+    path = tmp_path / f"judge{suffix}"
+    path.write_bytes(b"judge: offline\nname: caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"judge\.(yaml|json): not UTF-8 text \(invalid continuation byte at byte 24\)"
+    ):
+        load_mapping(path)
