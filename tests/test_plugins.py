@@ -63,7 +63,8 @@ def test_discovered_plugin_answers_its_hook(fake_judge_pkg):
 
 def test_allow_list_filters_third_party_plugins(fake_judge_pkg, monkeypatch):
     monkeypatch.setenv(plugins.ALLOW_ENV, "someone_else")
-    pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
+    with pytest.warns(plugins.PluginWarning, match="someone_else"):
+        pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
     assert not pm.has_plugin("fake")
     assert "offline" in plugins.registered_judges(pm)  # built-ins always load
     monkeypatch.setenv(plugins.ALLOW_ENV, "fake")
@@ -136,3 +137,96 @@ def test_vs2_plugins_exits_1_when_a_plugin_failed_to_load(monkeypatch, capsys):
     monkeypatch.setattr(plugins, "load_failures", lambda: {})
     monkeypatch.setattr(autoload, "loaded_plugins", lambda: {"missing=x:register": "error: ModuleNotFoundError: x"})
     assert main(["plugins"]) == 1  # a LLaMA-Factory plugin that failed counts too
+
+
+def test_vs2_plugins_reports_a_plugin_whose_judge_registration_fails(fake_judge_pkg, tmp_path, monkeypatch, capsys):
+    from vs2_plugin import autoload
+    from vs2_plugin.cli import main
+
+    (tmp_path / "raising_vs2_judge.py").write_text(
+        "from vs2_plugin import hookimpl\n@hookimpl\ndef vs2_register_judges(register):\n    raise KeyError('oops')\n"
+    )
+    plugins.reset_plugin_manager()
+    monkeypatch.setattr(autoload, "loaded_plugins", lambda: {"vs2_plugin=...:register": "ok"})
+    monkeypatch.setattr(
+        plugins, "_pm", plugins.build_plugin_manager(entry_points=[_ep("raising", "raising_vs2_judge")])
+    )
+    with pytest.warns(plugins.PluginWarning, match="'raising'"):
+        code = main(["plugins"])
+    out = capsys.readouterr().out
+    # the install check fails and names the plugin, which is not listed as loaded
+    assert code == 1
+    assert "raising [FAILED]: vs2_register_judges: KeyError: 'oops'" in out
+    assert "raising [installed]" not in out
+    sys.modules.pop("raising_vs2_judge", None)
+    plugins.reset_plugin_manager()
+
+
+def test_a_hook_with_wrong_arguments_is_skipped_with_a_one_line_reason(fake_judge_pkg, tmp_path):
+    (tmp_path / "wrong_args_vs2_plugin.py").write_text(
+        "from vs2_plugin import hookimpl\n"
+        "@hookimpl\n"
+        "def vs2_select_pairs(samples, thresholds, round):\n"
+        "    return None\n"
+    )
+    plugins.reset_plugin_manager()
+    with pytest.warns(plugins.PluginWarning, match="'wrong'"):
+        pm = plugins.build_plugin_manager(entry_points=[_ep("wrong", "wrong_args_vs2_plugin")])
+    assert not pm.has_plugin("wrong")
+    reason = plugins.load_failures()["wrong"]
+    assert "'round'" in reason and "\n" not in reason  # a `vs2 plugins` line, not three
+    sys.modules.pop("wrong_args_vs2_plugin", None)
+    plugins.reset_plugin_manager()
+
+
+def test_allow_list_warns_about_a_name_no_plugin_has(fake_judge_pkg, monkeypatch):
+    monkeypatch.setenv(plugins.ALLOW_ENV, "fkae")
+    with pytest.warns(plugins.PluginWarning, match="VS2_PLUGINS names fkae, .*installed: fake"):
+        pm = plugins.build_plugin_manager(entry_points=[_ep("fake", "fake_vs2_judge")])
+    assert not pm.has_plugin("fake")
+
+
+def test_after_round_spec_names_what_the_driver_passes():
+    # a plugin author writes vs2_after_round from its docstring: every metric the mrDPO driver
+    # hands it is named there
+    import re
+
+    from vs2_plugin import hookspecs
+    from vs2_plugin.judge.types import Judgment
+    from vs2_plugin.pipeline.mrdpo import summarize_judged
+
+    judgment = Judgment(id="a", judge="x", n_events=2, missed=["e"]).to_dict()
+    metrics = summarize_judged(
+        [{"task": task, "caption": "A tone.", "judgment": judgment} for task in ("global", "local")]
+    )
+    documented = set(re.findall(r"``(\w+)``", hookspecs.vs2_after_round.__doc__)) | {"global", "local"}
+    assert set(metrics) <= documented and set(metrics["global"]) <= documented
+
+
+def test_vs2_plugins_json_shows_option_defaults_json_cannot_hold(fake_judge_pkg, tmp_path, monkeypatch, capsys):
+    import json
+
+    from vs2_plugin import autoload
+    from vs2_plugin.cli import main
+
+    (tmp_path / "path_option_vs2_judge.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from pathlib import Path\n"
+        "from vs2_plugin import hookimpl\n"
+        "from vs2_plugin.judge.registry import Judge\n"
+        "@dataclass\n"
+        "class Options:\n"
+        "    cache_dir: Path = Path('/tmp/cache')\n"
+        "@hookimpl\n"
+        "def vs2_register_judges(register):\n"
+        "    register(Judge('pathy', 'a judge with a Path option', Options, lambda items, options, config: []))\n"
+    )
+    plugins.reset_plugin_manager()
+    monkeypatch.setattr(autoload, "loaded_plugins", lambda: {"vs2_plugin=...:register": "ok"})
+    monkeypatch.setattr(
+        plugins, "_pm", plugins.build_plugin_manager(entry_points=[_ep("pathy", "path_option_vs2_judge")])
+    )
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["judge_options"]["pathy"] == {"cache_dir": "/tmp/cache"}
+    sys.modules.pop("path_option_vs2_judge", None)
+    plugins.reset_plugin_manager()

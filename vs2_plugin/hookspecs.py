@@ -54,8 +54,12 @@ def vs2_after_round(round_index, run_dir, metrics):
 
     :param round_index: 1-based round that just finished.
     :param run_dir: ``pathlib.Path`` of the run directory.
-    :param metrics: dict of the round's evaluation metrics (see ``metrics.json``).
-    :returns: nothing; return values are ignored.
+    :param metrics: the round's held-out metrics per task, ``{"global": {...}, "local": {...}}``
+        (a task without held-out captions is absent), each with ``n``, ``failed`` and the rates
+        ``rep``, ``miss``, ``hall``, ``total``, ``unnatural`` as fractions (``None`` where the
+        judge did not measure one): the round's row of ``metrics.json``.
+    :returns: nothing; return values are ignored. An exception stops the run; the hook is
+        called again for that round when the run is resumed.
     """
 
 

@@ -44,6 +44,7 @@ def _allowed() -> set[str] | None:
 
 
 def _skip(name: str, value: str, reason: str) -> None:
+    reason = " ".join(reason.split())  # one line: pluggy's validation errors span several
     _failures[name] = reason
     warnings.warn(f"vs2 plugin {name!r} ({value}) was skipped: {reason}", PluginWarning, stacklevel=3)
 
@@ -65,7 +66,15 @@ def build_plugin_manager(entry_points=None) -> pluggy.PluginManager:
     for mod_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(mod_name), name=mod_name)
     allowed = _allowed()
-    eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
+    eps = list(entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP))
+    typos = sorted((allowed or set()) - {ep.name for ep in eps})
+    if typos:  # a misspelt name would otherwise leave its plugin out without a word
+        warnings.warn(
+            f"{ALLOW_ENV} names {', '.join(typos)}, which no installed vs2 plugin is called "
+            f"(installed: {', '.join(sorted({ep.name for ep in eps})) or 'none'})",
+            PluginWarning,
+            stacklevel=2,
+        )
     for ep in eps:
         if allowed is not None and ep.name not in allowed:
             continue
@@ -143,7 +152,7 @@ def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
             pm.subset_hook_caller("vs2_register_judges", remove_plugins=others)(register=register)
         except Exception as exc:
             pm.unregister(plugin)
-            _skip(name, "vs2_register_judges", f"{type(exc).__name__}: {exc}")
+            _skip(name, getattr(plugin, "__name__", name), f"vs2_register_judges: {type(exc).__name__}: {exc}")
             continue
         judges.update(mine)
         owners.update(dict.fromkeys(mine, name))

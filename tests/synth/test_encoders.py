@@ -87,6 +87,25 @@ def test_bad_settings_name_the_value(tmp_path, tiny_model_dir):
         EncoderPretrainConfig(model=str(tiny_model_dir), data=str(tmp_path), steps=0)
 
 
+def test_a_sharded_model_is_refused_before_training(tmp_path):
+    # the encoders are written back into one model.safetensors: a sharded checkpoint must fail
+    # here, not after every step has run
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    (tmp_path / "clips.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="no single model.safetensors"):
+        EncoderPretrainConfig(model=str(tmp_path), data=str(tmp_path))
+
+
+def test_an_infer_recipe_that_is_no_mapping_is_one_line(tmp_path, capsys):
+    from vs2_plugin.cli import main
+
+    (tmp_path / "list.yaml").write_text("- video_fps: 1\n")
+    argv = ["synth-encoders", "--model", str(tmp_path), "--data", str(tmp_path)]
+    assert main([*argv, "--infer-recipe", str(tmp_path / "list.yaml")]) == 2
+    assert "list.yaml: expected a mapping" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("encoders")
@@ -155,3 +174,28 @@ def _sounding(record: dict, t: float) -> bool:
     return any(
         e["kind"] in ("tone", "noise", "speech") and e["time"] - 0.1 <= t < e["time"] + 1.0 for e in record["timeline"]
     )
+
+
+def test_an_interrupted_pretraining_says_the_model_is_unchanged(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from vs2_plugin.cli import main
+    from vs2_plugin.synth import encoders
+
+    def interrupted(config, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encoders, "pretrain_encoders", interrupted)
+    (tmp_path / "clips.jsonl").write_text("")
+    assert main(["synth-encoders", "--model", str(tiny_model_dir), "--data", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "the model is unchanged" in err and "resumes" not in err
+
+
+@pytest.mark.parametrize(
+    "line, problem", [('{"id": "x"', "1: not valid JSON"), ('{"id": "x"}', "1: missing ['split', 'video'")]
+)
+def test_a_clips_file_that_is_not_vs2_synth_is_one_line(tmp_path, tiny_model_dir, capsys, line, problem):
+    from vs2_plugin.cli import main
+
+    (tmp_path / "clips.jsonl").write_text(line + "\n")
+    assert main(["synth-encoders", "--model", str(tiny_model_dir), "--data", str(tmp_path), "--steps", "1"]) == 2
+    assert f"clips.jsonl:{problem}" in capsys.readouterr().err

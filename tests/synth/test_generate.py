@@ -103,6 +103,8 @@ def test_plans_are_pure_consistent_and_split_independent():
         ({"min_seconds": 5.2, "max_seconds": 5.8}, "holds no even whole number of seconds"),
         ({"size": 63}, "63"),
         ({"fps": 0}, "fps"),
+        ({"fps": 1}, "fps must be even"),  # frames at whole seconds: k + 0.5 s reads the next slot
+        ({"fps": 3}, "fps must be even"),
         ({"n_train": "4"}, "'4'"),
     ],
 )
@@ -309,3 +311,34 @@ def test_language_pretraining_recipe_trains_every_language_weight(tmp_path, tiny
     changed = {k for k in before if not bool((before[k] == after[k]).all())}
     assert any(".language_model." in k for k in changed) and "lm_head.weight" in changed
     assert not [k for k in changed if ".visual." in k or "audio" in k]
+
+
+def test_an_existing_dataset_info_keeps_its_other_datasets(tmp_path, capsys):
+    # the output folder is a dataset_dir: `vs2 pairs` adds its pairs there, and a rerun of vs2 synth
+    # must not drop them (its own entries are replaced, a stale synth_text dropped)
+    out = tmp_path / "data"
+    out.mkdir()
+    pairs = {"file_name": "round1.json", "ranking": True}
+    (out / "dataset_info.json").write_text(json.dumps({"round1": pairs, "synth_text": {"file_name": "old.json"}}))
+    generate(SynthConfig(out=str(out), seed=1, n_train=1, n_heldout=0, min_seconds=4, max_seconds=4))
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert sorted(info) == ["round1", "synth_align", "synth_sft"] and info["round1"] == pairs
+    # a broken one stops the run before any clip is rendered, in one line
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dataset_info.json").write_text("[1, 2]")
+    assert cli.main(["synth", "--out", str(other), "--n-train", "1", "--n-heldout", "0", "--quiet"]) == 2
+    assert "dataset_info.json: expected a JSON object of datasets, got list" in capsys.readouterr().err
+    assert not (other / "media").exists()
+
+
+def test_an_interrupted_run_says_it_starts_over(tmp_path, monkeypatch, capsys):
+    from vs2_plugin.synth import generate as gen
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gen, "generate", interrupted)
+    assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "run it again" in err and "resumes" not in err  # vs2 synth does not resume

@@ -159,6 +159,26 @@ def test_events_extracted_from_a_reference(pm):
     assert judged[0].n_events == 6 and judged[0].rates()["total_rate"] == 0.0
 
 
+def test_a_reference_outside_the_grammar_fails_saying_why(pm):
+    config = JudgeConfig(judge="synth_exact", cache_path=None, show_progress=False)
+    (judged,) = judge_items([{"id": "v", "caption": "A dog barks.", "reference": "A dog barks."}], config, pm=pm)
+    assert not judged.ok and "no event of the synthetic-clip grammar" in judged.error
+
+
+@pytest.mark.parametrize(
+    "reference, missing",
+    [("A red square appears.", "position"), ("The circle disappears.", "colour"), ("Someone speaks.", "word")],
+)
+def test_a_reference_event_without_an_attribute_fails_naming_it(pm, reference, missing):
+    # never a traceback, nor an event told with "None" for what the reference leaves out
+    config = JudgeConfig(judge="synth_exact", cache_path=None, show_progress=False)
+    (judged,) = judge_items([{"id": "v", "caption": reference, "reference": reference}], config, pm=pm)
+    assert not judged.ok and f"does not state the {missing}" in judged.error
+    # the same for events given as they are
+    (judged,) = judge_items([{"id": "v", "caption": reference, "events": [reference]}], config, pm=pm)
+    assert not judged.ok and f"does not state the {missing}" in judged.error
+
+
 def test_declared_as_an_entry_point_of_the_vs2_group():
     eps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"][plugins.ENTRY_POINT_GROUP]
     assert eps["synth_exact"] == "vs2_plugin.synth.judge"

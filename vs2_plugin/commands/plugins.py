@@ -12,9 +12,12 @@ def configure_parser(parser) -> None:
 def collect() -> dict:
     from vs2_plugin import autoload
     from vs2_plugin.integrations import llamafactory as lf_integration
-    from vs2_plugin.plugins import get_plugin_manager, judge_registry, load_failures, registered_judges
+    from vs2_plugin.plugins import get_plugin_manager, judge_registry, load_failures
 
     pm = get_plugin_manager()
+    # first: a plugin whose judge registration fails (a name already taken, an exception) is
+    # unregistered and becomes a failure here, so it is neither listed as loaded nor passes the check
+    judges = judge_registry(pm)
     plugins = []
     for name, plugin in pm.list_name_plugin():
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
@@ -24,8 +27,8 @@ def collect() -> dict:
     return {
         "vs2_plugins": plugins,
         "vs2_plugin_failures": load_failures(),
-        "judges": registered_judges(pm),
-        "judge_options": {name: judge.option_defaults() for name, judge in judge_registry(pm).items()},
+        "judges": {name: judge.description for name, judge in judges.items()},
+        "judge_options": {name: judge.option_defaults() for name, judge in judges.items()},
         "llamafactory_plugins": autoload.loaded_plugins(),
         "llamafactory": lf_integration.describe(),
     }
@@ -39,7 +42,7 @@ def run(args) -> int:
         str(status).startswith("error") for status in info["llamafactory_plugins"].values()
     )
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info, indent=2, default=str))  # an option's default may be a Path, an enum, ...
         return 2 if "error" in info["llamafactory"] else int(failed)
     print("vs2 plugins (entry-point group 'vs2' + built-ins):")
     for p in info["vs2_plugins"]:

@@ -17,13 +17,16 @@ import sys
 from vs2_plugin.synth.generate import SynthConfig
 
 _DEFAULTS = SynthConfig(out=".")
+#: what Ctrl-C leaves: the datasets are written after the last clip, and a rerun starts over
+INTERRUPTED = "the datasets may be missing or an earlier run's; run it again (the same seed writes the same files)"
 
 
 def configure_parser(parser) -> None:
     parser.add_argument(
         "--out",
         required=True,
-        help="output folder (created; files of the same names are overwritten, other files are left)",
+        help="output folder (created; files of the same names are overwritten, other files are left, and "
+        "dataset_info.json keeps its other datasets)",
     )
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"generation seed (default {_DEFAULTS.seed})")
     parser.add_argument(
@@ -51,7 +54,7 @@ def configure_parser(parser) -> None:
         help=f"longest clip (default {_DEFAULTS.max_seconds:g})",
     )
     parser.add_argument(
-        "--fps", type=int, default=_DEFAULTS.fps, help=f"frames per second of the clips (default {_DEFAULTS.fps})"
+        "--fps", type=int, default=_DEFAULTS.fps, help=f"frames per second of the clips, even (default {_DEFAULTS.fps})"
     )
     parser.add_argument(
         "--size", type=int, default=_DEFAULTS.size, help=f"width = height in pixels (default {_DEFAULTS.size})"

@@ -17,12 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.files import load_mapping
 from vs2_plugin.synth.encoders import EncoderPretrainConfig
 
 _DEFAULTS = EncoderPretrainConfig.__dataclass_fields__
+#: what Ctrl-C leaves: the encoders are written back only once trained, and a rerun starts over
+INTERRUPTED = "the model is unchanged (the encoders are written once trained); run it again"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = Path(args.infer_recipe or recipes_dir() / "av_sft.yaml")
     if not recipe.is_file():
         raise ConfigError(f"--infer-recipe {recipe}: not found")
-    infer = media_arguments(yaml.safe_load(recipe.read_text(encoding="utf-8")) or {})
+    infer = media_arguments(load_mapping(recipe))  # a recipe that is no YAML mapping: one line naming it
     config = EncoderPretrainConfig(
         model=args.model, data=args.data, infer=infer, steps=args.steps, lr=args.lr, seed=args.seed
     )

@@ -23,7 +23,6 @@ later.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 from vs2_plugin.synth.generate import SOUND_SECONDS, Clip, SynthConfig, visible_objects
 from vs2_plugin.synth.grammar import COLOURS, PITCHES, POSITIONS, SHAPES, Event
 
@@ -62,6 +61,11 @@ class EncoderPretrainConfig:
     def __post_init__(self) -> None:
         if not (Path(self.model) / "config.json").is_file():
             raise ConfigError(f"model must be a model directory with config.json, got {self.model!r}")
+        if not (Path(self.model) / "model.safetensors").is_file():  # checked before training, not after
+            raise ConfigError(
+                f"model {self.model!r} has no single model.safetensors: the pretrained encoders are written "
+                "back into one (a tiny model of vs2 build-tiny)"
+            )
         if not (Path(self.data) / "clips.jsonl").is_file():
             raise ConfigError(f"data must be a vs2 synth output folder with clips.jsonl, got {self.data!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -206,6 +210,24 @@ def _samples(gen, data: Path, records: list[dict], progress) -> list:
     return samples
 
 
+#: what each row of ``clips.jsonl`` needs here
+CLIP_KEYS = ("id", "split", "video", "duration", "timeline")
+
+
+def read_clips(path: Path) -> list[dict]:
+    """The rows of a vs2 synth ``clips.jsonl``; a line that is not one is a DataError naming it,
+    before the model is loaded."""
+    from vs2_plugin.files import numbered_jsonl
+
+    records = []
+    for n, row in numbered_jsonl(path, allow_empty=True):
+        missing = [k for k in CLIP_KEYS if k not in row]
+        if missing:
+            raise DataError(f"{path}:{n}: missing {missing}; is it the clips.jsonl of vs2 synth?")
+        records.append(row)
+    return records
+
+
 def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
     """Pretrain the vision tower and Whisper encoder of ``config.model`` in place on the train
     clips of ``config.data``; returns the final losses and held-out token accuracy."""
@@ -218,7 +240,7 @@ def pretrain_encoders(config: EncoderPretrainConfig, progress=None) -> dict:
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     data = Path(config.data)
-    records = [json.loads(line) for line in (data / "clips.jsonl").read_text().splitlines() if line.strip()]
+    records = read_clips(data / "clips.jsonl")
     if not any(r["split"] == "train" for r in records):
         raise Vs2Error(f"{data / 'clips.jsonl'} has no train clips to pretrain the encoders on")
     gen = CaptionGenerator(config.model, infer=config.infer)
@@ -273,4 +295,6 @@ def _write_encoders(model_dir: Path, model, prefixes: tuple[str, ...], load_file
             replaced += 1
     if not replaced:
         raise Vs2Error(f"{path} holds no tensor under {prefixes}")
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    tmp = path.with_name(path.name + ".tmp")  # replaced whole: an interrupted write leaves the model as it was
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)

@@ -22,7 +22,8 @@ Output folder::
     synth_align.json     alignment data: audio-only captions (+ transcriptions) of train clips
     synth_sft.json       SFT data: global + local captions of train clips
     synth_sft_heldout.json   the same for held-out clips (evaluation only)
-    dataset_info.json    the LLaMA-Factory datasets above (dataset_dir = the output folder)
+    dataset_info.json    the LLaMA-Factory datasets above (dataset_dir = the output folder; the
+                         other datasets of an existing one are kept)
     media/<id>.mp4, media/<id>.wav   the clip (H.264 + AAC) and its audio track alone (16 kHz)
     manifest.json        the generation settings
 """
@@ -42,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from vs2_plugin.data.sharegpt import caption_row, dataset_entry
-from vs2_plugin.errors import ConfigError, Vs2Error
+from vs2_plugin.errors import ConfigError, DataError, Vs2Error
 from vs2_plugin.synth.grammar import (
     COLOURS,
     PITCHES,
@@ -92,7 +93,8 @@ class SynthConfig:
     """Settings of ``vs2 synth`` (validated; every error names the bad value).
 
     size 112 x 112 at most 12544 pixels is what the tiny recipes' ``video_max_pixels`` reads
-    without resizing; fps 4 gives the 1-fps frame sampler settled frames at every slot centre.
+    without resizing; fps 4 (any even fps) gives the 1-fps frame sampler settled frames at every
+    slot centre.
     """
 
     out: str
@@ -116,6 +118,11 @@ class SynthConfig:
             raise ConfigError(f"n_train + n_heldout must be >= 1, got {self.n_train} + {self.n_heldout}")
         if self.size % 2:
             raise ConfigError(f"size must be even (H.264 4:2:0), got {self.size}")
+        if self.fps % 2:  # frame i is at i / fps: only an even fps has one at every k + 0.5 s
+            raise ConfigError(
+                f"fps must be even, so that a frame falls on every slot centre (k + 0.5 s) where the "
+                f"model's 1-fps sampler reads a settled scene, got {self.fps}"
+            )
         for name in ("min_seconds", "max_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 3 <= value <= 60:
@@ -495,9 +502,29 @@ def _dump(path: Path, data, jsonl: bool = False) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+#: the ``dataset_info.json`` entries vs2 synth owns: replaced (or dropped) on every run
+DATASETS = ("synth_align", "synth_sft", "synth_sft_heldout", "synth_text")
+
+
+def _other_datasets(path: Path) -> dict:
+    """The entries of an existing ``dataset_info.json`` that are not vs2 synth's: the output folder
+    may be a dataset_dir that ``vs2 pairs`` or a user added datasets to. Read before any clip is
+    rendered, so a broken file stops the run at once."""
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); vs2 synth adds its datasets to it") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: expected a JSON object of datasets, got {type(info).__name__}")
+    return {k: v for k, v in info.items() if k not in DATASETS}
+
+
 def generate(config: SynthConfig, progress=None) -> dict:
     """Write the clips and datasets of ``config`` into ``config.out``; returns the manifest."""
     out = Path(config.out)
+    info = _other_datasets(out / "dataset_info.json")
     media = out / "media"
     media.mkdir(parents=True, exist_ok=True)
     clips = [plan_clip(config.seed, "train", i, config) for i in range(config.n_train)]
@@ -517,7 +544,6 @@ def generate(config: SynthConfig, progress=None) -> dict:
     _dump(out / "clips.jsonl", records, jsonl=True)
     _dump(out / "train.jsonl", [video_list_row(r) for r in train], jsonl=True)
     _dump(out / "heldout.jsonl", [video_list_row(r) for r in held], jsonl=True)
-    info = {}
     for name, rows, key in (
         ("synth_align", align_rows(train), "audios"),
         ("synth_sft", sft_rows(train), "videos"),
@@ -539,7 +565,7 @@ def generate(config: SynthConfig, progress=None) -> dict:
         "config": {k: v for k, v in asdict(config).items() if k != "out"},
         "clips": {"train": len(train), "heldout": len(held), "text": config.n_text},
         "events": {"train": sum(len(r["events"]) for r in train), "heldout": sum(len(r["events"]) for r in held)},
-        "datasets": sorted(info),
+        "datasets": sorted(k for k in info if k in DATASETS),
     }
     _dump(out / "manifest.json", manifest)
     return manifest

@@ -69,12 +69,15 @@ def wrong_attributes(reference: Event, told: Event) -> list[str] | None:
 
 def parse_reference(events: list[str]) -> list[ParsedEvent]:
     """The reference's atomic-event strings as events with time steps; ValueError names the
-    first string that is not an event of the grammar."""
+    first string that is not an event of the grammar or leaves one of its attributes out."""
     out, rank = [], -1
     for text in events:
         event, same = parse_clause(text)
         if event is None:
             raise ValueError(f"reference event {text!r} is not an event of the synthetic-clip grammar")
+        missing = [a for a, v in event.attrs().items() if v is None]
+        if missing:  # a right caption would be judged incorrect against an attribute left out
+            raise ValueError(f"reference event {text!r} does not state the {' or '.join(missing)}")
         if not (same and rank >= 0):
             rank += 1
         out.append(ParsedEvent(event, rank, text))
@@ -157,8 +160,14 @@ def judge_caption(events: list[str], caption: str) -> ExactResult:
 
 
 def extract_events(reference: str) -> list[str]:
-    """The canonical atomic events a reference caption tells (its time steps kept)."""
+    """The canonical atomic events a reference caption tells (its time steps kept). ValueError
+    names a clause that leaves an attribute out ("The circle disappears."): an answer key states
+    every attribute, and a guessed one would judge right captions wrong."""
     parsed = parse_caption(reference)
+    for p in parsed.events:
+        missing = [a for a, v in p.event.attrs().items() if v is None]
+        if missing:
+            raise ValueError(f"the reference's clause {p.clause!r} does not state the {' or '.join(missing)}")
     return atomic_events(
         [
             Event(
@@ -222,8 +231,22 @@ def _judge_captions(items, options, config):
     return judge(items)
 
 
+#: why a reference gives no events: this judge reads only the generator's grammar
+NO_EVENTS = "the reference tells no event of the synthetic-clip grammar (is it a vs2 synth caption?)"
+
+
 def _extract_events(references, options, config):
-    return [extract_events(r or "") or None for r in references]
+    from vs2_plugin.judge.types import Extraction
+
+    out = []
+    for r in references:
+        try:
+            events = extract_events(r or "")
+        except ValueError as exc:
+            out.append(Extraction(None, str(exc)))
+            continue
+        out.append(Extraction(events) if events else Extraction(None, NO_EVENTS))
+    return out
 
 
 @hookimpl
