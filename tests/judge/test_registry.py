@@ -308,3 +308,24 @@ def test_vs2_plugins_lists_each_judges_options(capsys):
     info = plugins_command.collect()
     assert info["judge_options"]["offline"] == {"encoder": "auto", "miss_threshold": 0.5, "support_threshold": 0.5}
     assert set(plugins_command.collect()["judges"]) == set(info["judge_options"])
+
+
+def test_a_plugin_options_error_is_one_line_naming_its_judge():
+    """A plugin's options dataclass may raise a plain ValueError, or have an option without a
+    default: either is the user's setting to mend, said as the judge's, not a traceback."""
+
+    @dataclasses.dataclass
+    class Options:
+        model: str
+        temperature: float = 0.0
+
+        def __post_init__(self):
+            if self.temperature < 0:
+                raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+
+    judge = Judge("strict", "", Options, lambda *a: [])
+    assert judge.parse_options({"model": "m"}) == Options("m")
+    with pytest.raises(ConfigError, match=r"judge 'strict' needs option\(s\) \['model'\] \(--judge-option KEY=VALUE\)"):
+        judge.parse_options({})
+    with pytest.raises(ConfigError, match=r"options of judge 'strict': temperature must be >= 0, got -1"):
+        judge.parse_options({"model": "m", "temperature": -1})

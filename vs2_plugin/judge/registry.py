@@ -85,4 +85,17 @@ class Judge:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown} for judge {self.name!r}; its options: {sorted(known)}")
-        return self.options(**raw)
+        required = [
+            f.name
+            for f in dataclasses.fields(self.options)
+            if f.init
+            and f.name not in raw
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if required:
+            raise ConfigError(f"judge {self.name!r} needs option(s) {required} (--judge-option KEY=VALUE)")
+        try:
+            return self.options(**raw)
+        except (ValueError, TypeError) as exc:  # a plugin's own validation: said as its judge's
+            raise ConfigError(f"options of judge {self.name!r}: {exc}") from None
