@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 import warnings
 
@@ -100,6 +101,11 @@ def _main(argv: list[str] | None) -> int:
     except Vs2Error as exc:
         print(f"vs2 {name}: error: {redact(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of stdout left (vs2 plugins | head): nothing to say, and nowhere to say it;
+        # stdout is pointed at devnull so that Python's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         # a command that keeps nothing partial says so in its module's INTERRUPTED
         note = getattr(module, "INTERRUPTED", "completed work is kept and a rerun resumes")
