@@ -5,16 +5,17 @@ processor, ``config.json``, ``model.safetensors``); the same ``--seed`` gives th
 ``--window`` sets the audio Q-Former window (default: the paper's, from
 :data:`vs2_plugin.modeling.geometry.AUDIO_DEFAULTS`); ``--text-only`` writes a plain tiny Qwen2
 text LLM instead. An existing non-empty ``--out`` is refused (it may hold encoders pretrained since)
-unless ``--overwrite``. The work is :func:`vs2_plugin.modeling.tiny.build_tiny_model`.
+unless ``--overwrite``; the folder is written beside ``--out`` and renamed when complete, so a build
+that fails leaves ``--out`` as it was. The work is :func:`vs2_plugin.modeling.tiny.build_tiny_model`.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
+from vs2_plugin.gdpo.rounds import atomic_directory
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS
 from vs2_plugin.modeling.tiny import build_tiny_model, build_tiny_text_model
 
@@ -31,14 +32,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: an existing file; the model is a folder")
-    if out.is_dir() and any(out.iterdir()):
-        # it may hold a model trained further (encoders pretrained by vs2 synth-encoders), as vs2 build refuses
-        if not args.overwrite:
-            raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    if args.text_only:
-        out = build_tiny_text_model(args.out, seed=args.seed)
-    else:
-        out = build_tiny_model(args.out, seed=args.seed, audio_window_s=args.window)
+    if args.text_only and args.window is not None:
+        raise ConfigError("--window is the audio Q-Former's window; a --text-only model has no audio branch")
+    # it may hold a model trained further (encoders pretrained by vs2 synth-encoders), as vs2 build refuses
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+    # written beside --out and renamed when complete: a failed build (a bad --window) leaves --out as it was
+    with atomic_directory(out) as tmp:
+        if args.text_only:
+            build_tiny_text_model(tmp, seed=args.seed)
+        else:
+            build_tiny_model(tmp, seed=args.seed, audio_window_s=args.window)
     print(out)
     return 0
