@@ -8,6 +8,9 @@
   ``torch.load(weights_only=True)`` (no pickled code runs);
 * the audio aligner: randomly initialised (seeded), trained later in the alignment stage.
 
+A composed model given as the visual LLM is composed again: its own audio encoder and aligner
+are left out and replaced (:data:`AUDIO_BRANCH`), its trained audio token rows kept.
+
 The work streams one safetensors shard at a time, so memory stays near the size of the
 largest shard. The tokenizer gets ``<|audio_start|>``, ``<|audio_pad|>``, ``<|audio_end|>``;
 Qwen2.5's embedding matrix has spare rows beyond its tokenizer (152,064 rows in the 7B,
@@ -31,6 +34,8 @@ from vs2_plugin.gdpo.rounds import atomic_directory
 from vs2_plugin.modeling import MODEL_TYPE
 
 SHARD_BYTES = 4 * 1024**3
+#: the keys of a composed source's audio branch, which the new Whisper encoder and aligner replace
+AUDIO_BRANCH = ("model.audio_encoder.", "model.audio_aligner.")
 _NOT_CONFIG_KEYS = ("model_type", "architectures", "transformers_version", "_name_or_path", "auto_map")
 
 
@@ -298,6 +303,8 @@ def _write_weights(out: Path, shards, encoder_state, config, vocab_size, real_ro
         for shard in shards:
             with _open_shard(shard) as reader:
                 for key in reader.keys():
+                    if key.startswith(AUDIO_BRANCH):  # a composed source: its audio branch is replaced
+                        continue
                     tensor = reader.get_tensor(key)
                     dtype = dtype or tensor.dtype
                     ours = qwen_key_to_ours(key)
