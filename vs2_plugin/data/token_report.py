@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from vs2_plugin.data.media import MIN_DURATION_S
@@ -128,8 +129,15 @@ def model_settings(model_dir: str | Path) -> dict:
 
 
 def resolve_settings(args: argparse.Namespace) -> dict:
+    """The settings of ``vs2 tokens``: flags, then ``--model``, then :data:`DEFAULTS`. A ``--model``
+    folder without ``config.json`` (a LoRA adapter's, a run's) is refused: its audio window would be
+    the default's without a word."""
     settings = dict(DEFAULTS)
     if getattr(args, "model", None):
+        root = Path(args.model)
+        if root.is_dir() and not (root / "config.json").is_file():
+            hint = "; for a LoRA adapter folder give its base model" if (root / "adapter_config.json").is_file() else ""
+            raise ConfigError(f"--model {args.model}: no config.json (not a model directory){hint}")
         settings.update(model_settings(args.model))
     for key in DEFAULTS:
         value = getattr(args, key, None)
@@ -142,7 +150,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
 def check_settings(settings: dict) -> None:
     """The settings as the model and LLaMA-Factory would take them: frame sampling and the audio
     geometry through their own dataclasses (a window the encoder frames do not divide is refused
-    as ``vs2 build`` refuses it), the counts and pixel limits positive."""
+    as ``vs2 build`` refuses it), the counts and pixel limits positive, the minimum duration >= 0."""
     from vs2_plugin.modeling.geometry import VideoSampling
 
     VideoSampling(fps=settings["fps"], max_frames=settings["max_frames"])
@@ -163,6 +171,10 @@ def check_settings(settings: dict) -> None:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
+    value = settings["min_duration_s"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        # nan compares false with every duration: every clip was let through
+        raise ConfigError(f"min_duration_s must be a finite number of seconds >= 0, got {value!r}")
 
 
 def _split(total: int, parts: int) -> list[int]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError, DataError, Vs2Error
+from vs2_plugin.modeling.export import ADAPTER_WEIGHTS
 
 #: suffixes ``llamafactory-cli`` reads as a recipe file, case and all (anything else is taken for arguments)
 RECIPE_SUFFIXES = (".yaml", ".yml")
@@ -125,12 +126,45 @@ def _check_model(args: dict[str, Any]) -> list[Finding]:
 
     model = str(args.get("model_name_or_path") or "")
     problems = [folder_problem(model, f"model_name_or_path {model}") if model else None]  # none: the parser's to say
+    if model and problems[0] is None:
+        problems[0] = _folder_contents_problem(model, f"model_name_or_path {model}", adapter=False)
     for adapter in validate.split_names(args.get("adapter_name_or_path")):
-        problems.append(folder_problem(adapter, f"adapter_name_or_path {adapter}", adapter=True))
+        name = f"adapter_name_or_path {adapter}"
+        problems.append(folder_problem(adapter, name, adapter=True) or _folder_contents_problem(adapter, name, True))
     out = [Finding("problem", p) for p in problems if p]
+    value = args.get("adapter_name_or_path")
+    if isinstance(value, str) and value.strip() and len(validate.split_names(value)) != len(value.split(",")):
+        # LLaMA-Factory keeps the empty name and loads it as an adapter (from the hub), after the model
+        out.append(Finding("problem", f"adapter_name_or_path {value!r}: an empty name between commas"))
     if model and problems[0] is None and not Path(model).exists():  # no folder, no problem: a hub id
         out.append(Finding("note", f"model_name_or_path {model}: a hub id, downloaded when the run starts"))
     return out
+
+
+#: a local folder's marker file and the weight files one of which it needs, as transformers and PEFT read them
+FOLDER_FILES = {
+    False: (
+        "config.json",
+        ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ),
+    True: ("adapter_config.json", ADAPTER_WEIGHTS),
+}
+
+
+def _folder_contents_problem(path: str, name: str, adapter: bool) -> str | None:
+    """What loading a local model or adapter folder would fail on once the run has started: its
+    config not a JSON object, no weights file (PEFT then looks for an adapter on the hub)."""
+    marker, weights = FOLDER_FILES[adapter]
+    if not (Path(path) / marker).is_file():
+        return None  # a hub id, or what folder_problem says
+    try:
+        if not isinstance(json.loads((Path(path) / marker).read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return f"{name}: {marker} is not readable JSON ({exc})"
+    if not any((Path(path) / weight).is_file() for weight in weights):
+        return f"{name}: no weights ({' or '.join(weights)})"
+    return None
 
 
 def _check_targets(args: dict[str, Any]) -> list[Finding]:
