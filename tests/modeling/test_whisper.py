@@ -56,3 +56,17 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(MediaError, match="'dims' and 'model_state_dict'"):
         load_whisper_checkpoint(tmp_path / "other.pt")
+
+
+def test_checkpoint_errors_are_one_line(tmp_path):
+    import argparse
+
+    partial = tmp_path / "partial.pt"
+    torch.save({"dims": {"n_mels": 80, "n_audio_state": 64}, "model_state_dict": {}}, partial)
+    with pytest.raises(MediaError, match=r"'dims' lack the encoder's whole numbers \['n_audio_ctx', 'n_audio_head'"):
+        load_whisper_checkpoint(partial)
+    pickled = tmp_path / "pickled.pt"  # an object weights_only refuses: torch explains at length
+    torch.save({"dims": argparse.Namespace(n_mels=80), "model_state_dict": {}}, pickled)
+    with pytest.raises(MediaError, match="not a loadable Whisper checkpoint") as info:
+        load_whisper_checkpoint(pickled)
+    assert "\n" not in str(info.value)

@@ -132,13 +132,19 @@ def load_whisper_checkpoint(path) -> tuple[dict, dict]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise MediaError(path, f"not a loadable Whisper checkpoint ({exc.__class__.__name__}: {exc})") from exc
+        # the first line: torch's refusal of pickled code goes on for a page of advice
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise MediaError(path, f"not a loadable Whisper checkpoint ({exc.__class__.__name__}: {reason})") from exc
     if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
         raise MediaError(path, "expected an openai-whisper checkpoint with 'dims' and 'model_state_dict'")
-    dims = dict(checkpoint["dims"])
-    audio_config = {
-        k: int(dims[k]) for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
-    }
+    dims = checkpoint["dims"] if isinstance(checkpoint["dims"], dict) else {}
+    keys = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
+    missing = [k for k in keys if not isinstance(dims.get(k), int) or isinstance(dims.get(k), bool)]
+    if missing:
+        raise MediaError(
+            path, f"its 'dims' lack the encoder's whole numbers {missing}; not an openai-whisper checkpoint"
+        )
+    audio_config = {k: dims[k] for k in keys}
     return audio_config, load_whisper_encoder_state_dict(checkpoint["model_state_dict"])
 
 
