@@ -772,7 +772,7 @@ def test_mrdpo_round_goes_on_without_bad_videos(files, tiny_model_dir, tmp_path,
     ("limits", "message"),
     [
         ({"token_settings": (("window_s", -1),)}, "window_s must be a positive number of seconds, got -1"),
-        ({"token_settings": (("fps", 0),)}, "fps must be a number > 0, got 0"),
+        ({"token_settings": (("fps", 0),)}, "fps must be a finite number > 0, got 0"),
         ({"token_settings": (("max_frames", 0),)}, "max_frames must be an integer >= 1, got 0"),
         ({"token_settings": (("group_size", 0),)}, "group_size must be a whole number >= 1, got 0"),
         ({"min_duration_s": -5}, "min_duration_s must be a number >= 0, got -5"),

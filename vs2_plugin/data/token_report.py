@@ -171,6 +171,11 @@ def check_settings(settings: dict) -> None:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
+    if settings["max_frames"] < settings["group_size"]:  # frames are taken in whole temporal groups
+        raise ConfigError(
+            f"max_frames must be at least group_size ({settings['group_size']} frames make one temporal group), "
+            f"got {settings['max_frames']}"
+        )
     value = settings["min_duration_s"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         # nan compares false with every duration: every clip was let through

@@ -124,8 +124,8 @@ class VideoSampling:
     max_frames: int = 30
 
     def __post_init__(self) -> None:
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
-            raise ConfigError(f"VideoSampling.fps must be a number > 0, got {self.fps!r}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps < math.inf:
+            raise ConfigError(f"VideoSampling.fps must be a finite number > 0, got {self.fps!r}")
         if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
             raise ConfigError(f"VideoSampling.max_frames must be an integer >= 1, got {self.max_frames!r}")
 
