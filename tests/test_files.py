@@ -66,3 +66,25 @@ def test_a_mapping_file_that_is_not_utf8_is_one_line(tmp_path, suffix):
         ConfigError, match=r"judge\.(yaml|json): not UTF-8 text \(invalid continuation byte at byte 24\)"
     ):
         load_mapping(path)
+
+
+def test_yaml_errors_are_one_line_saying_where(tmp_path):
+    from vs2_plugin.errors import ConfigError
+    from vs2_plugin.pipeline.config import load_yaml
+
+    tabbed = tmp_path / "tabbed.yaml"
+    tabbed.write_text("stage: sft\n\tlearning_rate: 1.0e-4\n", encoding="utf-8")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("stage: sft\nlearning_rate: 1\nlearning_rate: 2\n", encoding="utf-8")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"run_name: caf\xe9\n")
+    cases = [
+        (load_mapping, tabbed, r"tabbed.yaml: not valid YAML \(found character '\\t' .* at line 2, column 1\)"),
+        (load_yaml, tabbed, r"tabbed.yaml: not valid YAML \(found character '\\t' .* at line 2, column 1\)"),
+        (load_yaml, twice, r"twice.yaml: not valid YAML \(found duplicate key 'learning_rate' at line 3, column 1\)"),
+        (load_yaml, latin, r"latin.yaml: not UTF-8 text"),
+    ]
+    for load, path, message in cases:
+        with pytest.raises(ConfigError, match=message) as info:
+            load(path)
+        assert "\n" not in str(info.value), str(info.value)

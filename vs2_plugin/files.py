@@ -76,10 +76,20 @@ def load_mapping(path: Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)  # safe_load: tags such as !!python/object are refused
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def yaml_problem(exc: Exception) -> str:
+    """PyYAML's error as one line: what is wrong and where (its own text spans several lines,
+    with the offending line drawn)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
 
 
 @functools.cache
@@ -94,10 +104,13 @@ def _recipe_loader():
         def construct_mapping(self, node, deep=False):
             # a key given twice is refused, as OmegaConf refuses it (PyYAML would keep the last);
             # merge keys (<<: *base) are left to PyYAML
-            keys = [k.value for k, _ in node.value if k.tag == "tag:yaml.org,2002:str"]
-            twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-            if twice is not None:
-                raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {twice!r}", node.start_mark)
+            keys = [k for k, _ in node.value if k.tag == "tag:yaml.org,2002:str"]
+            names = [k.value for k in keys]
+            twice = next((k for i, k in enumerate(keys) if k.value in names[:i]), None)
+            if twice is not None:  # marked where it is given again
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found duplicate key {twice.value!r}", twice.start_mark
+                )
             return super().construct_mapping(node, deep=deep)
 
     # as OmegaConf: no dates (run_name: 2024-01-01 stays text), and 1e-4 is a number

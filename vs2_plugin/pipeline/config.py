@@ -427,7 +427,7 @@ def yaml_value(text: str) -> Any:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    from vs2_plugin.files import recipe_yaml
+    from vs2_plugin.files import recipe_yaml, yaml_problem
 
     p = Path(path)
     if p.is_dir():
@@ -437,7 +437,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = recipe_yaml(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{p}: not valid YAML ({yaml_problem(exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return data
