@@ -52,7 +52,8 @@ from vs2_plugin.data.model_audio import (  # noqa: F401
     model_audio_settings,
 )
 from vs2_plugin.errors import DataError, MediaError
-from vs2_plugin.integrations.llamafactory import answers_bad_media_with_400, argument_default, mm_plugin_defined
+from vs2_plugin.integrations.api_errors import answers_bad_media_with_400
+from vs2_plugin.integrations.llamafactory import argument_default, mm_plugin_defined
 from vs2_plugin.integrations.llamafactory_api import Qwen2VLPlugin
 from vs2_plugin.modeling import interleave
 from vs2_plugin.modeling.geometry import AUDIO_DEFAULTS, VIDEO_DEFAULTS
