@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from vs2_plugin.data import media
+from vs2_plugin.data import media, media_info
 from vs2_plugin.errors import ConfigError, MediaError
 
 #: How far the packets may end before the header's duration (plus one frame) without the
@@ -80,14 +80,14 @@ class MediaLimits:
 def _tail_end(path: str, info: media.MediaInfo) -> dict[str, float | None]:
     """Where the packets of each stream really end: demux the last seconds (no decoding).
 
-    On the file's timeline (0 = the container's start), as media.py places each stream: audio
+    On the file's timeline (0 = the container's start), as media_info places each stream: audio
     muxed to start 3 s in ends 3 s later than its own length."""
     import av
 
     with av.open(path, "r") as container:
-        video, audio = media._streams(container)
+        video, audio = media_info._streams(container)
         wanted = [s for s in (video, audio) if s is not None]
-        ends = media._packet_ends(container, wanted, max(0.0, info.duration_s - TAIL_WINDOW_S))
+        ends = media_info._packet_ends(container, wanted, max(0.0, info.duration_s - TAIL_WINDOW_S))
         return {kind: None if s is None else ends.get(s.index) for kind, s in (("video", video), ("audio", audio))}
 
 
@@ -116,7 +116,7 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
     except MediaError as exc:
         return _tidy(exc.problem, p)
     except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
-        return _tidy(f"not a readable media file ({media._reason(exc)})", p)
+        return _tidy(f"not a readable media file ({media_info._reason(exc)})", p)
     if kind == "video" and not info.has_video:
         what = "an audio-only file" if info.has_audio else "no video stream"
         return f"no video stream ({what}), but it is given as a <video>; put audio-only files in the audios column"
@@ -171,7 +171,7 @@ def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtim
     except MediaError as exc:
         return _tidy(exc.problem, path)
     except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
-        return _tidy(f"decoding failed ({media._reason(exc)})", path)
+        return _tidy(f"decoding failed ({media_info._reason(exc)})", path)
     return None
 
 
