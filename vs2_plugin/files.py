@@ -128,3 +128,17 @@ def recipe_yaml(text: str) -> Any:
     import yaml
 
     return yaml.load(text, Loader=_recipe_loader())
+
+
+def check_folder_can_be_made(folder: str | Path, what: str) -> None:
+    """Refuse, before the work whose output goes there, a ``folder`` that could not be made or
+    written: its nearest existing part (itself, or a folder above it) a file, or not writable.
+    ``what`` names it in the ConfigError (``--out report.json``)."""
+    import os
+
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # where its missing folders are made
+    if not existing.is_dir():
+        raise ConfigError(f"{what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: no permission to write into {existing}")

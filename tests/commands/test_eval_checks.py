@@ -1,6 +1,7 @@
 """`vs2 eval` refuses what it cannot finish before it judges, and says what an interrupted run left."""
 
 import json
+import os
 
 import pytest
 
@@ -43,9 +44,8 @@ def test_an_out_under_a_file_is_refused_before_judging(tmp_path, capsys, no_judg
 
 
 def test_an_unwritable_out_folder_is_refused_before_judging(tmp_path, capsys, monkeypatch, no_judging):
-    import vs2_plugin.judge.evaluation as evaluation
 
-    monkeypatch.setattr(evaluation.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     assert vs2_main(["eval", "--input", str(_input(tmp_path)), "--out", str(tmp_path / "new" / "r.json")]) == 2
     assert f"no permission to write into {tmp_path}" in capsys.readouterr().err
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError, DataError, did_you_mean
-from vs2_plugin.files import numbered_jsonl
+from vs2_plugin.files import check_folder_can_be_made, numbered_jsonl
 from vs2_plugin.judge.report import summarize_by_task
 from vs2_plugin.judge.types import JudgeItem
 from vs2_plugin.secrets import redact
@@ -37,11 +36,7 @@ def check_report_path(out: Path, input_path: Path) -> None:
         raise ConfigError(f"--out {out}: the report would overwrite --input {input_path}")
     if folders := [p for p in paths if p.is_dir()]:
         raise ConfigError(f"--out {out}: {folders[0]} is a folder; give the report's JSON file path")
-    folder = next(p for p in out.absolute().parents if p.exists())  # where its missing folders are made
-    if not folder.is_dir():
-        raise ConfigError(f"--out {out}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: no permission to write into {folder}")
+    check_folder_can_be_made(out.parent, f"--out {out}")
 
 
 def from_prediction(row: dict, n: int) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from vs2_plugin import hookimpl
 from vs2_plugin.errors import ConfigError, DataError, did_you_mean
+from vs2_plugin.files import check_folder_can_be_made
 from vs2_plugin.judge.types import PreferencePair, ScoredSample
 
 #: Tolerance for threshold comparisons of rates (0.25 - 0.20 must pass a 0.05 threshold).
@@ -239,9 +240,7 @@ def check_destination(dataset_dir: str | os.PathLike, name: str) -> None:
     object. Found when the pairs are written, it would throw away the judging."""
     check_dataset_name(name)
     dataset_dir = Path(dataset_dir).absolute()
-    folder = next(p for p in (dataset_dir, *dataset_dir.parents) if p.exists())
-    if not folder.is_dir():
-        raise ConfigError(f"dataset dir {dataset_dir}: {folder} is a file, not a folder")
+    check_folder_can_be_made(dataset_dir, f"dataset dir {dataset_dir}")
     _dataset_info(dataset_dir / "dataset_info.json")
 
 
