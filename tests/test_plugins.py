@@ -230,3 +230,38 @@ def test_vs2_plugins_json_shows_option_defaults_json_cannot_hold(fake_judge_pkg,
     assert json.loads(capsys.readouterr().out)["judge_options"]["pathy"] == {"cache_dir": "/tmp/cache"}
     sys.modules.pop("path_option_vs2_judge", None)
     plugins.reset_plugin_manager()
+
+
+def test_a_hook_that_raises_is_named_with_its_own_traceback_chained():
+    from vs2_plugin import hookimpl
+    from vs2_plugin.errors import ConfigError
+
+    pm = plugins.build_plugin_manager(entry_points=[])
+
+    class Quiet:
+        @hookimpl
+        def vs2_after_round(self, round_index, run_dir, metrics):
+            return None
+
+    class Tracker:
+        @hookimpl
+        def vs2_after_round(self, round_index, run_dir, metrics):
+            return metrics["global"]["miss"]  # the plugin's own bug: no such key
+
+    pm.register(Quiet(), name="quiet")
+    pm.register(Tracker(), name="my-tracker")
+    with pytest.raises(plugins.PluginFailure, match=r"plugin 'my-tracker' failed in vs2_after_round: KeyError") as info:
+        plugins.call_hook("vs2_after_round", pm, round_index=1, run_dir="run", metrics={})
+    assert isinstance(info.value.__cause__, KeyError)  # where it failed in the plugin stays readable
+
+    class Strict:
+        @hookimpl(tryfirst=True)
+        def vs2_after_round(self, round_index, run_dir, metrics):
+            raise ConfigError("my-tracker: no project set")
+
+    pm.register(Strict(), name="strict")
+    with pytest.raises(ConfigError, match="no project set"):  # an error meant as one line stays one
+        plugins.call_hook("vs2_after_round", pm, round_index=1, run_dir="run", metrics={})
+    pm.unregister(name="strict")
+    pm.unregister(name="my-tracker")
+    assert plugins.call_hook("vs2_after_round", pm, round_index=1, run_dir="run", metrics={}) == []

@@ -162,3 +162,41 @@ def judge_registry(pm: pluggy.PluginManager | None = None) -> dict:
 def registered_judges(pm: pluggy.PluginManager | None = None) -> dict[str, str]:
     """name -> description of every registered judge."""
     return {name: judge.description for name, judge in judge_registry(pm).items()}
+
+
+class PluginFailure(RuntimeError):
+    """A plugin's hook implementation raised; the message names the plugin and the hook.
+
+    Not a :class:`~vs2_plugin.errors.Vs2Error`: the plugin's own traceback is kept (chained),
+    since the fault is in its code. A plugin that raises a ``Vs2Error`` is passed through as is.
+    """
+
+
+def call_hook(hook_name: str, pm: pluggy.PluginManager | None = None, **kwargs):
+    """``pm.hook.<hook_name>(**kwargs)``, with an exception raised in a plugin's implementation re-raised as
+    :class:`PluginFailure` naming that plugin (found by the implementation's frame in the traceback)."""
+    from vs2_plugin.errors import Vs2Error
+
+    caller = getattr((pm or get_plugin_manager()).hook, hook_name)
+    try:
+        return caller(**kwargs)
+    except Vs2Error:
+        raise
+    except Exception as exc:
+        codes = {getattr(impl.function, "__code__", None): impl.plugin_name for impl in caller.get_hookimpls()}
+        raised_in = [codes[tb.tb_frame.f_code] for tb in _frames(exc.__traceback__) if tb.tb_frame.f_code in codes]
+        if not raised_in:
+            raise
+        raise PluginFailure(f"vs2 plugin {raised_in[-1]!r} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
+
+
+def answering_plugins(hook_name: str, pm: pluggy.PluginManager | None = None) -> list[str]:
+    """Names of the plugins other than the built-ins that implement ``hook_name``."""
+    caller = getattr((pm or get_plugin_manager()).hook, hook_name)
+    return [impl.plugin_name for impl in caller.get_hookimpls() if impl.plugin_name not in DEFAULT_PLUGINS]
+
+
+def _frames(tb):
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next

@@ -123,6 +123,32 @@ def test_select_pairs_goes_through_the_hook_and_a_plugin_can_override():
     assert select_pairs(samples, 1, pm=pm) == []
 
 
+def test_a_plugin_rule_that_answers_something_else_than_pairs_is_named():
+    from vs2_plugin import hookimpl
+    from vs2_plugin.plugins import PluginFailure, build_plugin_manager
+
+    pm = build_plugin_manager(entry_points=[])
+
+    class Dicts:
+        @hookimpl
+        def vs2_select_pairs(self, samples, thresholds, round_index):
+            return [{"chosen": samples[0], "rejected": samples[1]}]
+
+    pm.register(Dicts(), name="dict-pairs")
+    samples = [sample("a", 0.1, 0.0), sample("a", 0.9, 0.5)]
+    with pytest.raises(PluginFailure, match=r"vs2_select_pairs plugin \(dict-pairs\) answered with dict: expected"):
+        select_pairs(samples, 1, pm=pm)
+
+    class Broken:
+        @hookimpl(tryfirst=True)
+        def vs2_select_pairs(self, samples, thresholds, round_index):
+            return samples[5]
+
+    pm.register(Broken(), name="broken-rule")
+    with pytest.raises(PluginFailure, match=r"plugin 'broken-rule' failed in vs2_select_pairs: IndexError"):
+        select_pairs(samples, 1, pm=pm)
+
+
 def test_a_blank_caption_is_never_paired_whatever_rule_answers():
     """Silence (Miss 100 %, Hall 0, error 1.0) beats a caption with error 1.6 by the rates alone;
     the pair would be untrainable (LLaMA-Factory refuses an empty reply) and teach silence."""

@@ -169,15 +169,21 @@ def select_pairs(
     samples: list[ScoredSample], round_index: int, schedule: Schedule | None = None, pm=None
 ) -> list[PreferencePair]:
     """Pairs for ``round_index`` through the ``vs2_select_pairs`` hook (the built-in answers last)."""
-    from vs2_plugin.plugins import get_plugin_manager
+    from vs2_plugin.plugins import PluginFailure, answering_plugins, call_hook
 
     thresholds = (schedule or Schedule()).for_round(round_index)
-    pm = pm or get_plugin_manager()
     samples = [s for s in samples if not is_blank(s.caption)]
-    result = pm.hook.vs2_select_pairs(samples=samples, thresholds=thresholds, round_index=round_index)
+    result = call_hook("vs2_select_pairs", pm, samples=samples, thresholds=thresholds, round_index=round_index)
     if result is None:
         raise ConfigError("no vs2_select_pairs implementation answered (is vs2_plugin.judge.pairs registered?)")
-    return list(result)
+    pairs = list(result) if isinstance(result, (list, tuple)) else None
+    if pairs is None or not all(isinstance(p, PreferencePair) for p in pairs):
+        wrong = type(result) if pairs is None else next(type(p) for p in pairs if not isinstance(p, PreferencePair))
+        raise PluginFailure(
+            f"a vs2_select_pairs plugin ({', '.join(answering_plugins('vs2_select_pairs', pm))}) answered with "
+            f"{wrong.__name__}: expected a list of vs2_plugin.judge.pairs.PreferencePair"
+        )
+    return pairs
 
 
 @hookimpl(trylast=True)

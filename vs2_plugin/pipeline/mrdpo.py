@@ -302,10 +302,9 @@ def pair_step(rdir: Path, t: int, schedule) -> dict[str, int]:
     """Round ``t``'s preference pairs from its judged samples (``rdir/pairs``), by the round's
     thresholds and any ``vs2_select_pairs`` plugin; the record of the step."""
     from vs2_plugin.judge.pairs import is_blank, select_pairs, write_pairwise_dataset
-    from vs2_plugin.plugins import get_plugin_manager
 
     judged = JsonlLog(rdir / "judged.jsonl").rows()
-    pairs = select_pairs(scored_samples(judged), t, schedule, pm=get_plugin_manager())
+    pairs = select_pairs(scored_samples(judged), t, schedule)
     write_pairwise_dataset(pairs, rdir / "pairs", "pairs")
     blank = sum(1 for r in judged if is_blank(r["caption"]))
     if blank:  # many of them is a model falling silent
@@ -348,7 +347,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
     adapters, the Markdown report and the run folder."""
     from vs2_plugin.pipeline.generation import check_model_files
     from vs2_plugin.pipeline.report import write_report
-    from vs2_plugin.plugins import get_plugin_manager
+    from vs2_plugin.plugins import call_hook
 
     require_reload_hook(cfg.sampling)  # the openai backend must not sample round t+1 from round t's server
     check_model_files(cfg.model_name_or_path, cfg.adapter_name_or_path, "model_name_or_path {}", "adapter {}")
@@ -430,7 +429,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
             report_round(cfg.reporters, run_dir, t, metrics)
             state.mark(t, "report")
         if not state.done(t, "hook"):
-            get_plugin_manager().hook.vs2_after_round(round_index=t, run_dir=run_dir, metrics=metrics)
+            call_hook("vs2_after_round", round_index=t, run_dir=run_dir, metrics=metrics)
             state.mark(t, "hook")
         unnatural = max((m.get("unnatural") or 0.0) for m in metrics.values()) if metrics else 0.0
         if unnatural > cfg.stop_unnatural_rate and not state.stopped:

@@ -254,11 +254,9 @@ def require_reload_hook(cfg: SamplingConfig, pm=None) -> None:
 
 def serving_url(cfg: SamplingConfig, model: str, adapters: list[str], pm=None) -> str:
     """The URL of a server serving ``model`` + ``adapters``: the hook's answer, else ``cfg.base_url``."""
-    from vs2_plugin.plugins import get_plugin_manager
+    from vs2_plugin.plugins import call_hook
 
-    answer = (pm or get_plugin_manager()).hook.vs2_reload_sampling_server(
-        base_url=cfg.base_url, model=model, adapters=list(adapters)
-    )
+    answer = call_hook("vs2_reload_sampling_server", pm, base_url=cfg.base_url, model=model, adapters=list(adapters))
     return str(answer) if answer else str(cfg.base_url)
 
 
