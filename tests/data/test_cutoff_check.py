@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
-from vs2_plugin.data import validate
+from vs2_plugin.data import dataset_rows, validate
 from vs2_plugin.data.train_check import check_training_data, media_limits, template_tokens
 from vs2_plugin.errors import DataError
 
@@ -111,7 +111,7 @@ def test_a_sample_is_bad_exactly_when_llamafactory_would_cut_its_prompt(tiny_mod
                 "rejected": {"role": "assistant", "content": pair[1]},
             }
         folder = _dataset(tmp_path / f"{kind}-{a}-{b}-{cutoff_len}", [row], ranking=kind == "dpo")
-        spec = validate.dataset_specs(["rows"], folder)[0]
+        spec = dataset_rows.dataset_specs(["rows"], folder)[0]
         limits = _limits(_args(tiny_model_dir, cutoff_len=cutoff_len))
         bad = validate.check_dataset(spec, limits).bad
         assert (not bad) == whole, (a, b, cutoff_len, bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vs2_plugin.data import validate
+from vs2_plugin.data import dataset_rows, validate
 from vs2_plugin.data.sharegpt import caption_row, write_caption_dataset
 
 
@@ -23,6 +23,6 @@ def test_a_written_caption_dataset_is_one_registered_sharegpt_set(tmp_path):
             "videos": ["/m/a.mp4"],
         }
     ]
-    (spec,) = validate.dataset_specs(["caps"], str(tmp_path))
-    checker = validate.RowChecker(spec, validate.MediaLimits(), {})
+    (spec,) = dataset_rows.dataset_specs(["caps"], str(tmp_path))
+    checker = dataset_rows.RowChecker(spec, validate.MediaLimits(), {})
     assert checker.check(rows[0]) == [("/m/a.mp4", "file not found")]  # rows are read as LLaMA-Factory reads them

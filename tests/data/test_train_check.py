@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO
-from vs2_plugin.data import media_check, validate
+from vs2_plugin.data import dataset_rows, media_check, validate
 from vs2_plugin.data.train_check import check_training_data, media_limits
 from vs2_plugin.errors import ConfigError, DataError
 
@@ -160,7 +160,7 @@ def test_the_media_of_one_sample_are_added_up(tiny_model_dir, tmp_path):
     video = media_check.media_tokens(str(MEDIA / "drawing.mp4"), "video", limits)
     audio = media_check.media_tokens(str(MEDIA / "cough.wav"), "audio", limits)
     assert sum(video) < 70 and sum(audio) < 70 <= sum(video) + sum(audio)  # each fits, together they do not
-    result = validate.check_dataset(validate.dataset_specs(["rows"], str(folder))[0], limits)
+    result = validate.check_dataset(dataset_rows.dataset_specs(["rows"], str(folder))[0], limits)
     assert [(b.index, b.file) for b in result.bad] == [(0, None)]  # the sample, not one of its files
     assert result.bad[0].reason.startswith(
         f"too long for cutoff_len=70: its 2 media files alone need {sum(video) + sum(audio)} tokens "

@@ -13,7 +13,7 @@ import pytest
 from tests.support import bad_media
 from tests.support.media_factory import requires_ffmpeg
 from tests.support.paths import REPO, VENV_BIN
-from vs2_plugin.data import media, media_check, validate
+from vs2_plugin.data import dataset_rows, media, media_check, validate
 from vs2_plugin.data.validate import DataCheckArguments, MediaLimits, check_media
 from vs2_plugin.errors import ConfigError, DataError
 
@@ -205,7 +205,7 @@ def _mixed_dataset(folder: Path, files) -> tuple[Path, list, dict[int, str]]:
 
 def test_every_bad_row_is_found_with_its_reason(files, tmp_path):
     folder, rows, expected = _mixed_dataset(tmp_path / "data", files)
-    spec = validate.dataset_specs(["mix"], str(folder))[0]
+    spec = dataset_rows.dataset_specs(["mix"], str(folder))[0]
     result = validate.check_dataset(spec, MediaLimits())
     got = {b.index: b for b in result.bad}
     assert sorted(got) == sorted(expected)
@@ -222,7 +222,7 @@ def test_relative_media_paths_resolve_like_llamafactory(files, tmp_path):
     (folder / "clips").mkdir(parents=True)
     os.symlink(files["good"], folder / "clips" / "a.mp4")
     _write_dataset(folder, [_row("clips/a.mp4"), _row("clips/b.mp4")])
-    result = validate.check_dataset(validate.dataset_specs(["mix"], str(folder))[0], MediaLimits())
+    result = validate.check_dataset(dataset_rows.dataset_specs(["mix"], str(folder))[0], MediaLimits())
     assert [(b.index, b.file, b.reason) for b in result.bad] == [(1, "clips/b.mp4", "file not found")]
     assert result.good_rows[0]["videos"] == [str(folder / "clips" / "a.mp4")]
 
@@ -250,7 +250,7 @@ def test_audio_column_rows(files, tmp_path):
         }
     }
     (folder / "dataset_info.json").write_text(json.dumps(info))
-    result = validate.check_dataset(validate.dataset_specs(["aud"], str(folder))[0], MediaLimits())
+    result = validate.check_dataset(dataset_rows.dataset_specs(["aud"], str(folder))[0], MediaLimits())
     assert [(b.index, b.reason) for b in result.bad] == [(1, "no audio stream, but it is given as an <audio>")]
 
 

@@ -118,7 +118,7 @@ def check_training_data(
     ``announce``: say on stderr how many samples ``skip`` left out and where they are listed.
     Returns the (possibly rewritten) args.
     """
-    from vs2_plugin.data import validate
+    from vs2_plugin.data import dataset_rows, validate
     from vs2_plugin.errors import DataError
 
     args = dict(args)
@@ -138,9 +138,9 @@ def check_training_data(
     groups = dataset_groups(args, dataset_dir)
     checks: dict[str, list] = {}
     for group, keys, _dir_key, folder in groups:
-        names = [n for key in keys for n in validate.split_names(args.get(key))]
+        names = [n for key in keys for n in dataset_rows.split_names(args.get(key))]
         if names and folder != "ONLINE" and not folder.startswith("REMOTE:"):
-            specs = validate.dataset_specs(list(dict.fromkeys(names)), folder, media_dir)
+            specs = dataset_rows.dataset_specs(list(dict.fromkeys(names)), folder, media_dir)
             checks[group] = [validate.check_dataset(spec, limits) for spec in specs]
     results = [c for group in checks.values() for c in group]
     bad = [b for c in results for b in c.bad]
@@ -227,9 +227,9 @@ def dataset_groups(args: dict[str, Any], dataset_dir: str) -> list[tuple[str, li
 def write_filtered_copy(target: Path, folder: str, checks: list) -> Path:
     """``folder``'s ``dataset_info.json`` in ``target``, each checked dataset of ``checks`` replaced by
     its good rows (media paths absolute), every other entry pointing back at its file in ``folder``."""
-    from vs2_plugin.data import validate
+    from vs2_plugin.data import dataset_rows, validate
 
-    info = validate.load_dataset_info(folder)
+    info = dataset_rows.load_dataset_info(folder)
     for name, entry in info.items():
         if isinstance(entry, dict) and "file_name" in entry:
             info[name] = {**entry, "file_name": os.path.abspath(os.path.join(folder, entry["file_name"]))}

@@ -47,7 +47,7 @@ def target_problems(
     >>> target_problems({"finetuning_type": "full", "lora_target": "nope"}, modules)
     []
     """
-    from vs2_plugin.data.validate import split_names
+    from vs2_plugin.data.dataset_rows import split_names
     from vs2_plugin.errors import did_you_mean
 
     if not _tunes_adapters(args):

@@ -121,19 +121,19 @@ def _check_template(args: dict[str, Any], kind: str) -> list[Finding]:
 
 def _check_model(args: dict[str, Any]) -> list[Finding]:
     """The model and each adapter, each reported on its own."""
-    from vs2_plugin.data import validate
+    from vs2_plugin.data import dataset_rows
     from vs2_plugin.pipeline.generation import folder_problem
 
     model = str(args.get("model_name_or_path") or "")
     problems = [folder_problem(model, f"model_name_or_path {model}") if model else None]  # none: the parser's to say
     if model and problems[0] is None:
         problems[0] = _folder_contents_problem(model, f"model_name_or_path {model}", adapter=False)
-    for adapter in validate.split_names(args.get("adapter_name_or_path")):
+    for adapter in dataset_rows.split_names(args.get("adapter_name_or_path")):
         name = f"adapter_name_or_path {adapter}"
         problems.append(folder_problem(adapter, name, adapter=True) or _folder_contents_problem(adapter, name, True))
     out = [Finding("problem", p) for p in problems if p]
     value = args.get("adapter_name_or_path")
-    if isinstance(value, str) and value.strip() and len(validate.split_names(value)) != len(value.split(",")):
+    if isinstance(value, str) and value.strip() and len(dataset_rows.split_names(value)) != len(value.split(",")):
         # LLaMA-Factory keeps the empty name and loads it as an adapter (from the hub), after the model
         out.append(Finding("problem", f"adapter_name_or_path {value!r}: an empty name between commas"))
     if model and problems[0] is None and not Path(model).exists():  # no folder, no problem: a hub id
@@ -195,7 +195,7 @@ def _check_deepspeed(args: dict[str, Any]) -> list[Finding]:
 def _check_datasets(args: dict[str, Any]) -> list[Finding]:
     """Each dataset name in its folder's dataset_info.json, with its files, of the kind its stage
     reads: ranked pairs for a pair stage's datasets, plain samples otherwise (gDPO's ground truth too)."""
-    from vs2_plugin.data import validate
+    from vs2_plugin.data import dataset_rows
     from vs2_plugin.data.train_check import dataset_groups
     from vs2_plugin.integrations.llamafactory import argument_default, pair_data_stages
 
@@ -207,13 +207,13 @@ def _check_datasets(args: dict[str, Any]) -> list[Finding]:
         ranked = stage in pair_data_stages() and group == "train"
         for key in keys:
             value = args.get(key)
-            names = validate.split_names(value)
+            names = dataset_rows.split_names(value)
             if isinstance(value, str) and value.strip() and len(names) != len(value.split(",")):
                 out.append(Finding("problem", f"{key} {value!r}: an empty name between commas"))
             if not names or folder == "ONLINE" or folder.startswith("REMOTE:"):
                 continue
             try:
-                validate.load_dataset_info(folder)
+                dataset_rows.load_dataset_info(folder)
             except DataError as exc:  # said once for the key, not once for each of its datasets
                 out.append(Finding("problem", f"{key} {', '.join(names)}: {exc}"))
                 continue
@@ -223,10 +223,10 @@ def _check_datasets(args: dict[str, Any]) -> list[Finding]:
 
 
 def _check_dataset(key: str, name: str, folder: str, ranked: bool, stage: str) -> list[Finding]:
-    from vs2_plugin.data import validate
+    from vs2_plugin.data import dataset_rows
 
     try:
-        (spec,) = validate.dataset_specs([name], folder)
+        (spec,) = dataset_rows.dataset_specs([name], folder)
     except (DataError, ConfigError) as exc:
         return [Finding("problem", f"{key}: {exc}")]
     if spec.local and "file_name" not in spec.entry:

@@ -13,15 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vs2_plugin.data.validate import (
-    BadSample,
-    MediaLimits,
-    check_media,
-    check_policy,
-    read_rows,
-    text_problem,
-    write_jsonl,
-)
+from vs2_plugin.data.dataset_rows import read_rows, text_problem
+from vs2_plugin.data.validate import BadSample, MediaLimits, check_media, check_policy, write_jsonl
 from vs2_plugin.errors import DataError, MediaError
 from vs2_plugin.files import read_jsonl
 from vs2_plugin.pipeline import console
