@@ -108,3 +108,15 @@ def write(data: bytes, limit: int = SPOOL_LIMIT_BYTES) -> str:
         os.replace(tmp, path)
         trim(directory, keep=path, limit=limit)
     return path
+
+
+def uploaded_name(path: str) -> str | None:
+    """How an error names the spooled file ``path`` to the client who sent it ("uploaded file
+    (N bytes)"; its name here is a hash, its folder the server's), or ``None`` for any other path."""
+    if _folder is None or os.path.dirname(os.path.abspath(str(path))) != os.path.abspath(_folder):
+        return None
+    try:
+        size = f"{os.path.getsize(path):,} bytes"
+    except OSError:
+        size = "since removed"
+    return f"uploaded file ({size})"

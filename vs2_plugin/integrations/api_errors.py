@@ -14,12 +14,14 @@ def answers_bad_media_with_400(method):
     LLaMA-Factory's API catches nothing around its chat engine (``api/chat.py``,
     ``create_chat_completion_response``), so any exception there is Starlette's 500 with a
     traceback, except fastapi's ``HTTPException``, answered with its status and ``detail``: an
-    unreadable upload is then a 400 naming the video and what is wrong with it. Elsewhere (training,
+    unreadable video is then a 400 naming it and what is wrong with it (an upload as "uploaded file
+    (N bytes)", not by the server's copy of it). Elsewhere (training,
     ``vs2 caption``) the error is the MediaError / DataError it was, with the same message.
     A streamed reply (``"stream": true``) has sent its 200 before the media are read, so there the
     stream breaks off instead."""
     import functools
 
+    from vs2_plugin.data import spool
     from vs2_plugin.errors import DataError, MediaError
 
     @functools.wraps(method)
@@ -27,7 +29,8 @@ def answers_bad_media_with_400(method):
         try:
             return method(*args, **kwargs)
         except (MediaError, DataError) as exc:
-            bad = bad_request(exc)
+            uploaded = spool.uploaded_name(exc.path) if isinstance(exc, MediaError) else None
+            bad = bad_request(MediaError(uploaded, exc.problem) if uploaded else exc)
             if bad is exc:
                 raise
             raise bad from exc
