@@ -30,6 +30,30 @@ def test_read_jsonl_names_the_file_and_line(tmp_path, text, message):
         read_jsonl(path)
 
 
+def test_a_caption_holding_a_unicode_line_separator_is_one_row(tmp_path):
+    # written unescaped (ensure_ascii=False, as vs2 caption and LLaMA-Factory write predictions):
+    # JSON lines end at "\n" only, str.splitlines would cut the row in two
+    import json
+
+    rows = [{"id": "a", "caption": f"A man walks a dog.{sep}The dog barks."} for sep in ("\u2028", "\u2029", "\x85")]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    assert read_jsonl(path) == rows
+
+
+def test_half_a_surrogate_pair_is_named_by_key_and_an_array_file_gets_a_hint(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        '{"id": "a", "caption": "A dog. \\ud83d\\ude00 fine"}\n{"id": "b", "events": ["ok", "cut \\ud83d"]}\n'
+    )
+    with pytest.raises(DataError, match=r"rows.jsonl:2: 'events'\[1\] holds \\ud83d at character 4: half of a UTF-16"):
+        read_jsonl(path)
+    array = tmp_path / "array.jsonl"
+    array.write_text('[\n {"id": "a"}\n]\n')
+    with pytest.raises(DataError, match=r"array.jsonl:1: not valid JSON .*one object per line, not an array"):
+        read_jsonl(array)
+
+
 def test_read_jsonl_empty_allowed_missing_and_binary_refused(tmp_path):
     empty = tmp_path / "dropped.jsonl"
     empty.write_text("", encoding="utf-8")

@@ -20,7 +20,9 @@ def jsonl_lines(path: str | Path) -> list[tuple[int, Any, str | None]]:
     on. An unreadable file is a DataError; a UTF-8 byte-order mark is read as none."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # lines end at "\n" only, as JSON lines define them: a caption may hold U+2028, U+0085...
+        # (written unescaped with ensure_ascii=False), at which str.splitlines would also cut
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
@@ -32,10 +34,35 @@ def jsonl_lines(path: str | Path) -> list[tuple[int, Any, str | None]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            out.append((n, None, f"not valid JSON ({exc.msg})"))
-            continue
-        out.append((n, value, None if isinstance(value, dict) else f"not a JSON object (a {type(value).__name__})"))
+            value, problem = None, f"not valid JSON ({exc.msg})"
+        else:
+            problem = None if isinstance(value, dict) else f"not a JSON object (a {type(value).__name__})"
+        if problem is None and _SURROGATE_ESCAPE.search(line):
+            problem = lone_surrogate(value)
+        if problem and not out and line.lstrip().startswith("["):
+            problem += "; JSON lines are expected: one object per line, not an array"
+        out.append((n, value, problem))
     return out
+
+
+#: an escaped UTF-16 surrogate ("\ud83d"): JSON allows one alone, text cannot hold it
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Why ``value`` (a row read from JSON) holds no valid text: the first string with an unpaired
+    UTF-16 surrogate (a ``\\ud83d`` escape, e.g. an emoji cut in two), named by its key path."""
+    if isinstance(value, str):
+        for i, ch in enumerate(value):
+            if 0xD800 <= ord(ch) <= 0xDFFF:
+                return f"{where or 'a value'} holds \\u{ord(ch):04x} at character {i}: half of a UTF-16 surrogate pair, not a character"
+        return None
+    if isinstance(value, dict):
+        items = ((f"{where}.{k}" if where else repr(k), k, v) for k, v in value.items())
+        return next((p for name, k, v in items if (p := lone_surrogate(k, name) or lone_surrogate(v, name))), None)
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := lone_surrogate(v, f"{where}[{i}]"))), None)
+    return None
 
 
 def numbered_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int, dict[str, Any]]]:

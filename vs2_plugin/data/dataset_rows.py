@@ -87,7 +87,7 @@ def read_rows(path: Path) -> list[tuple[str, Any]]:
             raise DataError(f"{path}: not valid JSON ({exc})") from None
         return [(f"item {n}", row) for n, row in enumerate(rows, 1)]
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines: a caption may hold U+2028
         if not line.strip():
             continue
         try:

@@ -287,7 +287,7 @@ def _listed(path: Path | None) -> list[str]:
 
     if path is None or not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     return [validate.BadSample(**{"index": None, **row}).message() for row in rows]
 
 
