@@ -88,8 +88,10 @@ def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
     [
         # one string is not a list of events (it had become one event per character)
         ({"events": "A man walks a dog."}, "in.jsonl:1: item 'a': events must be a list of strings, got str"),
-        ({"events": ["A man walks a dog.", 3]}, "events must be a list of strings, got a list holding other values"),
+        ({"events": ["A man walks a dog.", 3]}, "events must be a list of strings; event 1 is 3"),
         ({"events": ["A man walks a dog.", "  "]}, "in.jsonl:1: item 'a': event 1 is blank"),
+        # no word: nothing a caption could mention, it would only be counted missed
+        ({"events": ["A man walks a dog.", "..."]}, "in.jsonl:1: item 'a': event 1 is '...', which has no word"),
         ({"reference": ["A man walks a dog."]}, "item 'a': reference must be a string, got list"),
         (
             {"id": None, "events": ["A man walks a dog."]},

@@ -224,6 +224,12 @@ def test_events_in_another_script_fail_rather_than_score():
     )
     assert judged[0].status == "failed" and "Latin letters" in judged[0].error
     assert judged[1].status == "ok" and judged[1].missed == []
+    # so does a reference in another script: every English statement would be unsupported by it
+    [zh_support] = offline.judge(
+        [JudgeItem(id="r", caption="A man walks a dog.", events=["A man walks a dog"], reference="一个男人在遛狗。")],
+        encoder_name="wordllama",
+    )
+    assert zh_support.status == "failed" and "reference is not in Latin letters" in zh_support.error
     # English events may quote speech or on-screen text in any script, however much of it
     quoting = [
         "Text reads: '抓皮卡丘被官方衝康 訓練師人生悲痛結束！'",
@@ -243,3 +249,24 @@ def test_progress_bar_only_when_asked(capsys):
     assert "offline judge" not in capsys.readouterr().err
     offline.judge([item], encoder_name="wordllama", progress=True)
     assert "offline judge: 100%" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoder", ["wordllama", "minilm"])
+def test_two_people_doing_the_same_thing_is_no_wrong_detail(encoder):
+    """An event told rightly in one place is not incorrect because another person does the same
+    thing elsewhere ("his" hand there, "her" hand here); nor is the caption's statement of it."""
+    text = (
+        "A man in a red shirt holds a racket in his left hand. Then a woman in a white skirt appears. "
+        "She holds a racket in her left hand."
+    )
+    events = ["A man in a red shirt holds a racket in his left hand", "She holds a racket in her left hand"]
+    own, wrong = offline.judge(
+        [
+            JudgeItem(id="own", caption=text, events=events, reference=text),
+            JudgeItem(id="wrong", caption=text.replace("in her left", "in his left"), events=events, reference=text),
+        ],
+        encoder_name=encoder,
+    )
+    assert (own.incorrect, own.hallucinated, own.missed) == ([], [], [])
+    # told wrongly in every place it is told, it stays incorrect
+    assert wrong.incorrect == ["She holds a racket in her left hand"], wrong

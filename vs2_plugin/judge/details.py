@@ -267,35 +267,52 @@ def locate(
     ``anchors`` are the claim's content-word stems; ``positions`` maps a stem to the positions of the text's
     words with that stem. Returns ``(start, stop)`` or ``None`` when fewer than
     ``min_anchors`` anchors (and fewer than half of them) meet in any span: the claim is not
-    told anywhere in particular.
+    told anywhere in particular. The first of :func:`locate_all`'s spans.
 
     >>> import numpy as np
     >>> locate(["play", "guitar"], {"play": np.array([2]), "guitar": np.array([4]), "dog": np.array([7])}, 9, 4)
     (2, 6)
     """
+    spans = locate_all(anchors, positions, n, width, min_anchors)
+    return spans[0] if spans else None
+
+
+def locate_all(
+    anchors: Sequence[str], positions: dict[str, np.ndarray], n: int, width: int, min_anchors: int = 2
+) -> list[tuple[int, int]]:
+    """Every place a claim is told as fully as anywhere (:func:`locate`): the ``width``-word spans
+    with the most distinct anchors, in text order, each starting past the one before (two people
+    doing the same thing: "he holds a racket in his hand ... she holds a racket in her hand").
+
+    >>> import numpy as np
+    >>> locate_all(["hold", "racket"], {"hold": np.array([1, 11]), "racket": np.array([3, 13])}, 16, 4)
+    [(1, 5), (11, 15)]
+    """
     anchors = [a for a in dict.fromkeys(anchors)]
     found = [positions[a] for a in anchors if a in positions]
     if not anchors or n == 0 or len(found) < min(min_anchors, len(anchors)) or 2 * len(found) < len(anchors):
-        return None
+        return []
     width = min(width, n)
     # an optimal span can always start at an anchor occurrence: slide over the sorted occurrences
     occ = sorted((int(p), k) for k, pos in enumerate(found) for p in pos)
     counts: dict[int, int] = {}
-    best_count, best_start, j = 0, 0, 0
+    best_count, best_starts, j = 0, [], 0
     for i, (start, _) in enumerate(occ):
         while j < len(occ) and occ[j][0] < start + width:
             counts[occ[j][1]] = counts.get(occ[j][1], 0) + 1
             j += 1
         if len(counts) > best_count:
-            best_count, best_start = len(counts), start
+            best_count, best_starts = len(counts), [start]
+        elif len(counts) == best_count and start >= best_starts[-1] + width:
+            best_starts.append(start)
         k = occ[i][1]
         counts[k] -= 1
         if not counts[k]:
             del counts[k]
     if best_count < min(min_anchors, len(anchors)) or best_count * 2 < len(anchors):
-        return None
-    start = min(best_start, n - width)
-    return start, start + width
+        return []
+    starts = dict.fromkeys(min(start, n - width) for start in best_starts)  # the last may end the text
+    return [(start, start + width) for start in starts]
 
 
 def contradictions(

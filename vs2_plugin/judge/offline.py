@@ -45,7 +45,7 @@ from vs2_plugin.judge.alignment import (
     stem_positions,
     stem_set,
 )
-from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate
+from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate_all
 from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, normal_word, split_sentences, words_of
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE, is_mostly_latin
@@ -126,8 +126,9 @@ def clause_spans(encoded: Encoded) -> list[tuple[int, int]]:
     return spans
 
 
-def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]) -> range | None:
-    """Where in the text a claim is told, located by its anchor words; ``None``: nowhere in particular.
+def claim_regions(claim_words: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]) -> list[range]:
+    """Where in the text a claim is told, located by its anchor words: every place that holds as
+    many of them as any (empty: nowhere in particular).
 
     Anchors are the claim's content words (stems, matched verbatim); a swapped detail is one
     anchor that does not match, so the span is still found when at least half of them meet.
@@ -141,17 +142,15 @@ def claim_region(claim_words: list[str], text_words: list[str], text_stems: dict
     ]
     # a claim whose only other content word is one anchor ("a man waves") is located by that word
     plain = {stem(w) for w in claim_words if w not in STOPWORDS and w not in table}
-    span = locate(
+    spans = locate_all(
         anchors,
         text_stems,
         len(text_words),
         width=max(8, 3 * len(claim_words) // 2),
         min_anchors=2 if len(plain) >= 2 else 1,
     )
-    if span is None:
-        return None
     # the span starts at an anchor; a detail often comes just before it ("a white cat")
-    return range(max(0, span[0] - SPAN_MARGIN), min(len(text_words), span[1] + SPAN_MARGIN))
+    return [range(max(0, a - SPAN_MARGIN), min(len(text_words), b + SPAN_MARGIN)) for a, b in spans]
 
 
 @lru_cache(maxsize=1)
@@ -176,15 +175,25 @@ def detail_contradictions(
     text_polarity: list[int],
     claim_polarity: list[int],
 ) -> list[Contradiction]:
-    """Wrong details of a claim where the text tells it (:func:`claim_region`). Three kinds: another
+    """Wrong details of a claim where the text tells it (:func:`claim_regions`; none where one of
+    the places it is told has none). Three kinds: another
     value of a detail of the lexicon (:func:`details.contradictions`), another thing of the kind of a
     word the lexicon lacks (:func:`kinds.kind_contradictions`) and the opposite polarity
     (:func:`statements.polarity_contradictions`; the polarities are :func:`polarity_of` of each
     side, computed once per text).
     """
-    region = claim_region(claim_words, text_words, text_stems)
-    if region is None:
-        return []
+    found: list[Contradiction] = []
+    for k, region in enumerate(claim_regions(claim_words, text_words, text_stems)):
+        here = _region_contradictions(claim_words, text_words, region, text_polarity, claim_polarity)
+        if not here:  # told rightly somewhere: one who tells it wrongly elsewhere is someone else
+            return []
+        found = found if k else here
+    return found
+
+
+def _region_contradictions(
+    claim_words: list[str], text_words: list[str], region: range, text_polarity: list[int], claim_polarity: list[int]
+) -> list[Contradiction]:
     skip = _never_read_by_kind()
     found = contradictions(claim_words, text_words, region, claim_polarity, text_polarity)
     table = lexicon()
@@ -246,10 +255,10 @@ def polarity_of(text: str, encoded: Encoded) -> list[int]:
 def order_contradictions(
     first: list[str], then: list[str], text_words: list[str], text_stems: dict[str, np.ndarray]
 ) -> list[Contradiction]:
-    """A claim telling ``first`` then ``then``, which the text tells (:func:`claim_region`) the other way
+    """A claim telling ``first`` then ``then``, which the text tells (:func:`claim_regions`) the other way
     round. The order is read over the whole text, not only where the claim was located: a claim
     told word for word in one place and partly in another must not be read from the other."""
-    if claim_region(first + then, text_words, text_stems) is None:
+    if not claim_regions(first + then, text_words, text_stems):
         return []
     found = order_contradiction(first, then, text_words, range(len(text_words)), STOPWORDS, loose_stem)
     return [found] if found else []
@@ -379,7 +388,7 @@ def judge(
     progress: bool = False,
 ) -> list[Judgment]:
     """Judge items offline, :data:`CHUNK` at a time (``progress``: a bar on stderr). Items without
-    events, or with events :func:`in_another_script` (its stopwords, detail lexicon and word kinds
+    events, or with events or a reference :func:`in_another_script` (its stopwords, detail lexicon and word kinds
     are English ones; "一只鸟在唱歌" would be scored by what its characters share with the
     caption's), get a failed Judgment."""
     from tqdm import tqdm
@@ -390,9 +399,10 @@ def judge(
     for i, item in enumerate(items):
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
-        elif in_another_script(item.events):
+        elif in_another_script(item.events) or in_another_script([item.reference or ""]):
+            what = "events are" if in_another_script(item.events) else "reference is"
             results[i] = Judgment.failed(
-                item.id, NAME, "the offline judge reads English, and this item's events are not in Latin letters"
+                item.id, NAME, f"the offline judge reads English, and this item's {what} not in Latin letters"
             )
         else:
             todo.append(i)

@@ -23,17 +23,21 @@ _RATES_OF = {
 
 
 def event_list(value: Any, where: str) -> list[str]:
-    """``value`` as a new list of atomic events (``None``: none). Anything but a list of non-blank
-    strings is a DataError naming ``where``: one string would otherwise be read as one event per
-    character, and a blank event counted as one more missed."""
+    """``value`` as a new list of atomic events (``None``: none). Anything but a list of strings
+    with a word each is a DataError naming ``where`` and the event: one string would otherwise be
+    read as one event per character, and a blank event ("", "...") counted as one more missed."""
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
-        got = type(value).__name__ if not isinstance(value, list) else "a list holding other values"
-        raise DataError(f"{where}: events must be a list of strings, got {got}")
-    blank = [k for k, e in enumerate(value) if not e.strip()]
-    if blank:
-        raise DataError(f"{where}: event {blank[0]} is blank")
+    if not isinstance(value, list):
+        raise DataError(f"{where}: events must be a list of strings, got {type(value).__name__}")
+    other = next((k for k, e in enumerate(value) if not isinstance(e, str)), None)
+    if other is not None:
+        raise DataError(f"{where}: events must be a list of strings; event {other} is {value[other]!r}")
+    # an event with no letter or digit ("...", "-") tells nothing a caption could mention
+    wordless = next((k for k, e in enumerate(value) if not any(ch.isalnum() for ch in e)), None)
+    if wordless is not None:
+        what = "blank" if not value[wordless].strip() else f"{value[wordless]!r}, which has no word"
+        raise DataError(f"{where}: event {wordless} is {what}")
     return list(value)
 
 
