@@ -44,6 +44,9 @@ def _video_list(tmp_path: Path) -> Path:
     rows += [json.loads(line) for line in (DEMO / "vs2_demo_rl.jsonl").read_text().splitlines()[:1]]
     for r in rows:
         r["video"] = str(DEMO / r["video"])
+    # the list's atomic events travel with the predictions to vs2 eval (instead of extracted ones)
+    rows[0]["events"] = ["A toddler plays on a rug", "A fire burns in a fireplace"]
+    rows[0]["local"][0]["events"] = ["A toddler sits on the rug"]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     rows.insert(1, {"id": "gone", "video": str(tmp_path / "gone.mp4")})
@@ -100,6 +103,13 @@ def test_caption_a_run_then_eval_resume_and_bad_videos(mrdpo_run, tmp_path, caps
     items = json.loads(report.read_text())["items"]
     assert sorted(i["id"] for i in items) == sorted(expected)
     assert all(i["status"] == "ok" and i["n_events"] > 0 for i in items)
+    first = listed[0]
+    with_events = {
+        f"{first['id']}/global": 2,
+        f"{first['id']}/local/{first['local'][0]['start']:g}-{first['local'][0]['end']:g}": 1,
+    }
+    assert {r["key"]: len(r["events"]) for r in rows if "events" in r} == with_events
+    assert {i["id"]: i["n_events"] for i in items if i["id"] in with_events} == with_events
 
     # a rerun resumes: the rows left are kept as they are, the missing ones come back the same
     lines = out.read_text().splitlines(keepends=True)
@@ -183,3 +193,8 @@ def test_eval_reads_llamafactory_predictions(tmp_path):
     assert vs2_main(["eval", "--input", str(path), "--out", str(report), "--quiet"]) == 0
     items = json.loads(report.read_text())["items"]
     assert [i["id"] for i in items] == ["line1", "line2"] and all(i["status"] == "ok" for i in items)
+    # a row with a caption reads its label as the reference too (it had been ignored)
+    path.write_text(json.dumps({"id": "a", "caption": "A dog runs in a park.", "label": rows[0]["label"]}) + "\n")
+    assert vs2_main(["eval", "--input", str(path), "--out", str(report), "--quiet"]) == 0
+    [item] = json.loads(report.read_text())["items"]
+    assert item["status"] == "ok" and item["n_events"] == 2 and len(item["missed"]) == 1

@@ -84,6 +84,18 @@ def test_a_row_of_an_edited_list_is_captioned_again(tiny_model_dir, tmp_path, ca
     assert vs2_main(_args(tiny_model_dir, new, out)) == 0
     assert "(0 new)" in capsys.readouterr().out
 
+    # events added to the list (or changed) change no caption: the row is kept, with the events
+    kept = out.read_text()
+    events = ["A toddler plays on a rug", "A fire burns"]
+    listed = {"id": "v1", "video": str(MEDIA / "living_room.mp4"), "reference": "NEW", "events": events}
+    assert vs2_main(_args(tiny_model_dir, _write_list(old, [listed]), out)) == 0
+    captured = capsys.readouterr()
+    assert "(0 new)" in captured.out and "recaptioning" not in captured.err
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["events"] == events and row["predict"] == json.loads(kept)["predict"]
+    assert vs2_main(_args(tiny_model_dir, _write_list(old, [{**listed, "events": None}]), out)) == 0
+    assert "events" not in json.loads(out.read_text()) and "(0 new)" in capsys.readouterr().out
+
 
 def test_a_repeated_interval_is_refused(tmp_path):
     from vs2_plugin.pipeline.caption import Settings, read_jobs

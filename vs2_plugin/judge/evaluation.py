@@ -42,9 +42,10 @@ def check_report_path(out: Path, input_path: Path) -> None:
 def from_prediction(row: dict, n: int) -> dict:
     """A ``generated_predictions.jsonl`` row (``vs2 caption``, LLaMA-Factory's ``do_predict``) as a
     judge row: ``predict`` is the caption, ``label`` the reference, ``key`` (else ``id``, else the
-    line number) the id, checked as any id (a key 0 is not the line's number, a list no id)."""
+    line number) the id, checked as any id (a key 0 is not the line's number, a list no id). A row
+    with a ``caption`` and a ``label`` but no ``reference`` reads the label as its reference."""
     if "caption" in row or "predict" not in row:
-        return row
+        return {**row, "reference": row["label"]} if row.get("label") and not row.get("reference") else row
     ident = next((row[k] for k in ("key", "id") if row.get(k) is not None), f"line{n}")
     return {
         **row,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vs2_plugin.errors import ConfigError, DataError, MediaError
+from vs2_plugin.judge.types import event_list
 from vs2_plugin.pipeline import console
 from vs2_plugin.pipeline.config import (
     DEFAULT_GLOBAL_PROMPT,
@@ -112,6 +113,8 @@ class Job:
     end: float | None = None
     line: int = 0  #: of the video list
     fingerprint: str = ""  #: of the video file's contents (:func:`video_fingerprint`)
+    #: the list's atomic events for this caption, passed on to the predictions for ``vs2 eval``
+    events: tuple[str, ...] = ()
 
 
 def check_video_list(path: Path) -> None:
@@ -157,8 +160,10 @@ def video_fingerprint(file: Path) -> str:
         raise DataError(f"video file cannot be read: {file} ({exc.strerror})") from None
 
 
-def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float, Any]], list[tuple[int | None, str]]]:
-    """The usable ``local`` intervals (start, end, reference) of a row, and (index, problem) of the
+def _intervals(
+    row: dict[str, Any], file: Path
+) -> tuple[list[tuple[float, float, Any, tuple[str, ...]]], list[tuple[int | None, str]]]:
+    """The usable ``local`` intervals (start, end, reference, events) of a row, and (index, problem) of the
     others: a bad interval is listed alone, the video's other captions are still made. MediaError
     when the file's duration cannot be read."""
     local = row.get("local") or []
@@ -185,7 +190,12 @@ def _intervals(row: dict[str, Any], file: Path) -> tuple[list[tuple[float, float
         if past:
             problems.append((k, past))
             continue
-        good.append((start, end, iv.get("reference") or iv.get("label")))
+        try:
+            events = tuple(event_list(iv.get("events"), f"local[{k}]"))
+        except DataError as exc:
+            problems.append((k, str(exc)))
+            continue
+        good.append((start, end, iv.get("reference") or iv.get("label"), events))
     return good, problems
 
 
@@ -213,12 +223,12 @@ def read_jobs(path: Path, task: str, settings: Settings) -> tuple[list[Job], lis
             intervals, problems = _intervals(row, file) if task in ("local", "both") else ([], [])
             if task in ("global", "both"):
                 label = row.get("reference") or row.get("label")
-                prompt = settings.global_prompt
-                jobs.append(Job(f"{vid}/global", vid, video, "global", prompt, label, line=n, fingerprint=contents))
-            for start, end, label in intervals:
+                prompt, events = settings.global_prompt, tuple(event_list(row.get("events"), "events"))
+                jobs.append(Job(f"{vid}/global", vid, video, "global", prompt, label, None, None, n, contents, events))
+            for start, end, label, events in intervals:
                 prompt = settings.local_prompt.format(start=start, end=end)
                 key = f"{vid}/local/{start:g}-{end:g}"
-                jobs.append(Job(key, vid, video, "local", prompt, label, start, end, n, contents))
+                jobs.append(Job(key, vid, video, "local", prompt, label, start, end, n, contents, events))
             for k, problem in problems:
                 bad.append({"line": n, "id": vid, "video": video, "local": k, "error": problem})
         except DataError as exc:
@@ -244,6 +254,8 @@ def listed_row(job: Job) -> dict[str, Any]:
     }
     if job.label:
         row["label"] = job.label
+    if job.events:
+        row["events"] = list(job.events)
     if job.task == "local":
         row.update(start=job.start, end=job.end)
     return json.loads(json.dumps(row))
@@ -256,8 +268,9 @@ def output_row(job: Job, caption) -> dict[str, Any]:
 def made_for(row: dict[str, Any], listed: dict[str, Any]) -> bool:
     """Whether a kept row was made for what ``listed`` (:func:`listed_row`) gives now. Its video is
     the same by contents, not by path: a moved data folder keeps its rows, a replaced file does
-    not. A row of an older vs2 has no ``video_fingerprint``; its path is compared instead, as then."""
-    ignored = ("predict", "finish_reason", "video" if "video_fingerprint" in row else "video_fingerprint")
+    not. A row of an older vs2 has no ``video_fingerprint``; its path is compared instead, as then.
+    The events are not compared: a caption does not depend on them (a kept row takes the list's)."""
+    ignored = ("predict", "finish_reason", "events", "video" if "video_fingerprint" in row else "video_fingerprint")
     return {k: v for k, v in row.items() if k not in ignored} == {k: v for k, v in listed.items() if k not in ignored}
 
 
@@ -273,15 +286,16 @@ def stale_rows(rows: list[dict[str, Any]], jobs: list[Job]) -> dict[str, Job]:
 
 
 def current_rows(rows: list[dict[str, Any]], jobs: list[Job], stale: dict[str, Job]) -> list[dict[str, Any]]:
-    """The kept rows that are not ``stale``, each row of a job with the job's video path and
-    fingerprint (the data folder moved; a row of an older vs2 gets its fingerprint)."""
+    """The kept rows that are not ``stale``, each row of a job with the job's video path,
+    fingerprint and events (the data folder moved; a row of an older vs2 gets its fingerprint; the
+    list's events changed)."""
     by_key = {j.key: j for j in jobs}
     out = []
     for row in rows:
         if row.get("key") in stale:
             continue
         job = by_key.get(row.get("key"))
-        out.append(row if job is None else {**row, **listed_row(job)})
+        out.append(row if job is None else {**{k: v for k, v in row.items() if k != "events"}, **listed_row(job)})
     return out
 
 
