@@ -169,3 +169,9 @@ def check_folder_can_be_made(folder: str | Path, what: str) -> None:
         raise ConfigError(f"{what}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{what}: no permission to write into {existing}")
+    import tempfile
+
+    try:  # what the permission bits do not tell: a read-only mount, /proc, a full disk; root's access
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot write into {existing} ({exc.strerror or exc})") from None

@@ -165,7 +165,7 @@ def test_unknown_judge_name_lists_the_registered_ones():
 def test_offline_options_are_parsed_and_validated():
     config = require_judge(JudgeConfig(judge="offline", options={"encoder": "wordllama", "miss_threshold": 0.3}))
     assert config.options == OfflineOptions(encoder="wordllama", miss_threshold=0.3)
-    with pytest.raises(ConfigError, match=r"offline judge: miss_threshold must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ConfigError, match=r"offline judge: miss_threshold must be a number in \[0, 1\], got 1.5"):
         require_judge(JudgeConfig(options={"miss_threshold": 1.5}))
     with pytest.raises(ConfigError, match=r"offline judge: encoder must be one of .*got 'bert'"):
         require_judge(JudgeConfig(options={"encoder": "bert"}))
@@ -232,7 +232,9 @@ def test_vs2_eval_takes_judge_options_and_reports_them(tmp_path):
         "miss_threshold": 0.25,
         "support_threshold": 0.5,
     }
-    assert report["passes"] == 1 and report["model"] is None
+    # the encoder is named (with auto, the one it stood for): reports of the two differ in AUC
+    assert report["passes"] == 1 and report["model"] == "wordllama encoder"
+    assert "(judge: offline, wordllama encoder)" in out.with_suffix(".md").read_text()
 
 
 def test_vs2_eval_bad_option_is_a_clear_error(tmp_path, capsys):

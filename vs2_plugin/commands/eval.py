@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from vs2_plugin.commands.judge_args import add_judge_arguments, config_from_args
-from vs2_plugin.files import read_jsonl
+from vs2_plugin.files import numbered_jsonl
 from vs2_plugin.gdpo.rounds import atomic_write_text
 from vs2_plugin.judge.evaluation import build_report, check_report_path, load_items
 from vs2_plugin.judge.report import failures_markdown, table1_markdown
@@ -55,7 +55,8 @@ def run(args) -> int:
 
     check_report_path(args.out, args.input)  # report.md / report.html are written beside it
     config = config_from_args(args)
-    items = load_items(args.input)
+    numbered = numbered_jsonl(args.input)  # read once: --input may be a pipe (/dev/stdin)
+    items = load_items(args.input, numbered)
     start = time.perf_counter()
     judgments = judge_items(items, config)
     seconds = time.perf_counter() - start
@@ -63,7 +64,8 @@ def run(args) -> int:
     rows, summary = report["items"], report["summary"]
     # written to a temporary name and renamed: a killed run leaves no half report
     atomic_write_text(args.out, redact(json.dumps(report, ensure_ascii=False, indent=1)) + "\n")
-    markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=config.judge)
+    judge = config.judge + (f", {report['model']}" if report["model"] else "")
+    markdown = table1_markdown(summary, name=args.name or args.input.stem, judge=judge)
     md_path = args.out.with_suffix(".md")
     failures = failures_markdown(rows)  # the page lists them per item; the Markdown names them here
     atomic_write_text(md_path, markdown + failures)
@@ -75,7 +77,7 @@ def run(args) -> int:
         markdown,
         items,
         rows,
-        read_jsonl(args.input),
+        [row for _, row in numbered],
         args.input,
     )
     print(markdown + failures)

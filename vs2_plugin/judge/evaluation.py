@@ -62,12 +62,13 @@ ROW_KEYS = frozenset(
 )
 
 
-def load_items(path: Path) -> list[JudgeItem]:
-    """The rows of ``path`` as judge items. Every error names the line; a key one letter or a
-    case away from a key the rows are read by (``Task``) is warned of, once, since the row would
-    be read without it (as global)."""
+def load_items(path: Path, numbered: list[tuple[int, dict]] | None = None) -> list[JudgeItem]:
+    """The rows of ``path`` (``numbered``: as :func:`~vs2_plugin.files.numbered_jsonl` already read
+    them, e.g. from a pipe that reads once) as judge items. Every error names the line; a key one
+    letter or a case away from a key the rows are read by (``Task``) is warned of, once, since the
+    row would be read without it (as global)."""
     items, seen, warned = [], set(), set()
-    for n, row in numbered_jsonl(path):
+    for n, row in numbered_jsonl(path) if numbered is None else numbered:
         warn_near_keys(row, ROW_KEYS, f"{path}:{n}", warned)
         _check_view_keys(row, f"{path}:{n}")
         row = from_prediction(row, n)

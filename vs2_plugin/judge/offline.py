@@ -46,7 +46,15 @@ from vs2_plugin.judge.alignment import (
     stem_set,
 )
 from vs2_plugin.judge.details import Contradiction, as_count, contradictions, lexicon, locate_all
-from vs2_plugin.judge.encoders import WORD, Encoded, get_encoder, normal_word, split_sentences, words_of
+from vs2_plugin.judge.encoders import (
+    WORD,
+    Encoded,
+    get_encoder,
+    normal_word,
+    resolve_encoder_name,
+    split_sentences,
+    words_of,
+)
 from vs2_plugin.judge.kinds import kind_contradictions
 from vs2_plugin.judge.metrics import QUOTE, is_mostly_latin
 from vs2_plugin.judge.registry import Judge
@@ -479,7 +487,12 @@ class OfflineOptions:
         for name in ("miss_threshold", "support_threshold"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"offline judge: {name} must be in [0, 1], got {value!r}")
+                raise ConfigError(f"offline judge: {name} must be a number in [0, 1], got {value!r}")
+
+    @property
+    def model(self) -> str:
+        """The encoder ``auto`` stands for on this machine (reports name it: the two differ in AUC)."""
+        return f"{resolve_encoder_name(self.encoder)} encoder"
 
 
 def _judge_captions(items, options: OfflineOptions, config) -> list[Judgment]:
