@@ -54,6 +54,13 @@ def test_half_a_surrogate_pair_is_named_by_key_and_an_array_file_gets_a_hint(tmp
         read_jsonl(array)
 
 
+def test_a_mapping_file_with_a_byte_order_mark_is_read(tmp_path):
+    for suffix, text in ((".json", '{"judge": "offline"}'), (".yaml", "judge: offline\n")):
+        path = tmp_path / f"judge{suffix}"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert load_mapping(path) == {"judge": "offline"}
+
+
 def test_read_jsonl_empty_allowed_missing_and_binary_refused(tmp_path):
     empty = tmp_path / "dropped.jsonl"
     empty.write_text("", encoding="utf-8")

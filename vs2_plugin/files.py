@@ -87,7 +87,7 @@ def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[dict[str,
 def load_mapping(path: Path) -> dict[str, Any]:
     """A YAML or JSON (by suffix) file whose top level is a mapping; anything else is a ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is no content
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:

@@ -77,8 +77,10 @@ def test_a_deprecated_flag_warns_in_one_line_without_source(tmp_path, run_cli):
     assert "config_from_args" not in err  # the source line that raised it is not the user's business
 
 
-def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys):
-    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "caption": "x"}])
+@pytest.mark.parametrize("reference", [None, "", "   \n"])
+def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys, reference):
+    row = {"id": "a", "caption": "x"} | ({} if reference is None else {"reference": reference})
+    path = write_jsonl(tmp_path / "in.jsonl", [row])
     assert vs2_main(["eval", "--input", str(path), "--out", str(tmp_path / "r.json")]) == 2
     assert "neither 'events' nor 'reference'" in capsys.readouterr().err
 

@@ -102,6 +102,9 @@ def test_schedule_from_config_and_validation():
         ConfigError, match=r"round 1: unknown threshold\(s\) delta_e_globl \(did you mean delta_e_global"
     ):
         Schedule.from_config({1: {"delta_e_globl": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}})
+    with pytest.raises(ConfigError, match=r"schedule round 'round1': a round is a number from 1"):
+        Schedule.from_config({"round1": {"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}})
+    assert Schedule.from_config({"2": {"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}}).for_round(2).delta_e_global == 0.1
     with pytest.raises(ConfigError, match=r"round 2: missing threshold\(s\) delta_r_local;"):
         Schedule.from_config([{"e_g": 0.1, "r_g": 0, "e_t": 0.2, "r_t": 0}, {"e_g": 0.1, "r_g": 0, "e_t": 0.2}])
 

@@ -72,7 +72,8 @@ def load_items(path: Path, numbered: list[tuple[int, dict]] | None = None) -> li
         warn_near_keys(row, ROW_KEYS, f"{path}:{n}", warned)
         _check_view_keys(row, f"{path}:{n}")
         row = from_prediction(row, n)
-        if "events" not in row and not row.get("reference"):
+        reference = row.get("reference")
+        if "events" not in row and not (reference.strip() if isinstance(reference, str) else reference):
             raise DataError(f"{path}:{n}: item {row.get('id')!r} has neither 'events' nor 'reference'")
         try:
             item = JudgeItem.from_dict(row)

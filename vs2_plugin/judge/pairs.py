@@ -118,6 +118,8 @@ class Schedule:
                     f"schedule round {key!r}: {'; '.join(what)}; a round sets {', '.join(sorted(known))} "
                     f"(or {', '.join(aliases)})"
                 )
+            if isinstance(key, bool) or not str(key).strip().isdigit() or int(key) < 1:
+                raise ConfigError(f"schedule round {key!r}: a round is a number from 1 (1: {{...}}, 2: {{...}})")
             try:
                 rounds[int(key)] = RoundThresholds(**fields)
             except (TypeError, ValueError) as exc:
