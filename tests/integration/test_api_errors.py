@@ -89,6 +89,7 @@ def test_an_unreadable_uploaded_video_is_a_400(api):
     detail = reply.json()["detail"]
     # named as the client knows it, not by the server's copy (a hash in a temporary folder)
     assert detail.startswith("uploaded file (1,536 bytes): not a readable media file"), detail
+    assert "vs2_media_" not in detail and "Errno" not in detail, detail  # nor FFmpeg's copy of the path
 
 
 def test_the_error_is_still_the_plugins_own_for_its_other_callers(api, tmp_path):

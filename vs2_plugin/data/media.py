@@ -44,9 +44,9 @@ from vs2_plugin.data.media_info import (
     _check_file,
     _info_from_container,
     _open,
-    _reason,
     _streams,
     probe,  # noqa: F401 (media.probe: read by the data check, token counts and tests)
+    reader_error,
 )
 from vs2_plugin.errors import ConfigError, MediaError
 from vs2_plugin.modeling.geometry import VIDEO_DEFAULTS
@@ -275,7 +275,7 @@ def read_media(
                 p, container, info, frame_times, want_video, want_audio, max_pixels, sample_rate
             )
         except av.FFmpegError as exc:
-            raise MediaError(p, f"decoding failed ({_reason(exc)})") from None
+            raise MediaError(p, f"decoding failed ({reader_error(exc)})") from None
     return DecodedMedia(
         info=info,
         frame_times_s=frame_times,

@@ -10,7 +10,6 @@ per file version (path, mtime, size), and :func:`check_many` checks files on a t
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -114,9 +113,9 @@ def check_media(path: str | os.PathLike, kind: str, limits: MediaLimits | None =
             media.probe(p)  # raises the message for a missing / empty / irregular file
         info, tail = _probe_and_tail(p, st.st_mtime_ns, st.st_size)
     except MediaError as exc:
-        return _tidy(exc.problem, p)
+        return exc.problem
     except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
-        return _tidy(f"not a readable media file ({media_info._reason(exc)})", p)
+        return f"not a readable media file ({media_info.reader_error(exc)})"
     if kind == "video" and not info.has_video:
         what = "an audio-only file" if info.has_audio else "no video stream"
         return f"no video stream ({what}), but it is given as a <video>; put audio-only files in the audios column"
@@ -169,9 +168,9 @@ def _decode_problem(path: str, kind: str, audio: bool, limits: MediaLimits, mtim
             min_duration_s=0.0,
         )
     except MediaError as exc:
-        return _tidy(exc.problem, path)
+        return exc.problem
     except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unusable
-        return _tidy(f"decoding failed ({media_info._reason(exc)})", path)
+        return f"decoding failed ({media_info.reader_error(exc)})"
     return None
 
 
@@ -265,12 +264,6 @@ def cutoff_problem(
         "cutting the media or the instruction after them (raise cutoff_len, or lower video_maxlen, "
         "video_max_pixels or video_fps)",
     )
-
-
-def _tidy(reason: str, path: str) -> str:
-    """FFmpeg's text without the errno and the path (the message names the file already)."""
-    reason = re.sub(r"\[Errno -?\d+\] ", "", reason)
-    return reason.replace(f": '{path}'", "").replace(f" '{path}'", "")
 
 
 def check_many(items: set[tuple[str, str]], limits: MediaLimits, workers: int | None = None) -> dict:

@@ -56,12 +56,20 @@ def _open(p: Path):
     try:
         return av.open(str(p), "r")
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MediaError(p, f"not a readable media file ({_reason(exc)})") from None
+        raise MediaError(p, f"not a readable media file ({reader_error(exc)})") from None
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+def reader_error(exc: BaseException) -> str:
+    """What a reader's exception says, as one line for a message that names the file already:
+    FFmpeg's errno and the file name it appends dropped (a spooled upload's would be a temporary
+    path), "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" ->
+    "Invalid data found when processing input"."""
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    text = re.sub(r"\[Errno -?\d+\] ", "", text)
+    for name in (getattr(exc, "filename", None), getattr(exc, "filename2", None)):
+        if name:
+            text = text.replace(f": {str(name)!r}", "").replace(f" {str(name)!r}", "")
+    return text[:200]
 
 
 def _streams(container):
