@@ -236,8 +236,10 @@ def test_run_mrdpo_refuses_a_run_dir_started_with_other_settings_before_any_work
     run_dir.mkdir()
     recorded = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     (run_dir / "config.json").write_text(json.dumps({**recorded, "seed": 7}))
+    (run_dir / "pipeline_state.json").write_text(json.dumps({"rounds": {"0": {"steps": {"eval": "t"}}}}))
     with pytest.raises(ConfigError, match=r"was started with other settings: seed \(7 -> 42\)"):
         run_mrdpo(cfg, progress=False)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]  # nothing screened, sampled or judged
+    # nothing screened, sampled or judged
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "pipeline_state.json"]
     with pytest.raises(ConfigError, match="model_name_or_path .*nope: not found"):
         run_mrdpo(load_mrdpo_config(TINY, [f"run_dir={tmp_path / 'other'}", f"model_name_or_path={tmp_path / 'nope'}"]))

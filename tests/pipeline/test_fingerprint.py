@@ -14,6 +14,7 @@ from vs2_plugin.errors import ConfigError
 from vs2_plugin.pipeline import fingerprint as fp
 from vs2_plugin.pipeline.config import load_mrdpo_config
 from vs2_plugin.pipeline.mrdpo import start_run_folder
+from vs2_plugin.pipeline.records import StepState
 
 TINY = REPO / "recipes" / "tiny" / "mrdpo.yaml"
 
@@ -76,6 +77,7 @@ def test_an_mrdpo_run_resumes_with_moved_inputs_and_refuses_replaced_ones(tmp_pa
     start_run_folder(cfg)
     recorded = json.loads((run / "config.json").read_text())
     assert recorded[fp.INPUTS_KEY]["train_videos"] == fp.fingerprint(str(videos))
+    StepState(run).mark(0, "eval", {})  # a step made: from now on the run is resumed, not restarted
 
     moved = shutil.copytree(model, tmp_path / "moved" / "model")
     moved_list = shutil.copy(videos, tmp_path / "moved" / "train.jsonl")
@@ -112,3 +114,16 @@ def test_a_run_folders_config_json_reads_back_as_its_config(tmp_path, tiny_model
     start_run_folder(cfg)
     again = load_mrdpo_config(run / "config.json", [f"run_dir={tmp_path / 'other'}"])
     assert dataclasses.replace(again, run_dir=cfg.run_dir) == cfg
+
+
+def test_a_run_stopped_before_it_made_anything_restarts_with_the_corrected_settings(tmp_path, tiny_model_dir):
+    """A list not found, a judge without its key: the run stopped after writing config.json and
+    before any step; its rerun with the list or the judge mended is no resume of other settings."""
+    run = tmp_path / "run"
+    cfg = load_mrdpo_config(TINY, [f"run_dir={run}", f"model_name_or_path={tiny_model_dir}"])
+    start_run_folder(dataclasses.replace(cfg, train_videos=str(tmp_path / "nope.jsonl"), seed=7))
+    start_run_folder(cfg)
+    assert json.loads((run / "config.json").read_text())["seed"] == cfg.seed
+    (run / "round-000").mkdir()  # a held-out evaluation begun: something made, kept only for these settings
+    with pytest.raises(ConfigError, match=r"was started with other settings: seed \(42 -> 7\)"):
+        start_run_folder(dataclasses.replace(cfg, seed=7))

@@ -280,14 +280,21 @@ def round_adapters(state: StepState, run_dir: Path, t: int, init: list[str], sin
     return init + (adapters[-1:] if single_lora else adapters)
 
 
+#: the events extracted from the videos' references (by the run's judge), kept for every round
+EVENTS_FILE = "data/events.json"
+
+
 def start_run_folder(cfg: MrDPOConfig) -> Path:
     """The run folder, resolved and made, with ``config.json`` written; a rerun resumes only with
-    the settings and inputs its finished steps were made with (:func:`resume_changes`), else ConfigError."""
+    the settings and inputs its finished steps were made with (:func:`resume_changes`), else
+    ConfigError. A run stopped before it made anything (a list not found, a judge without its key)
+    is no run to resume: its rerun starts afresh with the corrected settings."""
     run_dir = Path(cfg.run_dir).resolve()
     settings = json.loads(json.dumps(asdict(cfg), default=str))  # as config.json reads back
     # paths may change between reruns (a moved folder), contents may not
     inputs = fingerprints({key: getattr(cfg, key) for key in FINGERPRINTED_INPUTS})
-    changed = resume_changes(run_dir / "config.json", settings, inputs)
+    made = (run_dir / StepState.FILE).exists() or (run_dir / EVENTS_FILE).exists() or any(run_dir.glob("round-*"))
+    changed = resume_changes(run_dir / "config.json", settings, inputs) if made else []
     if changed:
         raise ConfigError(
             f"{run_dir} was started with other settings: {'; '.join(changed)}. Resume it with the "
@@ -359,9 +366,7 @@ def run_mrdpo(cfg: MrDPOConfig, progress: bool = True) -> dict[str, Any]:
 
     if why := judge_not_ready(jcfg):  # before sampling: the judge is first needed hours later
         raise ConfigError(f"judge {jcfg.judge!r}: {why}")
-    events = video_events(
-        train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / "data" / "events.json"
-    )
+    events = video_events(train_videos + [v for v in held_videos if v not in train_videos], jcfg, run_dir / EVENTS_FILE)
     write_gt_dataset(train_videos, cfg, run_dir / "data")
     dropped: set[str] = set()
     schedule = cfg.schedule()
