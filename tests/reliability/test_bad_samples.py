@@ -605,8 +605,9 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, 
         cwd=REPO,
         env=_cli_env(),
     )
-    assert res.returncode != 0
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vs2_plugin: error: bad training sample: ")
     assert f"bad training sample: dataset 'mix' (mix.json item 2): {files['missing']}: file not found" in last
     assert f"{len(bad)} of {total} samples are bad" in last
     assert not (out / "adapter_model.safetensors").exists()

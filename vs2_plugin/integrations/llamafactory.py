@@ -30,7 +30,7 @@ from typing import Any
 
 from vs2_plugin.autoload import when_imported
 from vs2_plugin.data.train_check import check_training_data
-from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory
+from vs2_plugin.errors import ConfigError, UnsupportedLlamaFactory, Vs2Error
 from vs2_plugin.modeling import MODEL_TYPE
 from vs2_plugin.modeling.targets import check_module_targets
 from vs2_plugin.pipeline.run_args import args_to_dict, as_arg_list, stage_of
@@ -228,21 +228,33 @@ def _wrap_training_function(tuner) -> None:
         return
 
     def _training_function(config: dict[str, Any]) -> None:
-        args = config.get("args")
-        stage = stage_of(args)
-        if uses_vs2(args):
-            given = args_to_dict(args)
-            check_module_targets(given)  # a misspelt LoRA target is skipped without a word
-            checked = check_training_data(given, argument_default)
-            config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
-        if stage not in STAGES:
-            return original(config)
-        return run_stage(STAGES[stage], config, original)
+        try:
+            return _train(config, original)
+        except Vs2Error as exc:
+            # a bad sample, a misspelt target, a forced key: the user's to mend, one line as vs2's
+            # commands print it (``llamafactory-cli`` would show a traceback through LLaMA-Factory)
+            from vs2_plugin.secrets import redact
+
+            raise SystemExit(f"vs2_plugin: error: {redact(exc)}") from None
 
     _training_function.__vs2_wrapped__ = True
     _training_function.__wrapped__ = original
     tuner._training_function = _training_function
     _record("stage_dispatch", "llamafactory.train.tuner._training_function")
+
+
+def _train(config: dict[str, Any], original: Callable[[dict[str, Any]], None]) -> None:
+    """LLaMA-Factory's training entry point with our data check before it and our stages in it."""
+    args = config.get("args")
+    stage = stage_of(args)
+    if uses_vs2(args):
+        given = args_to_dict(args)
+        check_module_targets(given)  # a misspelt LoRA target is skipped without a word
+        checked = check_training_data(given, argument_default)
+        config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
+    if stage not in STAGES:
+        return original(config)
+    return run_stage(STAGES[stage], config, original)
 
 
 def uses_vs2(args: dict[str, Any] | list[str] | None) -> bool:
