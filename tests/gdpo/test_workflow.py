@@ -94,7 +94,9 @@ def test_finished_round_is_not_rerun(memory_rounds, model_dir):
 
     run, _ = memory_rounds
     before = (run / "rounds.json").read_text()
-    result = run_gdpo_from_dict(_round_args(model_dir, run, gdpo_round=2))
+    # and it says so: with new settings a silent exit 0 would seem to have trained
+    with pytest.warns(UserWarning, match=r"gdpo round 2 is already finished .*nothing was trained.*gdpo_round=3"):
+        result = run_gdpo_from_dict(_round_args(model_dir, run, gdpo_round=2))
     assert result.skipped and result.round == 2
     assert (run / "rounds.json").read_text() == before
 

@@ -376,6 +376,13 @@ def _run_round(model_args, data_args, training_args, finetuning_args, gdpo_args,
     record = state.begin(index)
     round_dir = state.round_dir(index)
     if record.status == "done":
+        # nothing to do, and said: with new settings a silent exit 0 would seem to have trained
+        from vs2_plugin.pipeline import console
+
+        console.warn(
+            f"gdpo round {index} is already finished in {round_dir}; nothing was trained. Run the next "
+            f"round without gdpo_round (or gdpo_round={state.next_round()}), or give another output_dir"
+        )
         return GDPOResult(output_dir=str(round_dir), round=index, skipped=True)
 
     merged = state.adapters_before(index)
