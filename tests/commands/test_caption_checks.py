@@ -137,6 +137,8 @@ def test_wrong_inputs_are_one_line_before_loading(tiny_model_dir, tmp_path, caps
             ["--infer", "template=video_salmon2"],
             "'video_salmon2' is not registered with LLaMA-Factory (did you mean video_salmonn2?)",
         ),
+        # another template's plugin would caption the model's videos without their audio
+        (model, ["--infer", "template=qwen2_vl"], "--infer: template: 'qwen2_vl' with "),
         (model, ["--temperature", "1", "--top-p", "5"], "--top-p must be in (0, 1]; got 5.0"),
         (model, ["--top-p", "0.5"], "--top-p applies when sampling: give --temperature too"),
     ]

@@ -71,6 +71,8 @@ def test_the_tiny_sft_recipe_with_its_files_and_every_sample(tiny_model_dir, mon
             "is not in vs2_plugin/assets/demo_data/dataset_info.json (did you mean vs2_demo_av_sft",
         ),
         (["template=no_such_template"], "template: 'no_such_template' is not registered with LLaMA-Factory"),
+        # another template's plugin would drop the model's audio without a word
+        (["template=qwen2_vl"], "template: 'qwen2_vl' with "),
         (["deepspeed=recipes/deepspeed/ds_z9.json"], "deepspeed recipes/deepspeed/ds_z9.json: cannot read"),
         (["adapter_name_or_path=/nonexistent/adapter"], "adapter_name_or_path /nonexistent/adapter: not found"),
         (["lora_rank=0"], "lora_rank: 0 must be at least 1"),
@@ -292,6 +294,11 @@ def test_an_mrdpo_config_with_data_screens_its_video_lists_as_the_run_would(tiny
     assert "gone.mp4" in notes[0] and "no_reference" in notes[1] and "line" in notes[2]
     _, findings = check_recipe("recipes/tiny/mrdpo.yaml", [*overrides, "bad_samples=fail"], data=True)
     assert len(_problems(findings)) == 3
+    # a list with nothing left (or nothing in it) is what the run refuses, whatever the policy
+    for rows in ([bad[-2]], []):
+        listed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        _, findings = check_recipe("recipes/tiny/mrdpo.yaml", overrides, data=True)
+        assert _problems(findings) == [f"train_videos {listed}: no usable videos ({len(rows)} bad)"]
 
 
 def test_an_mrdpo_config_names_what_its_judge_lacks_on_this_machine(tiny_model_dir, tmp_path, monkeypatch):

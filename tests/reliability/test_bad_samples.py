@@ -611,6 +611,15 @@ def test_cli_fail_policy_exits_naming_the_file(files, tiny_model_dir, tmp_path, 
     assert f"bad training sample: dataset 'mix' (mix.json item 2): {files['missing']}: file not found" in last
     assert f"{len(bad)} of {total} samples are bad" in last
     assert not (out / "adapter_model.safetensors").exists()
+    # the model with another template: refused before anything, since its audio would be dropped
+    res = run_cli(
+        ["llamafactory-cli", "train", "recipes/tiny/av_sft.yaml", f"model_name_or_path={tiny_model_dir}"]
+        + [f"output_dir={out}", "template=qwen2_vl"],
+        cwd=REPO,
+        env=_cli_env(),
+    )
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode != 0 and last.startswith("vs2_plugin: error: template: 'qwen2_vl' with "), last
 
 
 @pytest.mark.slow

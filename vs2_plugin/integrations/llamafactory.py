@@ -247,8 +247,10 @@ def _train(config: dict[str, Any], original: Callable[[dict[str, Any]], None]) -
     """LLaMA-Factory's training entry point with our data check before it and our stages in it."""
     args = config.get("args")
     stage = stage_of(args)
+    given = {} if _asks_help(args) else args_to_dict(args)
+    if problem := model_template_problem(given.get("model_name_or_path"), given.get("template")):
+        raise ConfigError(problem)
     if uses_vs2(args):
-        given = args_to_dict(args)
         check_module_targets(given)  # a misspelt LoRA target is skipped without a word
         checked = check_training_data(given, argument_default)
         config = {**config, "args": checked if isinstance(args, dict) else as_arg_list(args, checked)}
@@ -257,11 +259,16 @@ def _train(config: dict[str, Any], original: Callable[[dict[str, Any]], None]) -
     return run_stage(STAGES[stage], config, original)
 
 
+def _asks_help(args: dict[str, Any] | list[str] | None) -> bool:
+    """No run: no arguments, or ``--help`` among them."""
+    return args is None or (isinstance(args, list) and any(a in ("-h", "--help") for a in args))
+
+
 def uses_vs2(args: dict[str, Any] | list[str] | None) -> bool:
     """Does this run use our template, one of our stages, or one of our data-check keys?"""
     from vs2_plugin.data.validate import DataCheckArguments
 
-    if args is None or (isinstance(args, list) and any(a in ("-h", "--help") for a in args)):
+    if _asks_help(args):
         return False
     if stage_of(args) in STAGES:
         return True
@@ -392,6 +399,30 @@ def template_problem(name: Any, where: str = "") -> str | None:
     if str(name) in names:
         return None
     return f"{where}template: {name!r} is not registered with LLaMA-Factory{did_you_mean(str(name), names)}"
+
+
+def model_template_problem(model: Any, template: Any, where: str = "") -> str | None:
+    """Why a video-SALMONN 2 model must not run with ``template`` (after ``where``): another
+    template's plugin gives it no audio tokens and samples frames its own way, so it would train
+    or caption on silent videos without a word. Only a local model folder is read (its
+    ``config.json``); None when the model is not ours, or the template is ``video_salmonn2``."""
+    import json
+    from pathlib import Path
+
+    from vs2_plugin.modeling import MODEL_TYPE
+
+    if template in (None, "", TEMPLATE_NAME) or not model:
+        return None
+    try:
+        model_type = json.loads((Path(str(model)) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # a hub id, or a folder the loader will refuse in its own words
+    if model_type != MODEL_TYPE:
+        return None
+    return (
+        f"{where}template: {template!r} with {model}, a {MODEL_TYPE} model: its audio would be dropped and "
+        f"its frames laid out by another plugin; use template: {TEMPLATE_NAME}"
+    )
 
 
 def parse_arguments(kind: str, args: dict[str, Any], where: str = "", files: bool = True) -> list[str]:

@@ -323,6 +323,10 @@ def command_settings(
         settings.max_new_tokens = max_new_tokens
     check_model(settings, Path(run) if run else None)
     settings.infer.update(parse_overrides(infer))
+    from vs2_plugin.integrations.llamafactory import model_template_problem
+
+    if problem := model_template_problem(settings.model, settings.infer.get("template"), "--infer: "):
+        raise ConfigError(problem)
     return settings
 
 

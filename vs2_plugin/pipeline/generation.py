@@ -163,7 +163,7 @@ class CaptionGenerator:
         max_new_tokens: int = 1024,
     ):
         from vs2_plugin.errors import ConfigError
-        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME, template_problem
+        from vs2_plugin.integrations.llamafactory import TEMPLATE_NAME, model_template_problem, template_problem
         from vs2_plugin.integrations.llamafactory_api import (
             get_infer_args,
             get_template_and_fix_tokenizer,
@@ -183,6 +183,7 @@ class CaptionGenerator:
         if adapters:
             args["adapter_name_or_path"] = ",".join(adapters)
         problem = template_problem(args["template"], "infer.")  # LLaMA-Factory looks it up after loading
+        problem = problem or model_template_problem(model, args["template"], "infer.")
         if problem:
             raise ConfigError(problem)
         model_args, data_args, finetuning_args, generating_args = get_infer_args(args)

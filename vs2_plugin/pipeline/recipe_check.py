@@ -112,10 +112,12 @@ def argument_findings(
 
 def _check_template(args: dict[str, Any], kind: str) -> list[Finding]:
     """The template where the values went unchecked (``ALLOW_EXTRA_ARGS`` set); otherwise
-    ``argument_problems`` names an unknown one, with close matches."""
-    from vs2_plugin.integrations.llamafactory import argument_names, template_problem
+    ``argument_problems`` names an unknown one, with close matches. A video-SALMONN 2 model with
+    another template (:func:`~vs2_plugin.integrations.llamafactory.model_template_problem`)."""
+    from vs2_plugin.integrations.llamafactory import argument_names, model_template_problem, template_problem
 
     problem = template_problem(args.get("template")) if argument_names(kind) is None else None
+    problem = problem or model_template_problem(args.get("model_name_or_path"), args.get("template"))
     return [Finding("problem", problem)] if problem else []
 
 
@@ -332,7 +334,8 @@ def _check_judge_ready(cfg) -> list[Finding]:
 
 def _check_video_list(cfg, key: str, path: str) -> list[Finding]:
     """Every row and video of a driver's video list, as its run screens them: a bad one is a
-    problem under ``bad_samples: fail``, a note of what the run would leave out under ``skip``."""
+    problem under ``bad_samples: fail``, a note of what the run would leave out under ``skip``; a
+    list with no usable video (an empty one included) a problem, as the run refuses it."""
     from vs2_plugin.pipeline.screen import screen_rows, video_limits
 
     try:
@@ -342,4 +345,6 @@ def _check_video_list(cfg, key: str, path: str) -> list[Finding]:
     level = "problem" if cfg.bad_samples == "fail" else "note"
     out = [Finding(level, b.message()) for b in bad]
     out.append(Finding("note", f"{key} {path}: {len(good) + len(bad)} video(s) checked, {len(bad)} bad"))
+    if not good:  # the run stops there whatever the policy
+        out.append(Finding("problem", f"{key} {path}: no usable videos ({len(bad)} bad)"))
     return out
