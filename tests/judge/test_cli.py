@@ -1,9 +1,11 @@
 """`vs2 eval` and `vs2 pairs` end to end with the offline judge."""
 
 import json
+import shutil
 
 import pytest
 
+from tests.support.paths import REPO
 from vs2_plugin.cli import main as vs2_main
 
 EVENTS = ["A brown dog runs across a park", "A man sings a song", "Rain falls on a city street"]
@@ -288,9 +290,14 @@ def test_pairs_name_a_broken_dataset_info_before_writing_and_warn_of_missing_med
     assert "1 media file(s) not found from --dataset-dir" in err and "m.mp4 (sample v1#global#1)" in err
     assert not (tmp_path / "ds" / "p.json").exists()
     (tmp_path / "ds" / "dataset_info.json").unlink()
-    (tmp_path / "ds" / "m.mp4").write_bytes(b"")  # where LLaMA-Factory will look for it
+    (tmp_path / "ds" / "m.mp4").write_bytes(b"")  # where LLaMA-Factory will look for it, but empty
     assert _pairs(tmp_path, rows, "--quiet") == 0
-    assert "not found" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not found" not in err
+    assert "1 media file(s) a training run would refuse: m.mp4 (sample v1#global#1): file is empty (0 bytes)" in err
+    shutil.copy(REPO / "vs2_plugin" / "assets" / "demo_data" / "media" / "drawing.mp4", tmp_path / "ds" / "m.mp4")
+    assert _pairs(tmp_path, rows, "--quiet") == 0
+    assert "media file" not in capsys.readouterr().err
 
 
 def test_eval_refuses_to_write_its_report_over_its_input(tmp_path, capsys):

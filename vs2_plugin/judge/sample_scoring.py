@@ -104,21 +104,33 @@ def load_samples(path: Path) -> list[dict]:
 def missing_media_warning(rows: list[dict], dataset_dir: Path) -> str | None:
     """Which media files of ``rows`` are not where LLaMA-Factory will look for them: a relative path
     from its ``media_dir``, the dataset_dir unless the recipe sets another (so a warning, not an
-    error). None when every file is there."""
+    error); and which are there but no media the training could read (the bad-sample check of the
+    training run would refuse them: a text file named .mp4, a cut download). None when all are fine."""
+    from vs2_plugin.data.media_check import MediaLimits, check_media
+
     missing: dict[str, str] = {}
+    unreadable: dict[str, tuple[str, str]] = {}
     for row in rows:
-        for key in ("media", "audios"):
+        for key, kind in (("media", "video"), ("audios", "audio")):
             for path in _as_list(row.get(key)):
-                if not (Path(dataset_dir) / path).exists():  # an absolute path stays itself
+                full = Path(dataset_dir) / path  # an absolute path stays itself
+                if not full.exists():
                     missing.setdefault(path, row["sample_id"])
-    if not missing:
-        return None
-    shown = ", ".join(f"{path} (sample {sample})" for path, sample in list(missing.items())[:5])
-    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-    return (
-        f"{len(missing)} media file(s) not found from --dataset-dir {dataset_dir}, where LLaMA-Factory reads "
-        f"relative paths unless the recipe sets media_dir: {shown}{more}"
-    )
+                elif path not in unreadable and (problem := check_media(str(full), kind, MediaLimits())):
+                    unreadable[path] = (row["sample_id"], problem)
+    lines = []
+    if missing:
+        shown = ", ".join(f"{path} (sample {sample})" for path, sample in list(missing.items())[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        lines.append(
+            f"{len(missing)} media file(s) not found from --dataset-dir {dataset_dir}, where LLaMA-Factory reads "
+            f"relative paths unless the recipe sets media_dir: {shown}{more}"
+        )
+    if unreadable:
+        shown = "; ".join(f"{path} (sample {s}): {why}" for path, (s, why) in list(unreadable.items())[:5])
+        more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        lines.append(f"{len(unreadable)} media file(s) a training run would refuse: {shown}{more}")
+    return "; ".join(lines) or None
 
 
 def items_to_judge(rows: list[dict]) -> list[JudgeItem]:
