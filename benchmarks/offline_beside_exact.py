@@ -21,7 +21,8 @@ support = its reference caption, as ``vs2 eval`` does with a reference), and rep
 
 (the offline judge has changed since a recorded ``learning.json`` was run when the two differ:
 ``offline_beside_exact.json`` / ``_seed1.json`` are the recorded runs' captions judged by the
-offline judge as it is now).
+offline judge as it was before it read every place an event is told, the run folders having not
+been kept since).
 """
 
 from __future__ import annotations
