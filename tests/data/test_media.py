@@ -390,7 +390,7 @@ def test_missing_file_and_configurable_minimum(clips, tmp_path):
     with pytest.raises(MediaError, match="file not found") as caught:
         probe(tmp_path / "nope.mp4")
     assert "nope.mp4" in str(caught.value)
-    with pytest.raises(MediaError, match="not a regular file"):
+    with pytest.raises(MediaError, match="a folder, not a media file"):
         probe(tmp_path)
     assert read_media(clips["short"], min_duration_s=0.5).num_frames == 2
     assert probe(clips["short"]).duration_s == pytest.approx(0.6, abs=0.05)  # probe never rejects length

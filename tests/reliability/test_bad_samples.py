@@ -221,9 +221,12 @@ def test_relative_media_paths_resolve_like_llamafactory(files, tmp_path):
     folder = tmp_path / "data"
     (folder / "clips").mkdir(parents=True)
     os.symlink(files["good"], folder / "clips" / "a.mp4")
-    _write_dataset(folder, [_row("clips/a.mp4"), _row("clips/b.mp4")])
+    _write_dataset(folder, [_row("clips/a.mp4"), _row("clips/b.mp4"), _row("clips")])
     result = validate.check_dataset(dataset_rows.dataset_specs(["mix"], str(folder))[0], MediaLimits())
-    assert [(b.index, b.file, b.reason) for b in result.bad] == [(1, "clips/b.mp4", "file not found")]
+    assert [(b.index, b.file, b.reason) for b in result.bad] == [
+        (1, "clips/b.mp4", "file not found"),
+        (2, str(folder / "clips"), "a folder, not a media file"),  # not "clips: file not found"
+    ]
     assert result.good_rows[0]["videos"] == [str(folder / "clips" / "a.mp4")]
 
 

@@ -183,6 +183,10 @@ class RowChecker:
                     continue
                 path = resolve_media(item, self.spec.media_dir)
                 resolved.append(os.path.abspath(path))
+                folder = next((f for f in (os.path.join(self.spec.media_dir, item), path) if os.path.isdir(f)), None)
+                if folder:  # LLaMA-Factory would look for the name elsewhere and not find it
+                    problems.append((folder, "a folder, not a media file"))
+                    continue
                 if kind == "image":
                     if not os.path.isfile(path):
                         problems.append((path, "file not found"))

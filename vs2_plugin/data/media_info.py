@@ -44,7 +44,7 @@ def _check_file(path: str | os.PathLike) -> Path:
     if not p.exists():
         raise MediaError(p, "file not found")
     if not p.is_file():
-        raise MediaError(p, "not a regular file")
+        raise MediaError(p, "a folder, not a media file" if p.is_dir() else "not a regular file")
     if p.stat().st_size == 0:
         raise MediaError(p, "file is empty (0 bytes)")
     return p
