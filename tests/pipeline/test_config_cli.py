@@ -86,7 +86,7 @@ def test_override_errors_are_clear():
     ("override", "message"),
     [
         # a misspelt schedule name had passed the config and crashed the run after screening and event extraction
-        ("thresholds=table_3", "a threshold schedule is a list or a mapping of rounds, got 'table_3'"),
+        ("thresholds=table_3", r"thresholds: 'table_3' is no schedule \(did you mean table3\?\)"),
         ("thresholds=[{e_g: 0.05, r_g: 0, e_t: 0.05}]", "schedule round 1: .*delta_r_local"),
         ("thresholds=[{e_g: five, r_g: 0, e_t: 0.05, r_t: 0}]", "delta_e_global must be a fraction.*'five'"),
         ("min_duration_s=-5", "min_duration_s must be a number >= 0; got -5"),

@@ -496,6 +496,10 @@ def test_mrdpo_video_list_skips_and_lists_bad_videos(files, tmp_path):
         match=r"bad video in .*videos.jsonl: dataset 'train' \(videos.jsonl line 2, id 'gone'\): .*missing.mp4: file not found; 4 bad",
     ):
         screen_videos(videos, tmp_path / "run2", policy="fail", tag="train")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match=r"empty.jsonl: no videos listed$"):  # not "no usable videos (0 bad...)"
+        screen_videos(empty, tmp_path / "run3", tag="train")
 
 
 def test_bad_rows_are_named_by_the_line_an_editor_shows(files, tmp_path):

@@ -178,6 +178,11 @@ class MrDPOConfig:
         """The pair thresholds of every round (:class:`vs2_plugin.judge.pairs.Schedule`)."""
         from vs2_plugin.judge.pairs import Schedule
 
+        if isinstance(self.thresholds, str) and self.thresholds != "table3":
+            raise ConfigError(
+                f"thresholds: {self.thresholds!r} is no schedule{did_you_mean(self.thresholds, ['table3'])}; "
+                "give table3 or a list of rounds of {delta_e_global, delta_r_global, delta_e_local, delta_r_local}"
+            )
         return Schedule() if self.thresholds in (None, "table3") else Schedule.from_config(self.thresholds)
 
     @property

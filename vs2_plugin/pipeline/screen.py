@@ -70,7 +70,9 @@ def screen_videos(
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     listing = record_skipped(run_dir, tag, bad)
     if not good:
-        raise DataError(f"{p}: no usable videos ({len(bad)} bad, listed in {listing})")
+        raise DataError(
+            f"{p}: no usable videos ({len(bad)} bad, listed in {listing})" if bad else f"{p}: no videos listed"
+        )
     return good, bad
 
 
