@@ -101,8 +101,10 @@ def test_resizes_embeddings_only_when_needed(parts, tmp_path):
 
 def test_errors_name_the_problem(parts, tmp_path):
     qwen_dir, whisper_pt = parts
-    with pytest.raises(MediaError, match="no config.json"):
+    with pytest.raises(ConfigError, match="--visual-llm .*: not a model directory \\(no config.json\\)"):
         compose(tmp_path, whisper_pt, tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="--visual-llm .*nope: not found"):
+        compose(tmp_path / "nope", whisper_pt, tmp_path / "x", progress=False)
     with pytest.raises(MediaError, match="Whisper checkpoint not found"):
         compose(qwen_dir, tmp_path / "none.pt", tmp_path / "y", progress=False)
     with pytest.raises(MediaError, match="a folder: give the openai-whisper checkpoint file itself"):

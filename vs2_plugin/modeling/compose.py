@@ -234,8 +234,10 @@ def compose(visual_llm, whisper, out, *, seed: int = 0, progress: bool = True, *
 
     register_auto_classes()
     visual_llm, out = Path(visual_llm), Path(out)
+    if not visual_llm.exists():
+        raise ConfigError(f"--visual-llm {visual_llm}: not found")
     if not (visual_llm / "config.json").is_file():
-        raise MediaError(visual_llm, "not a model directory (no config.json)")
+        raise ConfigError(f"--visual-llm {visual_llm}: not a model directory (no config.json)")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty")
     shards = _source_shards(visual_llm)
