@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.paths import REPO
 from vs2_plugin.cli import main as vs2_main
-from vs2_plugin.errors import ConfigError
+from vs2_plugin.errors import ConfigError, DataError
 from vs2_plugin.pipeline.caption import Settings, read_jobs
 from vs2_plugin.pipeline.predictions import caption_settings, start_or_resume
 
@@ -40,6 +40,11 @@ def test_malformed_lines_and_intervals_are_bad_rows(tmp_path):
     listing = tmp_path / "videos.jsonl"
     listing.write_text("\n".join(lines) + "\n")
     jobs, bad = read_jobs(listing, "both", Settings("m", [], {}))
+    # a list that is no JSON lines at all is said once, before any model loads
+    array = tmp_path / "videos.json"
+    array.write_text(json.dumps([json.loads(lines[0])], indent=1))
+    with pytest.raises(DataError, match=r"videos.json: no line is a JSON object \(line 1: .*not an array\)"):
+        read_jobs(array, "both", Settings("m", [], {}))
     # every video's global caption is kept, and the one good interval
     assert [j.key for j in jobs] == ["ok/global", "ok/local/1-5.3", "huge/global", "text/global"]
     reasons = {(b["line"], b.get("local")): b["error"] for b in bad}

@@ -136,6 +136,8 @@ def video_rows(path: Path) -> list[tuple[int, Any, str | None]]:
         raise DataError(f"--videos {exc}") from None
     if not out:
         raise DataError(f"--videos {path}: no rows")
+    if all(problem for _, _, problem in out):  # not JSON lines at all (a JSON array, a CSV): said once, before loading
+        raise DataError(f"--videos {path}: no line is a JSON object (line {out[0][0]}: {out[0][2]})")
     return out
 
 
