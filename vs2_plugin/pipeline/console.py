@@ -165,9 +165,13 @@ class RunConsole:
     # -------------------------------------------------------------------- context
     def __enter__(self) -> RunConsole:
         global _ACTIVE
+        from vs2_plugin.files import check_folder_can_be_made
+
+        # the output folder is under a file, or not writable: said with the part at fault
+        check_folder_can_be_made(self.log_path.parent, f"{self.log_path.parent} (the log folder)")
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # the output folder is a file, or not writable
+        except OSError as exc:
             raise Vs2Error(f"{self.log_path.parent}: cannot create the log folder ({exc.strerror})") from None
         sys.stdout.flush()
         sys.stderr.flush()
