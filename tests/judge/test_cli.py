@@ -79,6 +79,16 @@ def test_a_deprecated_flag_warns_in_one_line_without_source(tmp_path, run_cli):
     assert "config_from_args" not in err  # the source line that raised it is not the user's business
 
 
+def test_a_row_without_events_or_reference_fails_alone(tmp_path, capsys):
+    """vs2 caption's predictions of a list where one video had no reference: the others are judged."""
+    rows = [{"id": "a", "caption": "A man walks a dog.", "events": ["A man walks a dog"]}, {"id": "b", "caption": "x"}]
+    report = tmp_path / "r.json"
+    assert vs2_main(["eval", "--input", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--out", str(report)]) == 1
+    items = {i["id"]: i for i in json.loads(report.read_text())["items"]}
+    assert items["a"]["status"] == "ok" and items["b"]["status"] == "failed"
+    assert "no events to judge against" in items["b"]["error"]
+
+
 @pytest.mark.parametrize("reference", [None, "", "   \n"])
 def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys, reference):
     row = {"id": "a", "caption": "x"} | ({} if reference is None else {"reference": reference})

@@ -66,15 +66,18 @@ def load_items(path: Path, numbered: list[tuple[int, dict]] | None = None) -> li
     """The rows of ``path`` (``numbered``: as :func:`~vs2_plugin.files.numbered_jsonl` already read
     them, e.g. from a pipe that reads once) as judge items. Every error names the line; a key one
     letter or a case away from a key the rows are read by (``Task``) is warned of, once, since the
-    row would be read without it (as global)."""
-    items, seen, warned = [], set(), set()
+    row would be read without it (as global). A row with neither events nor a reference (a video
+    of ``vs2 caption``'s list that had none) is an item that fails with that reason; a file of such
+    rows only is refused, naming the first."""
+    items, seen, warned, unfounded = [], set(), set(), []
     for n, row in numbered_jsonl(path) if numbered is None else numbered:
         warn_near_keys(row, ROW_KEYS, f"{path}:{n}", warned)
         _check_view_keys(row, f"{path}:{n}")
         row = from_prediction(row, n)
         reference = row.get("reference")
         if "events" not in row and not (reference.strip() if isinstance(reference, str) else reference):
-            raise DataError(f"{path}:{n}: item {row.get('id')!r} has neither 'events' nor 'reference'")
+            unfounded.append(f"{path}:{n}: item {row.get('id')!r} has neither 'events' nor 'reference'")
+            row = {**row, "reference": None}
         try:
             item = JudgeItem.from_dict(row)
         except DataError as exc:
@@ -83,6 +86,8 @@ def load_items(path: Path, numbered: list[tuple[int, dict]] | None = None) -> li
             raise DataError(f"{path}:{n}: duplicate id {item.id!r}")
         seen.add(item.id)
         items.append(item)
+    if unfounded and len(unfounded) == len(items):  # the wrong file, or the wrong keys: nothing to judge
+        raise DataError(unfounded[0])
     return items
 
 
