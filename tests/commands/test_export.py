@@ -154,6 +154,16 @@ def test_an_out_that_holds_a_source_is_refused_even_with_overwrite(tiny_model_di
     assert sorted(p.name for p in base.iterdir()) == before
 
 
+def test_an_existing_out_is_refused_in_one_line_before_any_step(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "final"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert vs2_main(["export", "--model", str(tiny_model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vs2 export: error: --out {out} exists and is not empty; choose another folder or pass --overwrite"]
+    assert not (tmp_path / "logs").exists()  # no run began: no log, no failed step line
+
+
 def vs2_main_raising(argv):
     import argparse
 

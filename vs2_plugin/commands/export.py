@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vs2_plugin.errors import ConfigError
-from vs2_plugin.modeling.export import DTYPES, export_merged
+from vs2_plugin.modeling.export import DTYPES, check_export, export_merged
 from vs2_plugin.pipeline.records import finished_model
 
 #: what ``vs2`` says after Ctrl-C: the checkpoint is written to a temporary sibling and renamed
@@ -54,6 +54,7 @@ def run(args) -> int:
         raise ConfigError(f"--out {args.out}: an existing file; the merged checkpoint is a folder")
     # a rebirth folder after full fine-tuning names its trained model and no adapter
     model, adapters = finished_model(Path(args.run), "--run {}") if args.run else (args.model, list(args.adapters))
+    check_export(model, adapters, args.out, args.dtype, args.overwrite)  # before the log and its step line
     from vs2_plugin.pipeline import console
 
     # loading and saving messages (progress bars, library warnings) go to logs/ beside --out

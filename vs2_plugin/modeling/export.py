@@ -95,11 +95,11 @@ def merged_model(model_dir: str | Path, adapters: list[str]):
     return model.eval()
 
 
-def export_merged(
+def check_export(
     model_dir: str | Path, adapters: list[str], out: str | Path, dtype: str = "auto", overwrite: bool = False
-) -> Path:
-    """Write base + ``adapters`` as one checkpoint to ``out`` (atomically); returns ``out``. The
-    sources and ``out`` are checked before torch and transformers are imported (seconds)."""
+) -> tuple[Path, Path]:
+    """The base folder and ``out`` of :func:`export_merged` once the sources, the dtype and ``out``
+    are checked (ConfigError naming the first that is wrong); nothing imported, nothing written."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     base = _check_dir(model_dir, "model", "config.json")
@@ -115,6 +115,15 @@ def export_merged(
             raise ConfigError(f"--out {out} holds {what} {source}, which the export reads; choose another folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    return base, out
+
+
+def export_merged(
+    model_dir: str | Path, adapters: list[str], out: str | Path, dtype: str = "auto", overwrite: bool = False
+) -> Path:
+    """Write base + ``adapters`` as one checkpoint to ``out`` (atomically); returns ``out``. The
+    sources and ``out`` are checked before torch and transformers are imported (seconds)."""
+    base, out = check_export(model_dir, adapters, out, dtype, overwrite)
     import torch
     from transformers import AutoProcessor, AutoTokenizer
 
