@@ -159,6 +159,10 @@ SAMPLE = {"video_id": "v1", "media": "m.mp4", "prompt": "Describe.", "caption": 
         ([{**SAMPLE, "total_rate": "abc"}], "s.jsonl:1 (video 'v1'): 'total_rate' must be a number, got 'abc'"),
         ([{**SAMPLE, "total_rate": None}], "'total_rate' must be a number, got None"),
         ([{**SAMPLE, "total_rate": -5}], "'total_rate' must lie in [0.0, inf), got -5"),
+        (
+            [{**SAMPLE, "total_rate": 0.2, "miss_rate": 0.5, "hall_rate": 0.4}],
+            "'total_rate' 0.2 is not 'miss_rate' + 'hall_rate' (0.9); give one or the other",
+        ),
         ([{**SAMPLE, "miss_rate": 7, "hall_rate": 0.1}], "'miss_rate' must lie in [0.0, 1.0], got 7"),
         ([{**SAMPLE, "caption": 3}], "s.jsonl:1 (video 'v1'): 'caption' must be a string, got int"),
         ([{k: v for k, v in SAMPLE.items() if k != "media"}], "s.jsonl:1 (video 'v1'): no 'media' (or 'audios')"),

@@ -46,6 +46,12 @@ def _precomputed(row: dict, where: str = "") -> tuple[float, float] | None:
     """(error, repetition rate) given in the row instead of a judgment, or None."""
     if "total_rate" in row:
         error = _rate(row, "total_rate", where)
+        if "miss_rate" in row and "hall_rate" in row:  # Total = Miss + Hall (App. E): two answers would be one too many
+            parts = _rate(row, "miss_rate", where) + _rate(row, "hall_rate", where)
+            if abs(parts - error) > 1e-6:
+                raise DataError(
+                    f"{where}: 'total_rate' {error:g} is not 'miss_rate' + 'hall_rate' ({parts:g}); give one or the other"
+                )
     elif "miss_rate" in row and "hall_rate" in row:
         error = _rate(row, "miss_rate", where) + _rate(row, "hall_rate", where)
     else:
