@@ -107,6 +107,9 @@ def test_eval_rejects_rows_without_events_or_reference(tmp_path, capsys, referen
         # no word: nothing a caption could mention, it would only be counted missed
         ({"events": ["A man walks a dog.", "..."]}, "in.jsonl:1: item 'a': event 1 is '...', which has no word"),
         ({"reference": ["A man walks a dog."]}, "item 'a': reference must be a string, got list"),
+        # what the HTML report places on the video's timeline
+        ({"events": ["A dog."], "start": float("nan")}, "'start' must be a number of seconds >= 0, got nan"),
+        ({"events": ["A dog."], "start": 4, "end": 2.5}, "in.jsonl:1: 'end' 2.5 must come after 'start' 4"),
         (
             {"id": None, "events": ["A man walks a dog."]},
             "in.jsonl:1: id must be a non-blank string or an integer, got None",

@@ -109,8 +109,13 @@ def _check_view_keys(row: dict, where: str) -> None:
         raise DataError(f"{where}: 'video' must be a path (a string), got {video!r}")
     for key in ("start", "end"):
         value = row.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise DataError(f"{where}: {key!r} must be a number of seconds, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf")
+        ):
+            raise DataError(f"{where}: {key!r} must be a number of seconds >= 0, got {value!r}")
+    start, end = row.get("start"), row.get("end")
+    if start is not None and end is not None and end <= start:
+        raise DataError(f"{where}: 'end' {end!r} must come after 'start' {start!r}")
 
 
 def build_report(items: list[JudgeItem], judgments: list, config, input_path: Path, seconds: float) -> dict:
