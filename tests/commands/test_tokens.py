@@ -199,7 +199,7 @@ def test_too_short_clip_is_rejected_like_read_media(tmp_path, capsys):
         (["--video-max-pixels", "0"], "video_max_pixels must be a whole number >= 1, got 0"),
         (["--window", "0.25"], "window_s=0.25 is not a whole number of encoder frames"),  # as vs2 build refuses it
         (["--window", "inf"], "window_s must be a positive number of seconds, got inf"),
-        (["--fps", "0"], "fps must be a finite number > 0, got 0.0"),
+        (["--fps", "0"], "error: fps must be a finite number > 0, got 0.0"),  # the setting, not a class, named
         (["--fps", "inf"], "fps must be a finite number > 0, got inf"),
         (["--max-frames", "1"], "max_frames must be at least group_size (2 frames make one temporal group), got 1"),
     ],

@@ -125,9 +125,9 @@ class VideoSampling:
 
     def __post_init__(self) -> None:
         if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps < math.inf:
-            raise ConfigError(f"VideoSampling.fps must be a finite number > 0, got {self.fps!r}")
+            raise ConfigError(f"fps must be a finite number > 0, got {self.fps!r}")
         if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
-            raise ConfigError(f"VideoSampling.max_frames must be an integer >= 1, got {self.max_frames!r}")
+            raise ConfigError(f"max_frames must be an integer >= 1, got {self.max_frames!r}")
 
     def arguments(self) -> dict[str, Any]:
         """As LLaMA-Factory's arguments: its own defaults (2 frames/s, at most 128) are not the paper's."""
