@@ -250,6 +250,9 @@ def test_vs2_eval_bad_option_is_a_clear_error(tmp_path, capsys):
         vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), "--judge-option", "noequals"]) == 2
     )
     assert "--judge-option expects KEY=VALUE, got 'noequals'" in capsys.readouterr().err
+    twice = ["--judge-option", "miss_threshold=0.4", "--judge-option", "miss_threshold=0.6"]
+    assert vs2_main(["eval", "--input", str(data), "--out", str(tmp_path / "r.json"), *twice]) == 2
+    assert "--judge-option miss_threshold is given twice; give each option once" in capsys.readouterr().err
 
 
 def test_mrdpo_config_checks_the_judge_and_moves_old_keys(tmp_path):

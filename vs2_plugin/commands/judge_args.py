@@ -121,7 +121,11 @@ def config_from_args(args) -> JudgeConfig:
                 f"judge {args.judge or config.judge!r} has no option {ignored}; ignored", FutureWarning, stacklevel=2
             )
         options.update({k: v for k, v in legacy.items() if k in accepted})
-    options.update(parse_option(text) for text in args.judge_option)
+    given = [parse_option(text) for text in args.judge_option]
+    keys = [key for key, _ in given]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):  # which one was meant?
+        raise ConfigError(f"--judge-option {twice[0]} is given twice; give each option once")
+    options.update(given)
     config = dataclasses.replace(config, options=options)
     if args.judge is not None:
         config = dataclasses.replace(config, judge=args.judge)
