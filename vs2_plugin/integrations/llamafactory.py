@@ -411,8 +411,8 @@ def model_template_problem(model: Any, template: Any, where: str = "") -> str | 
 
     from vs2_plugin.modeling import MODEL_TYPE
 
-    if template in (None, "", TEMPLATE_NAME) or not model:
-        return None
+    if template in (None, "", TEMPLATE_NAME) or not model or template_problem(template):
+        return None  # no template, ours, or one LLaMA-Factory does not know (said by template_problem)
     try:
         model_type = json.loads((Path(str(model)) / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
