@@ -45,6 +45,12 @@ def jsonl_lines(path: str | Path) -> list[tuple[int, Any, str | None]]:
     return out
 
 
+def first_surrogate(text: str) -> int | None:
+    """Where ``text`` holds its first lone surrogate (half a UTF-16 pair, or an undecodable byte read
+    with ``surrogateescape``): no character, so no valid text; None when it holds none."""
+    return next((i for i, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+
+
 #: an escaped UTF-16 surrogate ("\ud83d"): JSON allows one alone, text cannot hold it
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -53,10 +59,9 @@ def lone_surrogate(value: Any, where: str = "") -> str | None:
     """Why ``value`` (a row read from JSON) holds no valid text: the first string with an unpaired
     UTF-16 surrogate (a ``\\ud83d`` escape, e.g. an emoji cut in two), named by its key path."""
     if isinstance(value, str):
-        for i, ch in enumerate(value):
-            if 0xD800 <= ord(ch) <= 0xDFFF:
-                return f"{where or 'a value'} holds \\u{ord(ch):04x} at character {i}: half of a UTF-16 surrogate pair, not a character"
-        return None
+        if (i := first_surrogate(value)) is None:
+            return None
+        return f"{where or 'a value'} holds \\u{ord(value[i]):04x} at character {i}: half of a UTF-16 surrogate pair, not a character"
     if isinstance(value, dict):
         items = ((f"{where}.{k}" if where else repr(k), k, v) for k, v in value.items())
         return next((p for name, k, v in items if (p := lone_surrogate(k, name) or lone_surrogate(v, name))), None)

@@ -104,11 +104,13 @@ class _Unparsed:
 
 def text_problem(text: str) -> str | None:
     """Why ``text`` is not valid UTF-8 (lone surrogates from undecodable bytes or \\ud800 escapes)."""
-    for i, ch in enumerate(text):
-        if 0xD800 <= ord(ch) <= 0xDFFF:
-            shown = f"byte 0x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else f"U+{ord(ch):04X}"
-            return f"not valid UTF-8 ({shown} at character {i})"
-    return None
+    from vs2_plugin.files import first_surrogate
+
+    if (i := first_surrogate(text)) is None:
+        return None
+    code = ord(text[i])
+    shown = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+    return f"not valid UTF-8 ({shown} at character {i})"
 
 
 def _media_list(value: Any) -> list | None:

@@ -409,8 +409,6 @@ def model_template_problem(model: Any, template: Any, where: str = "") -> str | 
     import json
     from pathlib import Path
 
-    from vs2_plugin.modeling import MODEL_TYPE
-
     if template in (None, "", TEMPLATE_NAME) or not model or template_problem(template):
         return None  # no template, ours, or one LLaMA-Factory does not know (said by template_problem)
     try:

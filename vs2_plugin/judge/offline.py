@@ -388,6 +388,13 @@ def in_another_script(events: list[str]) -> bool:
     return any(ch.isalpha() for ch in written) and not is_mostly_latin(written)
 
 
+def _foreign_part(item: JudgeItem) -> str | None:
+    """Which of ``item``'s texts the judge cannot read (:func:`in_another_script`), as a message says it."""
+    if in_another_script(item.events):
+        return "events are"
+    return "reference is" if in_another_script([item.reference or ""]) else None
+
+
 def judge(
     items: list[JudgeItem],
     miss_threshold: float = MISS_THRESHOLD,
@@ -407,8 +414,7 @@ def judge(
     for i, item in enumerate(items):
         if not item.events:
             results[i] = Judgment.failed(item.id, NAME, "item has no events (and none could be extracted)")
-        elif in_another_script(item.events) or in_another_script([item.reference or ""]):
-            what = "events are" if in_another_script(item.events) else "reference is"
+        elif what := _foreign_part(item):
             results[i] = Judgment.failed(
                 item.id, NAME, f"the offline judge reads English, and this item's {what} not in Latin letters"
             )
